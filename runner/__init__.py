@@ -1,0 +1,1 @@
+"""playbook runner: YAML playbooks for product-operations work."""

@@ -1,0 +1,142 @@
+"""Project configuration: `playbook.toml` in the working directory, overridden by `PLAYBOOK_*`.
+
+Secrets come only from the environment: the config names the variable (`api_key_env`), never the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from runner.errors import Diagnostic, PlaybookError
+
+CONFIG_FILE = "playbook.toml"
+LOCAL = "local"
+# Environment variable litellm reads for each provider prefix; others use <PREFIX>_API_KEY.
+PROVIDER_KEYS = {"openai": "OPENAI_API_KEY", "deepseek": "DEEPSEEK_API_KEY",
+                 "dashscope": "DASHSCOPE_API_KEY", "anthropic": "ANTHROPIC_API_KEY",
+                 "gemini": "GEMINI_API_KEY", "moonshot": "MOONSHOT_API_KEY",
+                 "zhipuai": "ZHIPUAI_API_KEY", "volcengine": "VOLCENGINE_API_KEY",
+                 "openrouter": "OPENROUTER_API_KEY", "ollama": ""}
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(description="litellm model id, e.g. deepseek/deepseek-chat, or 'local'")
+    api_base: str | None = None
+    api_key_env: str | None = Field(None, description="environment variable holding the key")
+    concurrency: int = Field(8, ge=1)
+    rpm: int | None = Field(None, ge=1, description="requests per minute")
+    input_price: float | None = Field(None, description="per million input tokens, project currency")
+    output_price: float | None = Field(None, description="per million output tokens, project currency")
+    structured_output: bool | None = Field(None, description="send the JSON Schema as response_format; "
+                                                             "default: what litellm says it supports")
+
+    def key_env(self) -> str:
+        if self.api_key_env is not None:
+            return self.api_key_env
+        provider = self.model.split("/", 1)[0] if "/" in self.model else "openai"
+        return PROVIDER_KEYS.get(provider, f"{provider.upper()}_API_KEY")
+
+
+class ProjectFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    timezone: str = "Asia/Shanghai"
+    currency: str = "CNY"
+    usd_rate: float = Field(7.2, description="currency units per USD, for litellm's USD prices")
+    state_dir: str = ".playbook"
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    paths: dict[str, list[str]] = Field(default_factory=dict, description="write: extra writable paths")
+    server: dict[str, Any] = Field(default_factory=dict)
+    notify: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class Project:
+    root: Path
+    settings: ProjectFile
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / self.settings.state_dir
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "state.db"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.state_dir / "runs" / run_id
+
+    @property
+    def writable_paths(self) -> tuple[Path, ...]:
+        return tuple(self.root / p for p in self.settings.paths.get("write", []))
+
+    def resolve_model(self, alias: str) -> tuple[str, ModelConfig]:
+        """Alias → (alias actually used, config). `default` falls back to `local` with no key."""
+        models = self.settings.models
+        if alias == LOCAL or (alias not in models and "/" not in alias and alias != "default"):
+            if alias not in models and alias != LOCAL:
+                return alias, ModelConfig(model=alias)  # unknown alias: llm.py reports it
+            return LOCAL, models.get(LOCAL, ModelConfig(model=LOCAL, concurrency=1))
+        config = models.get(alias) or ModelConfig(model=alias)
+        if alias == "default" and (alias not in models or not _has_key(config)):
+            reason = ("no model 'default' in playbook.toml" if alias not in models
+                      else f"{config.key_env()} is not set")
+            notice = f"model 'default' → embedded 'local' model ({reason}; answers are smoke-test quality)"
+            if notice not in self.notices:
+                self.notices.append(notice)
+            return LOCAL, models.get(LOCAL, ModelConfig(model=LOCAL, concurrency=1))
+        return alias, config
+
+    def secret_values(self) -> list[str]:
+        """Every key value this project could send, so events and files can be scrubbed of them."""
+        names = {m.key_env() for m in self.settings.models.values()} | set(PROVIDER_KEYS.values())
+        return [v for n in names if n and (v := os.environ.get(n)) and len(v) >= 6]
+
+
+def _has_key(config: ModelConfig) -> bool:
+    env = config.key_env()
+    return config.model == LOCAL or not env or bool(os.environ.get(env))
+
+
+def load_project(root: Path | None = None) -> Project:
+    root = (root or Path.cwd()).resolve()
+    path = root / CONFIG_FILE
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise PlaybookError([Diagnostic(str(path), 0, 0, f"invalid TOML: {exc}")]) from None
+    _apply_env(data)
+    try:
+        settings = ProjectFile.model_validate(data)
+    except PydanticValidationError as exc:
+        raise PlaybookError([Diagnostic(str(path), 0, 0, f"{'.'.join(map(str, e['loc']))}: {e['msg']}")
+                             for e in exc.errors()]) from None
+    return Project(root, settings)
+
+
+def _apply_env(data: dict[str, Any]) -> None:
+    """PLAYBOOK_TIMEZONE, PLAYBOOK_STATE_DIR; PLAYBOOK_MODEL_<ALIAS>, PLAYBOOK_API_BASE_<ALIAS>,
+    PLAYBOOK_API_KEY_ENV_<ALIAS> set an alias's model id, endpoint and key variable."""
+    for name in ("timezone", "currency", "state_dir"):
+        if value := os.environ.get(f"PLAYBOOK_{name.upper()}"):
+            data[name] = value
+    models = data.setdefault("models", {})
+    prefixes = {"PLAYBOOK_MODEL_": "model", "PLAYBOOK_API_BASE_": "api_base",
+                "PLAYBOOK_API_KEY_ENV_": "api_key_env"}
+    for key, value in os.environ.items():
+        for prefix, field_name in prefixes.items():
+            if key.startswith(prefix) and len(key) > len(prefix):
+                models.setdefault(key[len(prefix):].lower(), {})[field_name] = value
+    for alias, entry in list(models.items()):
+        if "model" not in entry:
+            entry["model"] = alias

@@ -1,0 +1,78 @@
+"""Error classes, one per phase, each carrying source-located diagnostics.
+
+User mistakes are reported as `file:line:col: message` and exit code 2; the CLI never shows a
+traceback for them. Runtime failures (a provider down, a tool failing) are `RunError` (exit 1).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    file: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        if self.line:
+            return f"{self.file}:{self.line}:{self.col}: {self.message}"
+        return f"{self.file}: {self.message}"
+
+
+class PlaybookError(Exception):
+    """A user error: bad YAML, bad fields, bad references, bad inputs. Exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, diagnostics: Iterable[Diagnostic] | str) -> None:
+        if isinstance(diagnostics, str):
+            diagnostics = [Diagnostic("", 0, 0, diagnostics)]
+        self.diagnostics = sorted(set(diagnostics))
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+
+class LoadError(PlaybookError):
+    """The file cannot be read or parsed, or does not match the DSL models."""
+
+
+class PlaybookValidationError(PlaybookError):
+    """Static checks failed: references, tools, templates, cycles, input types."""
+
+
+class CompileError(PlaybookError):
+    """The validated playbook cannot be turned into a graph."""
+
+
+class RunError(Exception):
+    """A run failed at execution time (exit code 1); finished work stays in the journal."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, step: str | None = None) -> None:
+        self.step = step
+        super().__init__(f"step '{step}': {message}" if step else message)
+
+
+class CostLimitReached(RunError):
+    """`limits.max_cost` was exceeded; the run stops cleanly and can be resumed with a higher limit."""
+
+
+class RunCancelled(RunError):
+    """`playbook cancel` was asked for this run."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest choice, else the list of valid choices."""
+    options = sorted(set(choices))
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    if not options:
+        return ""
+    shown = ", ".join(options[:12]) + (", …" if len(options) > 12 else "")
+    return f" (valid: {shown})"

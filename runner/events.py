@@ -1,0 +1,129 @@
+"""Lifecycle hooks. Console progress, the events.jsonl file and eval capture are hooks, not inline code.
+
+Every hook method takes keyword arguments only, so a hook may accept just the ones it needs via
+**_ and new fields never break old hooks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+
+class Hooks:
+    """Base class: every method is a no-op. Override the ones you need."""
+
+    def on_run_start(self, **event: Any) -> None: ...
+    def on_step_start(self, **event: Any) -> None: ...
+    def on_step_end(self, **event: Any) -> None: ...
+    def on_llm_call(self, **event: Any) -> None: ...
+    def on_tool_call(self, **event: Any) -> None: ...
+    def on_map_progress(self, **event: Any) -> None: ...
+    def on_approval(self, **event: Any) -> None: ...
+    def on_run_end(self, **event: Any) -> None: ...
+
+
+HOOK_NAMES = ("on_run_start", "on_step_start", "on_step_end", "on_llm_call", "on_tool_call",
+              "on_map_progress", "on_approval", "on_run_end")
+
+
+class HookList(Hooks):
+    """Fans each event out to several hooks; a failing hook never fails the run."""
+
+    def __init__(self, hooks: list[Hooks]) -> None:
+        self.hooks = hooks
+        self.errors: list[str] = []
+
+    def emit(self, name: str, **event: Any) -> None:
+        for hook in self.hooks:
+            try:
+                getattr(hook, name)(**event)
+            except Exception as exc:  # a hook's bug must not stop the playbook
+                self.errors.append(f"{type(hook).__name__}.{name}: {exc}")
+
+    def on_run_start(self, **event: Any) -> None:
+        self.emit("on_run_start", **event)
+
+    def on_step_start(self, **event: Any) -> None:
+        self.emit("on_step_start", **event)
+
+    def on_step_end(self, **event: Any) -> None:
+        self.emit("on_step_end", **event)
+
+    def on_llm_call(self, **event: Any) -> None:
+        self.emit("on_llm_call", **event)
+
+    def on_tool_call(self, **event: Any) -> None:
+        self.emit("on_tool_call", **event)
+
+    def on_map_progress(self, **event: Any) -> None:
+        self.emit("on_map_progress", **event)
+
+    def on_approval(self, **event: Any) -> None:
+        self.emit("on_approval", **event)
+
+    def on_run_end(self, **event: Any) -> None:
+        self.emit("on_run_end", **event)
+
+
+class Redactor:
+    """Replaces secret values (API keys, `secrets.*`) wherever they would be written or shown."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+class EventsFile(Hooks):
+    """Appends every event as one JSON line to `<run dir>/events.jsonl`."""
+
+    def __init__(self, path: Path, redact: Redactor) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.redact = redact
+
+    def _write(self, kind: str, event: dict[str, Any]) -> None:
+        record = {"ts": round(time.time(), 3), "event": kind, **event}
+        line = self.redact(json.dumps(record, ensure_ascii=False, default=str))
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    def on_run_start(self, **event: Any) -> None:
+        self._write("run_start", event)
+
+    def on_step_start(self, **event: Any) -> None:
+        self._write("step_start", event)
+
+    def on_step_end(self, **event: Any) -> None:
+        self._write("step_end", _brief(event))
+
+    def on_llm_call(self, **event: Any) -> None:
+        self._write("llm_call", event)
+
+    def on_tool_call(self, **event: Any) -> None:
+        self._write("tool_call", event)
+
+    def on_map_progress(self, **event: Any) -> None:
+        if event.get("done") == event.get("total") or event.get("batch_done"):
+            self._write("map_progress", event)
+
+    def on_approval(self, **event: Any) -> None:
+        self._write("approval", event)
+
+    def on_run_end(self, **event: Any) -> None:
+        self._write("run_end", event)
+
+
+def _brief(event: dict[str, Any], limit: int = 2000) -> dict[str, Any]:
+    """Step outputs can be huge (a 10,000-item map); the journal has them, the event a preview."""
+    out = dict(event)
+    if "output" in out:
+        text = json.dumps(out["output"], ensure_ascii=False, default=str)
+        out["output"] = out["output"] if len(text) <= limit else text[:limit] + "…"
+    return out

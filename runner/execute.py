@@ -1,0 +1,252 @@
+"""Runs a compiled graph: checkpointer, journal, hooks, approvals, resume, cancellation, run folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from runner import templates
+from runner.compile import NodeFunction, compile_graph
+from runner.config import Project
+from runner.errors import RunCancelled, RunError
+from runner.events import EventsFile, HookList, Hooks, Redactor
+from runner.llm import LlmClient
+from runner.nodes import STEP_KINDS, RunContext, StepContext
+from runner.nodes.map import run_map
+from runner.spec.models import Step
+from runner.store import SqliteStore
+from runner.validate import Playbook, load_and_validate
+
+DEFAULT_MAX_VISITS = 100
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str  # done | waiting | failed | cancelled
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    pending: dict[str, Any] | None = None
+    run_dir: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+
+
+def new_run_id(name: str) -> str:
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{name[:24]}-{uuid.uuid4().hex[:6]}"
+
+
+def _result(step: Step, output: Any, status: str = "done", **extra: Any) -> dict[str, Any]:
+    """What `steps.<id>` holds: the output, its fields lifted for convenience, and per-kind fields."""
+    lifted = output if isinstance(output, dict) and step.map is None else {}
+    return {**lifted, "output": output, "status": status, **extra}
+
+
+def _node_factory(rc: RunContext) -> Any:
+    def factory(step: Step) -> NodeFunction:
+        async def node(state: dict[str, Any]) -> dict[str, Any]:
+            visit = (state.get("visits") or {}).get(step.id, 0) + 1
+            limit = step.max_visits or DEFAULT_MAX_VISITS
+            if visit > limit:
+                raise RunError(f"visited more than max_visits={limit} times; the loop did not end",
+                               step=step.id)
+            rc.check_cancel(step.id, every=0)
+            ctx = StepContext(rc, step, visit, state)
+            started = time.monotonic()
+            rc.hooks.on_step_start(run_id=rc.run_id, step=step.id, kind=step.kind, visit=visit)
+            update: dict[str, Any] = {"visits": {step.id: visit}}
+            if step.when is not None and not ctx.render(step.when, what="when"):
+                result = _result(step, None, "skipped")
+            elif step.map is not None:
+                outputs, items = await run_map(ctx)
+                result = _result(step, outputs, items=items)
+            else:
+                output = await STEP_KINDS[step.kind](ctx, None, with_item=False)
+                if step.kind == "approval":
+                    decision = output["decision"]
+                    status = "rejected" if decision["action"] == "reject" else "approved"
+                    result = _result(step, output["draft"], status, decision=decision)
+                    update["approval"] = {k: decision.get(k) for k in ("action", "comment", "by", "at")}
+                    update["approval"]["step"] = step.id
+                else:
+                    result = _result(step, output)
+            result["visits"] = visit
+            rc.hooks.on_step_end(run_id=rc.run_id, step=step.id, visit=visit, status=result["status"],
+                                 seconds=round(time.monotonic() - started, 3), output=result["output"])
+            update["steps"] = {step.id: result}
+            return update
+
+        return node
+
+    return factory
+
+
+class Runner:
+    """Starts and resumes runs of one project. All I/O of a run goes through here."""
+
+    def __init__(self, project: Project, *, hooks: list[Hooks] | None = None) -> None:
+        self.project = project
+        self.hooks = list(hooks or [])
+        self.store = SqliteStore(project.db_path)
+        self.llm = LlmClient(project, self.store)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _context(self, run: dict[str, Any], playbook: Playbook) -> RunContext:
+        run_dir = self.project.run_dir(run["id"].split(".")[0])
+        redact = Redactor(self.project.secret_values() +
+                          [os.environ.get(n, "") for n in playbook.spec.secrets])
+        hooks = HookList([EventsFile(run_dir / "events.jsonl", redact), *self.hooks])
+        max_cost = run["max_cost"] if run["max_cost"] is not None else playbook.spec.limits.max_cost
+        return RunContext(run_id=run["id"], playbook=playbook, project=self.project, store=self.store,
+                          llm=self.llm, hooks=hooks, redact=redact, run_dir=run_dir,
+                          started_at=run["started_at"], max_cost=max_cost, spent=run["cost"] or 0.0,
+                          tokens_in=run["tokens_in"] or 0, tokens_out=run["tokens_out"] or 0)
+
+    async def start(self, playbook: Playbook, inputs: dict[str, Any], *, run_id: str | None = None,
+                    max_cost: float | None = None) -> RunOutcome:
+        run_id = run_id or new_run_id(playbook.spec.name)
+        now = time.time()
+        self.store.create_run(id=run_id, playbook=playbook.spec.name, path=str(playbook.path),
+                              source=playbook.loaded.text, status="running", started_at=now,
+                              inputs=inputs, max_cost=max_cost)
+        run = self.store.get_run(run_id)
+        assert run is not None
+        rc = self._context(run, playbook)
+        rc.hooks.on_run_start(run_id=run_id, playbook=playbook.spec.name, inputs=inputs)
+        tz = ZoneInfo(self.project.settings.timezone)
+        state = {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
+                 "run": {"date": datetime.fromtimestamp(now, tz).strftime("%Y-%m-%d")}}
+        return await self._drive(rc, state)
+
+    async def resume(self, run_id: str, *, decision: dict[str, Any] | None = None,
+                     max_cost: float | None = None) -> RunOutcome:
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise RunError(f"no run '{run_id}' (see `playbook runs list`)")
+        if run["status"] in ("done", "cancelled"):
+            raise RunError(f"run '{run['id']}' is {run['status']}; nothing to resume")
+        if decision is None and run["status"] == "waiting":
+            raise RunError(f"run '{run['id']}' is waiting for approval; use `playbook approve` or "
+                           "`playbook reject`")
+        if decision is not None and run["status"] != "waiting":
+            raise RunError(f"run '{run['id']}' is {run['status']}, not waiting for approval")
+        playbook = load_and_validate(run["path"], run["source"])
+        if max_cost is not None:
+            self.store.update_run(run["id"], max_cost=max_cost)
+            run["max_cost"] = max_cost
+        self.store.update_run(run["id"], status="running", error=None, pending=None, ended_at=None)
+        rc = self._context(run, playbook)
+        from langgraph.types import Command
+
+        return await self._drive(rc, Command(resume=decision) if decision is not None else None)
+
+    async def _drive(self, rc: RunContext, graph_input: Any) -> RunOutcome:
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        config = {"configurable": {"thread_id": rc.run_id}, "recursion_limit": 10_000}
+        outcome = RunOutcome(rc.run_id, "failed", run_dir=str(rc.run_dir))
+        async with AsyncSqliteSaver.from_conn_string(str(self.project.db_path)) as saver:
+            graph = compile_graph(rc.playbook, _node_factory(rc), checkpointer=saver)
+            try:
+                final = await graph.ainvoke(graph_input, config)
+                interrupts = final.get("__interrupt__") if isinstance(final, dict) else None
+                if interrupts:
+                    outcome.status, outcome.pending = "waiting", interrupts[0].value
+                else:
+                    outcome.status = "done"
+                    outcome.outputs = self._outputs(rc, final)
+            except RunCancelled as exc:
+                outcome.status, outcome.error = "cancelled", str(exc)
+            except (RunError, templates.TemplateError) as exc:
+                outcome.error = str(exc)
+            except Exception as exc:  # a bug or an unexpected library error: keep the run resumable
+                outcome.error = f"internal error: {type(exc).__name__}: {exc}"
+        return self._finish(rc, outcome)
+
+    def _outputs(self, rc: RunContext, final: dict[str, Any]) -> dict[str, Any]:
+        ctx = StepContext(rc, rc.playbook.spec.steps[-1], 0, final)
+        try:
+            outputs: dict[str, Any] = templates.render(rc.playbook.spec.outputs, ctx.template_context())
+        except templates.TemplateError as exc:
+            raise RunError(f"outputs: {exc}") from None
+        return outputs
+
+    def _finish(self, rc: RunContext, outcome: RunOutcome) -> RunOutcome:
+        error = rc.redact(outcome.error) if outcome.error else None
+        outcome.error = error
+        ended = None if outcome.status == "waiting" else time.time()
+        self.store.update_run(rc.run_id, status=outcome.status, outputs=outcome.outputs or None,
+                              error=error, pending=outcome.pending, ended_at=ended)
+        run = self.store.get_run(rc.run_id) or {}
+        outcome.tokens_in, outcome.tokens_out = run.get("tokens_in", 0), run.get("tokens_out", 0)
+        outcome.cost = run.get("cost", 0.0)
+        if outcome.pending:
+            rc.hooks.on_approval(step=outcome.pending.get("step"), action="requested",
+                                 title=outcome.pending.get("title"))
+        rc.hooks.on_run_end(run_id=rc.run_id, status=outcome.status, error=error,
+                            tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out,
+                            cost=round(outcome.cost, 6))
+        if "." not in rc.run_id:
+            self._write_summary(rc, run)
+        return outcome
+
+    def _write_summary(self, rc: RunContext, run: dict[str, Any]) -> None:
+        summary = {k: v for k, v in run.items() if k not in ("source", "cancel_requested")}
+        summary["approvals"] = self.store.approvals(rc.run_id)
+        summary["run_dir"] = str(rc.run_dir)
+        rc.run_dir.mkdir(parents=True, exist_ok=True)
+        text = rc.redact(json.dumps(summary, ensure_ascii=False, indent=2, default=str))
+        (rc.run_dir / "run.json").write_text(text + "\n", encoding="utf-8")
+
+    def cancel(self, run_id: str) -> str:
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise RunError(f"no run '{run_id}'")
+        if run["status"] in ("waiting", "failed"):
+            self.store.update_run(run["id"], status="cancelled", ended_at=time.time(), pending=None)
+            return "cancelled"
+        if run["status"] == "running":
+            self.store.update_run(run["id"], cancel_requested=1)
+            return "cancel requested"
+        return run["status"]
+
+
+async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any], run_id: str) -> Any:
+    """Run a sub-playbook to completion inside the parent's step; returns its outputs."""
+    existing = parent.store.get_run(run_id)
+    if existing is None:
+        parent.store.create_run(id=run_id, playbook=child.spec.name, path=str(child.path),
+                                source=child.loaded.text, status="running", started_at=time.time(),
+                                inputs=inputs, parent=parent.run_id)
+    elif existing["status"] == "done":
+        return existing["outputs"] or {}
+    run = parent.store.get_run(run_id)
+    assert run is not None
+    rc = RunContext(run_id=run_id, playbook=child, project=parent.project, store=parent.store,
+                    llm=parent.llm, hooks=parent.hooks, redact=parent.redact, run_dir=parent.run_dir,
+                    started_at=run["started_at"], max_cost=parent.max_cost, spent=parent.spent)
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
+    state = None if existing else {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
+                                   "run": {"date": datetime.now().strftime("%Y-%m-%d")}}
+    async with AsyncSqliteSaver.from_conn_string(str(parent.project.db_path)) as saver:
+        graph = compile_graph(child, _node_factory(rc), checkpointer=saver)
+        final = await graph.ainvoke(state, config)
+    parent.spent = rc.spent
+    if isinstance(final, dict) and final.get("__interrupt__"):
+        raise RunError(f"sub-playbook '{child.spec.name}' asks for approval; approvals inside "
+                       "sub-playbooks are not supported yet — move the approval to the parent")
+    outputs = templates.render(child.spec.outputs, StepContext(rc, child.spec.steps[-1], 0, final)
+                               .template_context())
+    parent.store.update_run(run_id, status="done", outputs=outputs, ended_at=time.time())
+    return outputs

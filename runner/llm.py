@@ -1,0 +1,279 @@
+"""The only module that imports litellm: aliases, structured output, retries, rate limits, cache, cost."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from runner.config import LOCAL, ModelConfig, Project
+from runner.errors import RunError
+from runner.spec.models import Retry
+from runner.store import Store
+
+MAX_REPAIRS = 2
+SCHEMA_INSTRUCTION = "\n\n只输出一个 JSON 对象，不要输出任何其他文字。它必须符合以下 JSON Schema：\n"
+
+
+@dataclass
+class LlmRequest:
+    alias: str
+    messages: list[dict[str, Any]]
+    output_model: type[BaseModel] | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout: float = 120.0
+    retry: Retry = field(default_factory=Retry)
+    cache: bool | None = None
+    step: str = ""
+    schema: dict[str, Any] | None = None  # schema to send, when stricter than output_model
+
+
+@dataclass
+class LlmResult:
+    content: Any  # parsed dict when output_model is set, else text
+    text: str
+    model: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    cached: bool = False
+    calls: int = 0
+
+
+class _Limiter:
+    """Per-model concurrency and requests-per-minute."""
+
+    def __init__(self, concurrency: int, rpm: int | None) -> None:
+        self.semaphore = asyncio.Semaphore(concurrency)
+        self.rpm = rpm
+        self.sent: collections.deque[float] = collections.deque()
+
+    async def __aenter__(self) -> None:
+        await self.semaphore.acquire()
+        while self.rpm:
+            now = time.monotonic()
+            while self.sent and now - self.sent[0] >= 60:
+                self.sent.popleft()
+            if len(self.sent) < self.rpm:
+                break
+            await asyncio.sleep(60 - (now - self.sent[0]) + 0.01)
+        self.sent.append(time.monotonic())
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.semaphore.release()
+
+
+_limiters: dict[tuple[str, int], _Limiter] = {}
+
+
+def _limiter(alias: str, config: ModelConfig) -> _Limiter:
+    key = (alias, id(asyncio.get_running_loop()))
+    if key not in _limiters:
+        _limiters[key] = _Limiter(config.concurrency, config.rpm)
+    return _limiters[key]
+
+
+def _litellm() -> Any:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.drop_params = True
+    return litellm
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class LlmClient:
+    def __init__(self, project: Project, store: Store | None = None) -> None:
+        self.project = project
+        self.store = store
+
+    def cache_key(self, model: str, request: LlmRequest, schema: dict[str, Any] | None) -> str:
+        blob = json.dumps([model, request.messages, request.temperature, request.max_tokens, schema],
+                          ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    async def complete(self, request: LlmRequest) -> LlmResult:
+        alias, config = self.project.resolve_model(request.alias)
+        schema = request.schema or (request.output_model.model_json_schema()
+                                    if request.output_model else None)
+        use_cache = request.cache if request.cache is not None else request.temperature == 0
+        key = self.cache_key(config.model, request, schema)
+        if use_cache and self.store is not None and (hit := self.store.cache_get(key)) is not None:
+            return LlmResult(hit["content"], hit["text"], alias, cached=True)
+        messages = [dict(m) for m in request.messages]
+        if schema is not None:
+            messages[-1]["content"] = (f"{messages[-1]['content']}{SCHEMA_INSTRUCTION}"
+                                       f"{json.dumps(schema, ensure_ascii=False)}")
+        result = LlmResult(None, "", alias)
+        for repair in range(MAX_REPAIRS + 1):
+            text, tokens_in, tokens_out, cost = await self._call(alias, config, request, messages, schema)
+            result.tokens_in += tokens_in
+            result.tokens_out += tokens_out
+            result.cost += cost
+            result.calls += 1
+            result.text = text
+            if request.output_model is None:
+                result.content = text
+                break
+            try:
+                result.content = parse_structured(text, request.output_model)
+                break
+            except ValueError as exc:
+                if repair == MAX_REPAIRS:
+                    raise RunError(f"model '{alias}' did not return valid JSON for the output schema "
+                                   f"after {MAX_REPAIRS} repairs: {exc}", step=request.step) from None
+                messages = [*messages, {"role": "assistant", "content": text},
+                            {"role": "user", "content": f"你的输出无效：{exc}。请只输出修正后的 JSON。"}]
+        if use_cache and self.store is not None:
+            self.store.cache_put(key, {"content": result.content, "text": result.text})
+        return result
+
+    async def _call(self, alias: str, config: ModelConfig, request: LlmRequest,
+                    messages: list[dict[str, Any]], schema: dict[str, Any] | None
+                    ) -> tuple[str, int, int, float]:
+        retrying = AsyncRetrying(stop=stop_after_attempt(request.retry.attempts),
+                                 retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
+                                 wait=_wait(request.retry), reraise=True)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    async with _limiter(alias, config):
+                        if config.model == LOCAL:
+                            return await self._local(request, messages, schema)
+                        return await self._remote(alias, config, request, messages, schema)
+        except _Retryable as exc:
+            raise RunError(f"model '{alias}' ({config.model}) still failing after "
+                           f"{request.retry.attempts} attempts: {exc}", step=request.step) from None
+        raise AssertionError("unreachable")
+
+    async def _local(self, request: LlmRequest, messages: list[dict[str, Any]],
+                     schema: dict[str, Any] | None) -> tuple[str, int, int, float]:
+        from runner import local_model
+
+        reply = await local_model.complete(messages, schema=schema, max_tokens=request.max_tokens or 1024,
+                                           temperature=request.temperature or 0.0)
+        return reply["text"], reply["tokens_in"], reply["tokens_out"], 0.0
+
+    async def _remote(self, alias: str, config: ModelConfig, request: LlmRequest,
+                      messages: list[dict[str, Any]], schema: dict[str, Any] | None
+                      ) -> tuple[str, int, int, float]:
+        litellm = _litellm()
+        kwargs: dict[str, Any] = {"model": config.model, "messages": messages, "timeout": request.timeout,
+                                  "num_retries": 0, "max_retries": 0}
+        if config.api_base:
+            kwargs["api_base"] = config.api_base
+        if (key_env := config.key_env()) and os.environ.get(key_env):
+            kwargs["api_key"] = os.environ[key_env]
+        elif config.api_base:
+            kwargs["api_key"] = "none"  # OpenAI-compatible local servers often need no key
+        for name in ("temperature", "max_tokens"):
+            if getattr(request, name) is not None:
+                kwargs[name] = getattr(request, name)
+        if schema is not None:
+            kwargs["response_format"] = _response_format(litellm, config, schema)
+        try:
+            response = await litellm.acompletion(**kwargs)
+        except Exception as exc:
+            raise _classify(exc, alias, config, request.step) from None
+        try:
+            text = response.choices[0].message.content or ""
+        except (AttributeError, IndexError) as exc:
+            raise _Retryable(f"malformed response: {exc}", None) from None
+        usage = getattr(response, "usage", None)
+        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+        return text, tokens_in, tokens_out, self._cost(litellm, config, response, tokens_in, tokens_out)
+
+    def _cost(self, litellm: Any, config: ModelConfig, response: Any, tokens_in: int, tokens_out: int
+              ) -> float:
+        if config.input_price is not None or config.output_price is not None:
+            return (tokens_in * (config.input_price or 0) + tokens_out * (config.output_price or 0)) / 1e6
+        try:
+            usd = float(litellm.completion_cost(completion_response=response))
+        except Exception:  # litellm has no price for this model
+            return 0.0
+        return usd * self.project.settings.usd_rate
+
+
+def _response_format(litellm: Any, config: ModelConfig, schema: dict[str, Any]) -> dict[str, Any]:
+    native = config.structured_output
+    if native is None:
+        try:
+            native = bool(litellm.supports_response_schema(model=config.model))
+        except Exception:
+            native = False
+    if native:
+        return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    return {"type": "json_object"}
+
+
+def _classify(exc: Exception, alias: str, config: ModelConfig, step: str) -> Exception:
+    """Retry on 429, 5xx, timeouts and connection errors; fail at once on other 4xx."""
+    status = getattr(exc, "status_code", None)
+    name = type(exc).__name__
+    if name in ("Timeout", "APIConnectionError", "RateLimitError", "InternalServerError",
+                "ServiceUnavailableError", "BadGatewayError") or (isinstance(status, int) and (
+                    status == 429 or status >= 500)):
+        return _Retryable(f"{name} ({status}): {str(exc)[:200]}", _retry_after(exc))
+    if name == "AuthenticationError" or status in (401, 403):
+        return RunError(f"model '{alias}' ({config.model}) rejected the API key ({status}); set "
+                        f"{config.key_env() or 'the key variable'} to a valid key", step=step)
+    return RunError(f"model '{alias}' ({config.model}) refused the request ({status or name}): "
+                    f"{str(exc)[:300]}", step=step)
+
+
+def _retry_after(exc: Exception) -> float | None:
+    headers: Any = getattr(exc, "headers", None) or getattr(getattr(exc, "response", None), "headers",
+                                                             None) or {}
+    value = headers.get("retry-after") or headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _wait(policy: Retry) -> Any:
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return min(exc.retry_after, policy.max_backoff)
+        base = min(policy.backoff * 2 ** (state.attempt_number - 1), policy.max_backoff)
+        return base / 2 + random.uniform(0, base / 2)
+
+    return wait
+
+
+def parse_structured(text: str, model: type[BaseModel]) -> dict[str, Any]:
+    """The first JSON object in `text`, validated; ValueError says what is wrong."""
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.strip("`").removeprefix("json").strip()
+    start, end = body.find("{"), body.rfind("}")
+    if start < 0 or end <= start:
+        raise ValueError("no JSON object in the reply")
+    try:
+        data = json.loads(body[start:end + 1])
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON ({exc.msg} at char {exc.pos})") from None
+    try:
+        return model.model_validate(data).model_dump(mode="json")
+    except PydanticValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise ValueError(f"does not match the schema: {problems}") from None

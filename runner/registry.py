@@ -1,0 +1,108 @@
+"""Tool registry: `@tool("family.name")` plus the `playbook.tools` entry-point group for plugins."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from runner.errors import did_you_mean
+
+ENTRY_POINT_GROUP = "playbook.tools"
+
+
+@dataclass
+class ToolContext:
+    """What a tool may touch: its run's artifact folder and the paths the project allows."""
+
+    run_id: str
+    step_id: str
+    run_dir: Path
+    project_dir: Path
+    allowed_paths: tuple[Path, ...] = ()
+    base_dir: Path | None = None  # folder of the playbook file, for relative inputs
+
+    def artifact_path(self, name: str) -> Path:
+        """Resolve a path to write: inside the run folder unless the project allows the target."""
+        candidate = Path(name)
+        target = (candidate if candidate.is_absolute() else self.run_dir / candidate).resolve()
+        for root in (self.run_dir.resolve(), *(p.resolve() for p in self.allowed_paths)):
+            if target == root or root in target.parents:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                return target
+        raise ValueError(f"path '{name}' is outside the run folder; allow it under [paths] write in "
+                         "playbook.toml or write a relative path")
+
+    def input_path(self, name: str) -> Path:
+        """Resolve a path to read: as given, else relative to the project, else to the playbook."""
+        candidate = Path(name).expanduser()
+        if candidate.is_absolute():
+            return candidate
+        for base in (Path.cwd(), self.project_dir, self.base_dir, self.run_dir):
+            if base is not None and (base / candidate).exists():
+                return base / candidate
+        return Path.cwd() / candidate
+
+
+ToolFunction = Callable[[Any, ToolContext], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class ToolInfo:
+    name: str
+    function: ToolFunction
+    input_model: type[BaseModel]
+    output_model: type[BaseModel] | None
+    description: str
+
+
+_TOOLS: dict[str, ToolInfo] = {}
+_loaded = False
+
+
+def tool(name: str) -> Callable[[ToolFunction], ToolFunction]:
+    """Register an async tool `fn(args: InputModel, ctx: ToolContext) -> OutputModel`."""
+
+    def register(fn: ToolFunction) -> ToolFunction:
+        hints = typing.get_type_hints(fn)
+        params = list(inspect.signature(fn).parameters)
+        input_model = hints.get(params[0]) if params else None
+        if not (isinstance(input_model, type) and issubclass(input_model, BaseModel)):
+            raise TypeError(f"tool '{name}': first parameter must be annotated with a pydantic model")
+        output = hints.get("return")
+        output_model = output if isinstance(output, type) and issubclass(output, BaseModel) else None
+        doc = inspect.getdoc(fn) or ""
+        _TOOLS[name] = ToolInfo(name, fn, input_model, output_model, doc.split("\n")[0])
+        return fn
+
+    return register
+
+
+def _load_plugins() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import tools  # noqa: F401  (built-ins register on import)
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.value != "tools":
+            ep.load()
+
+
+def all_tools() -> dict[str, ToolInfo]:
+    _load_plugins()
+    return dict(sorted(_TOOLS.items()))
+
+
+def get_tool(name: str) -> ToolInfo:
+    tools = all_tools()
+    if name not in tools:
+        raise KeyError(f"unknown tool '{name}'{did_you_mean(name, tools)}")
+    return tools[name]

@@ -1,0 +1,173 @@
+"""The playbook DSL v1 as pydantic models — the single source of validation, JSON Schema and docs."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+STEP_KINDS = ("llm", "tool", "approval", "switch", "playbook")
+ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """'90s', '5m', '24h', '1d' or a number of seconds → seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '60s', '5m', '24h'")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"'{value}' is not a duration; write it like '60s', '5m', '24h' or '1d'")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(json_schema_extra={
+    "anyOf": [{"type": "number"}, {"type": "string", "pattern": _DURATION.pattern}]})]
+StepId = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Retry(Model):
+    attempts: int = Field(4, ge=1, le=20, description="tries in all, the first included")
+    backoff: Duration = Field(1.0, description="first wait; doubles each try, with jitter")
+    max_backoff: Duration = Field(60.0, description="longest wait between tries")
+
+
+class Defaults(Model):
+    model: str = Field("default", description="model alias from playbook.toml, or a litellm model id")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    timeout: Duration = Field(120.0, description="per LLM or tool call")
+    retry: Retry = Field(default_factory=Retry)
+
+
+class Limits(Model):
+    max_cost: float | None = Field(None, ge=0, description="stop the run cleanly past this cost "
+                                                           "(project currency, CNY by default)")
+    concurrency: int = Field(8, ge=1, le=256, description="default concurrency of map steps")
+
+
+InputType = Literal["string", "integer", "number", "boolean", "file", "list", "object"]
+
+
+class InputSpec(Model):
+    type: InputType = "string"
+    description: str | None = None
+    default: Any = None
+    required: bool | None = Field(None, description="defaults to true when there is no default")
+    enum: list[Any] | None = None
+
+    @property
+    def is_required(self) -> bool:
+        return self.required if self.required is not None else self.default is None
+
+
+class LlmSpec(Model):
+    system: str | None = Field(None, description="system message (template)")
+    prompt: str = Field(description="user message (template); `${{ }}` expressions allowed")
+    output: dict[str, Any] | list[Any] | str | None = Field(
+        None, description="compact schema ({field: type}, {enum: [...]}, [type]) or full JSON Schema")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+
+
+class ApprovalSpec(Model):
+    title: str = Field(description="what the reviewer is asked to approve")
+    show: Any = Field(None, description="the draft shown to the reviewer (template or value)")
+    instructions: str | None = None
+    editable: list[str] = Field(default_factory=list, description="fields of the draft the reviewer "
+                                                                  "may change")
+    on_reject: StepId | None = Field(None, description="step to re-run with ${{ approval.comment }}")
+    timeout: Duration | None = None
+    on_timeout: Literal["approve", "reject", "fail"] = "fail"
+
+
+class SwitchCase(Model):
+    if_: str = Field(alias="if", description="condition expression")
+    goto: str = Field(description="step id, or 'end'")
+
+
+class SwitchSpec(Model):
+    cases: list[SwitchCase] = Field(min_length=1)
+    default: str | None = Field(None, description="step id or 'end'; omitted: the next step")
+
+
+class Step(Model):
+    id: StepId
+    title: str | None = None
+    # kinds — exactly one
+    llm: LlmSpec | None = None
+    tool: str | None = Field(None, description="tool name, e.g. sheet.read")
+    with_: dict[str, Any] | None = Field(None, alias="with", description="tool or playbook arguments")
+    approval: ApprovalSpec | None = None
+    switch: SwitchSpec | None = None
+    playbook: str | None = Field(None, description="path of a sub-playbook, relative to this file")
+    # modifiers
+    map: Any = Field(None, description="list (expression) to fan out over")
+    as_: StepId | None = Field(None, alias="as", description="name of the current item (default: item)")
+    batch: int | None = Field(None, ge=1, le=500, description="items per LLM call in a map")
+    concurrency: int | None = Field(None, ge=1, le=256)
+    when: Any = Field(None, description="run only if this expression is true")
+    needs: list[StepId] | None = Field(None, description="explicit dependencies; default: previous step")
+    goto: str | None = Field(None, description="after this step, continue at this step or 'end'")
+    retry: Retry | None = None
+    timeout: Duration | None = None
+    model: str | None = None
+    cache: bool | None = Field(None, description="LLM response cache; default on at temperature 0")
+    max_visits: int | None = Field(None, ge=1, le=10_000, description="loop guard for goto cycles")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Step:
+        kinds = [k for k in STEP_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            found = ", ".join(kinds) if kinds else "none"
+            raise ValueError(f"step '{self.id}' needs exactly one of {', '.join(STEP_KINDS)} "
+                             f"(found: {found})")
+        if self.with_ is not None and self.kind not in ("tool", "playbook"):
+            raise ValueError(f"step '{self.id}': 'with' belongs to tool and playbook steps")
+        if self.map is None and (self.as_ or self.batch or self.concurrency):
+            raise ValueError(f"step '{self.id}': 'as', 'batch' and 'concurrency' need 'map'")
+        if self.batch and self.batch > 1 and self.kind != "llm":
+            raise ValueError(f"step '{self.id}': 'batch' applies to llm steps only")
+        if self.map is not None and self.kind in ("approval", "switch"):
+            raise ValueError(f"step '{self.id}': {self.kind} steps cannot map")
+        if self.goto is not None and self.kind == "switch":
+            raise ValueError(f"step '{self.id}': a switch routes with its cases; remove 'goto'")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in STEP_KINDS if getattr(self, k) is not None)
+
+    @property
+    def item_name(self) -> str:
+        return self.as_ or "item"
+
+
+class Trigger(Model):
+    cron: str = Field(description="five-field cron expression")
+    timezone: str = "Asia/Shanghai"
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+
+class PlaybookSpec(Model):
+    name: StepId
+    title: str | None = None
+    description: str | None = None
+    version: int = 1
+    inputs: dict[StepId, InputSpec] = Field(default_factory=dict)
+    env: list[str] = Field(default_factory=list, description="environment variables readable as env.X")
+    secrets: list[str] = Field(default_factory=list, description="environment variables readable as "
+                                                                 "secrets.X, never logged")
+    defaults: Defaults = Field(default_factory=Defaults)
+    limits: Limits = Field(default_factory=Limits)
+    triggers: list[Trigger] = Field(default_factory=list)
+    steps: list[Step] = Field(min_length=1)
+    outputs: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,147 @@
+"""Storage behind one interface: runs index, step journal, LLM response cache, approval decisions.
+
+SQLite by default (`.playbook/state.db`, WAL). LangGraph's checkpoints live in the same file, in
+their own tables. Every write commits at once: a kill -9 loses nothing that was recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  id TEXT PRIMARY KEY, playbook TEXT NOT NULL, path TEXT NOT NULL, source TEXT NOT NULL,
+  status TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL, inputs TEXT NOT NULL,
+  outputs TEXT, error TEXT, tokens_in INTEGER DEFAULT 0, tokens_out INTEGER DEFAULT 0,
+  cost REAL DEFAULT 0, pending TEXT, cancel_requested INTEGER DEFAULT 0, parent TEXT,
+  max_cost REAL, model_override TEXT);
+CREATE TABLE IF NOT EXISTS journal (
+  run_id TEXT NOT NULL, step TEXT NOT NULL, visit INTEGER NOT NULL, key TEXT NOT NULL,
+  value TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (run_id, step, visit, key));
+CREATE TABLE IF NOT EXISTS llm_cache (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS approvals (
+  run_id TEXT NOT NULL, step TEXT NOT NULL, visit INTEGER NOT NULL, action TEXT NOT NULL,
+  by TEXT NOT NULL, at REAL NOT NULL, comment TEXT, edits TEXT, diff TEXT);
+"""
+
+RUN_FIELDS = ("id", "playbook", "path", "source", "status", "started_at", "ended_at", "inputs",
+              "outputs", "error", "tokens_in", "tokens_out", "cost", "pending", "cancel_requested",
+              "parent", "max_cost", "model_override")
+JSON_FIELDS = {"inputs", "outputs", "pending"}
+
+
+class Store(Protocol):
+    """What the executor needs from storage; SQLite now, Postgres for a worker pool later."""
+
+    def create_run(self, **fields: Any) -> None: ...
+    def update_run(self, run_id: str, **fields: Any) -> None: ...
+    def get_run(self, run_id: str) -> dict[str, Any] | None: ...
+    def list_runs(self, limit: int = 50) -> list[dict[str, Any]]: ...
+    def journal_get(self, run_id: str, step: str, visit: int, key: str) -> Any | None: ...
+    def journal_put(self, run_id: str, step: str, visit: int, key: str, value: Any) -> None: ...
+    def cache_get(self, key: str) -> Any | None: ...
+    def cache_put(self, key: str, value: Any) -> None: ...
+    def record_approval(self, **fields: Any) -> None: ...
+    def approvals(self, run_id: str) -> list[dict[str, Any]]: ...
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _exec(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # runs
+    def create_run(self, **fields: Any) -> None:
+        names = list(fields)
+        values = tuple(_encode(n, fields[n]) for n in names)
+        self._exec(f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        sets = ", ".join(f"{n} = ?" for n in fields)
+        self._exec(f"UPDATE runs SET {sets} WHERE id = ?",
+                   (*(_encode(n, v) for n, v in fields.items()), run_id))
+
+    def add_usage(self, run_id: str, tokens_in: int, tokens_out: int, cost: float) -> None:
+        self._exec("UPDATE runs SET tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, "
+                   "cost = cost + ? WHERE id = ?", (tokens_in, tokens_out, cost, run_id))
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        rows = self._exec(f"SELECT {', '.join(RUN_FIELDS)} FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            rows = self._exec(f"SELECT {', '.join(RUN_FIELDS)} FROM runs WHERE id LIKE ? "
+                              "ORDER BY started_at DESC", (run_id + "%",))
+            if len(rows) != 1:
+                return None
+        return _decode(rows[0])
+
+    def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self._exec(f"SELECT {', '.join(RUN_FIELDS)} FROM runs WHERE parent IS NULL "
+                          "ORDER BY started_at DESC LIMIT ?", (limit,))
+        return [_decode(r) for r in rows]
+
+    # journal
+    def journal_get(self, run_id: str, step: str, visit: int, key: str) -> Any | None:
+        rows = self._exec("SELECT value FROM journal WHERE run_id=? AND step=? AND visit=? AND key=?",
+                          (run_id, step, visit, key))
+        return json.loads(rows[0][0]) if rows else None
+
+    def journal_put(self, run_id: str, step: str, visit: int, key: str, value: Any) -> None:
+        self._exec("INSERT OR REPLACE INTO journal VALUES (?, ?, ?, ?, ?, ?)",
+                   (run_id, step, visit, key, json.dumps(value, ensure_ascii=False), time.time()))
+
+    def journal_count(self, run_id: str) -> int:
+        return int(self._exec("SELECT COUNT(*) FROM journal WHERE run_id = ?", (run_id,))[0][0])
+
+    # LLM response cache
+    def cache_get(self, key: str) -> Any | None:
+        rows = self._exec("SELECT value FROM llm_cache WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def cache_put(self, key: str, value: Any) -> None:
+        self._exec("INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?)",
+                   (key, json.dumps(value, ensure_ascii=False), time.time()))
+
+    # approvals
+    def record_approval(self, **fields: Any) -> None:
+        names = ("run_id", "step", "visit", "action", "by", "at", "comment", "edits", "diff")
+        values = tuple(json.dumps(fields.get(n), ensure_ascii=False) if n in ("edits", "diff")
+                       else fields.get(n) for n in names)
+        self._exec(f"INSERT INTO approvals VALUES ({', '.join('?' * len(names))})", values)
+
+    def approvals(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._exec("SELECT step, visit, action, by, at, comment, edits, diff FROM approvals "
+                          "WHERE run_id = ? ORDER BY at", (run_id,))
+        keys = ("step", "visit", "action", "by", "at", "comment", "edits", "diff")
+        return [{k: (json.loads(v) if k in ("edits", "diff") and v else v) for k, v in zip(keys, r,
+                                                                                       strict=True)}
+                for r in rows]
+
+
+def _encode(name: str, value: Any) -> Any:
+    return json.dumps(value, ensure_ascii=False, default=str) if name in JSON_FIELDS and \
+        value is not None else value
+
+
+def _decode(row: tuple[Any, ...]) -> dict[str, Any]:
+    run = dict(zip(RUN_FIELDS, row, strict=True))
+    for name in JSON_FIELDS:
+        if run[name] is not None:
+            run[name] = json.loads(run[name])
+    return run

@@ -1,0 +1,158 @@
+"""`${{ expr }}` templates in a sandboxed Jinja2 environment with strict undefined.
+
+Pure: parse, inspect references, render. A value that is exactly one `${{ expr }}` evaluates to
+the native value (a list stays a list); any other text renders to a string.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from jinja2 import nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+_LONE = re.compile(r"^\s*\$\{\{((?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
+
+
+class TemplateError(Exception):
+    """A template failed to parse or render; the message is meant for the user."""
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # `steps.label.items` must mean the key, not dict.items
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+def _to_json(value: Any, indent: int | None = None) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
+
+
+@lru_cache(maxsize=1)
+def environment() -> _Environment:
+    env = _Environment(variable_start_string="${{", variable_end_string="}}",
+                       undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env.filters["tojson"] = _to_json
+    env.filters["json"] = _to_json
+    return env
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and ("${{" in value or "{%" in value)
+
+
+def lone_expression(text: str) -> str | None:
+    match = _LONE.match(text)
+    return match.group(1).strip() if match else None
+
+
+@lru_cache(maxsize=4096)
+def _compiled_text(text: str) -> jinja2.Template:
+    return environment().from_string(text)
+
+
+@lru_cache(maxsize=4096)
+def _compiled_expression(expr: str) -> Any:
+    return environment().compile_expression(expr, undefined_to_none=False)
+
+
+def render(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render every template inside `value` (strings, lists and dicts, recursively)."""
+    if isinstance(value, str):
+        if not is_template(value):
+            return value
+        try:
+            expr = lone_expression(value)
+            if expr is not None:
+                result = _compiled_expression(expr)(**context)
+                if isinstance(result, jinja2.Undefined):
+                    result._fail_with_undefined_error()
+                return result
+            return _compiled_text(value).render(**context)
+        except (jinja2.UndefinedError, SecurityError, jinja2.TemplateError, TypeError,
+                ValueError, ZeroDivisionError, KeyError, IndexError) as exc:
+            raise TemplateError(f"cannot evaluate {_short(value)}: {exc}") from None
+    if isinstance(value, list):
+        return [render(v, context) for v in value]
+    if isinstance(value, dict):
+        return {k: render(v, context) for k, v in value.items()}
+    return value
+
+
+def _short(text: str) -> str:
+    one_line = " ".join(text.split())
+    return repr(one_line if len(one_line) <= 80 else one_line[:77] + "...")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A dotted name used by a template, e.g. ('steps', 'label', 'items')."""
+
+    chain: tuple[str, ...]
+
+
+def parse(text: str) -> nodes.Template:
+    """Parse a template; raises TemplateError naming the template line on a syntax error."""
+    env = environment()
+    try:
+        expr = lone_expression(text)
+        if expr is not None:
+            # parse as an expression so that `${{ a b }}` is reported like at run time
+            env.compile_expression(expr)
+        return env.parse(text)
+    except jinja2.TemplateSyntaxError as exc:
+        where = f" (template line {exc.lineno})" if exc.lineno and exc.lineno > 1 else ""
+        raise TemplateError(f"template syntax error: {exc.message}{where}") from None
+
+
+def inspect(text: str) -> tuple[list[Reference], list[str]]:
+    """The names a template reads (outside its own loop/set variables) and sandbox violations."""
+    tree = parse(text)
+    local_names = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    refs: list[Reference] = []
+    unsafe: list[str] = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        attr = _attribute_name(node)
+        if attr is not None and attr.startswith("_"):
+            unsafe.append(attr)
+    for chain in _chains(tree):
+        if chain[0] not in local_names:
+            refs.append(Reference(chain))
+    return refs, unsafe
+
+
+def _attribute_name(node: nodes.Node) -> str | None:
+    if isinstance(node, nodes.Getattr):
+        return str(node.attr)
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) \
+            and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
+
+
+def _chains(tree: nodes.Node) -> Iterator[tuple[str, ...]]:
+    """Constant access chains rooted at a loaded name: `steps.label.items` → 3 parts.
+
+    A dynamic index (`rows[i]`) ends the part that can be checked statically.
+    """
+    inner = {id(n.node) for n in tree.find_all((nodes.Getattr, nodes.Getitem))}
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        if id(node) in inner:
+            continue
+        parts: list[str] = []
+        current: nodes.Node = node
+        while isinstance(current, nodes.Getattr | nodes.Getitem):
+            name = _attribute_name(current)
+            parts = [] if name is None else [*parts, name]
+            current = current.node
+        if isinstance(current, nodes.Name) and current.ctx == "load":
+            yield (current.name, *reversed(parts))

@@ -1,0 +1,5 @@
+"""Built-in tools, one module per family. Importing this package registers them."""
+
+from tools import file, sheet
+
+__all__ = ["file", "sheet"]

@@ -1,0 +1,182 @@
+"""sheet.read / sheet.write: csv (UTF-8, UTF-8 with BOM, GBK), xlsx and jsonl."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runner.registry import ToolContext, tool
+
+ENCODINGS = ("utf-8-sig", "gb18030")  # gb18030 is a superset of GBK/GB2312, as Excel in China saves
+
+
+class SheetReadInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(description="csv, xlsx or jsonl file")
+    columns: list[str] | dict[str, str] | None = Field(
+        None, description="columns to keep, or {source: new_name} to keep and rename")
+    sheet: str | None = Field(None, description="xlsx sheet name (default: the first)")
+    limit: int | None = Field(None, ge=0, description="read at most this many rows")
+    encoding: str | None = Field(None, description="csv encoding; default: detect UTF-8 / GBK")
+
+
+class SheetReadOutput(BaseModel):
+    rows: list[dict[str, Any]]
+    count: int
+    columns: list[str]
+
+
+@tool("sheet.read")
+async def sheet_read(args: SheetReadInput, ctx: ToolContext) -> SheetReadOutput:
+    """Read rows from a csv, xlsx or jsonl file."""
+    path = ctx.input_path(args.path)
+    if not path.exists():
+        raise ValueError(f"file '{args.path}' not found (looked in {path.parent})")
+    suffix = path.suffix.lower()
+    if suffix == ".xlsx":
+        rows = _read_xlsx(path, args.sheet)
+    elif suffix in (".jsonl", ".ndjson"):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif suffix in (".csv", ".tsv", ".txt"):
+        rows = _read_csv(path, args.encoding, "\t" if suffix == ".tsv" else ",")
+    else:
+        raise ValueError(f"'{args.path}': unsupported file type '{suffix}'; use .csv, .xlsx or .jsonl")
+    if args.limit is not None:
+        rows = rows[: args.limit]
+    rows = _select(rows, args.columns, args.path)
+    columns = list(rows[0]) if rows else []
+    return SheetReadOutput(rows=rows, count=len(rows), columns=columns)
+
+
+def _read_csv(path: Path, encoding: str | None, delimiter: str) -> list[dict[str, Any]]:
+    raw = path.read_bytes()
+    for enc in (encoding,) if encoding else ENCODINGS:
+        try:
+            text = raw.decode(enc)
+            break
+        except (UnicodeDecodeError, LookupError):
+            continue
+    else:
+        raise ValueError(f"'{path.name}' is neither UTF-8 nor GBK; pass encoding: explicitly")
+    return [dict(r) for r in csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)]
+
+
+def _read_xlsx(path: Path, sheet: str | None) -> list[dict[str, Any]]:
+    import openpyxl
+
+    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        if sheet is not None and sheet not in book.sheetnames:
+            raise ValueError(f"'{path.name}' has no sheet '{sheet}' (sheets: {', '.join(book.sheetnames)})")
+        ws = book[sheet] if sheet else book.worksheets[0]
+        values = ws.iter_rows(values_only=True)
+        header = [str(h) if h is not None else f"col{i + 1}" for i, h in enumerate(next(values, ()))]
+        return [dict(zip(header, row, strict=False)) for row in values if any(v is not None for v in row)]
+    finally:
+        book.close()
+
+
+def _select(rows: list[dict[str, Any]], columns: list[str] | dict[str, str] | None,
+            name: str) -> list[dict[str, Any]]:
+    if not columns:
+        return rows
+    mapping = columns if isinstance(columns, dict) else {c: c for c in columns}
+    present = set(rows[0]) if rows else set(mapping)
+    missing = [c for c in mapping if c not in present]
+    if missing:
+        raise ValueError(f"'{name}' has no column {', '.join(map(repr, missing))} "
+                         f"(columns: {', '.join(sorted(present))})")
+    return [{new: row.get(old) for old, new in mapping.items()} for row in rows]
+
+
+class SheetWriteInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(description="output file in the run folder: .xlsx, .csv or .jsonl")
+    rows: list[dict[str, Any]]
+    sheet: str = Field("Sheet1", description="xlsx sheet name")
+    columns: list[str] | None = Field(None, description="column order (default: keys of the rows)")
+    mode: Literal["replace", "append"] = "replace"
+
+
+class SheetWriteOutput(BaseModel):
+    path: str
+    count: int
+    sheet: str
+
+
+@tool("sheet.write")
+async def sheet_write(args: SheetWriteInput, ctx: ToolContext) -> SheetWriteOutput:
+    """Write rows to an xlsx (styled header, frozen, sized columns), csv or jsonl file."""
+    target = ctx.artifact_path(args.path)
+    columns = args.columns or _columns(args.rows)
+    suffix = target.suffix.lower()
+    if suffix == ".xlsx":
+        _write_xlsx(target, args.sheet, columns, args.rows, args.mode)
+    elif suffix == ".csv":
+        append = args.mode == "append" and target.exists()
+        with target.open("a" if append else "w", encoding="utf-8-sig" if not append else "utf-8",
+                         newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+            if not append:
+                writer.writeheader()
+            writer.writerows({c: _cell(r.get(c)) for c in columns} for r in args.rows)
+    elif suffix == ".jsonl":
+        with target.open("a" if args.mode == "append" else "w", encoding="utf-8") as fh:
+            for row in args.rows:
+                fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    else:
+        raise ValueError(f"'{args.path}': unsupported file type '{suffix}'; use .xlsx, .csv or .jsonl")
+    return SheetWriteOutput(path=str(target), count=len(args.rows), sheet=args.sheet)
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(k for row in rows for k in row))
+
+
+def _cell(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _write_xlsx(target: Path, sheet: str, columns: list[str], rows: list[dict[str, Any]],
+                mode: str) -> None:
+    import openpyxl
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    book = openpyxl.load_workbook(target) if target.exists() else openpyxl.Workbook()
+    if not target.exists():
+        book.remove(book.active)
+    if sheet in book.sheetnames and mode == "replace":
+        book.remove(book[sheet])
+    fresh = sheet not in book.sheetnames
+    ws = book[sheet] if not fresh else book.create_sheet(sheet)
+    if fresh:
+        ws.append(columns)
+        for cell in ws[1]:
+            cell.font = Font(bold=True, color="FFFFFF")
+            cell.fill = PatternFill("solid", fgColor="4472C4")
+        ws.freeze_panes = "A2"
+    wrap = Alignment(wrap_text=True, vertical="top")
+    widths = [max(6, _display_width(c)) for c in columns]
+    for row in rows:
+        values = [_cell(row.get(c)) for c in columns]
+        ws.append(values)
+        for j, value in enumerate(values):
+            widths[j] = max(widths[j], _display_width(value))
+            if isinstance(value, str) and len(value) > 40:
+                ws.cell(ws.max_row, j + 1).alignment = wrap
+    for j, width in enumerate(widths):
+        ws.column_dimensions[get_column_letter(j + 1)].width = min(60, width + 2)
+    book.save(target)
+
+
+def _display_width(value: Any) -> int:
+    text = "" if value is None else str(value)
+    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text[:200])  # CJK characters are two wide
