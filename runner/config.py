@@ -71,6 +71,11 @@ class Project:
     def db_path(self) -> Path:
         return self.state_dir / "state.db"
 
+    @property
+    def checkpoint_path(self) -> Path:
+        """LangGraph checkpoints: a file of their own, so its async writer never waits on ours."""
+        return self.state_dir / "checkpoints.db"
+
     def run_dir(self, run_id: str) -> Path:
         return self.state_dir / "runs" / run_id
 

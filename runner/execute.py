@@ -154,7 +154,7 @@ class Runner:
 
         config = {"configurable": {"thread_id": rc.run_id}, "recursion_limit": 10_000}
         outcome = RunOutcome(rc.run_id, "failed", run_dir=str(rc.run_dir))
-        async with AsyncSqliteSaver.from_conn_string(str(self.project.db_path)) as saver:
+        async with AsyncSqliteSaver.from_conn_string(str(self.project.checkpoint_path)) as saver:
             graph = compile_graph(rc.playbook, _node_factory(rc), checkpointer=saver)
             try:
                 final = await graph.ainvoke(graph_input, config)
@@ -239,7 +239,7 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
     config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
     state = None if existing else {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
                                    "run": {"date": datetime.now().strftime("%Y-%m-%d")}}
-    async with AsyncSqliteSaver.from_conn_string(str(parent.project.db_path)) as saver:
+    async with AsyncSqliteSaver.from_conn_string(str(parent.project.checkpoint_path)) as saver:
         graph = compile_graph(child, _node_factory(rc), checkpointer=saver)
         final = await graph.ainvoke(state, config)
     parent.spent = rc.spent

@@ -197,10 +197,20 @@ def _cumulative(values: list[float]) -> Iterator[float]:
 
 
 def _schema_of(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON Schema a request asks for: in response_format, or after the runner's instruction."""
     fmt = body.get("response_format") or {}
     if fmt.get("type") == "json_schema":
         schema = fmt.get("json_schema", {}).get("schema")
         return schema if isinstance(schema, dict) else None
+    for message in reversed(body.get("messages", [])):
+        text = str(message.get("content", ""))
+        marker = text.rfind("JSON Schema：")
+        if marker >= 0:
+            try:
+                found = json.loads(text[marker + len("JSON Schema："):].strip())
+            except json.JSONDecodeError:
+                return None
+            return found if isinstance(found, dict) else None
     return None
 
 
