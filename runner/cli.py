@@ -26,8 +26,8 @@ app = typer.Typer(name="playbook", no_args_is_help=True, add_completion=False, r
                        "Exit codes: 0 done, 1 failed, 2 user error, 3 waiting for approval, 4 cancelled.")
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _fail(exc: PlaybookError | RunError) -> typer.Exit:

@@ -118,7 +118,11 @@ class LlmClient:
         if use_cache and self.store is not None and (hit := self.store.cache_get(key)) is not None:
             return LlmResult(hit["content"], hit["text"], alias, cached=True)
         messages = [dict(m) for m in request.messages]
-        if schema is not None:
+        if schema is not None and config.model == LOCAL:
+            # the grammar enforces the schema; a small model only gets confused by its text
+            fields = ", ".join(schema.get("properties", {}))
+            messages[-1]["content"] = f"{messages[-1]['content']}\n\n只输出 JSON，字段：{fields}。"
+        elif schema is not None:
             messages[-1]["content"] = (f"{messages[-1]['content']}{SCHEMA_INSTRUCTION}"
                                        f"{json.dumps(schema, ensure_ascii=False)}")
         result = LlmResult(None, "", alias)
@@ -167,7 +171,7 @@ class LlmClient:
                      schema: dict[str, Any] | None) -> tuple[str, int, int, float]:
         from runner import local_model
 
-        reply = await local_model.complete(messages, schema=schema, max_tokens=request.max_tokens or 1024,
+        reply = await local_model.complete(messages, schema=schema, max_tokens=request.max_tokens or 2048,
                                            temperature=request.temperature or 0.0)
         return reply["text"], reply["tokens_in"], reply["tokens_out"], 0.0
 

@@ -64,6 +64,7 @@ def _load() -> Any:
             params.cpuparams.n_threads = max(1, os.cpu_count() or 1)
             params.cpuparams_batch.n_threads = max(1, os.cpu_count() or 1)
             params.warmup = False
+            params.verbosity = int(os.environ.get("PLAYBOOK_LOCAL_VERBOSITY", "-1"))
             _server = xllamacpp.Server(params)
     return _server
 
@@ -84,13 +85,34 @@ def gemma_prompt(messages: list[dict[str, Any]]) -> str:
     return "".join(parts) + "<start_of_turn>model\n"
 
 
+def compact_schema(schema: dict[str, Any], max_string: int = 160, max_items: int = 6) -> dict[str, Any]:
+    """The schema for grammar decoding: no free whitespace, bounded strings and lists, because a
+    270M model otherwise loops on newlines or one string until it runs out of tokens."""
+
+    def bound(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: bound(v) for k, v in node.items()}
+            if out.get("type") == "string" and "enum" not in out and "maxLength" not in out:
+                out["maxLength"] = max_string
+            if out.get("type") == "array" and "maxItems" not in out:
+                out["maxItems"] = max_items
+            return out
+        if isinstance(node, list):
+            return [bound(v) for v in node]
+        return node
+
+    bounded: dict[str, Any] = bound(schema)
+    bounded["x-guidance"] = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+    return bounded
+
+
 def _complete_sync(messages: list[dict[str, Any]], schema: dict[str, Any] | None,
                    max_tokens: int, temperature: float) -> dict[str, Any]:
     server = _load()
     request: dict[str, Any] = {"prompt": gemma_prompt(messages), "n_predict": max_tokens,
                                "temperature": temperature, "stop": ["<end_of_turn>"], "seed": 42}
     if schema is not None:
-        request["json_schema"] = schema
+        request["json_schema"] = compact_schema(schema)
     with _decode_lock:
         reply = server.handle_completions(request)
     if not isinstance(reply, dict) or "choices" not in reply:
