@@ -33,10 +33,15 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def _fail(exc: PlaybookError | RunError) -> typer.Exit:
     if isinstance(exc, PlaybookError):
         for diagnostic in exc.diagnostics:
-            err.print(f"[red]error[/] {diagnostic}", markup=True, soft_wrap=True)
+            _error_line(str(diagnostic))
         return typer.Exit(2)
-    err.print(f"[red]error[/] {exc}", soft_wrap=True)
+    _error_line(str(exc))
     return typer.Exit(1)
+
+
+def _error_line(text: str) -> None:
+    err.print("[red]error[/] ", end="")
+    err.print(text, markup=False)
 
 
 def _project() -> Any:
@@ -146,7 +151,7 @@ def validate(playbooks: Annotated[list[Path], typer.Argument(help="playbook file
         except PlaybookError as exc:
             failed = True
             for diagnostic in exc.diagnostics:
-                err.print(f"[red]error[/] {diagnostic}", soft_wrap=True)
+                _error_line(str(diagnostic))
     raise typer.Exit(2 if failed else 0)
 
 

@@ -225,6 +225,8 @@ class _Checker:
                 self.error(path, f"{where}: access to '{attr}' is not allowed in templates (sandbox); "
                                  "use only data fields")
             for ref in refs:
+                if any(part.startswith("_") for part in ref.chain):
+                    continue  # already reported as a sandbox violation
                 problem = self.reference_problem(ref.chain, local)
                 if problem:
                     self.error(path, f"{where}: {problem}")
@@ -245,7 +247,9 @@ class _Checker:
         if name not in allowed[root]:
             hint = {"env": " (list it under `env:`)", "secrets": " (list it under `secrets:`)",
                     "inputs": " (declare it under `inputs:`)"}.get(root, "")
-            return f"unknown {root} '{name}'{did_you_mean(name, allowed[root])}{hint}"
+            noun = {"steps": "step", "inputs": "input", "secrets": "secret", "env": "environment variable",
+                    "run": "run field", "approval": "approval field"}[root]
+            return f"unknown {noun} '{name}'{did_you_mean(name, allowed[root])}{hint}"
         if root == "steps" and len(chain) >= 3:
             fields = self.result_fields(self.playbook.step(name))
             if fields is not None and chain[2] not in fields:

@@ -1,0 +1,70 @@
+"""Shared fixtures: a fake OpenAI-compatible server on loopback and a project folder pointing at it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.config import load_project
+from runner.execute import Runner, RunOutcome
+from runner.inputs import resolve_inputs
+from runner.testing import FakeLLMServer
+from runner.validate import load_and_validate
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "sk-test-7f3a9c1e5b2d4a6f8e0c"
+
+
+@pytest.fixture
+def server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project whose `default` model is the fake server, with a key that must never leak."""
+    (tmp_path / "playbook.toml").write_text(server.toml(input_price=2.0, output_price=8.0),
+                                            encoding="utf-8")
+    monkeypatch.setenv("FAKE_LLM_API_KEY", SECRET)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_playbook(folder: Path, text: str, name: str = "pb.yaml") -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run_playbook(path: Path, inputs: dict[str, Any] | None = None, **kwargs: Any) -> RunOutcome:
+    playbook = load_and_validate(path)
+    runner = Runner(load_project())
+    try:
+        values = resolve_inputs(playbook.spec, inputs or {}, file=str(path))
+        return asyncio.run(runner.start(playbook, values, **kwargs))
+    finally:
+        runner.close()
+
+
+def resume(run_id: str, **kwargs: Any) -> RunOutcome:
+    runner = Runner(load_project())
+    try:
+        return asyncio.run(runner.resume(run_id, **kwargs))
+    finally:
+        runner.close()
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
+        timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the real `playbook` command in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
