@@ -238,7 +238,8 @@ def _classify(exc: Exception, alias: str, config: ModelConfig, step: str) -> Exc
         return _Retryable(f"{name} ({status}): {str(exc)[:200]}", _retry_after(exc))
     if name == "AuthenticationError" or status in (401, 403):
         return RunError(f"model '{alias}' ({config.model}) rejected the API key ({status}); set "
-                        f"{config.key_env() or 'the key variable'} to a valid key", step=step)
+                        f"{config.key_env() or 'the key variable'} to a valid key. Provider said: "
+                        f"{str(exc)[:200]}", step=step)
     return RunError(f"model '{alias}' ({config.model}) refused the request ({status or name}): "
                     f"{str(exc)[:300]}", step=step)
 

@@ -128,7 +128,8 @@ class FakeLLMServer:
         f = self.faults
         if f.auth_error:
             entry["status"] = 401
-            return self._send(handler, 401, {"error": {"message": "Incorrect API key provided",
+            key = handler.headers.get("authorization", "").removeprefix("Bearer ")
+            return self._send(handler, 401, {"error": {"message": f"Incorrect API key provided: {key}",
                                                        "type": "invalid_request_error"}})
         edges = [f.rate_limit, f.server_error, f.hang, f.malformed, f.truncated]
         bucket = next((i for i, edge in enumerate(_cumulative(edges)) if roll < edge), None)
