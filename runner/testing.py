@@ -45,6 +45,8 @@ class Faults:
     hang_seconds: float = 30.0
     retry_after: float = 0.05
     auth_error: bool = False  # every request 401
+    sequence: list[int | str] = field(default_factory=list)  # outcomes of the first requests, in
+    # order: 429, 500, 400, "hang", "malformed", "truncated" or 200
 
 
 @dataclass
@@ -123,6 +125,7 @@ class FakeLLMServer:
         with self._lock:
             self.requests.append(entry)
             roll = self._rng.random()
+            scripted = self.faults.sequence.pop(0) if self.faults.sequence else None
         if self.latency:
             time.sleep(self.latency)
         f = self.faults
@@ -133,6 +136,12 @@ class FakeLLMServer:
                                                        "type": "invalid_request_error"}})
         edges = [f.rate_limit, f.server_error, f.hang, f.malformed, f.truncated]
         bucket = next((i for i, edge in enumerate(_cumulative(edges)) if roll < edge), None)
+        if scripted is not None:
+            bucket = {429: 0, 500: 1, "hang": 2, "malformed": 3, "truncated": 4}.get(scripted)
+            if scripted == 400:
+                entry["status"] = 400
+                return self._send(handler, 400, {"error": {"message": "bad request: unsupported "
+                                                           "parameter", "type": "invalid_request_error"}})
         if bucket == 0:
             entry["status"] = 429
             return self._send(handler, 429, {"error": {"message": "rate limited", "type": "rate_limit"}},

@@ -43,7 +43,8 @@ class RunContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def charge(self, step: str, result: LlmResult, seconds: float) -> None:
-        """Account one LLM call; past `max_cost` the run stops (finished work stays journaled)."""
+        """Account one LLM call. The budget is checked before the next call, not here, so the reply
+        that crossed `max_cost` is still journaled and never paid for twice."""
         if result.cached:
             self.hooks.on_llm_call(step=step, model=result.model, cached=True, tokens_in=0,
                                    tokens_out=0, cost=0.0, seconds=round(seconds, 3))
@@ -55,7 +56,6 @@ class RunContext:
         self.hooks.on_llm_call(step=step, model=result.model, cached=False, calls=result.calls,
                                tokens_in=result.tokens_in, tokens_out=result.tokens_out,
                                cost=round(result.cost, 6), seconds=round(seconds, 3))
-        self.check_budget(step)
 
     def check_budget(self, step: str) -> None:
         if self.max_cost is not None and self.spent > self.max_cost:

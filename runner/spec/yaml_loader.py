@@ -91,6 +91,10 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
             hint = "; indent with spaces, not tabs"
         elif "mapping values are not allowed" in problem:
             hint = "; quote values that contain ': '"
+        elif "stream end" in problem:
+            hint = "; a bracket or quote is not closed"
+        elif "expected ',' or '}'" in problem:
+            hint = "; inside {…} quote values that contain ? : , [ ] { }"
         raise LoadError([Diagnostic(file, line, col, f"invalid YAML: {problem}{hint}")]) from None
     finally:
         loader.dispose()

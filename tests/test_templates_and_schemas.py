@@ -1,0 +1,68 @@
+"""Templates (sandbox, native values, strict undefined) and `output:` schemas → pydantic models."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+
+from runner import templates
+from runner.spec.output_schema import SchemaError, to_json_schema, to_model, unwrap
+
+
+def test_lone_expression_keeps_the_native_value() -> None:
+    ctx = {"steps": {"load": {"rows": [{"a": 1}, {"a": 2}]}}}
+    assert templates.render("${{ steps.load.rows }}", ctx) == [{"a": 1}, {"a": 2}]
+    assert templates.render("  ${{ steps.load.rows | length }} ", ctx) == 2
+    assert templates.render("共 ${{ steps.load.rows | length }} 条", ctx) == "共 2 条"
+
+
+def test_dict_keys_win_over_dict_methods() -> None:
+    assert templates.render("${{ s.items }}", {"s": {"items": [1]}}) == [1]
+
+
+def test_json_braces_in_prompts_are_left_alone() -> None:
+    text = '返回 {"name": "x"} 和 {{ raw }}'
+    assert templates.render(text + " ${{ 1 + 1 }}", {}) == text + " 2"
+
+
+def test_strict_undefined_and_sandbox_fail_with_clear_errors() -> None:
+    with pytest.raises(templates.TemplateError, match="has no attribute 'missing'"):
+        templates.render("${{ inputs.missing }}", {"inputs": {}})
+    with pytest.raises(templates.TemplateError, match="unsafe"):
+        templates.render("${{ ''.__class__.__mro__ }}", {})
+    with pytest.raises(templates.TemplateError, match="unsafe"):
+        templates.render("${{ cycler.__init__.__globals__ }}", {})
+
+
+def test_inspect_finds_references_but_not_loop_variables() -> None:
+    refs, unsafe = templates.inspect("{% for r in steps.label.items %}${{ r.text }}${{ inputs.p }}{% endfor %}")
+    chains = {r.chain for r in refs}
+    assert ("steps", "label", "items") in chains and ("inputs", "p") in chains
+    assert not any(c[0] == "r" for c in chains) and unsafe == []
+
+
+def test_compact_schema_becomes_a_strict_model() -> None:
+    schema = to_json_schema({"sentiment": {"enum": ["正面", "负面"]}, "tags": ["string"],
+                             "note": "string?", "themes": [{"name": "string", "count": "integer"}]})
+    model = to_model(schema)
+    ok = model.model_validate({"sentiment": "正面", "tags": [], "themes": [{"name": "a", "count": 1}]})
+    assert ok.model_dump()["note"] is None
+    for bad in ({"sentiment": "好", "tags": [], "themes": []},
+                {"sentiment": "正面", "tags": [], "themes": [], "extra": 1},
+                {"sentiment": "正面", "themes": []},
+                {"sentiment": "正面", "tags": [], "themes": [{"name": "a", "count": "many"}]}):
+        with pytest.raises(pydantic.ValidationError):
+            model.model_validate(bad)
+
+
+def test_full_json_schema_is_accepted_and_non_objects_are_wrapped() -> None:
+    full = {"type": "object", "properties": {"score": {"type": "number", "description": "0-10"}},
+            "required": ["score"]}
+    assert to_model(to_json_schema(full)).model_validate({"score": 7.5}).model_dump() == {"score": 7.5}
+    as_list = to_model(to_json_schema(["string"]))
+    assert unwrap(as_list, as_list.model_validate({"value": ["a"]}).model_dump()) == ["a"]
+
+
+def test_bad_compact_schema_says_where() -> None:
+    with pytest.raises(SchemaError, match=r"output.a.b: unknown type 'strin' \(did you mean 'string'\?\)"):
+        to_json_schema({"a": {"b": "strin"}})
