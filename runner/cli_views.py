@@ -36,12 +36,20 @@ def print_runs(out: Console, project: Project, limit: int) -> None:
         out.print("no runs yet")
         return
     store = SqliteStore(project.db_path)
-    table = Table("run id", "playbook", "status", "started", "duration", "tokens", "cost")
+    table = Table()
+    table.add_column("run id", no_wrap=True)
+    for name in ("playbook", "status", "started", "duration", "tokens", "cost"):
+        table.add_column(name)
     for run in store.list_runs(limit):
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started_at"]))
-        table.add_row(run["id"], run["playbook"], run["status"], started, _duration(run),
-                      f"{run['tokens_in'] + run['tokens_out']:,}", f"{run['cost']:.4f}")
-    out.print(table)
+        row = (run["id"], run["playbook"], run["status"], started, _duration(run),
+               f"{run['tokens_in'] + run['tokens_out']:,}", f"{run['cost']:.4f}")
+        if out.is_terminal:
+            table.add_row(*row)
+        else:  # piped: one tab-separated line per run, easy to grep and cut
+            print("\t".join(row))
+    if out.is_terminal:
+        out.print(table)
     store.close()
 
 

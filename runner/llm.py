@@ -245,9 +245,13 @@ def _classify(exc: Exception, alias: str, config: ModelConfig, step: str) -> Exc
 
 
 def _retry_after(exc: Exception) -> float | None:
-    headers: Any = getattr(exc, "headers", None) or getattr(getattr(exc, "response", None), "headers",
-                                                             None) or {}
-    value = headers.get("retry-after") or headers.get("Retry-After") if hasattr(headers, "get") else None
+    value = None
+    for headers in (getattr(exc, "litellm_response_headers", None), getattr(exc, "headers", None),
+                    getattr(getattr(exc, "response", None), "headers", None)):
+        if headers and hasattr(headers, "get"):
+            value = headers.get("retry-after") or headers.get("Retry-After")
+            if value is not None:
+                break
     try:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:

@@ -85,7 +85,7 @@ def gemma_prompt(messages: list[dict[str, Any]]) -> str:
     return "".join(parts) + "<start_of_turn>model\n"
 
 
-def compact_schema(schema: dict[str, Any], max_string: int = 160, max_items: int = 6) -> dict[str, Any]:
+def compact_schema(schema: dict[str, Any], max_string: int = 80, max_items: int = 6) -> dict[str, Any]:
     """The schema for grammar decoding: no free whitespace, bounded strings and lists, because a
     270M model otherwise loops on newlines or one string until it runs out of tokens."""
 
@@ -110,7 +110,8 @@ def _complete_sync(messages: list[dict[str, Any]], schema: dict[str, Any] | None
                    max_tokens: int, temperature: float) -> dict[str, Any]:
     server = _load()
     request: dict[str, Any] = {"prompt": gemma_prompt(messages), "n_predict": max_tokens,
-                               "temperature": temperature, "stop": ["<end_of_turn>"], "seed": 42}
+                               "temperature": temperature, "stop": ["<end_of_turn>"], "seed": 42,
+                               "repeat_penalty": 1.2, "repeat_last_n": 64}
     if schema is not None:
         request["json_schema"] = compact_schema(schema)
     with _decode_lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 STEP_KINDS = ("llm", "tool", "approval", "switch", "playbook")
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -25,8 +25,9 @@ def parse_duration(value: Any) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(json_schema_extra={
-    "anyOf": [{"type": "number"}, {"type": "string", "pattern": _DURATION.pattern}]})]
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema({
+    "anyOf": [{"type": "number"}, {"type": "string", "pattern": _DURATION.pattern}],
+    "description": "seconds, or a string like '60s', '5m', '24h', '1d'"})]
 StepId = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
