@@ -7,7 +7,6 @@ to END. A map is one node that runs its items itself (see runner/nodes/map.py).
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypedDict
 
@@ -22,7 +21,7 @@ NodeFunction = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
     """Reducer: parallel steps each add their own key; nothing is clobbered."""
-    return operator.or_(left or {}, right or {})
+    return {**(left or {}), **(right or {})}
 
 
 class RunState(TypedDict, total=False):

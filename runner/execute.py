@@ -217,7 +217,7 @@ class Runner:
         if run["status"] == "running":
             self.store.update_run(run["id"], cancel_requested=1)
             return "cancel requested"
-        return run["status"]
+        return str(run["status"])
 
 
 async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any], run_id: str) -> Any:

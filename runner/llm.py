@@ -262,9 +262,9 @@ def _wait(policy: Retry) -> Any:
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Retryable) and exc.retry_after is not None:
-            return min(exc.retry_after, policy.max_backoff)
+            return float(min(exc.retry_after, policy.max_backoff))
         base = min(policy.backoff * 2 ** (state.attempt_number - 1), policy.max_backoff)
-        return base / 2 + random.uniform(0, base / 2)
+        return float(base / 2 + random.uniform(0, base / 2))
 
     return wait
 

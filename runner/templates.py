@@ -14,7 +14,8 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _LONE = re.compile(r"^\s*\$\{\{((?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
 
@@ -144,7 +145,8 @@ def _chains(tree: nodes.Node) -> Iterator[tuple[str, ...]]:
 
     A dynamic index (`rows[i]`) ends the part that can be checked statically.
     """
-    inner = {id(n.node) for n in tree.find_all((nodes.Getattr, nodes.Getitem))}
+    accesses = tree.find_all((nodes.Getattr, nodes.Getitem))
+    inner = {id(n.node) for n in accesses}  # type: ignore[attr-defined]
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
         if id(node) in inner:
             continue

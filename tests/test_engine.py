@@ -73,7 +73,7 @@ def _batch_reply(drop_last: bool) -> Any:
         prompt = body["messages"][-1]["content"]
         indexes = [int(i) for i in re.findall(r"### 第 (\d+) 条", prompt)]
         if drop_last and len(indexes) > 1:
-            indexes = indexes[:-1] + [999]  # one missing, one extra
+            indexes = [*indexes[:-1], 999]  # one missing, one extra
         items = [{"index": i, "topic": f"t{i}"} for i in reversed(indexes)]
         return json.dumps({"items": items})
 

@@ -33,6 +33,10 @@ def workbook_ids(run_dir: Path) -> list[str]:
     return [str(r[0]) for r in rows[1:]]
 
 
+def batches_journaled(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM journal WHERE key LIKE 'batch:%'").fetchone()[0])
+
+
 def run_id_from(output: str) -> str:
     match = re.search(r"playbook approve (\S+)", output)
     assert match, output
@@ -70,12 +74,12 @@ def test_kill_during_map_then_resume_repeats_no_finished_batch(project_dir: Path
         time.sleep(0.2)
         if db.exists():
             with sqlite3.connect(db) as conn:
-                journaled = conn.execute("SELECT COUNT(*) FROM journal WHERE key LIKE 'batch:%'").fetchone()[0]
+                journaled = batches_journaled(conn)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     sent_before = len(server.prompts("下面共有"))
     with sqlite3.connect(db) as conn:
-        journaled = conn.execute("SELECT COUNT(*) FROM journal WHERE key LIKE 'batch:%'").fetchone()[0]
+        journaled = batches_journaled(conn)
     assert 30 <= journaled < 100, "the kill should land in the middle of the map"
 
     resumed = cli("resume", "killed", cwd=project_dir)

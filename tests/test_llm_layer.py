@@ -27,7 +27,7 @@ def ask(retry: Retry | None = None, timeout: float = 30) -> tuple[object, ...]:
 
 def test_429_waits_for_retry_after_then_succeeds(project_dir: Path, server: FakeLLMServer) -> None:
     server.faults = Faults(sequence=[429, 500], retry_after=0.6)
-    content, calls, tokens_in, cost = ask()
+    content, _calls, tokens_in, cost = ask()
     assert isinstance(content, dict) and content["sentiment"] in ("正面", "负面")
     times = [r["time"] for r in server.requests]
     assert [r["status"] for r in server.requests] == [429, 500, 200]

@@ -28,7 +28,8 @@ def test_grammar_constrained_output_always_parses() -> None:
 
 
 def test_readme_run_without_key_reaches_approval_and_finishes(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLAYBOOK_") and not k.endswith("_API_KEY")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PLAYBOOK_") and not k.endswith("_API_KEY")}
     env_clean = {**env, "OPENAI_API_KEY": ""}
     first = cli("run", str(ROOT / "playbooks" / "feedback_digest.yaml"), "-i",
                 f"comments={ROOT / 'examples' / 'reviews_zh.csv'}", "-i", "limit=20", cwd=tmp_path,

@@ -35,7 +35,8 @@ def test_strict_undefined_and_sandbox_fail_with_clear_errors() -> None:
 
 
 def test_inspect_finds_references_but_not_loop_variables() -> None:
-    refs, unsafe = templates.inspect("{% for r in steps.label.items %}${{ r.text }}${{ inputs.p }}{% endfor %}")
+    text = "{% for r in steps.label.items %}${{ r.text }}${{ inputs.p }}{% endfor %}"
+    refs, unsafe = templates.inspect(text)
     chains = {r.chain for r in refs}
     assert ("steps", "label", "items") in chains and ("inputs", "p") in chains
     assert not any(c[0] == "r" for c in chains) and unsafe == []

@@ -90,8 +90,9 @@ async def run_llm_batch(ctx: StepContext, items: list[Any], start: int) -> list[
         prompts = [ctx.render(spec.prompt, items[i - start], with_item=True, what="llm.prompt")
                    for i in pending]
         body = "\n\n".join(f"### 第 {i} 条\n{p}" for i, p in zip(pending, prompts, strict=True))
-        header = (f"下面共有 {len(pending)} 条待处理内容，每条以「### 第 N 条」开头。请对每一条分别完成同样的任务，"
-                  f"在 items 中为每条返回一项，index 填该条的编号 N，不要遗漏或合并。\n\n")
+        header = (f"下面共有 {len(pending)} 条待处理内容，每条以「### 第 N 条」开头。"
+                  "请对每一条分别完成同样的任务，在 items 中为每条返回一项，index 填该条的编号 N，"
+                  "不要遗漏或合并。\n\n")
         messages = []
         if spec.system:
             messages.append({"role": "system", "content": str(ctx.render(spec.system, what="llm.system"))})

@@ -84,8 +84,8 @@ def _object_model(schema: dict[str, Any], name: str) -> type[BaseModel]:
             fields[key] = (annotation, Field(..., description=description))
         else:
             fields[key] = (annotation | None, Field(None, description=description))
-    extra = "allow" if schema.get("additionalProperties") is True else "forbid"
-    model: type[BaseModel] = create_model(name, __config__=ConfigDict(extra=extra), **fields)
+    config = ConfigDict(extra="allow" if schema.get("additionalProperties") is True else "forbid")
+    model: type[BaseModel] = create_model(name, __config__=config, **fields)
     return model
 
 
