@@ -1,1 +1,30 @@
-"""playbook runner: YAML playbooks for product-operations work."""
+"""playbook runner: YAML playbooks for product-operations work.
+
+The public API. Names load lazily, so `import runner` (and `playbook --help`) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "CompileError", "Diagnostic", "FakeLLMServer", "Faults", "Hooks", "LoadError", "Playbook",
+    "PlaybookError", "PlaybookValidationError", "RunError", "RunOutcome", "Runner", "ToolContext",
+    "load_and_validate", "load_project", "resolve_inputs", "tool",
+]
+
+_WHERE = {
+    "CompileError": "runner.errors", "Diagnostic": "runner.errors", "LoadError": "runner.errors",
+    "PlaybookError": "runner.errors", "PlaybookValidationError": "runner.errors",
+    "RunError": "runner.errors", "FakeLLMServer": "runner.testing", "Faults": "runner.testing",
+    "Hooks": "runner.events", "Playbook": "runner.validate", "load_and_validate": "runner.validate",
+    "RunOutcome": "runner.execute", "Runner": "runner.execute", "ToolContext": "runner.registry",
+    "tool": "runner.registry", "load_project": "runner.config", "resolve_inputs": "runner.inputs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'runner' has no attribute '{name}'")
