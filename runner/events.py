@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 
 class Hooks:
@@ -87,12 +87,20 @@ class EventsFile(Hooks):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.redact = redact
+        self._file: TextIO | None = None
 
     def _write(self, kind: str, event: dict[str, Any]) -> None:
         record = {"ts": round(time.time(), 3), "event": kind, **event}
         line = self.redact(json.dumps(record, ensure_ascii=False, default=str))
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+        if self._file is None:
+            self._file = self.path.open("a", encoding="utf-8")
+        self._file.write(line + "\n")
+        self._file.flush()  # a kill -9 keeps every event written so far
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def on_run_start(self, **event: Any) -> None:
         self._write("run_start", event)
@@ -118,6 +126,7 @@ class EventsFile(Hooks):
 
     def on_run_end(self, **event: Any) -> None:
         self._write("run_end", event)
+        self.close()
 
 
 def _brief(event: dict[str, Any], limit: int = 2000) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from runner.events import HookList, Redactor
 from runner.llm import LlmClient, LlmRequest, LlmResult
 from runner.registry import ToolContext
 from runner.spec.models import Retry, Step
-from runner.store import SqliteStore
+from runner.store import Store
 from runner.validate import Playbook
 
 
@@ -29,7 +29,7 @@ class RunContext:
     run_id: str
     playbook: Playbook
     project: Project
-    store: SqliteStore
+    store: Store
     llm: LlmClient
     hooks: HookList
     redact: Redactor
@@ -69,8 +69,7 @@ class RunContext:
         if now - self._cancel_checked < every:
             return
         self._cancel_checked = now
-        run = self.store.get_run(self.run_id)
-        if run and run["cancel_requested"]:
+        if self.store.cancel_requested(self.run_id.split(".")[0]):
             raise RunCancelled("cancelled on request", step=step)
 
 
