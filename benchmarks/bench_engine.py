@@ -162,7 +162,8 @@ def main() -> None:
             rows.append((f"map {big:,} / {small:,} items at {latency * 1000:.0f} ms",
                          f"{times[big] / times[small]:.2f}×", f"target ≤ {1.1 * big / small:.0f}×"))
     validate = ["validate", str(ROOT / "playbooks" / "feedback_digest.yaml")]
-    for label, args in (("`playbook --help`", ["--help"]), ("`playbook validate feedback_digest.yaml`", validate)):
+    commands = (("`playbook --help`", ["--help"]), ("`playbook validate feedback_digest.yaml`", validate))
+    for label, args in commands:
         rows.append((f"cold start {label}", f"{cold_start(args, repeats):.2f} s", "target ≤ 1.0 s"))
     print("| measure | median | ratio / target |\n|---|---|---|")
     for row in rows:

@@ -85,8 +85,9 @@ class StepNode:
         else:
             result = _result(step, await STEP_KINDS[step.kind](ctx, None, with_item=False))
         result["visits"] = visit
+        usage = {k: round(v, 6) for k, v in ctx.usage.items()}  # this step's LLM calls, tokens, cost
         rc.hooks.on_step_end(run_id=rc.run_id, step=step.id, visit=visit, status=result["status"],
-                             seconds=round(time.monotonic() - started, 3), output=result["output"])
+                             seconds=round(time.monotonic() - started, 3), output=result["output"], **usage)
         update["steps"] = {step.id: result}
         return update
 
@@ -124,7 +125,7 @@ class Runner:
         now = time.time()
         self.store.create_run(id=run_id, playbook=playbook.spec.name, path=str(playbook.path),
                               source=playbook.loaded.text, status="running", started_at=now,
-                              inputs=inputs, max_cost=max_cost)
+                              inputs=inputs, max_cost=max_cost, pid=os.getpid())
         run = self.store.get_run(run_id)
         assert run is not None
         rc = self._context(run, playbook)
@@ -144,13 +145,17 @@ class Runner:
         if decision is None and run["status"] == "waiting":
             raise RunError(f"run '{run['id']}' is waiting for approval; use `playbook approve` or "
                            "`playbook reject`")
+        if run["status"] == "running" and _alive(run["pid"]):
+            raise RunError(f"run '{run['id']}' is still running in process {run['pid']}; wait for it "
+                           "or stop it with `playbook cancel`")
         if decision is not None and run["status"] != "waiting":
             raise RunError(f"run '{run['id']}' is {run['status']}, not waiting for approval")
         playbook = load_and_validate(run["path"], run["source"])
         if max_cost is not None:
             self.store.update_run(run["id"], max_cost=max_cost)
             run["max_cost"] = max_cost
-        self.store.update_run(run["id"], status="running", error=None, pending=None, ended_at=None)
+        self.store.update_run(run["id"], status="running", error=None, pending=None, ended_at=None,
+                              pid=os.getpid())
         rc = self._context(run, playbook)
         from langgraph.types import Command
 
@@ -225,6 +230,19 @@ class Runner:
             self.store.update_run(run["id"], cancel_requested=1)
             return "cancel requested"
         return str(run["status"])
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether another process that may still be running this run exists."""
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any], run_id: str) -> Any:

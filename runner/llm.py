@@ -10,6 +10,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -75,6 +76,7 @@ class _Limiter:
 
 
 _limiters: dict[tuple[str, int], _Limiter] = {}
+_UNPRICED: set[str] = set()
 
 
 def _limiter(alias: str, config: ModelConfig) -> _Limiter:
@@ -111,8 +113,7 @@ class LlmClient:
 
     async def complete(self, request: LlmRequest) -> LlmResult:
         alias, config = self.project.resolve_model(request.alias)
-        schema = request.schema or (request.output_model.model_json_schema()
-                                    if request.output_model else None)
+        schema = request.schema or (json_schema(request.output_model) if request.output_model else None)
         use_cache = request.cache if request.cache is not None else request.temperature == 0
         key = self.cache_key(config.model, request, schema)
         if use_cache and self.store is not None and (hit := self.store.cache_get(key)) is not None:
@@ -209,9 +210,12 @@ class LlmClient:
               ) -> float:
         if config.input_price is not None or config.output_price is not None:
             return (tokens_in * (config.input_price or 0) + tokens_out * (config.output_price or 0)) / 1e6
+        if config.model in _UNPRICED:
+            return 0.0
         try:
             usd = float(litellm.completion_cost(completion_response=response))
-        except Exception:  # litellm has no price for this model
+        except Exception:  # litellm has no price for this model; do not ask again for every call
+            _UNPRICED.add(config.model)
             return 0.0
         return usd * self.project.settings.usd_rate
 
@@ -267,6 +271,17 @@ def _wait(policy: Retry) -> Any:
         return float(base / 2 + random.uniform(0, base / 2))
 
     return wait
+
+
+@lru_cache(maxsize=512)
+def _schema_text(model: type[BaseModel]) -> str:
+    return json.dumps(model.model_json_schema(), ensure_ascii=False)
+
+
+def json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema, generated once per model (a fresh copy each call)."""
+    loaded: dict[str, Any] = json.loads(_schema_text(model))
+    return loaded
 
 
 def parse_structured(text: str, model: type[BaseModel]) -> dict[str, Any]:

@@ -29,8 +29,11 @@ class ConsoleProgress(Hooks):
         self._stop_bar()
         mark = {"done": "[green]✓[/]", "skipped": "[yellow]↷[/]", "approved": "[green]✓[/]",
                 "rejected": "[yellow]↺[/]"}.get(e["status"], "•")
-        self.console.print(f"  {mark} {e['step']} {e['status']} in {e['seconds']:.1f}s  "
-                           f"[dim]tokens {self.tokens:,} · cost {self.cost:.4f} {self.currency}[/]")
+        calls = int(e.get("llm_calls", 0))
+        step_usage = (f"{calls} LLM calls, {int(e.get('tokens_in', 0) + e.get('tokens_out', 0)):,} tokens, "
+                      f"{e.get('cost', 0):.4f} · " if calls else "")
+        self.console.print(f"  {mark} {e['step']} {e['status']} in {e['seconds']:.1f}s  [dim]{step_usage}"
+                           f"run: tokens {self.tokens:,} · cost {self.cost:.4f} {self.currency}[/]")
 
     def on_llm_call(self, **e: Any) -> None:
         self.tokens += int(e.get("tokens_in", 0)) + int(e.get("tokens_out", 0))

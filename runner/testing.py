@@ -68,6 +68,8 @@ class FakeLLMServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, like a real provider
+
             def log_message(self, *args: Any) -> None:
                 pass
 

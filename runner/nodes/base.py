@@ -79,6 +79,8 @@ class StepContext:
     step: Step
     visit: int
     state: dict[str, Any]
+    usage: dict[str, float] = field(default_factory=lambda: {"tokens_in": 0, "tokens_out": 0, "cost": 0.0,
+                                                             "llm_calls": 0, "cached": 0})
 
     def template_context(self, item: Any = None, *, with_item: bool = False) -> dict[str, Any]:
         spec = self.run.playbook.spec
@@ -129,6 +131,13 @@ class StepContext:
         started = time.monotonic()
         result = await self.run.llm.complete(request)
         self.run.charge(self.step.id, result, time.monotonic() - started)
+        if result.cached:
+            self.usage["cached"] += 1
+        else:
+            self.usage["llm_calls"] += result.calls
+        self.usage["tokens_in"] += result.tokens_in
+        self.usage["tokens_out"] += result.tokens_out
+        self.usage["cost"] += result.cost
         return result
 
     def tool_context(self) -> ToolContext:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -50,7 +52,20 @@ async def run_llm(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
 
 def _batch_schema(ctx: StepContext, indexes: list[int]) -> tuple[type[BaseModel], dict[str, Any]]:
     """Validation model (lenient about count) and the schema sent (exact count, index enum)."""
-    item_model = ctx.run.playbook.output_models.get(ctx.step.id)
+    model, schema_text = _batch_model(ctx.run.playbook.output_models.get(ctx.step.id), ctx.step.id)
+    sent = json.loads(schema_text)
+    sent_items = sent["properties"]["items"]
+    sent_items.update(minItems=len(indexes), maxItems=len(indexes))
+    target = sent_items["items"]
+    if "$ref" in target:
+        target = sent["$defs"][target["$ref"].split("/")[-1]]
+    target["properties"]["index"] = {"type": "integer", "enum": indexes}
+    return model, sent
+
+
+@lru_cache(maxsize=256)
+def _batch_model(item_model: type[BaseModel] | None, step_id: str) -> tuple[type[BaseModel], str]:
+    """Built once per step: pydantic model creation and schema generation cost ~1 ms a batch."""
     if item_model is not None:
         item_schema = item_model.model_json_schema()
         defs = item_schema.pop("$defs", {})
@@ -62,15 +77,8 @@ def _batch_schema(ctx: StepContext, indexes: list[int]) -> tuple[type[BaseModel]
              "additionalProperties": False}
     lenient = {"type": "object", "properties": {"items": {"type": "array", "items": entry}},
                "required": ["items"], "additionalProperties": False}
-    model = to_model({**lenient, "$defs": defs} if defs else lenient, f"{ctx.step.id}_batch")
-    sent = model.model_json_schema()
-    sent_items = sent["properties"]["items"]
-    sent_items.update(minItems=len(indexes), maxItems=len(indexes))
-    target = sent_items["items"]
-    if "$ref" in target:
-        target = sent["$defs"][target["$ref"].split("/")[-1]]
-    target["properties"]["index"] = {"type": "integer", "enum": indexes}
-    return model, sent
+    model = to_model({**lenient, "$defs": defs} if defs else lenient, f"{step_id}_batch")
+    return model, json.dumps(model.model_json_schema(), ensure_ascii=False)
 
 
 async def run_llm_batch(ctx: StepContext, items: list[Any], start: int) -> list[Any]:
