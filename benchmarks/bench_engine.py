@@ -152,7 +152,7 @@ def main() -> None:
                      f"{ours * 1000:.2f} ms / {raw * 1000:.2f} ms", f"{ours / raw:.2f}× (target ≤ 1.5×)"))
         sizes = (1000, 10000) if not opts.quick else (1000, 5000)
         for latency in (0.0, 0.2):
-            times = {n: bench_map(folder, server, n, latency, 1 if n > 1000 else repeats) for n in sizes}
+            times = {n: bench_map(folder, server, n, latency, 3 if n > 1000 else repeats) for n in sizes}
             for n, seconds in times.items():
                 ideal = math.ceil(n / (20 * 8)) * latency
                 vs = f"{seconds / ideal:.2f}× ideal {ideal:.1f} s (target ≤ 1.5×)" if latency else ""

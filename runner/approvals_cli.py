@@ -40,8 +40,6 @@ def build_decision(store: SqliteStore, run_id: str, action: str, pairs: list[str
         apply_edits(pending["draft"], edits, pending.get("editable") or [], model)
     except EditError as exc:
         raise PlaybookError(f"run {run_id}: {exc}") from None
-    if action == "reject" and not pending.get("can_reject_to"):
-        comment = comment or ""
     return {"action": action, "comment": comment, "edits": edits, "by": by, "at": at}
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from runner.approvals_cli import build_decision
+from runner.approvals_cli import build_decision, timeout_decision
 from runner.config import load_project
 from runner.errors import PlaybookError
 from runner.execute import Runner
@@ -196,3 +196,29 @@ outputs: {summary: "${{ steps.sub.summary }}", extra: "${{ steps.extra.status }}
     outcome = run_playbook(path)
     assert outcome.outputs == {"summary": "子流程的总结", "extra": "skipped"}
     assert server.prompts("总结 双十一") and not server.prompts("深入分析")
+
+
+def test_approval_timeout_applies_on_timeout_and_edits_file(project_dir: Path, server: FakeLLMServer) -> None:
+    server.add_rule("写标题", {"title": "草稿"})
+    path = write_playbook(project_dir, """
+name: timed
+steps:
+  - {id: draft, llm: {prompt: 写标题, output: {title: string}}}
+  - id: review
+    approval: {title: 审核, show: "${{ steps.draft.output }}", editable: [title], timeout: 0.2s,
+               on_timeout: approve}
+outputs: {title: "${{ steps.review.title }}"}
+""")
+    waiting = run_playbook(path)
+    store = SqliteStore(project_dir / ".playbook" / "state.db")
+    edits = project_dir / "edits.json"
+    edits.write_text('{"titel": "x"}', encoding="utf-8")
+    with pytest.raises(PlaybookError, match="titel are not editable"):
+        build_decision(store, waiting.run_id, "approve", [], edits, None, "a", time.time())
+    assert timeout_decision(store, waiting.run_id) is None  # not yet due
+    time.sleep(0.3)
+    decision = timeout_decision(store, waiting.run_id)
+    assert decision is not None and decision["action"] == "approve" and decision["by"] == "timeout"
+    done = resume(waiting.run_id, decision=decision)
+    assert done.outputs == {"title": "草稿"}
+    assert store.approvals(waiting.run_id)[0]["by"] == "timeout"
