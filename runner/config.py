@@ -45,6 +45,17 @@ class ModelConfig(BaseModel):
         return PROVIDER_KEYS.get(provider, f"{provider.upper()}_API_KEY")
 
 
+class WebSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    allow_hosts: list[str] = Field(default_factory=list, description="if set, only these hosts (and "
+                                                                     "their subdomains) may be fetched")
+    per_host: int = Field(2, ge=1, description="requests in flight per host")
+    delay: float = Field(0.5, ge=0, description="seconds between requests to one host")
+    timeout: float = Field(20.0, gt=0)
+    retries: int = Field(3, ge=1)
+    user_agent: str | None = None
+
+
 class ProjectFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     timezone: str = "Asia/Shanghai"
@@ -55,6 +66,7 @@ class ProjectFile(BaseModel):
     paths: dict[str, list[str]] = Field(default_factory=dict, description="write: extra writable paths")
     server: dict[str, Any] = Field(default_factory=dict)
     notify: dict[str, Any] = Field(default_factory=dict)
+    web: WebSettings = Field(default_factory=WebSettings)
 
 
 @dataclass

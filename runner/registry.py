@@ -27,6 +27,7 @@ class ToolContext:
     project_dir: Path
     allowed_paths: tuple[Path, ...] = ()
     base_dir: Path | None = None  # folder of the playbook file, for relative inputs
+    settings: Any = None  # the project's ProjectFile (web policy, notify channels, …)
 
     def artifact_path(self, name: str) -> Path:
         """Resolve a path to write: inside the run folder unless the project allows the target."""

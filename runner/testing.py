@@ -12,6 +12,7 @@ at set rates; every request is logged. Command line: `python -m runner.testing -
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +259,44 @@ def instance_of(schema: dict[str, Any], seed: str = "", root: dict[str, Any] | N
     if kind == "boolean":
         return digest % 2 == 0
     return f"示例{digest % 97}"
+
+
+@contextlib.contextmanager
+def serve_directory(folder: Path, *, headers: dict[str, str] | None = None) -> Iterator[str]:
+    """Serve a folder over HTTP on loopback (pages, feeds, fixtures); yields the base URL."""
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def end_headers(self) -> None:
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            super().end_headers()
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+async def call_tool(name: str, args: dict[str, Any], *, run_dir: Path, settings: Any = None) -> Any:
+    """Call a registered tool directly, as a step would (for testing tools in isolation)."""
+    from runner.config import ProjectFile
+    from runner.registry import ToolContext, get_tool
+
+    info = get_tool(name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = ToolContext(run_id="test", step_id="test", run_dir=run_dir, project_dir=run_dir,
+                      settings=settings or ProjectFile())
+    return await info.function(info.input_model.model_validate(args), ctx)
 
 
 def load_script(path: Path) -> FakeLLMServer:

@@ -1,0 +1,132 @@
+"""Shared HTTP policy for the web and feed tools: http(s) only, host allowlist, per-host concurrency
+and politeness delay, retries on transient failures, charset detection that does not trust <meta>."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from runner.registry import ToolContext
+
+USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+              "Chrome/126.0 Safari/537.36 playbook-runner/0.1")
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([A-Za-z0-9_-]+)""", re.IGNORECASE)
+_ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "big5": "big5hkscs"}
+
+
+@dataclass
+class Fetched:
+    url: str
+    status: int
+    content: bytes
+    headers: dict[str, str]
+
+
+class _HostGate:
+    """At most `per_host` requests in flight to one host, `delay` seconds apart."""
+
+    def __init__(self) -> None:
+        self.semaphores: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self.last: dict[str, float] = {}
+        self.locks: dict[tuple[str, int], asyncio.Lock] = {}
+
+    async def enter(self, host: str, per_host: int, delay: float) -> asyncio.Semaphore:
+        key = (host, id(asyncio.get_running_loop()))
+        semaphore = self.semaphores.setdefault(key, asyncio.Semaphore(per_host))
+        await semaphore.acquire()
+        async with self.locks.setdefault(key, asyncio.Lock()):
+            wait = self.last.get(host, 0.0) + delay - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.last[host] = time.monotonic()
+        return semaphore
+
+
+_gate = _HostGate()
+
+
+def check_url(url: str, ctx: ToolContext) -> str:
+    """The host of an allowed http(s) URL; ValueError otherwise. Nothing a page says widens this."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"'{url}' is not an http(s) URL")
+    host = parts.hostname.lower()
+    allowed = [h.lower() for h in getattr(getattr(ctx.settings, "web", None), "allow_hosts", [])]
+    if allowed and not any(host == h or host.endswith("." + h) for h in allowed):
+        raise ValueError(f"host '{host}' is not allowed; add it to [web] allow_hosts in playbook.toml "
+                         f"(allowed: {', '.join(allowed)})")
+    return host
+
+
+async def fetch(url: str, ctx: ToolContext, *, timeout: float | None = None) -> Fetched:
+    web = getattr(ctx.settings, "web", None)
+    host = check_url(url, ctx)
+    per_host, delay = (web.per_host, web.delay) if web else (2, 0.5)
+    retries = web.retries if web else 3
+    limit = timeout or (web.timeout if web else 20.0)
+    headers = {"User-Agent": (web.user_agent if web and web.user_agent else USER_AGENT),
+               "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}
+    last_error = ""
+    for attempt in range(retries):
+        semaphore = await _gate.enter(host, per_host, delay)
+        try:
+            async with httpx.AsyncClient(follow_redirects=True, timeout=limit, headers=headers) as client:
+                response = await client.get(url)
+            for hop in [*response.history, response]:
+                check_url(str(hop.url), ctx)  # a redirect may not leave the allowlist
+            if response.status_code in (429, 500, 502, 503, 504) and attempt + 1 < retries:
+                last_error = f"HTTP {response.status_code}"
+                await asyncio.sleep(_retry_after(response) or 0.5 * 2 ** attempt)
+                continue
+            if response.status_code >= 400:
+                raise ValueError(f"'{url}' answered HTTP {response.status_code} {response.reason_phrase}")
+            return Fetched(str(response.url), response.status_code, response.content, dict(response.headers))
+        except httpx.TimeoutException:
+            last_error = f"timed out after {limit:g}s"
+        except httpx.TransportError as exc:
+            last_error = f"cannot connect ({type(exc).__name__})"
+        finally:
+            semaphore.release()
+        await asyncio.sleep(0.5 * 2 ** attempt)
+    raise ValueError(f"'{url}': {last_error} ({retries} attempts)")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return min(30.0, float(response.headers.get("retry-after", "")))
+    except ValueError:
+        return None
+
+
+def decode(content: bytes, headers: dict[str, Any] | None = None) -> tuple[str, str]:
+    """(text, encoding). Valid UTF-8 wins whatever the page declares (Chinese pages often declare
+    gb2312 and are UTF-8, or the reverse); then the declared charset if it decodes cleanly; then a
+    statistical guess."""
+    declared = []
+    content_type = (headers or {}).get("content-type", "")
+    if "charset=" in content_type:
+        declared.append(content_type.split("charset=")[-1].split(";")[0].strip().strip('"'))
+    if match := _META_CHARSET.search(content[:4096]):
+        declared.append(match.group(1).decode("ascii", "ignore"))
+    try:
+        return content.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    for name in declared:
+        codec = _ALIASES.get(name.lower(), name.lower())
+        try:
+            return content.decode(codec), codec
+        except (UnicodeDecodeError, LookupError):
+            continue
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(content).best()
+    if best is None:
+        return content.decode("utf-8", errors="replace"), "utf-8 (with replacements)"
+    return str(best), best.encoding
