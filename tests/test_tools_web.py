@@ -62,7 +62,8 @@ def test_front_page_links_are_absolute(tmp_path: Path) -> None:
 
 
 def test_page_that_lies_about_its_charset(tmp_path: Path) -> None:
-    text = "<html><head><meta charset='gb2312'><title>双十一活动复盘</title></head><body><p>{}</p></body></html>"
+    text = ("<html><head><meta charset='gb2312'><title>双十一活动复盘</title></head>"
+            "<body><p>{}</p></body></html>")
     body = "用户反馈：物流太慢，客服回复及时。" * 20
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "utf8_says_gb2312.html").write_bytes(text.format(body).encode("utf-8"))
@@ -79,8 +80,9 @@ def test_disallowed_scheme_and_host_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not an http"):
         fetch("file:///etc/passwd", tmp_path)
     strict = ProjectFile(web=WebSettings(allow_hosts=["example.com"], delay=0))
-    with pytest.raises(ValueError, match="host '127.0.0.1' is not allowed"):
-        asyncio.run(call_tool("web.fetch", {"url": "http://127.0.0.1:9/x"}, run_dir=tmp_path, settings=strict))
+    with pytest.raises(ValueError, match=r"host '127\.0\.0\.1' is not allowed"):
+        asyncio.run(call_tool("web.fetch", {"url": "http://127.0.0.1:9/x"}, run_dir=tmp_path,
+                              settings=strict))
 
 
 def test_404_and_timeout_fail_the_step_by_name_and_keep_finished_steps(project_dir: Path) -> None:
@@ -105,4 +107,5 @@ steps:
 """, "slow.yaml")
         outcome = run_playbook(slow)
     assert outcome.status == "failed"
-    assert outcome.error.startswith(f"step 'page': web.fetch: 'http://127.0.0.1:{port}/': timed out after 0.3s")
+    expected = f"step 'page': web.fetch: 'http://127.0.0.1:{port}/': timed out after 0.3s"
+    assert outcome.error.startswith(expected)

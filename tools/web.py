@@ -4,7 +4,7 @@ and every link as an absolute URL (for list pages)."""
 from __future__ import annotations
 
 from typing import Any, Literal
-from urllib.parse import urljoin, urldefrag
+from urllib.parse import urldefrag, urljoin
 
 from pydantic import BaseModel, ConfigDict, Field
 
