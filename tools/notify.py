@@ -1,0 +1,120 @@
+"""notify.webhook: markdown messages to Feishu/Lark, DingTalk (signed), WeCom and Slack robots."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import time
+import urllib.parse
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from runner.registry import ToolContext, tool
+from tools.http import check_url
+
+Platform = Literal["feishu", "lark", "dingtalk", "wecom", "slack"]
+
+
+class NotifyInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    platform: Platform | None = Field(None, description="robot kind; taken from the channel if omitted")
+    url: str | None = Field(None, description="webhook URL (better: a channel from playbook.toml)")
+    channel: str | None = Field(None, description="[notify.channels.<name>] in playbook.toml: platform, "
+                                                  "url_env, secret_env")
+    title: str
+    content: str = Field(description="markdown")
+    link: str | None = Field(None, description="URL shown as a button (default: the run's page)")
+    secret: str | None = Field(None, description="signing secret (DingTalk, Feishu); use ${{ secrets.X }}")
+
+
+class NotifyOutput(BaseModel):
+    platform: str
+    status: int
+    response: str
+
+
+def signature(secret: str, timestamp: str, platform: str) -> str:
+    """DingTalk: HMAC-SHA256(key=secret, msg=ts\\nsecret); Feishu: HMAC-SHA256(key=ts\\nsecret, msg='')."""
+    string_to_sign = f"{timestamp}\n{secret}".encode()
+    if platform == "dingtalk":
+        digest = hmac.new(secret.encode(), string_to_sign, hashlib.sha256).digest()
+    else:
+        digest = hmac.new(string_to_sign, b"", hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def payload(platform: str, title: str, content: str, link: str | None) -> dict[str, Any]:
+    if platform in ("feishu", "lark"):
+        elements: list[dict[str, Any]] = [{"tag": "markdown", "content": content}]
+        if link:
+            elements.append({"tag": "action", "actions": [{"tag": "button", "type": "primary", "url": link,
+                                                           "text": {"tag": "plain_text", "content": "查看详情"}}]})
+        return {"msg_type": "interactive", "card": {
+            "config": {"wide_screen_mode": True},
+            "header": {"title": {"tag": "plain_text", "content": title}, "template": "blue"},
+            "elements": elements}}
+    text = f"{content}\n\n[查看详情]({link})" if link else content
+    if platform == "dingtalk":
+        return {"msgtype": "markdown", "markdown": {"title": title, "text": f"### {title}\n\n{text}"}}
+    if platform == "wecom":
+        return {"msgtype": "markdown", "markdown": {"content": f"**{title}**\n{text}"}}
+    slack_text = f"{content}\n<{link}|查看详情>" if link else content
+    return {"text": title, "blocks": [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": slack_text[:3000]}}]}
+
+
+def _resolve(args: NotifyInput, ctx: ToolContext) -> tuple[str, str, str | None]:
+    platform, url, secret = args.platform, args.url, args.secret
+    if args.channel:
+        channels = (getattr(ctx.settings, "notify", None) or {}).get("channels", {})
+        if args.channel not in channels:
+            raise ValueError(f"no channel '{args.channel}' under [notify.channels] in playbook.toml "
+                             f"(channels: {', '.join(channels) or 'none'})")
+        channel = channels[args.channel]
+        platform = platform or channel.get("platform")
+        url = url or os.environ.get(channel.get("url_env", ""), "") or None
+        secret = secret or os.environ.get(channel.get("secret_env", ""), "") or None
+        if not url:
+            raise ValueError(f"channel '{args.channel}': set the environment variable "
+                             f"{channel.get('url_env', '(url_env)')} to the webhook URL")
+    if not platform or not url:
+        raise ValueError("give platform and url, or a channel")
+    return platform, url, secret
+
+
+@tool("notify.webhook")
+async def notify_webhook(args: NotifyInput, ctx: ToolContext) -> NotifyOutput:
+    """Send a markdown message to a Feishu/Lark, DingTalk, WeCom or Slack robot."""
+    platform, url, secret = _resolve(args, ctx)
+    check_url(url, ctx)
+    base = (getattr(ctx.settings, "server", None) or {}).get("base_url")
+    link = args.link or (f"{base.rstrip('/')}/runs/{ctx.run_id}" if base else None)
+    body = payload(platform, args.title, args.content, link)
+    if secret and platform == "dingtalk":
+        stamp = str(int(time.time() * 1000))
+        sign = urllib.parse.quote_plus(signature(secret, stamp, platform))
+        url = f"{url}{'&' if '?' in url else '?'}timestamp={stamp}&sign={sign}"
+    elif secret and platform in ("feishu", "lark"):
+        stamp = str(int(time.time()))
+        body = {"timestamp": stamp, "sign": signature(secret, stamp, platform), **body}
+    async with httpx.AsyncClient(timeout=15) as client:
+        try:
+            response = await client.post(url, json=body)
+        except httpx.HTTPError as exc:
+            raise ValueError(f"{platform} webhook unreachable: {type(exc).__name__}") from None
+    text = response.text[:500]
+    failed = response.status_code >= 400
+    try:
+        data = response.json()
+        code = data.get("errcode", data.get("code", data.get("StatusCode", 0))) if isinstance(data, dict) else 0
+        failed = failed or bool(code)
+    except ValueError:
+        failed = failed or (platform == "slack" and text.strip() != "ok")
+    if failed:
+        raise ValueError(f"{platform} webhook refused the message (HTTP {response.status_code}): {text}")
+    return NotifyOutput(platform=platform, status=response.status_code, response=text)
