@@ -28,10 +28,7 @@ async def file_write(args: FileWriteInput, ctx: ToolContext) -> FileWriteOutput:
     target = ctx.artifact_path(args.path)
     as_json = args.format == "json" or (args.format == "auto" and (
         target.suffix.lower() == ".json" or not isinstance(args.content, str)))
-    if as_json:
-        text = json.dumps(args.content, ensure_ascii=False, indent=2, default=str) + "\n"
-    else:
-        text = str(args.content)
+    text = json.dumps(args.content, ensure_ascii=False, indent=2, default=str) + "\n" if as_json else str(args.content)
     data = text.encode("utf-8")
     target.write_bytes(data)
     return FileWriteOutput(path=str(target), bytes=len(data))
