@@ -1,0 +1,217 @@
+"""text.*: cheap local pre-processing before the LLM — exact and near-duplicate removal, Chinese
+keyword extraction (jieba), and clustering of short texts — so a playbook sends 30 cluster
+summaries to the model instead of 3,000 comments."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runner.registry import ToolContext, tool
+
+_NOISE = re.compile(r"[\s\W_]+", re.UNICODE)
+
+
+def normalise(text: str) -> str:
+    """Width-folded, lower-cased, without spaces and punctuation: '好评！！' and '好评' are one text."""
+    return _NOISE.sub("", unicodedata.normalize("NFKC", text).lower())
+
+
+def _texts(rows: list[Any], field: str) -> list[str]:
+    out = []
+    for i, row in enumerate(rows):
+        value = row.get(field) if isinstance(row, dict) else row
+        if value is None and isinstance(row, dict):
+            raise ValueError(f"row {i} has no field '{field}' (fields: {', '.join(map(str, row))})")
+        out.append(str(value))
+    return out
+
+
+def bigrams(text: str) -> set[str]:
+    return {text[i:i + 2] for i in range(max(1, len(text) - 1))}
+
+
+_PERMUTATIONS = 64
+_BANDS = 16  # 16 bands of 4 rows: pairs above ~0.5 Jaccard become candidates, then are checked exactly
+
+
+@lru_cache(maxsize=1)
+def _permutations() -> tuple[Any, Any]:
+    import numpy as np
+
+    rng = np.random.default_rng(20261123)  # fixed: the same text always gets the same signature
+    return (rng.integers(1, 2**31 - 1, _PERMUTATIONS, dtype=np.uint64),
+            rng.integers(0, 2**31 - 1, _PERMUTATIONS, dtype=np.uint64))
+
+
+def minhash(grams: set[str]) -> tuple[int, ...]:
+    import numpy as np
+
+    a, b = _permutations()
+    values = np.array([int.from_bytes(hashlib.blake2b(g.encode(), digest_size=4).digest(), "big")
+                       for g in grams], dtype=np.uint64)
+    hashed = (values[:, None] * a[None, :] + b[None, :]) % np.uint64(2**31 - 1)
+    return tuple(int(v) for v in hashed.min(axis=0))
+
+
+class DedupeInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rows: list[Any] = Field(description="rows (objects) or plain strings")
+    field: str = Field("text", description="the text field of each row")
+    near: bool = Field(True, description="also drop near-duplicates (MinHash over character bigrams)")
+    similarity: float = Field(0.8, gt=0, le=1, description="near-duplicate: Jaccard similarity of the "
+                                                            "texts' character bigrams, at least")
+    min_length: int = Field(8, ge=1, description="texts shorter than this are only deduped exactly")
+
+
+class DedupeOutput(BaseModel):
+    rows: list[Any] = Field(description="the first row of each group, with dup_count")
+    count: int
+    removed: int
+    exact_removed: int
+    near_removed: int
+
+
+@tool("text.dedupe")
+async def text_dedupe(args: DedupeInput, ctx: ToolContext) -> DedupeOutput:
+    """Remove exact and near-duplicate texts; each kept row says how many it stands for."""
+    texts = _texts(args.rows, args.field)
+    keep: list[int] = []
+    group_of: dict[str, int] = {}
+    counts: Counter[int] = Counter()
+    buckets: dict[tuple[int, tuple[int, ...]], list[int]] = defaultdict(list)
+    grams: dict[int, set[str]] = {}
+    exact = near = 0
+    rows_per_band = _PERMUTATIONS // _BANDS
+    for i, text in enumerate(texts):
+        key = normalise(text)
+        if key in group_of:
+            counts[group_of[key]] += 1
+            exact += 1
+            continue
+        leader = None
+        if args.near and len(key) >= args.min_length:
+            grams[i] = bigrams(key)
+            signature = minhash(grams[i])
+            keys = [(band, signature[band * rows_per_band:(band + 1) * rows_per_band]) for band in range(_BANDS)]
+            candidates = dict.fromkeys(other for k in keys for other in buckets[k])
+            leader = next((other for other in candidates
+                           if len(grams[i] & grams[other]) / len(grams[i] | grams[other]) >= args.similarity), None)
+            if leader is None:
+                for k in keys:
+                    buckets[k].append(i)
+        if leader is not None:
+            group_of[key] = leader
+            counts[leader] += 1
+            near += 1
+            continue
+        group_of[key] = i
+        keep.append(i)
+        counts[i] += 1
+    rows = [({**args.rows[i], "dup_count": counts[i]} if isinstance(args.rows[i], dict) else args.rows[i])
+            for i in keep]
+    return DedupeOutput(rows=rows, count=len(rows), removed=exact + near, exact_removed=exact, near_removed=near)
+
+
+_STOP = set(["一个", "没有", "我们", "你们", "他们", "自己", "这个", "那个", "还是", "但是", "因为", "所以", "如果", "不过", "非常", "真的", "感觉", "觉得", "还有", "可以", "就是", "已经", "什么", "怎么", "这样", "那样", "一样", "一些", "比较", "知道", "不是", "而且", "然后", "其实", "时候", "东西", "一下", "一次", "有点", "这么", "那么", "还是"])
+
+
+def _jieba() -> Any:
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)  # its dictionary-loading chatter is not the user's business
+    return jieba
+
+
+def tokens(text: str) -> list[str]:
+    jieba = _jieba()
+    return [w for w in jieba.lcut(text) if len(w) > 1 and w not in _STOP and not _NOISE.fullmatch(w)]
+
+
+class KeywordsInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rows: list[Any]
+    field: str = "text"
+    top_k: int = Field(20, ge=1, le=500)
+
+
+class Keyword(BaseModel):
+    word: str
+    weight: float
+    docs: int
+
+
+class KeywordsOutput(BaseModel):
+    keywords: list[Keyword]
+
+
+@tool("text.keywords")
+async def text_keywords(args: KeywordsInput, ctx: ToolContext) -> KeywordsOutput:
+    """Chinese keywords over all texts (jieba TF-IDF), with how many texts mention each."""
+    _jieba()
+    import jieba.analyse
+
+    texts = _texts(args.rows, args.field)
+    ranked = jieba.analyse.extract_tags("\n".join(texts), topK=args.top_k * 2, withWeight=True)
+    keywords = []
+    for word, weight in ranked:
+        if word in _STOP or len(word) < 2:
+            continue
+        keywords.append(Keyword(word=word, weight=round(float(weight), 4),
+                                docs=sum(1 for t in texts if word in t)))
+        if len(keywords) == args.top_k:
+            break
+    return KeywordsOutput(keywords=keywords)
+
+
+class ClusterInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rows: list[Any]
+    field: str = "text"
+    k: int | None = Field(None, ge=1, le=500, description="number of clusters (default: about √(n/2), ≤ 30)")
+    examples: int = Field(3, ge=1, le=20, description="representative texts per cluster")
+    max_terms: int = Field(3000, ge=100, description="vocabulary size kept (memory: n × terms floats)")
+
+
+class Cluster(BaseModel):
+    id: int
+    size: int
+    keywords: list[str]
+    examples: list[str]
+    members: list[int]
+
+
+class ClusterOutput(BaseModel):
+    clusters: list[Cluster]
+    rows: list[Any] = Field(description="the input rows with a `cluster` field")
+    count: int
+
+
+@tool("text.cluster")
+async def text_cluster(args: ClusterInput, ctx: ToolContext) -> ClusterOutput:
+    """Group short texts by topic (TF-IDF over jieba words, spherical k-means, fixed seed)."""
+    from tools.text_cluster import cluster_texts
+
+    texts = _texts(args.rows, args.field)
+    if not texts:
+        return ClusterOutput(clusters=[], rows=[], count=0)
+    k = args.k or max(1, min(30, round((len(texts) / 2) ** 0.5)))
+    labels, terms = cluster_texts([tokens(t) for t in texts], min(k, len(texts)), args.max_terms)
+    clusters = []
+    for cid in sorted(set(labels), key=lambda c: -labels.count(c)):
+        members = [i for i, label in enumerate(labels) if label == cid]
+        ordered = sorted(members, key=lambda i: -terms[i][1])  # closest to the centroid first
+        clusters.append(Cluster(id=len(clusters), size=len(members), keywords=terms[members[0]][0],
+                                examples=[texts[i] for i in ordered[:args.examples]], members=members))
+    new_id = {members: c.id for c in clusters for members in c.members}
+    rows = [({**row, "cluster": new_id[i]} if isinstance(row, dict) else {"text": row, "cluster": new_id[i]})
+            for i, row in enumerate(args.rows)]
+    return ClusterOutput(clusters=clusters, rows=rows, count=len(clusters))
