@@ -119,7 +119,11 @@ async def text_dedupe(args: DedupeInput, ctx: ToolContext) -> DedupeOutput:
     return DedupeOutput(rows=rows, count=len(rows), removed=exact + near, exact_removed=exact, near_removed=near)
 
 
-_STOP = set(["一个", "没有", "我们", "你们", "他们", "自己", "这个", "那个", "还是", "但是", "因为", "所以", "如果", "不过", "非常", "真的", "感觉", "觉得", "还有", "可以", "就是", "已经", "什么", "怎么", "这样", "那样", "一样", "一些", "比较", "知道", "不是", "而且", "然后", "其实", "时候", "东西", "一下", "一次", "有点", "这么", "那么", "还是"])
+_STOP = {
+    "一个", "没有", "我们", "你们", "他们", "自己", "这个", "那个", "还是", "但是", "因为", "所以", "如果", "不过", "非常", "真的", "感觉",
+    "觉得", "还有", "可以", "就是", "已经", "什么", "怎么", "这样", "那样", "一样", "一些", "比较", "知道", "不是", "而且", "然后", "其实",
+    "时候", "东西", "一下", "一次", "有点", "这么", "那么",
+}
 
 
 def _jieba() -> Any:
@@ -205,7 +209,7 @@ async def text_cluster(args: ClusterInput, ctx: ToolContext) -> ClusterOutput:
         return ClusterOutput(clusters=[], rows=[], count=0)
     k = args.k or max(1, min(30, round((len(texts) / 2) ** 0.5)))
     labels, terms = cluster_texts([tokens(t) for t in texts], min(k, len(texts)), args.max_terms)
-    clusters = []
+    clusters: list[Cluster] = []
     for cid in sorted(set(labels), key=lambda c: -labels.count(c)):
         members = [i for i, label in enumerate(labels) if label == cid]
         ordered = sorted(members, key=lambda i: -terms[i][1])  # closest to the centroid first
