@@ -1,0 +1,72 @@
+"""metrics.*: exact period deltas, anomaly flags (and the NAB ad-exchange figures), CJK charts."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import warnings
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from runner.testing import call_tool
+
+NAB = Path(__file__).parent / "fixtures" / "metrics"
+
+
+def call(name: str, tmp_path: Path, **args: Any) -> Any:
+    return asyncio.run(call_tool(name, args, run_dir=tmp_path))
+
+
+def kpi_rows() -> list[dict[str, Any]]:
+    start = datetime(2026, 11, 2)  # a Monday
+    return [{"date": (start + timedelta(days=d)).strftime("%Y-%m-%d"), "DAU": str(1000 + 10 * d),
+             "收入": f"{100 + d:,}"} for d in range(14)]
+
+
+def test_day_and_week_deltas_are_exact(tmp_path: Path) -> None:
+    daily = call("metrics.compare", tmp_path, rows=kpi_rows(), values=["DAU"], period="day")
+    last = daily.latest["DAU"]
+    assert (last.period, last.value, last.previous, last.delta) == ("2026-11-15", 1130, 1120, 10)
+    assert last.pct == round(10 / 1120 * 100, 2)
+    weekly = call("metrics.compare", tmp_path, rows=kpi_rows(), values=["DAU", "收入"], period="week")
+    dau = [r for r in weekly.rows if r.metric == "DAU"]
+    assert [r.value for r in dau] == [sum(1000 + 10 * d for d in range(7)), sum(1000 + 10 * d for d in range(7, 14))]
+    assert dau[1].delta == 490 and weekly.latest["收入"].value == sum(100 + d for d in range(7, 14))
+
+
+def test_injected_spike_is_flagged_with_the_method_stated(tmp_path: Path) -> None:
+    rows = [{"timestamp": f"2026-11-{1 + i // 24:02d} {i % 24:02d}:00:00", "value": 100 + (i % 24)}
+            for i in range(24 * 5)]
+    rows[100]["value"] = 400
+    out = call("metrics.anomalies", tmp_path, rows=rows)
+    assert [p.time for p in out.anomalies] == ["2026-11-05 04:00:00"]
+    assert "median and MAD of the previous 28 points" in out.method
+
+
+def test_nab_ad_exchange_figures(tmp_path: Path) -> None:
+    """Not a pass/fail quality bar: prints precision and recall against NAB's labelled windows."""
+    windows = json.loads((NAB / "anomaly_windows.json").read_text())
+    for name in ("exchange-2_cpc_results.csv", "exchange-3_cpm_results.csv"):
+        rows = list(csv.DictReader((NAB / name).open()))
+        labelled = [(datetime.fromisoformat(a), datetime.fromisoformat(b))
+                    for a, b in windows[f"realAdExchange/{name}"]]
+        out = call("metrics.anomalies", tmp_path, rows=rows)
+        flagged = [datetime.fromisoformat(p.time) for p in out.anomalies]
+        inside = sum(1 for f in flagged if any(a <= f <= b for a, b in labelled))
+        found = sum(1 for a, b in labelled if any(a <= f <= b for f in flagged))
+        print(f"{name}: {len(flagged)} flagged, precision {inside / max(1, len(flagged)):.3f}, "
+              f"window recall {found}/{len(labelled)}")
+        assert len(out.points) == len(rows)
+
+
+def test_chart_renders_chinese_without_missing_glyphs(tmp_path: Path) -> None:
+    rows = kpi_rows()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = call("metrics.chart", tmp_path, path="dau.png", rows=rows, values=["DAU"], title="日活跃用户（DAU）",
+                   ylabel="人数", anomalies=[{"time": rows[5]["date"], "value": rows[5]["DAU"]}])
+    assert not [w for w in caught if "missing from font" in str(w.message)]
+    data = Path(out.path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000 and out.points == 14
