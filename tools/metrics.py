@@ -196,7 +196,8 @@ async def metrics_chart(args: ChartInput, ctx: ToolContext) -> ChartOutput:
                          "fonts-noto-cjk")
     with plt.rc_context({"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"],
                          "axes.unicode_minus": False}):
-        figure, axes = plt.subplots(figsize=(10, 4.5), dpi=120)
+        figure, axes_ = plt.subplots(figsize=(10, 4.5), dpi=120)
+        axes: Any = axes_  # matplotlib's stubs reject datetimes, which it plots fine
         total = 0
         for metric in args.values:
             data = series(args.rows, args.time, metric)
