@@ -20,6 +20,7 @@ from runner.events import EventsFile, HookList, Hooks, Redactor
 from runner.llm import LlmClient
 from runner.nodes import STEP_KINDS, RunContext, StepContext
 from runner.nodes.map import run_map
+from runner.registry import close_resources
 from runner.spec.models import Step
 from runner.store import SqliteStore
 from runner.validate import Playbook, load_and_validate
@@ -182,6 +183,8 @@ class Runner:
                 outcome.error = str(exc)
             except Exception as exc:  # a bug or an unexpected library error: keep the run resumable
                 outcome.error = f"internal error: {type(exc).__name__}: {exc}"
+            finally:
+                await close_resources()
         return self._finish(rc, outcome)
 
     def _outputs(self, rc: RunContext, final: dict[str, Any]) -> dict[str, Any]:

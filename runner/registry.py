@@ -64,6 +64,22 @@ class ToolInfo:
 
 
 _TOOLS: dict[str, ToolInfo] = {}
+_CLOSERS: list[Callable[[], Awaitable[None]]] = []
+
+
+def on_run_end(closer: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """Register an async function that releases a tool's shared resources (a browser) when a run's
+    event loop is done with them; the executor awaits every closer after each run."""
+    _CLOSERS.append(closer)
+    return closer
+
+
+async def close_resources() -> None:
+    for closer in _CLOSERS:
+        try:
+            await closer()
+        except Exception:  # closing must never turn a finished run into a failed one
+            pass
 _loaded = False
 
 

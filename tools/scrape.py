@@ -1,0 +1,177 @@
+"""web.scrape: pages rendered by JavaScript, through playwright and the system Chromium.
+
+One browser per run (per event loop), shared by every item of a map and every step; closed when the
+run ends. Waits for selectors, scrolls, clicks "load more", extracts fields into rows, screenshots."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runner.registry import ToolContext, on_run_end, tool
+from tools.http import check_url
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+class _Browser:
+    def __init__(self) -> None:
+        self.playwright: Any = None
+        self.browser: Any = None
+        self.loop: Any = None
+        self.launches = 0
+        self.lock: asyncio.Lock | None = None
+
+    async def get(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:
+            self.lock, self.loop, self.browser, self.playwright = asyncio.Lock(), loop, None, None
+        assert self.lock is not None
+        async with self.lock:
+            if self.browser is None or not self.browser.is_connected():
+                from playwright.async_api import async_playwright
+
+                executable = CHROMIUM if Path(CHROMIUM).exists() else None
+                self.playwright = await async_playwright().start()
+                try:
+                    self.browser = await self.playwright.chromium.launch(
+                        executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+                except Exception as exc:
+                    raise ValueError(f"cannot start Chromium ({exc.__class__.__name__}); install Debian's "
+                                     "chromium package (apt-get install chromium)") from None
+                self.launches += 1
+        return self.browser
+
+    async def close(self) -> None:
+        if self.loop is asyncio.get_running_loop() and self.browser is not None:
+            await self.browser.close()
+            await self.playwright.stop()
+        self.browser = self.playwright = None
+
+
+BROWSER = _Browser()
+on_run_end(BROWSER.close)
+
+
+class ScrapeInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str
+    wait_for: str | None = Field(None, description="CSS selector to wait for before reading")
+    scroll: int = Field(0, ge=0, le=100, description="scroll to the bottom this many times")
+    click_more: str | None = Field(None, description="selector of a 'load more' button, clicked until gone")
+    max_clicks: int = Field(50, ge=0, le=1000)
+    items: str | None = Field(None, description="selector of each row's element")
+    fields: dict[str, str] = Field(default_factory=dict, description="field → selector inside the item; "
+                                   "'a@href' reads an attribute, '' the item's own text")
+    screenshot: str | None = Field(None, description="PNG file name in the run folder")
+    storage_state: str | None = Field(None, description="saved login state (JSON from playwright) to load")
+    timeout: float = Field(30.0, gt=0, description="seconds for navigation and waits")
+
+
+class ScrapeOutput(BaseModel):
+    url: str
+    title: str
+    rows: list[dict[str, Any]]
+    count: int
+    clicks: int
+    screenshot: str | None = None
+
+
+async def _read(element: Any, selector: str) -> Any:
+    css, _, attribute = selector.partition("@")
+    target = element if not css else await element.query_selector(css)
+    if target is None:
+        return None
+    if attribute:
+        value = await target.get_attribute(attribute)
+        if attribute in ("href", "src") and value:
+            value = await target.evaluate(f"e => e.{attribute}")  # absolute, as the browser resolved it
+        return value
+    return " ".join((await target.inner_text()).split())
+
+
+@tool("web.scrape")
+async def web_scrape(args: ScrapeInput, ctx: ToolContext) -> ScrapeOutput:
+    """Scrape a JavaScript-rendered page with the system Chromium into rows."""
+    check_url(args.url, ctx)
+    browser = await BROWSER.get()
+    state = str(ctx.input_path(args.storage_state)) if args.storage_state else None
+    if state and not Path(state).exists():
+        raise ValueError(f"storage_state file '{args.storage_state}' not found")
+    context = await browser.new_context(storage_state=state, locale="zh-CN")
+    allowed = getattr(getattr(ctx.settings, "web", None), "allow_hosts", [])
+    if allowed:  # what the page loads stays inside the allowlist too
+        async def guard(route: Any) -> None:
+            host = urlsplit(route.request.url).hostname or ""
+            ok = any(host == h or host.endswith("." + h) for h in allowed)
+            await (route.continue_() if ok else route.abort())
+
+        await context.route("**/*", guard)
+    page = await context.new_page()
+    page.set_default_timeout(args.timeout * 1000)
+    try:
+        response = await page.goto(args.url, wait_until="domcontentloaded")
+        if response is not None and response.status >= 400:
+            raise ValueError(f"'{args.url}' answered HTTP {response.status}")
+        clicks = await _interact(page, args)
+        rows = await _extract(page, args)
+        shot = None
+        if args.screenshot:
+            shot = str(ctx.artifact_path(args.screenshot))
+            await page.screenshot(path=shot, full_page=True)
+        return ScrapeOutput(url=page.url, title=await page.title(), rows=rows, count=len(rows), clicks=clicks,
+                            screenshot=shot)
+    except Exception as exc:
+        raise _explain(exc, args) from None
+    finally:
+        await context.close()
+
+
+async def _interact(page: Any, args: ScrapeInput) -> int:
+    if args.wait_for:
+        await page.wait_for_selector(args.wait_for)
+    for _ in range(args.scroll):
+        await page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        await page.wait_for_timeout(300)
+    clicks = 0
+    while args.click_more and clicks < args.max_clicks:
+        button = await page.query_selector(args.click_more)
+        if button is None or not await button.is_visible():
+            break
+        before = await page.evaluate("document.body.innerHTML.length")
+        await button.click()
+        clicks += 1
+        try:  # wait until the click changed the page (new items rendered)
+            await page.wait_for_function(f"document.body.innerHTML.length !== {before}", timeout=args.timeout * 1000)
+        except Exception:
+            break
+    return clicks
+
+
+async def _extract(page: Any, args: ScrapeInput) -> list[dict[str, Any]]:
+    if not args.items:
+        return []
+    rows = []
+    for element in await page.query_selector_all(args.items):
+        if args.fields:
+            rows.append({name: await _read(element, selector) for name, selector in args.fields.items()})
+        else:
+            rows.append({"text": await _read(element, "")})
+    return rows
+
+
+def _explain(exc: Exception, args: ScrapeInput) -> Exception:
+    if isinstance(exc, ValueError):
+        return exc
+    text = str(exc).split("\n")[0]
+    if "is not a valid selector" in text or "Unexpected token" in text or "SyntaxError" in text:
+        return ValueError(f"bad selector: {text}")
+    if "Timeout" in type(exc).__name__ or "Timeout" in text:
+        return ValueError(f"timed out after {args.timeout:g}s: {text}")
+    return ValueError(f"{type(exc).__name__}: {text}")
