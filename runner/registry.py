@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import typing
 from collections.abc import Awaitable, Callable
@@ -76,10 +77,8 @@ def on_run_end(closer: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[
 
 async def close_resources() -> None:
     for closer in _CLOSERS:
-        try:
+        with contextlib.suppress(Exception):  # closing must never turn a finished run into a failed one
             await closer()
-        except Exception:  # closing must never turn a finished run into a failed one
-            pass
 _loaded = False
 
 
