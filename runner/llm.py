@@ -38,6 +38,7 @@ class LlmRequest:
     cache: bool | None = None
     step: str = ""
     schema: dict[str, Any] | None = None  # schema to send, when stricter than output_model
+    tools: list[dict[str, Any]] | None = None  # OpenAI function-calling tool definitions
 
 
 @dataclass
@@ -50,6 +51,16 @@ class LlmResult:
     cost: float = 0.0
     cached: bool = False
     calls: int = 0
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # [{id, name, arguments (JSON text)}]
+
+
+@dataclass
+class _Reply:
+    text: str
+    tool_calls: list[dict[str, Any]]
+    tokens_in: int
+    tokens_out: int
+    cost: float
 
 
 class _Limiter:
@@ -107,7 +118,7 @@ class LlmClient:
         self.store = store
 
     def cache_key(self, model: str, request: LlmRequest, schema: dict[str, Any] | None) -> str:
-        blob = json.dumps([model, request.messages, request.temperature, request.max_tokens, schema],
+        blob = json.dumps([model, request.messages, request.temperature, request.max_tokens, schema, request.tools],
                           ensure_ascii=False, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -117,7 +128,7 @@ class LlmClient:
         use_cache = request.cache if request.cache is not None else request.temperature == 0
         key = self.cache_key(config.model, request, schema)
         if use_cache and self.store is not None and (hit := self.store.cache_get(key)) is not None:
-            return LlmResult(hit["content"], hit["text"], alias, cached=True)
+            return LlmResult(hit["content"], hit["text"], alias, cached=True, tool_calls=hit.get("tool_calls", []))
         messages = [dict(m) for m in request.messages]
         if schema is not None and config.model == LOCAL:
             # the grammar enforces the schema; a small model only gets confused by its text
@@ -128,13 +139,14 @@ class LlmClient:
                                        f"{json.dumps(schema, ensure_ascii=False)}")
         result = LlmResult(None, "", alias)
         for repair in range(MAX_REPAIRS + 1):
-            text, tokens_in, tokens_out, cost = await self._call(alias, config, request, messages, schema)
-            result.tokens_in += tokens_in
-            result.tokens_out += tokens_out
-            result.cost += cost
+            reply = await self._call(alias, config, request, messages, schema)
+            result.tokens_in += reply.tokens_in
+            result.tokens_out += reply.tokens_out
+            result.cost += reply.cost
             result.calls += 1
-            result.text = text
-            if request.output_model is None:
+            result.text = text = reply.text
+            result.tool_calls = reply.tool_calls
+            if request.output_model is None or reply.tool_calls:
                 result.content = text
                 break
             try:
@@ -147,12 +159,12 @@ class LlmClient:
                 messages = [*messages, {"role": "assistant", "content": text},
                             {"role": "user", "content": f"你的输出无效：{exc}。请只输出修正后的 JSON。"}]
         if use_cache and self.store is not None:
-            self.store.cache_put(key, {"content": result.content, "text": result.text})
+            self.store.cache_put(key, {"content": result.content, "text": result.text,
+                                       "tool_calls": result.tool_calls})
         return result
 
     async def _call(self, alias: str, config: ModelConfig, request: LlmRequest,
-                    messages: list[dict[str, Any]], schema: dict[str, Any] | None
-                    ) -> tuple[str, int, int, float]:
+                    messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> _Reply:
         retrying = AsyncRetrying(stop=stop_after_attempt(request.retry.attempts),
                                  retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
                                  wait=_wait(request.retry), reraise=True)
@@ -169,16 +181,18 @@ class LlmClient:
         raise AssertionError("unreachable")
 
     async def _local(self, request: LlmRequest, messages: list[dict[str, Any]],
-                     schema: dict[str, Any] | None) -> tuple[str, int, int, float]:
+                     schema: dict[str, Any] | None) -> _Reply:
         from runner import local_model
 
+        if request.tools:
+            raise RunError("the embedded 'local' model cannot call tools; give this agent step a `model:` "
+                           "that supports function calling", step=request.step)
         reply = await local_model.complete(messages, schema=schema, max_tokens=request.max_tokens or 2048,
                                            temperature=request.temperature or 0.0)
-        return reply["text"], reply["tokens_in"], reply["tokens_out"], 0.0
+        return _Reply(reply["text"], [], reply["tokens_in"], reply["tokens_out"], 0.0)
 
     async def _remote(self, alias: str, config: ModelConfig, request: LlmRequest,
-                      messages: list[dict[str, Any]], schema: dict[str, Any] | None
-                      ) -> tuple[str, int, int, float]:
+                      messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> _Reply:
         litellm = _litellm()
         kwargs: dict[str, Any] = {"model": config.model, "messages": messages, "timeout": request.timeout,
                                   "num_retries": 0, "max_retries": 0}
@@ -191,20 +205,28 @@ class LlmClient:
         for name in ("temperature", "max_tokens"):
             if getattr(request, name) is not None:
                 kwargs[name] = getattr(request, name)
-        if schema is not None:
+        if schema is not None and not request.tools:
             kwargs["response_format"] = _response_format(litellm, config, schema)
+        if request.tools:
+            kwargs["tools"] = request.tools
+            # litellm routes any call with tools through its MCP bridge, which needs the optional `mcp`
+            # package; our tools are plain functions, so skip it
+            kwargs["_skip_mcp_handler"] = True
         try:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:
             raise _classify(exc, alias, config, request.step) from None
         try:
-            text = response.choices[0].message.content or ""
+            message = response.choices[0].message
+            text = message.content or ""
+            calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments or "{}"}
+                     for c in (getattr(message, "tool_calls", None) or [])]
         except (AttributeError, IndexError) as exc:
             raise _Retryable(f"malformed response: {exc}", None) from None
         usage = getattr(response, "usage", None)
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
-        return text, tokens_in, tokens_out, self._cost(litellm, config, response, tokens_in, tokens_out)
+        return _Reply(text, calls, tokens_in, tokens_out, self._cost(litellm, config, response, tokens_in, tokens_out))
 
     def _cost(self, litellm: Any, config: ModelConfig, response: Any, tokens_in: int, tokens_out: int
               ) -> float:

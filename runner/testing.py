@@ -124,7 +124,8 @@ class FakeLLMServer:
         messages = body.get("messages", [])
         prompt = next((str(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
         entry = {"time": time.time(), "model": body.get("model"), "messages": messages, "prompt": prompt,
-                 "response_format": body.get("response_format"), "status": 200}
+                 "response_format": body.get("response_format"), "status": 200,
+                 "tools": [t.get("function", {}).get("name") for t in body.get("tools") or []]}
         with self._lock:
             self.requests.append(entry)
             roll = self._rng.random()
@@ -154,7 +155,7 @@ class FakeLLMServer:
             return self._send(handler, 500, {"error": {"message": "internal error", "type": "server"}})
         if bucket == 2:
             time.sleep(f.hang_seconds)
-        content = self._reply_text(body, prompt)
+        content, tool_calls = self._reply(body, prompt)
         if bucket == 3:
             content, entry["status"] = "抱歉，我无法按格式回答 {not json", "malformed"
         elif bucket == 4:
@@ -164,10 +165,26 @@ class FakeLLMServer:
         self._send(handler, 200, {
             "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "fake"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content,
+                                                 **({"tool_calls": tool_calls} if tool_calls else {})},
+                         "finish_reason": "tool_calls" if tool_calls else "stop"}],
             "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
                       "total_tokens": tokens_in + tokens_out}})
+
+    def _reply(self, body: dict[str, Any], prompt: str) -> tuple[str, list[dict[str, Any]]]:
+        """(content, tool_calls). A rule's reply {"tool_calls": [{"name", "arguments"}]} calls tools."""
+        text = self._reply_text(body, prompt)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            return text, []
+        if isinstance(data, dict) and isinstance(data.get("tool_calls"), list):
+            calls = [{"id": f"call_{len(self.requests)}_{i}", "type": "function",
+                      "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}),
+                                                                              ensure_ascii=False)}}
+                     for i, c in enumerate(data["tool_calls"])]
+            return data.get("content") or "", calls
+        return text, []
 
     def _reply_text(self, body: dict[str, Any], prompt: str) -> str:
         with self._lock:

@@ -135,10 +135,26 @@ class _Checker:
                     to_json_schema(step.llm.output), f"{self.spec.name}_{step.id}")
             except (SchemaError, pydantic.PydanticUserError, TypeError) as exc:
                 self.error(("steps", i, "llm", "output"), f"step '{step.id}': {exc}")
+        elif step.agent is not None:
+            self.check_agent(i, step)
         elif step.tool is not None:
             self.check_tool(i, step)
         elif step.playbook is not None:
             self.check_child(i, step)
+
+    def check_agent(self, i: int, step: Step) -> None:
+        assert step.agent is not None
+        tools = all_tools()
+        for j, name in enumerate(step.agent.tools):
+            if name not in tools:
+                self.error(("steps", i, "agent", "tools", j),
+                           f"step '{step.id}': unknown tool '{name}'{did_you_mean(name, tools)}")
+        if step.agent.output is not None:
+            try:
+                self.playbook.output_models[step.id] = to_model(
+                    to_json_schema(step.agent.output), f"{self.spec.name}_{step.id}")
+            except (SchemaError, pydantic.PydanticUserError, TypeError) as exc:
+                self.error(("steps", i, "agent", "output"), f"step '{step.id}': {exc}")
 
     def check_tool(self, i: int, step: Step) -> None:
         assert step.tool is not None
@@ -195,9 +211,11 @@ class _Checker:
         where = f"step '{step.id}'"
         self.check_templates_of((*base, "map"), step.map, set(), where)
         self.check_templates_of((*base, "when"), step.when, local, where)
-        if step.llm is not None:
-            self.check_templates_of((*base, "llm", "system"), step.llm.system, local, where)
-            self.check_templates_of((*base, "llm", "prompt"), step.llm.prompt, local, where)
+        for kind in ("llm", "agent"):
+            spec = getattr(step, kind)
+            if spec is not None:
+                self.check_templates_of((*base, kind, "system"), spec.system, local, where)
+                self.check_templates_of((*base, kind, "prompt"), spec.prompt, local, where)
         if step.with_ is not None:
             self.check_templates_of((*base, "with"), step.with_, local, where)
         if step.approval is not None:
@@ -264,7 +282,7 @@ class _Checker:
         if step.tool is not None:
             out = all_tools()[step.tool].output_model
             return fields | set(out.model_fields) if out else None
-        if step.llm is not None:
+        if step.llm is not None or step.agent is not None:
             model = self.playbook.output_models.get(step.id)
             return fields | set(model.model_fields) if model else fields
         if step.playbook is not None:

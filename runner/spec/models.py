@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
-STEP_KINDS = ("llm", "tool", "approval", "switch", "playbook")
+STEP_KINDS = ("llm", "tool", "agent", "approval", "switch", "playbook")
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -79,6 +79,16 @@ class LlmSpec(Model):
     max_tokens: int | None = Field(None, ge=1)
 
 
+class AgentSpec(Model):
+    system: str | None = Field(None, description="system message (template)")
+    prompt: str = Field(description="the task (template)")
+    tools: list[str] = Field(min_length=1, description="tools the model may call, e.g. [web.fetch, feed.read]")
+    max_turns: int = Field(8, ge=1, le=50, description="model turns at most (each may call several tools)")
+    output: dict[str, Any] | list[Any] | str | None = Field(None, description="schema of the final answer")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+
+
 class ApprovalSpec(Model):
     title: str = Field(description="what the reviewer is asked to approve")
     show: Any = Field(None, description="the draft shown to the reviewer (template or value)")
@@ -105,6 +115,7 @@ class Step(Model):
     title: str | None = None
     # kinds — exactly one
     llm: LlmSpec | None = None
+    agent: AgentSpec | None = None
     tool: str | None = Field(None, description="tool name, e.g. sheet.read")
     with_: dict[str, Any] | None = Field(None, alias="with", description="tool or playbook arguments")
     approval: ApprovalSpec | None = None
