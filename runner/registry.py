@@ -18,6 +18,14 @@ from runner.errors import did_you_mean
 ENTRY_POINT_GROUP = "playbook.tools"
 
 
+class ToolArgumentError(ValueError):
+    """A tool's complaint about one of its arguments; the step's error names the argument."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        self.argument = argument
+        super().__init__(message)
+
+
 @dataclass
 class ToolContext:
     """What a tool may touch: its run's artifact folder and the paths the project allows."""
@@ -30,7 +38,7 @@ class ToolContext:
     base_dir: Path | None = None  # folder of the playbook file, for relative inputs
     settings: Any = None  # the project's ProjectFile (web policy, notify channels, …)
 
-    def artifact_path(self, name: str) -> Path:
+    def artifact_path(self, name: str, argument: str = "path") -> Path:
         """Resolve a path to write: inside the run folder unless the project allows the target."""
         candidate = Path(name)
         target = (candidate if candidate.is_absolute() else self.run_dir / candidate).resolve()
@@ -38,7 +46,7 @@ class ToolContext:
             if target == root or root in target.parents:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 return target
-        raise ValueError(f"path '{name}' is outside the run folder; allow it under [paths] write in "
+        raise ToolArgumentError(argument, f"'{name}' is outside the run folder; allow it under [paths] write in "
                          "playbook.toml or write a relative path")
 
     def input_path(self, name: str) -> Path:

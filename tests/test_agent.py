@@ -54,4 +54,4 @@ steps:
     assert outcome.error == ("step 'loop': the agent did not finish within max_turns=2; raise max_turns or "
                              "narrow the task")
     tool_answers = [m["content"] for m in server.requests[1]["messages"] if m["role"] == "tool"]
-    assert tool_answers == ["error: feed.read: file 'missing.rss' not found"]
+    assert tool_answers == ["error: feed.read: argument 'path': file 'missing.rss' not found"]

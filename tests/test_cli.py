@@ -69,7 +69,7 @@ steps:
 """)
     outcome = run_playbook(path)
     assert outcome.status == "failed"
-    assert outcome.error.startswith("step 'load': sheet.read: file 'missing.csv' not found")
+    assert outcome.error.startswith("step 'load': sheet.read: argument 'path': file 'missing.csv' not found")
     listed = cli("runs", "list", cwd=project_dir)
     assert outcome.run_id in listed.stdout and "failed" in listed.stdout
     shown = cli("runs", "show", outcome.run_id, cwd=project_dir)

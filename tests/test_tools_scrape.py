@@ -57,7 +57,7 @@ steps:
 """)
         outcome = run_playbook(path)
     assert outcome.status == "failed"
-    assert outcome.error.startswith("step 'grab': web.scrape: bad selector")
+    assert outcome.error.startswith("step 'grab': web.scrape: argument 'items': bad selector 'li[['")
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "javascript:alert(1)"])

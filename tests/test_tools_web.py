@@ -95,7 +95,7 @@ steps:
 """)
         outcome = run_playbook(path)
     assert outcome.status == "failed"
-    assert outcome.error.startswith("step 'page': web.fetch: '") and "HTTP 404" in outcome.error
+    assert outcome.error.startswith("step 'page': web.fetch: argument 'url': '") and "HTTP 404" in outcome.error
     with socket.socket() as silent:  # accepts connections (backlog) and never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
@@ -107,5 +107,5 @@ steps:
 """, "slow.yaml")
         outcome = run_playbook(slow)
     assert outcome.status == "failed"
-    expected = f"step 'page': web.fetch: 'http://127.0.0.1:{port}/': timed out after 0.3s"
+    expected = f"step 'page': web.fetch: argument 'url': 'http://127.0.0.1:{port}/': timed out after 0.3s"
     assert outcome.error.startswith(expected)

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from runner.registry import ToolContext, tool
+from runner.registry import ToolArgumentError, ToolContext, tool
 from tools.http import fetch
 
 _TAGS = re.compile(r"<[^>]+>")
@@ -50,7 +50,7 @@ async def feed_read(args: FeedReadInput, ctx: ToolContext) -> FeedReadOutput:
     else:
         path = ctx.input_path(str(args.path))
         if not path.exists():
-            raise ValueError(f"file '{args.path}' not found")
+            raise ToolArgumentError("path", f"file '{args.path}' not found")
         content, source = path.read_bytes(), str(args.path)
     return parse_feed(content, source, args.limit)
 

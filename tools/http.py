@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from runner.registry import ToolContext
+from runner.registry import ToolArgumentError, ToolContext
 
 USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
               "Chrome/126.0 Safari/537.36 playbook-runner/0.1")
@@ -55,11 +55,11 @@ def check_url(url: str, ctx: ToolContext) -> str:
     """The host of an allowed http(s) URL; ValueError otherwise. Nothing a page says widens this."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"'{url}' is not an http(s) URL")
+        raise ToolArgumentError("url", f"'{url}' is not an http(s) URL")
     host = parts.hostname.lower()
     allowed = [h.lower() for h in getattr(getattr(ctx.settings, "web", None), "allow_hosts", [])]
     if allowed and not any(host == h or host.endswith("." + h) for h in allowed):
-        raise ValueError(f"host '{host}' is not allowed; add it to [web] allow_hosts in playbook.toml "
+        raise ToolArgumentError("url", f"host '{host}' is not allowed; add it to [web] allow_hosts in playbook.toml "
                          f"(allowed: {', '.join(allowed)})")
     return host
 
@@ -85,7 +85,7 @@ async def fetch(url: str, ctx: ToolContext, *, timeout: float | None = None) -> 
                 await asyncio.sleep(_retry_after(response) or 0.5 * 2 ** attempt)
                 continue
             if response.status_code >= 400:
-                raise ValueError(f"'{url}' answered HTTP {response.status_code} {response.reason_phrase}")
+                raise ToolArgumentError("url", f"'{url}' answered HTTP {response.status_code} {response.reason_phrase}")
             return Fetched(str(response.url), response.status_code, response.content, dict(response.headers))
         except httpx.TimeoutException:
             last_error = f"timed out after {limit:g}s"
@@ -94,7 +94,7 @@ async def fetch(url: str, ctx: ToolContext, *, timeout: float | None = None) -> 
         finally:
             semaphore.release()
         await asyncio.sleep(0.5 * 2 ** attempt)
-    raise ValueError(f"'{url}': {last_error} ({retries} attempts)")
+    raise ToolArgumentError("url", f"'{url}': {last_error} ({retries} attempts)")
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from runner.registry import ToolContext, tool
+from runner.registry import ToolArgumentError, ToolContext, tool
 
 _FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%Y/%m/%d",
             "%Y/%m/%d %H:%M:%S", "%Y%m%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m")
@@ -42,9 +42,9 @@ def parse_number(value: Any, where: str) -> float | None:
 
 def series(rows: list[dict[str, Any]], time_field: str, value_field: str) -> list[tuple[datetime, float]]:
     if rows and time_field not in rows[0]:
-        raise ValueError(f"no column '{time_field}' (columns: {', '.join(rows[0])})")
+        raise ToolArgumentError("time", f"no column '{time_field}' (columns: {', '.join(rows[0])})")
     if rows and value_field not in rows[0]:
-        raise ValueError(f"no column '{value_field}' (columns: {', '.join(rows[0])})")
+        raise ToolArgumentError("values", f"no column '{value_field}' (columns: {', '.join(rows[0])})")
     points = []
     for i, row in enumerate(rows):
         number = parse_number(row.get(value_field), f"row {i + 1} column '{value_field}'")

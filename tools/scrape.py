@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from runner.registry import ToolContext, on_run_end, tool
+from runner.registry import ToolArgumentError, ToolContext, on_run_end, tool
 from tools.http import check_url
 
 CHROMIUM = "/usr/bin/chromium"
@@ -103,7 +103,7 @@ async def web_scrape(args: ScrapeInput, ctx: ToolContext) -> ScrapeOutput:
     browser = await BROWSER.get()
     state = str(ctx.input_path(args.storage_state)) if args.storage_state else None
     if state and not Path(state).exists():
-        raise ValueError(f"storage_state file '{args.storage_state}' not found")
+        raise ToolArgumentError("storage_state", f"file '{args.storage_state}' not found")
     context = await browser.new_context(storage_state=state, locale="zh-CN")
     allowed = getattr(getattr(ctx.settings, "web", None), "allow_hosts", [])
     if allowed:  # what the page loads stays inside the allowlist too
@@ -116,9 +116,10 @@ async def web_scrape(args: ScrapeInput, ctx: ToolContext) -> ScrapeOutput:
     page = await context.new_page()
     page.set_default_timeout(args.timeout * 1000)
     try:
+        await _check_selectors(page, args)
         response = await page.goto(args.url, wait_until="domcontentloaded")
         if response is not None and response.status >= 400:
-            raise ValueError(f"'{args.url}' answered HTTP {response.status}")
+            raise ToolArgumentError("url", f"'{args.url}' answered HTTP {response.status}")
         clicks = await _interact(page, args)
         rows = await _extract(page, args)
         shot = None
@@ -131,6 +132,18 @@ async def web_scrape(args: ScrapeInput, ctx: ToolContext) -> ScrapeOutput:
         raise _explain(exc, args) from None
     finally:
         await context.close()
+
+
+async def _check_selectors(page: Any, args: ScrapeInput) -> None:
+    """Try every selector on the blank page first, so a typo names its argument."""
+    named = [("wait_for", args.wait_for), ("click_more", args.click_more), ("items", args.items)]
+    named += [(f"fields.{name}", selector.partition("@")[0]) for name, selector in args.fields.items()]
+    for argument, selector in named:
+        if selector:
+            try:
+                await page.query_selector(selector)
+            except Exception as exc:
+                raise ToolArgumentError(argument, f"bad selector '{selector}': {str(exc).splitlines()[0]}") from None
 
 
 async def _interact(page: Any, args: ScrapeInput) -> int:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from runner.registry import ToolContext, tool
+from runner.registry import ToolArgumentError, ToolContext, tool
 
 ENCODINGS = ("utf-8-sig", "gb18030")  # gb18030 is a superset of GBK/GB2312, as Excel in China saves
 
@@ -36,7 +36,7 @@ async def sheet_read(args: SheetReadInput, ctx: ToolContext) -> SheetReadOutput:
     """Read rows from a csv, xlsx or jsonl file."""
     path = ctx.input_path(args.path)
     if not path.exists():
-        raise ValueError(f"file '{args.path}' not found (looked in {path.parent})")
+        raise ToolArgumentError("path", f"file '{args.path}' not found (looked in {path.parent})")
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
         rows = _read_xlsx(path, args.sheet)
@@ -45,7 +45,7 @@ async def sheet_read(args: SheetReadInput, ctx: ToolContext) -> SheetReadOutput:
     elif suffix in (".csv", ".tsv", ".txt"):
         rows = _read_csv(path, args.encoding, "\t" if suffix == ".tsv" else ",")
     else:
-        raise ValueError(f"'{args.path}': unsupported file type '{suffix}'; use .csv, .xlsx or .jsonl")
+        raise ToolArgumentError("path", f"'{args.path}': unsupported file type '{suffix}'; use .csv, .xlsx or .jsonl")
     if args.limit is not None:
         rows = rows[: args.limit]
     rows = _select(rows, args.columns, args.path)
@@ -62,7 +62,7 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str) -> list[dict[str
         except (UnicodeDecodeError, LookupError):
             continue
     else:
-        raise ValueError(f"'{path.name}' is neither UTF-8 nor GBK; pass encoding: explicitly")
+        raise ToolArgumentError("encoding", f"'{path.name}' is neither UTF-8 nor GBK; pass encoding: explicitly")
     return [dict(r) for r in csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)]
 
 
@@ -72,7 +72,7 @@ def _read_xlsx(path: Path, sheet: str | None) -> list[dict[str, Any]]:
     book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     try:
         if sheet is not None and sheet not in book.sheetnames:
-            raise ValueError(f"'{path.name}' has no sheet '{sheet}' (sheets: {', '.join(book.sheetnames)})")
+            raise ToolArgumentError("sheet", f"'{path.name}' has no sheet '{sheet}' (sheets: {', '.join(book.sheetnames)})")
         ws = book[sheet] if sheet else book.worksheets[0]
         values = ws.iter_rows(values_only=True)
         header = [str(h) if h is not None else f"col{i + 1}" for i, h in enumerate(next(values, ()))]
@@ -89,7 +89,7 @@ def _select(rows: list[dict[str, Any]], columns: list[str] | dict[str, str] | No
     present = set(rows[0]) if rows else set(mapping)
     missing = [c for c in mapping if c not in present]
     if missing:
-        raise ValueError(f"'{name}' has no column {', '.join(map(repr, missing))} "
+        raise ToolArgumentError("columns", f"'{name}' has no column {', '.join(map(repr, missing))} "
                          f"(columns: {', '.join(sorted(present))})")
     return [{new: row.get(old) for old, new in mapping.items()} for row in rows]
 
@@ -130,7 +130,7 @@ async def sheet_write(args: SheetWriteInput, ctx: ToolContext) -> SheetWriteOutp
             for row in args.rows:
                 fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
     else:
-        raise ValueError(f"'{args.path}': unsupported file type '{suffix}'; use .xlsx, .csv or .jsonl")
+        raise ToolArgumentError("path", f"'{args.path}': unsupported file type '{suffix}'; use .xlsx, .csv or .jsonl")
     return SheetWriteOutput(path=str(target), count=len(args.rows), sheet=args.sheet)
 
 

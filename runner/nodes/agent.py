@@ -15,7 +15,7 @@ import pydantic
 from runner.errors import RunError
 from runner.llm import LlmRequest, json_schema, parse_structured
 from runner.nodes.base import StepContext, digest, step_kind
-from runner.registry import ToolInfo, get_tool
+from runner.registry import ToolArgumentError, ToolInfo, get_tool
 from runner.spec.output_schema import unwrap
 
 MAX_TOOL_ANSWER = 8000  # characters of a tool's JSON answer the model sees
@@ -84,6 +84,8 @@ async def _call_tool(ctx: StepContext, tools: dict[str, ToolInfo], call: dict[st
         result = await asyncio.wait_for(info.function(args, ctx.tool_context()), ctx.timeout)
     except TimeoutError:
         return f"error: {info.name} timed out after {ctx.timeout:g}s"
+    except ToolArgumentError as exc:
+        return f"error: {info.name}: argument '{exc.argument}': {exc}"
     except (ValueError, OSError, LookupError) as exc:
         return f"error: {info.name}: {exc}"
     finally:

@@ -10,7 +10,7 @@ import pydantic
 
 from runner.errors import RunError
 from runner.nodes.base import StepContext, digest, step_kind
-from runner.registry import get_tool
+from runner.registry import ToolArgumentError, get_tool
 
 
 @step_kind("tool")
@@ -32,6 +32,8 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
         except TimeoutError:
             raise RunError(f"{info.name} timed out after {ctx.timeout:g}s (raise `timeout:`)",
                            step=ctx.step.id) from None
+        except ToolArgumentError as exc:
+            raise RunError(f"{info.name}: argument '{exc.argument}': {exc}", step=ctx.step.id) from None
         except (ValueError, OSError, LookupError) as exc:
             raise RunError(f"{info.name}: {exc}", step=ctx.step.id) from None
         ctx.run.hooks.on_tool_call(step=ctx.step.id, tool=info.name,
