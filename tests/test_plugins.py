@@ -15,7 +15,8 @@ from tests.conftest import run_playbook, write_playbook
 def test_plugin_tool_is_registered_listed_validated_and_run(project_dir: Path) -> None:
     assert "example.reverse" in all_tools()
     assert "example.reverse" in CliRunner().invoke(app, ["tools"]).stdout
-    bad = write_playbook(project_dir, "name: p\nsteps:\n  - {id: r, tool: example.reverse, with: {txt: a}}\n", "bad.yaml")
+    text = "name: p\nsteps:\n  - {id: r, tool: example.reverse, with: {txt: a}}\n"
+    bad = write_playbook(project_dir, text, "bad.yaml")
     result = CliRunner().invoke(app, ["validate", str(bad)])
     assert result.exit_code == 2 and "has no argument 'txt' (did you mean 'text'?)" in result.output
     path = write_playbook(project_dir, """

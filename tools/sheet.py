@@ -72,7 +72,8 @@ def _read_xlsx(path: Path, sheet: str | None) -> list[dict[str, Any]]:
     book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     try:
         if sheet is not None and sheet not in book.sheetnames:
-            raise ToolArgumentError("sheet", f"'{path.name}' has no sheet '{sheet}' (sheets: {', '.join(book.sheetnames)})")
+            sheets = ", ".join(book.sheetnames)
+            raise ToolArgumentError("sheet", f"'{path.name}' has no sheet '{sheet}' (sheets: {sheets})")
         ws = book[sheet] if sheet else book.worksheets[0]
         values = ws.iter_rows(values_only=True)
         header = [str(h) if h is not None else f"col{i + 1}" for i, h in enumerate(next(values, ()))]
