@@ -98,10 +98,9 @@ class Project:
     def resolve_model(self, alias: str) -> tuple[str, ModelConfig]:
         """Alias → (alias actually used, config). `default` falls back to `local` with no key."""
         models = self.settings.models
-        if alias == LOCAL or (alias not in models and "/" not in alias and alias != "default"):
-            if alias not in models and alias != LOCAL:
-                return alias, ModelConfig(model=alias)  # unknown alias: llm.py reports it
-            return LOCAL, models.get(LOCAL, ModelConfig(model=LOCAL, concurrency=1))
+        local = models.get(LOCAL, ModelConfig(model=LOCAL, concurrency=1))
+        if alias == LOCAL:
+            return LOCAL, local
         config = models.get(alias) or ModelConfig(model=alias)
         if alias == "default" and (alias not in models or not _has_key(config)):
             reason = ("no model 'default' in playbook.toml" if alias not in models
@@ -109,8 +108,8 @@ class Project:
             notice = f"model 'default' → embedded 'local' model ({reason}; answers are smoke-test quality)"
             if notice not in self.notices:
                 self.notices.append(notice)
-            return LOCAL, models.get(LOCAL, ModelConfig(model=LOCAL, concurrency=1))
-        return alias, config
+            return LOCAL, local
+        return alias, config  # an unknown alias is reported by llm.py when it is used
 
     def secret_values(self) -> list[str]:
         """Every key value this project could send, so events and files can be scrubbed of them."""
