@@ -70,3 +70,33 @@ def test_chart_renders_chinese_without_missing_glyphs(tmp_path: Path) -> None:
     assert not [w for w in caught if "missing from font" in str(w.message)]
     data = Path(out.path).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000 and out.points == 14
+
+
+def test_load_cleans_a_gbk_kpi_table_and_finds_its_metrics(tmp_path: Path) -> None:
+    table = "日期,渠道,DAU,付费率\n2026/11/03,应用商店,\"1,240\",3.5%\n2026/11/01,应用商店,\"1,100\",\n" \
+            "2026/11/02,应用商店,\"1,180\",3.1%\n"
+    (tmp_path / "kpi.csv").write_bytes(table.encode("gbk"))
+    out = call("metrics.load", tmp_path, path=str(tmp_path / "kpi.csv"), time="日期")
+    assert out.values == ["DAU", "付费率"]  # 渠道 is text, kept but not a metric
+    assert [r["日期"] for r in out.rows] == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    assert [r["DAU"] for r in out.rows] == [1100.0, 1180.0, 1240.0] and out.rows[0]["渠道"] == "应用商店"
+    assert out.missing == {"DAU": 0, "付费率": 1} and (out.start, out.end) == ("2026-11-01", "2026-11-03")
+    deltas = call("metrics.compare", tmp_path, rows=out.rows, time="日期", values=["DAU"])
+    assert deltas.latest["DAU"].delta == 60
+
+
+def test_load_reads_the_nab_series_hourly(tmp_path: Path) -> None:
+    out = call("metrics.load", tmp_path, path=str(NAB / "exchange-2_cpc_results.csv"), time="timestamp")
+    # the real series repeats one hour (2011-08-24 12:00:01, found with `sort | uniq -d`)
+    assert out.values == ["value"] and out.count == 1624 and out.duplicate_times == 1
+    assert out.start == "2011-07-01 00:00:01" and out.rows[0]["value"] > 0
+
+
+def test_load_names_the_bad_cell(tmp_path: Path) -> None:
+    (tmp_path / "bad.csv").write_text("date,DAU\n2026-11-01,100\n2026-11-02,一百\n", encoding="utf-8")
+    try:
+        call("metrics.load", tmp_path, path=str(tmp_path / "bad.csv"), values=["DAU"])
+    except ValueError as exc:
+        assert "row 3 column 'DAU': '一百' is not a number" in str(exc)
+    else:
+        raise AssertionError("a text cell in a metric column must fail")

@@ -64,3 +64,54 @@ steps:
 def test_only_http_urls(tmp_path: Path, url: str) -> None:
     with pytest.raises(ValueError, match="not an http"):
         asyncio.run(call_tool("web.scrape", {"url": url}, run_dir=tmp_path))
+
+
+def test_login_saves_state_that_later_scrapes_reuse(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SITE_USER", "运营小王")
+    monkeypatch.setenv("SITE_PASSWORD", "s3cret")
+    with serve_directory(PAGES) as base:
+        login = write_playbook(project_dir, f"""
+name: login_once
+secrets: [SITE_USER, SITE_PASSWORD]
+steps:
+  - id: login
+    tool: web.login
+    with:
+      site: demo
+      url: {base}/login.html
+      fill: {{"#user": "${{{{ secrets.SITE_USER }}}}", "#password": "${{{{ secrets.SITE_PASSWORD }}}}"}}
+      submit: "#go"
+      success: h1.welcome
+""", name="login.yaml")
+        scrape = write_playbook(project_dir, f"""
+name: members
+inputs: {{site: {{type: string, default: demo}}}}
+steps:
+  - {{id: grab, tool: web.scrape, with: {{url: "{base}/members.html", login: "${{{{ inputs.site }}}}",
+                                          items: li.stat, timeout: 5}}}}
+outputs: {{stats: "${{{{ steps.grab.rows | map(attribute='text') | list }}}}"}}
+""", name="members.yaml")
+        logged_in = run_playbook(login)
+        assert logged_in.status == "done", logged_in.error
+        saved = project_dir / ".playbook" / "auth" / "demo.json"
+        assert saved.exists() and "s3cret" not in saved.read_text(encoding="utf-8")
+        outcome = run_playbook(scrape)  # a later run, a new browser context, the saved state
+        missing = run_playbook(scrape, {"site": "other"})
+    assert outcome.status == "done", outcome.error
+    assert outcome.outputs["stats"] == ["新增会员 120", "续费 36", "流失 9"]
+    assert missing.status == "failed"
+    assert "argument 'login': no login state saved for 'other'" in (missing.error or "")
+
+
+def test_failed_login_names_the_success_selector(tmp_path: Path) -> None:
+    with serve_directory(PAGES) as base, pytest.raises(ValueError, match=r"'h1\.welcome' did not appear"):
+        asyncio.run(call_tool("web.login", {
+            "site": "demo", "url": f"{base}/login.html", "fill": {"#user": "x", "#password": "wrong"},
+            "submit": "#go", "success": "h1.welcome", "timeout": 2}, run_dir=tmp_path))
+    assert not (tmp_path / ".playbook" / "auth" / "demo.json").exists()
+
+
+@pytest.mark.parametrize("site", ["../../etc/x", ".hidden", "a/b"])
+def test_login_site_name_cannot_pick_a_path(tmp_path: Path, site: str) -> None:
+    with pytest.raises(ValueError, match="site name"):
+        asyncio.run(call_tool("web.scrape", {"url": "http://127.0.0.1:1/", "login": site}, run_dir=tmp_path))

@@ -53,6 +53,70 @@ def series(rows: list[dict[str, Any]], time_field: str, value_field: str) -> lis
     return sorted(points)
 
 
+class LoadInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(description="csv (UTF-8 or GBK), xlsx or jsonl: a time series or a KPI table")
+    time: str = Field("date", description="time column")
+    values: list[str] | None = Field(None, description="metric columns (default: every all-numeric column)")
+    sheet: str | None = None
+    encoding: str | None = None
+
+
+class LoadOutput(BaseModel):
+    rows: list[dict[str, Any]] = Field(description="sorted by time; times ISO, metrics numbers (None if blank)")
+    values: list[str]
+    count: int
+    start: str | None
+    end: str | None
+    missing: dict[str, int] = Field(description="blank cells per metric")
+    duplicate_times: int
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        return parse_number(value, "") is not None
+    except ValueError:
+        return False
+
+
+@tool("metrics.load")
+async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
+    """Load a time series or KPI table: times parsed, numbers cleaned ('1,234', '12%'), sorted by time."""
+    from tools.sheet import read_rows
+
+    raw = read_rows(args.path, ctx, sheet=args.sheet, encoding=args.encoding)
+    columns = list(raw[0]) if raw else []
+    if raw and args.time not in columns:
+        raise ToolArgumentError("time", f"no column '{args.time}' in '{args.path}' (columns: {', '.join(columns)})")
+    metrics = args.values if args.values is not None else [
+        c for c in columns if c != args.time and any(_is_number(r.get(c)) for r in raw)
+        and all(_is_number(r.get(c)) or r.get(c) in (None, "") for r in raw)]
+    for name in metrics:
+        if raw and name not in columns:
+            raise ToolArgumentError("values", f"no column '{name}' in '{args.path}' (columns: {', '.join(columns)})")
+    rows: list[tuple[datetime, dict[str, Any]]] = []
+    for i, row in enumerate(raw):
+        where = f"'{args.path}' row {i + 2}"
+        try:
+            moment = parse_time(row.get(args.time))
+            numbers = {m: parse_number(row.get(m), f"{where} column '{m}'") for m in metrics}
+        except ValueError as exc:
+            raise ToolArgumentError("path", f"{where}: {exc}" if str(exc).startswith("cannot") else str(exc)) from None
+        rows.append((moment, {**row, **numbers}))
+    rows.sort(key=lambda pair: pair[0])
+    daily = all(m.hour == m.minute == m.second == 0 for m, _ in rows)
+
+    def stamp(moment: datetime) -> str:
+        return moment.strftime("%Y-%m-%d") if daily else moment.isoformat(sep=" ")
+
+    out = [{**row, args.time: stamp(m)} for m, row in rows]
+    times = [m for m, _ in rows]
+    return LoadOutput(rows=out, values=metrics, count=len(out), start=stamp(times[0]) if times else None,
+                      end=stamp(times[-1]) if times else None,
+                      missing={m: sum(r[m] is None for r in out) for m in metrics},
+                      duplicate_times=len(times) - len(set(times)))
+
+
 class CompareInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rows: list[dict[str, Any]]

@@ -6,6 +6,7 @@ run ends. Waits for selectors, scrolls, clicks "load more", extracts fields into
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -70,7 +71,8 @@ class ScrapeInput(BaseModel):
     fields: dict[str, str] = Field(default_factory=dict, description="field → selector inside the item; "
                                    "'a@href' reads an attribute, '' the item's own text")
     screenshot: str | None = Field(None, description="PNG file name in the run folder")
-    storage_state: str | None = Field(None, description="saved login state (JSON from playwright) to load")
+    login: str | None = Field(None, description="site name of a login state saved by web.login")
+    storage_state: str | None = Field(None, description="a playwright storage-state JSON file to load")
     timeout: float = Field(30.0, gt=0, description="seconds for navigation and waits")
 
 
@@ -101,18 +103,7 @@ async def web_scrape(args: ScrapeInput, ctx: ToolContext) -> ScrapeOutput:
     """Scrape a JavaScript-rendered page with the system Chromium into rows."""
     check_url(args.url, ctx)
     browser = await BROWSER.get()
-    state = str(ctx.input_path(args.storage_state)) if args.storage_state else None
-    if state and not Path(state).exists():
-        raise ToolArgumentError("storage_state", f"file '{args.storage_state}' not found")
-    context = await browser.new_context(storage_state=state, locale="zh-CN")
-    allowed = getattr(getattr(ctx.settings, "web", None), "allow_hosts", [])
-    if allowed:  # what the page loads stays inside the allowlist too
-        async def guard(route: Any) -> None:
-            host = urlsplit(route.request.url).hostname or ""
-            ok = any(host == h or host.endswith("." + h) for h in allowed)
-            await (route.continue_() if ok else route.abort())
-
-        await context.route("**/*", guard)
+    context = await _new_context(browser, _saved_state(args, ctx), ctx)
     page = await context.new_page()
     page.set_default_timeout(args.timeout * 1000)
     try:
@@ -129,7 +120,94 @@ async def web_scrape(args: ScrapeInput, ctx: ToolContext) -> ScrapeOutput:
         return ScrapeOutput(url=page.url, title=await page.title(), rows=rows, count=len(rows), clicks=clicks,
                             screenshot=shot)
     except Exception as exc:
-        raise _explain(exc, args) from None
+        raise _explain(exc, args.timeout) from None
+    finally:
+        await context.close()
+
+
+def login_state_path(site: str, ctx: ToolContext) -> Path:
+    """Where web.login keeps a site's login state: `<state dir>/auth/<site>.json`, outside any run
+    folder so later runs reuse it, and named by a plain site name so no argument can pick the path."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", site) or site.startswith("."):
+        raise ToolArgumentError("login", f"site name '{site}' may use only letters, digits, '_', '-' and '.'")
+    state_dir = getattr(ctx.settings, "state_dir", ".playbook")
+    return ctx.project_dir / state_dir / "auth" / f"{site}.json"
+
+
+def _saved_state(args: ScrapeInput, ctx: ToolContext) -> str | None:
+    if args.login:
+        path = login_state_path(args.login, ctx)
+        if not path.exists():
+            raise ToolArgumentError("login", f"no login state saved for '{args.login}'; run a web.login step "
+                                    f"with site: {args.login} first")
+        return str(path)
+    if args.storage_state:
+        found = ctx.input_path(args.storage_state)
+        if not found.exists():
+            raise ToolArgumentError("storage_state", f"file '{args.storage_state}' not found")
+        return str(found)
+    return None
+
+
+async def _new_context(browser: Any, state: str | None, ctx: ToolContext) -> Any:
+    context = await browser.new_context(storage_state=state, locale="zh-CN")
+    allowed = getattr(getattr(ctx.settings, "web", None), "allow_hosts", [])
+    if allowed:  # what the page loads stays inside the allowlist too
+        async def guard(route: Any) -> None:
+            host = urlsplit(route.request.url).hostname or ""
+            ok = any(host == h or host.endswith("." + h) for h in allowed)
+            await (route.continue_() if ok else route.abort())
+
+        await context.route("**/*", guard)
+    return context
+
+
+class LoginInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    site: str = Field(description="name to save the login under; web.scrape reads it with login: <site>")
+    url: str = Field(description="the login page")
+    fill: dict[str, str] = Field(default_factory=dict, description="selector → text to type, e.g. "
+                                 "{'#user': '${{ secrets.SITE_USER }}'}")
+    submit: str | None = Field(None, description="selector of the button to click after filling")
+    success: str = Field(description="selector that appears only once logged in")
+    timeout: float = Field(30.0, gt=0, description="seconds for navigation and the success selector")
+
+
+class LoginOutput(BaseModel):
+    site: str
+    url: str
+    cookies: int
+
+
+@tool("web.login")
+async def web_login(args: LoginInput, ctx: ToolContext) -> LoginOutput:
+    """Log in to a site with a scripted form and save its login state for later web.scrape steps."""
+    check_url(args.url, ctx)
+    target = login_state_path(args.site, ctx)
+    browser = await BROWSER.get()
+    context = await _new_context(browser, None, ctx)
+    page = await context.new_page()
+    page.set_default_timeout(args.timeout * 1000)
+    try:
+        named = [(f"fill.{s}", s) for s in args.fill] + [("submit", args.submit), ("success", args.success)]
+        await _try_selectors(page, named)
+        response = await page.goto(args.url, wait_until="domcontentloaded")
+        if response is not None and response.status >= 400:
+            raise ToolArgumentError("url", f"'{args.url}' answered HTTP {response.status}")
+        for selector, text in args.fill.items():
+            await page.fill(selector, text)
+        if args.submit:
+            await page.click(args.submit)
+        try:
+            await page.wait_for_selector(args.success)
+        except Exception:
+            raise ToolArgumentError("success", f"'{args.success}' did not appear within {args.timeout:g}s; "
+                                    "the login failed or the selector is wrong") from None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        state = await context.storage_state(path=str(target))
+        return LoginOutput(site=args.site, url=page.url, cookies=len(state.get("cookies", [])))
+    except Exception as exc:
+        raise _explain(exc, args.timeout) from None
     finally:
         await context.close()
 
@@ -138,6 +216,10 @@ async def _check_selectors(page: Any, args: ScrapeInput) -> None:
     """Try every selector on the blank page first, so a typo names its argument."""
     named = [("wait_for", args.wait_for), ("click_more", args.click_more), ("items", args.items)]
     named += [(f"fields.{name}", selector.partition("@")[0]) for name, selector in args.fields.items()]
+    await _try_selectors(page, named)
+
+
+async def _try_selectors(page: Any, named: list[tuple[str, str | None]]) -> None:
     for argument, selector in named:
         if selector:
             try:
@@ -179,12 +261,12 @@ async def _extract(page: Any, args: ScrapeInput) -> list[dict[str, Any]]:
     return rows
 
 
-def _explain(exc: Exception, args: ScrapeInput) -> Exception:
+def _explain(exc: Exception, timeout: float) -> Exception:
     if isinstance(exc, ValueError):
         return exc
     text = str(exc).split("\n")[0]
     if "is not a valid selector" in text or "Unexpected token" in text or "SyntaxError" in text:
         return ValueError(f"bad selector: {text}")
     if "Timeout" in type(exc).__name__ or "Timeout" in text:
-        return ValueError(f"timed out after {args.timeout:g}s: {text}")
+        return ValueError(f"timed out after {timeout:g}s: {text}")
     return ValueError(f"{type(exc).__name__}: {text}")

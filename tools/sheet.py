@@ -34,23 +34,28 @@ class SheetReadOutput(BaseModel):
 @tool("sheet.read")
 async def sheet_read(args: SheetReadInput, ctx: ToolContext) -> SheetReadOutput:
     """Read rows from a csv, xlsx or jsonl file."""
-    path = ctx.input_path(args.path)
-    if not path.exists():
-        raise ToolArgumentError("path", f"file '{args.path}' not found (looked in {path.parent})")
-    suffix = path.suffix.lower()
-    if suffix == ".xlsx":
-        rows = _read_xlsx(path, args.sheet)
-    elif suffix in (".jsonl", ".ndjson"):
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    elif suffix in (".csv", ".tsv", ".txt"):
-        rows = _read_csv(path, args.encoding, "\t" if suffix == ".tsv" else ",")
-    else:
-        raise ToolArgumentError("path", f"'{args.path}': unsupported file type '{suffix}'; use .csv, .xlsx or .jsonl")
+    rows = read_rows(args.path, ctx, sheet=args.sheet, encoding=args.encoding)
     if args.limit is not None:
         rows = rows[: args.limit]
     rows = _select(rows, args.columns, args.path)
     columns = list(rows[0]) if rows else []
     return SheetReadOutput(rows=rows, count=len(rows), columns=columns)
+
+
+def read_rows(name: str, ctx: ToolContext, *, sheet: str | None = None,
+              encoding: str | None = None) -> list[dict[str, Any]]:
+    """Every row of a csv, xlsx or jsonl file as a dict keyed by its header."""
+    path = ctx.input_path(name)
+    if not path.exists():
+        raise ToolArgumentError("path", f"file '{name}' not found (looked in {path.parent})")
+    suffix = path.suffix.lower()
+    if suffix == ".xlsx":
+        return _read_xlsx(path, sheet)
+    if suffix in (".jsonl", ".ndjson"):
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if suffix in (".csv", ".tsv", ".txt"):
+        return _read_csv(path, encoding, "\t" if suffix == ".tsv" else ",")
+    raise ToolArgumentError("path", f"'{name}': unsupported file type '{suffix}'; use .csv, .xlsx or .jsonl")
 
 
 def _read_csv(path: Path, encoding: str | None, delimiter: str) -> list[dict[str, Any]]:
