@@ -37,6 +37,11 @@ class ToolContext:
     allowed_paths: tuple[Path, ...] = ()
     base_dir: Path | None = None  # folder of the playbook file, for relative inputs
     settings: Any = None  # the project's ProjectFile (web policy, notify channels, …)
+    playbook: str = ""  # name of the running playbook (runs.previous looks up its earlier runs)
+
+    @property
+    def state_db(self) -> Path:
+        return self.project_dir / getattr(self.settings, "state_dir", ".playbook") / "state.db"
 
     def artifact_path(self, name: str, argument: str = "path") -> Path:
         """Resolve a path to write: inside the run folder unless the project allows the target."""

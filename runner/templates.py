@@ -38,12 +38,18 @@ def _to_json(value: Any, indent: int | None = None) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
 
 
+def _cross(left: Any, right: Any, left_name: str = "a", right_name: str = "b") -> list[dict[str, Any]]:
+    """Every pairing of two lists as dicts, e.g. personas × concepts for a map over both."""
+    return [{left_name: a, right_name: b} for a in left for b in right]
+
+
 @lru_cache(maxsize=1)
 def environment() -> _Environment:
     env = _Environment(variable_start_string="${{", variable_end_string="}}",
                        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.filters["tojson"] = _to_json
     env.filters["json"] = _to_json
+    env.filters["cross"] = _cross
     return env
 
 

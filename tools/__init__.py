@@ -1,5 +1,5 @@
 """Built-in tools, one module per family. Importing this package registers them."""
 
-from tools import feed, file, metrics, notify, scrape, sheet, text, web
+from tools import checks, feed, file, metrics, notify, scrape, sheet, text, trend, web
 
-__all__ = ["feed", "file", "metrics", "notify", "scrape", "sheet", "text", "web"]
+__all__ = ["checks", "feed", "file", "metrics", "notify", "scrape", "sheet", "text", "trend", "web"]

@@ -130,8 +130,7 @@ def login_state_path(site: str, ctx: ToolContext) -> Path:
     folder so later runs reuse it, and named by a plain site name so no argument can pick the path."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", site) or site.startswith("."):
         raise ToolArgumentError("login", f"site name '{site}' may use only letters, digits, '_', '-' and '.'")
-    state_dir = getattr(ctx.settings, "state_dir", ".playbook")
-    return ctx.project_dir / state_dir / "auth" / f"{site}.json"
+    return ctx.state_db.parent / "auth" / f"{site}.json"
 
 
 def _saved_state(args: ScrapeInput, ctx: ToolContext) -> str | None:

@@ -3,12 +3,13 @@ and every link as an absolute URL (for list pages)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 from urllib.parse import urldefrag, urljoin
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from runner.registry import ToolContext, tool
+from runner.registry import ToolArgumentError, ToolContext, tool
 from tools.http import check_url, decode, fetch
 
 
@@ -20,8 +21,9 @@ class Link(BaseModel):
 class WebFetchInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(description="http(s) URL")
-    extract: Literal["article", "links", "both", "html"] = Field(
-        "both", description="article: main text + metadata; links: absolute links; html: raw page")
+    extract: Literal["article", "links", "both", "html", "json"] = Field(
+        "both", description="article: main text + metadata; links: absolute links; html: raw page; "
+                            "json: the body parsed as JSON (an API or a hot list)")
     max_links: int = Field(500, ge=0)
     timeout: float | None = Field(None, gt=0, description="seconds (default: [web] timeout)")
 
@@ -36,6 +38,7 @@ class WebFetchOutput(BaseModel):
     text: str | None = None
     links: list[Link] = Field(default_factory=list)
     html: str | None = None
+    data: Any = None
 
 
 @tool("web.fetch")
@@ -46,6 +49,13 @@ async def web_fetch(args: WebFetchInput, ctx: ToolContext) -> WebFetchOutput:
     out = WebFetchOutput(url=page.url, status=page.status, encoding=encoding)
     if args.extract == "html":
         out.html = html
+        return out
+    if args.extract == "json":
+        try:
+            out.data = json.loads(html)
+        except json.JSONDecodeError as exc:
+            raise ToolArgumentError("url", f"'{args.url}' did not return JSON ({exc.msg} at line {exc.lineno} "
+                                    f"column {exc.colno}); use extract: html to see what it returned") from None
         return out
     meta = page_metadata(html)
     if args.extract in ("article", "both"):

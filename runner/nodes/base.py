@@ -144,7 +144,8 @@ class StepContext:
         return ToolContext(run_id=self.run.run_id, step_id=self.step.id, run_dir=self.run.run_dir,
                            project_dir=self.run.project.root,
                            allowed_paths=self.run.project.writable_paths,
-                           base_dir=self.run.playbook.path.parent, settings=self.run.project.settings)
+                           base_dir=self.run.playbook.path.parent, settings=self.run.project.settings,
+                           playbook=self.run.playbook.spec.name)
 
 
 def digest(value: Any) -> str:

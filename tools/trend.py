@@ -1,0 +1,123 @@
+"""trend.diff and runs.previous: what changed on a hot list or feed since the previous run.
+
+The comparison is pure and deterministic (ranks in, statuses out); the LLM only reads its result."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runner.registry import ToolArgumentError, ToolContext, tool
+
+
+def topic_key(title: str) -> str:
+    """Same topic, same key: full-width folded, case, spaces and hashtag marks ignored."""
+    text = unicodedata.normalize("NFKC", str(title)).lower()
+    return re.sub(r"[\s#＃]+", "", text)
+
+
+class DiffInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current: list[dict[str, Any]] = Field(description="this run's items, best first (or with a rank field)")
+    previous: list[dict[str, Any]] | None = Field(None, description="the previous run's items; none on a first run")
+    key: str = Field("title", description="field that names the topic")
+    rank: str | None = Field(None, description="rank field (default: position in the list, 1 = top)")
+    min_change: int = Field(5, ge=1, description="rank places a topic must move to count as rising or falling")
+
+
+class TrendItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: str = Field(description="new | rising | falling | steady")
+    rank: int
+    previous_rank: int | None
+    change: int | None = Field(description="places gained (positive) or lost since the previous run")
+
+
+class DiffOutput(BaseModel):
+    first_run: bool
+    items: list[TrendItem]
+    new: list[TrendItem]
+    rising: list[TrendItem]
+    falling: list[TrendItem]
+    gone: list[dict[str, Any]]
+    counts: dict[str, int]
+    rule: str
+
+
+Ranked = dict[str, tuple[int, dict[str, Any]]]
+
+
+def _ranked(rows: list[dict[str, Any]], key: str, rank: str | None, argument: str) -> Ranked:
+    ranked: Ranked = {}
+    for position, row in enumerate(rows, start=1):
+        if key not in row:
+            raise ToolArgumentError(argument, f"item {position} has no '{key}' field (fields: {', '.join(row)})")
+        value = int(row[rank]) if rank and row.get(rank) is not None else position
+        ranked.setdefault(topic_key(row[key]), (value, row))  # a repeated topic keeps its best rank
+    return ranked
+
+
+@tool("trend.diff")
+async def trend_diff(args: DiffInput, ctx: ToolContext) -> DiffOutput:
+    """Compare this run's list with the previous one: new, rising, falling, steady, gone."""
+    now = _ranked(args.current, args.key, args.rank, "current")
+    before = _ranked(args.previous or [], args.key, args.rank, "previous")
+    items: list[TrendItem] = []
+    for topic, (rank, row) in sorted(now.items(), key=lambda pair: pair[1][0]):
+        old = before.get(topic)
+        change = old[0] - rank if old else None
+        status = ("new" if old is None else "rising" if change is not None and change >= args.min_change
+                  else "falling" if change is not None and change <= -args.min_change else "steady")
+        items.append(TrendItem(**{**row, "status": status, "rank": rank,
+                                  "previous_rank": old[0] if old else None, "change": change}))
+    gone = [{**row, "previous_rank": rank} for topic, (rank, row) in sorted(before.items(), key=lambda p: p[1][0])
+            if topic not in now]
+    first = not args.previous
+    if first:  # nothing to compare with: every topic is simply present, not "new"
+        items = [item.model_copy(update={"status": "steady"}) for item in items]
+    groups = {s: [i for i in items if i.status == s] for s in ("new", "rising", "falling", "steady")}
+    rule = (f"same topic = same '{args.key}' after NFKC folding, ignoring case, spaces and '#'; rising/falling = "
+            f"moved at least {args.min_change} places; new = not in the previous run; gone = only in the previous run")
+    return DiffOutput(first_run=first, items=items, new=groups["new"], rising=groups["rising"],
+                      falling=groups["falling"], gone=gone,
+                      counts={**{s: len(v) for s, v in groups.items()}, "gone": len(gone)}, rule=rule)
+
+
+class PreviousInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    playbook: str | None = Field(None, description="playbook name (default: the running one)")
+    match_inputs: list[str] = Field(default_factory=list, description="only runs whose inputs had the same "
+                                    "values for these names (e.g. [keywords])")
+    inputs: dict[str, Any] = Field(default_factory=dict, description="this run's inputs, for match_inputs")
+
+
+class PreviousOutput(BaseModel):
+    found: bool
+    run_id: str | None = None
+    started_at: float | None = None
+    outputs: dict[str, Any] = Field(default_factory=dict)
+
+
+@tool("runs.previous")
+async def runs_previous(args: PreviousInput, ctx: ToolContext) -> PreviousOutput:
+    """The outputs of the latest finished earlier run of a playbook (for run-over-run comparisons)."""
+    from runner.store import SqliteStore
+
+    missing = [name for name in args.match_inputs if name not in args.inputs]
+    if missing:
+        raise ToolArgumentError("match_inputs", f"pass this run's value of {', '.join(missing)} under inputs:")
+    if not ctx.state_db.exists():
+        return PreviousOutput(found=False)
+    store = SqliteStore(ctx.state_db)
+    try:
+        runs = store.finished_runs(args.playbook or ctx.playbook, exclude=ctx.run_id.split(".")[0])
+    finally:
+        store.close()
+    for run in runs:
+        if all((run["inputs"] or {}).get(n) == args.inputs[n] for n in args.match_inputs):
+            return PreviousOutput(found=True, run_id=run["id"], started_at=run["started_at"],
+                                  outputs=run["outputs"] or {})
+    return PreviousOutput(found=False)
