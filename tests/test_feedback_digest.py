@@ -26,11 +26,23 @@ def review_ids() -> list[str]:
 
 
 def workbook_ids(run_dir: Path) -> list[str]:
+    """The labelled sheet's ids: every review once, except exact or near repeats, which the kept row
+    stands for (dup_count); in the file's order."""
     book = openpyxl.load_workbook(run_dir / "feedback_labelled.xlsx", read_only=True)
+    assert book.sheetnames == ["标注", "聚类", "回复草稿", "用户需求"]
     rows = list(book["标注"].iter_rows(values_only=True))
-    assert rows[0][:5] == ("id", "text", "sentiment", "topic", "good_case")
-    assert all(r[2] in ("正面", "中性", "负面") for r in rows[1:])
-    return [str(r[0]) for r in rows[1:]]
+    assert rows[0] == ("id", "text", "dup_count", "sentiment", "topic", "good_case")
+    assert all(r[3] in ("正面", "中性", "负面") for r in rows[1:])
+    assert sum(int(r[2]) for r in rows[1:]) == len(review_ids())
+    ids = [str(r[0]) for r in rows[1:]]
+    order = {rid: i for i, rid in enumerate(review_ids())}
+    assert [order[i] for i in ids] == sorted(order[i] for i in ids)
+    return ids
+
+
+UNIQUE = 1998  # text.dedupe on the 2,000 reviews: 1 exact and 1 near repeat
+LABEL_BATCHES = 50  # 1,998 unique reviews in batches of 40
+CLUSTER_BATCHES = 6  # 30 clusters in batches of 5
 
 
 def batches_journaled(conn: sqlite3.Connection) -> int:
@@ -48,29 +60,30 @@ def test_full_2000_reviews_pause_then_approve_with_edit(project_dir: Path, serve
     assert first.returncode == 3, first.stderr
     assert "waiting for approval" in first.stdout and "playbook reject" in first.stdout
     run_id = run_id_from(first.stdout)
-    batches = server.prompts("下面共有")
-    assert len(batches) == 100  # 2,000 reviews in batches of 20, nothing asked twice
+    assert len(server.prompts("请标注")) == LABEL_BATCHES  # nothing asked twice
+    assert len(server.prompts("一组相似评论")) == CLUSTER_BATCHES
+    assert len(server.requests) == LABEL_BATCHES + CLUSTER_BATCHES + 1  # + the themes call
 
     second = cli("approve", run_id, "--set", "summary=人工改写的总结", "--by", "运营小王", cwd=project_dir)
     assert second.returncode == 0, second.stderr
     run_dir = project_dir / ".playbook" / "runs" / run_id
-    assert workbook_ids(run_dir) == review_ids()
+    assert len(workbook_ids(run_dir)) == UNIQUE
     report = (run_dir / "report.md").read_text(encoding="utf-8")
-    assert "人工改写的总结" in report and "共分析 2000 条评论" in report
+    assert "人工改写的总结" in report and "共收到 2000 条评论，去重后 1998 条" in report
     shown = cli("runs", "show", run_id, cwd=project_dir)
     assert "approve by 运营小王" in shown.stdout and "changed: summary" in shown.stdout
 
 
 def test_kill_during_map_then_resume_repeats_no_finished_batch(project_dir: Path,
                                                                 server: FakeLLMServer) -> None:
-    server.latency = 0.25
+    server.latency = 1.0
     proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(PLAYBOOK), "-i",
                              f"comments={REVIEWS}", "--run-id", "killed"], cwd=project_dir,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = project_dir / ".playbook" / "state.db"
     deadline = time.time() + 120
     journaled = 0
-    while time.time() < deadline and journaled < 30:
+    while time.time() < deadline and journaled < 15:
         time.sleep(0.2)
         if db.exists():
             with sqlite3.connect(db) as conn:
@@ -80,7 +93,7 @@ def test_kill_during_map_then_resume_repeats_no_finished_batch(project_dir: Path
     sent_before = len(server.prompts("下面共有"))
     with sqlite3.connect(db) as conn:
         journaled = batches_journaled(conn)
-    assert 30 <= journaled < 100, "the kill should land in the middle of the map"
+    assert 15 <= journaled < LABEL_BATCHES + CLUSTER_BATCHES, "the kill should land in the middle of the maps"
 
     resumed = cli("resume", "killed", cwd=project_dir)
     assert resumed.returncode == 3, resumed.stderr
@@ -88,9 +101,9 @@ def test_kill_during_map_then_resume_repeats_no_finished_batch(project_dir: Path
     repeated = len(prompts) - len(set(prompts))
     # only batches in flight at the kill (sent, reply never journaled) are asked again, once each
     assert repeated == sent_before - journaled
-    assert repeated <= 8 and len(set(prompts)) == 100
+    assert repeated <= 16 and len(set(prompts)) == LABEL_BATCHES + CLUSTER_BATCHES  # two maps of 8 in flight
     assert cli("approve", "killed", cwd=project_dir).returncode == 0
-    assert workbook_ids(project_dir / ".playbook" / "runs" / "killed") == review_ids()
+    assert len(workbook_ids(project_dir / ".playbook" / "runs" / "killed")) == UNIQUE
 
 
 def test_transient_faults_still_label_every_item(project_dir: Path, server: FakeLLMServer) -> None:
@@ -98,11 +111,11 @@ def test_transient_faults_still_label_every_item(project_dir: Path, server: Fake
     outcome = run_playbook(PLAYBOOK, {"comments": str(REVIEWS)})
     assert outcome.status == "waiting", outcome.error
     statuses = [r["status"] for r in server.requests]
-    assert statuses.count(429) > 10 and statuses.count(500) > 10 and statuses.count("malformed") > 0
+    assert statuses.count(429) > 3 and statuses.count(500) > 3 and statuses.count("malformed") > 0
     server.faults = Faults()
     done = resume(outcome.run_id, decision={"action": "approve", "by": "t", "at": time.time()})
     assert done.status == "done", done.error
-    assert workbook_ids(Path(done.run_dir)) == review_ids()
+    assert len(workbook_ids(Path(done.run_dir))) == UNIQUE
 
 
 def test_permanent_401_fails_at_once_naming_model_and_key_variable(project_dir: Path,
