@@ -43,6 +43,14 @@ def _cross(left: Any, right: Any, left_name: str = "a", right_name: str = "b") -
     return [{left_name: a, right_name: b} for a in left for b in right]
 
 
+def _number(value: Any, decimals: int = 2) -> str:
+    """7269.0 → '7,269'; 0.12345 → '0.12': numbers as a report shows them (text passes through)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "—" if value is None else str(value)
+    rounded = round(float(value), decimals)
+    return f"{rounded:,.0f}" if rounded == int(rounded) else f"{rounded:,.{decimals}f}".rstrip("0")
+
+
 @lru_cache(maxsize=1)
 def environment() -> _Environment:
     env = _Environment(variable_start_string="${{", variable_end_string="}}",
@@ -50,6 +58,7 @@ def environment() -> _Environment:
     env.filters["tojson"] = _to_json
     env.filters["json"] = _to_json
     env.filters["cross"] = _cross
+    env.filters["number"] = _number
     return env
 
 

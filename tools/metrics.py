@@ -4,6 +4,7 @@ Chinese labels. Numbers are computed here, deterministically — never by the LL
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -38,6 +39,12 @@ def parse_number(value: Any, where: str) -> float | None:
         return float(text)
     except ValueError:
         raise ValueError(f"{where}: '{value}' is not a number") from None
+
+
+def stamper(times: list[datetime]) -> Callable[[datetime], str]:
+    """Dates alone for a daily series (every time at midnight), full times otherwise."""
+    daily = all(t.hour == t.minute == t.second == t.microsecond == 0 for t in times)
+    return (lambda t: t.strftime("%Y-%m-%d")) if daily else (lambda t: t.isoformat(sep=" "))
 
 
 def series(rows: list[dict[str, Any]], time_field: str, value_field: str) -> list[tuple[datetime, float]]:
@@ -104,11 +111,7 @@ async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
             raise ToolArgumentError("path", f"{where}: {exc}" if str(exc).startswith("cannot") else str(exc)) from None
         rows.append((moment, {**row, **numbers}))
     rows.sort(key=lambda pair: pair[0])
-    daily = all(m.hour == m.minute == m.second == 0 for m, _ in rows)
-
-    def stamp(moment: datetime) -> str:
-        return moment.strftime("%Y-%m-%d") if daily else moment.isoformat(sep=" ")
-
+    stamp = stamper([m for m, _ in rows])
     out = [{**row, args.time: stamp(m)} for m, row in rows]
     times = [m for m, _ in rows]
     return LoadOutput(rows=out, values=metrics, count=len(out), start=stamp(times[0]) if times else None,
@@ -134,6 +137,9 @@ class PeriodDelta(BaseModel):
     previous: float | None
     delta: float | None
     pct: float | None = Field(description="percent change vs the previous period")
+    points: int = Field(description="data points in this period")
+    complete: bool = Field(description="false for a trailing period with fewer points than usual (a week "
+                                       "that is still running); `latest` skips it")
 
 
 class CompareOutput(BaseModel):
@@ -160,15 +166,20 @@ async def metrics_compare(args: CompareInput, ctx: ToolContext) -> CompareOutput
         for moment, value in series(args.rows, args.time, metric):
             groups.setdefault(_period_key(moment, args.period), []).append(value)
         previous: float | None = None
-        for key in sorted(groups):
+        keys = sorted(groups)
+        usual = statistics.median(len(groups[k]) for k in keys[:-1]) if len(keys) > 1 else 0
+        for key in keys:
             points = groups[key]
             value = sum(points) if args.agg == "sum" else statistics.fmean(points) if args.agg == "mean" else points[-1]
             delta = value - previous if previous is not None else None
             pct = round(delta / previous * 100, 2) if delta is not None and previous else None
+            complete = key != keys[-1] or len(points) >= usual
             row = PeriodDelta(metric=metric, period=key, value=round(value, 4), previous=previous,
-                              delta=round(delta, 4) if delta is not None else None, pct=pct)
+                              delta=round(delta, 4) if delta is not None else None, pct=pct, points=len(points),
+                              complete=complete)
             out.append(row)
-            latest[metric] = row
+            if complete:
+                latest[metric] = row
             previous = round(value, 4)
     return CompareOutput(rows=out, latest=latest)
 
@@ -180,6 +191,7 @@ class AnomalyInput(BaseModel):
     value: str = "value"
     window: int = Field(28, ge=5, description="points of history each point is judged against")
     threshold: float = Field(3.5, gt=0, description="robust z-score above which a point is flagged")
+    recent: int = Field(14, ge=1, description="how many of the latest points to return as `recent`")
 
 
 class Point(BaseModel):
@@ -194,6 +206,7 @@ class AnomalyOutput(BaseModel):
     method: str
     points: list[Point]
     anomalies: list[Point]
+    recent: list[Point] = Field(description="the latest points, flagged or not (what a report looks at)")
     count: int
 
 
@@ -201,6 +214,7 @@ class AnomalyOutput(BaseModel):
 async def metrics_anomalies(args: AnomalyInput, ctx: ToolContext) -> AnomalyOutput:
     """Flag points far from their recent history (rolling median and MAD, robust z-score)."""
     data = series(args.rows, args.time, args.value)
+    stamp = stamper([t for t, _ in data])
     points: list[Point] = []
     for i, (moment, value) in enumerate(data):
         history = [v for _, v in data[max(0, i - args.window):i]]
@@ -210,12 +224,14 @@ async def metrics_anomalies(args: AnomalyInput, ctx: ToolContext) -> AnomalyOutp
             mad = statistics.median(abs(v - baseline) for v in history)
             scale = mad / 0.6745 if mad else (statistics.pstdev(history) or 1e-9)
             score = round((value - baseline) / scale, 3)
-        points.append(Point(time=moment.isoformat(sep=" "), value=value, baseline=baseline, score=score,
+        points.append(Point(time=stamp(moment), value=value,
+                            baseline=None if baseline is None else round(baseline, 4), score=score,
                             anomaly=score is not None and abs(score) > args.threshold))
     method = (f"robust z-score: each point against the median and MAD of the previous {args.window} points, "
               f"z = (x − median) / (MAD / 0.6745); flagged when |z| > {args.threshold:g}")
     anomalies = [p for p in points if p.anomaly]
-    return AnomalyOutput(method=method, points=points, anomalies=anomalies, count=len(anomalies))
+    return AnomalyOutput(method=method, points=points, anomalies=anomalies, recent=points[-args.recent:],
+                         count=len(anomalies))
 
 
 class ChartInput(BaseModel):
