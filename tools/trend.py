@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -84,6 +85,81 @@ async def trend_diff(args: DiffInput, ctx: ToolContext) -> DiffOutput:
     return DiffOutput(first_run=first, items=items, new=groups["new"], rising=groups["rising"],
                       falling=groups["falling"], gone=gone,
                       counts={**{s: len(v) for s, v in groups.items()}, "gone": len(gone)}, rule=rule)
+
+
+class CollectInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sources: list[dict[str, Any]] = Field(description="one entry per source: `name` plus its list under "
+                                          "`data` (a hot list of {title, url}), `items` (feed.read) or "
+                                          "`links` (web.fetch of a list page)")
+    per_source: int = Field(50, ge=1, description="keep the first N entries of each source")
+    min_title: int = Field(4, ge=1, description="drop link texts shorter than this (navigation, 'more')")
+
+
+class TopicItem(BaseModel):
+    title: str
+    url: str | None
+    source: str
+    rank: int = Field(description="position in its source, 1 = top")
+    sources: list[str] = Field(description="every source that carried this topic")
+    published: str | None = None
+    summary: str = ""
+
+
+class CollectOutput(BaseModel):
+    items: list[TopicItem] = Field(description="ordered by rank, then source order; one per topic")
+    count: int
+    per_source: dict[str, int]
+    merged: int = Field(description="entries dropped because another source carried the same topic")
+
+
+def _entries(source: dict[str, Any], index: int) -> list[dict[str, Any]]:
+    for field in ("data", "items", "links"):
+        value = source.get(field)
+        if isinstance(value, list) and value:
+            return [e for e in value if isinstance(e, dict)]
+    if not any(isinstance(source.get(f), list) for f in ("data", "items", "links")):
+        raise ToolArgumentError("sources", f"source {index + 1} ('{source.get('name', '?')}') has no data, items "
+                                "or links list; pass a web.fetch (extract: json or links) or feed.read result")
+    return []
+
+
+def _source_name(source: dict[str, Any], index: int) -> str:
+    """A given name, a feed's own title, or the host and path of the URL it came from."""
+    if source.get("name") or (source.get("title") and "items" in source):
+        return str(source.get("name") or source.get("title"))
+    parts = urlsplit(str(source.get("url") or ""))
+    return f"{parts.hostname}{parts.path}" if parts.hostname else f"source{index + 1}"
+
+
+@tool("trend.collect")
+async def trend_collect(args: CollectInput, ctx: ToolContext) -> CollectOutput:
+    """Normalise hot lists, feeds and list pages into one list of topics, merged across sources."""
+    by_key: dict[str, TopicItem] = {}
+    per_source: dict[str, int] = {}
+    merged = 0
+    for index, source in enumerate(args.sources):
+        name = _source_name(source, index)
+        kept = 0
+        for entry in _entries(source, index):
+            title = " ".join(str(entry.get("title") or entry.get("text") or "").split())
+            if len(title) < args.min_title:
+                continue
+            kept += 1
+            if kept > args.per_source:
+                break
+            key = topic_key(title)
+            if key in by_key:
+                merged += 1
+                if name not in by_key[key].sources:
+                    by_key[key].sources.append(name)
+                continue
+            by_key[key] = TopicItem(title=title, url=entry.get("url") or entry.get("link"), source=name, rank=kept,
+                                    sources=[name], published=entry.get("published"),
+                                    summary=str(entry.get("summary") or "")[:300])
+        per_source[name] = min(kept, args.per_source)
+    items = sorted(by_key.values(), key=lambda item: item.rank)  # stable: source order breaks ties
+    return CollectOutput(items=items, count=len(items), per_source=per_source, merged=merged)
 
 
 class PreviousInput(BaseModel):
