@@ -53,10 +53,19 @@ def _project() -> Any:
 def _parse_inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if file is not None:
+        import yaml
+
         try:
-            values.update(json.loads(file.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise PlaybookError(f"{file}: cannot read inputs JSON: {exc}") from None
+            data = yaml.safe_load(file.read_text(encoding="utf-8"))  # YAML, or JSON (a subset of it)
+        except OSError as exc:
+            raise PlaybookError(f"{file}: cannot read inputs: {exc.strerror}") from None
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+            raise PlaybookError(f"{file}{where}: invalid inputs file: {exc.problem}") from None
+        if not isinstance(data, dict):
+            raise PlaybookError(f"{file}: an inputs file holds name: value pairs, got {type(data).__name__}")
+        values.update(data)
     for pair in pairs:
         if "=" not in pair:
             raise PlaybookError(f"--input '{pair}': write it as name=value")
@@ -112,7 +121,7 @@ def _execute(action: Any) -> None:
 @app.command()
 def run(playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
         input: Annotated[list[str], typer.Option("--input", "-i", help="name=value (repeatable)")] = [],  # noqa: B006
-        inputs_file: Annotated[Path | None, typer.Option("--inputs", help="JSON file of inputs")] = None,
+        inputs_file: Annotated[Path | None, typer.Option("--inputs", help="YAML or JSON file of inputs")] = None,
         max_cost: Annotated[float | None, typer.Option(help="override limits.max_cost")] = None,
         run_id: Annotated[str | None, typer.Option(help="choose the run id")] = None) -> None:
     """Run a playbook. Pauses at approvals and prints the commands to continue."""

@@ -105,7 +105,9 @@ class SheetWriteInput(BaseModel):
     path: str = Field(description="output file in the run folder: .xlsx, .csv or .jsonl")
     rows: list[dict[str, Any]]
     sheet: str = Field("Sheet1", description="xlsx sheet name")
-    columns: list[str] | None = Field(None, description="column order (default: keys of the rows)")
+    columns: list[str] | dict[str, str] | None = Field(
+        None, description="column order (default: keys of the rows), or {field: header}; a field may be a "
+                          "dotted path into nested values, e.g. persona.name")
     mode: Literal["replace", "append"] = "replace"
 
 
@@ -119,10 +121,13 @@ class SheetWriteOutput(BaseModel):
 async def sheet_write(args: SheetWriteInput, ctx: ToolContext) -> SheetWriteOutput:
     """Write rows to an xlsx (styled header, frozen, sized columns), csv or jsonl file."""
     target = ctx.artifact_path(args.path)
-    columns = args.columns or _columns(args.rows)
+    fields = list(args.columns or _columns(args.rows))
+    headers = [args.columns[f] for f in fields] if isinstance(args.columns, dict) else fields
+    rows = [{h: _lookup(row, f) for f, h in zip(fields, headers, strict=True)} for row in args.rows]
+    columns = headers
     suffix = target.suffix.lower()
     if suffix == ".xlsx":
-        _write_xlsx(target, args.sheet, columns, args.rows, args.mode)
+        _write_xlsx(target, args.sheet, columns, rows, args.mode)
     elif suffix == ".csv":
         append = args.mode == "append" and target.exists()
         with target.open("a" if append else "w", encoding="utf-8-sig" if not append else "utf-8",
@@ -130,14 +135,24 @@ async def sheet_write(args: SheetWriteInput, ctx: ToolContext) -> SheetWriteOutp
             writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             if not append:
                 writer.writeheader()
-            writer.writerows({c: _cell(r.get(c)) for c in columns} for r in args.rows)
+            writer.writerows({c: _cell(r.get(c)) for c in columns} for r in rows)
     elif suffix == ".jsonl":
         with target.open("a" if args.mode == "append" else "w", encoding="utf-8") as fh:
-            for row in args.rows:
+            for row in rows if args.columns else args.rows:
                 fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
     else:
         raise ToolArgumentError("path", f"'{args.path}': unsupported file type '{suffix}'; use .xlsx, .csv or .jsonl")
     return SheetWriteOutput(path=str(target), count=len(args.rows), sheet=args.sheet)
+
+
+def _lookup(row: dict[str, Any], field: str) -> Any:
+    """A field, or a dotted path into nested dicts (`persona.name`)."""
+    if field in row or "." not in field:
+        return row.get(field)
+    value: Any = row
+    for part in field.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -147,6 +162,8 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
 def _cell(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return "；".join(str(v) for v in value)  # a list of short texts reads better than JSON in a cell
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
