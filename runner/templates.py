@@ -43,12 +43,20 @@ def _cross(left: Any, right: Any, left_name: str = "a", right_name: str = "b") -
     return [{left_name: a, right_name: b} for a in left for b in right]
 
 
-def _number(value: Any, decimals: int = 2) -> str:
-    """7269.0 → '7,269'; 0.12345 → '0.12': numbers as a report shows them (text passes through)."""
+def _number(value: Any, decimals: int = 2, suffix: str = "") -> str:
+    """7269.0 → '7,269'; 0.12345 → '0.12'; None → '—': numbers as a report shows them. The suffix
+    (e.g. '%') follows a number only, never the dash."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return "—" if value is None else str(value)
     rounded = round(float(value), decimals)
-    return f"{rounded:,.0f}" if rounded == int(rounded) else f"{rounded:,.{decimals}f}".rstrip("0")
+    text = f"{rounded:,.0f}" if rounded == int(rounded) else f"{rounded:,.{decimals}f}".rstrip("0")
+    return text + suffix
+
+
+def _rank_by(rows: Any, fields: list[str]) -> list[dict[str, Any]]:
+    """Rows sorted by the sum of their numeric `fields`, best first, each with that sum as `score`."""
+    scored = [{**row, "score": sum(float(row.get(f) or 0) for f in fields)} for row in rows]
+    return sorted(scored, key=lambda row: -row["score"])
 
 
 @lru_cache(maxsize=1)
@@ -59,6 +67,7 @@ def environment() -> _Environment:
     env.filters["json"] = _to_json
     env.filters["cross"] = _cross
     env.filters["number"] = _number
+    env.filters["rank_by"] = _rank_by
     return env
 
 

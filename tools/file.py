@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from runner.registry import ToolContext, tool
+from runner.registry import ToolArgumentError, ToolContext, tool
 
 _CSS = ("body{font-family:'Noto Sans CJK SC','PingFang SC','Microsoft YaHei',sans-serif;max-width:960px;"
         "margin:2em auto;padding:0 1em;line-height:1.7;color:#222}table{border-collapse:collapse;margin:1em 0}"
@@ -74,3 +74,44 @@ async def file_write(args: FileWriteInput, ctx: ToolContext) -> FileWriteOutput:
         companion = target.with_suffix(".html")
         companion.write_text(markdown_page(text, args.title or target.stem, target.parent), encoding="utf-8")
     return FileWriteOutput(path=str(target), bytes=len(data), html_path=str(companion) if companion else None)
+
+
+class FileReadInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(description="a text, markdown or json file (UTF-8 or GBK)")
+    max_chars: int = Field(20_000, ge=1, description="keep at most this many characters of text")
+
+
+class FileReadOutput(BaseModel):
+    path: str
+    text: str
+    chars: int
+    truncated: bool
+    data: Any = Field(None, description="the parsed value of a .json file")
+
+
+@tool("file.read")
+async def file_read(args: FileReadInput, ctx: ToolContext) -> FileReadOutput:
+    """Read a text, markdown or json file (an earlier run's report, a brief, notes)."""
+    from tools.sheet import ENCODINGS
+
+    path = ctx.input_path(args.path)
+    if not path.is_file():
+        raise ToolArgumentError("path", f"file '{args.path}' not found (looked in {path.parent})")
+    raw = path.read_bytes()
+    for encoding in ENCODINGS:
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise ToolArgumentError("path", f"'{args.path}' is neither UTF-8 nor GBK text")
+    data = None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ToolArgumentError("path", f"'{args.path}' line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    return FileReadOutput(path=str(path), text=text[:args.max_chars], chars=len(text),
+                          truncated=len(text) > args.max_chars, data=data)

@@ -52,6 +52,14 @@ async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any]]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-    merged = [{**item, **out} if isinstance(item, dict) and isinstance(out, dict)
-              else {"item": item, "output": out} for item, out in zip(items, outputs, strict=True)]
+    merged = [_merge(item, out) for item, out in zip(items, outputs, strict=True)]
     return outputs, merged
+
+
+def _merge(item: Any, out: Any) -> Any:
+    """One entry of `steps.<id>.items`: a dict item with its output's fields; any other item as `item`,
+    with the output under `output` and, when it is a dict, its fields lifted beside it."""
+    if isinstance(item, dict) and isinstance(out, dict):
+        return {**item, **out}
+    lifted = out if isinstance(out, dict) else {}
+    return {**lifted, "item": item, "output": out}

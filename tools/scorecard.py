@@ -1,0 +1,108 @@
+"""metrics.scorecard: a campaign's goal attainment, funnel conversion and ROI, computed in code."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runner.registry import ToolArgumentError, ToolContext, tool
+from tools.metrics import parse_number
+
+
+class Goal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metric: str = Field(description="a column of the table, or 'roi' / 'roas'")
+    target: float
+    agg: Literal["sum", "mean", "last", "max"] = "sum"
+    higher_is_better: bool = True
+
+
+class ScorecardInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rows: list[dict[str, Any]] = Field(description="the campaign's metrics, one row per day (metrics.load)")
+    goals: list[Goal] = Field(default_factory=list)
+    funnel: list[str] = Field(default_factory=list, description="funnel stage columns, top first, e.g. "
+                              "[曝光, 点击, 注册, 付费]")
+    revenue: str | None = Field(None, description="revenue column (for ROI)")
+    cost: str | None = Field(None, description="cost column (for ROI)")
+
+
+class GoalResult(BaseModel):
+    metric: str
+    target: float
+    actual: float
+    attainment_pct: float = Field(description="actual / target × 100 (target / actual × 100 when lower is better)")
+    met: bool
+
+
+class Stage(BaseModel):
+    stage: str
+    total: float
+    from_previous_pct: float | None = Field(description="conversion from the stage above, %")
+    from_top_pct: float | None = Field(description="conversion from the first stage, %")
+
+
+class Roi(BaseModel):
+    revenue: float
+    cost: float
+    profit: float
+    roi_pct: float | None = Field(description="(revenue − cost) / cost × 100")
+    roas: float | None = Field(description="revenue / cost")
+
+
+class ScorecardOutput(BaseModel):
+    goals: list[GoalResult]
+    funnel: list[Stage]
+    roi: Roi | None
+    days: int
+    rules: str
+
+
+def _column(rows: list[dict[str, Any]], name: str, argument: str) -> list[float]:
+    if rows and name not in rows[0]:
+        raise ToolArgumentError(argument, f"no column '{name}' (columns: {', '.join(rows[0])})")
+    values = (parse_number(row.get(name), f"row {i + 1} column '{name}'") for i, row in enumerate(rows))
+    return [v for v in values if v is not None]
+
+
+def _aggregate(values: list[float], agg: str) -> float:
+    if not values:
+        return 0.0
+    return {"sum": sum(values), "mean": sum(values) / len(values), "last": values[-1], "max": max(values)}[agg]
+
+
+def _pct(part: float, whole: float) -> float | None:
+    return round(part / whole * 100, 2) if whole else None
+
+
+@tool("metrics.scorecard")
+async def metrics_scorecard(args: ScorecardInput, ctx: ToolContext) -> ScorecardOutput:
+    """Goal attainment, funnel conversion and ROI of a campaign, from its metrics table."""
+    roi = None
+    if args.revenue and args.cost:
+        revenue = sum(_column(args.rows, args.revenue, "revenue"))
+        cost = sum(_column(args.rows, args.cost, "cost"))
+        roi = Roi(revenue=round(revenue, 2), cost=round(cost, 2), profit=round(revenue - cost, 2),
+                  roi_pct=_pct(revenue - cost, cost), roas=round(revenue / cost, 2) if cost else None)
+    goals = []
+    for goal in args.goals:
+        if goal.metric in ("roi", "roas"):
+            if roi is None:
+                raise ToolArgumentError("goals", f"goal '{goal.metric}' needs the revenue and cost columns")
+            actual = (roi.roi_pct if goal.metric == "roi" else roi.roas) or 0.0
+        else:
+            actual = _aggregate(_column(args.rows, goal.metric, "goals"), goal.agg)
+        ratio = actual / goal.target if goal.higher_is_better else (goal.target / actual if actual else 0.0)
+        goals.append(GoalResult(metric=goal.metric, target=goal.target, actual=round(actual, 2),
+                                attainment_pct=round(ratio * 100, 2), met=ratio >= 1))
+    stages: list[Stage] = []
+    for name in args.funnel:
+        total = sum(_column(args.rows, name, "funnel"))
+        stages.append(Stage(stage=name, total=round(total, 2),
+                            from_previous_pct=_pct(total, stages[-1].total) if stages else None,
+                            from_top_pct=_pct(total, stages[0].total) if stages else None))
+    rules = ("attainment = actual / target × 100 (inverted when lower is better), actual aggregated over all rows "
+             "by the goal's agg; conversion = stage total / previous (or first) stage total × 100; "
+             "ROI = (revenue − cost) / cost × 100; ROAS = revenue / cost")
+    return ScorecardOutput(goals=goals, funnel=stages, roi=roi, days=len(args.rows), rules=rules)
