@@ -103,7 +103,7 @@ def test_load_names_the_bad_cell(tmp_path: Path) -> None:
 
 
 def test_a_running_week_is_not_compared_with_a_full_one(tmp_path: Path) -> None:
-    rows = kpi_rows() + [{"date": "2026-11-16", "DAU": "2000", "收入": "1"}]  # Monday of a third week
+    rows = [*kpi_rows(), {"date": "2026-11-16", "DAU": "2000", "收入": "1"}]  # Monday of a third week
     weekly = call("metrics.compare", tmp_path, rows=rows, values=["DAU"], period="week")
     last = weekly.rows[-1]
     assert (last.period, last.points, last.complete) == ("2026-W47", 1, False)
