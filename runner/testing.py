@@ -156,6 +156,7 @@ class FakeLLMServer:
         if bucket == 2:
             time.sleep(f.hang_seconds)
         content, tool_calls = self._reply(body, prompt)
+        entry["reply"] = content
         if bucket == 3:
             content, entry["status"] = "抱歉，我无法按格式回答 {not json", "malformed"
         elif bucket == 4:
