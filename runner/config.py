@@ -9,7 +9,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
@@ -56,6 +56,24 @@ class WebSettings(BaseModel):
     user_agent: str | None = None
 
 
+class ScheduleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="schedule id, e.g. morning_trends")
+    playbook: str = Field(description="playbook file, relative to the project")
+    cron: str = Field(description="five-field cron expression, e.g. '0 9 * * *'")
+    timezone: str | None = Field(None, description="default: the project timezone")
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    catch_up: Literal["once", "skip"] | None = None
+
+
+class SchedulerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    playbooks: list[str] = Field(default_factory=lambda: ["playbooks/*.yaml"],
+                                 description="files whose `triggers:` are scheduled (globs, project-relative)")
+    catch_up: Literal["once", "skip"] = Field("once", description="missed times: one run, or none")
+    grace: float = Field(300.0, ge=0, description="seconds after its time that a run still counts as on time")
+
+
 class ProjectFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     timezone: str = "Asia/Shanghai"
@@ -67,6 +85,8 @@ class ProjectFile(BaseModel):
     server: dict[str, Any] = Field(default_factory=dict)
     notify: dict[str, Any] = Field(default_factory=dict)
     web: WebSettings = Field(default_factory=WebSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    schedules: list[ScheduleConfig] = Field(default_factory=list)
 
 
 @dataclass

@@ -107,6 +107,38 @@ def compact_schema(schema: dict[str, Any], max_string: int = 80, max_items: int 
     return bounded
 
 
+def _longest(node: Any, defs: dict[str, Any]) -> int:
+    """Worst-case length in characters (≈ tokens for Chinese text) of JSON valid for a bounded schema."""
+    if not isinstance(node, dict):
+        return 8
+    if "$ref" in node:
+        return _longest(defs.get(node["$ref"].split("/")[-1], {}), defs)
+    if "anyOf" in node:
+        return max(_longest(option, defs) for option in node["anyOf"])
+    if "enum" in node:
+        return max(len(json.dumps(v, ensure_ascii=False)) for v in node["enum"]) + 2
+    kind = node.get("type")
+    if kind == "string":
+        return int(node.get("maxLength", 200)) + 3
+    if kind == "array":
+        return int(node.get("maxItems", 20)) * (_longest(node.get("items", {}), defs) + 2) + 2
+    if kind == "object":
+        return sum(len(k) + 4 + _longest(v, defs) for k, v in node.get("properties", {}).items()) + 2
+    return 8
+
+
+def fit_schema(schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
+    """The loosest bounds whose longest valid reply still fits in `max_tokens`: a reply cut off by the
+    token limit is not JSON, so a big schema (a plan with four lists) gets shorter strings and lists."""
+    defs = schema.get("$defs", {})
+    for max_string, max_items in ((80, 6), (60, 5), (40, 4), (30, 3), (20, 3), (16, 2), (10, 2)):
+        bounded = compact_schema(schema, max_string, max_items)
+        if _longest(bounded, {k: compact_schema(v, max_string, max_items) for k, v in defs.items()}) \
+                <= max_tokens * 0.8:
+            return bounded
+    return bounded
+
+
 def _complete_sync(messages: list[dict[str, Any]], schema: dict[str, Any] | None,
                    max_tokens: int, temperature: float) -> dict[str, Any]:
     server = _load()
@@ -114,7 +146,7 @@ def _complete_sync(messages: list[dict[str, Any]], schema: dict[str, Any] | None
                                "temperature": temperature, "stop": ["<end_of_turn>"], "seed": 42,
                                "repeat_penalty": 1.2, "repeat_last_n": 64}
     if schema is not None:
-        request["json_schema"] = compact_schema(schema)
+        request["json_schema"] = fit_schema(schema, max_tokens)
     with _decode_lock:
         reply = server.handle_completions(request)
     if not isinstance(reply, dict) or "choices" not in reply:

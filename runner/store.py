@@ -26,6 +26,11 @@ CREATE TABLE IF NOT EXISTS journal (
   run_id TEXT NOT NULL, step TEXT NOT NULL, visit INTEGER NOT NULL, key TEXT NOT NULL,
   value TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (run_id, step, visit, key));
 CREATE TABLE IF NOT EXISTS llm_cache (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS schedules (
+  id TEXT PRIMARY KEY, next_due REAL NOT NULL, paused INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS schedule_fires (
+  schedule_id TEXT NOT NULL, due REAL NOT NULL, at REAL NOT NULL, action TEXT NOT NULL, run_id TEXT,
+  detail TEXT, PRIMARY KEY (schedule_id, due));
 CREATE TABLE IF NOT EXISTS approvals (
   run_id TEXT NOT NULL, step TEXT NOT NULL, visit INTEGER NOT NULL, action TEXT NOT NULL,
   by TEXT NOT NULL, at REAL NOT NULL, comment TEXT, edits TEXT, diff TEXT);
@@ -138,6 +143,36 @@ class SqliteStore:
     def cache_put(self, key: str, value: Any) -> None:
         self._exec("INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?)",
                    (key, json.dumps(value, ensure_ascii=False), time.time()))
+
+    # schedules: the claim is a compare-and-set on next_due, so two schedulers (or one restarted
+    # mid-tick) never start the same due time twice
+    def schedule_state(self, schedule_id: str) -> dict[str, Any] | None:
+        rows = self._exec("SELECT next_due, paused FROM schedules WHERE id = ?", (schedule_id,))
+        return {"next_due": rows[0][0], "paused": bool(rows[0][1])} if rows else None
+
+    def schedule_init(self, schedule_id: str, next_due: float) -> None:
+        self._exec("INSERT OR IGNORE INTO schedules (id, next_due) VALUES (?, ?)", (schedule_id, next_due))
+
+    def schedule_claim(self, schedule_id: str, due: float, next_due: float) -> bool:
+        with self._lock:
+            cursor = self._db.execute("UPDATE schedules SET next_due = ? WHERE id = ? AND next_due = ?",
+                                      (next_due, schedule_id, due))
+            return cursor.rowcount == 1
+
+    def schedule_pause(self, schedule_id: str, paused: bool) -> None:
+        self._exec("UPDATE schedules SET paused = ? WHERE id = ?", (int(paused), schedule_id))
+
+    def schedule_fire(self, schedule_id: str, due: float, action: str, run_id: str | None = None,
+                      detail: str | None = None) -> None:
+        self._exec("INSERT OR REPLACE INTO schedule_fires VALUES (?, ?, ?, ?, ?, ?)",
+                   (schedule_id, due, time.time(), action, run_id, detail))
+
+    def schedule_fires(self, schedule_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        where, params = ("WHERE schedule_id = ?", (schedule_id,)) if schedule_id else ("", ())
+        rows = self._exec(f"SELECT schedule_id, due, at, action, run_id, detail FROM schedule_fires {where} "
+                          "ORDER BY due DESC LIMIT ?", (*params, limit))
+        keys = ("schedule_id", "due", "at", "action", "run_id", "detail")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     # approvals
     def record_approval(self, **fields: Any) -> None:

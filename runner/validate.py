@@ -75,6 +75,7 @@ class _Checker:
     def run(self) -> Playbook:
         self.check_ids()
         self.check_inputs()
+        self.check_triggers()
         for i, step in enumerate(self.spec.steps):
             self.check_targets(i, step)
             self.check_kind(i, step)
@@ -101,6 +102,19 @@ class _Checker:
                     coerce(name, spec, spec.default)
                 except ValueError as exc:
                     self.error(("inputs", name, "default"), f"input '{name}': default {exc}")
+
+    def check_triggers(self) -> None:
+        from runner.cron import CronError, check_cron
+
+        for i, trigger in enumerate(self.spec.triggers):
+            try:
+                check_cron(trigger.cron, trigger.timezone)
+            except CronError as exc:
+                self.error(("triggers", i, "cron"), f"trigger {i + 1}: {exc}")
+            for name in trigger.inputs:
+                if name not in self.spec.inputs:
+                    self.error(("triggers", i, "inputs", name), f"trigger {i + 1}: unknown input '{name}'"
+                               f"{did_you_mean(name, list(self.spec.inputs))}", key=True)
 
     def check_target(self, path: tuple[Any, ...], target: str, what: str, allow_end: bool) -> None:
         if target == END and allow_end:

@@ -164,9 +164,12 @@ class Step(Model):
 
 
 class Trigger(Model):
-    cron: str = Field(description="five-field cron expression")
+    cron: str = Field(description="five-field cron expression, e.g. '0 9 * * *' for 09:00 every day")
     timezone: str = "Asia/Shanghai"
     inputs: dict[str, Any] = Field(default_factory=dict)
+    catch_up: Literal["once", "skip"] | None = Field(
+        None, description="after missed times (scheduler down): 'once' starts one run, 'skip' waits for the "
+                          "next time (default: [scheduler] catch_up, 'once')")
 
 
 class PlaybookSpec(Model):
