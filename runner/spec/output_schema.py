@@ -68,17 +68,18 @@ def to_json_schema(spec: Any, where: str = "output") -> dict[str, Any]:
 
 def to_model(schema: dict[str, Any], name: str = "Output") -> type[BaseModel]:
     """JSON Schema → a pydantic model (objects forbid extra fields). Top level must be an object."""
+    defs = schema.get("$defs", {})  # pydantic's own schemas put nested models here, behind $ref
     if schema.get("type") != "object" or "properties" not in schema:
         wrapped = {"type": "object", "properties": {"value": schema}, "required": ["value"]}
-        return _object_model(wrapped, name)
-    return _object_model(schema, name)
+        return _object_model(wrapped, name, defs)
+    return _object_model(schema, name, defs)
 
 
-def _object_model(schema: dict[str, Any], name: str) -> type[BaseModel]:
+def _object_model(schema: dict[str, Any], name: str, defs: dict[str, Any]) -> type[BaseModel]:
     required = set(schema.get("required", []))
     fields: dict[str, Any] = {}
     for key, sub in schema.get("properties", {}).items():
-        annotation = _annotation(sub, f"{name}_{key}")
+        annotation = _annotation(sub, f"{name}_{key}", defs)
         description = sub.get("description") if isinstance(sub, dict) else None
         if key in required:
             fields[key] = (annotation, Field(..., description=description))
@@ -89,19 +90,28 @@ def _object_model(schema: dict[str, Any], name: str) -> type[BaseModel]:
     return model
 
 
-def _annotation(schema: Any, name: str) -> Any:
+def _annotation(schema: Any, name: str, defs: dict[str, Any]) -> Any:
     if not isinstance(schema, dict) or not schema:
         return Any
+    if "$ref" in schema:
+        target = schema["$ref"].split("/")[-1]
+        return _annotation(defs.get(target, {}), target, defs)
+    if "anyOf" in schema:
+        options = [_annotation(option, name, defs) for option in schema["anyOf"]]
+        union = options[0]
+        for option in options[1:]:
+            union = union | option if option is not None else union | None
+        return union
     if "enum" in schema:
         return Literal[tuple(schema["enum"])]
     kind = schema.get("type")
     if kind in _SCALARS:
         return _SCALARS[kind]
     if kind == "array":
-        return list[_annotation(schema.get("items", {}), f"{name}_item")]  # type: ignore[misc]
+        return list[_annotation(schema.get("items", {}), f"{name}_item", defs)]  # type: ignore[misc]
     if kind == "object":
         if schema.get("properties"):
-            return _object_model(schema, name)
+            return _object_model(schema, name, defs)
         return dict[str, Any]
     if kind == "null":
         return None

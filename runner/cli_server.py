@@ -1,0 +1,23 @@
+"""`playbook serve`: the web page, the JSON API and the IM approval callbacks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from runner.cli import _guard, _project, app, out
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="address to bind; anything but loopback needs a token")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="port")] = 8600) -> None:
+    """Serve runs, approvals, run forms and schedules on http://HOST:PORT (Chinese interface)."""
+    from runner.server import serve as run_server
+
+    def start() -> None:
+        project = _project()
+        out.print(f"playbook server on http://{host}:{port} (Ctrl-C to stop)", markup=False)
+        run_server(project, host, port)
+
+    _guard(start)

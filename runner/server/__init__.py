@@ -1,0 +1,49 @@
+"""`playbook serve`: the web page, the JSON API and the IM approval callbacks, in one Starlette app."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from runner.config import Project
+from runner.server.security import LOOPBACK, token_gate
+from runner.server.service import Conflict, NotFound, Service
+
+
+def server_token(project: Project) -> str | None:
+    return os.environ.get("PLAYBOOK_SERVER_TOKEN") or project.settings.server.get("token") or None
+
+
+def create_app(project: Project, *, service: Service | None = None) -> Starlette:
+    from runner.server import api, im, pages
+
+    svc = service or Service(project, hooks=[im.ApprovalCards(project)])
+
+    async def errors(request: Request, exc: Exception) -> Response:
+        handler = api.api_errors if request.url.path.startswith("/api/") else pages.handle_errors
+        return handler(request, exc)
+
+    app = Starlette(routes=[*pages.ROUTES, *api.ROUTES, *im.ROUTES],
+                    middleware=[Middleware(BaseHTTPMiddleware, dispatch=token_gate(server_token(project)))],
+                    exception_handlers={NotFound: errors, Conflict: errors})
+    app.state.service = svc
+    return app
+
+
+def serve(project: Project, host: str, port: int) -> None:
+    import uvicorn
+
+    from runner.errors import PlaybookError
+
+    if host not in LOOPBACK and not server_token(project):
+        raise PlaybookError(f"binding to {host} exposes the server beyond this machine: set [server] token in "
+                            "playbook.toml or PLAYBOOK_SERVER_TOKEN first")
+    app = create_app(project)
+    config: dict[str, Any] = {"host": host, "port": port, "log_level": "warning"}
+    uvicorn.run(app, **config)

@@ -1,0 +1,257 @@
+"""Approvals in team chat. When a run waits, an approval card goes to `[server] approval_channel` (a
+`[notify.channels.<name>]`); a button press comes back to /im/<platform>, is checked against the
+platform's signature, applied once (a repeated callback changes nothing) and answered with the card's
+new state. Run completion and failure go to `[server] notify_channel` (default: the approval channel).
+
+Signatures checked:
+- Feishu/Lark: sha256_hex(X-Lark-Request-Timestamp + X-Lark-Request-Nonce + Encrypt Key + body)
+  == X-Lark-Signature (the app's card request URL, "Encrypt Key" from the app's event settings);
+- DingTalk: base64(HMAC-SHA256(app secret, timestamp + "\\n" + app secret)) == header `sign`, with
+  `timestamp` within an hour;
+- WeCom: sha1(sorted(token, timestamp, nonce, Encrypt)) == msg_signature, then AES-256-CBC with the
+  EncodingAESKey (key = base64(EncodingAESKey + "="), iv = key[:16]).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import struct
+import time
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from runner.config import Project
+from runner.events import Hooks
+from runner.server.service import Conflict, Decided, FieldErrors, NotFound, Service
+from runner.store import SqliteStore
+
+LABEL = {"approve": "已通过", "reject": "已驳回"}
+
+
+def button_key(action: str, run_id: str, step: str, visit: int) -> str:
+    return f"{action}|{run_id}|{step}|{visit}"
+
+
+def parse_key(key: str) -> tuple[str, str, str, int]:
+    action, run_id, step, visit = key.split("|")
+    return action, run_id, step, int(visit)
+
+
+def approval_card(platform: str, run: dict[str, Any], link: str | None) -> dict[str, Any]:
+    """The card a platform shows, with approve / reject buttons and a link to the approval page."""
+    pending = run["pending"]
+    title = f"待审核：{pending['title']}"
+    summary = f"剧本 **{run['playbook']}** · 运行 `{run['id']}`\n\n{pending.get('instructions') or ''}"
+    keys = {a: button_key(a, run["id"], pending["step"], pending["visit"]) for a in ("approve", "reject")}
+    if platform in ("feishu", "lark"):
+        actions: list[dict[str, Any]] = [
+            {"tag": "button", "type": "primary", "text": {"tag": "plain_text", "content": "通过"},
+             "value": {"key": keys["approve"]}},
+            {"tag": "button", "type": "danger", "text": {"tag": "plain_text", "content": "驳回"},
+             "value": {"key": keys["reject"]}}]
+        if link:
+            actions.append({"tag": "button", "text": {"tag": "plain_text", "content": "打开审核页（可修改）"},
+                            "url": link})
+        return {"msg_type": "interactive", "card": {
+            "config": {"wide_screen_mode": True, "update_multi": True},
+            "header": {"title": {"tag": "plain_text", "content": title}, "template": "orange"},
+            "elements": [{"tag": "markdown", "content": summary}, {"tag": "action", "actions": actions}]}}
+    if platform == "dingtalk":
+        buttons = [{"title": "通过", "actionURL": f"dtmd://dingtalkclient/sendMessage?content={keys['approve']}"},
+                   {"title": "驳回", "actionURL": f"dtmd://dingtalkclient/sendMessage?content={keys['reject']}"}]
+        if link:
+            buttons.append({"title": "打开审核页（可修改）", "actionURL": link})
+        return {"msgtype": "actionCard", "actionCard": {"title": title, "text": f"### {title}\n\n{summary}",
+                                                        "btnOrientation": "1", "btns": buttons}}
+    if platform == "wecom":
+        card: dict[str, Any] = {
+            "card_type": "button_interaction", "task_id": f"{run['id']}-{pending['step']}-{pending['visit']}"[:128],
+            "main_title": {"title": title[:26], "desc": f"{run['playbook']} · {run['id']}"},
+            "button_list": [{"text": "通过", "style": 1, "key": keys["approve"]},
+                            {"text": "驳回", "style": 2, "key": keys["reject"]}]}
+        if link:
+            card["card_action"] = {"type": 1, "url": link}
+        return {"msgtype": "template_card", "template_card": card}
+    raise ValueError(f"approval cards need feishu, lark, dingtalk or wecom, not '{platform}'")
+
+
+def decided_card(decided: Decided) -> dict[str, Any]:
+    """Feishu's answer to a button press replaces the card: the buttons become the decision."""
+    text = f"{LABEL.get(decided.action, decided.action)} · {decided.by} · 步骤 {decided.step}"
+    return {"toast": {"type": "success", "content": text},
+            "card": {"type": "raw", "data": {
+                "header": {"title": {"tag": "plain_text", "content": text},
+                           "template": "green" if decided.action == "approve" else "red"},
+                "elements": [{"tag": "markdown", "content": f"运行 `{decided.run_id}`：{text}"}]}}}
+
+
+# verification, one function per platform; each returns the decoded callback or None if forged
+def verify_feishu(headers: Any, body: bytes, encrypt_key: str) -> bool:
+    stamp, nonce = headers.get("x-lark-request-timestamp", ""), headers.get("x-lark-request-nonce", "")
+    expected = hashlib.sha256((stamp + nonce + encrypt_key).encode() + body).hexdigest()
+    return bool(stamp) and hmac.compare_digest(expected, headers.get("x-lark-signature", ""))
+
+
+def verify_dingtalk(headers: Any, secret: str, now: float) -> bool:
+    stamp = headers.get("timestamp", "")
+    if not stamp.isdigit() or abs(now * 1000 - int(stamp)) > 3600 * 1000:
+        return False
+    digest = hmac.new(secret.encode(), f"{stamp}\n{secret}".encode(), hashlib.sha256).digest()
+    return hmac.compare_digest(base64.b64encode(digest).decode(), headers.get("sign", ""))
+
+
+def wecom_signature(token: str, stamp: str, nonce: str, encrypted: str) -> str:
+    return hashlib.sha1("".join(sorted([token, stamp, nonce, encrypted])).encode()).hexdigest()
+
+
+def wecom_decrypt(encrypted: str, aes_key: str) -> str:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = base64.b64decode(aes_key + "=")
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+    plain = decryptor.update(base64.b64decode(encrypted)) + decryptor.finalize()
+    plain = plain[:-plain[-1]]  # PKCS#7
+    length = struct.unpack(">I", plain[16:20])[0]
+    return plain[20:20 + length].decode()
+
+
+class Channels:
+    """Secrets of the IM app per platform, from the environment named in `[server.im.<platform>]`."""
+
+    def __init__(self, project: Project) -> None:
+        self.config: dict[str, Any] = project.settings.server.get("im", {})
+
+    def secret(self, platform: str, name: str) -> str | None:
+        env = (self.config.get(platform) or {}).get(f"{name}_env")
+        return os.environ.get(env, "") or None if env else None
+
+
+def _decide(request: Request, key: str, by: str) -> Decided | None:
+    service: Service = request.app.state.service
+    try:
+        action, run_id, step, visit = parse_key(key)
+    except ValueError:
+        return None
+    comment = "（在聊天卡片上驳回，未写意见）" if action == "reject" else None
+    try:
+        return service.decide(run_id, action, by=by, comment=comment, step=step, visit=visit)
+    except (NotFound, Conflict, FieldErrors):
+        return None
+
+
+async def feishu_callback(request: Request) -> Response:
+    body = await request.body()
+    data = json.loads(body or b"{}")
+    key = Channels(request.app.state.service.project).secret("feishu", "encrypt_key")
+    if data.get("type") == "url_verification":  # the one-time check when the URL is saved in the console
+        token = Channels(request.app.state.service.project).secret("feishu", "verification_token")
+        if token and hmac.compare_digest(str(data.get("token", "")), token):
+            return JSONResponse({"challenge": data.get("challenge")})
+        return PlainTextResponse("401", status_code=401)
+    if not key or not verify_feishu(request.headers, body, key):
+        return PlainTextResponse("401: bad signature", status_code=401)
+    action = data.get("action") or (data.get("event") or {}).get("action") or {}
+    operator = data.get("open_id") or ((data.get("event") or {}).get("operator") or {}).get("open_id", "?")
+    decided = _decide(request, str((action.get("value") or {}).get("key", "")), f"feishu:{operator}")
+    if decided is None:
+        return JSONResponse({"toast": {"type": "error", "content": "这条审核已失效"}})
+    return JSONResponse(decided_card(decided))
+
+
+async def dingtalk_callback(request: Request) -> Response:
+    secret = Channels(request.app.state.service.project).secret("dingtalk", "app_secret")
+    if not secret or not verify_dingtalk(request.headers, secret, time.time()):
+        return PlainTextResponse("401: bad signature", status_code=401)
+    data = json.loads(await request.body() or b"{}")
+    key = str((data.get("text") or {}).get("content", "")).strip() or str(data.get("value", {}).get("key", ""))
+    decided = _decide(request, key, f"dingtalk:{data.get('senderStaffId') or data.get('senderId', '?')}")
+    if decided is None:
+        return JSONResponse({"msgtype": "text", "text": {"content": "这条审核已失效"}})
+    text = f"{LABEL.get(decided.action)}：{decided.run_id} 步骤 {decided.step}（{decided.by}）"
+    return JSONResponse({"msgtype": "text", "text": {"content": text}, "decided": decided.action,
+                         "repeated": decided.repeated})
+
+
+async def wecom_callback(request: Request) -> Response:
+    channels = Channels(request.app.state.service.project)
+    token, aes_key = channels.secret("wecom", "token"), channels.secret("wecom", "aes_key")
+    q = request.query_params
+    if not token or not aes_key:
+        return PlainTextResponse("401: WeCom callback not configured", status_code=401)
+    if request.method == "GET":  # the console's URL check: echo the decrypted echostr
+        echo = q.get("echostr", "")
+        if not hmac.compare_digest(wecom_signature(token, q.get("timestamp", ""), q.get("nonce", ""), echo),
+                                   q.get("msg_signature", "")):
+            return PlainTextResponse("401: bad signature", status_code=401)
+        return PlainTextResponse(wecom_decrypt(echo, aes_key))
+    outer = ET.fromstring(await request.body())
+    encrypted = outer.findtext("Encrypt") or ""
+    if not hmac.compare_digest(wecom_signature(token, q.get("timestamp", ""), q.get("nonce", ""), encrypted),
+                               q.get("msg_signature", "")):
+        return PlainTextResponse("401: bad signature", status_code=401)
+    event = ET.fromstring(wecom_decrypt(encrypted, aes_key))
+    decided = _decide(request, event.findtext("EventKey") or "", f"wecom:{event.findtext('FromUserName') or '?'}")
+    # WeCom updates a card through its update_template_card API (needs an access token), not in the reply
+    return PlainTextResponse("success" if decided else "expired")
+
+
+ROUTES = [Route("/im/feishu", feishu_callback, methods=["POST"]),
+          Route("/im/dingtalk", dingtalk_callback, methods=["POST"]),
+          Route("/im/wecom", wecom_callback, methods=["GET", "POST"])]
+
+
+class ApprovalCards(Hooks):
+    """Sends the approval card when a run starts waiting, and a note when it finishes or fails."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        server = project.settings.server
+        self.approval_channel = server.get("approval_channel")
+        self.notify_channel = server.get("notify_channel", self.approval_channel)
+        self.base = str(server.get("base_url", "")).rstrip("/") or None
+        self.sent: list[dict[str, Any]] = []
+
+    def on_run_end(self, **event: Any) -> None:
+        run_id, status = event.get("run_id", ""), event.get("status")
+        if "." in run_id:  # sub-playbook runs report through their parent
+            return
+        channel = self.approval_channel if status == "waiting" else self.notify_channel
+        if channel and status in ("waiting", "done", "failed"):
+            asyncio.get_running_loop().create_task(self._send(channel, run_id, str(status), event.get("error")))
+
+    async def _send(self, channel: str, run_id: str, status: str, error: str | None) -> None:
+        import httpx
+
+        store = SqliteStore(self.project.db_path)
+        try:
+            run = store.get_run(run_id)
+        finally:
+            store.close()
+        config = (self.project.settings.notify.get("channels") or {}).get(channel) or {}
+        url = os.environ.get(config.get("url_env", ""), "")
+        if run is None or not url:
+            return
+        platform = config.get("platform", "feishu")
+        page = f"{self.base}/runs/{run_id}" if self.base else None
+        if status == "waiting":
+            body = approval_card(platform, run, f"{page}/approval" if page else None)
+        else:
+            from tools.notify import payload
+
+            title = f"{'✅ 完成' if status == 'done' else '❌ 失败'}：{run['playbook']}"
+            body = payload(platform, title, f"运行 `{run_id}`" + (f"\n\n{error}" if error else ""), page)
+        async with httpx.AsyncClient(timeout=15) as client:
+            try:
+                response = await client.post(url, json=body)
+                self.sent.append({"channel": channel, "status": response.status_code, "body": body})
+            except httpx.HTTPError as exc:  # a chat outage must not fail the run
+                self.sent.append({"channel": channel, "error": type(exc).__name__, "body": body})

@@ -1,0 +1,204 @@
+"""The web page: runs, one run, its approval form, starting a run from a form, schedules. Server-rendered."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from runner.errors import PlaybookError
+from runner.server.security import check_form, csrf_token, with_csrf_cookie
+from runner.server.service import Conflict, FieldErrors, NotFound, Service, run_duration
+
+LABELS = {"done": "已完成", "failed": "失败", "waiting": "待审核", "running": "运行中", "cancelled": "已取消"}
+
+
+@lru_cache(maxsize=1)
+def _templates() -> jinja2.Environment:
+    folder = Path(__file__).parent / "templates"
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True, trim_blocks=True,
+                              lstrip_blocks=True)
+
+
+def _when(moment: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment)) if moment else "—"
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value:.1f}s" if value is not None else "—"
+
+
+def page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    html = _templates().get_template(template).render(labels=LABELS, csrf=csrf_token(request), **context)
+    return with_csrf_cookie(request, HTMLResponse(html, status_code=status))
+
+
+def service(request: Request) -> Service:
+    found: Service = request.app.state.service
+    return found
+
+
+async def runs_page(request: Request) -> Response:
+    runs = [{**r, "started": _when(r["started_at"]), "duration": _seconds(run_duration(r))}
+            for r in service(request).runs()]
+    refresh = 5 if any(r["status"] == "running" for r in runs) else None
+    return page(request, "runs.html", runs=runs, refresh=refresh)
+
+
+async def run_page(request: Request) -> Response:
+    svc = service(request)
+    run = svc.run(request.path_params["run_id"])
+    steps, progress = [], {}
+    for event in svc.steps(run["id"]):
+        if event["event"] == "map_progress":
+            progress[event["step"]] = f"{event['done']}/{event['total']} 项"
+        elif event["event"] == "step_end":
+            steps.append({**event, "progress": progress.get(event["step"])})
+    approvals = [{**a, "when": _when(a["at"])} for a in svc.store.approvals(run["id"])]
+    return page(request, "run.html", run=run, steps=steps, approvals=approvals, artifacts=svc.artifacts(run["id"]),
+                started=_when(run["started_at"]), duration=_seconds(run_duration(run)),
+                refresh=3 if run["status"] == "running" else None)
+
+
+async def artifact(request: Request) -> Response:
+    path = service(request).artifact(request.path_params["run_id"], request.path_params["name"])
+    return FileResponse(path, filename=path.name)
+
+
+def _editable_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=2)
+
+
+async def approval_page(request: Request, errors: dict[str, str] | None = None,
+                        submitted: dict[str, Any] | None = None, status: int = 200) -> Response:
+    run = service(request).run(request.path_params["run_id"])
+    if run["status"] != "waiting" or not run["pending"]:
+        return RedirectResponse(f"/runs/{run['id']}", status_code=303)
+    pending = run["pending"]
+    draft = pending["draft"] if isinstance(pending["draft"], dict) else {}
+    submitted = submitted or {}
+    values = {n: submitted.get(f"edit_{n}", _editable_text(draft.get(n))) for n in pending.get("editable") or []}
+    rows = {n: min(30, max(3, values[n].count("\n") + 2)) for n in values}
+    return page(request, "approval.html", status, run=run, pending=pending, values=values, rows=rows,
+                errors=errors or {}, comment=submitted.get("comment", ""), by=submitted.get("by", ""),
+                deadline=_when(pending.get("deadline")))
+
+
+async def approval_post(request: Request) -> Response:
+    svc = service(request)
+    run = svc.run(request.path_params["run_id"])
+    form = dict(await request.form())
+    refused = check_form(request, form)
+    if refused:
+        return PlainTextResponse(refused, status_code=403)
+    pending = run["pending"] or {}
+    draft: dict[str, Any] = pending["draft"] if isinstance(pending.get("draft"), dict) else {}
+    edits: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name in pending.get("editable") or []:
+        if f"edit_{name}" not in form:
+            continue  # not sent: unchanged
+        text = str(form[f"edit_{name}"]).replace("\r\n", "\n")  # browsers send CRLF from textareas
+        if text == _editable_text(draft.get(name)):
+            continue
+        if isinstance(draft.get(name), str):
+            edits[name] = text
+            continue
+        try:
+            edits[name] = json.loads(text)
+        except json.JSONDecodeError as exc:
+            errors[name] = f"不是有效的 JSON：第 {exc.lineno} 行第 {exc.colno} 列，{exc.msg}"
+    action = str(form.get("action", "approve"))
+    comment = str(form.get("comment", "")).strip() or None
+    if action == "reject" and not comment:
+        errors[""] = "驳回时请写审核意见，模型会按意见重做"
+    if errors:
+        return await approval_page(request, errors, form, status=422)
+    try:
+        svc.decide(run["id"], action, by=str(form.get("by") or "网页审核"), comment=comment, edits=edits,
+                   step=str(form.get("step")), visit=int(str(form.get("visit", 0))))
+    except FieldErrors as exc:
+        return await approval_page(request, exc.errors, form, status=422)
+    return RedirectResponse(f"/runs/{run['id']}", status_code=303)
+
+
+async def playbooks_page(request: Request) -> Response:
+    return page(request, "playbooks.html", playbooks=service(request).playbooks())
+
+
+async def start_page(request: Request) -> Response:
+    playbook = service(request).playbook(request.path_params["name"])
+    return page(request, "start.html", playbook=playbook, values={}, errors={})
+
+
+async def start_post(request: Request) -> Response:
+    svc = service(request)
+    playbook = svc.playbook(request.path_params["name"])
+    form = dict(await request.form())
+    refused = check_form(request, form)
+    if refused:
+        return PlainTextResponse(refused, status_code=403)
+    given: dict[str, Any] = {}
+    for name, spec in playbook.spec.inputs.items():
+        raw = str(form.get(f"in_{name}", "")).strip()
+        if spec.type == "boolean":
+            given[name] = raw == "true"
+        elif raw:
+            given[name] = raw
+    try:
+        run_id = svc.start(playbook.spec.name, given)
+    except PlaybookError as exc:
+        errors: dict[str, str] = {}
+        for diagnostic in exc.diagnostics:  # "input 'limit': expected an integer" → next to that field
+            named = re.search(r"input '([^']+)'", diagnostic.message)
+            key = named.group(1) if named and named.group(1) in playbook.spec.inputs else ""
+            errors[key] = f"{errors[key]}；{diagnostic.message}" if key in errors else diagnostic.message
+        values = {n[3:]: v for n, v in form.items() if n.startswith("in_")}
+        return page(request, "start.html", 422, playbook=playbook, values=values, errors=errors)
+    return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+
+async def schedules_page(request: Request) -> Response:
+    from runner.cron import local_text
+    from runner.scheduler import discover
+
+    svc = service(request)
+    found, problems = discover(svc.project)
+    rows = []
+    for item in found:
+        state = svc.store.schedule_state(item.id)
+        fires = svc.store.schedule_fires(item.id, limit=1)
+        rows.append({"id": item.id, "playbook": item.playbook.name, "cron": item.cron, "timezone": item.timezone,
+                     "catch_up": item.catch_up, "paused": bool(state and state["paused"]),
+                     "next": local_text(state["next_due"], item.timezone) if state else "调度器尚未启动",
+                     "last": fires[0] if fires else None})
+    return page(request, "schedules.html", schedules=rows, problems=problems)
+
+
+def handle_errors(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, NotFound):
+        return PlainTextResponse(f"404: {exc}", status_code=404)
+    if isinstance(exc, Conflict):
+        return PlainTextResponse(f"409: {exc}", status_code=409)
+    raise exc
+
+
+ROUTES = [
+    Route("/", runs_page),
+    Route("/runs/{run_id}", run_page),
+    Route("/runs/{run_id}/files/{name}", artifact),
+    Route("/runs/{run_id}/approval", approval_page, methods=["GET"]),
+    Route("/runs/{run_id}/approval", approval_post, methods=["POST"]),
+    Route("/playbooks", playbooks_page),
+    Route("/start/{name}", start_page, methods=["GET"]),
+    Route("/start/{name}", start_post, methods=["POST"]),
+    Route("/schedules", schedules_page),
+]

@@ -1,0 +1,188 @@
+"""What the web page, the JSON API and the IM callbacks do, in one place: list and show runs, decide
+approvals (once), start runs. Runs continue in background tasks of the server's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from runner.approvals import EditError, apply_edits, diff
+from runner.config import Project
+from runner.errors import PlaybookError, RunError
+from runner.events import Hooks
+from runner.execute import Runner, RunOutcome, new_run_id
+from runner.inputs import resolve_inputs
+from runner.spec.output_schema import to_model
+from runner.validate import Playbook, load_and_validate
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(RuntimeError):
+    """The run is not in a state where this makes sense (not waiting, already decided)."""
+
+
+@dataclass
+class FieldErrors(ValueError):
+    """Edits that do not fit: messages per editable field ('' = the whole form)."""
+
+    errors: dict[str, str]
+
+
+@dataclass
+class Decided:
+    run_id: str
+    step: str
+    visit: int
+    action: str
+    by: str
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    repeated: bool = False  # this decision had been applied before; nothing changed now
+
+
+def run_duration(run: dict[str, Any]) -> float | None:
+    end = run["ended_at"] or (time.time() if run["status"] == "running" else None)
+    return end - run["started_at"] if end else None
+
+
+class Service:
+    def __init__(self, project: Project, *, hooks: list[Hooks] | None = None) -> None:
+        self.project = project
+        self.runner = Runner(project, hooks=hooks)
+        self.store = self.runner.store
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self._deciding: dict[str, Decided] = {}  # decisions whose resume has not recorded them yet
+
+    def close(self) -> None:
+        self.runner.close()
+
+    # reading
+    def runs(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self.store.list_runs(limit)
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise NotFound(f"no run '{run_id}'")
+        return run
+
+    def steps(self, run_id: str) -> list[dict[str, Any]]:
+        """Step events of a run, in order, from its events file (inputs are not journaled there)."""
+        import json
+
+        events = self.project.run_dir(run_id.split(".")[0]) / "events.jsonl"
+        if not events.exists():
+            return []
+        rows = []
+        for line in events.read_text(encoding="utf-8").splitlines():
+            event = json.loads(line)
+            if event.get("event") in ("step_end", "map_progress", "approval", "run_end") and \
+                    event.get("run_id", run_id) == run_id:
+                rows.append(event)
+        return rows
+
+    def artifacts(self, run_id: str) -> list[Path]:
+        folder = self.project.run_dir(run_id.split(".")[0])
+        hidden = {"events.jsonl", "run.json"}
+        return sorted(p for p in folder.iterdir() if p.is_file() and p.name not in hidden) if folder.exists() else []
+
+    def artifact(self, run_id: str, name: str) -> Path:
+        for path in self.artifacts(run_id):
+            if path.name == name:  # only files listed for the run, never a path the request builds
+                return path
+        raise NotFound(f"run '{run_id}' has no artifact '{name}'")
+
+    def playbooks(self) -> list[Playbook]:
+        found = []
+        for pattern in self.project.settings.scheduler.playbooks:
+            for path in sorted(glob.glob(str(self.project.root / pattern))):
+                try:
+                    found.append(load_and_validate(path))
+                except PlaybookError:
+                    continue
+        return found
+
+    def playbook(self, name: str) -> Playbook:
+        for playbook in self.playbooks():
+            if playbook.spec.name == name:
+                return playbook
+        raise NotFound(f"no playbook '{name}'")
+
+    # acting
+    def start(self, name: str, given: dict[str, Any]) -> str:
+        playbook = self.playbook(name)
+        inputs = resolve_inputs(playbook.spec, given, file=str(playbook.path))  # PlaybookError on bad input
+        run_id = new_run_id(playbook.spec.name)
+        self._background(self.runner.start(playbook, inputs, run_id=run_id))
+        return run_id
+
+    def decide(self, run_id: str, action: str, *, by: str, comment: str | None = None,
+               edits: dict[str, Any] | None = None, step: str | None = None, visit: int | None = None) -> Decided:
+        """Apply an approval decision once. A decision for a (step, visit) already decided returns what
+        was recorded and changes nothing; edits that do not fit raise FieldErrors, also changing nothing."""
+        if action not in ("approve", "reject"):
+            raise FieldErrors({"": f"unknown action '{action}' (approve or reject)"})
+        run = self.run(run_id)
+        pending = run["pending"] or {}
+        in_flight = self._deciding.get(run_id)
+        if in_flight is not None and step is not None and (in_flight.step, in_flight.visit) == (step, visit):
+            return replace(in_flight, repeated=True)
+        if step is not None and (pending.get("step"), pending.get("visit")) != (step, visit):
+            return self._recorded(run_id, step, visit)
+        if run["status"] != "waiting" or not pending or in_flight is not None:
+            raise Conflict(f"run '{run_id}' is {run['status']}, not waiting for approval")
+        edits = edits or {}
+        try:
+            model = to_model(pending["schema"], "Draft") if pending.get("schema") else None
+            final = apply_edits(pending["draft"], edits, pending.get("editable") or [], model)
+        except EditError as exc:
+            raise FieldErrors(_field_errors(str(exc), pending.get("editable") or [])) from None
+        decided = Decided(run_id, pending["step"], pending["visit"], action, by, diff(pending["draft"], final))
+        self._deciding[run_id] = decided  # no await since the status check: a second request sees this
+        decision = {"action": action, "comment": comment, "edits": edits, "by": by, "at": time.time()}
+
+        async def resume() -> RunOutcome:
+            try:
+                return await self.runner.resume(run_id, decision=decision)
+            finally:
+                self._deciding.pop(run_id, None)
+
+        self._background(resume())
+        return decided
+
+    def _recorded(self, run_id: str, step: str | None, visit: int | None) -> Decided:
+        for record in self.store.approvals(run_id):
+            if record["step"] == step and record["visit"] == visit:
+                return Decided(run_id, record["step"], record["visit"], record["action"], record["by"],
+                               record["diff"] or [], repeated=True)
+        raise Conflict(f"run '{run_id}' is not waiting at step '{step}' (visit {visit})")
+
+    def _background(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def settle(self) -> None:
+        """Wait for background runs (tests, shutdown)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+
+def _field_errors(message: str, editable: list[str]) -> dict[str, str]:
+    """'the edited draft does not fit its schema: themes.0.count: …' → {'themes': '…'}."""
+    errors: dict[str, str] = {}
+    detail = message.split(": ", 1)[1] if "does not fit its schema: " in message else message
+    for part in detail.split("; "):
+        name = part.split(".", 1)[0].split(":", 1)[0].strip()
+        key = name if name in editable else ""
+        errors[key] = f"{errors[key]}；{part}" if key in errors else part
+    return errors
+
+
+__all__ = ["Conflict", "Decided", "FieldErrors", "NotFound", "RunError", "Service", "run_duration"]

@@ -1,0 +1,303 @@
+"""`playbook serve`: token and CSRF rules, the JSON API, approval edits with errors in place, IM card
+callbacks with real signatures (and refused forgeries), cards and notices sent to a loopback robot."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from runner.config import load_project
+from runner.server import create_app
+from runner.server.im import ApprovalCards, wecom_signature
+from runner.server.service import Service
+from runner.testing import FakeLLMServer
+from tests.conftest import ROOT
+
+REVIEWS = ROOT / "examples" / "reviews_zh.csv"
+FEISHU_KEY, DING_SECRET, WECOM_TOKEN = "feishu-encrypt-key", "ding-app-secret", "wecom-token"
+WECOM_AES = base64.b64encode(bytes(range(32))).decode().rstrip("=")  # a 43-character EncodingAESKey
+
+
+@pytest.fixture
+def project(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (project_dir / "playbooks").mkdir()
+    shutil.copy(ROOT / "playbooks" / "feedback_digest.yaml", project_dir / "playbooks")
+    with (project_dir / "playbook.toml").open("a", encoding="utf-8") as fh:
+        fh.write('\n[server]\ntoken = "s3cret-token"\nbase_url = "http://ops.example"\napproval_channel = "ops"\n'
+                 '[server.im.feishu]\nencrypt_key_env = "FEISHU_KEY"\n[server.im.dingtalk]\n'
+                 'app_secret_env = "DING_SECRET"\n[server.im.wecom]\ntoken_env = "WECOM_TOKEN"\n'
+                 'aes_key_env = "WECOM_AES"\n'
+                 '[notify.channels.ops]\nplatform = "feishu"\nurl_env = "OPS_WEBHOOK"\n')
+    for name, value in {"FEISHU_KEY": FEISHU_KEY, "DING_SECRET": DING_SECRET, "WECOM_TOKEN": WECOM_TOKEN,
+                        "WECOM_AES": WECOM_AES}.items():
+        monkeypatch.setenv(name, value)
+    return project_dir
+
+
+class Robot:
+    """A loopback chat robot: records every message posted to it, answers like Feishu does."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        robot = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                robot.received.append({"body": json.loads(self.rfile.read(int(self.headers["content-length"])))})
+                answer = b'{"code": 0, "msg": "success"}'
+                self.send_response(200)
+                self.send_header("content-length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+
+    def __enter__(self) -> Robot:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def robot(monkeypatch: pytest.MonkeyPatch) -> Iterator[Robot]:
+    with Robot() as chat:
+        monkeypatch.setenv("OPS_WEBHOOK", chat.url)
+        yield chat
+
+
+def client(project: Path, host: str = "127.0.0.1") -> TestClient:
+    return TestClient(create_app(load_project()), client=(host, 50000), follow_redirects=False)
+
+
+def wait_for(http: TestClient, run_id: str, status: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        run = http.get(f"/api/runs/{run_id}").json()
+        if run["status"] == status:
+            return dict(run)
+        if run["status"] in ("done", "failed", "cancelled"):
+            break
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} is {run['status']}, not {status}: {run.get('error')}")
+
+
+def start_waiting_run(http: TestClient) -> dict[str, Any]:
+    started = http.post("/api/runs", json={"playbook": "feedback_digest",
+                                           "inputs": {"comments": str(REVIEWS), "limit": 40}})
+    assert started.status_code == 202, started.text
+    return wait_for(http, started.json()["run_id"], "waiting")
+
+
+def test_non_local_requests_need_the_token(project: Path) -> None:
+    with client(project, host="203.0.113.9") as remote:
+        for path in ("/", "/playbooks", "/schedules", "/api/runs", "/runs/x", "/start/feedback_digest"):
+            assert remote.get(path).status_code == 401, path
+        assert remote.post("/api/runs", json={}).status_code == 401
+        assert remote.get("/api/runs", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert remote.get("/api/runs", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+        assert remote.get("/api/runs", params={"token": "s3cret-token"}).status_code == 401  # header only for the API
+        landed = remote.get("/", params={"token": "s3cret-token"})
+        assert landed.status_code == 303 and "token" not in landed.headers["location"]
+        assert remote.get("/").status_code == 200  # the cookie set by that redirect
+    with client(project) as local:
+        assert local.get("/api/runs").status_code == 200  # loopback needs no token
+
+
+def test_without_a_configured_token_only_local_requests_are_served(project: Path) -> None:
+    text = (project / "playbook.toml").read_text(encoding="utf-8").replace('token = "s3cret-token"\n', "")
+    (project / "playbook.toml").write_text(text, encoding="utf-8")
+    with client(project, host="203.0.113.9") as remote:
+        refused = remote.get("/", headers={"Authorization": "Bearer anything"})
+        assert refused.status_code == 403 and "set [server] token" in refused.text
+
+
+def test_forms_need_their_csrf_token_and_the_api_json(project: Path) -> None:
+    with client(project) as http:
+        page = http.get("/start/feedback_digest")
+        assert page.status_code == 200 and 'name="in_comments"' in page.text
+        forged = http.post("/start/feedback_digest", data={"in_comments": str(REVIEWS), "csrf": "guess"})
+        assert forged.status_code == 403 and "CSRF" in forged.text
+        cross = http.post("/start/feedback_digest", data={"csrf": http.cookies["playbook_csrf"]},
+                          headers={"origin": "http://evil.example"})
+        assert cross.status_code == 403
+        as_form = http.post("/api/runs", data={"playbook": "feedback_digest"})
+        assert as_form.status_code == 415
+
+
+def test_start_form_shows_input_errors_next_to_the_field(project: Path, server: FakeLLMServer) -> None:
+    with client(project) as http:
+        http.get("/start/feedback_digest")
+        bad = http.post("/start/feedback_digest", data={"csrf": http.cookies["playbook_csrf"],
+                                                        "in_comments": str(REVIEWS), "in_limit": "二十"})
+        assert bad.status_code == 422 and "expected an integer" in bad.text and 'value="二十"' in bad.text
+        good = http.post("/start/feedback_digest", data={"csrf": http.cookies["playbook_csrf"],
+                                                         "in_comments": str(REVIEWS), "in_limit": "20",
+                                                         "in_review": "true"})  # the box is checked by default
+        assert good.status_code == 303
+        run_id = good.headers["location"].rsplit("/", 1)[-1]
+        wait_for(http, run_id, "waiting")
+        assert "去审核" in http.get("/").text
+
+
+def test_approval_edits_are_validated_in_place_and_audited(project: Path, server: FakeLLMServer) -> None:
+    with client(project) as http:
+        run = start_waiting_run(http)
+        page = http.get(f"/runs/{run['id']}/approval")
+        assert page.status_code == 200 and 'id="edit_themes"' in page.text
+        csrf = http.cookies["playbook_csrf"]
+        form = {"csrf": csrf, "step": "review", "visit": "1", "action": "approve", "by": "运营小王"}
+        broken = http.post(f"/runs/{run['id']}/approval", data={**form, "edit_themes": "[{"})
+        assert broken.status_code == 422 and 'id="error-themes"' in broken.text and "不是有效的 JSON" in broken.text
+        wrong = http.post(f"/runs/{run['id']}/approval",
+                          data={**form, "edit_themes": json.dumps([{"name": "物流", "count": "很多", "quotes": [],
+                                                                     "action": "催"}])})
+        assert wrong.status_code == 422 and 'id="error-themes"' in wrong.text and "count" in wrong.text
+        assert http.get(f"/api/runs/{run['id']}").json()["status"] == "waiting"  # nothing applied
+        themes = [{"name": "物流太慢", "count": 12, "quotes": ["等了一周"], "action": "换快递"}]
+        ok = http.post(f"/runs/{run['id']}/approval",
+                       data={**form, "edit_themes": json.dumps(themes, ensure_ascii=False)})
+        assert ok.status_code == 303
+        done = wait_for(http, run["id"], "done")
+        assert done["outputs"]["themes"] == themes
+        (record,) = done["approvals"]
+        assert record["by"] == "运营小王" and any(d["path"].startswith("themes") for d in record["diff"])
+        assert "物流太慢" in http.get(f"/runs/{run['id']}").text
+
+
+def _feishu_post(http: TestClient, body: dict[str, Any], key: str = FEISHU_KEY) -> Any:
+    raw = json.dumps(body).encode()
+    stamp, nonce = str(int(time.time())), "n0nce"
+    signature = hashlib.sha256((stamp + nonce + key).encode() + raw).hexdigest()
+    return http.post("/im/feishu", content=raw, headers={
+        "X-Lark-Request-Timestamp": stamp, "X-Lark-Request-Nonce": nonce, "X-Lark-Signature": signature,
+        "content-type": "application/json"})
+
+
+def test_feishu_card_is_sent_and_its_callback_approves_once(project: Path, server: FakeLLMServer,
+                                                            robot: Robot) -> None:
+    with client(project, host="198.51.100.7") as http:  # a platform's callback comes from outside
+        http.headers["Authorization"] = "Bearer s3cret-token"
+        run = start_waiting_run(http)
+        deadline = time.time() + 10
+        while not robot.received and time.time() < deadline:
+            time.sleep(0.05)
+        card = robot.received[0]["body"]["card"]
+        buttons = card["elements"][1]["actions"]
+        assert [b["text"]["content"] for b in buttons] == ["通过", "驳回", "打开审核页（可修改）"]
+        assert buttons[2]["url"] == f"http://ops.example/runs/{run['id']}/approval"
+        press = {"open_id": "ou_123", "action": {"value": buttons[0]["value"]}}
+        del http.headers["Authorization"]  # the platform has no token: its signature is what counts
+        forged = _feishu_post(http, press, key="not-the-key")
+        assert forged.status_code == 401
+        http.headers["Authorization"] = "Bearer s3cret-token"
+        assert http.get(f"/api/runs/{run['id']}").json()["status"] == "waiting"  # the forgery changed nothing
+        del http.headers["Authorization"]
+        first = _feishu_post(http, press)
+        assert first.status_code == 200 and first.json()["card"]["data"]["header"]["template"] == "green"
+        again = _feishu_post(http, press)
+        assert again.status_code == 200 and "已通过" in again.json()["toast"]["content"]
+        http.headers["Authorization"] = "Bearer s3cret-token"
+        done = wait_for(http, run["id"], "done")
+        assert [(a["action"], a["by"]) for a in done["approvals"]] == [("approve", "feishu:ou_123")]
+        deadline = time.time() + 10
+        while len(robot.received) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert "完成" in json.dumps(robot.received[-1]["body"], ensure_ascii=False)  # the completion notice
+
+
+def _ding_headers(secret: str = DING_SECRET) -> dict[str, str]:
+    stamp = str(int(time.time() * 1000))
+    sign = base64.b64encode(hmac.new(secret.encode(), f"{stamp}\n{secret}".encode(), hashlib.sha256).digest())
+    return {"timestamp": stamp, "sign": sign.decode()}
+
+
+def test_dingtalk_callback_rejects_with_a_valid_signature_only(project: Path, server: FakeLLMServer) -> None:
+    with client(project) as http:
+        run = start_waiting_run(http)
+        pending = run["pending"]
+        message = {"msgtype": "text", "text": {"content": f"reject|{run['id']}|{pending['step']}|{pending['visit']}"},
+                   "senderStaffId": "manager01"}
+        assert http.post("/im/dingtalk", json=message, headers=_ding_headers("wrong")).status_code == 401
+        assert http.get(f"/api/runs/{run['id']}").json()["status"] == "waiting"
+        first = http.post("/im/dingtalk", json=message, headers=_ding_headers())
+        assert first.status_code == 200 and first.json()["decided"] == "reject"
+        second = http.post("/im/dingtalk", json=message, headers=_ding_headers())
+        assert second.json()["repeated"] is True
+        again = wait_for(http, run["id"], "waiting")  # on_reject: the themes were redone, a new draft waits
+        assert again["pending"]["visit"] == 2
+        assert [a["action"] for a in again["approvals"]] == ["reject"]
+
+
+def _wecom_encrypt(xml: str) -> str:
+    """WeCom's message encryption, written here from the platform's description, not from our module."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = base64.b64decode(WECOM_AES + "=")
+    body = os.urandom(16) + struct.pack(">I", len(xml.encode())) + xml.encode() + b"corp-id"
+    pad = 32 - len(body) % 32
+    body += bytes([pad]) * pad
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
+    return base64.b64encode(encryptor.update(body) + encryptor.finalize()).decode()
+
+
+def test_wecom_callback_decrypts_verifies_and_approves(project: Path, server: FakeLLMServer) -> None:
+    with client(project) as http:
+        run = start_waiting_run(http)
+        key = f"approve|{run['id']}|review|1"
+        encrypted = _wecom_encrypt(f"<xml><FromUserName>zhangsan</FromUserName><EventKey>{key}</EventKey></xml>")
+        stamp, nonce = str(int(time.time())), "123"
+        params = {"msg_signature": wecom_signature(WECOM_TOKEN, stamp, nonce, encrypted), "timestamp": stamp,
+                  "nonce": nonce}
+        body = f"<xml><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+        bad = http.post("/im/wecom", params={**params, "msg_signature": "0" * 40}, content=body)
+        assert bad.status_code == 401
+        assert http.post("/im/wecom", params=params, content=body).text == "success"
+        done = wait_for(http, run["id"], "done")
+        assert [(a["action"], a["by"]) for a in done["approvals"]] == [("approve", "wecom:zhangsan")]
+        echo = _wecom_encrypt("hello")
+        check = http.get("/im/wecom", params={"msg_signature": wecom_signature(WECOM_TOKEN, stamp, nonce, echo),
+                                              "timestamp": stamp, "nonce": nonce, "echostr": echo})
+        assert check.text == "hello"
+
+
+def test_api_decision_is_idempotent_per_step_and_visit(project: Path, server: FakeLLMServer) -> None:
+    with client(project) as http:
+        run = start_waiting_run(http)
+        decision = {"action": "approve", "by": "api-user", "step": "review", "visit": 1,
+                    "edits": {"summary": "改写后的总结"}}
+        first = http.post(f"/api/runs/{run['id']}/decision", json=decision)
+        assert first.status_code == 202 and first.json()["changes"][0]["path"] == "summary"
+        assert http.post(f"/api/runs/{run['id']}/decision", json=decision).status_code == 200  # repeated
+        done = wait_for(http, run["id"], "done")
+        assert done["outputs"]["summary"] == "改写后的总结" and len(done["approvals"]) == 1
+        assert http.post(f"/api/runs/{run['id']}/decision", json={"action": "approve"}).status_code == 409
+        assert http.get("/api/runs/nope").status_code == 404
+
+
+def test_service_hooks_are_plain_hooks(project: Path) -> None:
+    service = Service(load_project(), hooks=[ApprovalCards(load_project())])
+    try:
+        assert service.runs() == []
+    finally:
+        service.close()
