@@ -64,3 +64,13 @@ def test_cross_filter_pairs_two_lists() -> None:
     pairs = templates.render("${{ ['学生', '白领'] | cross(['打卡', '抽奖'], 'persona', 'concept') }}", {})
     assert pairs == [{"persona": "学生", "concept": "打卡"}, {"persona": "学生", "concept": "抽奖"},
                      {"persona": "白领", "concept": "打卡"}, {"persona": "白领", "concept": "抽奖"}]
+
+
+def test_collect_reads_a_hot_list_api_shaped_like_weibos(tmp_path: Path) -> None:
+    api = {"ok": 1, "data": {"realtime": [{"word": "新品发布会", "num": 120}, {"word": "AI 手机", "num": 90}],
+                             "hotgov": {"word": "置顶"}}}
+    out = call("trend.collect", tmp_path, sources=[{"url": "https://weibo.com/ajax/side/hotSearch", "data": api},
+                                                  {"name": "另一个榜", "data": [{"title": "#AI手机#"}]}])
+    assert [(i.title, i.rank, i.sources) for i in out.items] == [
+        ("新品发布会", 1, ["weibo.com/ajax/side/hotSearch"]), ("AI 手机", 2, ["weibo.com/ajax/side/hotSearch", "另一个榜"])]
+    assert out.merged == 1

@@ -113,12 +113,27 @@ class CollectOutput(BaseModel):
     merged: int = Field(description="entries dropped because another source carried the same topic")
 
 
+TITLE_FIELDS = ("title", "text", "word", "name", "query", "keyword", "note")
+
+
+def _first_list(value: Any, depth: int = 0) -> list[dict[str, Any]] | None:
+    """The first list of objects inside an API's JSON (e.g. Weibo's data.realtime), depth first."""
+    if isinstance(value, list) and any(isinstance(e, dict) for e in value):
+        return [e for e in value if isinstance(e, dict)]
+    if isinstance(value, dict) and depth < 4:
+        for inner in value.values():
+            found = _first_list(inner, depth + 1)
+            if found:
+                return found
+    return None
+
+
 def _entries(source: dict[str, Any], index: int) -> list[dict[str, Any]]:
     for field in ("data", "items", "links"):
-        value = source.get(field)
-        if isinstance(value, list) and value:
-            return [e for e in value if isinstance(e, dict)]
-    if not any(isinstance(source.get(f), list) for f in ("data", "items", "links")):
+        found = _first_list(source.get(field))
+        if found:
+            return found
+    if not any(source.get(f) is not None for f in ("data", "items", "links")):
         raise ToolArgumentError("sources", f"source {index + 1} ('{source.get('name', '?')}') has no data, items "
                                 "or links list; pass a web.fetch (extract: json or links) or feed.read result")
     return []
@@ -142,7 +157,8 @@ async def trend_collect(args: CollectInput, ctx: ToolContext) -> CollectOutput:
         name = _source_name(source, index)
         kept = 0
         for entry in _entries(source, index):
-            title = " ".join(str(entry.get("title") or entry.get("text") or "").split())
+            raw = next((entry[f] for f in TITLE_FIELDS if isinstance(entry.get(f), str) and entry[f].strip()), "")
+            title = " ".join(raw.split())
             if len(title) < args.min_title:
                 continue
             kept += 1

@@ -1,0 +1,86 @@
+"""A real browser (playwright + the system Chromium) approves a waiting feedback_digest run on the page."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from runner.config import load_project
+from runner.server import create_app
+from runner.testing import FakeLLMServer
+from tests.conftest import ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def served(project_dir: Path) -> Iterator[str]:
+    import uvicorn
+
+    (project_dir / "playbooks").mkdir()
+    shutil.copy(ROOT / "playbooks" / "feedback_digest.yaml", project_dir / "playbooks")
+    server = uvicorn.Server(uvicorn.Config(create_app(load_project()), host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def wait_status(base: str, run_id: str, status: str) -> dict[str, object]:
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        run = httpx.get(f"{base}/api/runs/{run_id}").json()
+        if run["status"] == status:
+            return dict(run)
+        time.sleep(0.2)
+    raise AssertionError(f"{run_id} stayed {run['status']}: {run.get('error')}")
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (scripts/setup installs it)")
+def test_edit_a_theme_in_the_browser_and_approve(served: str, server: FakeLLMServer) -> None:
+    from playwright.sync_api import sync_playwright
+
+    started = httpx.post(f"{served}/api/runs", json={"playbook": "feedback_digest", "inputs": {
+        "comments": str(ROOT / "examples" / "reviews_zh.csv"), "limit": 40}})
+    run_id = started.json()["run_id"]
+    waiting = wait_status(served, run_id, "waiting")
+    themes = waiting["pending"]["draft"]["themes"]  # type: ignore[index]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page()
+        page.goto(f"{served}/runs/{run_id}")
+        assert "待审核" in page.inner_text("h2")
+        page.click("#go-approve")
+        page.wait_for_selector("#edit_themes")
+        assert themes[0]["name"] in page.inner_text("#draft")  # the draft is rendered readably
+        edited = json.loads(page.input_value("#edit_themes"))
+        edited[0]["name"] = "物流太慢"
+        page.fill("#edit_themes", json.dumps(edited, ensure_ascii=False, indent=2))
+        page.fill("#by", "运营小李")
+        page.click("#approve")
+        page.wait_for_url(f"{served}/runs/{run_id}")
+        deadline = time.time() + 60
+        while "已完成" not in page.inner_text("h2") and time.time() < deadline:
+            page.wait_for_timeout(500)
+            page.reload()
+        assert "已完成" in page.inner_text("h2")
+        audit = page.inner_text("#approvals")
+        assert "运营小李" in audit and "物流太慢" in audit
+        browser.close()
+    done = wait_status(served, run_id, "done")
+    assert done["outputs"]["themes"][0]["name"] == "物流太慢"  # type: ignore[index]
+    (record,) = done["approvals"]  # type: ignore[misc]
+    assert {"path": "themes[0].name", "before": themes[0]["name"], "after": "物流太慢"} in record["diff"]
+    report = Path(done["outputs"]["report"]).read_text(encoding="utf-8")  # type: ignore[index]
+    assert "物流太慢" in report
