@@ -60,8 +60,9 @@ class Robot:
                 pass
 
             def do_POST(self) -> None:
-                robot.received.append({"body": json.loads(self.rfile.read(int(self.headers["content-length"])))})
-                answer = b'{"code": 0, "msg": "success"}'
+                robot.received.append({"path": self.path, "auth": self.headers.get("authorization"),
+                                       "body": json.loads(self.rfile.read(int(self.headers["content-length"])))})
+                answer = b'{"code": 0, "msg": "success", "tenant_access_token": "t-42"}'
                 self.send_response(200)
                 self.send_header("content-length", str(len(answer)))
                 self.end_headers()
@@ -301,3 +302,28 @@ def test_service_hooks_are_plain_hooks(project: Path) -> None:
         assert service.runs() == []
     finally:
         service.close()
+
+
+def test_feishu_app_sends_the_card_through_the_messages_api(project: Path, server: FakeLLMServer,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    with Robot() as feishu_api:
+        text = (project / "playbook.toml").read_text(encoding="utf-8")
+        text = text.replace('approval_channel = "ops"', 'approval_channel = "ops_app"')
+        text += (f'[notify.channels.ops_app]\nplatform = "feishu_app"\napi_base = "{feishu_api.url[:-5]}"\n'
+                 'app_id_env = "FEISHU_APP_ID"\napp_secret_env = "FEISHU_APP_SECRET"\nchat_id = "oc_ops"\n')
+        (project / "playbook.toml").write_text(text, encoding="utf-8")
+        monkeypatch.setenv("FEISHU_APP_ID", "cli_a1")
+        monkeypatch.setenv("FEISHU_APP_SECRET", "app-secret")
+        with client(project) as http:
+            run = start_waiting_run(http)
+            deadline = time.time() + 10
+            while len(feishu_api.received) < 2 and time.time() < deadline:
+                time.sleep(0.05)
+    token, message = feishu_api.received
+    assert token["path"] == "/open-apis/auth/v3/tenant_access_token/internal"
+    assert token["body"] == {"app_id": "cli_a1", "app_secret": "app-secret"}
+    assert message["path"] == "/open-apis/im/v1/messages?receive_id_type=chat_id"
+    assert message["auth"] == "Bearer t-42" and message["body"]["receive_id"] == "oc_ops"
+    card = json.loads(message["body"]["content"])
+    keys = [b.get("value", {}).get("key") for b in card["elements"][1]["actions"]]
+    assert keys[:2] == [f"approve|{run['id']}|review|1", f"reject|{run['id']}|review|1"]

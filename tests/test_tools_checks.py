@@ -71,6 +71,7 @@ def test_collect_reads_a_hot_list_api_shaped_like_weibos(tmp_path: Path) -> None
                              "hotgov": {"word": "置顶"}}}
     out = call("trend.collect", tmp_path, sources=[{"url": "https://weibo.com/ajax/side/hotSearch", "data": api},
                                                   {"name": "另一个榜", "data": [{"title": "#AI手机#"}]}])
+    weibo = "weibo.com/ajax/side/hotSearch"
     assert [(i.title, i.rank, i.sources) for i in out.items] == [
-        ("新品发布会", 1, ["weibo.com/ajax/side/hotSearch"]), ("AI 手机", 2, ["weibo.com/ajax/side/hotSearch", "另一个榜"])]
+        ("新品发布会", 1, [weibo]), ("AI 手机", 2, [weibo, "另一个榜"])]
     assert out.merged == 1

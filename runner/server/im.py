@@ -228,6 +228,9 @@ class ApprovalCards(Hooks):
         if channel and status in ("waiting", "done", "failed"):
             asyncio.get_running_loop().create_task(self._send(channel, run_id, str(status), event.get("error")))
 
+    def _link(self, run_id: str) -> str | None:
+        return f"{self.base}/runs/{run_id}/approval" if self.base else None
+
     async def _send(self, channel: str, run_id: str, status: str, error: str | None) -> None:
         import httpx
 
@@ -237,13 +240,22 @@ class ApprovalCards(Hooks):
         finally:
             store.close()
         config = (self.project.settings.notify.get("channels") or {}).get(channel) or {}
-        url = os.environ.get(config.get("url_env", ""), "")
-        if run is None or not url:
-            return
         platform = config.get("platform", "feishu")
+        if run is None:
+            return
+        if status == "waiting" and platform in APP_SENDERS:  # an app's card: its buttons call back
+            try:
+                await APP_SENDERS[platform](config, approval_card(platform.split("_")[0], run, self._link(run_id)))
+                self.sent.append({"channel": channel, "status": 200, "app": platform})
+            except Exception as exc:  # a chat outage must not fail the run
+                self.sent.append({"channel": channel, "error": f"{type(exc).__name__}: {exc}"})
+            return
+        url = os.environ.get(config.get("url_env", ""), "")
+        if not url:
+            return
         page = f"{self.base}/runs/{run_id}" if self.base else None
         if status == "waiting":
-            body = approval_card(platform, run, f"{page}/approval" if page else None)
+            body = approval_card(platform, run, self._link(run_id))
         else:
             from tools.notify import payload
 
@@ -255,3 +267,45 @@ class ApprovalCards(Hooks):
                 self.sent.append({"channel": channel, "status": response.status_code, "body": body})
             except httpx.HTTPError as exc:  # a chat outage must not fail the run
                 self.sent.append({"channel": channel, "error": type(exc).__name__, "body": body})
+
+
+async def send_feishu_app(config: dict[str, Any], card: dict[str, Any]) -> None:
+    """A card sent by a Feishu/Lark app (not a group's custom bot), so its buttons call /im/feishu."""
+    import httpx
+
+    base = config.get("api_base", "https://open.feishu.cn").rstrip("/")
+    async with httpx.AsyncClient(timeout=15) as client:
+        auth = await client.post(f"{base}/open-apis/auth/v3/tenant_access_token/internal", json={
+            "app_id": os.environ.get(config.get("app_id_env", ""), ""),
+            "app_secret": os.environ.get(config.get("app_secret_env", ""), "")})
+        token = auth.json().get("tenant_access_token")
+        if not token:
+            raise RuntimeError(f"Feishu refused the app credentials: {auth.text[:200]}")
+        sent = await client.post(f"{base}/open-apis/im/v1/messages", params={"receive_id_type": "chat_id"},
+                                 headers={"Authorization": f"Bearer {token}"},
+                                 json={"receive_id": config.get("chat_id"), "msg_type": "interactive",
+                                       "content": json.dumps(card["card"], ensure_ascii=False)})
+        if sent.json().get("code", 0) != 0:
+            raise RuntimeError(f"Feishu refused the card: {sent.text[:200]}")
+
+
+async def send_wecom_app(config: dict[str, Any], card: dict[str, Any]) -> None:
+    """A template card sent by a WeCom app (group robots cannot carry interactive buttons)."""
+    import httpx
+
+    base = config.get("api_base", "https://qyapi.weixin.qq.com").rstrip("/")
+    async with httpx.AsyncClient(timeout=15) as client:
+        auth = await client.get(f"{base}/cgi-bin/gettoken", params={
+            "corpid": os.environ.get(config.get("corp_id_env", ""), ""),
+            "corpsecret": os.environ.get(config.get("secret_env", ""), "")})
+        token = auth.json().get("access_token")
+        if not token:
+            raise RuntimeError(f"WeCom refused the app credentials: {auth.text[:200]}")
+        sent = await client.post(f"{base}/cgi-bin/message/send", params={"access_token": token}, json={
+            "touser": config.get("touser", "@all"), "msgtype": "template_card",
+            "agentid": int(config.get("agent_id", 0)), "template_card": card["template_card"]})
+        if sent.json().get("errcode", 0) != 0:
+            raise RuntimeError(f"WeCom refused the card: {sent.text[:200]}")
+
+
+APP_SENDERS = {"feishu_app": send_feishu_app, "lark_app": send_feishu_app, "wecom_app": send_wecom_app}
