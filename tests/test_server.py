@@ -123,6 +123,8 @@ def test_non_local_requests_need_the_token(project: Path) -> None:
         assert remote.get("/").status_code == 200  # the cookie set by that redirect
     with client(project) as local:
         assert local.get("/api/runs").status_code == 200  # loopback needs no token
+        proxied = local.get("/api/runs", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert proxied.status_code == 401  # behind a reverse proxy every client looks local: not trusted
 
 
 def test_without_a_configured_token_only_local_requests_are_served(project: Path) -> None:

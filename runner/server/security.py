@@ -17,7 +17,13 @@ TOKEN_COOKIE = "playbook_token"
 CSRF_COOKIE = "playbook_csrf"
 
 
+PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+
 def is_local(request: Request) -> bool:
+    """A loopback client that no proxy speaks for: behind nginx every request comes from 127.0.0.1."""
+    if any(name in request.headers for name in PROXY_HEADERS):
+        return False
     return request.client is not None and request.client.host in LOOPBACK
 
 
@@ -51,7 +57,13 @@ def token_gate(token: str | None) -> Callable[[Request, Callable[[Request], Awai
 
 
 def csrf_token(request: Request) -> str:
-    return request.cookies.get(CSRF_COOKIE) or request.state.__dict__.setdefault("csrf", secrets.token_urlsafe(24))
+    """The browser's CSRF token: its cookie, or a new one that `with_csrf_cookie` will set."""
+    if CSRF_COOKIE in request.cookies:
+        return request.cookies[CSRF_COOKIE]
+    if not hasattr(request.state, "csrf"):
+        request.state.csrf = secrets.token_urlsafe(24)
+    token: str = request.state.csrf
+    return token
 
 
 def with_csrf_cookie(request: Request, response: Response) -> Response:
