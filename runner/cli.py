@@ -100,15 +100,33 @@ def _report(outcome: Any, currency: str) -> None:
                       markup=False, soft_wrap=True)
 
 
+def _chat_cards(project: Any) -> Any:
+    """The hook that sends approval cards and run notices, when playbook.toml names a channel."""
+    if not (project.settings.server.get("approval_channel") or project.settings.server.get("notify_channel")):
+        return None
+    from runner.server.im import ApprovalCards
+
+    return ApprovalCards(project)
+
+
 def _execute(action: Any) -> None:
     """Run an async Runner action with console progress; exit with the run's status code."""
     from runner.execute import Runner
     from runner.progress import ConsoleProgress
 
     project = _project()
-    runner = Runner(project, hooks=[ConsoleProgress(out, project.settings.currency)])
+    hooks: list[Any] = [ConsoleProgress(out, project.settings.currency)]
+    cards = _chat_cards(project)
+    runner = Runner(project, hooks=[*hooks, *([cards] if cards else [])])
+
+    async def act() -> Any:
+        outcome = await action(runner, project)
+        if cards is not None:
+            await cards.flush()  # the approval card or the notice leaves before the process does
+        return outcome
+
     try:
-        outcome = asyncio.run(action(runner, project))
+        outcome = asyncio.run(act())
     except KeyboardInterrupt:
         err.print("interrupted; resume later with `playbook resume <run id>`")
         raise typer.Exit(130) from None

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from runner.cli import _execute, _guard, _project, app, err, out
+from runner.cli import _chat_cards, _execute, _guard, _project, app, err, out
 
 schedule_app = typer.Typer(help="List, pause, resume or start schedules now.", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
@@ -20,12 +20,21 @@ def _with_scheduler(action: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
     from runner.scheduler import Scheduler
 
     project = _project()
-    runner = Runner(project)
+    cards = _chat_cards(project)
+    runner = Runner(project, hooks=[cards] if cards else [])
+
+    async def act(scheduler: Any) -> Any:
+        result = await action(scheduler)
+        await scheduler.wait()
+        if cards is not None:
+            await cards.flush()
+        return result
+
     try:
         scheduler = Scheduler(project, runner)
         for problem in scheduler.problems:
             err.print(f"[yellow]warning[/] {problem}", markup=True)
-        return asyncio.run(action(scheduler))
+        return asyncio.run(act(scheduler))
     finally:
         runner.close()
 

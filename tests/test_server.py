@@ -329,3 +329,16 @@ def test_feishu_app_sends_the_card_through_the_messages_api(project: Path, serve
     card = json.loads(message["body"]["content"])
     keys = [b.get("value", {}).get("key") for b in card["elements"][1]["actions"]]
     assert keys[:2] == [f"approve|{run['id']}|review|1", f"reject|{run['id']}|review|1"]
+
+
+def test_cli_runs_send_the_card_and_the_notice_too(project: Path, server: FakeLLMServer, robot: Robot) -> None:
+    from tests.conftest import cli
+
+    waiting = cli("run", "playbooks/feedback_digest.yaml", "-i", f"comments={REVIEWS}", "-i", "limit=20",
+                  cwd=project)
+    assert waiting.returncode == 3, waiting.stderr
+    assert len(robot.received) == 1 and robot.received[0]["body"]["msg_type"] == "interactive"
+    run_id = waiting.stdout.split("playbook approve ")[1].split()[0]
+    assert f"approve|{run_id}|review|1" in json.dumps(robot.received[0]["body"])
+    assert cli("approve", run_id, cwd=project).returncode == 0
+    assert len(robot.received) == 2 and "完成" in json.dumps(robot.received[1]["body"], ensure_ascii=False)

@@ -219,6 +219,12 @@ class ApprovalCards(Hooks):
         self.notify_channel = server.get("notify_channel", self.approval_channel)
         self.base = str(server.get("base_url", "")).rstrip("/") or None
         self.sent: list[dict[str, Any]] = []
+        self.pending: set[asyncio.Task[None]] = set()
+
+    async def flush(self) -> None:
+        """Wait for cards and notices still being sent (a CLI process is about to exit)."""
+        while self.pending:
+            await asyncio.gather(*list(self.pending), return_exceptions=True)
 
     def on_run_end(self, **event: Any) -> None:
         run_id, status = event.get("run_id", ""), event.get("status")
@@ -226,7 +232,9 @@ class ApprovalCards(Hooks):
             return
         channel = self.approval_channel if status == "waiting" else self.notify_channel
         if channel and status in ("waiting", "done", "failed"):
-            asyncio.get_running_loop().create_task(self._send(channel, run_id, str(status), event.get("error")))
+            task = asyncio.get_running_loop().create_task(self._send(channel, run_id, str(status), event.get("error")))
+            self.pending.add(task)
+            task.add_done_callback(self.pending.discard)
 
     def _link(self, run_id: str) -> str | None:
         return f"{self.base}/runs/{run_id}/approval" if self.base else None
