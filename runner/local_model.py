@@ -97,6 +97,8 @@ def compact_schema(schema: dict[str, Any], max_string: int = 80, max_items: int 
                 out["maxLength"] = max_string
             if out.get("type") == "array" and "maxItems" not in out:
                 out["maxItems"] = max_items
+            if out.get("type") in ("integer", "number") and "maximum" not in out:
+                out["minimum"], out["maximum"] = -(10**9), 10**9  # else a 270M model may print digits forever
             return out
         if isinstance(node, list):
             return [bound(v) for v in node]
