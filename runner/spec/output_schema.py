@@ -6,6 +6,8 @@ optional), `{enum: [...]}`, `[type]` for lists, and nested maps `{field: type}`.
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -98,10 +100,7 @@ def _annotation(schema: Any, name: str, defs: dict[str, Any]) -> Any:
         return _annotation(defs.get(target, {}), target, defs)
     if "anyOf" in schema:
         options = [_annotation(option, name, defs) for option in schema["anyOf"]]
-        union = options[0]
-        for option in options[1:]:
-            union = union | option if option is not None else union | None
-        return union
+        return functools.reduce(operator.or_, [type(None) if option is None else option for option in options])
     if "enum" in schema:
         return Literal[tuple(schema["enum"])]
     kind = schema.get("type")
