@@ -313,7 +313,8 @@ def parse_structured(text: str, model: type[BaseModel]) -> dict[str, Any]:
         body = body.strip("`").removeprefix("json").strip()
     start, end = body.find("{"), body.rfind("}")
     if start < 0 or end <= start:
-        raise ValueError("no JSON object in the reply")
+        shown = " ".join(body.split())[:80]
+        raise ValueError(f"no JSON object in the reply ({f'it began: {shown!r}' if shown else 'it was empty'})")
     try:
         data = json.loads(body[start:end + 1])
     except json.JSONDecodeError as exc:
