@@ -270,6 +270,10 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
     async with AsyncSqliteSaver.from_conn_string(str(parent.project.checkpoint_path)) as saver:
         graph = compile_graph(child, _node_factory(rc), checkpointer=saver)
         final = await graph.ainvoke(state, config)
+    # the parent's run row counts what its sub-playbooks used, so its tokens and cost are the whole story
+    parent.store.add_usage(parent.run_id, rc.tokens_in, rc.tokens_out, rc.spent - parent.spent)
+    parent.tokens_in += rc.tokens_in
+    parent.tokens_out += rc.tokens_out
     parent.spent = rc.spent
     if isinstance(final, dict) and final.get("__interrupt__"):
         raise RunError(f"sub-playbook '{child.spec.name}' asks for approval; approvals inside "

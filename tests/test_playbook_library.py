@@ -190,6 +190,9 @@ def test_retro_computes_the_numbers_and_reuses_feedback_digest(project_dir: Path
     funnel = {s["stage"]: s for s in done.outputs["funnel"]}
     assert funnel["付费"]["from_previous_pct"] == round(total["付费"] / total["注册"] * 100, 2)
     assert server.prompts("一组相似评论") and server.prompts("请标注")  # the feedback sub-playbook ran
+    served = sum(sum(len(str(m.get("content", ""))) for m in r["messages"]) // 2 + 1 + len(r["reply"]) // 2 + 1
+                 for r in server.requests)  # the fake server's own usage figures, summed over every call
+    assert done.tokens_in + done.tokens_out == served  # the parent's total includes its sub-playbook's
     document = Path(done.outputs["document"]).read_text(encoding="utf-8")
     for section in ("## 一、目标达成", "## 二、漏斗", "## 五、执行失误", "## 六、策略问题", "## 七、下次怎么做"):
         assert section in document
