@@ -186,6 +186,10 @@ def test_approval_edits_are_validated_in_place_and_audited(project: Path, server
         (record,) = done["approvals"]
         assert record["by"] == "运营小王" and any(d["path"].startswith("themes") for d in record["diff"])
         assert "物流太慢" in http.get(f"/runs/{run['id']}").text
+        report = http.get(f"/runs/{run['id']}/files/report.md")
+        assert report.status_code == 200 and "物流太慢" in report.text
+        assert '"event": "approval"' in http.get(f"/runs/{run['id']}/files/events.jsonl").text
+        assert http.get(f"/runs/{run['id']}/files/..%2Fstate.db").status_code == 404
 
 
 def _feishu_post(http: TestClient, body: dict[str, Any], key: str = FEISHU_KEY) -> Any:
@@ -342,3 +346,17 @@ def test_cli_runs_send_the_card_and_the_notice_too(project: Path, server: FakeLL
     assert f"approve|{run_id}|review|1" in json.dumps(robot.received[0]["body"])
     assert cli("approve", run_id, cwd=project).returncode == 0
     assert len(robot.received) == 2 and "完成" in json.dumps(robot.received[1]["body"], ensure_ascii=False)
+
+
+def test_start_form_takes_an_uploaded_file(project: Path, server: FakeLLMServer) -> None:
+    table = "id,text\n1,物流太慢了，等了一周\n2,客服态度很好\n3,包装破损\n".encode("gbk")  # as Excel in China saves
+    with client(project) as http:
+        http.get("/start/feedback_digest")
+        started = http.post("/start/feedback_digest",
+                            data={"csrf": http.cookies["playbook_csrf"], "in_review": "true", "in_comments": ""},
+                            files={"upload_comments": ("../../评论 导出.csv", table, "text/csv")})
+        assert started.status_code == 303, started.text
+        run = wait_for(http, started.headers["location"].rsplit("/", 1)[-1], "waiting")
+    saved = Path(run["inputs"]["comments"])
+    assert saved.parent == project / ".playbook" / "uploads" and saved.name.endswith("评论_导出.csv")
+    assert saved.read_bytes() == table

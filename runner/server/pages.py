@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -148,6 +150,10 @@ async def start_post(request: Request) -> Response:
         return PlainTextResponse(refused, status_code=403)
     given: dict[str, Any] = {}
     for name, spec in playbook.spec.inputs.items():
+        upload = form.get(f"upload_{name}")
+        if spec.type == "file" and isinstance(upload, UploadFile) and upload.filename:
+            given[name] = str(await _save_upload(svc, upload))
+            continue
         raw = str(form.get(f"in_{name}", "")).strip()
         if spec.type == "boolean":
             given[name] = raw == "true"
@@ -164,6 +170,16 @@ async def start_post(request: Request) -> Response:
         values = {n[3:]: v for n, v in form.items() if n.startswith("in_")}
         return page(request, "start.html", 422, playbook=playbook, values=values, errors=errors)
     return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+
+async def _save_upload(svc: Service, upload: UploadFile) -> Path:
+    """An uploaded input file, kept under .playbook/uploads/ with a name no client can steer elsewhere."""
+    safe = re.sub(r"[^\w.\-]+", "_", Path(upload.filename or "upload").name).lstrip(".") or "upload"
+    folder = svc.project.state_dir / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}-{safe}"
+    target.write_bytes(await upload.read())
+    return target
 
 
 async def schedules_page(request: Request) -> Response:

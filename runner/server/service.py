@@ -87,13 +87,14 @@ class Service:
                 rows.append(event)
         return rows
 
-    def artifacts(self, run_id: str) -> list[Path]:
+    def artifacts(self, run_id: str, *, logs: bool = False) -> list[Path]:
+        """Files of the run folder: what the run produced, and with `logs` its events.jsonl and run.json."""
         folder = self.project.run_dir(run_id.split(".")[0])
-        hidden = {"events.jsonl", "run.json"}
+        hidden = set() if logs else {"events.jsonl", "run.json"}
         return sorted(p for p in folder.iterdir() if p.is_file() and p.name not in hidden) if folder.exists() else []
 
     def artifact(self, run_id: str, name: str) -> Path:
-        for path in self.artifacts(run_id):
+        for path in self.artifacts(run_id, logs=True):
             if path.name == name:  # only files listed for the run, never a path the request builds
                 return path
         raise NotFound(f"run '{run_id}' has no artifact '{name}'")
