@@ -115,9 +115,8 @@ def _execute(action: Any) -> None:
     from runner.progress import ConsoleProgress
 
     project = _project()
-    hooks: list[Any] = [ConsoleProgress(out, project.settings.currency)]
     cards = _chat_cards(project)
-    runner = Runner(project, hooks=[*hooks, *([cards] if cards else [])])
+    runner = Runner(project, hooks=[ConsoleProgress(out, project.settings.currency), *([cards] if cards else [])])
 
     async def act() -> Any:
         outcome = await action(runner, project)

@@ -132,11 +132,9 @@ def _longest(node: Any, defs: dict[str, Any]) -> int:
 def fit_schema(schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
     """The loosest bounds whose longest valid reply still fits in `max_tokens`: a reply cut off by the
     token limit is not JSON, so a big schema (a plan with four lists) gets shorter strings and lists."""
-    defs = schema.get("$defs", {})
     for max_string, max_items in ((80, 6), (60, 5), (40, 4), (30, 3), (20, 3), (16, 2), (10, 2)):
-        bounded = compact_schema(schema, max_string, max_items)
-        if _longest(bounded, {k: compact_schema(v, max_string, max_items) for k, v in defs.items()}) \
-                <= max_tokens * 0.8:
+        bounded = compact_schema(schema, max_string, max_items)  # bounds the $defs too
+        if _longest(bounded, bounded.get("$defs", {})) <= max_tokens * 0.8:
             return bounded
     return bounded
 
