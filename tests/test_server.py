@@ -181,6 +181,8 @@ def test_approval_edits_are_validated_in_place_and_audited(project: Path, server
         ok = http.post(f"/runs/{run['id']}/approval",
                        data={**form, "edit_themes": json.dumps(themes, ensure_ascii=False)})
         assert ok.status_code == 303
+        stale = http.post(f"/runs/{run['id']}/approval", data={**form, "action": "reject", "comment": "晚了一步"})
+        assert stale.status_code == 409 and "运营小王" in stale.text  # the second reviewer learns it did not apply
         done = wait_for(http, run["id"], "done")
         assert done["outputs"]["themes"] == themes
         (record,) = done["approvals"]

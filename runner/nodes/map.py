@@ -57,9 +57,11 @@ async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any]]:
 
 
 def _merge(item: Any, out: Any) -> Any:
-    """One entry of `steps.<id>.items`: a dict item with its output's fields; any other item as `item`,
-    with the output under `output` and, when it is a dict, its fields lifted beside it."""
+    """One entry of `steps.<id>.items`: a dict item with its output's fields; any other item as `item`
+    beside its output's fields (or beside `output` when the output is not a dict). Nothing is stored
+    twice: a map's items live in the checkpointed state."""
     if isinstance(item, dict) and isinstance(out, dict):
         return {**item, **out}
-    lifted = out if isinstance(out, dict) else {}
-    return {**lifted, "item": item, "output": out}
+    if isinstance(out, dict):
+        return {**out, "item": item}
+    return {"item": item, "output": out}

@@ -125,10 +125,13 @@ async def approval_post(request: Request) -> Response:
     if errors:
         return await approval_page(request, errors, form, status=422)
     try:
-        svc.decide(run["id"], action, by=str(form.get("by") or "网页审核"), comment=comment, edits=edits,
-                   step=str(form.get("step")), visit=int(str(form.get("visit", 0))))
+        decided = svc.decide(run["id"], action, by=str(form.get("by") or "网页审核"), comment=comment, edits=edits,
+                             step=str(form.get("step")), visit=int(str(form.get("visit", 0))))
     except FieldErrors as exc:
         return await approval_page(request, exc.errors, form, status=422)
+    if decided.repeated:  # a stale page: someone (or a chat card) decided this draft already
+        return PlainTextResponse(f"409: 这份草稿已由 {decided.by} 处理（{decided.action}），你的提交没有生效。"
+                                 f"请打开 /runs/{run['id']} 查看最新状态。", status_code=409)
     return RedirectResponse(f"/runs/{run['id']}", status_code=303)
 
 
