@@ -112,10 +112,10 @@ class EventsFile(Hooks):
         self._write("step_end", _brief(event))
 
     def on_llm_call(self, **event: Any) -> None:
-        self._write("llm_call", event)
+        self._write("llm_call", _brief(event))
 
     def on_tool_call(self, **event: Any) -> None:
-        self._write("tool_call", event)
+        self._write("tool_call", _brief(event))
 
     def on_map_progress(self, **event: Any) -> None:
         if event.get("done") == event.get("total") or event.get("batch_done"):
@@ -130,9 +130,11 @@ class EventsFile(Hooks):
 
 
 def _brief(event: dict[str, Any], limit: int = 2000) -> dict[str, Any]:
-    """Step outputs can be huge (a 10,000-item map); the journal has them, the event a preview."""
+    """Step outputs, tool arguments and prompts can be huge (a 10,000-item map); the journal has the
+    results, the event a preview."""
     out = dict(event)
-    if "output" in out:
-        text = json.dumps(out["output"], ensure_ascii=False, default=str)
-        out["output"] = out["output"] if len(text) <= limit else text[:limit] + "…"
+    for name in ("output", "args", "prompt"):
+        if name in out:
+            text = out[name] if isinstance(out[name], str) else json.dumps(out[name], ensure_ascii=False, default=str)
+            out[name] = out[name] if len(text) <= limit else text[:limit] + "…"
     return out

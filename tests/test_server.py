@@ -187,7 +187,9 @@ def test_approval_edits_are_validated_in_place_and_audited(project: Path, server
         assert done["outputs"]["themes"] == themes
         (record,) = done["approvals"]
         assert record["by"] == "运营小王" and any(d["path"].startswith("themes") for d in record["diff"])
-        assert "物流太慢" in http.get(f"/runs/{run['id']}").text
+        detail = http.get(f"/runs/{run['id']}").text
+        assert "物流太慢" in detail
+        assert "reviews_zh.csv" in detail and "请标注" in detail  # what the load and label steps were given
         report = http.get(f"/runs/{run['id']}/files/report.md")
         assert report.status_code == 200 and "物流太慢" in report.text
         assert '"event": "approval"' in http.get(f"/runs/{run['id']}/files/events.jsonl").text

@@ -95,6 +95,8 @@ outputs: {{stats: "${{{{ steps.grab.rows | map(attribute='text') | list }}}}"}}
         assert logged_in.status == "done", logged_in.error
         saved = project_dir / ".playbook" / "auth" / "demo.json"
         assert saved.exists() and "s3cret" not in saved.read_text(encoding="utf-8")
+        events = (Path(logged_in.run_dir) / "events.jsonl").read_text(encoding="utf-8")
+        assert '"tool": "web.login"' in events and "s3cret" not in events and "***" in events  # args, redacted
         outcome = run_playbook(scrape)  # a later run, a new browser context, the saved state
         missing = run_playbook(scrape, {"site": "other"})
     assert outcome.status == "done", outcome.error

@@ -42,12 +42,13 @@ class RunContext:
     _cancel_checked: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def charge(self, step: str, result: LlmResult, seconds: float) -> None:
+    def charge(self, step: str, result: LlmResult, seconds: float, prompt: str = "") -> None:
         """Account one LLM call. The budget is checked before the next call, not here, so the reply
-        that crossed `max_cost` is still journaled and never paid for twice."""
+        that crossed `max_cost` is still journaled and never paid for twice. The prompt goes to the
+        events (shortened and redacted there) so a run's page can show what a step was asked."""
         if result.cached:
             self.hooks.on_llm_call(step=step, model=result.model, cached=True, tokens_in=0,
-                                   tokens_out=0, cost=0.0, seconds=round(seconds, 3))
+                                   tokens_out=0, cost=0.0, seconds=round(seconds, 3), prompt=prompt)
             return
         self.tokens_in += result.tokens_in
         self.tokens_out += result.tokens_out
@@ -55,7 +56,7 @@ class RunContext:
         self.store.add_usage(self.run_id, result.tokens_in, result.tokens_out, result.cost)
         self.hooks.on_llm_call(step=step, model=result.model, cached=False, calls=result.calls,
                                tokens_in=result.tokens_in, tokens_out=result.tokens_out,
-                               cost=round(result.cost, 6), seconds=round(seconds, 3))
+                               cost=round(result.cost, 6), seconds=round(seconds, 3), prompt=prompt)
 
     def check_budget(self, step: str) -> None:
         if self.max_cost is not None and self.spent > self.max_cost:
@@ -130,7 +131,8 @@ class StepContext:
         self.run.check_budget(self.step.id)
         started = time.monotonic()
         result = await self.run.llm.complete(request)
-        self.run.charge(self.step.id, result, time.monotonic() - started)
+        prompt = next((str(m.get("content")) for m in reversed(request.messages) if m.get("role") == "user"), "")
+        self.run.charge(self.step.id, result, time.monotonic() - started, prompt)
         if result.cached:
             self.usage["cached"] += 1
         else:

@@ -36,7 +36,7 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
             raise RunError(f"{info.name}: argument '{exc.argument}': {exc}", step=ctx.step.id) from None
         except (ValueError, OSError, LookupError) as exc:
             raise RunError(f"{info.name}: {exc}", step=ctx.step.id) from None
-        ctx.run.hooks.on_tool_call(step=ctx.step.id, tool=info.name,
+        ctx.run.hooks.on_tool_call(step=ctx.step.id, tool=info.name, args=raw,
                                    seconds=round(time.monotonic() - started, 3))
         if isinstance(result, pydantic.BaseModel):
             return result.model_dump(mode="json")

@@ -58,12 +58,19 @@ async def runs_page(request: Request) -> Response:
 async def run_page(request: Request) -> Response:
     svc = service(request)
     run = svc.run(request.path_params["run_id"])
-    steps, progress = [], {}
+    steps: list[dict[str, Any]] = []
+    progress: dict[str, str] = {}
+    asked: dict[str, Any] = {}
     for event in svc.steps(run["id"]):
         if event["event"] == "map_progress":
             progress[event["step"]] = f"{event['done']}/{event['total']} 项"
+        elif event["event"] in ("tool_call", "llm_call"):  # what the step was given: its first call's
+            asked.setdefault(event["step"], event.get("args") or event.get("prompt"))
         elif event["event"] == "step_end":
-            steps.append({**event, "progress": progress.get(event["step"])})
+            given = asked.pop(event["step"], None)
+            steps.append({**event, "progress": progress.get(event["step"]),
+                          "given": given if isinstance(given, str) or given is None else json.dumps(
+                              given, ensure_ascii=False, indent=2)})
     approvals = [{**a, "when": _when(a["at"])} for a in svc.store.approvals(run["id"])]
     return page(request, "run.html", run=run, steps=steps, approvals=approvals, artifacts=svc.artifacts(run["id"]),
                 started=_when(run["started_at"]), duration=_seconds(run_duration(run)),

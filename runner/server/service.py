@@ -82,7 +82,7 @@ class Service:
         rows = []
         for line in events.read_text(encoding="utf-8").splitlines():
             event = json.loads(line)
-            if event.get("event") in ("step_end", "map_progress", "approval", "run_end") and \
+            if event.get("event") in ("step_end", "map_progress", "approval", "run_end", "tool_call", "llm_call") and \
                     event.get("run_id", run_id) == run_id:
                 rows.append(event)
         return rows
