@@ -183,7 +183,7 @@ class ClusterInput(BaseModel):
     field: str = "text"
     k: int | None = Field(None, ge=1, le=500, description="number of clusters (default: about √(n/2), ≤ 30)")
     examples: int = Field(3, ge=1, le=20, description="representative texts per cluster")
-    max_terms: int = Field(3000, ge=100, description="vocabulary size kept (memory: n × terms floats)")
+    max_terms: int = Field(3000, ge=100, description="vocabulary size kept (the most common useful words)")
 
 
 class Cluster(BaseModel):
