@@ -101,13 +101,19 @@ async def approval_page(request: Request, errors: dict[str, str] | None = None,
                 deadline=_when(pending.get("deadline")))
 
 
+async def _posted_form(request: Request) -> dict[str, Any] | Response:
+    """The submitted form, or a 403 when its CSRF token or origin is wrong."""
+    form = dict(await request.form())
+    refused = check_form(request, form)
+    return PlainTextResponse(refused, status_code=403) if refused else form
+
+
 async def approval_post(request: Request) -> Response:
     svc = service(request)
     run = svc.run(request.path_params["run_id"])
-    form = dict(await request.form())
-    refused = check_form(request, form)
-    if refused:
-        return PlainTextResponse(refused, status_code=403)
+    form = await _posted_form(request)
+    if isinstance(form, Response):
+        return form
     pending = run["pending"] or {}
     draft: dict[str, Any] = pending["draft"] if isinstance(pending.get("draft"), dict) else {}
     edits: dict[str, Any] = {}
@@ -154,10 +160,9 @@ async def start_page(request: Request) -> Response:
 async def start_post(request: Request) -> Response:
     svc = service(request)
     playbook = svc.playbook(request.path_params["name"])
-    form = dict(await request.form())
-    refused = check_form(request, form)
-    if refused:
-        return PlainTextResponse(refused, status_code=403)
+    form = await _posted_form(request)
+    if isinstance(form, Response):
+        return form
     given: dict[str, Any] = {}
     for name, spec in playbook.spec.inputs.items():
         upload = form.get(f"upload_{name}")
