@@ -59,7 +59,8 @@ async def start_run(request: Request) -> Response:
     if isinstance(body, Response):
         return body
     try:
-        run_id = _service(request).start(str(body.get("playbook", "")), dict(body.get("inputs") or {}))
+        svc = _service(request)
+        run_id = svc.start(svc.playbook(str(body.get("playbook", ""))), dict(body.get("inputs") or {}))
     except PlaybookError as exc:
         return JSONResponse({"error": str(exc)}, status_code=422)
     return JSONResponse({"run_id": run_id, "url": f"/runs/{run_id}"}, status_code=202)

@@ -175,7 +175,7 @@ async def start_post(request: Request) -> Response:
         elif raw:
             given[name] = raw
     try:
-        run_id = svc.start(playbook.spec.name, given)
+        run_id = svc.start(playbook, given)
     except PlaybookError as exc:
         errors: dict[str, str] = {}
         for diagnostic in exc.diagnostics:  # "input 'limit': expected an integer" → next to that field

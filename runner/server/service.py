@@ -116,8 +116,7 @@ class Service:
         raise NotFound(f"no playbook '{name}'")
 
     # acting
-    def start(self, name: str, given: dict[str, Any]) -> str:
-        playbook = self.playbook(name)
+    def start(self, playbook: Playbook, given: dict[str, Any]) -> str:
         inputs = resolve_inputs(playbook.spec, given, file=str(playbook.path))  # PlaybookError on bad input
         run_id = new_run_id(playbook.spec.name)
         self._background(self.runner.start(playbook, inputs, run_id=run_id))
