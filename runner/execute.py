@@ -20,7 +20,7 @@ from runner.events import EventsFile, HookList, Hooks, Redactor
 from runner.llm import LlmClient
 from runner.nodes import STEP_KINDS, RunContext, StepContext
 from runner.nodes.map import run_map
-from runner.registry import close_resources
+from runner.registry import ToolFixtures, close_resources, run_started
 from runner.spec.models import Step
 from runner.store import SqliteStore
 from runner.validate import Playbook, load_and_validate
@@ -100,9 +100,11 @@ def _node_factory(rc: RunContext) -> Callable[[Step], NodeFunction]:
 class Runner:
     """Starts and resumes runs of one project. All I/O of a run goes through here."""
 
-    def __init__(self, project: Project, *, hooks: list[Hooks] | None = None) -> None:
+    def __init__(self, project: Project, *, hooks: list[Hooks] | None = None,
+                 tool_fixtures: ToolFixtures | None = None) -> None:
         self.project = project
         self.hooks = list(hooks or [])
+        self.tool_fixtures = tool_fixtures
         self.store = SqliteStore(project.db_path)
         self.llm = LlmClient(project, self.store)
 
@@ -118,7 +120,8 @@ class Runner:
         return RunContext(run_id=run["id"], playbook=playbook, project=self.project, store=self.store,
                           llm=self.llm, hooks=hooks, redact=redact, run_dir=run_dir,
                           started_at=run["started_at"], max_cost=max_cost, spent=run["cost"] or 0.0,
-                          tokens_in=run["tokens_in"] or 0, tokens_out=run["tokens_out"] or 0)
+                          tokens_in=run["tokens_in"] or 0, tokens_out=run["tokens_out"] or 0,
+                          tool_fixtures=self.tool_fixtures)
 
     async def start(self, playbook: Playbook, inputs: dict[str, Any], *, run_id: str | None = None,
                     max_cost: float | None = None) -> RunOutcome:
@@ -169,6 +172,7 @@ class Runner:
         outcome = RunOutcome(rc.run_id, "failed", run_dir=str(rc.run_dir))
         async with AsyncSqliteSaver.from_conn_string(str(self.project.checkpoint_path)) as saver:
             graph = compile_graph(rc.playbook, _node_factory(rc), checkpointer=saver)
+            run_started()
             try:
                 final = await graph.ainvoke(graph_input, config)
                 interrupts = final.get("__interrupt__") if isinstance(final, dict) else None
@@ -261,7 +265,8 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
     assert run is not None
     rc = RunContext(run_id=run_id, playbook=child, project=parent.project, store=parent.store,
                     llm=parent.llm, hooks=parent.hooks, redact=parent.redact, run_dir=parent.run_dir,
-                    started_at=run["started_at"], max_cost=parent.max_cost, spent=parent.spent)
+                    started_at=run["started_at"], max_cost=parent.max_cost, spent=parent.spent,
+                    tool_fixtures=parent.tool_fixtures)
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}

@@ -9,9 +9,10 @@ import json
 import os
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -55,12 +56,42 @@ class LlmResult:
 
 
 @dataclass
-class _Reply:
+class LlmReply:
+    """One provider answer, before parsing (what a cassette records)."""
+
     text: str
     tool_calls: list[dict[str, Any]]
     tokens_in: int
     tokens_out: int
     cost: float
+
+
+@dataclass
+class LlmCall:
+    """One request as it is sent (schema instruction included), for a cassette to key and show."""
+
+    step: str
+    alias: str
+    model: str
+    messages: list[dict[str, Any]]
+    temperature: float | None
+    max_tokens: int | None
+    schema: dict[str, Any] | None
+    tools: list[dict[str, Any]] | None
+
+    def key(self) -> str:
+        """Stable across machines: the alias, not the endpoint it resolves to, so a cassette recorded
+        against one server replays anywhere."""
+        blob = json.dumps([self.alias, self.messages, self.temperature, self.max_tokens, self.schema, self.tools],
+                          ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+class ReplySource(Protocol):
+    """Stands between the client and the provider: evals record replies into a cassette or serve them
+    from one. `fetch` makes the real call (with retries and rate limits)."""
+
+    async def reply(self, call: LlmCall, fetch: Callable[[], Awaitable[LlmReply]]) -> LlmReply: ...
 
 
 class _Limiter:
@@ -113,9 +144,11 @@ class _Retryable(Exception):
 
 
 class LlmClient:
-    def __init__(self, project: Project, store: Store | None = None) -> None:
+    def __init__(self, project: Project, store: Store | None = None, *,
+                 replies: ReplySource | None = None) -> None:
         self.project = project
         self.store = store
+        self.replies = replies
 
     def cache_key(self, model: str, request: LlmRequest, schema: dict[str, Any] | None) -> str:
         blob = json.dumps([model, request.messages, request.temperature, request.max_tokens, schema, request.tools],
@@ -164,7 +197,15 @@ class LlmClient:
         return result
 
     async def _call(self, alias: str, config: ModelConfig, request: LlmRequest,
-                    messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> _Reply:
+                    messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> LlmReply:
+        if self.replies is None:
+            return await self._fetch(alias, config, request, messages, schema)
+        call = LlmCall(request.step, request.alias, config.model, messages, request.temperature, request.max_tokens,
+                       schema, request.tools)
+        return await self.replies.reply(call, lambda: self._fetch(alias, config, request, messages, schema))
+
+    async def _fetch(self, alias: str, config: ModelConfig, request: LlmRequest,
+                     messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> LlmReply:
         retrying = AsyncRetrying(stop=stop_after_attempt(request.retry.attempts),
                                  retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
                                  wait=_wait(request.retry), reraise=True)
@@ -181,7 +222,7 @@ class LlmClient:
         raise AssertionError("unreachable")
 
     async def _local(self, request: LlmRequest, messages: list[dict[str, Any]],
-                     schema: dict[str, Any] | None) -> _Reply:
+                     schema: dict[str, Any] | None) -> LlmReply:
         from runner import local_model
 
         if request.tools:
@@ -189,10 +230,10 @@ class LlmClient:
                            "that supports function calling", step=request.step)
         reply = await local_model.complete(messages, schema=schema, max_tokens=request.max_tokens or 2048,
                                            temperature=request.temperature or 0.0)
-        return _Reply(reply["text"], [], reply["tokens_in"], reply["tokens_out"], 0.0)
+        return LlmReply(reply["text"], [], reply["tokens_in"], reply["tokens_out"], 0.0)
 
     async def _remote(self, alias: str, config: ModelConfig, request: LlmRequest,
-                      messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> _Reply:
+                      messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> LlmReply:
         litellm = _litellm()
         kwargs: dict[str, Any] = {"model": config.model, "messages": messages, "timeout": request.timeout,
                                   "num_retries": 0, "max_retries": 0}
@@ -226,7 +267,7 @@ class LlmClient:
         usage = getattr(response, "usage", None)
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
-        return _Reply(text, calls, tokens_in, tokens_out, self._cost(litellm, config, response, tokens_in, tokens_out))
+        return LlmReply(text, calls, tokens_in, tokens_out, self._cost(litellm, config, response, tokens_in, tokens_out))
 
     def _cost(self, litellm: Any, config: ModelConfig, response: Any, tokens_in: int, tokens_out: int
               ) -> float:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -77,8 +77,17 @@ class ToolInfo:
     description: str
 
 
+class ToolFixtures(Protocol):
+    """Stands in for tools during an eval: rewrite a call's arguments (a recorded page served on loopback,
+    a fixture sheet) or answer it outright. Returns (arguments to use, (output,) or None)."""
+
+    def intercept(self, *, tool: str, step: str, args: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any] | None]:
+        ...
+
+
 _TOOLS: dict[str, ToolInfo] = {}
 _CLOSERS: list[Callable[[], Awaitable[None]]] = []
+_active_runs = 0
 
 
 def on_run_end(closer: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -88,7 +97,18 @@ def on_run_end(closer: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[
     return closer
 
 
+def run_started() -> None:
+    global _active_runs
+    _active_runs += 1
+
+
 async def close_resources() -> None:
+    """Called when a run's drive ends; shared resources close only when no other run in this process is
+    still going (eval cases and server runs share one event loop and one browser)."""
+    global _active_runs
+    _active_runs = max(0, _active_runs - 1)
+    if _active_runs:
+        return
     for closer in _CLOSERS:
         with contextlib.suppress(Exception):  # closing must never turn a finished run into a failed one
             await closer()

@@ -308,12 +308,13 @@ def serve_directory(folder: Path, *, headers: dict[str, str] | None = None) -> I
 async def call_tool(name: str, args: dict[str, Any], *, run_dir: Path, settings: Any = None) -> Any:
     """Call a registered tool directly, as a step would (for testing tools in isolation)."""
     from runner.config import ProjectFile
-    from runner.registry import ToolContext, close_resources, get_tool
+    from runner.registry import ToolContext, close_resources, get_tool, run_started
 
     info = get_tool(name)
     run_dir.mkdir(parents=True, exist_ok=True)
     ctx = ToolContext(run_id="test", step_id="test", run_dir=run_dir, project_dir=run_dir,
                       settings=settings or ProjectFile())
+    run_started()
     try:
         return await info.function(info.input_model.model_validate(args), ctx)
     finally:

@@ -72,7 +72,9 @@ async def _call_tool(ctx: StepContext, tools: dict[str, ToolInfo], call: dict[st
     if info is None:  # the model may only use what the step lists
         return f"error: no tool '{call['name']}'; available: {', '.join(tools)}"
     try:
-        raw = json.loads(call["arguments"] or "{}")
+        raw, fixed = ctx.fixture_for(info.name, json.loads(call["arguments"] or "{}"))
+        if fixed is not None:
+            return json.dumps(fixed[0], ensure_ascii=False, default=str)[:MAX_TOOL_ANSWER]
         args = info.input_model.model_validate(raw)
     except json.JSONDecodeError as exc:
         return f"error: arguments are not valid JSON ({exc.msg})"

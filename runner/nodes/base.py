@@ -16,7 +16,7 @@ from runner.config import Project
 from runner.errors import CostLimitReached, RunCancelled, RunError
 from runner.events import HookList, Redactor
 from runner.llm import LlmClient, LlmRequest, LlmResult
-from runner.registry import ToolContext
+from runner.registry import ToolContext, ToolFixtures
 from runner.spec.models import Retry, Step
 from runner.store import Store
 from runner.validate import Playbook
@@ -40,6 +40,7 @@ class RunContext:
     tokens_in: int = 0
     tokens_out: int = 0
     _cancel_checked: float = 0.0
+    tool_fixtures: ToolFixtures | None = None  # evals answer or redirect tool calls
     extra: dict[str, Any] = field(default_factory=dict)
 
     def charge(self, step: str, result: LlmResult, seconds: float, prompt: str = "") -> None:
@@ -141,6 +142,12 @@ class StepContext:
         self.usage["tokens_out"] += result.tokens_out
         self.usage["cost"] += result.cost
         return result
+
+    def fixture_for(self, tool: str, args: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any] | None]:
+        """(arguments to call with, (fixed output,) or None) — unchanged outside an eval."""
+        if self.run.tool_fixtures is None:
+            return args, None
+        return self.run.tool_fixtures.intercept(tool=tool, step=self.step.id, args=args)
 
     def tool_context(self) -> ToolContext:
         return ToolContext(run_id=self.run.run_id, step_id=self.step.id, run_dir=self.run.run_dir,

@@ -18,8 +18,12 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
     assert ctx.step.tool is not None
     info = get_tool(ctx.step.tool)
     raw = ctx.render(ctx.step.with_ or {}, item, with_item=with_item, what="with")
+    used, fixed = ctx.fixture_for(info.name, raw)
+    if fixed is not None:
+        ctx.run.hooks.on_tool_call(step=ctx.step.id, tool=info.name, args=raw, seconds=0.0, fixture=True)
+        return fixed[0]
     try:
-        args = info.input_model.model_validate(raw)
+        args = info.input_model.model_validate(used)
     except pydantic.ValidationError as exc:
         problems = "; ".join(f"argument '{'.'.join(map(str, e['loc']))}': {e['msg']}"
                              for e in exc.errors()[:5])

@@ -1,0 +1,208 @@
+"""Read an eval suite: YAML with line:column marks → `SuiteSpec`, dataset rows → cases, every reference checked
+against the playbook under test, each problem reported as `file:line:col`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import Diagnostic, LoadError, PlaybookError, did_you_mean
+from runner.evals.paths import PathSyntaxError, parse_path
+from runner.evals.suite import CaseSpec, Dataset, SuiteSpec
+from runner.registry import all_tools
+from runner.spec.load import model_check
+from runner.spec.yaml_loader import SourceMap, load_yaml
+from runner.validate import Playbook, load_and_validate
+
+
+class SuiteError(PlaybookError):
+    """The suite file, its dataset or its references are wrong. Exit code 2."""
+
+
+@dataclass
+class Suite:
+    spec: SuiteSpec
+    path: Path
+    name: str
+    playbook: Playbook
+    cases: list[CaseSpec]
+    source: SourceMap
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    @property
+    def cassette_path(self) -> Path:
+        return self.folder / "cassettes" / f"{self.name}.yaml"
+
+    @property
+    def baseline_path(self) -> Path:
+        return self.folder / "baselines" / f"{self.name}.json"
+
+
+def load_suite(path: str | Path) -> Suite:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError([Diagnostic(str(path), 0, 0, f"cannot read the suite: {exc}")]) from None
+    try:
+        data, source = load_yaml(text, str(path))
+        if not isinstance(data, dict):
+            raise SuiteError([source.diag((), "a suite is a mapping with `playbook` and `cases`")])
+        spec = model_check(SuiteSpec, data, source)
+    except LoadError as exc:
+        raise SuiteError(exc.diagnostics) from None
+    playbook_path = (file.parent / spec.playbook).resolve()
+    try:
+        playbook = load_and_validate(playbook_path)
+    except PlaybookError as exc:
+        where = source.diag(("playbook",), f"the playbook under test does not load: {exc.diagnostics[0]}")
+        raise SuiteError([where, *exc.diagnostics[1:]]) from None
+    cases = list(spec.cases)
+    if spec.dataset is not None:
+        cases += _dataset_cases(spec.dataset, file.parent, source)
+    suite = Suite(spec, file, spec.name or file.stem, playbook, [_merge(spec, c) for c in cases], source)
+    problems = _check_references(suite, data)
+    if problems:
+        raise SuiteError(problems)
+    return suite
+
+
+def _merge(spec: SuiteSpec, case: CaseSpec) -> CaseSpec:
+    d = spec.defaults
+    return case.model_copy(update={
+        "inputs": {**d.inputs, **case.inputs}, "fixtures": [*case.fixtures, *d.fixtures],
+        "approvals": [*case.approvals, *d.approvals], "assert_": [*d.assert_, *case.assert_],
+        "threshold": case.threshold if case.threshold is not None else spec.threshold})
+
+
+def _check_references(suite: Suite, data: dict[str, Any]) -> list[Diagnostic]:
+    """Assertion paths, approval steps, fixture tools and case ids must name real things."""
+    source, spec = suite.source, suite.playbook.spec
+    steps = {s.id: s for s in spec.steps}
+    approvals = [s.id for s in spec.steps if s.kind == "approval"]
+    tools = all_tools()
+    problems: list[Diagnostic] = []
+    seen: set[str] = set()
+    for where, case in _case_locations(suite, data):
+        if case.id in seen and where[0] == "cases":
+            problems.append(source.diag((*where, "id"), f"case id '{case.id}' is used twice"))
+        seen.add(case.id)
+    blocks = [(("defaults",), data.get("defaults") or {})] + [
+        (("cases", i), raw) for i, raw in enumerate(data.get("cases") or []) if isinstance(raw, dict)]
+    for where, raw in blocks:
+        for j, item in enumerate(raw.get("assert") or []):
+            that = item.get("that", "outputs") if isinstance(item, dict) else "outputs"
+            problems += _check_path(source, (*where, "assert", j), that, steps)
+            reached = item.get("approval_reached") if isinstance(item, dict) else None
+            if reached is not None and reached not in approvals:
+                problems.append(source.diag((*where, "assert", j, "approval_reached"),
+                                            f"'{reached}' is not an approval step of {spec.name}"
+                                            f"{did_you_mean(str(reached), approvals)}"))
+            if isinstance(item, dict) and "judge" in item and not suite.spec.judge_model:
+                problems.append(source.diag((*where, "assert", j, "judge"),
+                                            "a judge assertion needs a pinned `judge_model:` at the top of the suite"))
+        for j, item in enumerate(raw.get("approvals") or []):
+            step = item.get("step") if isinstance(item, dict) else None
+            if step not in approvals:
+                problems.append(source.diag((*where, "approvals", j, "step"),
+                                            f"'{step}' is not an approval step of {spec.name}"
+                                            f"{did_you_mean(str(step), approvals)}"))
+        for j, item in enumerate(raw.get("fixtures") or []):
+            tool = item.get("tool") if isinstance(item, dict) else None
+            if tool not in tools:
+                problems.append(source.diag((*where, "fixtures", j, "tool"),
+                                            f"unknown tool '{tool}'{did_you_mean(str(tool), tools)}"))
+            page = item.get("page") if isinstance(item, dict) else None
+            if page is not None and not (suite.folder / page).is_file():
+                problems.append(source.diag((*where, "fixtures", j, "page"),
+                                            f"no file '{page}' next to the suite ({suite.folder})"))
+    return problems
+
+
+def _case_locations(suite: Suite, data: dict[str, Any]) -> list[tuple[tuple[Any, ...], CaseSpec]]:
+    inline = len(data.get("cases") or [])
+    return [(("cases", i) if i < inline else ("dataset",), c) for i, c in enumerate(suite.cases)]
+
+
+def _check_path(source: SourceMap, where: tuple[Any, ...], that: Any, steps: dict[str, Any]) -> list[Diagnostic]:
+    try:
+        parts = parse_path(str(that))
+    except PathSyntaxError as exc:
+        return [source.diag((*where, "that"), f"bad path '{that}': {exc}")]
+    if parts[0] in ("steps", "approvals") and len(parts) > 1 and parts[1] not in steps:
+        return [source.diag((*where, "that"), f"no step '{parts[1]}' in the playbook"
+                                              f"{did_you_mean(str(parts[1]), steps)}")]
+    return []
+
+
+def _dataset_cases(dataset: Dataset, folder: Path, source: SourceMap) -> list[CaseSpec]:
+    file = folder / dataset.file
+    shown = str(file)
+    if not file.is_file():
+        raise SuiteError([source.diag(("dataset", "file"), f"no dataset file '{dataset.file}' next to the suite")])
+    rows = _read_rows(file, dataset.sheet)
+    if dataset.limit:
+        rows = rows[: dataset.limit]
+    cases = []
+    for number, row in enumerate(rows, start=2 if file.suffix != ".jsonl" else 1):
+        fields: dict[str, Any] = {"inputs": {}, "vars": {}}
+        for target, column in dataset.columns.items():
+            if column not in row:
+                shown_cols = ", ".join(map(str, row))
+                raise SuiteError([source.diag(("dataset", "columns", target),
+                                              f"column '{column}' is not in {shown} (columns: {shown_cols})")])
+            value = _cell(row[column])
+            head, _, rest = target.partition(".")
+            if head in ("inputs", "vars") and rest:
+                fields[head][rest] = value
+            elif target in ("id", "description"):
+                fields[target] = str(value)
+            else:
+                raise SuiteError([source.diag(("dataset", "columns", target),
+                                              f"'{target}': map columns to id, description, inputs.<name> or "
+                                              "vars.<name>")])
+        fields.setdefault("id", f"row{number}")
+        try:
+            cases.append(CaseSpec.model_validate(fields))
+        except Exception as exc:
+            raise SuiteError([Diagnostic(shown, number, 0, f"row {number}: {exc}")]) from None
+    return cases
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _read_rows(file: Path, sheet: str | None) -> list[dict[str, Any]]:
+    suffix = file.suffix.lower()
+    if suffix == ".jsonl":
+        rows = []
+        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise SuiteError([Diagnostic(str(file), number, exc.colno, f"invalid JSON: {exc.msg}")]) from None
+        return rows
+    if suffix == ".xlsx":
+        import openpyxl
+
+        book = openpyxl.load_workbook(file, read_only=True, data_only=True)
+        table = book[sheet] if sheet else book.worksheets[0]
+        values = list(table.iter_rows(values_only=True))
+        header = [str(h) for h in values[0]] if values else []
+        return [dict(zip(header, r, strict=False)) for r in values[1:] if any(v is not None for v in r)]
+    if suffix == ".csv":
+        return list(csv.DictReader(file.read_text(encoding="utf-8-sig").splitlines()))
+    raise SuiteError([Diagnostic(str(file), 0, 0, "a dataset is .csv, .jsonl or .xlsx")])

@@ -1,0 +1,172 @@
+"""The eval suite DSL (`evals/<name>.yaml`): pydantic models that validate suites and give their JSON Schema."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from runner.config import ModelConfig
+
+CHECKS = ("equals", "contains", "not_contains", "regex", "json_schema", "min", "max", "length", "overlap",
+          "approval_reached", "python", "judge")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Bounds(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+
+class Overlap(_Strict):
+    expected: list[Any] | str = Field(description="expected labels, or `${{ vars.x }}` from the dataset")
+    min_recall: float | None = Field(None, ge=0, le=1, description="share of expected labels that appear")
+    min_precision: float | None = Field(None, ge=0, le=1, description="share of found labels that were expected")
+    min_jaccard: float | None = Field(None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Overlap:
+        if self.min_recall is None and self.min_precision is None and self.min_jaccard is None:
+            self.min_recall = 1.0
+        return self
+
+
+class Judge(_Strict):
+    rubric: str = Field(description="what a good answer does; the judge scores 0–10 against it")
+    min_score: int = Field(7, ge=0, le=10, description="pass at this score or above")
+
+
+class Assertion(_Strict):
+    """One check on one value. `that` is a path: `outputs.x`, `steps.<id>.output.a[0].b`, `steps.<id>.output[*].x`
+    (every item: each must pass), `steps.<id>.visits[0].output` (an earlier visit of a loop), `steps.<id>.cost`,
+    `run.cost`, `run.seconds`, `run.tokens`, `run.status`, `approvals.<step>`."""
+
+    that: str = Field("outputs", description="path of the value to check")
+    name: str | None = Field(None, description="shown in reports; default: the check and the path")
+    weight: float = Field(1.0, ge=0, description="share of the case score")
+    equals: Any = None
+    contains: Any = None
+    not_contains: Any = None
+    regex: str | None = None
+    json_schema: dict[str, Any] | None = None
+    min: float | None = Field(None, description="numeric lower bound (with or without max)")
+    max: float | None = Field(None, description="numeric upper bound")
+    length: Bounds | None = Field(None, description="bounds on the length of a text or list")
+    overlap: Overlap | None = None
+    approval_reached: str | None = Field(None, description="id of an approval step that must have asked")
+    python: str | None = Field(None, description="`module:function(value, case) -> bool | float | (bool, reason)`")
+    judge: Judge | None = None
+
+    @model_validator(mode="after")
+    def _one_check(self) -> Assertion:
+        given = [c for c in CHECKS if c in self.model_fields_set]
+        bounds = {"min", "max"}
+        if not given:
+            raise ValueError(f"an assertion needs one check: {', '.join(CHECKS)}")
+        if len(given) > 1 and not set(given) <= bounds:
+            raise ValueError(f"one check per assertion, got {', '.join(given)}; split it into several")
+        return self
+
+    @property
+    def check(self) -> str:
+        given = [c for c in CHECKS if c in self.model_fields_set]
+        return "bounds" if set(given) <= {"min", "max"} else given[0]
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.check} {self.that}"
+
+
+class Fixture(_Strict):
+    """Stands in for a tool. `page` serves a recorded file on loopback and points the call's `url` at it; `args`
+    overrides arguments (a fixture sheet); `output` answers without calling the tool."""
+
+    tool: str = Field(description="tool name, e.g. web.fetch")
+    step: str | None = Field(None, description="only calls from this step")
+    match: dict[str, Any] = Field(default_factory=dict, description="only calls whose arguments include these")
+    page: str | None = Field(None, description="file served on loopback as the `url` argument")
+    args: dict[str, Any] = Field(default_factory=dict)
+    output: Any = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Fixture:
+        actions = [a for a in ("page", "args", "output") if a in self.model_fields_set]
+        if len(actions) != 1:
+            raise ValueError("a fixture does one thing: page, args or output")
+        return self
+
+
+class ScriptedDecision(_Strict):
+    """What the reviewer does when the run waits at `step`. Decisions for one step are used in order."""
+
+    step: str
+    action: Literal["approve", "reject"] = "approve"
+    comment: str | None = None
+    edits: dict[str, Any] = Field(default_factory=dict)
+    by: str = "eval"
+
+
+class CaseSpec(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_\-.一-鿿]+$")
+    description: str = ""
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    vars: dict[str, Any] = Field(default_factory=dict, description="values assertions use as `${{ vars.x }}`")
+    fixtures: list[Fixture] = Field(default_factory=list)
+    approvals: list[ScriptedDecision] = Field(default_factory=list)
+    assert_: list[Assertion] = Field(default_factory=list, alias="assert")
+    threshold: float | None = Field(None, ge=0, le=1, description="pass at this weighted score (default: suite)")
+
+
+class Dataset(_Strict):
+    """Cases from a file: each row is a case. `columns` maps case fields (`id`, `inputs.<name>`, `vars.<name>`)
+    to column names; cells that hold JSON (a list, an object) are parsed."""
+
+    file: str = Field(description="csv, jsonl or xlsx, relative to the suite")
+    sheet: str | None = None
+    columns: dict[str, str] = Field(description="case field → column, e.g. {id: 编号, inputs.text: 评论}")
+    limit: int | None = Field(None, ge=1)
+
+
+class Repeat(_Strict):
+    n: int = Field(1, ge=1, description="runs per case")
+    k: int | None = Field(None, ge=1, description="a case passes if at least k of n runs pass (default: n)")
+
+
+class CaseDefaults(_Strict):
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    fixtures: list[Fixture] = Field(default_factory=list)
+    approvals: list[ScriptedDecision] = Field(default_factory=list)
+    assert_: list[Assertion] = Field(default_factory=list, alias="assert")
+
+
+class SuiteSpec(_Strict):
+    name: str | None = Field(None, description="default: the file name")
+    description: str = ""
+    playbook: str = Field(description="the playbook under test, relative to the suite")
+    models: dict[str, ModelConfig] = Field(default_factory=dict, description="model alias overrides for this suite")
+    fake_llm: str | None = Field(None, description="fake-server script (rules) that live runs and --record answer "
+                                                   "from instead of real models; say so when cassettes come from it")
+    judge_model: str | None = Field(None, description="pinned judge: an alias or a litellm model id; required "
+                                                      "when any assertion uses `judge`")
+    concurrency: int = Field(4, ge=1, description="cases run at once")
+    repeat: Repeat = Field(default_factory=Repeat)
+    threshold: float = Field(1.0, ge=0, le=1, description="a run passes at this weighted score")
+    defaults: CaseDefaults = Field(default_factory=CaseDefaults, description="merged into every case")
+    dataset: Dataset | None = None
+    cases: list[CaseSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_cases(self) -> SuiteSpec:
+        if not self.cases and self.dataset is None:
+            raise ValueError("a suite needs `cases`, a `dataset`, or both")
+        return self
+
+
+def suite_json_schema() -> dict[str, Any]:
+    schema = SuiteSpec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "playbook runner eval suite"
+    return schema
