@@ -200,7 +200,10 @@ class LlmClient:
                     messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> LlmReply:
         if self.replies is None:
             return await self._fetch(alias, config, request, messages, schema)
-        call = LlmCall(request.step, request.alias, config.model, messages, request.temperature, request.max_tokens,
+        # keyed on the request as the step wrote it (plus any repair turns), not on the model-specific schema
+        # instruction, so a cassette recorded against a server replays where `default` resolves elsewhere
+        written = [*request.messages, *messages[len(request.messages):]]
+        call = LlmCall(request.step, request.alias, config.model, written, request.temperature, request.max_tokens,
                        schema, request.tools)
         return await self.replies.reply(call, lambda: self._fetch(alias, config, request, messages, schema))
 

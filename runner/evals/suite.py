@@ -77,6 +77,8 @@ class Assertion(_Strict):
 
     @property
     def label(self) -> str:
+        if self.approval_reached is not None:
+            return self.name or f"approval '{self.approval_reached}' reached"
         return self.name or f"{self.check} {self.that}"
 
 
