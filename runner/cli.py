@@ -309,7 +309,7 @@ def runs_logs(run_id: str, raw: bool = False) -> None:
     _guard(lambda: show_logs(out, _project(), run_id, raw))
 
 
-from runner import cli_schedule, cli_server  # noqa: E402, F401  (register `scheduler`, `schedule …`, `serve`)
+from runner import cli_eval, cli_schedule, cli_server  # noqa: E402, F401  (register `eval`, `scheduler`, `schedule …`, `serve`)
 
 
 def main() -> None:

@@ -161,7 +161,8 @@ def _schema(schema: dict[str, Any], value: Any) -> tuple[float, str]:
     if errors:
         first = errors[0]
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.path)
-        raise CheckFailed(f"{where or 'value'}: {first.message}" + (f" (+{len(errors) - 1} more)" if errors[1:] else ""))
+        more = f" (+{len(errors) - 1} more)" if errors[1:] else ""
+        raise CheckFailed(f"{where or 'value'}: {first.message}{more}")
     return 1.0, ""
 
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,7 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
     n = repeat or suite.spec.repeat.n
     k = min(k or suite.spec.repeat.k or n, n)
     started = time.monotonic()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
     workdir = project.state_dir / "evals" / suite.name / stamp
     case_project = _case_project(suite, project, mode)
     cassette = Cassette(suite.cassette_path, "replay" if mode == "replay" else "record") \
@@ -72,7 +73,7 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
     limit = asyncio.Semaphore(concurrency or suite.spec.concurrency)
     results = [CaseResult(c) for c in suite.cases]
     _import_path(suite.folder)
-    with _fake_llm(suite, mode) as fake_models, _pages(suite) as page_base:
+    with _fake_llm(suite, mode, case_project.settings.models) as fake_models, _pages(suite) as page_base:
         models = {**case_project.settings.models, **fake_models}
 
         async def one(result: CaseResult, r: int) -> None:
@@ -131,16 +132,19 @@ def _aliases(suite: Suite) -> set[str]:
 
 
 @contextlib.contextmanager
-def _fake_llm(suite: Suite, mode: Mode) -> Iterator[dict[str, ModelConfig]]:
-    """With `fake_llm:`, live runs and recordings answer from the fake server; replays need no server."""
+def _fake_llm(suite: Suite, mode: Mode, models: dict[str, ModelConfig]) -> Iterator[dict[str, ModelConfig]]:
+    """With `fake_llm:`, live runs and recordings answer from the fake server (at the prices the suite gives
+    its aliases, so cost bounds mean something); replays need no server."""
     if suite.spec.fake_llm is None or mode == "replay":
         yield {}
         return
     from runner.testing import load_script
 
     with load_script(suite.folder / suite.spec.fake_llm) as server:
-        yield {alias: ModelConfig(model="openai/fake", api_base=server.url, api_key_env="",
-                                  structured_output=True) for alias in _aliases(suite)}
+        yield {alias: ModelConfig(model="openai/fake", api_base=server.url, api_key_env="", structured_output=True,
+                                  input_price=models[alias].input_price if alias in models else None,
+                                  output_price=models[alias].output_price if alias in models else None)
+               for alias in _aliases(suite)}
 
 
 @contextlib.contextmanager

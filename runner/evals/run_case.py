@@ -9,8 +9,8 @@ from typing import Any
 
 from runner.config import Project
 from runner.errors import PlaybookError
-from runner.events import Hooks
 from runner.evals.suite import CaseSpec, Fixture, ScriptedDecision
+from runner.events import Hooks
 from runner.execute import Runner
 from runner.inputs import resolve_inputs
 from runner.llm import ReplySource

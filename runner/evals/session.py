@@ -1,0 +1,98 @@
+"""One suite end to end — load, run, report, compare with the baseline, write the files — for the CLI and pytest."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.config import Project, load_project
+from runner.evals.baseline import compare
+from runner.evals.cassette import CassetteError
+from runner.evals.engine import Mode, run_suite
+from runner.evals.load import Suite, SuiteError, load_suite
+from runner.evals.report import build_report, failed, to_json, to_junit, to_markdown
+from runner.evals.report_html import to_html
+
+
+@dataclass
+class EvalOptions:
+    mode: Mode = "live"
+    repeat: int | None = None
+    k: int | None = None
+    concurrency: int | None = None
+    cases: list[str] = field(default_factory=list)
+    baseline: Path | None = None  # default: the suite's stored baseline, when there is one
+    save_baseline: bool = False
+    report_dir: Path | None = None  # default: the suite run's folder under .playbook/evals/
+
+
+@dataclass
+class EvalResult:
+    suite: Suite
+    report: dict[str, Any]
+    files: dict[str, Path]
+
+    @property
+    def failed(self) -> bool:
+        return failed(self.report)
+
+
+def evaluate_suite(path: str | Path, options: EvalOptions | None = None, *, project: Project | None = None,
+                   progress: Callable[[str], None] | None = None) -> EvalResult:
+    options = options or EvalOptions()
+    suite = load_suite(path)
+    if options.cases:
+        unknown = sorted(set(options.cases) - {c.id for c in suite.cases})
+        if unknown:
+            raise SuiteError(f"{path}: no case {', '.join(unknown)} (cases: {', '.join(c.id for c in suite.cases)})")
+        suite.cases = [c for c in suite.cases if c.id in options.cases]
+    baseline = _read_baseline(options.baseline, suite)
+    try:
+        run = asyncio.run(run_suite(suite, project or load_project(), mode=options.mode, repeat=options.repeat,
+                                    k=options.k, concurrency=options.concurrency, progress=progress))
+    except CassetteError as exc:
+        raise SuiteError(str(exc)) from None
+    report = build_report(run)
+    if baseline is not None:
+        report["comparison"] = compare(report, baseline)
+        steps = {c["id"]: c["steps"] for c in baseline.get("cases", [])}
+        for case in report["cases"]:
+            case["baseline_steps"] = steps.get(case["id"])
+    files = write_reports(report, options.report_dir or run.workdir, suite.name)
+    if options.save_baseline:
+        stored = {**report, "comparison": None,
+                  "cases": [{k: v for k, v in c.items() if k != "baseline_steps"} for c in report["cases"]]}
+        suite.baseline_path.parent.mkdir(parents=True, exist_ok=True)
+        suite.baseline_path.write_text(to_json(stored), encoding="utf-8")
+        files["baseline"] = suite.baseline_path
+    return EvalResult(suite, report, files)
+
+
+def _read_baseline(given: Path | None, suite: Suite) -> dict[str, Any] | None:
+    path = given or suite.baseline_path
+    if not path.is_file():
+        if given is not None:
+            raise SuiteError(f"{given}: no such baseline (save one with --save-baseline)")
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SuiteError(f"{path}: cannot read the baseline: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
+        raise SuiteError(f"{path}: not an eval report (no `cases`)")
+    return data
+
+
+def write_reports(report: dict[str, Any], folder: Path, name: str) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"json": folder / f"{name}.json", "markdown": folder / f"{name}.md", "html": folder / f"{name}.html",
+             "junit": folder / f"{name}.junit.xml"}
+    files["json"].write_text(to_json(report), encoding="utf-8")
+    files["markdown"].write_text(to_markdown(report), encoding="utf-8")
+    files["html"].write_text(to_html(report), encoding="utf-8")
+    files["junit"].write_text(to_junit(report), encoding="utf-8")
+    return files
