@@ -133,7 +133,7 @@ def _brief(event: dict[str, Any], limit: int = 2000) -> dict[str, Any]:
     """Step outputs, tool arguments and prompts can be huge (a 10,000-item map); the journal has the
     results, the event a preview."""
     out = dict(event)
-    for name in ("output", "args", "prompt"):
+    for name in ("output", "items", "args", "prompt"):
         if name in out:
             text = out[name] if isinstance(out[name], str) else json.dumps(out[name], ensure_ascii=False, default=str)
             out[name] = out[name] if len(text) <= limit else text[:limit] + "…"

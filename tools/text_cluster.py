@@ -52,7 +52,8 @@ class Sparse:
 
 def tfidf(docs: list[list[str]], max_terms: int) -> tuple[Sparse, list[str]]:
     """Words in one text only, or in more than half of them, carry no topic."""
-    df: Counter[str] = Counter(w for doc in docs for w in set(doc))
+    # dict.fromkeys, not set(): a set's order changes from process to process, and so would the vocabulary's ties
+    df: Counter[str] = Counter(w for doc in docs for w in dict.fromkeys(doc))
     ceiling = max(2, len(docs) // 2)
     vocab = [w for w, n in df.most_common() if 2 <= n <= ceiling][:max_terms] or list(df)[:max_terms]
     index = {w: j for j, w in enumerate(vocab)}
@@ -116,6 +117,6 @@ def cluster_texts(docs: list[list[str]], k: int, max_terms: int, iterations: int
     labels, centroids, _ = max((_kmeans(matrix, k, terms, rng, iterations) for _ in range(restarts)),
                                key=lambda r: r[2])
     similarity = matrix.dot(centroids)[np.arange(matrix.n), labels]
-    top_words = {c: [vocab[j] for j in np.argsort(-centroids[c])[:5] if centroids[c, j] > 0]
+    top_words = {c: [vocab[j] for j in np.argsort(-centroids[c], kind="stable")[:5] if centroids[c, j] > 0]
                  for c in range(len(centroids))}
     return labels.tolist(), [(top_words[int(c)], float(s)) for c, s in zip(labels, similarity, strict=True)]

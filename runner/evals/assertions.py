@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner import templates
-from runner.evals.paths import PathMissing, parse_path, resolve
+from runner.evals.paths import STAR, PathMissing, parse_path, resolve
 from runner.evals.suite import Assertion, CaseSpec
 
 Judge = Callable[[str, Any, CaseSpec], Awaitable[tuple[float, str]]]  # rubric, value, case → (0–10, reason)
@@ -58,6 +58,8 @@ async def evaluate(assertion: Assertion, record: dict[str, Any], case: CaseSpec,
         verdict.passed, verdict.score, verdict.reason = False, 0.0, str(exc)
         verdict.failed_at = [assertion.that]
         return verdict
+    if assertion.check == "overlap" and STAR in parts:  # a set check is about the whole collection
+        targets = [(assertion.that, [value for _, value in targets])]
     if not targets:
         verdict.reason = "no items to check (an empty list)"
         return verdict

@@ -30,12 +30,16 @@ class Capture(Hooks):
             return  # a sub-playbook's own steps; its outputs reach the parent through the calling step
         step, visit = event["step"], event["visit"]
         entry = self.steps.setdefault(step, {"visits": []})
-        this = {"output": event.get("output"), "status": event.get("status"), "visit": visit,
+        output = event.get("output")
+        lifted = output if isinstance(output, dict) and "items" not in event else {}
+        this = {**lifted, "output": output, "status": event.get("status"), "visit": visit,
                 "seconds": event.get("seconds", 0.0), "cost": event.get("cost", 0.0),
                 "tokens": int(event.get("tokens_in", 0)) + int(event.get("tokens_out", 0)),
-                "llm_calls": event.get("llm_calls", 0)}
+                "llm_calls": event.get("llm_calls", 0), **({"items": event["items"]} if "items" in event else {})}
         entry["visits"] = [v for v in entry["visits"] if v["visit"] != visit] + [this]
-        entry.update(this)
+        visits = entry["visits"]
+        entry.clear()
+        entry.update(this, visits=visits)  # the latest visit's fields, like `steps.<id>` in a playbook
         if f"{step}#{visit}" not in self.order:
             self.order.append(f"{step}#{visit}")
 
