@@ -21,3 +21,9 @@ def report_has_sections(path: str, case: Any) -> tuple[bool, str]:
     text = Path(path).read_text(encoding="utf-8")
     missing = [s for s in case.vars.get("sections", []) if s not in text]
     return not missing, f"missing sections: {', '.join(missing)}" if missing else "all sections present"
+
+
+def new_and_gone_disjoint(outputs: dict[str, Any], case: Any) -> tuple[bool, str]:
+    """No topic is reported both as new and as gone."""
+    both = sorted(set(outputs["new"]) & set(outputs["gone"]))
+    return not both, f"both new and gone: {', '.join(both[:5])}" if both else "disjoint"

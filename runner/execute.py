@@ -89,7 +89,7 @@ class StepNode:
         usage = {k: round(v, 6) for k, v in ctx.usage.items()}  # this step's LLM calls, tokens, cost
         rc.hooks.on_step_end(run_id=rc.run_id, step=step.id, visit=visit, status=result["status"],
                              seconds=round(time.monotonic() - started, 3), output=result["output"],
-                             **({"items": result["items"]} if "items" in result else {}), **usage)
+                             **({"items": result["items"]} if step.map is not None else {}), **usage)
         update["steps"] = {step.id: result}
         return update
 

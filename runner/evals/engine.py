@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import sys
 import time
 import uuid
@@ -91,7 +92,10 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
                 total = sum(v.weight for v in verdicts)
                 score = sum(v.weight * v.score for v in verdicts) / total if total else 1.0
                 weighted_pass = sum(v.weight for v in verdicts if v.passed) / total if total else 1.0
-                ok = run.status == "done" and run.error is None and weighted_pass >= (case.threshold or 1.0) - 1e-9
+                finished_as_expected = run.status == case.expect_status and (run.error is None) == (
+                    case.expect_status == "done")
+                threshold = 1.0 if case.threshold is None else case.threshold
+                ok = finished_as_expected and weighted_pass >= threshold - 1e-9
                 result.runs.append(run)
                 result.verdicts.append(verdicts)
                 result.scores.append(round(score, 4))
@@ -148,14 +152,18 @@ def _fake_llm(suite: Suite, mode: Mode, models: dict[str, ModelConfig]) -> Itera
 
 
 @contextlib.contextmanager
-def _pages(suite: Suite) -> Iterator[str | None]:
-    if not any(f.page for c in suite.cases for f in c.fixtures):
+def _pages(suite: Suite) -> Iterator[tuple[str, Path] | None]:
+    """Recorded pages served on loopback from the folder that holds them all (they may sit beside the suite
+    or in examples/), so web.fetch, feed.read and web.scrape run for real on them."""
+    pages = [(suite.folder / f.page).resolve() for c in suite.cases for f in c.fixtures if f.page]
+    if not pages:
         yield None
         return
     from runner.testing import serve_directory
 
-    with serve_directory(suite.folder) as base:
-        yield base
+    root = Path(os.path.commonpath([suite.folder.resolve(), *pages]))
+    with serve_directory(root) as base:
+        yield base, root
 
 
 def _cassette_header(suite: Suite, models: dict[str, ModelConfig]) -> dict[str, Any]:

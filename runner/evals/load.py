@@ -118,10 +118,11 @@ def _check_references(suite: Suite, data: dict[str, Any]) -> list[Diagnostic]:
             if tool not in tools:
                 problems.append(source.diag((*where, "fixtures", j, "tool"),
                                             f"unknown tool '{tool}'{did_you_mean(str(tool), tools)}"))
-            page = item.get("page") if isinstance(item, dict) else None
-            if page is not None and not (suite.folder / page).is_file():
-                problems.append(source.diag((*where, "fixtures", j, "page"),
-                                            f"no file '{page}' next to the suite ({suite.folder})"))
+            for key in ("page", "output_file"):
+                named = item.get(key) if isinstance(item, dict) else None
+                if named is not None and not (suite.folder / str(named)).is_file():
+                    problems.append(source.diag((*where, "fixtures", j, key),
+                                                f"no file '{named}' relative to the suite ({suite.folder})"))
     return problems
 
 

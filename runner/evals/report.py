@@ -35,7 +35,8 @@ def _case(res: CaseResult, k: int) -> dict[str, Any]:
         "mean_score": round(sum(res.scores) / len(res.scores), 4), "threshold": res.case.threshold,
         "tokens": sum(r.tokens for r in runs), "cost": round(sum(r.cost for r in runs), 6),
         "seconds": round(sum(r.seconds for r in runs) / len(runs), 3),
-        "error": next((r.error for r in runs if r.error), None),
+        "error": next((r.error for r in runs if r.error), None), "expect_status": res.case.expect_status,
+        "statuses": [r.status for r in runs],
         "assertions": _assertions(res.verdicts),
         "runs_detail": [{"repeat": r.repeat, "passed": p, "score": s, "status": r.status, "error": r.error,
                          "seconds": r.seconds, "tokens": r.tokens, "cost": round(r.cost, 6), "run_dir": r.run_dir}
@@ -79,7 +80,12 @@ def step_name(step_id: str) -> str:
 
 def failure_lines(case: dict[str, Any]) -> list[str]:
     """Why a case failed, one line per reason: the run's error, then each failing assertion with its step."""
-    lines = [f"error: {case['error']}"] if case.get("error") else []
+    lines = []
+    unexpected = [s for s in case.get("statuses", []) if s != case.get("expect_status", "done")]
+    if unexpected:
+        lines.append(f"run ended {', '.join(sorted(set(unexpected)))}; expected {case.get('expect_status', 'done')}")
+    if case.get("error") and case.get("expect_status", "done") == "done":
+        lines.append(f"error: {case['error']}")
     for a in case["assertions"]:
         if not a["passed"]:
             where = f" [step {a['step']}]" if a.get("step") else ""

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from runner.config import Project
 from runner.errors import PlaybookError
@@ -31,7 +32,7 @@ class Capture(Hooks):
         step, visit = event["step"], event["visit"]
         entry = self.steps.setdefault(step, {"visits": []})
         output = event.get("output")
-        lifted = output if isinstance(output, dict) and "items" not in event else {}
+        lifted = output if isinstance(output, dict) else {}  # a map's output is a list; it has `items` instead
         this = {**lifted, "output": output, "status": event.get("status"), "visit": visit,
                 "seconds": event.get("seconds", 0.0), "cost": event.get("cost", 0.0),
                 "tokens": int(event.get("tokens_in", 0)) + int(event.get("tokens_out", 0)),
@@ -52,8 +53,8 @@ class Capture(Hooks):
 class Fixtures:
     """The case's fixtures as the engine's ToolFixtures: first matching fixture wins."""
 
-    def __init__(self, fixtures: list[Fixture], folder: Path, page_base: str | None) -> None:
-        self.fixtures, self.folder, self.page_base = fixtures, folder, page_base
+    def __init__(self, fixtures: list[Fixture], folder: Path, pages: tuple[str, Path] | None) -> None:
+        self.fixtures, self.folder, self.pages = fixtures, folder, pages
 
     def intercept(self, *, tool: str, step: str, args: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any] | None]:
         for f in self.fixtures:
@@ -63,10 +64,20 @@ class Fixtures:
                 continue
             if "output" in f.model_fields_set:
                 return args, (f.output,)
-            if f.page is not None:
-                return {**args, "url": f"{self.page_base}/{f.page}"}, None
+            if f.output_file is not None:
+                return args, (_recorded(self.folder / f.output_file),)
+            if f.page is not None and self.pages is not None:
+                base, root = self.pages
+                served = (self.folder / f.page).resolve().relative_to(root).as_posix()
+                return {**args, "url": f"{base}/{quote(served)}"}, None
             return {**args, **{k: _relative(v, self.folder) for k, v in f.args.items()}}, None
         return args, None
+
+
+def _recorded(path: Path) -> Any:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
 
 
 def _suite_file(value: Any, folder: Path) -> Any:

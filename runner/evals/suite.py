@@ -84,7 +84,7 @@ class Assertion(_Strict):
 
 class Fixture(_Strict):
     """Stands in for a tool. `page` serves a recorded file on loopback and points the call's `url` at it; `args`
-    overrides arguments (a fixture sheet); `output` answers without calling the tool."""
+    overrides arguments (a fixture sheet); `output` / `output_file` answer without calling the tool."""
 
     tool: str = Field(description="tool name, e.g. web.fetch")
     step: str | None = Field(None, description="only calls from this step")
@@ -92,12 +92,13 @@ class Fixture(_Strict):
     page: str | None = Field(None, description="file served on loopback as the `url` argument")
     args: dict[str, Any] = Field(default_factory=dict)
     output: Any = None
+    output_file: str | None = Field(None, description="a recorded output (JSON or YAML file, relative to the suite)")
 
     @model_validator(mode="after")
     def _one_action(self) -> Fixture:
-        actions = [a for a in ("page", "args", "output") if a in self.model_fields_set]
+        actions = [a for a in ("page", "args", "output", "output_file") if a in self.model_fields_set]
         if len(actions) != 1:
-            raise ValueError("a fixture does one thing: page, args or output")
+            raise ValueError("a fixture does one thing: page, args, output or output_file")
         return self
 
 
@@ -120,6 +121,8 @@ class CaseSpec(_Strict):
     approvals: list[ScriptedDecision] = Field(default_factory=list)
     assert_: list[Assertion] = Field(default_factory=list, alias="assert")
     threshold: float | None = Field(None, ge=0, le=1, description="pass at this weighted score (default: suite)")
+    expect_status: Literal["done", "failed"] = Field("done", description="`failed` for a case that checks a guard "
+                                                                         "stops the run (assert on run.error)")
 
 
 class Dataset(_Strict):
