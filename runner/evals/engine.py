@@ -86,6 +86,9 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
                 run = await run_case(case, r, playbook=suite.playbook, project=Project(project.root, settings),
                                      fixtures=Fixtures(case.fixtures, suite.folder, page_base), replies=replies,
                                      folder=suite.folder)
+                # paths and ports differ per machine and per run; reports and baselines compare without them
+                run.local_paths = {run.run_dir: "<run>", settings.state_dir: "<case>", str(project.root): "<project>",
+                                   **({page_base[0]: "<pages>"} if page_base else {})}
                 judge = _Judge(suite, Project(project.root, case_project.settings.model_copy(
                     update={"models": models})), judge_store, replies, mode, r)
                 verdicts = [await evaluate(a, run.record(), case, judge) for a in case.assert_]

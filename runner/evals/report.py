@@ -11,6 +11,8 @@ from xml.etree import ElementTree as ET
 from runner.evals.assertions import Verdict
 from runner.evals.engine import RULE, CaseResult, SuiteRun
 
+MAX_STORED_OUTPUT = 8_000  # characters of one step's output kept in a report or baseline
+
 
 def build_report(run: SuiteRun) -> dict[str, Any]:
     cases = [_case(res, run.k) for res in run.results]
@@ -41,9 +43,18 @@ def _case(res: CaseResult, k: int) -> dict[str, Any]:
         "runs_detail": [{"repeat": r.repeat, "passed": p, "score": s, "status": r.status, "error": r.error,
                          "seconds": r.seconds, "tokens": r.tokens, "cost": round(r.cost, 6), "run_dir": r.run_dir}
                         for r, p, s in zip(runs, res.passes, res.scores, strict=True)],
-        "outputs": first.outputs,
-        "steps": [_step(name, first.steps) for name in first.order],
+        "outputs": {k: _capped(v) for k, v in portable(first.outputs, first.local_paths).items()},
+        "steps": [_step(name, portable(first.steps, first.local_paths)) for name in first.order],
     }
+
+
+def portable(value: Any, replacements: dict[str, str]) -> Any:
+    """The value with this machine's folders and ports replaced by placeholders, so two runs compare equal."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    for local in sorted(replacements, key=len, reverse=True):
+        if local:
+            text = text.replace(json.dumps(local, ensure_ascii=False)[1:-1], replacements[local])
+    return json.loads(text)
 
 
 def _assertions(per_run: list[list[Verdict]]) -> list[dict[str, Any]]:
@@ -66,7 +77,15 @@ def _step(name: str, steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
     output = this.get("output")
     blob = json.dumps(output, ensure_ascii=False, sort_keys=True, default=str)
     return {"id": name, "status": this.get("status"), "digest": hashlib.sha256(blob.encode()).hexdigest()[:16],
-            "seconds": this.get("seconds"), "cost": this.get("cost"), "output": output}
+            "seconds": this.get("seconds"), "cost": this.get("cost"), "output": _capped(output)}
+
+
+def _capped(value: Any) -> Any:
+    """Large values become a preview (digests still cover all of it), so reports and baselines stay reviewable."""
+    text = json.dumps(value, ensure_ascii=False, indent=1, default=str)
+    if len(text) <= MAX_STORED_OUTPUT:
+        return value
+    return text[:MAX_STORED_OUTPUT] + f"\n…(cut at {MAX_STORED_OUTPUT:,} of {len(text):,} characters)"
 
 
 def failed(report: dict[str, Any]) -> bool:

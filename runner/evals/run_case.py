@@ -109,6 +109,7 @@ class CaseRun:
     tokens: int = 0
     cost: float = 0.0
     run_dir: str = ""
+    local_paths: dict[str, str] = field(default_factory=dict)  # machine-specific text → placeholder, for reports
 
     def record(self) -> dict[str, Any]:
         """What assertion paths walk."""
