@@ -270,7 +270,8 @@ class LlmClient:
         usage = getattr(response, "usage", None)
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
-        return LlmReply(text, calls, tokens_in, tokens_out, self._cost(litellm, config, response, tokens_in, tokens_out))
+        cost = self._cost(litellm, config, response, tokens_in, tokens_out)
+        return LlmReply(text, calls, tokens_in, tokens_out, cost)
 
     def _cost(self, litellm: Any, config: ModelConfig, response: Any, tokens_in: int, tokens_out: int
               ) -> float:

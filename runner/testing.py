@@ -34,6 +34,7 @@ class Rule:
     reply: Reply
     times: int | None = None  # answer this many matching requests, then stop matching
     used: int = 0
+    cycle: list[Any] | None = None  # answer with these in turn (a flaky model or judge), instead of `reply`
 
 
 @dataclass
@@ -192,9 +193,11 @@ class FakeLLMServer:
             rule = next((r for r in self.rules if (r.times is None or r.used < r.times)
                          and re.search(r.pattern, prompt)), None)
             if rule is not None:
+                turn = rule.used
                 rule.used += 1
         if rule is not None:
-            reply = rule.reply(body) if callable(rule.reply) else rule.reply
+            reply = rule.cycle[turn % len(rule.cycle)] if rule.cycle else rule.reply
+            reply = reply(body) if callable(reply) else reply
             return reply if isinstance(reply, str) else json.dumps(reply, ensure_ascii=False)
         schema = _schema_of(body)
         if schema is not None:
@@ -322,11 +325,13 @@ async def call_tool(name: str, args: dict[str, Any], *, run_dir: Path, settings:
 
 
 def load_script(path: Path) -> FakeLLMServer:
-    """A server from a YAML script: {rules: [{match, reply, times}], latency, faults: {...}}."""
+    """A server from a YAML script: {rules: [{match, reply | replies (answered in turn), times}], latency,
+    faults: {...}}."""
     import yaml
 
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    rules = [Rule(r["match"], r["reply"], r.get("times")) for r in data.get("rules", [])]
+    rules = [Rule(r["match"], r.get("reply", ""), r.get("times"), cycle=r.get("replies"))
+             for r in data.get("rules") or []]
     return FakeLLMServer(rules=rules, latency=float(data.get("latency", 0)),
                          faults=Faults(**data.get("faults", {})), seed=int(data.get("seed", 0)))
 
@@ -338,6 +343,16 @@ try:  # a pytest fixture, when pytest is present (registered through the pytest1
     def fake_llm() -> Iterator[FakeLLMServer]:
         with FakeLLMServer() as server:
             yield server
+
+    def pytest_addoption(parser: Any) -> None:
+        parser.addoption("--eval-mode", default="auto", choices=["auto", "live", "replay", "record"],
+                         help="eval suites under evals/: auto = replay when a cassette exists, else live")
+
+    def pytest_collect_file(parent: Any, file_path: Path) -> Any:
+        """Eval suites (`evals/*.yaml`) are collected as tests, one item per case."""
+        from runner.evals.pytest_plugin import SuiteFile, is_suite
+
+        return SuiteFile.from_parent(parent, path=file_path) if is_suite(file_path) else None
 except ImportError:  # pragma: no cover
     pass
 
