@@ -9,9 +9,9 @@ import importlib
 from typing import Any
 
 __all__ = [
-    "CompileError", "Diagnostic", "FakeLLMServer", "Faults", "Hooks", "LoadError", "Playbook",
-    "PlaybookError", "PlaybookValidationError", "RunError", "RunOutcome", "Runner", "ToolContext",
-    "load_and_validate", "load_project", "resolve_inputs", "tool",
+    "CompileError", "Diagnostic", "EvalOptions", "EvalResult", "FakeLLMServer", "Faults", "Hooks", "LoadError",
+    "Playbook", "PlaybookError", "PlaybookValidationError", "RunError", "RunOutcome", "Runner", "SuiteError",
+    "ToolContext", "evaluate_suite", "load_and_validate", "load_project", "load_suite", "resolve_inputs", "tool",
 ]
 
 _WHERE = {
@@ -21,6 +21,9 @@ _WHERE = {
     "Hooks": "runner.events", "Playbook": "runner.validate", "load_and_validate": "runner.validate",
     "RunOutcome": "runner.execute", "Runner": "runner.execute", "ToolContext": "runner.registry",
     "tool": "runner.registry", "load_project": "runner.config", "resolve_inputs": "runner.inputs",
+    "EvalOptions": "runner.evals.session", "EvalResult": "runner.evals.session",
+    "evaluate_suite": "runner.evals.session",
+    "SuiteError": "runner.evals.load", "load_suite": "runner.evals.load",
 }
 
 

@@ -194,11 +194,13 @@ def graph(playbook: Path) -> None:
 
 
 @app.command()
-def schema(output: Annotated[Path | None, typer.Option("--output", "-o")] = None) -> None:
-    """Write the playbook JSON Schema (for editors) to a file or stdout."""
+def schema(output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
+           suite: Annotated[bool, typer.Option("--suite", help="the eval suite schema instead")] = False) -> None:
+    """Write the playbook (or eval suite) JSON Schema, for editors, to a file or stdout."""
+    from runner.evals.suite import suite_json_schema
     from runner.spec.schema import playbook_json_schema
 
-    text = json.dumps(playbook_json_schema(), ensure_ascii=False, indent=2)
+    text = json.dumps(suite_json_schema() if suite else playbook_json_schema(), ensure_ascii=False, indent=2)
     if output:
         output.write_text(text + "\n", encoding="utf-8")
         out.print(f"wrote {output}")

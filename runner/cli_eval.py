@@ -37,6 +37,8 @@ def eval_command(
                                                   "(default: the suite's saved baseline)")] = None,
     save_baseline: Annotated[bool, typer.Option("--save-baseline", help="store this report as the baseline")]
     = False,
+    real_models: Annotated[bool, typer.Option("--real-models", help="ignore the suite's fake_llm and call the "
+                                              "models in playbook.toml")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="folder for the JSON, markdown, HTML and JUnit "
                                                 "reports")] = None,
 ) -> None:
@@ -51,7 +53,8 @@ def eval_command(
         raise typer.Exit(2)
     mode: Mode = "record" if record else "replay" if replay else "live"
     options = EvalOptions(mode=mode, repeat=repeat, k=k, concurrency=concurrency, cases=case or [],
-                          baseline=baseline, save_baseline=save_baseline, report_dir=report)
+                          baseline=baseline, save_baseline=save_baseline, report_dir=report,
+                          real_models=real_models)
     worst = 0
     for path in suite_files(suites):
         try:

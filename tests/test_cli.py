@@ -40,6 +40,17 @@ def test_schema_is_current_and_validates_the_shipped_playbook() -> None:
         "# yaml-language-server: $schema=../playbook.schema.json")
 
 
+def test_suite_schema_is_current_and_validates_every_shipped_suite() -> None:
+    result = CliRunner().invoke(app, ["schema", "--suite"])
+    schema = json.loads(result.stdout)
+    committed = json.loads((ROOT / "eval.schema.json").read_text(encoding="utf-8"))
+    assert schema == committed, "run `playbook schema --suite -o eval.schema.json`"
+    for suite in sorted((ROOT / "evals").glob("*.yaml")):
+        text = suite.read_text(encoding="utf-8")
+        jsonschema.validate(yaml.safe_load(text), schema)
+        assert text.startswith("# yaml-language-server: $schema=../eval.schema.json")
+
+
 def test_graph_matches_snapshot() -> None:
     result = CliRunner().invoke(app, ["graph", str(PLAYBOOK)])
     snapshot = (ROOT / "tests" / "snapshots" / "feedback_digest.mmd").read_text(encoding="utf-8")

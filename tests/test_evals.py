@@ -44,7 +44,7 @@ REPLIES = {"rules": [
 
 SUITE = {
     "playbook": "../push_copy.yaml",
-    "fake_llm": "replies.yaml",
+    "fake_llm": {"script": "replies.yaml"},
     "judge_model": "default",
     "cases": [{
         "id": "reject_then_approve",

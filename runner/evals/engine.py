@@ -60,7 +60,7 @@ class SuiteRun:
 
 
 async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repeat: int | None = None,
-                    k: int | None = None, concurrency: int | None = None,
+                    k: int | None = None, concurrency: int | None = None, real_models: bool = False,
                     progress: Callable[[str], None] | None = None) -> SuiteRun:
     n = repeat or suite.spec.repeat.n
     k = min(k or suite.spec.repeat.k or n, n)
@@ -74,7 +74,7 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
     limit = asyncio.Semaphore(concurrency or suite.spec.concurrency)
     results = [CaseResult(c) for c in suite.cases]
     _import_path(suite.folder)
-    with _fake_llm(suite, mode, case_project.settings.models) as fake_models, _pages(suite) as page_base:
+    with _fake_llm(suite, mode if not real_models else "replay") as fake_models, _pages(suite) as page_base:
         models = {**case_project.settings.models, **fake_models}
 
         async def one(result: CaseResult, r: int) -> None:
@@ -139,18 +139,17 @@ def _aliases(suite: Suite) -> set[str]:
 
 
 @contextlib.contextmanager
-def _fake_llm(suite: Suite, mode: Mode, models: dict[str, ModelConfig]) -> Iterator[dict[str, ModelConfig]]:
-    """With `fake_llm:`, live runs and recordings answer from the fake server (at the prices the suite gives
-    its aliases, so cost bounds mean something); replays need no server."""
-    if suite.spec.fake_llm is None or mode == "replay":
+def _fake_llm(suite: Suite, mode: Mode) -> Iterator[dict[str, ModelConfig]]:
+    """With `fake_llm:`, live runs and recordings answer from the fake server; replays need no server."""
+    fake = suite.spec.fake_llm
+    if fake is None or mode == "replay":
         yield {}
         return
     from runner.testing import load_script
 
-    with load_script(suite.folder / suite.spec.fake_llm) as server:
+    with load_script(suite.folder / fake.script) as server:
         yield {alias: ModelConfig(model="openai/fake", api_base=server.url, api_key_env="", structured_output=True,
-                                  input_price=models[alias].input_price if alias in models else None,
-                                  output_price=models[alias].output_price if alias in models else None)
+                                  input_price=fake.input_price, output_price=fake.output_price)
                for alias in _aliases(suite)}
 
 
@@ -171,8 +170,8 @@ def _pages(suite: Suite) -> Iterator[tuple[str, Path] | None]:
 
 def _cassette_header(suite: Suite, models: dict[str, ModelConfig]) -> dict[str, Any]:
     used = sorted(_aliases(suite))
-    source = (f"fake server answering from {suite.spec.fake_llm}" if suite.spec.fake_llm
-              else "the models configured for the suite")
+    source = (f"fake server answering from {suite.spec.fake_llm.script}" if suite.spec.fake_llm and
+              models.get("default", ModelConfig(model="")).model == "openai/fake" else "the models configured")
     return {"suite": suite.name, "playbook": suite.spec.playbook, "recorded_against": source,
             "models": {a: models[a].model if a in models else a for a in used}}
 

@@ -27,6 +27,7 @@ class EvalOptions:
     cases: list[str] = field(default_factory=list)
     baseline: Path | None = None  # default: the suite's stored baseline, when there is one
     save_baseline: bool = False
+    real_models: bool = False  # ignore the suite's `fake_llm:` and call the configured models
     report_dir: Path | None = None  # default: the suite run's folder under .playbook/evals/
 
 
@@ -53,7 +54,8 @@ def evaluate_suite(path: str | Path, options: EvalOptions | None = None, *, proj
     baseline = _read_baseline(options.baseline, suite)
     try:
         run = asyncio.run(run_suite(suite, project or load_project(), mode=options.mode, repeat=options.repeat,
-                                    k=options.k, concurrency=options.concurrency, progress=progress))
+                                    k=options.k, concurrency=options.concurrency, real_models=options.real_models,
+                                    progress=progress))
     except CassetteError as exc:
         raise SuiteError(str(exc)) from None
     report = build_report(run)

@@ -147,13 +147,21 @@ class CaseDefaults(_Strict):
     assert_: list[Assertion] = Field(default_factory=list, alias="assert")
 
 
+class FakeLlm(_Strict):
+    """Answer every model alias from the fake OpenAI-compatible server with this script (live runs and --record),
+    so a suite's cassette can be recorded with no key; `--real-models` ignores it."""
+
+    script: str = Field(description="rules file (runner.testing.load_script format), relative to the suite")
+    input_price: float | None = Field(None, description="per million input tokens, so cost bounds mean something")
+    output_price: float | None = Field(None, description="per million output tokens")
+
+
 class SuiteSpec(_Strict):
     name: str | None = Field(None, description="default: the file name")
     description: str = ""
     playbook: str = Field(description="the playbook under test, relative to the suite")
     models: dict[str, ModelConfig] = Field(default_factory=dict, description="model alias overrides for this suite")
-    fake_llm: str | None = Field(None, description="fake-server script (rules) that live runs and --record answer "
-                                                   "from instead of real models; say so when cassettes come from it")
+    fake_llm: FakeLlm | None = Field(None, description="record against the fake server instead of real models")
     judge_model: str | None = Field(None, description="pinned judge: an alias or a litellm model id; required "
                                                       "when any assertion uses `judge`")
     concurrency: int = Field(4, ge=1, description="cases run at once")
