@@ -68,7 +68,7 @@ class LlmReply:
 
 @dataclass
 class LlmCall:
-    """One request as it is sent (schema instruction included), for a cassette to key and show."""
+    """One request as the step wrote it (plus repair turns), for a cassette to key, store and diff."""
 
     step: str
     alias: str

@@ -71,9 +71,18 @@ class Cassette:
     def for_case(self, case: str, repeat: int) -> CaseReplies:
         return CaseReplies(self, case, repeat)
 
-    def save(self, header: dict[str, Any], case_order: list[str]) -> None:
+    def save(self, header: dict[str, Any], case_order: list[str], recorded: set[str]) -> None:
+        """Write the entries of the cases just recorded; entries of the suite's other cases (a `--case` run)
+        stay as they were."""
         order = {c: i for i, c in enumerate(case_order)}
-        entries = sorted(self.entries, key=lambda e: (order.get(e["case"], 0), e["repeat"], e["seq"]))
+        kept = []
+        if self.path.is_file():
+            old = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
+            kept = [e for e in old.get("entries") or [] if isinstance(e, dict) and e.get("case") not in recorded]
+        for number, entry in enumerate(kept):
+            entry["seq"] = -len(kept) + number
+        entries = sorted([*kept, *self.entries], key=lambda e: (order.get(e["case"], len(order)), e.get("repeat", 0),
+                                                               e["seq"]))
         for entry in entries:
             entry.pop("seq", None)
         document = {**header, "recorded_at": time.strftime("%Y-%m-%d %H:%M:%S"), "entries": entries}

@@ -60,8 +60,10 @@ class SuiteRun:
 
 
 async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repeat: int | None = None,
+                    case_order: list[str] | None = None,
                     k: int | None = None, concurrency: int | None = None, real_models: bool = False,
                     progress: Callable[[str], None] | None = None) -> SuiteRun:
+    case_order = case_order or [c.id for c in suite.cases]
     n = repeat or suite.spec.repeat.n
     k = min(k or suite.spec.repeat.k or n, n)
     started = time.monotonic()
@@ -117,7 +119,7 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
         res.scores = [res.scores[i] for i in order]
         res.passes = [res.passes[i] for i in order]
     if cassette is not None and mode == "record":
-        cassette.save(_cassette_header(suite, models), [c.id for c in suite.cases])
+        cassette.save(_cassette_header(suite, models), case_order, {c.id for c in suite.cases})
     return SuiteRun(suite, mode, n, k, results, round(time.monotonic() - started, 3), workdir)
 
 

@@ -50,24 +50,32 @@ def evaluate_suite(path: str | Path, options: EvalOptions | None = None, *, proj
         unknown = sorted(set(options.cases) - {c.id for c in suite.cases})
         if unknown:
             raise SuiteError(f"{path}: no case {', '.join(unknown)} (cases: {', '.join(c.id for c in suite.cases)})")
+    order = [c.id for c in suite.cases]
+    if options.cases:
         suite.cases = [c for c in suite.cases if c.id in options.cases]
     baseline = _read_baseline(options.baseline, suite)
     try:
         run = asyncio.run(run_suite(suite, project or load_project(), mode=options.mode, repeat=options.repeat,
                                     k=options.k, concurrency=options.concurrency, real_models=options.real_models,
+                                    case_order=order,
                                     progress=progress))
     except CassetteError as exc:
         raise SuiteError(str(exc)) from None
     report = build_report(run)
     if baseline is not None:
-        report["comparison"] = compare(report, baseline)
+        ran = {c.id for c in suite.cases}  # cases left out by --case are not "removed"
+        kept = [c for c in baseline.get("cases", []) if c["id"] in ran or c["id"] not in order]
+        compared = {**baseline, "cases": kept}
+        report["comparison"] = compare(report, compared)
         steps = {c["id"]: c["steps"] for c in baseline.get("cases", [])}
         for case in report["cases"]:
             case["baseline_steps"] = steps.get(case["id"])
     files = write_reports(report, options.report_dir or run.workdir, suite.name)
     if options.save_baseline:
-        stored = {**report, "comparison": None,
-                  "cases": [{k: v for k, v in c.items() if k != "baseline_steps"} for c in report["cases"]]}
+        ran = {c["id"] for c in report["cases"]}
+        others = [c for c in (baseline or {}).get("cases", []) if c["id"] not in ran and c["id"] in order]
+        cases = [{k: v for k, v in c.items() if k != "baseline_steps"} for c in report["cases"]] + others
+        stored = {**report, "comparison": None, "cases": sorted(cases, key=lambda c: order.index(c["id"]))}
         suite.baseline_path.parent.mkdir(parents=True, exist_ok=True)
         suite.baseline_path.write_text(to_json(stored), encoding="utf-8")
         files["baseline"] = suite.baseline_path
