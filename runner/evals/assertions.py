@@ -55,7 +55,9 @@ async def evaluate(assertion: Assertion, record: dict[str, Any], case: CaseSpec,
     try:
         targets = resolve(parts, record)
     except PathMissing as exc:
-        verdict.passed, verdict.score, verdict.reason = False, 0.0, str(exc)
+        status = record.get("run", {}).get("status")
+        reason = f"no outputs: the run ended {status}" if parts[0] == "outputs" and status != "done" else str(exc)
+        verdict.passed, verdict.score, verdict.reason = False, 0.0, reason
         verdict.failed_at = [assertion.that]
         return verdict
     if assertion.check == "overlap" and STAR in parts:  # a set check is about the whole collection
