@@ -195,6 +195,14 @@ def test_bad_suite_files_give_file_line_col(tmp_path: Path) -> None:
     assert "evals/bad.yaml:5:24: 'reviw' is not an approval step of push_copy (did you mean 'review'?)" in result.stderr
     assert "evals/bad.yaml:7:15: no step 'drafts' in the playbook (did you mean 'draft'?)" in result.stderr
     assert "Traceback" not in result.stderr
+    (tmp_path / "evals" / "mychecks.py").write_text("def is_short(value, case):\n    return len(value) < 9\n")
+    bad.write_text("playbook: ../push_copy.yaml\ncases:\n  - id: one\n    assert:\n"
+                   "      - {that: outputs.title, python: 'mychecks:is_shrt'}\n"
+                   "      - {that: outputs.title, python: 'nochecks:is_short'}\n", encoding="utf-8")
+    result = cli("eval", "evals/bad.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "evals/bad.yaml:5:39: 'mychecks' has no function 'is_shrt' (did you mean 'is_short'?)" in result.stderr
+    assert "evals/bad.yaml:6:39: cannot import 'nochecks'" in result.stderr
 
 
 def test_dataset_rows_from_csv_and_xlsx_with_column_mapping(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import json
 import os
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -75,7 +74,6 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
     judge_store = SqliteStore(project.db_path)
     limit = asyncio.Semaphore(concurrency or suite.spec.concurrency)
     results = [CaseResult(c) for c in suite.cases]
-    _import_path(suite.folder)
     with _fake_llm(suite, mode if not real_models else "replay") as fake_models, _pages(suite) as page_base:
         models = {**case_project.settings.models, **fake_models}
 
@@ -176,12 +174,6 @@ def _cassette_header(suite: Suite, models: dict[str, ModelConfig]) -> dict[str, 
               models.get("default", ModelConfig(model="")).model == "openai/fake" else "the models configured")
     return {"suite": suite.name, "playbook": suite.spec.playbook, "recorded_against": source,
             "models": {a: models[a].model if a in models else a for a in used}}
-
-
-def _import_path(folder: Path) -> None:
-    """`python: module:function` assertions import from the suite's folder."""
-    if str(folder.resolve()) not in sys.path:
-        sys.path.insert(0, str(folder.resolve()))
 
 
 def _safe(text: str) -> str:

@@ -107,6 +107,10 @@ def _check_references(suite: Suite, data: dict[str, Any]) -> list[Diagnostic]:
             if isinstance(item, dict) and "judge" in item and not suite.spec.judge_model:
                 problems.append(source.diag((*where, "assert", j, "judge"),
                                             "a judge assertion needs a pinned `judge_model:` at the top of the suite"))
+            if isinstance(item, dict) and isinstance(item.get("python"), str):
+                problem = _importable(item["python"], suite.folder)
+                if problem:
+                    problems.append(source.diag((*where, "assert", j, "python"), problem))
         for j, item in enumerate(raw.get("approvals") or []):
             step = item.get("step") if isinstance(item, dict) else None
             if step not in approvals:
@@ -124,6 +128,26 @@ def _check_references(suite: Suite, data: dict[str, Any]) -> list[Diagnostic]:
                     problems.append(source.diag((*where, "fixtures", j, key),
                                                 f"no file '{named}' relative to the suite ({suite.folder})"))
     return problems
+
+
+def _importable(target: str, folder: Path) -> str | None:
+    """Why `module:function` cannot be called, or None. Modules import from the suite's folder."""
+    import importlib
+    import sys
+
+    module_name, _, function_name = target.partition(":")
+    if not module_name or not function_name:
+        return f"'{target}': write module:function, e.g. checks:budget_adds_up"
+    if str(folder.resolve()) not in sys.path:
+        sys.path.insert(0, str(folder.resolve()))
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the user's module: any error in it is theirs to see, not a crash of ours
+        return f"cannot import '{module_name}' (from {folder}): {type(exc).__name__}: {exc}"
+    if not callable(getattr(module, function_name, None)):
+        names = [n for n in dir(module) if callable(getattr(module, n)) and not n.startswith("_")]
+        return f"'{module_name}' has no function '{function_name}'{did_you_mean(function_name, names)}"
+    return None
 
 
 def _case_locations(suite: Suite, data: dict[str, Any]) -> list[tuple[tuple[Any, ...], CaseSpec]]:
