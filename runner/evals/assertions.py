@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner import templates
+from runner.errors import RunError
 from runner.evals.paths import STAR, PathMissing, parse_path, resolve
 from runner.evals.suite import Assertion, CaseSpec
 
@@ -119,7 +120,10 @@ async def _check(a: Assertion, value: Any, context: dict[str, Any], case: CaseSp
         return _python(str(a.python), value, case)
     elif check == "judge":
         assert a.judge is not None and judge is not None
-        score, reason = await judge(a.judge.rubric, value, case)
+        try:
+            score, reason = await judge(a.judge.rubric, value, case)
+        except RunError as exc:  # the judge's call failed (provider down, not in the cassette)
+            raise CheckFailed(f"the judge could not score: {exc}") from None
         shown = f"{score:g}/10 (pass ≥ {a.judge.min_score}): {reason}"
         if score < a.judge.min_score:
             raise CheckFailed(shown, score / 10)
@@ -196,7 +200,10 @@ def _python(target: str, value: Any, case: CaseSpec) -> tuple[float, str]:
         function = getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError) as exc:
         raise CheckFailed(f"cannot load {target}: {exc}") from None
-    result = function(value, case)
+    try:
+        result = function(value, case)
+    except Exception as exc:  # the user's check failing is a failed check, not a crash of the suite
+        raise CheckFailed(f"{target} raised {type(exc).__name__}: {exc}") from None
     reason = ""
     if isinstance(result, tuple):
         result, reason = result[0], str(result[1])

@@ -68,7 +68,7 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
     started = time.monotonic()
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
     workdir = project.state_dir / "evals" / suite.name / stamp
-    case_project = _case_project(suite, project, mode)
+    case_project = _case_project(suite, project)
     cassette = Cassette(suite.cassette_path, "replay" if mode == "replay" else "record") \
         if mode != "live" else None
     judge_store = SqliteStore(project.db_path)
@@ -92,13 +92,7 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
                 judge = _Judge(suite, Project(project.root, case_project.settings.model_copy(
                     update={"models": models})), judge_store, replies, mode, r)
                 verdicts = [await evaluate(a, run.record(), case, judge) for a in case.assert_]
-                total = sum(v.weight for v in verdicts)
-                score = sum(v.weight * v.score for v in verdicts) / total if total else 1.0
-                weighted_pass = sum(v.weight for v in verdicts if v.passed) / total if total else 1.0
-                finished_as_expected = run.status == case.expect_status and (run.error is None) == (
-                    case.expect_status == "done")
-                threshold = 1.0 if case.threshold is None else case.threshold
-                ok = finished_as_expected and weighted_pass >= threshold - 1e-9
+                score, ok = _score(run, verdicts, case)
                 result.runs.append(run)
                 result.verdicts.append(verdicts)
                 result.scores.append(round(score, 4))
@@ -121,7 +115,18 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
     return SuiteRun(suite, mode, n, k, results, round(time.monotonic() - started, 3), workdir)
 
 
-def _case_project(suite: Suite, project: Project, mode: Mode) -> Project:
+def _score(run: CaseRun, verdicts: list[Verdict], case: CaseSpec) -> tuple[float, bool]:
+    """(weighted mean score, passed): a run passes when it ended as the case expects and the weighted share
+    of passing assertions reaches the case's threshold."""
+    total = sum(v.weight for v in verdicts)
+    score = sum(v.weight * v.score for v in verdicts) / total if total else 1.0
+    weighted_pass = sum(v.weight for v in verdicts if v.passed) / total if total else 1.0
+    ended_as_expected = run.status == case.expect_status and (run.error is None) == (case.expect_status == "done")
+    threshold = 1.0 if case.threshold is None else case.threshold
+    return score, ended_as_expected and weighted_pass >= threshold - 1e-9
+
+
+def _case_project(suite: Suite, project: Project) -> Project:
     models = {**project.settings.models, **suite.spec.models}
     return Project(project.root, project.settings.model_copy(update={"models": models}))
 
