@@ -290,3 +290,20 @@ def test_shipped_suites_replay_from_committed_cassettes() -> None:
         assert (ROOT / "evals" / "baselines" / f"{suite.stem}.json").is_file()
         head = suite.read_text(encoding="utf-8")
         assert "recorded against the fake" in head.replace("\n# ", " ") or "fake server" in head
+
+
+def test_pytest_collects_a_suite_case_by_case_and_reports_why_a_case_failed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    suite = {**SUITE, "cases": [SUITE["cases"][0], {"id": "plain", "inputs": {"topic": "理财"},
+                                                    "approvals": [{"step": "review"}],
+                                                    "assert": [{"that": "outputs.title", "equals": "第一版标题"}]}]}
+    make_project(tmp_path, suite=suite, replies={"rules": [FIRST_DRAFT]})  # comments are ignored: case 1 fails
+    result = subprocess.run([sys.executable, "-m", "pytest", "evals/push.yaml", "-q", "-p", "no:cacheprovider",
+                             "--rootdir", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 failed, 1 passed" in result.stdout
+    assert "FAILED evals/push.yaml::reject_then_approve" in result.stdout
+    assert "second draft took the comment [step draft]: steps.draft.output.title: '第一版标题' does not contain" \
+        in result.stdout
