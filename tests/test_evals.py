@@ -307,3 +307,19 @@ def test_pytest_collects_a_suite_case_by_case_and_reports_why_a_case_failed(tmp_
     assert "FAILED evals/push.yaml::reject_then_approve" in result.stdout
     assert "second draft took the comment [step draft]: steps.draft.output.title: '第一版标题' does not contain" \
         in result.stdout
+
+
+def test_bootstrap_rule_separates_a_consistent_drop_from_noise() -> None:
+    from runner.evals.baseline import bootstrap_drop, first_divergence
+
+    assert not bootstrap_drop([(0.8, 0.8)] * 10)["regressed"]
+    drop = bootstrap_drop([(0.9, 0.7), (0.8, 0.65), (1.0, 0.8), (0.7, 0.6), (0.9, 0.75), (0.85, 0.7)])
+    assert drop["regressed"] and drop["interval"][1] < 0 and drop["mean_delta"] == -0.1583
+    noisy = bootstrap_drop([(0.9, 0.7), (0.6, 0.8), (0.8, 0.75), (0.7, 0.85), (0.9, 0.85), (0.6, 0.5)])
+    assert noisy["mean_delta"] < 0 and noisy["interval"][0] < 0 < noisy["interval"][1] and not noisy["regressed"]
+    before = [{"id": "a#1", "status": "done", "digest": "x"}, {"id": "b#1", "status": "done", "digest": "y"}]
+    assert first_divergence(before, before) is None
+    after = [before[0], {"id": "b#1", "status": "failed", "digest": "z", "output": None}]
+    assert first_divergence(before, after)["step"] == "b#1"
+    assert first_divergence(before, before[:1]) == {"step": "b#1", "what": "ran in the baseline but not now",
+                                                    "before": None, "after": None}
