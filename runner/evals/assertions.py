@@ -14,7 +14,7 @@ from runner.errors import RunError
 from runner.evals.paths import STAR, PathMissing, parse_path, resolve
 from runner.evals.suite import Assertion, CaseSpec
 
-Judge = Callable[[str, Any, CaseSpec], Awaitable[tuple[float, str]]]  # rubric, value, case → (0–10, reason)
+JudgeFn = Callable[[str, Any, CaseSpec], Awaitable[tuple[float, str]]]  # rubric, value, case → (0–10, reason)
 
 
 @dataclass
@@ -29,9 +29,6 @@ class Verdict:
     reason: str = ""
     failed_at: list[str] = field(default_factory=list)  # concrete paths that failed
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 class CheckFailed(Exception):
     def __init__(self, message: str, score: float = 0.0) -> None:
@@ -39,7 +36,7 @@ class CheckFailed(Exception):
         self.score = score
 
 
-async def evaluate(assertion: Assertion, record: dict[str, Any], case: CaseSpec, judge: Judge | None) -> Verdict:
+async def evaluate(assertion: Assertion, record: dict[str, Any], case: CaseSpec, judge: JudgeFn | None) -> Verdict:
     parts = parse_path(assertion.that)
     step = str(parts[1]) if parts[0] in ("steps", "approvals") and len(parts) > 1 else None
     verdict = Verdict(assertion.label, assertion.check, assertion.that, step, assertion.weight, True, 1.0)
@@ -90,7 +87,7 @@ async def evaluate(assertion: Assertion, record: dict[str, Any], case: CaseSpec,
 
 
 async def _check(a: Assertion, value: Any, context: dict[str, Any], case: CaseSpec,
-                 judge: Judge | None) -> tuple[float, str]:
+                 judge: JudgeFn | None) -> tuple[float, str]:
     def expected(raw: Any) -> Any:
         return templates.render(raw, context)
 
