@@ -74,7 +74,8 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
     judge_store = SqliteStore(project.db_path)
     limit = asyncio.Semaphore(concurrency or suite.spec.concurrency)
     results = [CaseResult(c) for c in suite.cases]
-    with _fake_llm(suite, mode if not real_models else "replay") as fake_models, _pages(suite) as page_base:
+    use_fake = mode != "replay" and not real_models
+    with _fake_llm(suite, use_fake) as fake_models, _pages(suite) as page_base:
         models = {**case_project.settings.models, **fake_models}
 
         async def one(result: CaseResult, r: int) -> None:
@@ -144,10 +145,10 @@ def _aliases(suite: Suite) -> set[str]:
 
 
 @contextlib.contextmanager
-def _fake_llm(suite: Suite, mode: Mode) -> Iterator[dict[str, ModelConfig]]:
+def _fake_llm(suite: Suite, enabled: bool) -> Iterator[dict[str, ModelConfig]]:
     """With `fake_llm:`, live runs and recordings answer from the fake server; replays need no server."""
     fake = suite.spec.fake_llm
-    if fake is None or mode == "replay":
+    if fake is None or not enabled:
         yield {}
         return
     from runner.testing import load_script

@@ -26,6 +26,7 @@ def is_suite(path: Path) -> bool:
 class SuiteFile(pytest.File):
     result: Any = None
     error: str | None = None
+    cassette: Path | None = None  # found while collecting, so running does not load the suite again
 
     def collect(self) -> Iterator[pytest.Item]:
         from runner.evals.load import load_suite
@@ -36,6 +37,7 @@ class SuiteFile(pytest.File):
             self.error = str(exc)
             yield CaseItem.from_parent(self, name="suite", case_id=None)
             return
+        self.cassette = suite.cassette_path
         for case in suite.cases:
             yield CaseItem.from_parent(self, name=case.id, case_id=case.id)
 
@@ -46,9 +48,7 @@ class SuiteFile(pytest.File):
 
             mode = self.config.getoption("eval_mode")
             if mode == "auto":
-                from runner.evals.load import load_suite
-
-                mode = "replay" if load_suite(self.path).cassette_path.is_file() else "live"
+                mode = "replay" if self.cassette is not None and self.cassette.is_file() else "live"
             try:
                 self.result = evaluate_suite(self.path, EvalOptions(mode=mode),
                                              project=load_project(self.config.rootpath))
