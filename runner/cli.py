@@ -135,6 +135,16 @@ def _execute(action: Any) -> None:
     raise typer.Exit(EXIT[outcome.status])
 
 
+def _models_used(playbook: Any) -> set[str]:
+    """Aliases the playbook's LLM and agent steps (and its sub-playbooks') call: only these are
+    resolved up front, so a playbook with no model step prints no note about models."""
+    spec = playbook.spec
+    used = {s.model or spec.defaults.model for s in spec.steps if s.llm is not None or s.agent is not None}
+    for child in playbook.children.values():
+        used |= _models_used(child)
+    return used
+
+
 @app.command()
 def run(playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
         input: Annotated[list[str], typer.Option("--input", "-i", help="name=value (repeatable)")] = [],  # noqa: B006
@@ -152,8 +162,7 @@ def run(playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
         project = _project()
     except PlaybookError as exc:
         raise _fail(exc) from None
-    models = {loaded.spec.defaults.model, *(s.model for s in loaded.spec.steps if s.model)}
-    for alias in sorted(models):
+    for alias in sorted(_models_used(loaded)):
         project.resolve_model(alias)
     for notice in project.notices:
         err.print(f"[yellow]note[/] {notice}")

@@ -179,9 +179,9 @@ class Runner:
                 interrupts = final.get("__interrupt__") if isinstance(final, dict) else None
                 if interrupts:
                     outcome.status, outcome.pending = "waiting", interrupts[0].value
-                else:
-                    outcome.status = "done"
+                else:  # "done" only once every output evaluated: a run never ends done over a broken output
                     outcome.outputs = self._outputs(rc, final)
+                    outcome.status = "done"
             except RunCancelled as exc:
                 outcome.status, outcome.error = "cancelled", str(exc)
             except (RunError, templates.TemplateError) as exc:

@@ -88,7 +88,7 @@ class StepContext:
         spec = self.run.playbook.spec
         context: dict[str, Any] = {
             "inputs": self.state.get("inputs", {}),
-            "steps": self.state.get("steps", {}),
+            "steps": steps_view(self.run.playbook, self.state.get("steps") or {}),
             "run": {"id": self.run.run_id, "started_at": self.run.started_at,
                     "date": self.state.get("run", {}).get("date"), "dir": str(self.run.run_dir),
                     "playbook": spec.name},
@@ -155,6 +155,18 @@ class StepContext:
                            allowed_paths=self.run.project.writable_paths,
                            base_dir=self.run.playbook.path.parent, settings=self.run.project.settings,
                            playbook=self.run.playbook.spec.name)
+
+
+NOT_RUN: dict[str, Any] = {"output": None, "status": "skipped", "visits": 0}
+
+
+def steps_view(playbook: Playbook, results: dict[str, Any]) -> dict[str, Any]:
+    """`steps` as templates see it. A step that did not run on the path taken (a switch branch not
+    chosen, a step after `goto: end`) reads like one skipped by `when`: status skipped, output null —
+    so `steps.x.output or …` works, and a reference to it is never an undefined-name error."""
+    if len(results) == len(playbook.spec.steps):
+        return results
+    return {**{s.id: NOT_RUN for s in playbook.spec.steps}, **results}
 
 
 def digest(value: Any) -> str:
