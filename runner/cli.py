@@ -87,7 +87,15 @@ def _report(outcome: Any, currency: str) -> None:
                       f"(editable: {', '.join(p['editable'])})", markup=False)
         out.print(f"  reject:   playbook reject {outcome.run_id} --comment '…'", markup=False)
     elif outcome.status == "done":
-        out.print(f"\n[bold green]✓ done[/] {outcome.run_id}   [dim]{usage}[/]")
+        if outcome.problems:  # done, but not silently: say what the run went on past
+            from runner.nodes.on_error import describe
+
+            out.print(f"\n[bold yellow]✓ done with {len(outcome.problems)} tolerated error(s)[/] {outcome.run_id}"
+                      f"   [dim]{usage}[/]")
+            for problem in outcome.problems:
+                out.print(f"  [yellow]![/] {describe(problem)}", soft_wrap=True)
+        else:
+            out.print(f"\n[bold green]✓ done[/] {outcome.run_id}   [dim]{usage}[/]")
         for key, value in outcome.outputs.items():
             text = json.dumps(value, ensure_ascii=False, default=str)
             out.print(f"  {key}: {text[:200] + '…' if len(text) > 200 else text}", markup=False)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from runner.config import Project
 from runner.errors import RunError
+from runner.nodes.on_error import describe
 from runner.store import SqliteStore
 
 
@@ -21,9 +22,14 @@ def print_tools(out: Console) -> None:
         out.print(f"[bold]{name}[/] — {info.description}")
         for field_name, f in info.input_model.model_fields.items():
             kind = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
-            need = "required" if f.is_required() else f"default {f.default!r}"
+            need = "required" if f.is_required() else f"default {_default_of(f)!r}"
             desc = f" — {f.description}" if f.description else ""
             out.print(f"    {f.alias or field_name}: {kind} ({need}){desc}", markup=False)
+
+
+def _default_of(f: Any) -> Any:
+    """A field's default as a user wrote it: a default_factory's value, never pydantic's sentinel."""
+    return f.default_factory() if f.default_factory is not None else f.default
 
 
 def _duration(run: dict[str, Any]) -> str:
@@ -70,6 +76,8 @@ def show_run(out: Console, project: Project, run_id: str) -> None:
     out.print("inputs: " + json.dumps(run["inputs"], ensure_ascii=False), markup=False)
     if run["error"]:
         out.print(f"[red]error:[/] {run['error']}")
+    for problem in run.get("problems") or []:
+        out.print(f"[yellow]went on past:[/] {describe(problem)}", soft_wrap=True)
     if run["pending"]:
         out.print(f"waiting for approval: {run['pending'].get('title')} (step {run['pending'].get('step')})")
     if run["outputs"]:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypedDict
 from runner.errors import CompileError
 from runner.spec.models import Step
 from runner.topology import END as END_STEP
-from runner.topology import is_routing
+from runner.topology import error_target, is_routing
 from runner.validate import Playbook
 
 NodeFunction = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -39,6 +39,8 @@ def route_targets(step: Step, result: dict[str, Any] | None, onward: list[str]) 
         return [output.get("goto") or onward[-1]]
     if step.approval is not None and step.approval.on_reject and (result or {}).get("status") == "rejected":
         return [step.approval.on_reject]
+    if (target := error_target(step)) is not None and (result or {}).get("status") == "failed":
+        return [target]
     if step.goto is not None:
         return [step.goto]
     return onward
@@ -69,8 +71,8 @@ def compile_graph(playbook: Playbook, node_factory: Callable[[Step], NodeFunctio
     for step_id, step in steps.items():
         if is_routing(step):
             targets = topo.routes[step_id]
-            onward = [t for t in targets if step.approval is None or t != step.approval.on_reject] \
-                or targets
+            side = {step.approval.on_reject if step.approval else None, error_target(step)}
+            onward = [t for t in targets if t not in side] or targets
 
             def router(state: dict[str, Any], step: Step = step, onward: list[str] = onward) -> list[str]:
                 result = (state.get("steps") or {}).get(step.id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, order=True)
@@ -53,9 +54,16 @@ class RunError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, *, step: str | None = None) -> None:
+    def __init__(self, message: str, *, step: str | None = None, details: dict[str, Any] | None = None) -> None:
         self.step = step
+        self.reason = message  # without the step's name, for per-item error lists
+        self.details = details or {}  # e.g. {status: 404, url: …} of an HTTP error, for on_error and `when`
         super().__init__(f"step '{step}': {message}" if step else message)
+
+
+class TooManyFailures(RunError):
+    """More map items failed than `max_failures` allows: the step fails whatever `on_error` says
+    about single items (only an error branch, `on_error: {goto}`, still catches it)."""
 
 
 class CostLimitReached(RunError):

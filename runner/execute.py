@@ -20,6 +20,7 @@ from runner.events import EventsFile, HookList, Hooks, Redactor
 from runner.llm import LlmClient
 from runner.nodes import STEP_KINDS, RunContext, StepContext
 from runner.nodes.map import run_map
+from runner.nodes.on_error import error_record, fallback, problems_of, tolerable
 from runner.registry import ToolFixtures, close_resources, run_started
 from runner.spec.models import Step
 from runner.store import SqliteStore
@@ -39,6 +40,7 @@ class RunOutcome:
     tokens_in: int = 0
     tokens_out: int = 0
     cost: float = 0.0
+    problems: list[dict[str, Any]] = field(default_factory=list)  # errors the run went on past (on_error)
 
 
 def new_run_id(name: str) -> str:
@@ -71,11 +73,30 @@ class StepNode:
         started = time.monotonic()
         rc.hooks.on_step_start(run_id=rc.run_id, step=step.id, kind=step.kind, visit=visit)
         update: dict[str, Any] = {"visits": {step.id: visit}}
+        try:
+            result = await self._run(ctx, update)
+        except BaseException as exc:
+            if not tolerable(step, exc):
+                raise
+            record = error_record(exc)
+            lists = {"items": [], "errors": record.pop("errors", [])} if step.map is not None else {}
+            result = _result(step, fallback(step), "failed", error=record, **lists)
+        result["visits"] = visit
+        usage = {k: round(v, 6) for k, v in ctx.usage.items()}  # this step's LLM calls, tokens, cost
+        rc.hooks.on_step_end(run_id=rc.run_id, step=step.id, visit=visit, status=result["status"],
+                             seconds=round(time.monotonic() - started, 3), output=result["output"],
+                             **({"items": result.get("items", [])} if step.map is not None else {}),
+                             **{k: result[k] for k in ("error", "errors") if result.get(k)}, **usage)
+        update["steps"] = {step.id: result}
+        return update
+
+    async def _run(self, ctx: StepContext, update: dict[str, Any]) -> dict[str, Any]:
+        step = self.step
         if step.when is not None and not ctx.render(step.when, what="when"):
             result = _result(step, None, "skipped")
         elif step.map is not None:
-            outputs, items = await run_map(ctx)
-            result = _result(step, outputs, items=items)
+            outputs, items, errors = await run_map(ctx)
+            result = _result(step, outputs, items=items, errors=errors)
         elif step.kind == "approval":
             output = await STEP_KINDS[step.kind](ctx, None, with_item=False)
             decision = output["decision"]
@@ -85,13 +106,7 @@ class StepNode:
             update["approval"]["step"] = step.id
         else:
             result = _result(step, await STEP_KINDS[step.kind](ctx, None, with_item=False))
-        result["visits"] = visit
-        usage = {k: round(v, 6) for k, v in ctx.usage.items()}  # this step's LLM calls, tokens, cost
-        rc.hooks.on_step_end(run_id=rc.run_id, step=step.id, visit=visit, status=result["status"],
-                             seconds=round(time.monotonic() - started, 3), output=result["output"],
-                             **({"items": result["items"]} if step.map is not None else {}), **usage)
-        update["steps"] = {step.id: result}
-        return update
+        return result
 
 
 def _node_factory(rc: RunContext) -> Callable[[Step], NodeFunction]:
@@ -176,6 +191,8 @@ class Runner:
             run_started()
             try:
                 final = await graph.ainvoke(graph_input, config)
+                if isinstance(final, dict):
+                    outcome.problems = problems_of(final.get("steps") or {})
                 interrupts = final.get("__interrupt__") if isinstance(final, dict) else None
                 if interrupts:
                     outcome.status, outcome.pending = "waiting", interrupts[0].value
@@ -203,16 +220,19 @@ class Runner:
     def _finish(self, rc: RunContext, outcome: RunOutcome) -> RunOutcome:
         error = rc.redact(outcome.error) if outcome.error else None
         outcome.error = error
+        if outcome.problems:
+            outcome.problems = json.loads(rc.redact(json.dumps(outcome.problems, ensure_ascii=False, default=str)))
         ended = None if outcome.status == "waiting" else time.time()
         self.store.update_run(rc.run_id, status=outcome.status, outputs=outcome.outputs or None,
-                              error=error, pending=outcome.pending, ended_at=ended)
+                              error=error, pending=outcome.pending, ended_at=ended,
+                              problems=outcome.problems or None)
         run = self.store.get_run(rc.run_id) or {}
         outcome.tokens_in, outcome.tokens_out = run.get("tokens_in", 0), run.get("tokens_out", 0)
         outcome.cost = run.get("cost", 0.0)
         if outcome.pending:
             rc.hooks.on_approval(step=outcome.pending.get("step"), action="requested",
                                  title=outcome.pending.get("title"))
-        rc.hooks.on_run_end(run_id=rc.run_id, status=outcome.status, error=error,
+        rc.hooks.on_run_end(run_id=rc.run_id, status=outcome.status, error=error, problems=outcome.problems,
                             tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out,
                             cost=round(outcome.cost, 6))
         if "." not in rc.run_id:

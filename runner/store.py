@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS runs (
   status TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL, inputs TEXT NOT NULL,
   outputs TEXT, error TEXT, tokens_in INTEGER DEFAULT 0, tokens_out INTEGER DEFAULT 0,
   cost REAL DEFAULT 0, pending TEXT, cancel_requested INTEGER DEFAULT 0, parent TEXT,
-  max_cost REAL, pid INTEGER);
+  max_cost REAL, pid INTEGER, problems TEXT);
 CREATE TABLE IF NOT EXISTS journal (
   run_id TEXT NOT NULL, step TEXT NOT NULL, visit INTEGER NOT NULL, key TEXT NOT NULL,
   value TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (run_id, step, visit, key));
@@ -38,8 +38,8 @@ CREATE TABLE IF NOT EXISTS approvals (
 
 RUN_FIELDS = ("id", "playbook", "path", "source", "status", "started_at", "ended_at", "inputs",
               "outputs", "error", "tokens_in", "tokens_out", "cost", "pending", "cancel_requested",
-              "parent", "max_cost", "pid")
-JSON_FIELDS = {"inputs", "outputs", "pending"}
+              "parent", "max_cost", "pid", "problems")
+JSON_FIELDS = {"inputs", "outputs", "pending", "problems"}
 
 
 class Store(Protocol):
@@ -71,9 +71,9 @@ class SqliteStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         present = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
-        for column in ("pid",):  # columns added after the first release
+        for column, kind in (("pid", "INTEGER"), ("problems", "TEXT")):  # added after the first release
             if column not in present:
-                self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER")
+                self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self._db.close()

@@ -86,8 +86,14 @@ class Topology:
 
 
 def is_routing(step: Step) -> bool:
-    return (step.switch is not None or step.goto is not None
+    return (step.switch is not None or step.goto is not None or error_target(step) is not None
             or (step.approval is not None and step.approval.on_reject is not None))
+
+
+def error_target(step: Step) -> str | None:
+    """The error branch of `on_error: {goto: step}`, if any."""
+    policy, target = step.error_policy
+    return str(target) if policy == "goto" else None
 
 
 def _hands_off(step: Step) -> bool:
@@ -117,7 +123,10 @@ def build_topology(spec: PlaybookSpec) -> Topology:
         elif step.goto is not None:
             topo.routes[step.id] = [step.goto]
             topo.loop_routes[step.id] = [step.goto]
-        if step.approval is not None and step.approval.on_reject is not None:
+        if (target := error_target(step)) is not None:  # an error branch may lead back: a loop to guard
+            topo.loop_routes[step.id] = [*topo.loop_routes.get(step.id, []), target]
+        side = [t for t in (step.approval.on_reject if step.approval else None, error_target(step)) if t]
+        if side and step.switch is None:  # a second way out beside the usual one
             onward = [step.goto] if step.goto else (topo.successors(step.id) or [END])
-            topo.routes[step.id] = list(dict.fromkeys([*onward, step.approval.on_reject]))
+            topo.routes[step.id] = list(dict.fromkeys([*onward, *side]))
     return topo

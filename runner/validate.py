@@ -16,14 +16,14 @@ from runner.registry import all_tools
 from runner.spec.load import LoadedPlaybook, load_playbook
 from runner.spec.models import PlaybookSpec, Step
 from runner.spec.output_schema import SchemaError, to_json_schema, to_model
-from runner.topology import END, Topology, build_topology, is_routing
+from runner.topology import END, Topology, build_topology, error_target, is_routing
 
 ROOT_NAMES = {"inputs", "steps", "run", "env", "secrets", "approval"}
 JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop", "true", "false",
                  "none", "True", "False", "None"}
 RUN_FIELDS = {"id", "started_at", "date", "dir", "playbook"}
 APPROVAL_FIELDS = {"action", "comment", "by", "at", "edits", "step"}
-COMMON_RESULT_FIELDS = {"output", "status", "visits"}
+COMMON_RESULT_FIELDS = {"output", "status", "visits", "error"}
 
 
 @dataclass
@@ -141,6 +141,8 @@ class _Checker:
         if step.approval is not None and step.approval.on_reject is not None:
             self.check_target(("steps", i, "approval", "on_reject"), step.approval.on_reject,
                               f"{where} on_reject", False)
+        if (target := error_target(step)) is not None:
+            self.check_target(("steps", i, "on_error", "goto"), target, f"{where} on_error goto", True)
 
     def check_kind(self, i: int, step: Step) -> None:
         if step.llm is not None and step.llm.output is not None:

@@ -20,6 +20,31 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([A-Za-z0-9_-]+)""", re.I
 _ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "big5": "big5hkscs"}
 
 
+class HttpStatusError(ToolArgumentError):
+    """A page or API answered with an error status. Carries the status and URL, so a step's
+    `on_error` and a later `when:` can tell a 404 from a 503 (`steps.x.error.status`)."""
+
+    def __init__(self, url: str, status: int, reason: str = "") -> None:
+        self.url, self.status = url, status
+        super().__init__("url", f"'{url}' answered HTTP {status}{' ' + reason if reason else ''}")
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {"kind": "http_status", "status": self.status, "url": self.url}
+
+
+class FetchFailed(ToolArgumentError):
+    """No answer at all (timeout, refused connection) after every retry."""
+
+    def __init__(self, url: str, reason: str, kind: str) -> None:
+        self.url, self.kind = url, kind
+        super().__init__("url", f"'{url}': {reason}")
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {"kind": self.kind, "url": self.url}
+
+
 @dataclass
 class Fetched:
     url: str
@@ -72,7 +97,7 @@ async def fetch(url: str, ctx: ToolContext, *, timeout: float | None = None) -> 
     limit = timeout or (web.timeout if web else 20.0)
     headers = {"User-Agent": (web.user_agent if web and web.user_agent else USER_AGENT),
                "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}
-    last_error = ""
+    last_error, kind = "", "connection"
     for attempt in range(retries):
         semaphore = await _gate.enter(host, per_host, delay)
         try:
@@ -85,16 +110,16 @@ async def fetch(url: str, ctx: ToolContext, *, timeout: float | None = None) -> 
                 await asyncio.sleep(_retry_after(response) or 0.5 * 2 ** attempt)
                 continue
             if response.status_code >= 400:
-                raise ToolArgumentError("url", f"'{url}' answered HTTP {response.status_code} {response.reason_phrase}")
+                raise HttpStatusError(url, response.status_code, response.reason_phrase)
             return Fetched(str(response.url), response.status_code, response.content, dict(response.headers))
         except httpx.TimeoutException:
-            last_error = f"timed out after {limit:g}s"
+            last_error, kind = f"timed out after {limit:g}s", "timeout"
         except httpx.TransportError as exc:
-            last_error = f"cannot connect ({type(exc).__name__})"
+            last_error, kind = f"cannot connect ({type(exc).__name__})", "connection"
         finally:
             semaphore.release()
         await asyncio.sleep(0.5 * 2 ** attempt)
-    raise ToolArgumentError("url", f"'{url}': {last_error} ({retries} attempts)")
+    raise FetchFailed(url, f"{last_error} ({retries} attempts)", kind)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -7,13 +7,15 @@ import asyncio
 import time
 from typing import Any
 
-from runner.errors import RunError
+from runner.errors import RunError, TooManyFailures
 from runner.nodes.base import STEP_KINDS, StepContext
 from runner.nodes.llm import run_llm_batch
+from runner.nodes.on_error import error_record, failure_bound, fallback, tolerable
 
 
-async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any]]:
-    """(outputs, items): outputs 1:1 with the input list; items = input merged with its output."""
+async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any], list[dict[str, Any]]]:
+    """(outputs, items, errors): outputs 1:1 with the input list; items = input merged with its output;
+    errors = the items that failed under `on_error` (index, item, message), in input order."""
     items = ctx.render(ctx.step.map, what="map")
     if isinstance(items, dict):
         items = list(items.values())
@@ -25,6 +27,7 @@ async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any]]:
     units = [(start, items[start:start + size]) for start in range(0, len(items), size)]
     limit = asyncio.Semaphore(ctx.step.concurrency or ctx.run.playbook.spec.limits.concurrency)
     outputs: list[Any] = [None] * len(items)
+    errors: list[dict[str, Any]] = []
     done = 0
     started = time.monotonic()
     executor = STEP_KINDS[ctx.step.kind]
@@ -33,10 +36,17 @@ async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any]]:
         nonlocal done
         async with limit:
             ctx.run.check_cancel(ctx.step.id)
-            if size > 1:
-                results = await run_llm_batch(ctx, chunk, start)
-            else:
-                results = [await executor(ctx, chunk[0], with_item=True)]
+            try:
+                if size > 1:
+                    results = await run_llm_batch(ctx, chunk, start)
+                else:
+                    results = [await executor(ctx, chunk[0], with_item=True)]
+            except BaseException as exc:
+                if not tolerable(ctx.step, exc, item=True):
+                    raise
+                # one bad item (or batch) is recorded, not fatal; a resume tries it again
+                errors.extend(error_record(exc, index=start + k, item=it) for k, it in enumerate(chunk))
+                results = [fallback(ctx.step)] * len(chunk)
             outputs[start:start + len(chunk)] = results
             done += len(chunk)
             elapsed = time.monotonic() - started
@@ -52,8 +62,15 @@ async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any]]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+    errors.sort(key=lambda e: e["index"])
+    bound = failure_bound(ctx.step, len(items))
+    if bound is not None and len(errors) > bound:
+        shown = "; ".join(f"item {e['index']}: {e['message']}" for e in errors[:3])
+        raise TooManyFailures(f"{len(errors)} of {len(items)} items failed, more than max_failures "
+                              f"{ctx.step.max_failures} allows — {shown}", step=ctx.step.id,
+                              details={"errors": errors})
     merged = [_merge(item, out) for item, out in zip(items, outputs, strict=True)]
-    return outputs, merged
+    return outputs, merged, errors
 
 
 def _merge(item: Any, out: Any) -> Any:

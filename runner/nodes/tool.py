@@ -35,9 +35,10 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
             result = await asyncio.wait_for(info.function(args, ctx.tool_context()), ctx.timeout)
         except TimeoutError:
             raise RunError(f"{info.name} timed out after {ctx.timeout:g}s (raise `timeout:`)",
-                           step=ctx.step.id) from None
+                           step=ctx.step.id, details={"kind": "timeout"}) from None
         except ToolArgumentError as exc:
-            raise RunError(f"{info.name}: argument '{exc.argument}': {exc}", step=ctx.step.id) from None
+            raise RunError(f"{info.name}: argument '{exc.argument}': {exc}", step=ctx.step.id,
+                           details=getattr(exc, "details", None)) from None
         except (ValueError, OSError, LookupError) as exc:
             raise RunError(f"{info.name}: {exc}", step=ctx.step.id) from None
         ctx.run.hooks.on_tool_call(step=ctx.step.id, tool=info.name, args=raw,

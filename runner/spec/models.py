@@ -110,6 +110,32 @@ class SwitchSpec(Model):
     default: str | None = Field(None, description="step id or 'end'; omitted: the next step")
 
 
+class OnErrorDefault(Model):
+    default: Any = Field(description="the output to use instead (in a map: for each failed item)")
+
+
+class OnErrorGoto(Model):
+    goto: str = Field(description="the error branch: a step id, or 'end'")
+
+
+OnError = Literal["fail", "skip"] | OnErrorDefault | OnErrorGoto
+_MAX_FAILURES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def parse_max_failures(value: Any) -> int | str | None:
+    """A count of items (3) or a share of them ('10%')."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    if isinstance(value, str) and (match := _MAX_FAILURES.match(value)) and float(match.group(1)) <= 100:
+        return f"{float(match.group(1)):g}%"
+    raise ValueError(f"max_failures is a count of items (3) or a percentage ('10%'), not {value!r}")
+
+
+MaxFailures = Annotated[int | str | None, BeforeValidator(parse_max_failures), WithJsonSchema({
+    "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\d+(\.\d+)?%$"}],
+    "description": "map steps: fail the step when more items than this fail (a count or a percentage)"})]
+
+
 class Step(Model):
     id: StepId
     title: str | None = None
@@ -134,6 +160,12 @@ class Step(Model):
     model: str | None = None
     cache: bool | None = Field(None, description="LLM response cache; default on at temperature 0")
     max_visits: int | None = Field(None, ge=1, le=10_000, description="loop guard for goto cycles")
+    on_error: OnError = Field("fail", description="fail: stop the run (default); skip: record the error, "
+                                                  "null output, go on; {default: value}: use that output; "
+                                                  "{goto: step}: continue at an error branch. In a map it "
+                                                  "applies per item")
+    max_failures: MaxFailures = Field(None, description="map steps: fail the step when more items than this "
+                                                        "fail (a count, or a percentage like '10%')")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
@@ -150,6 +182,11 @@ class Step(Model):
             raise ValueError(f"step '{self.id}': 'batch' applies to llm steps only")
         if self.map is not None and self.kind in ("approval", "switch"):
             raise ValueError(f"step '{self.id}': {self.kind} steps cannot map")
+        if self.on_error != "fail" and self.kind in ("approval", "switch"):
+            raise ValueError(f"step '{self.id}': on_error does not apply to {self.kind} steps")
+        if self.max_failures is not None and self.map is None:
+            raise ValueError(f"step '{self.id}': max_failures bounds the failed items of a map; add `map:` "
+                             "or remove it")
         if self.goto is not None and self.kind == "switch":
             raise ValueError(f"step '{self.id}': a switch routes with its cases; remove 'goto'")
         return self
@@ -157,6 +194,15 @@ class Step(Model):
     @property
     def kind(self) -> str:
         return next(k for k in STEP_KINDS if getattr(self, k) is not None)
+
+    @property
+    def error_policy(self) -> tuple[str, Any]:
+        """('fail' | 'skip' | 'default' | 'goto', the default value or goto target)."""
+        if isinstance(self.on_error, OnErrorDefault):
+            return "default", self.on_error.default
+        if isinstance(self.on_error, OnErrorGoto):
+            return "goto", self.on_error.goto
+        return self.on_error, None
 
     @property
     def item_name(self) -> str:

@@ -1,0 +1,114 @@
+"""`on_error`: one bad item or step does not kill a run, and nothing it went past is hidden."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner.testing import serve_directory
+from tests.conftest import cli, run_playbook, write_playbook
+
+FAST_WEB = '\n[web]\ndelay = 0\nretries = 1\ntimeout = 3\n'
+
+FETCH_ALL = """
+name: fetch_all
+inputs: {urls: {type: list}}
+steps:
+  - id: pages
+    map: ${{ inputs.urls }}
+    as: url
+    tool: web.fetch
+    with: {url: "${{ url }}", extract: html}
+    on_error: skip
+    MAX
+  - id: count
+    tool: file.write
+    with:
+      path: failed.md
+      content: "{% for e in steps.pages.errors %}${{ e.index }} ${{ e.status }} ${{ e.url }}\\n{% endfor %}"
+outputs:
+  fetched: "${{ steps.pages.output | select | list | length }}"
+  failed: "${{ steps.pages.errors | map(attribute='status') | list }}"
+"""
+
+
+def _site(tmp_path: Path) -> Path:
+    site = tmp_path / "site"
+    site.mkdir()
+    for name in ("a", "b", "c"):
+        (site / f"{name}.html").write_text(f"<html><body>{name}</body></html>", encoding="utf-8")
+    return site
+
+
+def test_a_map_goes_on_past_a_404_and_lists_it_with_status_and_url(project_dir: Path, tmp_path: Path) -> None:
+    with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
+        toml.write(FAST_WEB)
+    path = write_playbook(project_dir, FETCH_ALL.replace("MAX", ""))
+    with serve_directory(_site(tmp_path)) as base:
+        urls = [f"{base}/a.html", f"{base}/missing.html", f"{base}/b.html", f"{base}/c.html"]
+        done = cli("run", str(path), "-i", "urls=" + ",".join(urls), cwd=project_dir)
+    assert done.returncode == 0, done.stderr
+    assert "done with 1 tolerated error" in done.stdout
+    assert "1 of 4 items failed" in done.stdout and "HTTP 404" in done.stdout
+    assert "fetched: 3" in done.stdout.replace('"', "") and "failed: [404]" in done.stdout
+    run_id = done.stdout.split("tolerated error(s)")[1].split()[0]
+    shown = cli("runs", "show", run_id, cwd=project_dir)
+    assert "1 of 4 items failed" in shown.stdout and "missing.html" in shown.stdout
+    report = (project_dir / ".playbook" / "runs" / run_id / "failed.md").read_text(encoding="utf-8")
+    assert report.strip() == f"1 404 {urls[1]}"
+
+
+def test_max_failures_fails_the_step_when_too_many_items_fail(project_dir: Path, tmp_path: Path) -> None:
+    with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
+        toml.write(FAST_WEB)
+    path = write_playbook(project_dir, FETCH_ALL.replace("MAX", "max_failures: 25%"))
+    with serve_directory(_site(tmp_path)) as base:
+        urls = [f"{base}/a.html", f"{base}/x.html", f"{base}/y.html", f"{base}/c.html"]
+        done = cli("run", str(path), "-i", "urls=" + ",".join(urls), cwd=project_dir)
+    assert done.returncode == 1
+    assert "2 of 4 items failed, more than max_failures 25% allows" in done.stderr
+
+
+def test_default_and_goto_stand_in_for_a_failed_step(project_dir: Path) -> None:
+    path = write_playbook(project_dir, """
+name: fallbacks
+steps:
+  - id: notes
+    tool: file.read
+    with: {path: no-such-notes.md}
+    on_error: {default: {text: 暂无备注}}
+  - id: load
+    tool: sheet.read
+    with: {path: no-such-table.csv}
+    on_error: {goto: explain}
+  - id: total
+    tool: file.write
+    with: {path: total.md, content: "${{ steps.load.count }}"}
+    goto: end
+  - id: explain
+    tool: file.write
+    with: {path: why.md, content: "读不到表：${{ steps.load.error.message }}"}
+outputs:
+  notes: ${{ steps.notes.output.text }}
+  notes_status: ${{ steps.notes.status }}
+  why: ${{ steps.explain.path }}
+  total: ${{ steps.total.output }}
+""")
+    outcome = run_playbook(path)
+    assert outcome.status == "done", outcome.error
+    assert outcome.outputs["notes"] == "暂无备注" and outcome.outputs["notes_status"] == "failed"
+    assert outcome.outputs["total"] is None  # the normal branch did not run
+    why = Path(outcome.outputs["why"]).read_text(encoding="utf-8")
+    assert why.startswith("读不到表：") and "no-such-table.csv" in why
+    assert [p["step"] for p in outcome.problems] == ["notes", "load"]
+
+
+def test_on_error_goto_to_an_unknown_step_is_a_validate_error(tmp_path: Path) -> None:
+    path = write_playbook(tmp_path, """
+name: bad_goto
+steps:
+  - {id: load, tool: sheet.read, with: {path: x.csv}, on_error: {goto: explian}}
+  - {id: explain, tool: file.write, with: {path: a.md, content: x}}
+""")
+    done = cli("validate", str(path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "pb.yaml:4:" in done.stderr and "unknown step 'explian' (did you mean 'explain'?)" in done.stderr
