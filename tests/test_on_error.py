@@ -112,3 +112,43 @@ steps:
     done = cli("validate", str(path), cwd=tmp_path)
     assert done.returncode == 2
     assert "pb.yaml:4:" in done.stderr and "unknown step 'explian' (did you mean 'explain'?)" in done.stderr
+
+
+def test_trend_scan_over_many_sources_finishes_past_a_404_a_hang_and_a_broken_feed(
+        project_dir: Path, tmp_path: Path) -> None:
+    import json
+    import socket
+
+    from tests.conftest import ROOT
+
+    with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
+        toml.write("\n[web]\ndelay = 0\nretries = 1\ntimeout = 2\nper_host = 8\n")
+    topics = json.loads((ROOT / "examples/trends/weibo/2026-08-17.json").read_text(encoding="utf-8"))
+    site = tmp_path / "sources"
+    site.mkdir()
+    for n in range(19):  # 19 good hot lists of 20 topics each
+        (site / f"hot{n}.json").write_text(json.dumps(topics[n * 20:(n + 1) * 20], ensure_ascii=False),
+                                           encoding="utf-8")
+    (site / "guardian.rss").write_bytes((ROOT / "examples/trends/guardian.rss").read_bytes())
+    (site / "broken.rss").write_text("this is not <rss at all", encoding="utf-8")
+    hang = socket.socket()  # accepts connections and never answers
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(16)
+    try:
+        with serve_directory(site) as base:
+            hot = [f"{base}/hot{n}.json" for n in range(19)] + [f"{base}/gone.json"]
+            feeds = [f"{base}/guardian.rss", f"{base}/broken.rss",
+                     f"http://127.0.0.1:{hang.getsockname()[1]}/slow.rss"]
+            done = run_playbook(ROOT / "playbooks" / "trend_scan.yaml",
+                                {"hot_lists": hot, "feeds": feeds, "keywords": ["AI"], "per_source": 20})
+    finally:
+        hang.close()
+    assert done.status == "done", done.error
+    assert sorted(done.outputs["failed_sources"]) == sorted([hot[-1], *feeds[1:]])
+    report = Path(done.outputs["report"]).read_text(encoding="utf-8")
+    assert "## 未能读取的来源（3）" in report
+    assert f"- {hot[-1]}：" in report and "HTTP 404" in report
+    assert f"- {feeds[1]}：" in report and "not a readable RSS/Atom feed" in report
+    assert f"- {feeds[2]}：" in report and "timed out" in report
+    assert {p["step"] for p in done.problems} == {"hot", "feeds"}
+    assert len(done.outputs["items"]) >= 19 * 20 * 0.9  # the good sources all made it in
