@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner.registry import ToolArgumentError, ToolContext, tool
+from tools.metrics_rollup import (
+    PERIODS,
+    coverage_note,
+    is_id_name,
+    parse_rules,
+    period_days,
+    period_key,
+    rollup,
+    suggest_aggregate,
+)
 
 _FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%Y/%m/%d",
             "%Y/%m/%d %H:%M:%S", "%Y%m%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m")
@@ -62,9 +72,15 @@ def series(rows: list[dict[str, Any]], time_field: str, value_field: str) -> lis
 
 class LoadInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: str = Field(description="csv (UTF-8 or GBK), xlsx or jsonl: a time series or a KPI table")
+    path: str = Field(description="csv (UTF-8 or GBK), xlsx or jsonl: a time series, a KPI table, or one row per "
+                                  "order or event (then give `aggregate`)")
     time: str = Field("date", description="time column")
-    values: list[str] | None = Field(None, description="metric columns (default: every all-numeric column)")
+    values: list[str] | None = Field(None, description="metric columns (default: every all-numeric column that "
+                                                       "is not an identifier)")
+    aggregate: dict[str, str] | None = Field(
+        None, description="roll rows up to periods, each metric by its rule: {orders: count, buyers: "
+                          "nunique(user_id), revenue: sum(amount)}; rules: count, sum, mean, min, max, nunique")
+    by: Literal["hour", "day", "week", "month"] = Field("day", description="the period `aggregate` rolls up to")
     sheet: str | None = None
     encoding: str | None = None
 
@@ -77,6 +93,11 @@ class LoadOutput(BaseModel):
     end: str | None
     missing: dict[str, int] = Field(description="blank cells per metric")
     duplicate_times: int
+    rules: dict[str, str] = Field(default_factory=dict, description="each aggregated metric's rule")
+    events: int | None = Field(None, description="rows read before aggregation")
+    periods: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict, description="aggregated loads: the same metrics rolled up per week and month "
+                                          "from the events (for metrics.compare `periods`)")
 
 
 def _is_number(value: Any) -> bool:
@@ -86,38 +107,75 @@ def _is_number(value: Any) -> bool:
         return False
 
 
+def _numeric_columns(raw: list[dict[str, Any]], columns: list[str], time: str) -> list[str]:
+    return [c for c in columns if c != time and any(_is_number(r.get(c)) for r in raw)
+            and all(_is_number(r.get(c)) or r.get(c) in (None, "") for r in raw)]
+
+
+def _parse_rows(raw: list[dict[str, Any]], path: str, time: str,
+                numbers: list[str]) -> list[tuple[datetime, dict[str, Any]]]:
+    rows: list[tuple[datetime, dict[str, Any]]] = []
+    for i, row in enumerate(raw):
+        where = f"'{path}' row {i + 2}"
+        try:
+            moment = parse_time(row.get(time))
+            parsed = {m: parse_number(row.get(m), f"{where} column '{m}'") for m in numbers}
+        except ValueError as exc:
+            raise ToolArgumentError("path", f"{where}: {exc}" if str(exc).startswith("cannot") else str(exc)) from None
+        rows.append((moment, {**row, **parsed}))
+    rows.sort(key=lambda pair: pair[0])
+    return rows
+
+
 @tool("metrics.load")
 async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
-    """Load a time series or KPI table: times parsed, numbers cleaned ('1,234', '12%'), sorted by time."""
+    """Load a time series, a KPI table, or event rows rolled up by `aggregate`: times parsed, numbers cleaned."""
     from tools.sheet import read_rows
 
     raw = read_rows(args.path, ctx, sheet=args.sheet, encoding=args.encoding)
     columns = list(raw[0]) if raw else []
     if raw and args.time not in columns:
         raise ToolArgumentError("time", f"no column '{args.time}' in '{args.path}' (columns: {', '.join(columns)})")
-    metrics = args.values if args.values is not None else [
-        c for c in columns if c != args.time and any(_is_number(r.get(c)) for r in raw)
-        and all(_is_number(r.get(c)) or r.get(c) in (None, "") for r in raw)]
+    if args.aggregate:
+        return _load_aggregated(args, raw, columns)
+    numeric = _numeric_columns(raw, columns, args.time)
+    metrics = args.values if args.values is not None else [c for c in numeric if not is_id_name(c)]
     for name in metrics:
         if raw and name not in columns:
             raise ToolArgumentError("values", f"no column '{name}' in '{args.path}' (columns: {', '.join(columns)})")
-    rows: list[tuple[datetime, dict[str, Any]]] = []
-    for i, row in enumerate(raw):
-        where = f"'{args.path}' row {i + 2}"
-        try:
-            moment = parse_time(row.get(args.time))
-            numbers = {m: parse_number(row.get(m), f"{where} column '{m}'") for m in metrics}
-        except ValueError as exc:
-            raise ToolArgumentError("path", f"{where}: {exc}" if str(exc).startswith("cannot") else str(exc)) from None
-        rows.append((moment, {**row, **numbers}))
-    rows.sort(key=lambda pair: pair[0])
-    stamp = stamper([m for m, _ in rows])
-    out = [{**row, args.time: stamp(m)} for m, row in rows]
+        if is_id_name(name):
+            raise ToolArgumentError("values", f"'{name}' holds identifiers, not a metric; to count distinct ones "
+                                    f"use aggregate: {{{name}_count: nunique({name})}}")
+    rows = _parse_rows(raw, args.path, args.time, metrics)
     times = [m for m, _ in rows]
+    repeated = len(times) - len(set(times))
+    if repeated >= max(3, len(times) // 10):
+        raise ToolArgumentError("aggregate", (
+            f"'{args.path}': {repeated} of {len(times)} rows repeat a time already seen — this looks like one row "
+            f"per order or event, not one row per day or time, and summing or charting "
+            f"it row by row would be wrong. Say how rows roll up to a day with `aggregate:`, e.g.\n"
+            f"  aggregate: {suggest_aggregate(columns, [c for c in numeric if c != args.time])}\n"
+            f"(in kpi_report: -i aggregate='...'; rules: count, sum, mean, min, max, nunique)"))
+    stamp = stamper(times)
+    out = [{**row, args.time: stamp(m)} for m, row in rows]
     return LoadOutput(rows=out, values=metrics, count=len(out), start=stamp(times[0]) if times else None,
                       end=stamp(times[-1]) if times else None,
-                      missing={m: sum(r[m] is None for r in out) for m in metrics},
-                      duplicate_times=len(times) - len(set(times)))
+                      missing={m: sum(r[m] is None for r in out) for m in metrics}, duplicate_times=repeated)
+
+
+def _load_aggregated(args: LoadInput, raw: list[dict[str, Any]], columns: list[str]) -> LoadOutput:
+    assert args.aggregate is not None
+    rules = parse_rules(args.aggregate, columns)
+    summed = sorted({r.column for r in rules if r.column and r.function not in ("count", "nunique")})
+    events = _parse_rows(raw, args.path, args.time, summed)
+    rows = rollup(events, rules, args.by, args.time)
+    coarser = PERIODS[PERIODS.index(args.by) + 1:]
+    periods = {p: rollup(events, rules, p, args.time) for p in coarser if p in ("week", "month")}
+    names = [r.name for r in rules]
+    return LoadOutput(rows=rows, values=names, count=len(rows), start=rows[0][args.time] if rows else None,
+                      end=rows[-1][args.time] if rows else None,
+                      missing={n: sum(r[n] is None for r in rows) for n in names}, duplicate_times=0,
+                      rules={r.name: r.text for r in rules}, events=len(events), periods=periods)
 
 
 class CompareInput(BaseModel):
@@ -128,32 +186,56 @@ class CompareInput(BaseModel):
     period: Literal["day", "week", "month"] = "day"
     agg: Literal["sum", "mean", "last"] = Field("sum", description="how points in one period combine "
                                                                    "(use mean or last for rates)")
+    periods: dict[str, list[dict[str, Any]]] | None = Field(
+        None, description="rows already rolled up per period (metrics.load `periods` of an aggregated load); "
+                          "used instead of `agg` for that period, so each metric keeps its own rule")
 
 
 class PeriodDelta(BaseModel):
     metric: str
     period: str
-    value: float
+    value: float | None
     previous: float | None
     delta: float | None
-    pct: float | None = Field(description="percent change vs the previous period")
-    points: int = Field(description="data points in this period")
-    complete: bool = Field(description="false for a trailing period with fewer points than usual (a week "
-                                       "that is still running); `latest` skips it")
+    pct: float | None = Field(description="percent change vs the previous period; none when either is partial")
+    points: int = Field(description="data points (days, for rolled-up periods) in this period")
+    complete: bool = Field(description="false for a period the data covers only in part (a week that starts "
+                                       "before the first day or ends after the last); `latest` skips it")
+    note: str | None = Field(None, description="why the period is partial, or why it is not compared")
 
 
 class CompareOutput(BaseModel):
     rows: list[PeriodDelta]
-    latest: dict[str, PeriodDelta] = Field(description="the last period of each metric")
+    latest: dict[str, PeriodDelta] = Field(description="the last complete period of each metric")
 
 
-def _period_key(moment: datetime, period: str) -> str:
-    if period == "day":
-        return moment.strftime("%Y-%m-%d")
-    if period == "week":
-        year, week, _ = moment.isocalendar()
-        return f"{year}-W{week:02d}"
-    return moment.strftime("%Y-%m")
+def _grouped(args: CompareInput, metric: str) -> list[tuple[str, float | None, int, str | None]]:
+    """(period, value, points, partial-note) per period of one metric, oldest first."""
+    if args.periods and args.period in args.periods:
+        return [(str(r[args.time]), r.get(metric), int(r.get("days") or 0),
+                 None if r.get("complete", True) else str(r.get("partial") or "partial"))
+                for r in args.periods[args.period]]
+    data = series(args.rows, args.time, metric)
+    groups: dict[str, list[float]] = {}
+    spans: dict[str, tuple[date, date]] = {}
+    for moment, value in data:
+        key = period_key(moment, args.period)
+        groups.setdefault(key, []).append(value)
+        spans.setdefault(key, period_days(moment, args.period))
+    keys = sorted(groups)
+    usual = statistics.median(len(groups[k]) for k in keys) if keys else 0
+    first, last = (data[0][0].date(), data[-1][0].date()) if data else (None, None)
+    out: list[tuple[str, float | None, int, str | None]] = []
+    for key in keys:
+        points = groups[key]
+        value = sum(points) if args.agg == "sum" else statistics.fmean(points) if args.agg == "mean" else points[-1]
+        note = None
+        if args.period != "day" and first and last:
+            note = coverage_note(first, last, spans[key])
+        elif key in (keys[0], keys[-1]) and len(points) < usual:  # sub-daily points: a day cut short
+            note = f"only {len(points)} of the usual {usual:g} points"
+        out.append((key, value, len(points), note))
+    return out
 
 
 @tool("metrics.compare")
@@ -162,25 +244,23 @@ async def metrics_compare(args: CompareInput, ctx: ToolContext) -> CompareOutput
     out: list[PeriodDelta] = []
     latest: dict[str, PeriodDelta] = {}
     for metric in args.values:
-        groups: dict[str, list[float]] = {}
-        for moment, value in series(args.rows, args.time, metric):
-            groups.setdefault(_period_key(moment, args.period), []).append(value)
-        previous: float | None = None
-        keys = sorted(groups)
-        usual = statistics.median(len(groups[k]) for k in keys[:-1]) if len(keys) > 1 else 0
-        for key in keys:
-            points = groups[key]
-            value = sum(points) if args.agg == "sum" else statistics.fmean(points) if args.agg == "mean" else points[-1]
-            delta = value - previous if previous is not None else None
+        before: tuple[float | None, str | None] | None = None
+        for key, value, points, partial in _grouped(args, metric):
+            previous, previous_partial = before if before else (None, None)
+            value = None if value is None else round(value, 4)
+            note = f"partial period: {partial}" if partial else None
+            comparable = before is not None and not partial and not previous_partial
+            if before is not None and previous_partial and not partial:
+                note = f"not compared: the previous period is partial ({previous_partial})"
+            delta = value - previous if comparable and value is not None and previous is not None else None
             pct = round(delta / previous * 100, 2) if delta is not None and previous else None
-            complete = key != keys[-1] or len(points) >= usual
-            row = PeriodDelta(metric=metric, period=key, value=round(value, 4), previous=previous,
-                              delta=round(delta, 4) if delta is not None else None, pct=pct, points=len(points),
-                              complete=complete)
+            row = PeriodDelta(metric=metric, period=key, value=value, previous=previous,
+                              delta=round(delta, 4) if delta is not None else None, pct=pct, points=points,
+                              complete=partial is None, note=note)
             out.append(row)
-            if complete:
+            if partial is None:
                 latest[metric] = row
-            previous = round(value, 4)
+            before = (value, partial)
     return CompareOutput(rows=out, latest=latest)
 
 
@@ -216,10 +296,11 @@ async def metrics_anomalies(args: AnomalyInput, ctx: ToolContext) -> AnomalyOutp
     data = series(args.rows, args.time, args.value)
     stamp = stamper([t for t, _ in data])
     points: list[Point] = []
+    least = max(5, args.window // 4)  # fewer points of history than this: the point is not judged
     for i, (moment, value) in enumerate(data):
         history = [v for _, v in data[max(0, i - args.window):i]]
         baseline = score = None
-        if len(history) >= max(5, args.window // 4):
+        if len(history) >= least:
             baseline = statistics.median(history)
             mad = statistics.median(abs(v - baseline) for v in history)
             scale = mad / 0.6745 if mad else (statistics.pstdev(history) or 1e-9)
@@ -227,11 +308,24 @@ async def metrics_anomalies(args: AnomalyInput, ctx: ToolContext) -> AnomalyOutp
         points.append(Point(time=stamp(moment), value=value,
                             baseline=None if baseline is None else round(baseline, 4), score=score,
                             anomaly=score is not None and abs(score) > args.threshold))
-    method = (f"robust z-score: each point against the median and MAD of the previous {args.window} points, "
-              f"z = (x − median) / (MAD / 0.6745); flagged when |z| > {args.threshold:g}")
+    method = anomaly_method(len(data), args.window, least, args.threshold, [p.time for p in points])
     anomalies = [p for p in points if p.anomaly]
     return AnomalyOutput(method=method, points=points, anomalies=anomalies, recent=points[-args.recent:],
                          count=len(anomalies))
+
+
+def anomaly_method(count: int, window: int, least: int, threshold: float, times: list[str]) -> str:
+    """What was really done, including the points near the start that had less history than the window."""
+    text = (f"robust z-score: each point against the median and MAD of the {window} points before it, "
+            f"z = (x − median) / (MAD / 0.6745); flagged when |z| > {threshold:g}")
+    unjudged = min(count, least)
+    short = max(0, min(count, window) - unjudged)
+    if unjudged:
+        text += f"; the first {unjudged} points have fewer than {least} points before them and are not judged"
+    if short:
+        text += (f"; the next {short} (up to {times[unjudged + short - 1]}) are judged on {least}–{window - 1} "
+                 f"points, fewer than the window")
+    return text
 
 
 class ChartInput(BaseModel):

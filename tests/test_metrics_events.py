@@ -1,0 +1,95 @@
+"""Event-level tables (one row per order): rolled up by each metric's own rule, checked against an
+independent computation on real transactions (CDNOW, from the PyPI package lifetimes; see NOTICE)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from runner.testing import FakeLLMServer, call_tool
+from tests.conftest import ROOT, cli, run_playbook
+
+ORDERS = ROOT / "examples" / "orders" / "cdnow_orders_1997q1.csv"
+AGGREGATE = {"orders": "count", "buyers": "nunique(user_id)", "cds": "sum(quantity)", "revenue": "sum(amount)"}
+
+
+def _truth() -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Per day and per ISO week: orders, distinct buyers, CDs and revenue, computed here independently."""
+    days: dict[str, list[dict[str, str]]] = defaultdict(list)
+    weeks: dict[str, list[dict[str, str]]] = defaultdict(list)
+    with ORDERS.open(encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            days[row["date"]].append(row)
+            year, week, _ = date.fromisoformat(row["date"]).isocalendar()
+            weeks[f"{year}-W{week:02d}"].append(row)
+
+    def figures(rows: list[dict[str, str]]) -> dict[str, float]:
+        return {"orders": len(rows), "buyers": len({r["user_id"] for r in rows}),
+                "cds": sum(int(r["quantity"]) for r in rows),
+                "revenue": round(sum(float(r["amount"]) for r in rows), 2)}
+
+    return {d: figures(r) for d, r in days.items()}, {w: figures(r) for w, r in weeks.items()}
+
+
+def test_kpi_report_on_an_order_export_matches_an_independent_computation(
+        project_dir: Path, server: FakeLLMServer) -> None:
+    server.add_rule("数据截至", {"headline": "订单走势平稳", "narrative": "见下表。", "actions": ["一、关注复购"]})
+    done = run_playbook(ROOT / "playbooks" / "kpi_report.yaml", {"table": str(ORDERS), "aggregate": AGGREGATE})
+    assert done.status == "done", done.error
+    days, weeks = _truth()
+    got_days: dict[str, dict[str, float]] = defaultdict(dict)
+    for row in done.outputs["days"]:
+        got_days[row["period"]][row["metric"]] = row["value"]
+    assert {d: {k: round(v, 2) for k, v in f.items()} for d, f in got_days.items()} == days
+    got_weeks: dict[str, dict[str, float]] = defaultdict(dict)
+    for row in done.outputs["weeks"]:
+        got_weeks[row["period"]][row["metric"]] = row["value"]
+    assert {w: {k: round(v, 2) for k, v in f.items()} for w, f in got_weeks.items()} == weeks
+    # distinct buyers of a week are not the sum of each day's distinct buyers
+    week_days = [d for d in days if date.fromisoformat(d).isocalendar()[1] == 5]
+    assert weeks["1997-W05"]["buyers"] < sum(days[d]["buyers"] for d in week_days)
+    # the last day is a real day of orders, not dropped as "incomplete"
+    assert done.outputs["daily"]["orders"]["period"] == "1997-02-19"
+    # 1997-01-01 is a Wednesday and 1997-02-19 too: both end weeks are partial, never compared
+    partial = {r["period"]: r for r in done.outputs["weeks"] if r["metric"] == "orders"}
+    assert not partial["1997-W01"]["complete"] and not partial["1997-W08"]["complete"]
+    assert partial["1997-W02"]["pct"] is None and "previous period is partial" in partial["1997-W02"]["note"]
+    latest = done.outputs["weekly"]["buyers"]
+    assert latest["period"] == "1997-W07" and latest["value"] == weeks["1997-W07"]["buyers"]
+    assert latest["pct"] == round((weeks["1997-W07"]["buyers"] - weeks["1997-W06"]["buyers"])
+                                  / weeks["1997-W06"]["buyers"] * 100, 2)
+    report = Path(done.outputs["report"]).read_text(encoding="utf-8")
+    assert "buyers = nunique(user_id)" in report and f"由 {sum(f['orders'] for f in days.values()):,} 行明细" in report
+    assert "1997-W01（5 天）" in report and "1997-W08（3 天）" in report
+
+
+def test_an_order_export_without_aggregate_stops_and_shows_the_aggregate_to_write(project_dir: Path) -> None:
+    done = cli("run", str(ROOT / "playbooks" / "kpi_report.yaml"), "-i", f"table={ORDERS}", cwd=project_dir)
+    assert done.returncode == 1, done.stdout
+    assert "repeat a time already seen" in done.stderr and "one row per order or event" in done.stderr
+    assert "aggregate: {records: count, users: nunique(user_id), quantity: sum(quantity), amount: sum(amount)}" \
+        in done.stderr
+
+
+def test_identifier_columns_are_never_metrics(tmp_path: Path) -> None:
+    table = tmp_path / "daily.csv"
+    table.write_text("date,id,订单编号,uid,DAU\n" + "".join(
+        f"2026-01-{d:02d},{d},{1000 + d},{7 * d},{100 + d}\n" for d in range(1, 11)), encoding="utf-8")
+    loaded = asyncio.run(call_tool("metrics.load", {"path": str(table)}, run_dir=tmp_path))
+    assert loaded.values == ["DAU"]
+    with pytest.raises(ValueError, match="holds identifiers"):
+        asyncio.run(call_tool("metrics.load", {"path": str(table), "values": ["uid"]}, run_dir=tmp_path))
+
+
+def test_the_anomaly_method_says_which_points_had_less_history_than_the_window(tmp_path: Path) -> None:
+    rows = [{"date": f"2026-01-{d:02d}", "v": 100 + d % 3} for d in range(1, 31)]
+    out = asyncio.run(call_tool("metrics.anomalies", {"rows": rows, "time": "date", "value": "v", "window": 14},
+                                run_dir=tmp_path))
+    assert "the first 5 points have fewer than 5 points before them and are not judged" in out.method
+    assert "the next 9 (up to 2026-01-14) are judged on 5–13 points, fewer than the window" in out.method
+    assert [p.score is None for p in out.points[:6]] == [True] * 5 + [False]
