@@ -138,8 +138,11 @@ class Project:
 
 
 def _has_key(config: ModelConfig) -> bool:
+    """Whether the alias can be called. A model on a named endpoint (`api_base`: a vLLM, Ollama or fake server)
+    is tried without a key: such servers often need none, and one that does answers 401, which names the
+    variable to set — better than silently swapping in the embedded model."""
     env = config.key_env()
-    return config.model == LOCAL or not env or bool(os.environ.get(env))
+    return config.model == LOCAL or bool(config.api_base) or not env or bool(os.environ.get(env))
 
 
 def load_project(root: Path | None = None) -> Project:

@@ -150,16 +150,18 @@ class LlmClient:
         self.store = store
         self.replies = replies
 
-    def cache_key(self, model: str, request: LlmRequest, schema: dict[str, Any] | None) -> str:
-        blob = json.dumps([model, request.messages, request.temperature, request.max_tokens, schema, request.tools],
-                          ensure_ascii=False, sort_keys=True)
+    def cache_key(self, config: ModelConfig, request: LlmRequest, schema: dict[str, Any] | None) -> str:
+        """The reply cache keys on what was really asked of whom: the resolved model id and its endpoint
+        (two servers serving the same model id are different models), then the request itself."""
+        blob = json.dumps([config.model, _endpoint(config), request.messages, request.temperature, request.max_tokens,
+                           schema, request.tools], ensure_ascii=False, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     async def complete(self, request: LlmRequest) -> LlmResult:
         alias, config = self.project.resolve_model(request.alias)
         schema = request.schema or (json_schema(request.output_model) if request.output_model else None)
         use_cache = request.cache if request.cache is not None else request.temperature == 0
-        key = self.cache_key(config.model, request, schema)
+        key = self.cache_key(config, request, schema)
         if use_cache and self.store is not None and (hit := self.store.cache_get(key)) is not None:
             return LlmResult(hit["content"], hit["text"], alias, cached=True, tool_calls=hit.get("tool_calls", []))
         messages = [dict(m) for m in request.messages]
@@ -285,6 +287,15 @@ class LlmClient:
             _UNPRICED.add(config.model)
             return 0.0
         return usd * self.project.settings.usd_rate
+
+
+def _endpoint(config: ModelConfig) -> str:
+    """Where the model answers from: its `api_base`, the embedded model's GGUF file, or the provider's own API."""
+    if config.model == LOCAL:
+        return "gguf:" + os.environ.get("PLAYBOOK_LOCAL_GGUF", "gemma3-270m")
+    if config.api_base:
+        return config.api_base.rstrip("/")
+    return "provider:" + (config.model.split("/", 1)[0] if "/" in config.model else "openai")
 
 
 def _response_format(litellm: Any, config: ModelConfig, schema: dict[str, Any]) -> dict[str, Any]:
