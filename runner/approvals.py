@@ -8,6 +8,8 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel
 
+from runner.messages import summarise
+
 
 class EditError(ValueError):
     """Edits that are not allowed or do not fit the draft's schema; nothing was applied."""
@@ -42,7 +44,7 @@ def apply_edits(draft: Any, edits: dict[str, Any], editable: list[str],
         try:
             edited = model.model_validate(edited).model_dump(mode="json")
         except pydantic.ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+            problems = summarise(exc.errors())
             raise EditError(f"the edited draft does not fit its schema: {problems}") from None
     return edited
 

@@ -44,6 +44,12 @@ def _error_line(text: str) -> None:
     err.print(text, markup=False)
 
 
+def _warnings(playbook: Any) -> None:
+    for diagnostic in playbook.warnings:
+        err.print("[yellow]warning[/] ", end="")
+        err.print(str(diagnostic), markup=False, soft_wrap=True)
+
+
 def _project() -> Any:
     from runner.config import load_project
 
@@ -165,6 +171,7 @@ def run(playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
 
     try:
         loaded = load_and_validate(playbook)
+        _warnings(loaded)
         inputs = resolve_inputs(loaded.spec, _parse_inputs(input, inputs_file), file=str(playbook),
                                 base_dir=loaded.path.parent)
         project = _project()
@@ -189,7 +196,7 @@ def validate(playbooks: Annotated[list[Path], typer.Argument(help="playbook file
     failed = False
     for path in playbooks:
         try:
-            load_and_validate(path)
+            _warnings(load_and_validate(path))
             out.print(f"[green]ok[/] {path}")
         except PlaybookError as exc:
             failed = True

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from runner.errors import Diagnostic, PlaybookError
+from runner.messages import merged
 
 CONFIG_FILE = "playbook.toml"
 LOCAL = "local"
@@ -158,8 +159,8 @@ def load_project(root: Path | None = None) -> Project:
     try:
         settings = ProjectFile.model_validate(data)
     except PydanticValidationError as exc:
-        raise PlaybookError([Diagnostic(str(path), 0, 0, f"{'.'.join(map(str, e['loc']))}: {e['msg']}")
-                             for e in exc.errors()]) from None
+        raise PlaybookError([Diagnostic(str(path), 0, 0, f"{where}: {message}")
+                             for where, message in merged(exc.errors())]) from None
     return Project(root, settings)
 
 

@@ -20,6 +20,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from runner.config import LOCAL, ModelConfig, Project
 from runner.errors import RunError
+from runner.messages import summarise
 from runner.spec.models import Retry
 from runner.store import Store
 
@@ -378,5 +379,5 @@ def parse_structured(text: str, model: type[BaseModel]) -> dict[str, Any]:
     try:
         return model.model_validate(data).model_dump(mode="json")
     except PydanticValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        problems = summarise(exc.errors())
         raise ValueError(f"does not match the schema: {problems}") from None

@@ -12,6 +12,8 @@ from pydantic import BaseModel, TypeAdapter
 from runner import templates
 from runner.errors import Diagnostic, PlaybookError, PlaybookValidationError, did_you_mean
 from runner.inputs import coerce
+from runner.lint import foreign_templates
+from runner.messages import kind_of, merged
 from runner.registry import all_tools
 from runner.spec.load import LoadedPlaybook, load_playbook
 from runner.spec.models import PlaybookSpec, Step
@@ -34,6 +36,7 @@ class Playbook:
     topology: Topology
     output_models: dict[str, type[BaseModel]] = field(default_factory=dict)
     children: dict[str, Playbook] = field(default_factory=dict)
+    warnings: list[Diagnostic] = field(default_factory=list)  # likely mistakes that do not stop a run
 
     @property
     def spec(self) -> PlaybookSpec:
@@ -82,8 +85,11 @@ class _Checker:
         if not self.errors:  # field checks need known steps and models
             for i, step in enumerate(self.spec.steps):
                 self.check_templates(i, step)
+                self.check_map(i, step)
+                self.check_editable(i, step)
             self.check_templates_of(("outputs",), self.spec.outputs, set(), "outputs")
             self.check_graph()
+        self.playbook.warnings = [self.source.diag(path, message) for path, message in foreign_templates(self.spec)]
         return self.playbook
 
     def check_ids(self) -> None:
@@ -144,6 +150,46 @@ class _Checker:
         if (target := error_target(step)) is not None:
             self.check_target(("steps", i, "on_error", "goto"), target, f"{where} on_error goto", True)
 
+    def check_map(self, i: int, step: Step) -> None:
+        """A literal that is not a list fails here, at its line, not halfway through a run."""
+        value = step.map
+        if value is None or isinstance(value, list | dict):
+            return
+        if isinstance(value, str) and templates.lone_expression(value) is not None:
+            return
+        shown = "text with an expression inside (it would render to text)" if templates.is_template(value) \
+            else kind_of(value)
+        self.error(("steps", i, "map"), f"step '{step.id}': map needs a list — a YAML list, or one expression that "
+                                        f"gives a list, like `map: ${{{{ steps.load.rows }}}}` — not {shown}")
+
+    def check_editable(self, i: int, step: Step) -> None:
+        """Editable fields must be fields of the draft shown, when the draft's fields are known statically."""
+        spec = step.approval
+        if spec is None or not spec.editable:
+            return
+        fields = self.draft_fields(spec.show)
+        if fields is None:
+            return
+        for j, name in enumerate(spec.editable):
+            if name not in fields:
+                shown = ", ".join(sorted(fields)) or "none"
+                self.error(("steps", i, "approval", "editable", j),
+                           f"step '{step.id}': editable field '{name}' is not a field of the draft shown"
+                           f"{did_you_mean(name, fields)} (fields: {shown})")
+
+    def draft_fields(self, show: Any) -> set[str] | None:
+        if isinstance(show, dict):
+            return {str(k) for k in show}
+        expr = templates.lone_expression(show) if isinstance(show, str) else None
+        parts = expr.split(".") if expr else []
+        if len(parts) in (2, 3) and parts[0] == "steps" and parts[1] in self.ids and parts[2:] in ([], ["output"]):
+            step = self.playbook.step(parts[1])
+            model = self.playbook.output_models.get(step.id)
+            if step.tool is not None and step.map is None and step.tool in all_tools():
+                model = all_tools()[step.tool].output_model
+            return set(model.model_fields) if model is not None and step.map is None else None
+        return None
+
     def check_kind(self, i: int, step: Step) -> None:
         if step.llm is not None and step.llm.output is not None:
             try:
@@ -191,7 +237,7 @@ class _Checker:
                 try:
                     TypeAdapter(fields[name].annotation).validate_python(value)
                 except pydantic.ValidationError as exc:
-                    first = exc.errors()[0]["msg"]
+                    first = merged(exc.errors())[0][1]
                     self.error(where, f"step '{step.id}': argument '{name}' of '{step.tool}': {first}")
         for name, f in fields.items():
             if f.is_required() and name not in args:

@@ -41,3 +41,46 @@ def test_real_cli_prints_no_traceback_and_exits_2(tmp_path: Path) -> None:
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr + done.stdout
         assert f"{path}:{expectation(path)}" in done.stderr
+
+
+PYDANTIC_WORDING = re.compile(r"errors\.pydantic\.dev|\[type=|Input should be|instance of [A-Z]|validation error for|"
+                              r"\b[A-Z][a-z]+(?:Spec|Input|Model|Config)\b|model_type|literal\[|function-after")
+BROKEN_SUITES = sorted((Path(__file__).parent / "broken_suites").glob("*.yaml"))
+
+
+def test_no_message_in_the_corpus_shows_pydantic_internals() -> None:
+    """Every broken playbook, suite, inputs file and dataset row is reported in the user's words."""
+    for path in BROKEN:
+        result = CliRunner().invoke(app, ["validate", str(path)])
+        assert not PYDANTIC_WORDING.search(result.output), f"{path.name}: {result.output}"
+    for path in BROKEN_SUITES:
+        result = CliRunner().invoke(app, ["eval", str(path), "--replay"])
+        assert result.exit_code == 2, result.output
+        assert f"{path}:{expectation(path)}" in result.output.replace("\n", " ") or \
+            expectation(path) in result.output, result.output
+        assert not PYDANTIC_WORDING.search(result.output), f"{path.name}: {result.output}"
+    assert len(BROKEN_SUITES) >= 3
+
+
+def test_text_in_another_tools_template_syntax_is_a_warning_with_the_expression_meant(tmp_path: Path) -> None:
+    path = tmp_path / "dify.yaml"
+    path.write_text("""name: t
+inputs: {product: {type: string, default: 记账本}}
+steps:
+  - id: draft
+    llm: {prompt: "为 {{ product }} 写一句口号", output: {slogan: string}}
+  - id: polish
+    llm: {prompt: "润色：{{#draft.slogan#}}"}
+""", encoding="utf-8")
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"warning {path}:5:19: '{{{{ product }}}}' is not an expression here and is sent as written; " \
+           "did you mean '${{ inputs.product }}'?" in result.output
+    assert "'{{#draft.slogan#}}' is not an expression here and is sent as written; did you mean " \
+           "'${{ steps.draft.output.slogan }}'?" in result.output
+
+
+def test_playbook_tools_prints_required_for_required_arguments() -> None:
+    result = CliRunner().invoke(app, ["tools"])
+    assert "PydanticUndefined" not in result.output
+    assert "texts: list (required)" in result.output and "extra_words: list (default [])" in result.output

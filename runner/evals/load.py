@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pydantic
+
 from runner.errors import Diagnostic, LoadError, PlaybookError, did_you_mean
 from runner.evals.paths import PathSyntaxError, parse_path
 from runner.evals.suite import CaseSpec, Dataset, SuiteSpec
+from runner.messages import merged
 from runner.registry import all_tools
 from runner.spec.load import model_check
 from runner.spec.yaml_loader import SourceMap, load_yaml
@@ -195,8 +198,11 @@ def _dataset_cases(dataset: Dataset, folder: Path, source: SourceMap) -> list[Ca
         fields.setdefault("id", f"row{number}")
         try:
             cases.append(CaseSpec.model_validate(fields))
-        except Exception as exc:
-            raise SuiteError([Diagnostic(shown, number, 0, f"row {number}: {exc}")]) from None
+        except pydantic.ValidationError as exc:
+            columns = {target: column for target, column in dataset.columns.items()}
+            problems = "; ".join(f"column '{columns.get(where, where)}' ({where}): {message}"
+                                 for where, message in merged(exc.errors())[:3])
+            raise SuiteError([Diagnostic(shown, number, 0, f"row {number}: {problems}")]) from None
     return cases
 
 

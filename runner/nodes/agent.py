@@ -14,6 +14,7 @@ import pydantic
 
 from runner.errors import RunError
 from runner.llm import LlmRequest, json_schema, parse_structured
+from runner.messages import summarise
 from runner.nodes.base import StepContext, digest, step_kind
 from runner.registry import ToolArgumentError, ToolInfo, get_tool
 from runner.spec.output_schema import unwrap
@@ -79,7 +80,7 @@ async def _call_tool(ctx: StepContext, tools: dict[str, ToolInfo], call: dict[st
     except json.JSONDecodeError as exc:
         return f"error: arguments are not valid JSON ({exc.msg})"
     except pydantic.ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        problems = summarise(exc.errors())
         return f"error: invalid arguments for {info.name}: {problems}"
     started = time.monotonic()
     try:

@@ -9,6 +9,7 @@ from typing import Any
 import pydantic
 
 from runner.errors import RunError
+from runner.messages import merged
 from runner.nodes.base import StepContext, digest, step_kind
 from runner.registry import ToolArgumentError, get_tool
 
@@ -25,8 +26,7 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
     try:
         args = info.input_model.model_validate(used)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(f"argument '{'.'.join(map(str, e['loc']))}': {e['msg']}"
-                             for e in exc.errors()[:5])
+        problems = "; ".join(f"argument '{where}': {message}" for where, message in merged(exc.errors())[:5])
         raise RunError(f"{info.name}: {problems}", step=ctx.step.id) from None
 
     async def call() -> Any:

@@ -12,6 +12,7 @@ import pydantic
 from pydantic import BaseModel
 
 from runner.errors import Diagnostic, LoadError, did_you_mean
+from runner.messages import FORMS, clean_location, kind_of, merged, plain
 from runner.spec.models import PlaybookSpec
 from runner.spec.yaml_loader import SourceMap, load_yaml
 
@@ -52,14 +53,31 @@ def model_check(model: type[M], data: Any, source: SourceMap) -> M:
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise LoadError([to_diagnostic(model, err, source) for err in exc.errors()]) from None
+        raise LoadError(diagnostics(model, exc.errors(), source)) from None
+
+
+def diagnostics(model: type[BaseModel], errors: list[Any], source: SourceMap) -> list[Diagnostic]:
+    """One diagnostic per place: the alternatives of a field that takes several forms become one message."""
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for err in errors:
+        groups.setdefault(clean_location(err["loc"]), []).append(err)
+    found = []
+    for loc, group in groups.items():
+        if len(group) == 1:
+            found.append(to_diagnostic(model, {**group[0], "loc": loc}, source))
+        else:
+            found.append(source.diag(loc, f"{_describe(loc)}{merged(group)[0][1]}"))
+    return found
 
 
 def to_diagnostic(model: type[BaseModel], err: Any, source: SourceMap) -> Diagnostic:
     loc = tuple(err["loc"])
     kind = err["type"]
     where = _describe(loc)
-    msg = str(err["msg"]).removeprefix("Value error, ")
+    msg = plain(err)
+    field = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    if field in FORMS and kind in ("model_type", "dict_type", "model_attributes_type", "list_type"):
+        return source.diag(loc, f"{where}{kind_of(err.get('input'))} does not fit: {FORMS[field]}")
     if kind == "extra_forbidden":
         field = str(loc[-1])
         valid = _fields_at(model, loc[:-1])
@@ -68,11 +86,6 @@ def to_diagnostic(model: type[BaseModel], err: Any, source: SourceMap) -> Diagno
         return source.diag(loc[:-1], f"{_describe(loc[:-1])}missing required field '{loc[-1]}'")
     if kind == "value_error" and msg.startswith("step '"):
         return source.diag(loc, msg)
-    if kind in ("literal_error", "enum"):
-        return source.diag(loc, f"{where}{msg}")
-    if kind == "string_pattern_mismatch" and loc and loc[-1] in ("id", "name", "as"):
-        return source.diag(loc, f"{where}'{err.get('input')}' is not a valid identifier: use letters, "
-                                "digits and _, not starting with a digit")
     return source.diag(loc, f"{where}{msg}")
 
 

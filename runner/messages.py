@@ -1,0 +1,126 @@
+"""pydantic's validation errors in the user's words: no class names, `[type=…]` tags or documentation links.
+
+Every place that shows a validation error to a user (playbooks, inputs, tool arguments, approval edits,
+model replies, playbook.toml, eval suites and their datasets) goes through here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+# A union's members show up in an error's location as their class or tag names; a user never wrote them.
+_UNION_PART = re.compile(r"^(?:[A-Z]\w*|(?:literal|function-\w+|list|dict|str|int|float|bool|nullable|"
+                         r"tagged-union|union|json-or-python|lax-or-strict|constrained-\w+)\[.*\]|"
+                         r"str|int|float|bool|list|dict|none|null)$")
+_CLASS_WORDS = re.compile(r"\s*(?:or )?instance of \w+")
+
+# What a field that takes several forms looks like, for the forms' combined error.
+FORMS = {
+    "on_error": "on_error is one of: fail, skip, {default: <value>} or {goto: <step>}",
+    "switch": "switch is a mapping, not a list: switch: {cases: [{if: <condition>, goto: <step>}], "
+              "default: <step>}",
+    "output": "output is a compact schema ({field: type}, [type], {enum: [...]}) or a JSON Schema",
+    "max_failures": "max_failures is a count (3) or a percentage ('10%')",
+}
+
+
+PATTERNS = {  # what a pattern allows, in words
+    r"^[A-Za-z_][A-Za-z0-9_]*$": "letters, digits and _, not starting with a digit",
+    r"^[A-Za-z0-9_\-.一-鿿]+$": "letters, digits, Chinese characters, _, - and ., without spaces",
+}
+
+
+def kind_of(value: Any) -> str:
+    if value is None:
+        return "nothing (empty)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the text '{value[:40]}{'…' if len(value) > 40 else ''}'"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "a value of another kind"
+
+
+def clean_location(loc: Iterable[Any]) -> tuple[Any, ...]:
+    """The location as the user wrote it: union member names dropped."""
+    return tuple(part for part in loc if not (isinstance(part, str) and _UNION_PART.match(part)))
+
+
+def plain(error: Mapping[str, Any]) -> str:
+    """One error's message in plain words (without its location)."""
+    kind, ctx, value = error.get("type", ""), error.get("ctx") or {}, error.get("input")
+    msg = str(error.get("msg", ""))
+    if isinstance(value, str) and "${{" in value and kind.split("_")[0] in ("int", "float", "bool", "decimal"):
+        return (f"takes a fixed value written in the playbook, not an expression ({value.strip()}); "
+                "expressions work in prompts, `with:`, `map:`, `when:`, approval and switch fields and outputs")
+    if kind in ("model_type", "dict_type", "model_attributes_type", "mapping_type"):
+        return f"should be a mapping (name: value pairs), not {kind_of(value)}"
+    if kind in ("list_type", "tuple_type", "set_type", "iterable_type"):
+        return f"should be a list, not {kind_of(value)}"
+    if kind in ("string_type", "string_sub_type"):
+        return f"should be text, not {kind_of(value)}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"should be a whole number, not {kind_of(value)}"
+    if kind in ("float_type", "float_parsing", "decimal_type", "decimal_parsing"):
+        return f"should be a number, not {kind_of(value)}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"should be true or false, not {kind_of(value)}"
+    bounds = {"greater_than_equal": ("at least", "ge"), "greater_than": ("more than", "gt"),
+              "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}
+    if kind in bounds:
+        word, key = bounds[kind]
+        limit = ctx.get(key)
+        return f"should be {word} {limit:g}, not {value!r}" if isinstance(limit, int | float) \
+            else f"should be {word} {limit}, not {value!r}"
+    if kind in ("too_short", "too_long"):
+        word, key = ("at least", "min_length") if kind == "too_short" else ("at most", "max_length")
+        count = ctx.get(key)
+        what = ("character" if isinstance(value, str) else "item") + ("" if count == 1 else "s")
+        return f"should have {word} {count} {what}"
+    if kind == "string_pattern_mismatch":
+        allowed = PATTERNS.get(str(ctx.get("pattern")), f"the form {ctx.get('pattern')}")
+        return f"'{value}' is not allowed here: use {allowed}"
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known field"
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    msg = _CLASS_WORDS.sub("", msg.replace("Input should be", "should be"))
+    return msg
+
+
+def join_location(loc: Iterable[Any]) -> str:
+    parts = [str(p) if isinstance(p, str) else f"[{p}]" for p in loc]
+    return ".".join(parts).replace(".[", "[")
+
+
+def summarise(errors: Sequence[Mapping[str, Any]], limit: int = 5, prefix: str = "") -> str:
+    """'a.b: message; c: message' for the first `limit` errors, a union's alternatives merged."""
+    return "; ".join(f"{prefix}{where}: {message}" if where else message
+                     for where, message in merged(errors)[:limit])
+
+
+def merged(errors: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(location, message) pairs; a field's several union alternatives become one message saying its forms."""
+    by_location: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for error in errors:
+        by_location.setdefault(clean_location(error.get("loc", ())), []).append(error)
+    out = []
+    for loc, group in by_location.items():
+        if len(group) > 1:
+            field = next((p for p in reversed(loc) if isinstance(p, str)), "")
+            value = group[0].get("input")
+            message = FORMS.get(field) or "; or ".join(dict.fromkeys(plain(e) for e in group))
+            if field in FORMS:
+                message = f"{kind_of(value)} does not fit: {message}"
+        else:
+            message = plain(group[0])
+        out.append((join_location(loc), message))
+    return out
