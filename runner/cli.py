@@ -109,6 +109,10 @@ def _report(outcome: Any, currency: str) -> None:
     else:
         err.print(f"\n[bold red]✗ {outcome.status}[/] {outcome.run_id}: ", end="")
         err.print(str(outcome.error), markup=False, soft_wrap=True)
+        for problem in outcome.problems:
+            from runner.nodes.on_error import describe
+
+            err.print(f"  went on past: {describe(problem)}", markup=False, soft_wrap=True)
         if outcome.status == "failed":
             err.print(f"  finished work is kept; fix the cause, then: playbook resume {outcome.run_id}",
                       markup=False, soft_wrap=True)

@@ -191,8 +191,6 @@ class Runner:
             run_started()
             try:
                 final = await graph.ainvoke(graph_input, config)
-                if isinstance(final, dict):
-                    outcome.problems = problems_of(final.get("steps") or {})
                 interrupts = final.get("__interrupt__") if isinstance(final, dict) else None
                 if interrupts:
                     outcome.status, outcome.pending = "waiting", interrupts[0].value
@@ -207,6 +205,7 @@ class Runner:
                 outcome.error = f"internal error: {type(exc).__name__}: {exc}"
             finally:
                 await close_resources()
+            outcome.problems = await _problems(graph, config)
         return self._finish(rc, outcome)
 
     def _outputs(self, rc: RunContext, final: dict[str, Any]) -> dict[str, Any]:
@@ -258,6 +257,17 @@ class Runner:
             self.store.update_run(run["id"], cancel_requested=1)
             return "cancel requested"
         return str(run["status"])
+
+
+async def _problems(graph: Any, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the run went on past so far (on_error), from its last checkpoint — so a failed or waiting run,
+    and a resumed one, report them too."""
+    try:
+        snapshot = await graph.aget_state(config)
+    except Exception:  # no checkpoint yet: nothing ran
+        return []
+    values = getattr(snapshot, "values", None) or {}
+    return problems_of(values.get("steps") or {})
 
 
 def _alive(pid: int | None) -> bool:
