@@ -117,7 +117,8 @@ def test_post_with_a_bearer_token_retry_after_and_ok_status(project_dir: Path, a
     done = run_playbook(write_playbook(project_dir, CALLS), {"base": api.base})
     assert done.status == "done", done.error
     assert done.outputs == {"status": 201, "image": "img-1", "sent": {"title": "双十一海报", "colors": ["红", "金"]},
-                            "query": "size=1080", "busy": True, "broken_status": 500, "broken_error": "database on fire"}
+                            "query": "size=1080", "busy": True, "broken_status": 500,
+                            "broken_error": "database on fire"}
     busy = [r for r in api.requests if r["path"] == "/busy"]
     assert len(busy) == 2 and busy[1]["at"] - busy[0]["at"] >= 1.0  # waited as Retry-After asked
     events = (Path(done.run_dir) / "events.jsonl").read_text(encoding="utf-8")
