@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from runner.events import Hooks
@@ -28,12 +29,22 @@ class ConsoleProgress(Hooks):
     def on_step_end(self, **e: Any) -> None:
         self._stop_bar()
         mark = {"done": "[green]✓[/]", "skipped": "[yellow]↷[/]", "approved": "[green]✓[/]",
-                "rejected": "[yellow]↺[/]"}.get(e["status"], "•")
+                "rejected": "[yellow]↺[/]", "failed": "[red]✗[/]"}.get(e["status"], "•")
         calls = int(e.get("llm_calls", 0))
         step_usage = (f"{calls} LLM calls, {int(e.get('tokens_in', 0) + e.get('tokens_out', 0)):,} tokens, "
                       f"{e.get('cost', 0):.4f} · " if calls else "")
         self.console.print(f"  {mark} {e['step']} {e['status']} in {e['seconds']:.1f}s  [dim]{step_usage}"
                            f"run: tokens {self.tokens:,} · cost {self.cost:.4f} {self.currency}[/]")
+        if e.get("error"):  # tolerated by on_error: the run goes on, but the user hears of it now
+            self.console.print(f"    [yellow]![/] {escape(str(e['error'].get('message')))} (on_error: the run goes on)",
+                               highlight=False)
+        if errors := e.get("errors"):
+            first = errors[0]
+            self.console.print(f"    [yellow]![/] {len(errors)} item(s) failed and were skipped; first: item "
+                               f"{first.get('index')}: {escape(str(first.get('message')))}", highlight=False)
+        output = e.get("output")
+        if isinstance(output, dict) and output.get("notice"):  # a tool's note on what it decided for the user
+            self.console.print(f"    [dim]note[/] {escape(str(output['notice']))}", highlight=False)
 
     def on_llm_call(self, **e: Any) -> None:
         self.tokens += int(e.get("tokens_in", 0)) + int(e.get("tokens_out", 0))

@@ -14,19 +14,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from runner.registry import ToolArgumentError
+from tools.columns import is_id_name
 
 FUNCTIONS = ("count", "sum", "mean", "min", "max", "nunique")
 PERIODS = ("hour", "day", "week", "month")
 _RULE = re.compile(r"^\s*(\w+)\s*(?:\(\s*([^()]*?)\s*\))?\s*$")
-_ID_NAME = re.compile(r"(?:^|[^a-z])(?:u?id|uuid|no|sn)$|^(?:u?id|uuid)(?:[^a-z]|$)|"
-                      r"(?:user|customer|order|member|device|account|item|sku)id$|编号|单号|订单号|账号|流水号|序号")
-
-
-def is_id_name(name: str) -> bool:
-    """Column names that hold identifiers (user_id, uid, 订单编号 …): never summed as a metric."""
-    return bool(_ID_NAME.search(str(name).strip().lower()))
-
-
 @dataclass(frozen=True)
 class Rule:
     name: str

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner.registry import ToolArgumentError, ToolContext, tool
+from tools.columns import text_and_id
 
 ENCODINGS = ("utf-8-sig", "gb18030")  # gb18030 is a superset of GBK/GB2312, as Excel in China saves
 
@@ -23,12 +24,19 @@ class SheetReadInput(BaseModel):
     sheet: str | None = Field(None, description="xlsx sheet name (default: the first)")
     limit: int | None = Field(None, ge=0, description="read at most this many rows")
     encoding: str | None = Field(None, description="csv encoding; default: detect UTF-8 / GBK")
+    text_column: str | None = Field(None, description="give rows as {id, text}: the column holding the text, or "
+                                                      "'auto' (the text column with the longest entries)")
+    id_column: str | None = Field(None, description="with text_column: the id column, or 'auto' (an id-like "
+                                                    "column, else rows are numbered)")
 
 
 class SheetReadOutput(BaseModel):
     rows: list[dict[str, Any]]
     count: int
     columns: list[str]
+    notice: str | None = Field(None, description="what was chosen for you (text and id columns)")
+    text_column: str | None = Field(None, description="with text_column: the column the text came from")
+    id_column: str | None = Field(None, description="with text_column: the id column ('' when rows were numbered)")
 
 
 @tool("sheet.read")
@@ -37,9 +45,12 @@ async def sheet_read(args: SheetReadInput, ctx: ToolContext) -> SheetReadOutput:
     rows = read_rows(args.path, ctx, sheet=args.sheet, encoding=args.encoding)
     if args.limit is not None:
         rows = rows[: args.limit]
+    if args.text_column is not None or args.id_column is not None:
+        rows, text, id_, notice = text_and_id(rows, args.text_column or "auto", args.id_column or "auto", args.path)
+        return SheetReadOutput(rows=rows, count=len(rows), columns=["id", "text"], notice=notice or None,
+                               text_column=text, id_column=id_)
     rows = _select(rows, args.columns, args.path)
-    columns = list(rows[0]) if rows else []
-    return SheetReadOutput(rows=rows, count=len(rows), columns=columns)
+    return SheetReadOutput(rows=rows, count=len(rows), columns=list(rows[0]) if rows else [])
 
 
 def read_rows(name: str, ctx: ToolContext, *, sheet: str | None = None,

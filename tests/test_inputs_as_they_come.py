@@ -1,0 +1,46 @@
+"""Inputs as users have them: comment files with any column names, feed dates without a timezone, charts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openpyxl
+
+from runner.testing import FakeLLMServer
+from tests.conftest import ROOT, cli
+
+DIGEST = ROOT / "playbooks" / "feedback_digest.yaml"
+
+
+def test_feedback_digest_reads_a_file_whose_columns_are_not_id_and_text(project_dir: Path,
+                                                                        server: FakeLLMServer) -> None:
+    comments = project_dir / "导出.csv"
+    comments.write_text("编号,评论内容,标签\n" + "".join(
+        f"A{n:03d},第{n}次下单，物流太慢了等了五天才到，客服也不回消息,物流\n" if n % 2 else
+        f"A{n:03d},包装很好，第{n}次回购，价格实惠,好评\n" for n in range(1, 13)), encoding="utf-8")
+    done = cli("run", str(DIGEST), "-i", f"comments={comments}", "-i", "review=false", cwd=project_dir)
+    assert done.returncode == 0, done.stderr
+    assert "note text column: '评论内容' (the text column with the longest entries" in done.stdout
+    assert "id column: '编号'" in done.stdout
+    assert [p for p in server.prompts("评论") if "物流太慢" in p]  # the text column reached the model
+    run_dir = next((project_dir / ".playbook" / "runs").iterdir())
+    sheet = openpyxl.load_workbook(run_dir / "feedback_labelled.xlsx")["标注"]
+    header = [c.value for c in sheet[1]]
+    ids = [row[header.index("id")] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    # every comment kept its own id (near-duplicates are dropped by text.dedupe)
+    assert len(ids) >= 2 and set(ids) <= {f"A{n:03d}" for n in range(1, 13)}
+    report = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "评论取自「评论内容」列，编号取自「编号」列" in report
+
+
+def test_a_file_without_an_id_column_is_numbered_and_an_explicit_column_is_used(project_dir: Path,
+                                                                              server: FakeLLMServer) -> None:
+    comments = project_dir / "raw.csv"
+    comments.write_text("渠道,用户留言,备注\n" + "".join(
+        f"App,这个版本闪退了{n}次，希望尽快修复,无\n" for n in range(1, 9)), encoding="utf-8")
+    done = cli("run", str(DIGEST), "-i", f"comments={comments}", "-i", "review=false",
+               "-i", "text_column=用户留言", cwd=project_dir)
+    assert done.returncode == 0, done.stderr
+    assert "no id column: rows numbered from 1" in done.stdout
+    wrong = cli("run", str(DIGEST), "-i", f"comments={comments}", "-i", "text_column=留言", cwd=project_dir)
+    assert wrong.returncode == 1 and "has no column '留言' (did you mean '用户留言'?)" in wrong.stderr

@@ -1,0 +1,71 @@
+"""Which column is which in a table a user brings: identifier columns, and the column holding the text.
+
+Pure. Real exports name their columns anything (`编号, 评论内容, 标签`); a playbook that needs `id` and `text`
+picks them itself when it is not told, and says what it picked.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from runner.errors import did_you_mean
+from runner.registry import ToolArgumentError
+
+_ID_NAME = re.compile(r"(?:^|[^a-z])(?:u?id|uuid|no|sn)$|^(?:u?id|uuid)(?:[^a-z]|$)|"
+                      r"(?:user|customer|order|member|device|account|item|sku)id$|编号|单号|订单号|账号|流水号|序号")
+
+
+def is_id_name(name: str) -> bool:
+    """Column names that hold identifiers (user_id, uid, 订单编号 …): never summed as a metric."""
+    return bool(_ID_NAME.search(str(name).strip().lower()))
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(str(value).replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
+def text_and_id(rows: list[dict[str, Any]], text: str, id_: str,
+                name: str) -> tuple[list[dict[str, Any]], str, str, str]:
+    """Rows as `{id, text}` from the named columns ('auto': chosen here), the text and id columns used ('' for
+    numbered rows), and a note saying what was chosen."""
+    columns = list(rows[0]) if rows else []
+    for column, argument in ((text, "text_column"), (id_, "id_column")):
+        if column not in ("auto", "") and rows and column not in columns:
+            raise ToolArgumentError(argument, f"'{name}' has no column '{column}'{did_you_mean(column, columns)} "
+                                              f"(columns: {', '.join(columns)})")
+    notes = []
+    if text in ("auto", ""):
+        text, lengths = _longest_text(rows, columns, name)
+        if text != "text":
+            notes.append(f"text column: '{text}' (the text column with the longest entries, {lengths:.1f} "
+                         f"characters on average; set text_column to choose another)")
+    if id_ in ("auto", ""):
+        id_ = "id" if "id" in columns else next((c for c in columns if is_id_name(c) and c != text), "")
+        if id_ and id_ != "id":
+            notes.append(f"id column: '{id_}'")
+        elif not id_:
+            notes.append("no id column: rows numbered from 1")
+    out = [{"id": str(row.get(id_)) if id_ and row.get(id_) not in (None, "") else str(n),
+            "text": "" if row.get(text) is None else str(row.get(text))} for n, row in enumerate(rows, start=1)]
+    return out, text, id_, "; ".join(notes)
+
+
+def _longest_text(rows: list[dict[str, Any]], columns: list[str], name: str) -> tuple[str, float]:
+    best, best_length = "", -1.0
+    for column in columns:
+        values = [row.get(column) for row in rows[:2000] if row.get(column) not in (None, "")]
+        words = [v for v in values if isinstance(v, str) and not _is_number(v)]
+        if not values or len(words) < len(values) / 2:
+            continue
+        average = sum(len(v) for v in words) / len(words)
+        if average > best_length:
+            best, best_length = column, average
+    if not best:
+        raise ToolArgumentError("text_column", f"'{name}' has no column of text (columns: {', '.join(columns)}); "
+                                               "set text_column")
+    return best, best_length
