@@ -11,10 +11,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner.registry import ToolArgumentError, ToolContext, tool
+from tools.columns import is_id_name
 from tools.metrics_rollup import (
     PERIODS,
     coverage_note,
-    is_id_name,
     parse_rules,
     period_days,
     period_key,
