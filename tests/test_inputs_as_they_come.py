@@ -44,3 +44,25 @@ def test_a_file_without_an_id_column_is_numbered_and_an_explicit_column_is_used(
     assert "no id column: rows numbered from 1" in done.stdout
     wrong = cli("run", str(DIGEST), "-i", f"comments={comments}", "-i", "text_column=留言", cwd=project_dir)
     assert wrong.returncode == 1 and "has no column '留言' (did you mean '用户留言'?)" in wrong.stderr
+
+
+FEED = """<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>
+<item><title>无时区</title><link>http://x/1</link><pubDate>Mon, 17 Aug 2026 09:00:00</pubDate></item>
+<item><title>带时区</title><link>http://x/2</link><pubDate>Mon, 17 Aug 2026 09:00:00 +0000</pubDate></item>
+<item><title>ISO 无时区</title><link>http://x/3</link><pubDate>2026-08-17T20:30:00</pubDate></item>
+</channel></rss>"""
+
+
+def test_feed_dates_without_a_timezone_are_read_in_the_project_timezone(tmp_path: Path) -> None:
+    import asyncio
+
+    from runner.config import ProjectFile
+    from runner.testing import call_tool
+
+    (tmp_path / "f.rss").write_text(FEED, encoding="utf-8")
+    for zone, zoneless, iso in (("Asia/Shanghai", "2026-08-17T01:00:00+00:00", "2026-08-17T12:30:00+00:00"),
+                                ("UTC", "2026-08-17T09:00:00+00:00", "2026-08-17T20:30:00+00:00")):
+        out = asyncio.run(call_tool("feed.read", {"path": str(tmp_path / "f.rss")}, run_dir=tmp_path,
+                                    settings=ProjectFile(timezone=zone)))
+        published = {item.title: item.published for item in out.items}
+        assert published == {"无时区": zoneless, "带时区": "2026-08-17T09:00:00+00:00", "ISO 无时区": iso}, zone

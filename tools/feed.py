@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import re
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,7 +27,8 @@ class FeedItem(BaseModel):
     id: str
     title: str
     link: str | None
-    published: str | None = Field(description="ISO 8601, UTC")
+    published: str | None = Field(description="ISO 8601, UTC (a feed date without a zone is read in the project "
+                                              "timezone)")
     author: str | None
     summary: str
     source: str
@@ -52,16 +54,17 @@ async def feed_read(args: FeedReadInput, ctx: ToolContext) -> FeedReadOutput:
         if not path.exists():
             raise ToolArgumentError("path", f"file '{args.path}' not found")
         content, source = path.read_bytes(), str(args.path)
-    return parse_feed(content, source, args.limit)
+    return parse_feed(content, source, args.limit, getattr(ctx.settings, "timezone", None) or "Asia/Shanghai")
 
 
-def parse_feed(content: bytes, source: str, limit: int | None = None) -> FeedReadOutput:
+def parse_feed(content: bytes, source: str, limit: int | None = None,
+               timezone: str = "Asia/Shanghai") -> FeedReadOutput:
     import feedparser
 
     parsed = feedparser.parse(_declared_gb_as_gb18030(content))
     if parsed.bozo and not parsed.entries:
         raise ValueError(f"'{source}' is not a readable RSS/Atom feed: {parsed.get('bozo_exception')}")
-    items = [_item(entry, source) for entry in parsed.entries]
+    items = [_item(entry, source, timezone) for entry in parsed.entries]
     items.sort(key=lambda i: i.published or "", reverse=True)
     if limit:
         items = items[:limit]
@@ -78,9 +81,40 @@ def _declared_gb_as_gb18030(content: bytes) -> bytes:
     return content.replace(match.group(0), match.group(0).replace(match.group(1), b"gb18030"), 1)
 
 
-def _item(entry: Any, source: str) -> FeedItem:
-    stamp = entry.get("published_parsed") or entry.get("updated_parsed")
-    published = (datetime.fromtimestamp(calendar.timegm(stamp), UTC).isoformat() if stamp else None)
+_HAS_ZONE = re.compile(r"(?:Z|[+-]\d\d:?\d\d|\b[A-Za-z]{1,5})\s*$")
+
+
+def published_at(entry: Any, timezone: str) -> str | None:
+    """The item's time as ISO 8601 UTC. feedparser reads a date without a zone as UTC; a Chinese feed's
+    `2026-08-17 09:00` means 09:00 in Beijing, so a zoneless date is read in the project's timezone."""
+    for name in ("published", "updated"):
+        raw = str(entry.get(name) or "").strip()
+        stamp = entry.get(f"{name}_parsed")
+        if stamp:
+            moment = datetime.fromtimestamp(calendar.timegm(stamp), UTC)
+        elif raw and (naive := _naive(raw)) is not None:  # feedparser gives up on some zoneless dates
+            moment = naive.replace(tzinfo=UTC)
+        else:
+            continue
+        if raw and not _HAS_ZONE.search(raw):
+            moment = moment.replace(tzinfo=ZoneInfo(timezone)).astimezone(UTC)
+        return moment.isoformat()
+    return None
+
+
+def _naive(raw: str) -> datetime | None:
+    from email.utils import parsedate_to_datetime
+
+    for parse in (parsedate_to_datetime, datetime.fromisoformat):
+        try:
+            return parse(raw).replace(tzinfo=None)
+        except (TypeError, ValueError, IndexError):
+            continue
+    return None
+
+
+def _item(entry: Any, source: str, timezone: str) -> FeedItem:
+    published = published_at(entry, timezone)
     summary = entry.get("summary") or ""
     if not summary and entry.get("content"):
         summary = entry["content"][0].get("value", "")
