@@ -66,3 +66,36 @@ def test_feed_dates_without_a_timezone_are_read_in_the_project_timezone(tmp_path
                                     settings=ProjectFile(timezone=zone)))
         published = {item.title: item.published for item in out.items}
         assert published == {"无时区": zoneless, "带时区": "2026-08-17T09:00:00+00:00", "ISO 无时区": iso}, zone
+
+
+CHART = """
+import asyncio, json, sys
+from pathlib import Path
+import matplotlib
+from runner.testing import call_tool
+cache = next(Path(matplotlib.get_cachedir()).glob("fontlist-*.json"))
+data = json.loads(cache.read_text())
+data["ttflist"] = [f for f in data["ttflist"] if "CJK" not in f["name"]]   # written before the font came
+cache.write_text(json.dumps(data))
+from matplotlib import font_manager
+font_manager.fontManager = font_manager._load_fontmanager()
+rows = [{"date": f"2026-01-{d:02d}", "销量": d} for d in range(1, 10)]
+out = asyncio.run(call_tool("metrics.chart", {"path": "c.png", "rows": rows, "values": ["销量"], "title": "销量"},
+                            run_dir=Path(sys.argv[1])))
+print("CJK" in cache.read_text(), out.points)
+"""
+
+
+def test_a_font_cache_older_than_the_cjk_font_is_rebuilt_once(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")}
+    warm = subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env=env, capture_output=True)
+    assert warm.returncode == 0
+    done = subprocess.run([sys.executable, "-c", CHART, str(tmp_path / "run")], env=env, capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "9"]  # the chart was drawn and the cache now knows the font
+    assert (tmp_path / "run" / "c.png").read_bytes()[:4] == b"\x89PNG"

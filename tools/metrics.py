@@ -349,10 +349,28 @@ CJK_FONTS = ["Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Serif CJK SC", "WenQu
 
 
 def cjk_font() -> str | None:
+    """A CJK font matplotlib can use. matplotlib caches its font list; a cache written before the CJK font
+    was installed does not know it, so on a miss the list is rebuilt once from the system's fonts."""
     from matplotlib import font_manager
 
-    available = {f.name for f in font_manager.fontManager.ttflist}
-    return next((name for name in CJK_FONTS if name in available), None)
+    def known() -> str | None:
+        available = {f.name for f in font_manager.fontManager.ttflist}
+        return next((name for name in CJK_FONTS if name in available), None)
+
+    found = known()
+    if found is None and not _REBUILT:
+        _REBUILT.append(True)
+        rebuild = getattr(font_manager, "_load_fontmanager", None)  # rebuilds and rewrites the cache file
+        font_manager.fontManager = rebuild(try_read_cache=False) if rebuild else font_manager.FontManager()
+        found = known()
+    return found
+
+
+_REBUILT: list[bool] = []
+NO_CJK_FONT = ("no CJK font is installed, so Chinese labels would show as boxes. Install one, then run again: "
+               "Debian/Ubuntu: `sudo apt-get install fonts-noto-cjk`; macOS: PingFang SC comes with the system "
+               "(or `brew install --cask font-noto-sans-cjk-sc`); Windows: Microsoft YaHei comes with the system "
+               "(or install Noto Sans CJK SC from https://github.com/notofonts/noto-cjk)")
 
 
 @tool("metrics.chart")
@@ -366,8 +384,7 @@ async def metrics_chart(args: ChartInput, ctx: ToolContext) -> ChartOutput:
     target = ctx.artifact_path(args.path)
     font = cjk_font()
     if font is None:
-        raise ValueError("no CJK font installed, Chinese labels would show as boxes; install Debian's "
-                         "fonts-noto-cjk")
+        raise ValueError(NO_CJK_FONT)
     with plt.rc_context({"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"],
                          "axes.unicode_minus": False}):
         figure, axes_ = plt.subplots(figsize=(10, 4.5), dpi=120)
