@@ -84,7 +84,7 @@ def _report(outcome: Any, currency: str) -> None:
     usage = f"tokens {outcome.tokens_in + outcome.tokens_out:,} · cost {outcome.cost:.4f} {currency}"
     if outcome.status == "waiting":
         p = outcome.pending or {}
-        out.print(f"\n[bold yellow]⏸ waiting for approval[/]: {p.get('title')} (step {p.get('step')})")
+        out.print(f"\n[bold yellow]‖ waiting for approval[/]: {p.get('title')} (step {p.get('step')})")
         out.print(json.dumps(p.get("draft"), ensure_ascii=False, indent=2)[:3000], markup=False)
         out.print(f"\nrun id: {outcome.run_id}   [dim]{usage}[/]")
         out.print(f"  approve:  playbook approve {outcome.run_id}", markup=False)
@@ -107,7 +107,7 @@ def _report(outcome: Any, currency: str) -> None:
             out.print(f"  {key}: {text[:200] + '…' if len(text) > 200 else text}", markup=False)
         out.print(f"  run folder: {outcome.run_dir}", markup=False)
     else:
-        err.print(f"\n[bold red]✗ {outcome.status}[/] {outcome.run_id}: ", end="")
+        err.print(f"\n[bold red]× {outcome.status}[/] {outcome.run_id}: ", end="")
         err.print(str(outcome.error), markup=False, soft_wrap=True)
         for problem in outcome.problems:
             from runner.nodes.on_error import describe

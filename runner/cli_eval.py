@@ -78,7 +78,7 @@ def eval_command(
         out.print(table)
         for c in r["cases"]:
             for line in failure_lines(c) if not c["passed"] else []:
-                out.print(f"  [red]✗[/] {c['id']}: ", end="")
+                out.print(f"  [red]×[/] {c['id']}: ", end="")
                 out.print(line, markup=False)
         comparison = r.get("comparison")
         if comparison:

@@ -28,8 +28,8 @@ class ConsoleProgress(Hooks):
 
     def on_step_end(self, **e: Any) -> None:
         self._stop_bar()
-        mark = {"done": "[green]✓[/]", "skipped": "[yellow]↷[/]", "approved": "[green]✓[/]",
-                "rejected": "[yellow]↺[/]", "failed": "[red]✗[/]"}.get(e["status"], "•")
+        mark = {"done": "[green]✓[/]", "skipped": "[yellow]○[/]", "approved": "[green]✓[/]",
+                "rejected": "[yellow]←[/]", "failed": "[red]×[/]"}.get(e["status"], "•")
         calls = int(e.get("llm_calls", 0))
         step_usage = (f"{calls} LLM calls, {int(e.get('tokens_in', 0) + e.get('tokens_out', 0)):,} tokens, "
                       f"{e.get('cost', 0):.4f} · " if calls else "")

@@ -13,7 +13,7 @@ from runner.registry import ToolArgumentError, ToolContext, tool
 _NUMBER = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?\s*(%|％|万|亿)?")
 _UNITS = {"万": 1e4, "亿": 1e8}
 NUMBER_RULE = ("a number in the text counts as computed when some number in the facts, rounded to the text's "
-               "decimals, equals it (万 = ×10⁴, 亿 = ×10⁸; a % may also be a ratio × 100; signs ignored); "
+               "decimals, equals it (万 = ×10,000, 亿 = ×100,000,000; a % may also be a ratio × 100; signs ignored); "
                "numbers inside dates and labels of the facts count too")
 
 

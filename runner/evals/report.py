@@ -121,11 +121,11 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"Rule: {report['rule']}", "",
              "| case | result | pass rate | score | tokens | cost | s/run |", "|---|---|---|---|---|---|---|"]
     for c in report["cases"]:
-        lines.append(f"| {c['id']} | {'✅ pass' if c['passed'] else '❌ FAIL'} | {c['passes']}/{c['runs']} | "
+        lines.append(f"| {c['id']} | {'✓ pass' if c['passed'] else '× FAIL'} | {c['passes']}/{c['runs']} | "
                      f"{c['mean_score']:.2f} | {c['tokens']:,} | {c['cost']:.4f} | {c['seconds']:.2f} |")
     for c in report["cases"]:
         if not c["passed"]:
-            lines += ["", f"## ❌ {c['id']}", *[f"- {line}" for line in failure_lines(c)]]
+            lines += ["", f"## × {c['id']}", *[f"- {line}" for line in failure_lines(c)]]
     comparison = report.get("comparison")
     if comparison:
         lines += ["", "## Against the baseline", "", f"Rule: {comparison['rule']}", ""]

@@ -58,7 +58,7 @@ def _result(passed: bool) -> str:
 
 
 def _case_section(case: dict[str, Any], change: dict[str, Any], baseline_steps: list[dict[str, Any]] | None) -> str:
-    out = [f"<h2 id='{escape(case['id'])}'>{escape(case['id'])} {'✅' if case['passed'] else '❌'}</h2>"]
+    out = [f"<h2 id='{escape(case['id'])}'>{escape(case['id'])} {'✓' if case['passed'] else '×'}</h2>"]
     if not case["passed"]:
         out.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in failure_lines(case)) + "</ul>")
     if change.get("diverged"):

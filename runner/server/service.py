@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -175,11 +176,11 @@ class Service:
 
 
 def _field_errors(message: str, editable: list[str]) -> dict[str, str]:
-    """'the edited draft does not fit its schema: themes.0.count: …' → {'themes': '…'}."""
+    """'the edited draft does not fit its schema: themes[0].count: …' → {'themes': '…'}."""
     errors: dict[str, str] = {}
     detail = message.split(": ", 1)[1] if "does not fit its schema: " in message else message
     for part in detail.split("; "):
-        name = part.split(".", 1)[0].split(":", 1)[0].strip()
+        name = re.split(r"[.\[:]", part, maxsplit=1)[0].strip()
         key = name if name in editable else ""
         errors[key] = f"{errors[key]}；{part}" if key in errors else part
     return errors
