@@ -234,8 +234,9 @@ class _Checker:
                 self.error(where, f"step '{step.id}': tool '{step.tool}' has no argument '{name}'"
                                   f"{did_you_mean(name, fields)}", key=True)
             elif not _has_template(value):
+                annotation: Any = fields[name].annotation  # None-able in pydantic's stubs; a field always has one
                 try:
-                    TypeAdapter(fields[name].annotation).validate_python(value)
+                    TypeAdapter(annotation).validate_python(value)
                 except pydantic.ValidationError as exc:
                     first = merged(exc.errors())[0][1]
                     self.error(where, f"step '{step.id}': argument '{name}' of '{step.tool}': {first}")
