@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -197,6 +198,11 @@ class Runner:
                 else:  # "done" only once every output evaluated: a run never ends done over a broken output
                     outcome.outputs = self._outputs(rc, final)
                     outcome.status = "done"
+            except asyncio.CancelledError:  # Ctrl-C, a stop signal, a server shutting down
+                outcome.error = (f"interrupted before it finished; finished work is kept — resume with "
+                                 f"`playbook resume {rc.run_id.split('.')[0]}`")
+                self._finish(rc, outcome)
+                raise
             except RunCancelled as exc:
                 outcome.status, outcome.error = "cancelled", str(exc)
             except (RunError, templates.TemplateError) as exc:

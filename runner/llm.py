@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -240,6 +241,8 @@ class LlmClient:
 
     async def _remote(self, alias: str, config: ModelConfig, request: LlmRequest,
                       messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> LlmReply:
+        if "litellm" not in sys.modules:  # the first import takes seconds: keep the event loop (and Ctrl-C) live
+            await asyncio.to_thread(_litellm)
         litellm = _litellm()
         kwargs: dict[str, Any] = {"model": config.model, "messages": messages, "timeout": request.timeout,
                                   "num_retries": 0, "max_retries": 0}
