@@ -21,8 +21,8 @@ import yaml
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner.config import load_project  # noqa: E402
-from runner.evals.session import EvalOptions, evaluate_suite  # noqa: E402
+from runner.config import load_project
+from runner.evals.session import EvalOptions, evaluate_suite
 
 PLAYBOOK = """\
 name: two_calls
