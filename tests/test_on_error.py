@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from starlette.testclient import TestClient
+
+from runner.config import load_project
+from runner.server import create_app
 from runner.testing import serve_directory
 from tests.conftest import cli, run_playbook, write_playbook
 
@@ -55,6 +60,11 @@ def test_a_map_goes_on_past_a_404_and_lists_it_with_status_and_url(project_dir: 
     assert "1 of 4 items failed" in shown.stdout and "missing.html" in shown.stdout
     report = (project_dir / ".playbook" / "runs" / run_id / "failed.md").read_text(encoding="utf-8")
     assert report.strip() == f"1 404 {urls[1]}"
+    summary = json.loads((project_dir / ".playbook" / "runs" / run_id / "run.json").read_text(encoding="utf-8"))
+    assert summary["problems"][0]["failed_items"] == 1 and summary["problems"][0]["items"] == 4
+    with TestClient(create_app(load_project()), client=("127.0.0.1", 50000)) as http:
+        page = http.get(f"/runs/{run_id}").text
+    assert 'id="problems"' in page and "步骤 pages：1 / 4 项失败" in page and "missing.html" in page
 
 
 def test_max_failures_fails_the_step_when_too_many_items_fail(project_dir: Path, tmp_path: Path) -> None:
@@ -116,7 +126,6 @@ steps:
 
 def test_trend_scan_over_many_sources_finishes_past_a_404_a_hang_and_a_broken_feed(
         project_dir: Path, tmp_path: Path) -> None:
-    import json
     import socket
 
     from tests.conftest import ROOT
