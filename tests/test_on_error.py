@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from starlette.testclient import TestClient
 
@@ -44,13 +45,18 @@ def _site(tmp_path: Path) -> Path:
     return site
 
 
-def test_a_map_goes_on_past_a_404_and_lists_it_with_status_and_url(project_dir: Path, tmp_path: Path) -> None:
+def _fetch_all(project_dir: Path, tmp_path: Path, pages: list[str], limit: str = "") -> tuple[Any, list[str]]:
+    """Run FETCH_ALL over pages of a loopback site (a, b, c exist); (finished process, the URLs)."""
     with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
         toml.write(FAST_WEB)
-    path = write_playbook(project_dir, FETCH_ALL.replace("MAX", ""))
+    path = write_playbook(project_dir, FETCH_ALL.replace("MAX", limit))
     with serve_directory(_site(tmp_path)) as base:
-        urls = [f"{base}/a.html", f"{base}/missing.html", f"{base}/b.html", f"{base}/c.html"]
-        done = cli("run", str(path), "-i", "urls=" + ",".join(urls), cwd=project_dir)
+        urls = [f"{base}/{page}" for page in pages]
+        return cli("run", str(path), "-i", "urls=" + ",".join(urls), cwd=project_dir), urls
+
+
+def test_a_map_goes_on_past_a_404_and_lists_it_with_status_and_url(project_dir: Path, tmp_path: Path) -> None:
+    done, urls = _fetch_all(project_dir, tmp_path, ["a.html", "missing.html", "b.html", "c.html"])
     assert done.returncode == 0, done.stderr
     assert "done with 1 tolerated error" in done.stdout
     assert "1 of 4 items failed" in done.stdout and "HTTP 404" in done.stdout
@@ -68,12 +74,7 @@ def test_a_map_goes_on_past_a_404_and_lists_it_with_status_and_url(project_dir: 
 
 
 def test_max_failures_fails_the_step_when_too_many_items_fail(project_dir: Path, tmp_path: Path) -> None:
-    with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
-        toml.write(FAST_WEB)
-    path = write_playbook(project_dir, FETCH_ALL.replace("MAX", "max_failures: 25%"))
-    with serve_directory(_site(tmp_path)) as base:
-        urls = [f"{base}/a.html", f"{base}/x.html", f"{base}/y.html", f"{base}/c.html"]
-        done = cli("run", str(path), "-i", "urls=" + ",".join(urls), cwd=project_dir)
+    done, _ = _fetch_all(project_dir, tmp_path, ["a.html", "x.html", "y.html", "c.html"], "max_failures: 25%")
     assert done.returncode == 1
     assert "2 of 4 items failed, more than max_failures 25% allows" in done.stderr
 
