@@ -6,13 +6,10 @@ approval · 4 cancelled.
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,8 +19,7 @@ from rich.console import Console
 
 from runner.errors import PlaybookError, RunError
 
-EXIT = {"done": 0, "failed": 1, "waiting": 3, "cancelled": 4}
-EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: the shell's convention (128 + SIGINT)
+EXIT = {"done": 0, "failed": 1, "waiting": 3, "cancelled": 4}  # 130: interrupted (runner/interrupt.py)
 app = typer.Typer(name="playbook", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                   help="Run YAML playbooks for product-operations work: LLM steps, tools, approvals.\n\n"
                        "Exit codes: 0 done, 1 failed, 2 user error, 3 waiting for approval, 4 cancelled.")
@@ -147,59 +143,15 @@ def _execute(action: Any, run_id: str | None = None) -> None:
             await cards.flush()  # the approval card or the notice leaves before the process does
         return outcome
 
-    loop = asyncio.new_event_loop()
-    main = loop.create_task(act())
-    where = f"playbook resume {run_id}" if run_id else "playbook runs list, then playbook resume <run id>"
+    from runner.interrupt import drive
 
-    hard_stop = threading.Timer(INTERRUPT_GRACE, _stop_hard, args=(project, run_id, where))
-    hard_stop.daemon = True
-
-    def interrupted(*_: Any) -> None:
-        # a plain signal handler runs even while the loop is busy in synchronous code (a first import);
-        # the run is cancelled as soon as the loop is free, and stopped hard if that takes too long
-        loop.call_soon_threadsafe(main.cancel)
-        if not hard_stop.is_alive():
-            hard_stop.start()
-
-    for stop in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop, interrupted)
     try:
-        outcome = loop.run_until_complete(main)
-    except (asyncio.CancelledError, KeyboardInterrupt):
+        outcome = drive(act(), db_path=project.db_path, run_id=run_id, on_stop=runner.close,
+                        say=lambda text: err.print(f"\n{text}", markup=False))
+    finally:
         runner.close()
-        _say_interrupted(where)
-        os._exit(EXIT_INTERRUPTED)  # not waiting for threads: a local-model call cannot stop mid-answer
-    hard_stop.cancel()
-    runner.close()
-    loop.run_until_complete(loop.shutdown_asyncgens())
-    loop.close()
     _report(outcome, project.settings.currency)
     raise typer.Exit(EXIT[outcome.status])
-
-
-INTERRUPT_GRACE = 1.0  # seconds the run gets to stop cleanly after Ctrl-C
-
-
-def _say_interrupted(where: str) -> None:
-    err.print(f"\ninterrupted; finished work is kept. Resume with: {where}", markup=False)
-    sys.stdout.flush()
-    sys.stderr.flush()
-
-
-def _stop_hard(project: Any, run_id: str | None, where: str) -> None:
-    """The loop is still busy after the grace period: record the run as interrupted and leave now. Every
-    finished call is already in the journal (each is committed when it completes)."""
-    if run_id:
-        from runner.store import SqliteStore
-
-        store = SqliteStore(project.db_path)
-        run = store.get_run(run_id)
-        if run is not None and run["status"] == "running":
-            store.update_run(run["id"], status="failed", ended_at=time.time(),
-                             error=f"interrupted before it finished; finished work is kept — resume with `{where}`")
-        store.close()
-    _say_interrupted(where)
-    os._exit(EXIT_INTERRUPTED)
 
 
 def _models_used(playbook: Any) -> set[str]:
