@@ -1,0 +1,72 @@
+"""Ctrl-C and SIGTERM for a command that drives a run in this process.
+
+The run is cancelled as soon as the event loop is free: in-flight requests are dropped, the executor
+records the run as interrupted (failed, resumable; every finished call is already in the journal) and the
+process exits 130 without waiting for worker threads — a local-model call cannot be stopped mid-answer.
+If the loop stays busy in synchronous code (a first import) past a short grace, a timer records the run
+as interrupted itself and leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+EXIT_INTERRUPTED = 130  # the shell's convention: 128 + SIGINT
+GRACE = 1.0  # seconds the run gets to stop cleanly
+
+
+def drive(work: Coroutine[Any, Any, Any], *, db_path: Path, run_id: str | None,
+          say: Callable[[str], None], on_stop: Callable[[], None]) -> Any:
+    """Run `work` to completion and return its result, or exit 130 on Ctrl-C / SIGTERM."""
+    loop = asyncio.new_event_loop()
+    main = loop.create_task(work)
+    where = f"playbook resume {run_id}" if run_id else "playbook runs list, then playbook resume <run id>"
+    message = f"interrupted; finished work is kept. Resume with: {where}"
+    hard_stop = threading.Timer(GRACE, _stop_hard, args=(db_path, run_id, where, lambda: _leave(say, message)))
+    hard_stop.daemon = True
+
+    def interrupted(*_: Any) -> None:
+        # a plain signal handler runs even while the loop is busy in synchronous code
+        loop.call_soon_threadsafe(main.cancel)
+        if not hard_stop.is_alive():
+            hard_stop.start()
+
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, interrupted)
+    try:
+        result = loop.run_until_complete(main)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        on_stop()
+        _leave(say, message)
+    hard_stop.cancel()
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+    return result
+
+
+def _leave(say: Callable[[str], None], message: str) -> None:
+    say(message)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _stop_hard(db_path: Path, run_id: str | None, where: str, leave: Callable[[], None]) -> None:
+    if run_id:
+        from runner.store import SqliteStore
+
+        store = SqliteStore(db_path)
+        run = store.get_run(run_id)
+        if run is not None and run["status"] == "running":
+            store.update_run(run["id"], status="failed", ended_at=time.time(),
+                             error=f"interrupted before it finished; finished work is kept — resume with `{where}`")
+        store.close()
+    leave()
