@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from runner import templates
+from runner import atomic, templates
 from runner.compile import NodeFunction, compile_graph
 from runner.config import Project
 from runner.errors import RunCancelled, RunError
@@ -250,7 +250,7 @@ class Runner:
         summary["run_dir"] = str(rc.run_dir)
         rc.run_dir.mkdir(parents=True, exist_ok=True)
         text = rc.redact(json.dumps(summary, ensure_ascii=False, indent=2, default=str))
-        (rc.run_dir / "run.json").write_text(text + "\n", encoding="utf-8")
+        atomic.write_text(rc.run_dir / "run.json", text + "\n")
 
     def cancel(self, run_id: str) -> str:
         run = self.store.get_run(run_id)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner import atomic
 from runner.registry import ToolArgumentError, ToolContext, tool
 
 _CSS = ("body{font-family:'Noto Sans CJK SC','PingFang SC','Microsoft YaHei',sans-serif;max-width:960px;"
@@ -68,11 +69,11 @@ async def file_write(args: FileWriteInput, ctx: ToolContext) -> FileWriteOutput:
     else:
         text = str(args.content)
     data = text.encode("utf-8")
-    target.write_bytes(data)
+    atomic.write_bytes(target, data)
     companion = None
     if args.html and suffix not in (".html", ".htm"):
         companion = target.with_suffix(".html")
-        companion.write_text(markdown_page(text, args.title or target.stem, target.parent), encoding="utf-8")
+        atomic.write_text(companion, markdown_page(text, args.title or target.stem, target.parent))
     return FileWriteOutput(path=str(target), bytes=len(data), html_path=str(companion) if companion else None)
 
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner import atomic
 from runner.registry import ToolArgumentError, ToolContext, tool
 from tools.columns import is_id_name
 from tools.metrics_rollup import (
@@ -130,7 +131,9 @@ async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
     from tools.sheet import read_rows
 
     raw = read_rows(args.path, ctx, sheet=args.sheet, encoding=args.encoding)
-    columns = list(raw[0]) if raw else []
+    if not raw:
+        raise ToolArgumentError("path", f"'{args.path}' has no rows; there is nothing to report on")
+    columns = list(raw[0])
     if raw and args.time not in columns:
         raise ToolArgumentError("time", f"no column '{args.time}' in '{args.path}' (columns: {', '.join(columns)})")
     if args.aggregate:
@@ -314,6 +317,7 @@ async def metrics_chart(args: ChartInput, ctx: ToolContext) -> ChartOutput:
         axes.legend()
         figure.autofmt_xdate()
         figure.tight_layout()
-        figure.savefig(target)
+        with atomic.replacing(target) as temporary:
+            figure.savefig(temporary, format="png")
         plt.close(figure)
     return ChartOutput(path=str(target), points=total)

@@ -13,8 +13,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner import atomic
 from runner.registry import ToolArgumentError, ToolContext, on_run_end, tool
-from tools.http import check_url
+from tools.http import HttpStatusError, check_url
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -110,13 +111,13 @@ async def web_scrape(args: ScrapeInput, ctx: ToolContext) -> ScrapeOutput:
         await _check_selectors(page, args)
         response = await page.goto(args.url, wait_until="domcontentloaded")
         if response is not None and response.status >= 400:
-            raise ToolArgumentError("url", f"'{args.url}' answered HTTP {response.status}")
+            raise HttpStatusError(args.url, response.status)
         clicks = await _interact(page, args)
         rows = await _extract(page, args)
         shot = None
         if args.screenshot:
             shot = str(ctx.artifact_path(args.screenshot))
-            await page.screenshot(path=shot, full_page=True)
+            atomic.write_bytes(Path(shot), await page.screenshot(full_page=True, type="png"))
         return ScrapeOutput(url=page.url, title=await page.title(), rows=rows, count=len(rows), clicks=clicks,
                             screenshot=shot)
     except Exception as exc:
@@ -192,7 +193,7 @@ async def web_login(args: LoginInput, ctx: ToolContext) -> LoginOutput:
         await _try_selectors(page, named)
         response = await page.goto(args.url, wait_until="domcontentloaded")
         if response is not None and response.status >= 400:
-            raise ToolArgumentError("url", f"'{args.url}' answered HTTP {response.status}")
+            raise HttpStatusError(args.url, response.status)
         for selector, text in args.fill.items():
             await page.fill(selector, text)
         if args.submit:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner import atomic
 from runner.registry import ToolArgumentError, ToolContext, tool
 from tools.columns import text_and_id
+from tools.sheet_ledger import WIDTH_SAMPLE, Ledger
 
+MAX_CELL = 16 * 1024 * 1024  # characters in one csv cell
 ENCODINGS = ("utf-8-sig", "gb18030")  # gb18030 is a superset of GBK/GB2312, as Excel in China saves
 
 
@@ -28,6 +32,8 @@ class SheetReadInput(BaseModel):
                                                       "'auto' (the text column with the longest entries)")
     id_column: str | None = Field(None, description="with text_column: the id column, or 'auto' (an id-like "
                                                     "column, else rows are numbered)")
+    allow_empty: bool = Field(False, description="accept a file with no rows (default: an empty file stops the "
+                                                 "run before anything is spent on it)")
 
 
 class SheetReadOutput(BaseModel):
@@ -43,6 +49,9 @@ class SheetReadOutput(BaseModel):
 async def sheet_read(args: SheetReadInput, ctx: ToolContext) -> SheetReadOutput:
     """Read rows from a csv, xlsx or jsonl file."""
     rows = read_rows(args.path, ctx, sheet=args.sheet, encoding=args.encoding)
+    if not rows and not args.allow_empty:
+        raise ToolArgumentError("path", f"'{args.path}' has no rows; check the export (or set allow_empty: true "
+                                        "if an empty file is expected)")
     if args.limit is not None:
         rows = rows[: args.limit]
     if args.text_column is not None or args.id_column is not None:
@@ -55,18 +64,41 @@ async def sheet_read(args: SheetReadInput, ctx: ToolContext) -> SheetReadOutput:
 
 def read_rows(name: str, ctx: ToolContext, *, sheet: str | None = None,
               encoding: str | None = None) -> list[dict[str, Any]]:
-    """Every row of a csv, xlsx or jsonl file as a dict keyed by its header."""
+    """Every row of a csv, xlsx or jsonl file as a dict keyed by its header. A file that is not what its
+    name says, or has a broken line, is a clear error naming the file (and the line), never a crash."""
     path = ctx.input_path(name)
     if not path.exists():
         raise ToolArgumentError("path", f"file '{name}' not found (looked in {path.parent})")
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
-        return _read_xlsx(path, sheet)
+        try:
+            return _read_xlsx(path, sheet)
+        except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+            if isinstance(exc, ToolArgumentError):
+                raise
+            raise ToolArgumentError("path", f"'{name}' is not a readable xlsx workbook ({exc}); open it in Excel "
+                                            "or WPS and save it again as .xlsx, or export it as .csv") from None
     if suffix in (".jsonl", ".ndjson"):
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return _read_jsonl(path, name)
     if suffix in (".csv", ".tsv", ".txt"):
         return _read_csv(path, encoding, "\t" if suffix == ".tsv" else ",")
     raise ToolArgumentError("path", f"'{name}': unsupported file type '{suffix}'; use .csv, .xlsx or .jsonl")
+
+
+def _read_jsonl(path: Path, name: str) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ToolArgumentError("path", f"'{name}' line {number}: not JSON ({exc.msg} at column {exc.colno}); "
+                                            "a .jsonl file holds one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise ToolArgumentError("path", f"'{name}' line {number}: a JSON object {{…}} per line is expected")
+        rows.append(row)
+    return rows
 
 
 def _read_csv(path: Path, encoding: str | None, delimiter: str) -> list[dict[str, Any]]:
@@ -79,7 +111,13 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str) -> list[dict[str
             continue
     else:
         raise ToolArgumentError("encoding", f"'{path.name}' is neither UTF-8 nor GBK; pass encoding: explicitly")
-    return [dict(r) for r in csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)]
+    csv.field_size_limit(MAX_CELL)  # real exports carry long texts in one cell; the default is 128 KB
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        return [dict(r) for r in reader]
+    except csv.Error as exc:
+        raise ToolArgumentError("path", f"'{path.name}' line {reader.line_num}: {exc}; check the quoting around "
+                                        "that line, or save the file again as CSV") from None
 
 
 def _read_xlsx(path: Path, sheet: str | None) -> list[dict[str, Any]]:
@@ -132,28 +170,48 @@ class SheetWriteOutput(BaseModel):
 async def sheet_write(args: SheetWriteInput, ctx: ToolContext) -> SheetWriteOutput:
     """Write rows to an xlsx (styled header, frozen, sized columns), csv or jsonl file."""
     target = ctx.artifact_path(args.path)
+    suffix = target.suffix.lower()
+    if suffix not in (".xlsx", ".csv", ".jsonl"):
+        raise ToolArgumentError("path", f"'{args.path}': unsupported file type '{suffix}'; use .xlsx, .csv or .jsonl")
     fields = list(args.columns or _columns(args.rows))
     headers = [args.columns[f] for f in fields] if isinstance(args.columns, dict) else fields
-    rows = [{h: _lookup(row, f) for f, h in zip(fields, headers, strict=True)} for row in args.rows]
-    columns = headers
-    suffix = target.suffix.lower()
-    if suffix == ".xlsx":
-        _write_xlsx(target, args.sheet, columns, rows, args.mode)
-    elif suffix == ".csv":
-        append = args.mode == "append" and target.exists()
-        with target.open("a" if append else "w", encoding="utf-8-sig" if not append else "utf-8",
-                         newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-            if not append:
-                writer.writeheader()
-            writer.writerows({c: _cell(r.get(c)) for c in columns} for r in rows)
-    elif suffix == ".jsonl":
-        with target.open("a" if args.mode == "append" else "w", encoding="utf-8") as fh:
-            for row in rows if args.columns else args.rows:
-                fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    else:
-        raise ToolArgumentError("path", f"'{args.path}': unsupported file type '{suffix}'; use .xlsx, .csv or .jsonl")
+    rows = [{h: _lookup(row, f) for f, h in zip(fields, headers, strict=True)} for row in args.rows] \
+        if args.columns or suffix != ".jsonl" else args.rows
+    ledger = Ledger(ctx.run_dir, target)
+    if not ledger.known() and target.exists() and (suffix == ".xlsx" or args.mode == "append"):
+        _seed(ledger, target, args.path)  # the file was there before this run wrote to it: keep what it holds
+    ledger.put(args.sheet if suffix == ".xlsx" else "", ctx.step_id, headers, rows, args.mode)
+    with atomic.replacing(target) as temporary:
+        {".xlsx": _render_xlsx, ".csv": _render_csv, ".jsonl": _render_jsonl}[suffix](ledger, temporary)
     return SheetWriteOutput(path=str(target), count=len(args.rows), sheet=args.sheet)
+
+
+def _seed(ledger: Ledger, target: Path, name: str) -> None:
+    if target.suffix.lower() == ".xlsx":
+        try:
+            for sheet, rows in _read_xlsx_sheets(target):
+                ledger.put(sheet, "existing", list(rows[0]) if rows else [], rows, "replace")
+        except (zipfile.BadZipFile, KeyError, OSError) as exc:
+            raise ToolArgumentError("path", f"'{name}' exists but is not a readable xlsx workbook ({exc}); move it "
+                                            "away or write to another path") from None
+        return
+    rows = read_rows(str(target), ToolContext(run_id="", step_id="", run_dir=target.parent, project_dir=target.parent))
+    ledger.put("", "existing", _columns(rows), rows, "replace")
+
+
+def _render_csv(ledger: Ledger, temporary: Path) -> None:
+    for _, columns, rows in ledger.sheets():
+        with temporary.open("w", encoding="utf-8-sig", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows({c: _cell(r.get(c)) for c in columns} for r in rows)
+
+
+def _render_jsonl(ledger: Ledger, temporary: Path) -> None:
+    with temporary.open("w", encoding="utf-8") as fh:
+        for _, _, rows in ledger.sheets():
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
 
 
 def _lookup(row: dict[str, Any], field: str) -> Any:
@@ -178,37 +236,60 @@ def _cell(value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _write_xlsx(target: Path, sheet: str, columns: list[str], rows: list[dict[str, Any]],
-                mode: str) -> None:
+def _render_xlsx(ledger: Ledger, temporary: Path) -> None:
+    """Every sheet of the ledger, streamed (openpyxl write-only mode: memory does not grow with the rows)."""
     import openpyxl
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
 
-    book = openpyxl.load_workbook(target) if target.exists() else openpyxl.Workbook()
-    if not target.exists():
-        book.remove(book.active)
-    if sheet in book.sheetnames and mode == "replace":
-        book.remove(book[sheet])
-    fresh = sheet not in book.sheetnames
-    ws = book[sheet] if not fresh else book.create_sheet(sheet)
-    if fresh:
-        ws.append(columns)
-        for cell in ws[1]:
-            cell.font = Font(bold=True, color="FFFFFF")
-            cell.fill = PatternFill("solid", fgColor="4472C4")
-        ws.freeze_panes = "A2"
+    book = openpyxl.Workbook(write_only=True)
+    bold, fill = Font(bold=True, color="FFFFFF"), PatternFill("solid", fgColor="4472C4")
     wrap = Alignment(wrap_text=True, vertical="top")
-    widths = [max(6, _display_width(c)) for c in columns]
-    for row in rows:
-        values = [_cell(row.get(c)) for c in columns]
-        ws.append(values)
-        for j, value in enumerate(values):
-            widths[j] = max(widths[j], _display_width(value))
-            if isinstance(value, str) and len(value) > 40:
-                ws.cell(ws.max_row, j + 1).alignment = wrap
-    for j, width in enumerate(widths):
-        ws.column_dimensions[get_column_letter(j + 1)].width = min(60, width + 2)
-    book.save(target)
+    for sheet, columns, rows in ledger.sheets():
+        ws = book.create_sheet(sheet)
+        widths = [max(6, _display_width(c)) for c in columns]
+        for n, row in enumerate(rows):
+            if n >= WIDTH_SAMPLE:
+                break
+            for j, column in enumerate(columns):
+                widths[j] = max(widths[j], _display_width(_cell(row.get(column))))
+        for j, width in enumerate(widths):
+            ws.column_dimensions[get_column_letter(j + 1)].width = min(60, width + 2)
+        ws.freeze_panes = "A2"
+        header = []
+        for column in columns:
+            cell = WriteOnlyCell(ws, value=column)
+            cell.font, cell.fill = bold, fill
+            header.append(cell)
+        ws.append(header)
+        for row in ledger.sheets_rows(sheet):
+            values: list[Any] = []
+            for column in columns:
+                value = _cell(row.get(column))
+                if isinstance(value, str) and len(value) > 40:
+                    cell = WriteOnlyCell(ws, value=value)
+                    cell.alignment = wrap
+                    values.append(cell)
+                else:
+                    values.append(value)
+            ws.append(values)
+    book.save(temporary)
+
+
+def _read_xlsx_sheets(path: Path) -> list[tuple[str, list[dict[str, Any]]]]:
+    import openpyxl
+
+    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        out = []
+        for ws in book.worksheets:
+            values = list(ws.iter_rows(values_only=True))
+            header = [str(h) if h is not None else f"column{j + 1}" for j, h in enumerate(values[0])] if values else []
+            out.append((ws.title, [dict(zip(header, row, strict=False)) for row in values[1:]]))
+        return out
+    finally:
+        book.close()
 
 
 def _display_width(value: Any) -> int:
