@@ -36,7 +36,7 @@ def test_a_one_megabyte_cell_is_read(project_dir: Path, server: FakeLLMServer) -
 
 
 def test_an_empty_file_stops_before_any_model_call(project_dir: Path, server: FakeLLMServer) -> None:
-    for content in (b"", "id,text\n".encode()):
+    for content in (b"", b"id,text\n"):
         empty = project_dir / "empty.csv"
         empty.write_bytes(content)
         code, text = _run(project_dir, empty)

@@ -41,10 +41,10 @@ class Ledger:
     def put(self, sheet: str, key: str, columns: list[str], rows: list[dict[str, Any]], mode: str) -> None:
         digest = hashlib.sha1(json.dumps([sheet, key, columns, rows], ensure_ascii=False, sort_keys=True,
                                          default=str).encode()).hexdigest()[:16]
-        chunk = {"key": f"{key}:{digest}", "file": f"{digest}.jsonl.gz", "columns": columns}
+        chunk: dict[str, Any] = {"key": f"{key}:{digest}", "file": f"{digest}.jsonl.gz", "columns": columns}
         self.folder.mkdir(parents=True, exist_ok=True)
         lines = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
-        atomic.write_bytes(self.folder / chunk["file"], gzip.compress(lines.encode("utf-8"), compresslevel=3))
+        atomic.write_bytes(self.folder / f"{digest}.jsonl.gz", gzip.compress(lines.encode("utf-8"), compresslevel=3))
         sheets = self.manifest()
         entry = next((s for s in sheets if s["sheet"] == sheet), None)
         if entry is None:
