@@ -7,6 +7,7 @@ traceback for them. Runtime failures (a provider down, a tool failing) are `RunE
 from __future__ import annotations
 
 import difflib
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,19 @@ class RunError(Exception):
         self.reason = message  # without the step's name, for per-item error lists
         self.details = details or {}  # e.g. {status: 404, url: …} of an HTTP error, for on_error and `when`
         super().__init__(f"step '{step}': {message}" if step else message)
+
+
+class DecisionTaken(RunError):
+    """Another decision for this approval was recorded first; this one was not applied."""
+
+    def __init__(self, run_id: str, step: str, recorded: dict[str, Any]) -> None:
+        self.recorded = recorded
+        if recorded.get("action") is None:
+            super().__init__(f"run '{run_id}' is no longer waiting for approval; nothing was applied")
+            return
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(recorded.get("at") or 0))
+        super().__init__(f"run '{run_id}': step '{step}' was already decided — {recorded.get('action')} by "
+                         f"{recorded.get('by')} at {when}; this decision was not applied")
 
 
 class TooManyFailures(RunError):

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from runner import atomic, templates
 from runner.compile import NodeFunction, compile_graph
 from runner.config import Project
-from runner.errors import RunCancelled, RunError
+from runner.errors import DecisionTaken, RunCancelled, RunError
 from runner.events import EventsFile, HookList, Hooks, Redactor
 from runner.llm import LlmClient
 from runner.nodes import STEP_KINDS, RunContext, StepContext
@@ -156,8 +156,20 @@ class Runner:
                  "run": {"date": datetime.fromtimestamp(now, tz).strftime("%Y-%m-%d")}}
         return await self._drive(rc, state)
 
+    def claim(self, run_id: str, decision: dict[str, Any]) -> None:
+        """Record `decision` for the approval the run waits at, and move the run on, atomically; raises
+        DecisionTaken when another decision got there first (two `approve`s at once, a stale page)."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise RunError(f"no run '{run_id}' (see `playbook runs list`)")
+        pending = run["pending"] or {}
+        earlier = self.store.claim_decision(run["id"], str(pending.get("step")), int(pending.get("visit") or 0),
+                                            decision, os.getpid())
+        if earlier is not None:
+            raise DecisionTaken(run["id"], str(pending.get("step")), earlier)
+
     async def resume(self, run_id: str, *, decision: dict[str, Any] | None = None,
-                     max_cost: float | None = None) -> RunOutcome:
+                     max_cost: float | None = None, claimed: bool = False) -> RunOutcome:
         run = self.store.get_run(run_id)
         if run is None:
             raise RunError(f"no run '{run_id}' (see `playbook runs list`)")
@@ -166,15 +178,17 @@ class Runner:
         if decision is None and run["status"] == "waiting":
             raise RunError(f"run '{run['id']}' is waiting for approval; use `playbook approve` or "
                            "`playbook reject`")
-        if run["status"] == "running" and _alive(run["pid"]):
+        if run["status"] == "running" and _alive(run["pid"]) and not claimed:
             raise RunError(f"run '{run['id']}' is still running in process {run['pid']}; wait for it "
                            "or stop it with `playbook cancel`")
-        if decision is not None and run["status"] != "waiting":
+        if decision is not None and run["status"] != "waiting" and not claimed:
             raise RunError(f"run '{run['id']}' is {run['status']}, not waiting for approval")
         playbook = load_and_validate(run["path"], run["source"])
         if max_cost is not None:
             self.store.update_run(run["id"], max_cost=max_cost)
             run["max_cost"] = max_cost
+        if decision is not None and not claimed:
+            self.claim(run["id"], decision)  # the one decision applied; the run is now running
         self.store.update_run(run["id"], status="running", error=None, pending=None, ended_at=None,
                               pid=os.getpid())
         rc = self._context(run, playbook)

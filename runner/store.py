@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS schedules (
 CREATE TABLE IF NOT EXISTS schedule_fires (
   schedule_id TEXT NOT NULL, due REAL NOT NULL, at REAL NOT NULL, action TEXT NOT NULL, run_id TEXT,
   detail TEXT, PRIMARY KEY (schedule_id, due));
+CREATE TABLE IF NOT EXISTS decisions (
+  run_id TEXT NOT NULL, step TEXT NOT NULL, visit INTEGER NOT NULL, decision TEXT NOT NULL, at REAL NOT NULL,
+  PRIMARY KEY (run_id, step, visit));
 CREATE TABLE IF NOT EXISTS approvals (
   run_id TEXT NOT NULL, step TEXT NOT NULL, visit INTEGER NOT NULL, action TEXT NOT NULL,
   by TEXT NOT NULL, at REAL NOT NULL, comment TEXT, edits TEXT, diff TEXT);
@@ -58,6 +61,9 @@ class Store(Protocol):
     def cache_put(self, key: str, value: Any) -> None: ...
     def record_approval(self, **fields: Any) -> None: ...
     def approvals(self, run_id: str) -> list[dict[str, Any]]: ...
+    def claim_decision(self, run_id: str, step: str, visit: int, decision: dict[str, Any],
+                       pid: int) -> dict[str, Any] | None: ...
+    def decision(self, run_id: str, step: str, visit: int) -> dict[str, Any] | None: ...
     def close(self) -> None: ...
 
 
@@ -180,6 +186,39 @@ class SqliteStore:
         values = tuple(json.dumps(fields.get(n), ensure_ascii=False) if n in ("edits", "diff")
                        else fields.get(n) for n in names)
         self._exec(f"INSERT INTO approvals VALUES ({', '.join('?' * len(names))})", values)
+
+    def claim_decision(self, run_id: str, step: str, visit: int, decision: dict[str, Any],
+                       pid: int) -> dict[str, Any] | None:
+        """Record the decision for a waiting (step, visit) and move the run to running, in one transaction.
+        Returns None when this call won; else the decision recorded first (by another process or an earlier
+        call), and nothing changes — so one decision is applied, whoever asks and however often."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                rows = self._db.execute("SELECT decision FROM decisions WHERE run_id=? AND step=? AND visit=?",
+                                        (run_id, step, visit)).fetchall()
+                if rows:
+                    self._db.execute("ROLLBACK")
+                    recorded: dict[str, Any] = json.loads(rows[0][0])
+                    return recorded
+                moved = self._db.execute("UPDATE runs SET status='running', pid=?, pending=NULL, error=NULL, "
+                                         "ended_at=NULL WHERE id=? AND status='waiting'", (pid, run_id)).rowcount
+                if not moved:
+                    self._db.execute("ROLLBACK")
+                    return {"action": None, "reason": "not waiting"}
+                self._db.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?)",
+                                 (run_id, step, visit, json.dumps(decision, ensure_ascii=False), time.time()))
+                self._db.execute("COMMIT")
+                return None
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def decision(self, run_id: str, step: str, visit: int) -> dict[str, Any] | None:
+        rows = self._exec("SELECT decision FROM decisions WHERE run_id=? AND step=? AND visit=?",
+                          (run_id, step, visit))
+        return json.loads(rows[0][0]) if rows else None
 
     def approvals(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._exec("SELECT step, visit, action, by, at, comment, edits, diff FROM approvals "

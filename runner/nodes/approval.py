@@ -42,7 +42,10 @@ async def run_approval(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
         "deadline": time.time() + spec.timeout if spec.timeout else None,
         "on_timeout": spec.on_timeout,
     }
-    decision = interrupt(payload)
+    # a decision recorded for this visit (claimed by `approve`, the page or a card, maybe by a process that
+    # died since) is the one applied; only without one does the run stop and ask
+    recorded = ctx.run.store.decision(ctx.run.run_id, ctx.step.id, ctx.visit)
+    decision = recorded if recorded is not None else interrupt(payload)
     if not isinstance(decision, dict) or decision.get("action") not in ("approve", "reject"):
         raise RunError(f"invalid approval decision {decision!r}", step=ctx.step.id)
     try:

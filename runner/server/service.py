@@ -7,15 +7,15 @@ import asyncio
 import glob
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runner.approvals import EditError, apply_edits, diff
 from runner.config import Project
-from runner.errors import PlaybookError, RunError
+from runner.errors import DecisionTaken, PlaybookError, RunError
 from runner.events import Hooks
-from runner.execute import Runner, RunOutcome, new_run_id
+from runner.execute import Runner, new_run_id
 from runner.inputs import resolve_inputs
 from runner.spec.output_schema import to_model
 from runner.validate import Playbook, load_and_validate
@@ -58,7 +58,6 @@ class Service:
         self.runner = Runner(project, hooks=hooks)
         self.store = self.runner.store
         self.tasks: set[asyncio.Task[Any]] = set()
-        self._deciding: dict[str, Decided] = {}  # decisions whose resume has not recorded them yet
 
     def close(self) -> None:
         self.runner.close()
@@ -131,12 +130,9 @@ class Service:
             raise FieldErrors({"": f"unknown action '{action}' (approve or reject)"})
         run = self.run(run_id)
         pending = run["pending"] or {}
-        in_flight = self._deciding.get(run_id)
-        if in_flight is not None and step is not None and (in_flight.step, in_flight.visit) == (step, visit):
-            return replace(in_flight, repeated=True)
         if step is not None and (pending.get("step"), pending.get("visit")) != (step, visit):
             return self._recorded(run_id, step, visit)
-        if run["status"] != "waiting" or not pending or in_flight is not None:
+        if run["status"] != "waiting" or not pending:
             raise Conflict(f"run '{run_id}' is {run['status']}, not waiting for approval")
         edits = edits or {}
         try:
@@ -144,24 +140,26 @@ class Service:
             final = apply_edits(pending["draft"], edits, pending.get("editable") or [], model)
         except EditError as exc:
             raise FieldErrors(_field_errors(str(exc), pending.get("editable") or [])) from None
-        decided = Decided(run_id, pending["step"], pending["visit"], action, by, diff(pending["draft"], final))
-        self._deciding[run_id] = decided  # no await since the status check: a second request sees this
         decision = {"action": action, "comment": comment, "edits": edits, "by": by, "at": time.time()}
-
-        async def resume() -> RunOutcome:
-            try:
-                return await self.runner.resume(run_id, decision=decision)
-            finally:
-                self._deciding.pop(run_id, None)
-
-        self._background(resume())
-        return decided
+        try:
+            self.runner.claim(run_id, decision)  # the store's compare-and-set: one decision, whoever asks
+        except DecisionTaken as exc:
+            if exc.recorded.get("action") is None:
+                raise Conflict(str(exc)) from None
+            return Decided(run_id, pending["step"], pending["visit"], exc.recorded["action"],
+                           exc.recorded.get("by") or "", [], repeated=True)
+        self._background(self.runner.resume(run_id, decision=decision, claimed=True))
+        return Decided(run_id, pending["step"], pending["visit"], action, by, diff(pending["draft"], final))
 
     def _recorded(self, run_id: str, step: str | None, visit: int | None) -> Decided:
         for record in self.store.approvals(run_id):
             if record["step"] == step and record["visit"] == visit:
                 return Decided(run_id, record["step"], record["visit"], record["action"], record["by"],
                                record["diff"] or [], repeated=True)
+        claimed = self.store.decision(run_id, str(step), int(visit or 0))
+        if claimed is not None:  # decided, and the run is applying it right now
+            return Decided(run_id, str(step), int(visit or 0), claimed["action"], claimed.get("by") or "", [],
+                           repeated=True)
         raise Conflict(f"run '{run_id}' is not waiting at step '{step}' (visit {visit})")
 
     def _background(self, work: Any) -> None:
