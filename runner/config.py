@@ -82,7 +82,9 @@ class ProjectFile(BaseModel):
     usd_rate: float = Field(7.2, description="currency units per USD, for litellm's USD prices")
     state_dir: str = ".playbook"
     models: dict[str, ModelConfig] = Field(default_factory=dict)
-    paths: dict[str, list[str]] = Field(default_factory=dict, description="write: extra writable paths")
+    paths: dict[str, list[str]] = Field(default_factory=dict, description="write: extra writable paths; read: "
+                                                                         "extra readable paths (the project "
+                                                                         "folder always is)")
     server: dict[str, Any] = Field(default_factory=dict)
     notify: dict[str, Any] = Field(default_factory=dict)
     web: WebSettings = Field(default_factory=WebSettings)
@@ -115,6 +117,10 @@ class Project:
     @property
     def writable_paths(self) -> tuple[Path, ...]:
         return tuple(self.root / p for p in self.settings.paths.get("write", []))
+
+    @property
+    def readable_paths(self) -> tuple[Path, ...]:
+        return tuple(self.root / p for p in self.settings.paths.get("read", []))
 
     def resolve_model(self, alias: str) -> tuple[str, ModelConfig]:
         """Alias → (alias actually used, config). `default` falls back to `local` with no key."""

@@ -26,6 +26,9 @@ class ToolArgumentError(ValueError):
         super().__init__(message)
 
 
+_NEVER_READ = ("/proc", "/sys", "/dev")
+
+
 @dataclass
 class ToolContext:
     """What a tool may touch: its run's artifact folder and the paths the project allows."""
@@ -38,6 +41,8 @@ class ToolContext:
     base_dir: Path | None = None  # folder of the playbook file, for relative inputs
     settings: Any = None  # the project's ProjectFile (web policy, notify channels, …)
     playbook: str = ""  # name of the running playbook (runs.previous looks up its earlier runs)
+    readable_paths: tuple[Path, ...] = ()  # [paths] read
+    input_files: frozenset[Path] = frozenset()  # the run's `file` inputs, resolved: readable wherever they are
 
     @property
     def state_db(self) -> Path:
@@ -54,15 +59,24 @@ class ToolContext:
         raise ToolArgumentError(argument, f"'{name}' is outside the run folder; allow it under [paths] write in "
                          "playbook.toml or write a relative path")
 
-    def input_path(self, name: str) -> Path:
-        """Resolve a path to read: as given, else relative to the project, else to the playbook."""
+    def input_path(self, name: str, argument: str = "path") -> Path:
+        """Resolve a path to read: as given, else relative to the project, else to the playbook — and only
+        inside what a run may read: the project folder, the playbook's folder, the run folder, folders under
+        `[paths] read` (and `write`), and files given as `file` inputs. Never /proc, /sys or /dev, and never
+        through a symlink that leads outside (the check is on the resolved path)."""
         candidate = Path(name).expanduser()
-        if candidate.is_absolute():
-            return candidate
-        for base in (Path.cwd(), self.project_dir, self.base_dir, self.run_dir):
-            if base is not None and (base / candidate).exists():
-                return base / candidate
-        return Path.cwd() / candidate
+        found = candidate if candidate.is_absolute() else next(
+            (base / candidate for base in (Path.cwd(), self.project_dir, self.base_dir, self.run_dir)
+             if base is not None and (base / candidate).exists()), Path.cwd() / candidate)
+        real = found.resolve()
+        if any(real == Path(root) or Path(root) in real.parents for root in _NEVER_READ):
+            raise ToolArgumentError(argument, f"'{name}' is a system path; tools do not read {real.parts[1]}/")
+        roots = (self.project_dir, self.run_dir, self.base_dir, *self.allowed_paths, *self.readable_paths)
+        if real in self.input_files or any(root is not None and (real == root.resolve() or root.resolve()
+                                                                 in real.parents) for root in roots):
+            return found
+        raise ToolArgumentError(argument, f"'{name}' is outside the project folder ({real}); pass it as a file "
+                                          "input, or add its folder to [paths] read in playbook.toml")
 
 
 ToolFunction = Callable[[Any, ToolContext], Awaitable[Any]]

@@ -315,8 +315,9 @@ async def call_tool(name: str, args: dict[str, Any], *, run_dir: Path, settings:
 
     info = get_tool(name)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # reads as in a project holding the run folder (and the working directory, for fixtures)
     ctx = ToolContext(run_id="test", step_id="test", run_dir=run_dir, project_dir=run_dir,
-                      settings=settings or ProjectFile())
+                      settings=settings or ProjectFile(), readable_paths=(Path.cwd(), run_dir.parent))
     run_started()
     try:
         return await info.function(info.input_model.model_validate(args), ctx)

@@ -150,11 +150,15 @@ class StepContext:
         return self.run.tool_fixtures.intercept(tool=tool, step=self.step.id, args=args)
 
     def tool_context(self) -> ToolContext:
+        spec, inputs = self.run.playbook.spec, self.state.get("inputs") or {}
+        files = frozenset(Path(str(inputs[n])).resolve() for n, i in spec.inputs.items()
+                          if i.type == "file" and inputs.get(n))
         return ToolContext(run_id=self.run.run_id, step_id=self.step.id, run_dir=self.run.run_dir,
                            project_dir=self.run.project.root,
                            allowed_paths=self.run.project.writable_paths,
                            base_dir=self.run.playbook.path.parent, settings=self.run.project.settings,
-                           playbook=self.run.playbook.spec.name)
+                           playbook=self.run.playbook.spec.name, readable_paths=self.run.project.readable_paths,
+                           input_files=files)
 
 
 NOT_RUN: dict[str, Any] = {"output": None, "status": "skipped", "visits": 0}
