@@ -58,16 +58,12 @@ def _project() -> Any:
 def _parse_inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if file is not None:
-        import yaml
+        from runner.spec.yaml_loader import safe_load
 
         try:
-            data = yaml.safe_load(file.read_text(encoding="utf-8"))  # YAML, or JSON (a subset of it)
+            data = safe_load(file.read_text(encoding="utf-8"), str(file))  # YAML, or JSON (a subset of it)
         except OSError as exc:
             raise PlaybookError(f"{file}: cannot read inputs: {exc.strerror}") from None
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark
-            where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-            raise PlaybookError(f"{file}{where}: invalid inputs file: {exc.problem}") from None
         if not isinstance(data, dict):
             raise PlaybookError(f"{file}: an inputs file holds name: value pairs, got {type(data).__name__}")
         values.update(data)

@@ -328,9 +328,9 @@ async def call_tool(name: str, args: dict[str, Any], *, run_dir: Path, settings:
 def load_script(path: Path) -> FakeLLMServer:
     """A server from a YAML script: {rules: [{match, reply | replies (answered in turn), times}], latency,
     faults: {...}}."""
-    import yaml
+    from runner.spec.yaml_loader import safe_load
 
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = safe_load(path.read_text(encoding="utf-8"), str(path)) or {}
     rules = [Rule(r["match"], r.get("reply", ""), r.get("times"), cycle=r.get("replies"))
              for r in data.get("rules") or []]
     return FakeLLMServer(rules=rules, latency=float(data.get("latency", 0)),

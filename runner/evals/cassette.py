@@ -19,6 +19,7 @@ import yaml
 
 from runner.errors import RunError
 from runner.llm import LlmCall, LlmReply
+from runner.spec.yaml_loader import safe_load
 
 Mode = Literal["record", "replay"]
 
@@ -57,7 +58,7 @@ class Cassette:
         if not self.path.is_file():
             raise CassetteError(f"no cassette {self.path}; record one with `playbook eval <suite> --record`")
         try:
-            data = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
+            data = safe_load(self.path.read_text(encoding="utf-8"), str(self.path)) or {}
         except yaml.YAMLError as exc:
             raise CassetteError(f"{self.path}: not valid YAML: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
@@ -77,7 +78,7 @@ class Cassette:
         order = {c: i for i, c in enumerate(case_order)}
         kept = []
         if self.path.is_file():
-            old = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
+            old = safe_load(self.path.read_text(encoding="utf-8"), str(self.path)) or {}
             kept = [e for e in old.get("entries") or [] if isinstance(e, dict) and e.get("case") not in recorded]
         for number, entry in enumerate(kept):
             entry["seq"] = -len(kept) + number

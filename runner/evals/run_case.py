@@ -15,6 +15,7 @@ from runner.events import Hooks
 from runner.execute import Runner
 from runner.inputs import resolve_inputs
 from runner.llm import ReplySource
+from runner.spec.yaml_loader import safe_load
 from runner.validate import Playbook
 
 
@@ -75,9 +76,8 @@ class Fixtures:
 
 
 def _recorded(path: Path) -> Any:
-    import yaml
 
-    return yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
+    return safe_load(path.read_text(encoding="utf-8"), str(path))  # YAML is a superset of JSON
 
 
 def _suite_file(value: Any, folder: Path) -> Any:

@@ -16,6 +16,7 @@ from runner.errors import Diagnostic, LoadError
 
 Path = tuple[Any, ...]
 KEY = "<key>"
+MAX_VALUES = 200_000  # values a document may expand to: far above any playbook, far below a YAML bomb
 
 
 @dataclass
@@ -72,6 +73,51 @@ class _Builder:
         return LoadError([Diagnostic(self.source.file, mark.line + 1, mark.column + 1, message)])
 
 
+_TOO_BIG = (f"the document expands to more than {MAX_VALUES:,} values (anchors and aliases repeating each other — "
+            "a YAML bomb?); write the values out or make the file smaller")
+
+
+def expanded_size(node: yaml.Node, limit: int = MAX_VALUES) -> int:
+    """How many values `node` stands for once every alias is expanded — computed on the shared node graph,
+    so a bomb is measured without being expanded. Stops counting past `limit`."""
+    sizes: dict[int, int] = {}
+
+    def size(current: yaml.Node) -> int:
+        known = sizes.get(id(current))
+        if known is not None:
+            return known
+        total = 1
+        if isinstance(current, yaml.SequenceNode):
+            total += sum(size(child) for child in current.value)
+        elif isinstance(current, yaml.MappingNode):
+            total += sum(size(key) + size(value) for key, value in current.value)
+        sizes[id(current)] = total = min(total, limit + 1)
+        return total
+
+    return size(node)
+
+
+def safe_load(text: str, file: str) -> Any:
+    """yaml.safe_load with a bound on alias expansion — for inputs files, scripts, cassettes: every YAML
+    read from a user or a disk. Raises LoadError naming the file."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if expanded_size(node) > MAX_VALUES:
+            raise LoadError([Diagnostic(file, node.start_mark.line + 1, node.start_mark.column + 1, _TOO_BIG)])
+        return loader.construct_document(node)
+    except RecursionError:
+        raise LoadError([Diagnostic(file, 1, 1, "the document is nested too deeply")]) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise LoadError([Diagnostic(file, line, col, f"invalid YAML: {exc.problem or exc.context}")]) from None
+    finally:
+        loader.dispose()
+
+
 def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     """Parse one YAML document, keeping marks. Raises LoadError with the position of the fault."""
     source = SourceMap(file)
@@ -81,7 +127,11 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         if node is None:
             raise LoadError([Diagnostic(file, 1, 1, "the file is empty; a playbook needs at least "
                                                     "'name' and 'steps'")])
+        if expanded_size(node) > MAX_VALUES:
+            raise LoadError([Diagnostic(file, node.start_mark.line + 1, node.start_mark.column + 1, _TOO_BIG)])
         return _Builder(loader, source).build(node, ()), source
+    except RecursionError:
+        raise LoadError([Diagnostic(file, 1, 1, "the document is nested too deeply")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

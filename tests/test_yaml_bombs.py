@@ -1,0 +1,36 @@
+"""YAML anchors that expand past a bound are refused at once, wherever the YAML comes from."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from starlette.testclient import TestClient
+
+from runner.config import load_project
+from runner.server import create_app
+from tests.conftest import ROOT, cli
+
+BOMB = ROOT / "tests" / "broken" / "yaml_bomb.yaml"
+LAUGHS = "\n".join(line for line in BOMB.read_text(encoding="utf-8").splitlines()[1:10])
+
+
+def test_a_bomb_in_an_inputs_file_is_refused(project_dir: Path) -> None:
+    inputs = project_dir / "inputs.yaml"
+    inputs.write_text(LAUGHS + "\nkeywords: *i\n", encoding="utf-8")
+    done = cli("run", str(ROOT / "playbooks" / "trend_scan.yaml"), "--inputs", str(inputs), cwd=project_dir,
+               timeout=60)
+    assert done.returncode == 2 and "expands to more than 200,000 values" in done.stderr
+
+
+def test_a_bomb_dropped_in_playbooks_does_not_stall_the_server(project_dir: Path) -> None:
+    (project_dir / "playbooks").mkdir()
+    shutil.copy(BOMB, project_dir / "playbooks" / "bomb.yaml")
+    shutil.copy(ROOT / "playbooks" / "kpi_report.yaml", project_dir / "playbooks")
+    with TestClient(create_app(load_project()), client=("127.0.0.1", 50000)) as http:
+        started = time.monotonic()
+        page = http.get("/playbooks")
+        seconds = time.monotonic() - started
+    assert page.status_code == 200 and "kpi_report" in page.text
+    print(f"playbooks page with a bomb beside: {seconds:.2f}s")
