@@ -68,7 +68,7 @@ def test_a_map_goes_on_past_a_404_and_lists_it_with_status_and_url(project_dir: 
     assert report.strip() == f"1 404 {urls[1]}"
     summary = json.loads((project_dir / ".playbook" / "runs" / run_id / "run.json").read_text(encoding="utf-8"))
     assert summary["problems"][0]["failed_items"] == 1 and summary["problems"][0]["items"] == 4
-    with TestClient(create_app(load_project()), client=("127.0.0.1", 50000)) as http:
+    with TestClient(create_app(load_project()), client=("127.0.0.1", 50000), base_url="http://127.0.0.1:8600") as http:
         page = http.get(f"/runs/{run_id}").text
     assert 'id="problems"' in page and "步骤 pages：1 / 4 项失败" in page and "missing.html" in page
 

@@ -88,7 +88,9 @@ def robot(monkeypatch: pytest.MonkeyPatch) -> Iterator[Robot]:
 
 
 def client(project: Path, host: str = "127.0.0.1") -> TestClient:
-    return TestClient(create_app(load_project()), client=(host, 50000), follow_redirects=False)
+    """A browser on this machine addressing the server as 127.0.0.1, or one elsewhere using base_url's name."""
+    address = "http://127.0.0.1:8600" if host == "127.0.0.1" else "http://ops.example"
+    return TestClient(create_app(load_project()), client=(host, 50000), follow_redirects=False, base_url=address)
 
 
 def wait_for(http: TestClient, run_id: str, status: str, timeout: float = 60) -> dict[str, Any]:
@@ -364,3 +366,30 @@ def test_start_form_takes_an_uploaded_file(project: Path, server: FakeLLMServer)
     saved = Path(run["inputs"]["comments"])
     assert saved.parent == project / ".playbook" / "uploads" and saved.name.endswith("评论_导出.csv")
     assert saved.read_bytes() == table
+
+
+def test_a_dns_rebinding_host_and_every_proxy_header_are_not_local(project: Path) -> None:
+    app = create_app(load_project())
+    with TestClient(app, client=("127.0.0.1", 50000), base_url="http://evil.example:8600") as rebound:
+        page = rebound.post("/api/runs", json={"playbook": "feedback_digest", "inputs": {}},
+                            headers={"origin": "http://evil.example:8600"})
+        assert page.status_code == 421 and "does not answer for host 'evil.example'" in page.text
+    with TestClient(app, client=("127.0.0.1", 50000), base_url="http://127.0.0.1:8600") as http:
+        assert http.get("/").status_code == 200
+        for header in ("X-Forwarded-For", "x_forwarded_host", "Via", "X-Real-IP", "CF-Connecting-IP", "Forwarded"):
+            refused = http.get("/", headers={header: "203.0.113.9"})
+            assert refused.status_code == 401, (header, refused.status_code)  # a token is configured
+
+
+def test_an_upload_name_past_the_filesystem_limit_is_shortened(project: Path, server: FakeLLMServer) -> None:
+    table = "id,text\n1,物流太慢了\n2,客服很好\n".encode()
+    long_name = "双十一活动用户评论导出" * 30 + ".csv"  # 990 bytes of name
+    with client(project) as http:
+        http.get("/start/feedback_digest")
+        started = http.post("/start/feedback_digest",
+                            data={"csrf": http.cookies["playbook_csrf"], "in_review": "true", "in_comments": ""},
+                            files={"upload_comments": (long_name, table, "text/csv")})
+        assert started.status_code == 303, started.text
+        run = wait_for(http, started.headers["location"].rsplit("/", 1)[-1], "waiting")
+    saved = Path(run["inputs"]["comments"])
+    assert saved.read_bytes() == table and saved.suffix == ".csv" and len(saved.name.encode()) < 255

@@ -28,7 +28,7 @@ def test_a_bomb_dropped_in_playbooks_does_not_stall_the_server(project_dir: Path
     (project_dir / "playbooks").mkdir()
     shutil.copy(BOMB, project_dir / "playbooks" / "bomb.yaml")
     shutil.copy(ROOT / "playbooks" / "kpi_report.yaml", project_dir / "playbooks")
-    with TestClient(create_app(load_project()), client=("127.0.0.1", 50000)) as http:
+    with TestClient(create_app(load_project()), client=("127.0.0.1", 50000), base_url="http://127.0.0.1:8600") as http:
         started = time.monotonic()
         page = http.get("/playbooks")
         seconds = time.monotonic() - started

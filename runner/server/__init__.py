@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from runner.config import Project
-from runner.server.security import LOOPBACK, token_gate
+from runner.server.security import LOOPBACK, served_hosts, token_gate
 from runner.server.service import Conflict, NotFound, Service
 
 
@@ -20,17 +20,19 @@ def server_token(project: Project) -> str | None:
     return os.environ.get("PLAYBOOK_SERVER_TOKEN") or project.settings.server.get("token") or None
 
 
-def create_app(project: Project, *, service: Service | None = None) -> Starlette:
+def create_app(project: Project, *, service: Service | None = None, bind: str | None = None) -> Starlette:
     from runner.server import api, im, pages
 
     svc = service or Service(project, hooks=[im.ApprovalCards(project)])
+    server = project.settings.server
+    hosts = served_hosts(server.get("base_url"), bind, list(server.get("hosts") or []))
 
     async def errors(request: Request, exc: Exception) -> Response:
         handler = api.api_errors if request.url.path.startswith("/api/") else pages.handle_errors
         return handler(request, exc)
 
     app = Starlette(routes=[*pages.ROUTES, *api.ROUTES, *im.ROUTES],
-                    middleware=[Middleware(BaseHTTPMiddleware, dispatch=token_gate(server_token(project)))],
+                    middleware=[Middleware(BaseHTTPMiddleware, dispatch=token_gate(server_token(project), hosts))],
                     exception_handlers={NotFound: errors, Conflict: errors})
     app.state.service = svc
     return app
@@ -44,6 +46,6 @@ def serve(project: Project, host: str, port: int) -> None:
     if host not in LOOPBACK and not server_token(project):
         raise PlaybookError(f"binding to {host} exposes the server beyond this machine: set [server] token in "
                             "playbook.toml or PLAYBOOK_SERVER_TOKEN first")
-    app = create_app(project)
+    app = create_app(project, bind=host)
     config: dict[str, Any] = {"host": host, "port": port, "log_level": "warning"}
     uvicorn.run(app, **config)

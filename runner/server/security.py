@@ -4,6 +4,7 @@ CSRF token (double-submit cookie) and the API takes only JSON, so another site c
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,18 +14,37 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def served_hosts(base_url: str | None, bind: str | None, extra: list[str]) -> set[str]:
+    names = {*LOOPBACK, *(h.lower() for h in extra)}
+    if bind and bind not in ("0.0.0.0", "::"):
+        names.add(bind.lower())
+    if base_url and urlsplit(base_url).hostname:
+        names.add(str(urlsplit(base_url).hostname).lower())
+    return names
 TOKEN_COOKIE = "playbook_token"
 CSRF_COOKIE = "playbook_csrf"
 
 
-PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+# any header a proxy adds, in any spelling (X-Forwarded-For, X_Forwarded_Host, Via, X-Real-IP, CF-Connecting-IP …)
+_PROXY_HEADER = re.compile(r"forwarded|^via$|real[-_]?ip|client[-_]?ip|connecting[-_]?ip|^x[-_]original", re.I)
+
+
+def request_host(request: Request) -> str:
+    """The Host header's name, without port or IPv6 brackets, lower case."""
+    host = (request.headers.get("host") or "").strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def is_local(request: Request) -> bool:
-    """A loopback client that no proxy speaks for: behind nginx every request comes from 127.0.0.1."""
-    if any(name in request.headers for name in PROXY_HEADERS):
+    """A loopback client that no proxy speaks for, addressing this machine by a loopback name. Behind nginx
+    every request comes from 127.0.0.1; a DNS-rebinding page comes from 127.0.0.1 with its own Host."""
+    if any(_PROXY_HEADER.search(name) for name in request.headers):
         return False
-    return request.client is not None and request.client.host in LOOPBACK
+    return request.client is not None and request.client.host in LOOPBACK and request_host(request) in LOOPBACK
 
 
 def _given_token(request: Request) -> str:
@@ -36,8 +56,14 @@ def _given_token(request: Request) -> str:
     return ""
 
 
-def token_gate(token: str | None) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+def token_gate(token: str | None, hosts: set[str]) -> Callable[[Request, Callable[[Request], Awaitable[Response]]],
+                                                                Awaitable[Response]]:
+    """`hosts`: the names this server answers for (loopback, the bound address, base_url's host, [server] hosts)."""
+
     async def gate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request_host(request) not in hosts:
+            return PlainTextResponse(f"421: this server does not answer for host '{request_host(request)}'; add it "
+                                     "to [server] hosts (or set [server] base_url) in playbook.toml", status_code=421)
         if request.url.path.startswith("/im/") or is_local(request):
             return await call_next(request)  # IM callbacks prove themselves with the platform's signature
         if not token:
