@@ -6,6 +6,7 @@ the native value (a list stays a list); any other text renders to a string.
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from runner import sandbox
+
 _LONE = re.compile(r"^\s*\$\{\{((?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
 
 
@@ -25,11 +28,37 @@ class TemplateError(Exception):
 
 
 class _Environment(ImmutableSandboxedEnvironment):
+    intercepted_binops = sandbox.INTERCEPTED  # bounded at run time, and never folded at compile time
+
     def getattr(self, obj: Any, attribute: str) -> Any:
         # `steps.label.items` must mean the key, not dict.items
         if isinstance(obj, Mapping) and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        return sandbox.binop(operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        sandbox.check_call(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            sandbox.check_format(value.__self__)
+            return wrapped(*args, **kwargs)
+
+        return checked
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):  # every loop counts its turns against the render's budget
+            loop.iter = nodes.Filter(loop.iter, "playbook_bounded", [], [], None, None, lineno=loop.lineno)
+        return tree
 
 
 def _to_json(value: Any, indent: int | None = None) -> str:
@@ -68,7 +97,45 @@ def environment() -> _Environment:
     env.filters["cross"] = _cross
     env.filters["number"] = _number
     env.filters["rank_by"] = _rank_by
+    env.filters["playbook_bounded"] = sandbox.bounded
+    for width_filter in ("center", "indent", "wordwrap", "truncate"):
+        env.filters[width_filter] = _width_checked(env.filters[width_filter])
+    env.filters["format"] = _format
+    env.filters["replace"] = _replace
+    env.globals["lipsum"] = _lipsum
     return env
+
+
+def _width_checked(original: Any) -> Any:
+    def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
+        for argument in (*args, *kwargs.values()):
+            if isinstance(argument, int | float) and not isinstance(argument, bool) and argument > sandbox.MAX_LENGTH:
+                raise sandbox.TemplateLimit(f"a width of {argument:,} is too large")
+        return original(value, *args, **kwargs)
+
+    return checked
+
+
+def _format(value: Any, *args: Any, **kwargs: Any) -> str:
+    text = str(value)
+    sandbox.check_format(text)
+    if "*" in text:
+        raise sandbox.TemplateLimit("a %-format with a computed width is not allowed in templates")
+    return text % (kwargs or args)
+
+
+def _replace(value: Any, old: str, new: str, count: int | None = None) -> str:
+    text = str(value)
+    sandbox.check_replace(text, str(old), str(new))
+    return text.replace(str(old), str(new), -1 if count is None else count)
+
+
+def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
+    """Jinja's lipsum with its sizes capped (n=10**9 would build gigabytes)."""
+    from jinja2.utils import generate_lorem_ipsum
+
+    cap = builtins.min
+    return str(generate_lorem_ipsum(n=cap(n, 20), html=html, min=cap(min, 200), max=cap(max, 200)))
 
 
 def is_template(value: Any) -> bool:
@@ -90,8 +157,18 @@ def _compiled_expression(expr: str) -> Any:
     return environment().compile_expression(expr, undefined_to_none=False)
 
 
-def render(value: Any, context: Mapping[str, Any]) -> Any:
-    """Render every template inside `value` (strings, lists and dicts, recursively)."""
+def render(value: Any, context: Mapping[str, Any], *, seconds: float | None = None) -> Any:
+    """Render every template inside `value` (strings, lists and dicts, recursively), within the sandbox's
+    bounds and `seconds` of time (the step's timeout)."""
+    token = sandbox.budget(seconds) if sandbox.current() is None else None
+    try:
+        return _render(value, context)
+    finally:
+        if token is not None:
+            sandbox.release(token)
+
+
+def _render(value: Any, context: Mapping[str, Any]) -> Any:
     if isinstance(value, str):
         if not is_template(value):
             return value
@@ -103,13 +180,13 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
                     result._fail_with_undefined_error()
                 return result
             return _compiled_text(value).render(**context)
-        except (jinja2.UndefinedError, SecurityError, jinja2.TemplateError, TypeError,
-                ValueError, ZeroDivisionError, KeyError, IndexError) as exc:
+        except (jinja2.UndefinedError, SecurityError, jinja2.TemplateError, TypeError, sandbox.TemplateLimit,
+                ValueError, ZeroDivisionError, KeyError, IndexError, OverflowError, RecursionError) as exc:
             raise TemplateError(f"cannot evaluate {_short(value)}: {exc}") from None
     if isinstance(value, list):
-        return [render(v, context) for v in value]
+        return [_render(v, context) for v in value]
     if isinstance(value, dict):
-        return {k: render(v, context) for k, v in value.items()}
+        return {k: _render(v, context) for k, v in value.items()}
     return value
 
 

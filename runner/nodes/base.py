@@ -102,7 +102,7 @@ class StepContext:
 
     def render(self, value: Any, item: Any = None, *, with_item: bool = False, what: str = "") -> Any:
         try:
-            return templates.render(value, self.template_context(item, with_item=with_item))
+            return templates.render(value, self.template_context(item, with_item=with_item), seconds=self.timeout)
         except templates.TemplateError as exc:
             raise RunError(f"{what + ': ' if what else ''}{exc}", step=self.step.id) from None
 
