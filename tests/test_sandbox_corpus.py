@@ -113,7 +113,7 @@ steps:
     tool: file.write
     with:
       path: x.md
-      content: "{% for i in range(100000) %}{% for j in range(100000) %}{% if i == j %}{% endif %}{% endfor %}{% endfor %}"
+      content: "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
   - {id: power, tool: file.write, with: {path: y.md, content: "${{ (9 ** (9 ** 10)) % 7 }}"}}
 """)
     started = time.monotonic()
