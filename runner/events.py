@@ -32,11 +32,14 @@ HOOK_NAMES = ("on_run_start", "on_step_start", "on_step_end", "on_llm_call", "on
 class HookList(Hooks):
     """Fans each event out to several hooks; a failing hook never fails the run."""
 
-    def __init__(self, hooks: list[Hooks]) -> None:
+    def __init__(self, hooks: list[Hooks], redact: Redactor | None = None) -> None:
         self.hooks = hooks
+        self.redact = redact
         self.errors: list[str] = []
 
     def emit(self, name: str, **event: Any) -> None:
+        if self.redact is not None and self.redact.secrets:  # one redaction for every hook: console, files, cards
+            event = self.redact.value(event)
         for hook in self.hooks:
             try:
                 getattr(hook, name)(**event)
@@ -78,6 +81,18 @@ class Redactor:
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
+
+    def value(self, value: Any) -> Any:
+        """Any JSON-like value with every string scrubbed (keys included); other values unchanged."""
+        if not self.secrets:
+            return value
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {self(k) if isinstance(k, str) else k: self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        return value
 
 
 class EventsFile(Hooks):

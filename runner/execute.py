@@ -132,7 +132,7 @@ class Runner:
         run_dir = self.project.run_dir(run["id"].split(".")[0])
         redact = Redactor(self.project.secret_values() +
                           [os.environ.get(n, "") for n in playbook.spec.secrets])
-        hooks = HookList([EventsFile(run_dir / "events.jsonl", redact), *self.hooks])
+        hooks = HookList([EventsFile(run_dir / "events.jsonl", redact), *self.hooks], redact)
         max_cost = run["max_cost"] if run["max_cost"] is not None else playbook.spec.limits.max_cost
         return RunContext(run_id=run["id"], playbook=playbook, project=self.project, store=self.store,
                           llm=self.llm, hooks=hooks, redact=redact, run_dir=run_dir,
@@ -237,10 +237,12 @@ class Runner:
         return outputs
 
     def _finish(self, rc: RunContext, outcome: RunOutcome) -> RunOutcome:
+        # what leaves the process — the run row every page, API and `runs show` read, the console — is scrubbed
         error = rc.redact(outcome.error) if outcome.error else None
         outcome.error = error
-        if outcome.problems:
-            outcome.problems = json.loads(rc.redact(json.dumps(outcome.problems, ensure_ascii=False, default=str)))
+        outcome.problems = rc.redact.value(outcome.problems)
+        outcome.outputs = rc.redact.value(outcome.outputs)
+        outcome.pending = rc.redact.value(outcome.pending)
         ended = None if outcome.status == "waiting" else time.time()
         self.store.update_run(rc.run_id, status=outcome.status, outputs=outcome.outputs or None,
                               error=error, pending=outcome.pending, ended_at=ended,
@@ -336,5 +338,5 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
                        "sub-playbooks are not supported yet — move the approval to the parent")
     outputs = templates.render(child.spec.outputs, StepContext(rc, child.spec.steps[-1], 0, final)
                                .template_context())
-    parent.store.update_run(run_id, status="done", outputs=outputs, ended_at=time.time())
+    parent.store.update_run(run_id, status="done", outputs=parent.redact.value(outputs), ended_at=time.time())
     return outputs

@@ -1,0 +1,41 @@
+"""A secret a model echoes into an output is masked everywhere it leaves the process: console, runs show,
+run.json, events, the approval page, the run page and the JSON API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.testclient import TestClient
+
+from runner.config import load_project
+from runner.server import create_app
+from runner.testing import FakeLLMServer
+from tests.conftest import SECRET, cli, write_playbook
+
+ECHO = """
+name: echo
+steps:
+  - id: draft
+    llm: {prompt: 写一段说明, output: {summary: string, note: string}}
+  - id: review
+    approval: {title: 审核, show: "${{ steps.draft.output }}", editable: [summary]}
+outputs: {summary: "${{ steps.review.output.summary }}", note: "${{ steps.draft.note }}"}
+"""
+
+
+def test_an_echoed_key_never_leaves_the_process(project_dir: Path, server: FakeLLMServer) -> None:
+    server.add_rule("写一段说明", {"summary": f"我的密钥是 {SECRET}", "note": f"key={SECRET}"})
+    path = write_playbook(project_dir, ECHO)
+    waiting = cli("run", str(path), "--run-id", "echo1", cwd=project_dir)
+    assert waiting.returncode == 3, waiting.stderr
+    seen = [waiting.stdout + waiting.stderr, cli("runs", "show", "echo1", cwd=project_dir).stdout]
+    with TestClient(create_app(load_project()), client=("127.0.0.1", 50000), base_url="http://127.0.0.1:8600") as http:
+        seen += [http.get("/api/runs/echo1").text, http.get("/runs/echo1").text, http.get("/runs/echo1/approval").text]
+    done = cli("approve", "echo1", cwd=project_dir)
+    assert done.returncode == 0, done.stderr
+    seen += [done.stdout + done.stderr, cli("runs", "show", "echo1", cwd=project_dir).stdout]
+    run_dir = project_dir / ".playbook" / "runs" / "echo1"
+    seen += [(run_dir / "run.json").read_text(encoding="utf-8"), (run_dir / "events.jsonl").read_text(encoding="utf-8")]
+    assert all("***" in text or "密钥" not in text for text in seen)
+    leaks = [i for i, text in enumerate(seen) if SECRET in text]
+    assert not leaks, [seen[i][:300] for i in leaks]
