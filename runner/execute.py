@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,6 +30,24 @@ from runner.store import SqliteStore
 from runner.validate import Playbook, load_and_validate
 
 DEFAULT_MAX_VISITS = 100
+# LangGraph checkpoints only when the graph stops (an approval, the end, an error), not after every step:
+# each checkpoint holds the whole state (3.4 MB at step 14 of a 2,000-comment digest), and the journal already
+# makes a re-run of any finished step free — a killed run continues from its last stop with nothing repeated.
+DURABILITY = "exit"
+
+
+@contextlib.asynccontextmanager
+async def checkpointer(path: Path) -> AsyncIterator[Any]:
+    """LangGraph's SQLite checkpointer on a connection that waits for other runs' writes instead of failing
+    with `database is locked` (several runs in one project folder write the same file)."""
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    async with aiosqlite.connect(str(path), timeout=120) as connection:
+        await connection.execute("PRAGMA journal_mode=WAL")
+        await connection.execute("PRAGMA synchronous=NORMAL")
+        yield AsyncSqliteSaver(connection)
 
 
 @dataclass
@@ -151,10 +171,12 @@ class Runner:
         assert run is not None
         rc = self._context(run, playbook)
         rc.hooks.on_run_start(run_id=run_id, playbook=playbook.spec.name, inputs=inputs)
+        return await self._drive(rc, None, self._initial_state(inputs, now))
+
+    def _initial_state(self, inputs: dict[str, Any], started: float) -> dict[str, Any]:
         tz = ZoneInfo(self.project.settings.timezone)
-        state = {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
-                 "run": {"date": datetime.fromtimestamp(now, tz).strftime("%Y-%m-%d")}}
-        return await self._drive(rc, state)
+        return {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
+                "run": {"date": datetime.fromtimestamp(started, tz).strftime("%Y-%m-%d")}}
 
     def claim(self, run_id: str, decision: dict[str, Any]) -> None:
         """Record `decision` for the approval the run waits at, and move the run on, atomically; raises
@@ -194,18 +216,21 @@ class Runner:
         rc = self._context(run, playbook)
         from langgraph.types import Command
 
-        return await self._drive(rc, Command(resume=decision) if decision is not None else None)
+        return await self._drive(rc, Command(resume=decision) if decision is not None else None,
+                                 self._initial_state(run["inputs"], run["started_at"]))
 
-    async def _drive(self, rc: RunContext, graph_input: Any) -> RunOutcome:
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
+    async def _drive(self, rc: RunContext, graph_input: Any, fresh: dict[str, Any]) -> RunOutcome:
+        """Run or continue the graph. With no checkpoint yet (a start, or a run killed before its first
+        one) it starts from `fresh`: the journal answers every call that finished before, so nothing repeats."""
         config = {"configurable": {"thread_id": rc.run_id}, "recursion_limit": 10_000}
         outcome = RunOutcome(rc.run_id, "failed", run_dir=str(rc.run_dir))
-        async with AsyncSqliteSaver.from_conn_string(str(self.project.checkpoint_path)) as saver:
+        async with checkpointer(self.project.checkpoint_path) as saver:
             graph = compile_graph(rc.playbook, _node_factory(rc), checkpointer=saver)
             run_started()
             try:
-                final = await graph.ainvoke(graph_input, config)
+                if not (await graph.aget_state(config)).values:
+                    graph_input = fresh
+                final = await graph.ainvoke(graph_input, config, durability=DURABILITY)
                 interrupts = final.get("__interrupt__") if isinstance(final, dict) else None
                 if interrupts:
                     outcome.status, outcome.pending = "waiting", interrupts[0].value
@@ -320,14 +345,13 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
                     llm=parent.llm, hooks=parent.hooks, redact=parent.redact, run_dir=parent.run_dir,
                     started_at=run["started_at"], max_cost=parent.max_cost, spent=parent.spent,
                     tool_fixtures=parent.tool_fixtures)
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
     config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
-    state = None if existing else {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
-                                   "run": {"date": datetime.now().strftime("%Y-%m-%d")}}
-    async with AsyncSqliteSaver.from_conn_string(str(parent.project.checkpoint_path)) as saver:
+    state = {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
+             "run": {"date": datetime.now().strftime("%Y-%m-%d")}}
+    async with checkpointer(parent.project.checkpoint_path) as saver:
         graph = compile_graph(child, _node_factory(rc), checkpointer=saver)
-        final = await graph.ainvoke(state, config)
+        started = bool((await graph.aget_state(config)).values)
+        final = await graph.ainvoke(None if started else state, config, durability=DURABILITY)
     # the parent's run row counts what its sub-playbooks used, so its tokens and cost are the whole story
     parent.store.add_usage(parent.run_id, rc.tokens_in, rc.tokens_out, rc.spent - parent.spent)
     parent.tokens_in += rc.tokens_in
