@@ -114,8 +114,6 @@ class Scheduler:
         latest = due  # the last fire time not after now
         while (following := next_time(schedule.cron, schedule.timezone, latest)) <= now:
             latest = following
-        if not self.store.schedule_claim(schedule.id, due, next_time(schedule.cron, schedule.timezone, now)):
-            return None  # another scheduler claimed this due time
         grace = self.project.settings.scheduler.grace
         if schedule.catch_up == "skip" and now - latest > grace:
             fire = Fire(schedule.id, latest, "skipped: missed", detail=f"{now - latest:.0f}s late, catch_up: skip")
@@ -123,7 +121,10 @@ class Scheduler:
             fire = Fire(schedule.id, latest, "skipped: overlap", detail=f"run {active} has not finished")
         else:
             fire = Fire(schedule.id, latest, "started", run_id=new_run_id(schedule.playbook.stem))
-        self.store.schedule_fire(fire.schedule, fire.due, fire.action, fire.run_id, fire.detail)
+        # the due time is claimed together with the run id it starts: the README's promise, made true
+        if not self.store.schedule_claim_fire(schedule.id, due, next_time(schedule.cron, schedule.timezone, now),
+                                              fire.due, fire.action, fire.run_id, fire.detail):
+            return None  # another scheduler claimed this due time
         if fire.run_id is not None:
             self._start(schedule, fire)
         return fire
@@ -158,13 +159,21 @@ class Scheduler:
         return await self._run(schedule, fire)
 
     async def recover(self) -> list[str]:
-        """Start runs whose due time was claimed but which never began (a crash between the two)."""
+        """Start runs whose due time was claimed but which never began, and resume runs whose owner died
+        (a scheduler killed mid-run leaves them `running` with a dead process id)."""
+        from runner.execute import _alive
+
         started = []
         for schedule in self.schedules:
             for fire in self.store.schedule_fires(schedule.id, limit=3):
-                if fire["action"] == "started" and fire["run_id"] and self.store.get_run(fire["run_id"]) is None:
+                run = self.store.get_run(fire["run_id"]) if fire["run_id"] else None
+                if fire["action"] == "started" and fire["run_id"] and run is None:
                     self._start(schedule, Fire(schedule.id, fire["due"], "started", fire["run_id"]))
                     started.append(fire["run_id"])
+                elif run is not None and run["status"] == "running" and not _alive(run["pid"]):
+                    self.tasks.add(task := asyncio.ensure_future(self.runner.resume(run["id"])))
+                    task.add_done_callback(self.tasks.discard)
+                    started.append(run["id"])
         return started
 
     async def _expire_approvals(self) -> None:

@@ -159,11 +159,24 @@ class SqliteStore:
     def schedule_init(self, schedule_id: str, next_due: float) -> None:
         self._exec("INSERT OR IGNORE INTO schedules (id, next_due) VALUES (?, ?)", (schedule_id, next_due))
 
-    def schedule_claim(self, schedule_id: str, due: float, next_due: float) -> bool:
+    def schedule_claim_fire(self, schedule_id: str, due: float, next_due: float, fire_due: float, action: str,
+                            run_id: str | None, detail: str | None) -> bool:
+        """Claim a due time and write what it became (with the run id it will start) in one transaction: a
+        kill between the two can neither lose the run nor let a second scheduler start it again."""
         with self._lock:
-            cursor = self._db.execute("UPDATE schedules SET next_due = ? WHERE id = ? AND next_due = ?",
-                                      (next_due, schedule_id, due))
-            return cursor.rowcount == 1
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                claimed = self._db.execute("UPDATE schedules SET next_due = ? WHERE id = ? AND next_due = ?",
+                                           (next_due, schedule_id, due)).rowcount == 1
+                if claimed:
+                    self._db.execute("INSERT OR REPLACE INTO schedule_fires VALUES (?, ?, ?, ?, ?, ?)",
+                                     (schedule_id, fire_due, time.time(), action, run_id, detail))
+                self._db.execute("COMMIT" if claimed else "ROLLBACK")
+                return claimed
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     def schedule_pause(self, schedule_id: str, paused: bool) -> None:
         self._exec("UPDATE schedules SET paused = ? WHERE id = ?", (int(paused), schedule_id))

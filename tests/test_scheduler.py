@@ -13,6 +13,7 @@ import pytest
 from runner.config import load_project
 from runner.execute import Runner
 from runner.scheduler import Fire, Scheduler
+from runner.testing import FakeLLMServer
 from tests.conftest import cli
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -152,3 +153,49 @@ def test_bad_cron_is_a_validation_error_with_its_location(tmp_path: Path) -> Non
     result = cli("validate", str(path), cwd=tmp_path)
     assert result.returncode == 2
     assert f"{path}:3:" in result.stderr and "invalid cron expression '0 25 * * *'" in result.stderr
+
+
+SLOW = """
+name: morning
+triggers:
+  - {cron: "0 9 * * *", timezone: Asia/Shanghai}
+steps:
+  - {id: write, llm: {prompt: 写今天的早报}}
+outputs: {text: "${{ steps.write.output }}"}
+"""
+
+
+def test_a_run_left_running_by_a_killed_scheduler_is_resumed_by_the_next(project_dir: Path,
+                                                                         server: FakeLLMServer) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (project_dir / "playbooks").mkdir()
+    (project_dir / "playbooks" / "morning.yaml").write_text(SLOW, encoding="utf-8")
+    server.latency = 30.0
+    owner = subprocess.Popen([sys.executable, "-m", "runner", "schedule", "run-now", "morning#1"], cwd=project_dir,
+                             env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not server.requests:
+        assert time.monotonic() < deadline and owner.poll() is None
+        time.sleep(0.1)
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    server.latency = 0.0
+    runner = Runner(load_project())
+    scheduler = Scheduler(load_project(), runner)
+    stuck = [r for r in runner.store.list_runs() if r["status"] == "running"]
+    assert len(stuck) == 1
+    resumed = asyncio.run(_recover(scheduler))
+    assert resumed == [stuck[0]["id"]]
+    assert runner.store.get_run(stuck[0]["id"])["status"] == "done"
+    runner.close()
+
+
+async def _recover(scheduler: Scheduler) -> list[str]:
+    resumed = await scheduler.recover()
+    await scheduler.wait()
+    return resumed
