@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 
 from runner.config import load_project
 from runner.server import create_app
-from runner.server.im import ApprovalCards, wecom_signature
+from runner.server.im import ApprovalCards, button_key, card_secret, wecom_signature
 from runner.server.service import Service
 from runner.testing import FakeLLMServer
 from tests.conftest import ROOT
@@ -198,9 +198,9 @@ def test_approval_edits_are_validated_in_place_and_audited(project: Path, server
         assert http.get(f"/runs/{run['id']}/files/..%2Fstate.db").status_code == 404
 
 
-def _feishu_post(http: TestClient, body: dict[str, Any], key: str = FEISHU_KEY) -> Any:
-    raw = json.dumps(body).encode()
-    stamp, nonce = str(int(time.time())), "n0nce"
+def _feishu_post(http: TestClient, body: dict[str, Any] | bytes, key: str = FEISHU_KEY, age: float = 0) -> Any:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    stamp, nonce = str(int(time.time() - age)), "n0nce"
     signature = hashlib.sha256((stamp + nonce + key).encode() + raw).hexdigest()
     return http.post("/im/feishu", content=raw, headers={
         "X-Lark-Request-Timestamp": stamp, "X-Lark-Request-Nonce": nonce, "X-Lark-Signature": signature,
@@ -239,8 +239,8 @@ def test_feishu_card_is_sent_and_its_callback_approves_once(project: Path, serve
         assert "完成" in json.dumps(robot.received[-1]["body"], ensure_ascii=False)  # the completion notice
 
 
-def _ding_headers(secret: str = DING_SECRET) -> dict[str, str]:
-    stamp = str(int(time.time() * 1000))
+def _ding_headers(secret: str = DING_SECRET, age: float = 0) -> dict[str, str]:
+    stamp = str(int((time.time() - age) * 1000))
     sign = base64.b64encode(hmac.new(secret.encode(), f"{stamp}\n{secret}".encode(), hashlib.sha256).digest())
     return {"timestamp": stamp, "sign": sign.decode()}
 
@@ -249,8 +249,8 @@ def test_dingtalk_callback_rejects_with_a_valid_signature_only(project: Path, se
     with client(project) as http:
         run = start_waiting_run(http)
         pending = run["pending"]
-        message = {"msgtype": "text", "text": {"content": f"reject|{run['id']}|{pending['step']}|{pending['visit']}"},
-                   "senderStaffId": "manager01"}
+        key = button_key("reject", run["id"], pending["step"], pending["visit"], card_secret(load_project()))
+        message = {"msgtype": "text", "text": {"content": key}, "senderStaffId": "manager01"}
         assert http.post("/im/dingtalk", json=message, headers=_ding_headers("wrong")).status_code == 401
         assert http.get(f"/api/runs/{run['id']}").json()["status"] == "waiting"
         first = http.post("/im/dingtalk", json=message, headers=_ding_headers())
@@ -277,7 +277,7 @@ def _wecom_encrypt(xml: str) -> str:
 def test_wecom_callback_decrypts_verifies_and_approves(project: Path, server: FakeLLMServer) -> None:
     with client(project) as http:
         run = start_waiting_run(http)
-        key = f"approve|{run['id']}|review|1"
+        key = button_key("approve", run["id"], "review", 1, card_secret(load_project()))
         encrypted = _wecom_encrypt(f"<xml><FromUserName>zhangsan</FromUserName><EventKey>{key}</EventKey></xml>")
         stamp, nonce = str(int(time.time())), "123"
         params = {"msg_signature": wecom_signature(WECOM_TOKEN, stamp, nonce, encrypted), "timestamp": stamp,
@@ -338,7 +338,8 @@ def test_feishu_app_sends_the_card_through_the_messages_api(project: Path, serve
     assert message["auth"] == "Bearer t-42" and message["body"]["receive_id"] == "oc_ops"
     card = json.loads(message["body"]["content"])
     keys = [b.get("value", {}).get("key") for b in card["elements"][1]["actions"]]
-    assert keys[:2] == [f"approve|{run['id']}|review|1", f"reject|{run['id']}|review|1"]
+    secret = card_secret(load_project())
+    assert keys[:2] == [button_key(a, run["id"], "review", 1, secret) for a in ("approve", "reject")]
 
 
 def test_cli_runs_send_the_card_and_the_notice_too(project: Path, server: FakeLLMServer, robot: Robot) -> None:
@@ -349,7 +350,8 @@ def test_cli_runs_send_the_card_and_the_notice_too(project: Path, server: FakeLL
     assert waiting.returncode == 3, waiting.stderr
     assert len(robot.received) == 1 and robot.received[0]["body"]["msg_type"] == "interactive"
     run_id = waiting.stdout.split("playbook approve ")[1].split()[0]
-    assert f"approve|{run_id}|review|1" in json.dumps(robot.received[0]["body"])
+    key = button_key("approve", run_id, "review", 1, card_secret(load_project()))
+    assert key in json.dumps(robot.received[0]["body"])
     assert cli("approve", run_id, cwd=project).returncode == 0
     assert len(robot.received) == 2 and "完成" in json.dumps(robot.received[1]["body"], ensure_ascii=False)
 
@@ -393,3 +395,26 @@ def test_an_upload_name_past_the_filesystem_limit_is_shortened(project: Path, se
         run = wait_for(http, started.headers["location"].rsplit("/", 1)[-1], "waiting")
     saved = Path(run["inputs"]["comments"])
     assert saved.read_bytes() == table and saved.suffix == ".csv" and len(saved.name.encode()) < 255
+
+
+def test_captured_or_stale_callbacks_change_nothing_and_junk_gets_401(project: Path, server: FakeLLMServer) -> None:
+    with client(project) as http:
+        run = start_waiting_run(http)
+        pending = run["pending"]
+        unsigned = f"approve|{run['id']}|{pending['step']}|{pending['visit']}"  # the key without its tag
+        other = button_key("approve", "another-run", pending["step"], 1, card_secret(load_project()))
+        forged = f"{other.rsplit('|', 1)[0].replace('another-run', run['id'])}|{other.rsplit('|', 1)[1]}"
+        for key in (unsigned, forged):  # a valid DingTalk signature, a key this server never issued
+            answer = http.post("/im/dingtalk", json={"text": {"content": key}}, headers=_ding_headers())
+            assert answer.status_code == 200 and "已失效" in answer.text
+        key = button_key("approve", run["id"], pending["step"], pending["visit"], card_secret(load_project()))
+        stale = http.post("/im/dingtalk", json={"text": {"content": key}}, headers=_ding_headers(age=3 * 3600))
+        assert stale.status_code == 401
+        press = {"open_id": "ou_1", "action": {"value": {"key": key}}}
+        assert _feishu_post(http, press, age=2 * 3600).status_code == 401  # a stale Feishu timestamp
+        for junk in (b"\xff\xfe not json", b"[1, 2", b""):
+            assert _feishu_post(http, junk, key="wrong").status_code == 401
+            assert _feishu_post(http, junk).status_code == 200  # signed junk: answered, nothing decided
+            assert http.post("/im/wecom", params={"timestamp": str(int(time.time())), "nonce": "1",
+                                                  "msg_signature": "0"}, content=junk).status_code == 401
+        assert http.get(f"/api/runs/{run['id']}").json()["status"] == "waiting"  # nothing was applied

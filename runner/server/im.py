@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 import struct
 import time
 import xml.etree.ElementTree as ET
@@ -29,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from runner import atomic
 from runner.config import Project
 from runner.events import Hooks
 from runner.server.service import Conflict, Decided, FieldErrors, NotFound, Service
@@ -37,21 +39,40 @@ from runner.store import SqliteStore
 LABEL = {"approve": "已通过", "reject": "已驳回"}
 
 
-def button_key(action: str, run_id: str, step: str, visit: int) -> str:
-    return f"{action}|{run_id}|{step}|{visit}"
+FRESH_SECONDS = 3600  # platforms' callbacks older (or newer) than this are refused, as DingTalk documents
 
 
-def parse_key(key: str) -> tuple[str, str, str, int]:
-    action, run_id, step, visit = key.split("|")
+def card_secret(project: Project) -> bytes:
+    """This project's key for card buttons (created once, readable by its owner only)."""
+    path = project.state_dir / "card.key"
+    if not path.exists():
+        atomic.write_bytes(path, secrets.token_bytes(32))
+        os.chmod(path, 0o600)
+    return path.read_bytes()
+
+
+def button_key(action: str, run_id: str, step: str, visit: int, secret: bytes) -> str:
+    """What a card's button sends back: the decision it stands for, bound by an HMAC the platform's request
+    cannot forge. A captured callback can only repeat its own decision (which is then `repeated`), never be
+    replayed for another run, step, visit or action."""
+    body = f"{action}|{run_id}|{step}|{visit}"
+    return f"{body}|{hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()[:24]}"
+
+
+def parse_key(key: str, secret: bytes) -> tuple[str, str, str, int]:
+    action, run_id, step, visit, tag = key.split("|")
+    expected = button_key(action, run_id, step, int(visit), secret).rsplit("|", 1)[1]
+    if not hmac.compare_digest(expected, tag):
+        raise ValueError("the button's key does not match this server's")
     return action, run_id, step, int(visit)
 
 
-def approval_card(platform: str, run: dict[str, Any], link: str | None) -> dict[str, Any]:
+def approval_card(platform: str, run: dict[str, Any], link: str | None, secret: bytes) -> dict[str, Any]:
     """The card a platform shows, with approve / reject buttons and a link to the approval page."""
     pending = run["pending"]
     title = f"待审核：{pending['title']}"
     summary = f"剧本 **{run['playbook']}** · 运行 `{run['id']}`\n\n{pending.get('instructions') or ''}"
-    keys = {a: button_key(a, run["id"], pending["step"], pending["visit"]) for a in ("approve", "reject")}
+    keys = {a: button_key(a, run["id"], pending["step"], pending["visit"], secret) for a in ("approve", "reject")}
     if platform in ("feishu", "lark"):
         actions: list[dict[str, Any]] = [
             {"tag": "button", "type": "primary", "text": {"tag": "plain_text", "content": "通过"},
@@ -95,15 +116,17 @@ def decided_card(decided: Decided) -> dict[str, Any]:
 
 
 # verification, one function per platform; each returns the decoded callback or None if forged
-def verify_feishu(headers: Any, body: bytes, encrypt_key: str) -> bool:
+def verify_feishu(headers: Any, body: bytes, encrypt_key: str, now: float) -> bool:
     stamp, nonce = headers.get("x-lark-request-timestamp", ""), headers.get("x-lark-request-nonce", "")
+    if not stamp.isdigit() or abs(now - int(stamp)) > FRESH_SECONDS:
+        return False
     expected = hashlib.sha256((stamp + nonce + encrypt_key).encode() + body).hexdigest()
-    return bool(stamp) and hmac.compare_digest(expected, headers.get("x-lark-signature", ""))
+    return hmac.compare_digest(expected, headers.get("x-lark-signature", ""))
 
 
 def verify_dingtalk(headers: Any, secret: str, now: float) -> bool:
     stamp = headers.get("timestamp", "")
-    if not stamp.isdigit() or abs(now * 1000 - int(stamp)) > 3600 * 1000:
+    if not stamp.isdigit() or abs(now * 1000 - int(stamp)) > FRESH_SECONDS * 1000:
         return False
     digest = hmac.new(secret.encode(), f"{stamp}\n{secret}".encode(), hashlib.sha256).digest()
     return hmac.compare_digest(base64.b64encode(digest).decode(), headers.get("sign", ""))
@@ -138,7 +161,7 @@ class Channels:
 def _decide(request: Request, key: str, by: str) -> Decided | None:
     service: Service = request.app.state.service
     try:
-        action, run_id, step, visit = parse_key(key)
+        action, run_id, step, visit = parse_key(key, card_secret(service.project))
     except ValueError:
         return None
     comment = "（在聊天卡片上驳回，未写意见）" if action == "reject" else None
@@ -148,17 +171,26 @@ def _decide(request: Request, key: str, by: str) -> Decided | None:
         return None
 
 
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 async def feishu_callback(request: Request) -> Response:
     body = await request.body()
-    data = json.loads(body or b"{}")
-    key = Channels(request.app.state.service.project).secret("feishu", "encrypt_key")
-    if data.get("type") == "url_verification":  # the one-time check when the URL is saved in the console
-        token = Channels(request.app.state.service.project).secret("feishu", "verification_token")
-        if token and hmac.compare_digest(str(data.get("token", "")), token):
+    channels = Channels(request.app.state.service.project)
+    key = channels.secret("feishu", "encrypt_key")
+    if not key or not verify_feishu(request.headers, body, key, time.time()):  # checked before the body is read
+        data = _json(body)
+        token = channels.secret("feishu", "verification_token")
+        if data.get("type") == "url_verification" and token and \
+                hmac.compare_digest(str(data.get("token", "")), token):  # the console's one-time URL check
             return JSONResponse({"challenge": data.get("challenge")})
-        return PlainTextResponse("401", status_code=401)
-    if not key or not verify_feishu(request.headers, body, key):
         return PlainTextResponse("401: bad signature", status_code=401)
+    data = _json(body)
     action = data.get("action") or (data.get("event") or {}).get("action") or {}
     operator = data.get("open_id") or ((data.get("event") or {}).get("operator") or {}).get("open_id", "?")
     decided = _decide(request, str((action.get("value") or {}).get("key", "")), f"feishu:{operator}")
@@ -171,8 +203,8 @@ async def dingtalk_callback(request: Request) -> Response:
     secret = Channels(request.app.state.service.project).secret("dingtalk", "app_secret")
     if not secret or not verify_dingtalk(request.headers, secret, time.time()):
         return PlainTextResponse("401: bad signature", status_code=401)
-    data = json.loads(await request.body() or b"{}")
-    key = str((data.get("text") or {}).get("content", "")).strip() or str(data.get("value", {}).get("key", ""))
+    data = _json(await request.body())
+    key = str((data.get("text") or {}).get("content", "")).strip() or str((data.get("value") or {}).get("key", ""))
     decided = _decide(request, key, f"dingtalk:{data.get('senderStaffId') or data.get('senderId', '?')}")
     if decided is None:
         return JSONResponse({"msgtype": "text", "text": {"content": "这条审核已失效"}})
@@ -193,12 +225,20 @@ async def wecom_callback(request: Request) -> Response:
                                    q.get("msg_signature", "")):
             return PlainTextResponse("401: bad signature", status_code=401)
         return PlainTextResponse(wecom_decrypt(echo, aes_key))
-    outer = ET.fromstring(await request.body())
-    encrypted = outer.findtext("Encrypt") or ""
-    if not hmac.compare_digest(wecom_signature(token, q.get("timestamp", ""), q.get("nonce", ""), encrypted),
+    stamp = q.get("timestamp", "")
+    if not stamp.isdigit() or abs(time.time() - int(stamp)) > FRESH_SECONDS:
+        return PlainTextResponse("401: stale or missing timestamp", status_code=401)
+    try:
+        encrypted = ET.fromstring(await request.body()).findtext("Encrypt") or ""
+    except ET.ParseError:
+        return PlainTextResponse("401: not a WeCom callback", status_code=401)
+    if not hmac.compare_digest(wecom_signature(token, stamp, q.get("nonce", ""), encrypted),
                                q.get("msg_signature", "")):
         return PlainTextResponse("401: bad signature", status_code=401)
-    event = ET.fromstring(wecom_decrypt(encrypted, aes_key))
+    try:
+        event = ET.fromstring(wecom_decrypt(encrypted, aes_key))
+    except (ValueError, ET.ParseError, struct.error, IndexError):
+        return PlainTextResponse("401: cannot decrypt", status_code=401)
     decided = _decide(request, event.findtext("EventKey") or "", f"wecom:{event.findtext('FromUserName') or '?'}")
     # WeCom updates a card through its update_template_card API (needs an access token), not in the reply
     return PlainTextResponse("success" if decided else "expired")
@@ -253,7 +293,8 @@ class ApprovalCards(Hooks):
             return
         if status == "waiting" and platform in APP_SENDERS:  # an app's card: its buttons call back
             try:
-                await APP_SENDERS[platform](config, approval_card(platform.split("_")[0], run, self._link(run_id)))
+                card = approval_card(platform.split("_")[0], run, self._link(run_id), card_secret(self.project))
+                await APP_SENDERS[platform](config, card)
                 self.sent.append({"channel": channel, "status": 200, "app": platform})
             except Exception as exc:  # a chat outage must not fail the run
                 self.sent.append({"channel": channel, "error": f"{type(exc).__name__}: {exc}"})
@@ -263,7 +304,7 @@ class ApprovalCards(Hooks):
             return
         page = f"{self.base}/runs/{run_id}" if self.base else None
         if status == "waiting":
-            body = approval_card(platform, run, self._link(run_id))
+            body = approval_card(platform, run, self._link(run_id), card_secret(self.project))
         else:
             from tools.notify import payload
 
