@@ -37,7 +37,10 @@ def command(*args: str) -> list[str]:
 
 
 def status(folder: Path, run_id: str) -> str:
-    with sqlite3.connect(folder / ".playbook" / "state.db") as db:
+    database = folder / ".playbook" / "state.db"
+    if not database.exists():
+        return "none"  # killed before the run was created
+    with sqlite3.connect(database) as db:
         row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
     return row[0] if row else "none"
 
@@ -69,7 +72,7 @@ def trial(folder: Path, server: FakeLLMServer, rng: random.Random, run_id: str, 
         if state == "done":
             break
         kill = rng.uniform(0.5, 3.0) if rng.random() < 0.5 else None
-        args = ["approve", run_id] if state == "waiting" else ["resume", run_id]
+        args = ["approve", run_id] if state == "waiting" else run if state == "none" else ["resume", run_id]
         kills += attempt(folder, args, kill) == "killed"
     book = folder / ".playbook" / "runs" / run_id / "feedback_labelled.xlsx"
     workbook = openpyxl.load_workbook(book, read_only=True)
