@@ -34,6 +34,7 @@ DEFAULT_MAX_VISITS = 100
 # each checkpoint holds the whole state (3.4 MB at step 14 of a 2,000-comment digest), and the journal already
 # makes a re-run of any finished step free — a killed run continues from its last stop with nothing repeated.
 DURABILITY = "exit"
+CHILD_OUTPUTS = "__outputs__"  # journal step under which a finished sub-playbook's outputs are kept unredacted
 
 
 @contextlib.asynccontextmanager
@@ -337,8 +338,9 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
         parent.store.create_run(id=run_id, playbook=child.spec.name, path=str(child.path),
                                 source=child.loaded.text, status="running", started_at=time.time(),
                                 inputs=inputs, parent=parent.run_id)
-    elif existing["status"] == "done":
-        return existing["outputs"] or {}
+    elif existing["status"] == "done":  # the journal keeps the outputs as they were; the run row is redacted
+        recorded = parent.store.journal_get(run_id, CHILD_OUTPUTS, 0, "outputs")
+        return recorded["value"] if recorded is not None else existing["outputs"] or {}
     run = parent.store.get_run(run_id)
     assert run is not None
     rc = RunContext(run_id=run_id, playbook=child, project=parent.project, store=parent.store,
@@ -362,5 +364,6 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
                        "sub-playbooks are not supported yet — move the approval to the parent")
     outputs = templates.render(child.spec.outputs, StepContext(rc, child.spec.steps[-1], 0, final)
                                .template_context())
+    parent.store.journal_put(run_id, CHILD_OUTPUTS, 0, "outputs", {"value": outputs})
     parent.store.update_run(run_id, status="done", outputs=parent.redact.value(outputs), ended_at=time.time())
     return outputs

@@ -39,3 +39,46 @@ def test_an_echoed_key_never_leaves_the_process(project_dir: Path, server: FakeL
     assert all("***" in text or "密钥" not in text for text in seen)
     leaks = [i for i, text in enumerate(seen) if SECRET in text]
     assert not leaks, [seen[i][:300] for i in leaks]
+
+
+def test_a_resumed_parent_gets_its_finished_sub_playbook_outputs_unmasked(project_dir: Path,
+                                                                        server: FakeLLMServer) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    write_playbook(project_dir, """
+name: child
+steps:
+  - {id: ask, llm: {prompt: 子流程说明, output: {note: string}}}
+outputs: {note: "${{ steps.ask.note }}"}
+""", "child.yaml")
+    parent = write_playbook(project_dir, """
+name: parent
+steps:
+  - {id: sub, playbook: child.yaml}
+  - {id: use, llm: {prompt: "下游用到：${{ steps.sub.note }}"}}
+outputs: {used: "${{ steps.use.output }}"}
+""")
+    server.add_rule("子流程说明", {"note": f"token {SECRET} end"})
+    server.add_rule("下游用到", "好的")
+    server.latency = 0.0
+    process = subprocess.Popen([sys.executable, "-m", "runner", "run", str(parent), "--run-id", "p1"],
+                               cwd=project_dir, env={**os.environ}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not server.prompts("子流程说明"):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    server.latency = 30.0  # the downstream call hangs: the kill comes after the child finished
+    while not server.prompts("下游用到"):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    server.latency = 0.0
+    assert cli("resume", "p1", cwd=project_dir).returncode == 0
+    downstream = server.prompts("下游用到")
+    assert downstream[-1] == f"下游用到：token {SECRET} end"  # the real value, not the masked one
