@@ -88,6 +88,11 @@ class RunCancelled(RunError):
     """`playbook cancel` was asked for this run."""
 
 
+def interrupted(run_id: str) -> str:
+    """The error an interrupted run keeps (Ctrl-C, SIGTERM, a kill the next command notices)."""
+    return f"interrupted before it finished; finished work is kept — resume with `playbook resume {run_id}`"
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the closest choice, else the list of valid choices."""
     options = sorted(set(choices))

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from runner import atomic, templates
 from runner.compile import NodeFunction, compile_graph
 from runner.config import Project
-from runner.errors import DecisionTaken, RunCancelled, RunError
+from runner.errors import DecisionTaken, RunCancelled, RunError, interrupted
 from runner.events import EventsFile, HookList, Hooks, Redactor
 from runner.llm import LlmClient
 from runner.nodes import STEP_KINDS, RunContext, StepContext
@@ -239,8 +239,7 @@ class Runner:
                     outcome.outputs = self._outputs(rc, final)
                     outcome.status = "done"
             except asyncio.CancelledError:  # Ctrl-C, a stop signal, a server shutting down
-                outcome.error = (f"interrupted before it finished; finished work is kept — resume with "
-                                 f"`playbook resume {rc.run_id.split('.')[0]}`")
+                outcome.error = interrupted(rc.run_id.split(".")[0])
                 self._finish(rc, outcome)
                 raise
             except RunCancelled as exc:

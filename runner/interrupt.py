@@ -19,6 +19,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from runner.errors import interrupted
+
 EXIT_INTERRUPTED = 130  # the shell's convention: 128 + SIGINT
 GRACE = 1.0  # seconds the run gets to stop cleanly
 
@@ -30,7 +32,7 @@ def drive(work: Coroutine[Any, Any, Any], *, db_path: Path, run_id: str | None,
     main = loop.create_task(work)
     where = f"playbook resume {run_id}" if run_id else "playbook runs list, then playbook resume <run id>"
     message = f"interrupted; finished work is kept. Resume with: {where}"
-    hard_stop = threading.Timer(GRACE, _stop_hard, args=(db_path, run_id, where, lambda: _leave(say, message)))
+    hard_stop = threading.Timer(GRACE, _stop_hard, args=(db_path, run_id, lambda: _leave(say, message)))
     hard_stop.daemon = True
 
     def interrupted(*_: Any) -> None:
@@ -59,14 +61,13 @@ def _leave(say: Callable[[str], None], message: str) -> None:
     os._exit(EXIT_INTERRUPTED)
 
 
-def _stop_hard(db_path: Path, run_id: str | None, where: str, leave: Callable[[], None]) -> None:
+def _stop_hard(db_path: Path, run_id: str | None, leave: Callable[[], None]) -> None:
     if run_id:
         from runner.store import SqliteStore
 
         store = SqliteStore(db_path)
         run = store.get_run(run_id)
         if run is not None and run["status"] == "running":
-            store.update_run(run["id"], status="failed", ended_at=time.time(),
-                             error=f"interrupted before it finished; finished work is kept — resume with `{where}`")
+            store.update_run(run["id"], status="failed", ended_at=time.time(), error=interrupted(run["id"]))
         store.close()
     leave()

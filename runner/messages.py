@@ -101,9 +101,9 @@ def join_location(loc: Iterable[Any]) -> str:
     return ".".join(parts).replace(".[", "[")
 
 
-def summarise(errors: Sequence[Mapping[str, Any]], limit: int = 5, prefix: str = "") -> str:
+def summarise(errors: Sequence[Mapping[str, Any]], limit: int = 5) -> str:
     """'a.b: message; c: message' for the first `limit` errors, a union's alternatives merged."""
-    return "; ".join(f"{prefix}{where}: {message}" if where else message
+    return "; ".join(f"{where}: {message}" if where else message
                      for where, message in merged(errors)[:limit])
 
 

@@ -69,6 +69,11 @@ def read_rows(name: str, ctx: ToolContext, *, sheet: str | None = None,
     path = ctx.input_path(name)
     if not path.exists():
         raise ToolArgumentError("path", f"file '{name}' not found (looked in {path.parent})")
+    return file_rows(path, name, sheet=sheet, encoding=encoding)
+
+
+def file_rows(path: Path, name: str, *, sheet: str | None = None, encoding: str | None = None) -> list[dict[str, Any]]:
+    """The rows of a file already resolved and allowed (`name` is how the user wrote it, for messages)."""
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
         try:
@@ -187,16 +192,10 @@ async def sheet_write(args: SheetWriteInput, ctx: ToolContext) -> SheetWriteOutp
 
 
 def _seed(ledger: Ledger, target: Path, name: str) -> None:
-    if target.suffix.lower() == ".xlsx":
-        try:
-            for sheet, rows in _read_xlsx_sheets(target):
-                ledger.put(sheet, "existing", list(rows[0]) if rows else [], rows, "replace")
-        except (zipfile.BadZipFile, KeyError, OSError) as exc:
-            raise ToolArgumentError("path", f"'{name}' exists but is not a readable xlsx workbook ({exc}); move it "
-                                            "away or write to another path") from None
-        return
-    rows = read_rows(str(target), ToolContext(run_id="", step_id="", run_dir=target.parent, project_dir=target.parent))
-    ledger.put("", "existing", _columns(rows), rows, "replace")
+    sheets = _sheet_names(target, name) if target.suffix.lower() == ".xlsx" else [None]
+    for sheet in sheets:
+        rows = file_rows(target, name, sheet=sheet)
+        ledger.put(sheet or "", "existing", _columns(rows), rows, "replace")
 
 
 def _render_csv(ledger: Ledger, temporary: Path) -> None:
@@ -277,19 +276,17 @@ def _render_xlsx(ledger: Ledger, temporary: Path) -> None:
     book.save(temporary)
 
 
-def _read_xlsx_sheets(path: Path) -> list[tuple[str, list[dict[str, Any]]]]:
+def _sheet_names(path: Path, name: str) -> list[str | None]:
     import openpyxl
 
-    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     try:
-        out = []
-        for ws in book.worksheets:
-            values = list(ws.iter_rows(values_only=True))
-            header = [str(h) if h is not None else f"column{j + 1}" for j, h in enumerate(values[0])] if values else []
-            out.append((ws.title, [dict(zip(header, row, strict=False)) for row in values[1:]]))
-        return out
-    finally:
-        book.close()
+        book = openpyxl.load_workbook(path, read_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise ToolArgumentError("path", f"'{name}' exists but is not a readable xlsx workbook ({exc}); move it "
+                                        "away or write to another path") from None
+    names: list[str | None] = list(book.sheetnames)
+    book.close()
+    return names
 
 
 def _display_width(value: Any) -> int:

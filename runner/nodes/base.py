@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -84,11 +85,16 @@ class StepContext:
     usage: dict[str, float] = field(default_factory=lambda: {"tokens_in": 0, "tokens_out": 0, "cost": 0.0,
                                                              "llm_calls": 0, "cached": 0})
 
+    @functools.cached_property
+    def steps(self) -> dict[str, Any]:
+        """`steps` as this step's templates see it — built once per step, not once per map item."""
+        return steps_view(self.run.playbook, self.state.get("steps") or {})
+
     def template_context(self, item: Any = None, *, with_item: bool = False) -> dict[str, Any]:
         spec = self.run.playbook.spec
         context: dict[str, Any] = {
             "inputs": self.state.get("inputs", {}),
-            "steps": steps_view(self.run.playbook, self.state.get("steps") or {}),
+            "steps": self.steps,
             "run": {"id": self.run.run_id, "started_at": self.run.started_at,
                     "date": self.state.get("run", {}).get("date"), "dir": str(self.run.run_dir),
                     "playbook": spec.name},
