@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from runner.config import load_project  # noqa: E402
-from runner.execute import Runner  # noqa: E402
+from runner.dsl.validate import load_and_validate  # noqa: E402
+from runner.engine.execute import Runner  # noqa: E402
 from runner.registry import ToolContext, tool  # noqa: E402
 from runner.testing import FakeLLMServer  # noqa: E402
-from runner.validate import load_and_validate  # noqa: E402
 
 
 class NoopIn(BaseModel):

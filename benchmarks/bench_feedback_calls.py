@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from runner.config import load_project  # noqa: E402
-from runner.execute import Runner  # noqa: E402
-from runner.inputs import resolve_inputs  # noqa: E402
+from runner.dsl.inputs import resolve_inputs  # noqa: E402
+from runner.dsl.validate import load_and_validate  # noqa: E402
+from runner.engine.execute import Runner  # noqa: E402
 from runner.testing import FakeLLMServer  # noqa: E402
-from runner.validate import load_and_validate  # noqa: E402
 
 REVIEWS = ROOT / "examples" / "reviews_zh.csv"
 DESIGNS = {"feedback_digest (dedupe + clusters + batches)": ROOT / "playbooks" / "feedback_digest.yaml",

@@ -27,10 +27,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import yaml  # noqa: E402
 
 from runner.config import load_project  # noqa: E402
-from runner.execute import Runner, RunOutcome  # noqa: E402
-from runner.inputs import resolve_inputs  # noqa: E402
+from runner.dsl.inputs import resolve_inputs  # noqa: E402
+from runner.dsl.validate import load_and_validate  # noqa: E402
+from runner.engine.execute import Runner, RunOutcome  # noqa: E402
 from runner.testing import serve_directory  # noqa: E402
-from runner.validate import load_and_validate  # noqa: E402
 
 EX = ROOT / "examples"
 

@@ -13,9 +13,10 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from runner.errors import did_you_mean
+from runner.errors import PlaybookError, did_you_mean
 
 ENTRY_POINT_GROUP = "playbook.tools"
+BUILTIN_ENTRY_POINT = "builtin"  # pyproject.toml: [project.entry-points."playbook.tools"] builtin = "tools"
 
 
 class ToolArgumentError(ValueError):
@@ -148,15 +149,20 @@ def tool(name: str) -> Callable[[ToolFunction], ToolFunction]:
 
 
 def _load_plugins() -> None:
+    """Every tool package, the built-in `tools` included, comes in through the entry-point group: the
+    registry names none of them."""
     global _loaded
     if _loaded:
         return
+    found = list(entry_points(group=ENTRY_POINT_GROUP))
+    if not any(ep.name == BUILTIN_ENTRY_POINT for ep in found):
+        raise PlaybookError(
+            f"the built-in tools are not registered: no '{BUILTIN_ENTRY_POINT}' entry point in the group "
+            f"'{ENTRY_POINT_GROUP}'. The package metadata is missing or stale; reinstall the project "
+            "(`pip install -e .` in the clone, or `./scripts/setup`)")
+    for ep in found:
+        ep.load()
     _loaded = True
-    import tools  # noqa: F401  (built-ins register on import)
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.value != "tools":
-            ep.load()
 
 
 def all_tools() -> dict[str, ToolInfo]:

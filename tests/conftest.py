@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from runner.config import load_project
-from runner.execute import Runner, RunOutcome
-from runner.inputs import resolve_inputs
+from runner.dsl.inputs import resolve_inputs
+from runner.dsl.validate import load_and_validate
+from runner.engine.execute import Runner, RunOutcome
 from runner.testing import FakeLLMServer
-from runner.validate import load_and_validate
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "sk-test-7f3a9c1e5b2d4a6f8e0c"

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from runner.approvals_cli import build_decision, timeout_decision
 from runner.config import load_project
+from runner.engine.decisions import build_decision, timeout_decision
+from runner.engine.execute import Runner
 from runner.errors import PlaybookError
-from runner.execute import Runner
 from runner.store import SqliteStore
 from runner.testing import FakeLLMServer
 from tests.conftest import resume, run_playbook, write_playbook

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from runner.config import load_project
+from runner.dsl.output_schema import to_json_schema, to_model
+from runner.dsl.spec import Retry
 from runner.errors import RunError
-from runner.llm import LlmClient, LlmRequest
-from runner.spec.models import Retry
-from runner.spec.output_schema import to_json_schema, to_model
+from runner.models.llm import LlmClient, LlmRequest
 from runner.testing import FakeLLMServer, Faults
 
 MODEL = to_model(to_json_schema({"sentiment": {"enum": ["正面", "负面"]}, "topic": "string"}))

@@ -10,9 +10,9 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from runner import local_model
-from runner.llm import parse_structured
-from runner.spec.output_schema import to_json_schema, to_model
+from runner.dsl.output_schema import to_json_schema, to_model
+from runner.models import local_model
+from runner.models.llm import parse_structured
 from tests.conftest import ROOT, cli
 
 pytestmark = pytest.mark.local_model

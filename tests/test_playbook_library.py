@@ -16,9 +16,9 @@ import yaml
 from typer.testing import CliRunner
 
 from runner.cli import app
-from runner.execute import RunOutcome
+from runner.dsl.validate import load_and_validate
+from runner.engine.execute import RunOutcome
 from runner.testing import FakeLLMServer, serve_directory
-from runner.validate import load_and_validate
 from tests.conftest import ROOT, resume, run_playbook
 
 PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yaml"))

@@ -26,3 +26,22 @@ steps:
 outputs: {text: "${{ steps.r.text }}"}
 """)
     assert run_playbook(path).outputs == {"text": "报周营运"}
+
+
+def test_builtin_tools_arrive_only_through_the_entry_point(project_dir: Path) -> None:
+    """With the package metadata missing (a copy of the source tree, never installed), the registry does not
+    fall back to importing `tools` by name: it says what is wrong and how to fix it, exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    path = write_playbook(project_dir, "name: p\nsteps:\n  - {id: r, tool: file.write, with: {path: a.md, content: x}}\n")
+    child = ("import importlib.metadata as metadata\n"
+             "metadata.entry_points = lambda **selection: []  # as on a machine where the package is not installed\n"
+             "import sys\nsys.argv = ['playbook', 'validate', sys.argv[1]]\n"
+             "from runner.cli import main\nmain()\n")
+    done = subprocess.run([sys.executable, "-c", child, str(path)], capture_output=True, text=True, timeout=120,
+                          cwd=project_dir)
+    assert done.returncode == 2, done.stderr
+    assert "the built-in tools are not registered: no 'builtin' entry point in the group 'playbook.tools'" \
+        in done.stderr and "reinstall the project" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import templates
+from runner.dsl import templates
 from tests.conftest import cli, write_playbook
 
 ESCAPES = [

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from runner.config import load_project
-from runner.execute import Runner
-from runner.scheduler import Fire, Scheduler
+from runner.engine.execute import Runner
+from runner.schedule.scheduler import Fire, Scheduler
 from runner.testing import FakeLLMServer
 from tests.conftest import cli
 

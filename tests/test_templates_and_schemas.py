@@ -5,8 +5,8 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from runner import templates
-from runner.spec.output_schema import SchemaError, to_json_schema, to_model, unwrap
+from runner.dsl import templates
+from runner.dsl.output_schema import SchemaError, to_json_schema, to_model, unwrap
 
 
 def test_lone_expression_keeps_the_native_value() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from runner import templates
+from runner.dsl import templates
 from runner.testing import call_tool
 
 WEIBO = Path(__file__).parent / "fixtures" / "trends"

@@ -1,4 +1,5 @@
-"""Built-in tools, one module per family. Importing this package registers them."""
+"""Built-in tools, one module per family. Importing this package registers them; the registry imports it
+through the `playbook.tools` entry point (`builtin`), as it does any plugin."""
 
 from tools import (
     checks,

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.chat import payload
 from runner.registry import ToolContext, tool
 from tools.http import check_url
 
@@ -45,27 +46,6 @@ def signature(secret: str, timestamp: str, platform: str) -> str:
     else:
         digest = hmac.new(string_to_sign, b"", hashlib.sha256).digest()
     return base64.b64encode(digest).decode()
-
-
-def payload(platform: str, title: str, content: str, link: str | None) -> dict[str, Any]:
-    if platform in ("feishu", "lark"):
-        elements: list[dict[str, Any]] = [{"tag": "markdown", "content": content}]
-        if link:
-            elements.append({"tag": "action", "actions": [{"tag": "button", "type": "primary", "url": link,
-                                                           "text": {"tag": "plain_text", "content": "查看详情"}}]})
-        return {"msg_type": "interactive", "card": {
-            "config": {"wide_screen_mode": True},
-            "header": {"title": {"tag": "plain_text", "content": title}, "template": "blue"},
-            "elements": elements}}
-    text = f"{content}\n\n[查看详情]({link})" if link else content
-    if platform == "dingtalk":
-        return {"msgtype": "markdown", "markdown": {"title": title, "text": f"### {title}\n\n{text}"}}
-    if platform == "wecom":
-        return {"msgtype": "markdown", "markdown": {"content": f"**{title}**\n{text}"}}
-    slack_text = f"{content}\n<{link}|查看详情>" if link else content
-    return {"text": title, "blocks": [
-        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": slack_text[:3000]}}]}
 
 
 def _resolve(args: NotifyInput, ctx: ToolContext) -> tuple[str, str, str | None]:

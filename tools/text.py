@@ -4,11 +4,9 @@ summaries to the model instead of 3,000 comments."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
-from collections import Counter, defaultdict
-from functools import lru_cache
+from collections import Counter
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,26 +36,35 @@ def bigrams(text: str) -> set[str]:
 
 
 _PERMUTATIONS = 64
-_BANDS = 16  # 16 bands of 4 rows: pairs above ~0.5 Jaccard become candidates, then are checked exactly
+_BANDS = (16, 4)  # 16 bands of 4 rows: pairs above ~0.5 Jaccard become candidates, then are checked exactly
 
 
-@lru_cache(maxsize=1)
-def _permutations() -> tuple[Any, Any]:
-    import numpy as np
+class NearDuplicates:
+    """MinHash LSH (datasketch) over character bigrams; a candidate counts only once its exact Jaccard
+    similarity is checked, and the earliest matching text leads its group."""
 
-    rng = np.random.default_rng(20261123)  # fixed: the same text always gets the same signature
-    return (rng.integers(1, 2**31 - 1, _PERMUTATIONS, dtype=np.uint64),
-            rng.integers(0, 2**31 - 1, _PERMUTATIONS, dtype=np.uint64))
+    def __init__(self, similarity: float) -> None:
+        from datasketch import MinHash, MinHashLSH
 
+        self.similarity = similarity
+        self.index = MinHashLSH(num_perm=_PERMUTATIONS, params=_BANDS)
+        self.grams: dict[int, set[str]] = {}
+        # fixed seed: the same text always gets the same signature; drawn once, not per text (half the time)
+        self.template = MinHash(num_perm=_PERMUTATIONS, seed=20261123)
 
-def minhash(grams: set[str]) -> tuple[int, ...]:
-    import numpy as np
+    def leader_or_add(self, i: int, grams: set[str]) -> int | None:
+        from datasketch import MinHash
 
-    a, b = _permutations()
-    values = np.array([int.from_bytes(hashlib.blake2b(g.encode(), digest_size=4).digest(), "big")
-                       for g in grams], dtype=np.uint64)
-    hashed = (values[:, None] * a[None, :] + b[None, :]) % np.uint64(2**31 - 1)
-    return tuple(int(v) for v in hashed.min(axis=0))
+        signature = MinHash(num_perm=_PERMUTATIONS, permutations=self.template.permutations,
+                            scheme=self.template.scheme)
+        signature.update_batch([g.encode() for g in grams])
+        for other in sorted(self.index.query(signature)):
+            shared = self.grams[other]
+            if len(grams & shared) / len(grams | shared) >= self.similarity:
+                return int(other)
+        self.index.insert(i, signature)
+        self.grams[i] = grams
+        return None
 
 
 class DedupeInput(BaseModel):
@@ -85,10 +92,8 @@ async def text_dedupe(args: DedupeInput, ctx: ToolContext) -> DedupeOutput:
     keep: list[int] = []
     group_of: dict[str, int] = {}
     counts: Counter[int] = Counter()
-    buckets: dict[tuple[int, tuple[int, ...]], list[int]] = defaultdict(list)
-    grams: dict[int, set[str]] = {}
+    near_index = NearDuplicates(args.similarity) if args.near else None
     exact = near = 0
-    rows_per_band = _PERMUTATIONS // _BANDS
     for i, text in enumerate(texts):
         key = normalise(text)
         if key in group_of:
@@ -96,16 +101,8 @@ async def text_dedupe(args: DedupeInput, ctx: ToolContext) -> DedupeOutput:
             exact += 1
             continue
         leader = None
-        if args.near and len(key) >= args.min_length:
-            grams[i] = bigrams(key)
-            signature = minhash(grams[i])
-            keys = [(band, signature[band * rows_per_band:(band + 1) * rows_per_band]) for band in range(_BANDS)]
-            candidates = dict.fromkeys(other for k in keys for other in buckets[k])
-            leader = next((other for other in candidates
-                           if len(grams[i] & grams[other]) / len(grams[i] | grams[other]) >= args.similarity), None)
-            if leader is None:
-                for k in keys:
-                    buckets[k].append(i)
+        if near_index is not None and len(key) >= args.min_length:
+            leader = near_index.leader_or_add(i, bigrams(key))
         if leader is not None:
             group_of[key] = leader
             counts[leader] += 1

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import templates
+from runner.dsl import templates
 from runner.errors import RunError
 from runner.evals.paths import STAR, PathMissing, parse_path, resolve
 from runner.evals.suite import Assertion, CaseSpec

@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 import yaml
 
+from runner.dsl.yaml_loader import safe_load
 from runner.errors import RunError
-from runner.llm import LlmCall, LlmReply
-from runner.spec.yaml_loader import safe_load
+from runner.models.llm import LlmCall, LlmReply
 
 Mode = Literal["record", "replay"]
 

@@ -22,7 +22,7 @@ from runner.evals.cassette import Cassette
 from runner.evals.load import Suite
 from runner.evals.run_case import CaseRun, Fixtures, run_case
 from runner.evals.suite import CaseSpec
-from runner.llm import LlmClient, LlmRequest
+from runner.models.llm import LlmClient, LlmRequest
 from runner.store import SqliteStore
 
 Mode = Literal["live", "record", "replay"]

@@ -11,14 +11,14 @@ from typing import Any
 
 import pydantic
 
+from runner.dsl.load import model_check
+from runner.dsl.validate import Playbook, load_and_validate
+from runner.dsl.yaml_loader import SourceMap, load_yaml
 from runner.errors import Diagnostic, LoadError, PlaybookError, did_you_mean
 from runner.evals.paths import PathSyntaxError, parse_path
 from runner.evals.suite import CaseSpec, Dataset, SuiteSpec
 from runner.messages import merged
 from runner.registry import all_tools
-from runner.spec.load import model_check
-from runner.spec.yaml_loader import SourceMap, load_yaml
-from runner.validate import Playbook, load_and_validate
 
 
 class SuiteError(PlaybookError):

@@ -9,14 +9,14 @@ from typing import Any
 from urllib.parse import quote
 
 from runner.config import Project
+from runner.dsl.inputs import resolve_inputs
+from runner.dsl.validate import Playbook
+from runner.dsl.yaml_loader import safe_load
+from runner.engine.events import Hooks
+from runner.engine.execute import Runner
 from runner.errors import PlaybookError
 from runner.evals.suite import CaseSpec, Fixture, ScriptedDecision
-from runner.events import Hooks
-from runner.execute import Runner
-from runner.inputs import resolve_inputs
-from runner.llm import ReplySource
-from runner.spec.yaml_loader import safe_load
-from runner.validate import Playbook
+from runner.models.llm import ReplySource
 
 
 class Capture(Hooks):

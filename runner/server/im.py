@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from runner import atomic
 from runner.config import Project
-from runner.events import Hooks
+from runner.engine.events import Hooks
 from runner.server.service import Conflict, Decided, FieldErrors, NotFound, Service
 from runner.store import SqliteStore
 
@@ -306,7 +306,7 @@ class ApprovalCards(Hooks):
         if status == "waiting":
             body = approval_card(platform, run, self._link(run_id), card_secret(self.project))
         else:
-            from tools.notify import payload
+            from runner.chat import payload
 
             title = f"{'✅ 完成' if status == 'done' else '❌ 失败'}：{run['playbook']}"
             body = payload(platform, title, f"运行 `{run_id}`" + (f"\n\n{error}" if error else ""), page)

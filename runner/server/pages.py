@@ -202,8 +202,8 @@ async def _save_upload(svc: Service, upload: UploadFile) -> Path:
 
 
 async def schedules_page(request: Request) -> Response:
-    from runner.cron import local_text
-    from runner.scheduler import discover
+    from runner.dsl.cron import local_text
+    from runner.schedule.scheduler import discover
 
     svc = service(request)
     found, problems = discover(svc.project)

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.approvals import EditError, apply_edits, diff
 from runner.config import Project
+from runner.dsl.inputs import resolve_inputs
+from runner.dsl.output_schema import to_model
+from runner.dsl.validate import Playbook, load_and_validate
+from runner.engine.approvals import EditError, apply_edits, diff
+from runner.engine.events import Hooks
+from runner.engine.execute import Runner, new_run_id
 from runner.errors import DecisionTaken, PlaybookError, RunError
-from runner.events import Hooks
-from runner.execute import Runner, new_run_id
-from runner.inputs import resolve_inputs
-from runner.spec.output_schema import to_model
-from runner.validate import Playbook, load_and_validate
 
 
 class NotFound(LookupError):

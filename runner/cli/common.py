@@ -1,0 +1,124 @@
+"""What every `playbook` command shares: the consoles, exit codes, error printing, the project of the
+current folder, and running a Runner action with console progress (Ctrl-C aware)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from runner.errors import PlaybookError, RunError
+
+EXIT = {"done": 0, "failed": 1, "waiting": 3, "cancelled": 4}  # 130: interrupted (runner/cli/interrupt.py)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(exc: PlaybookError | RunError) -> typer.Exit:
+    if isinstance(exc, PlaybookError):
+        for diagnostic in exc.diagnostics:
+            error_line(str(diagnostic))
+        return typer.Exit(2)
+    error_line(str(exc))
+    return typer.Exit(1)
+
+
+def error_line(text: str) -> None:
+    err.print("[red]error[/] ", end="")
+    err.print(text, markup=False)
+
+
+def print_warnings(playbook: Any) -> None:
+    for diagnostic in playbook.warnings:
+        err.print("[yellow]warning[/] ", end="")
+        err.print(str(diagnostic), markup=False, soft_wrap=True)
+
+
+def project_here() -> Any:
+    from runner.config import load_project
+
+    return load_project()
+
+
+def guard(fn: Any) -> None:
+    try:
+        fn()
+    except (PlaybookError, RunError) as exc:
+        raise fail(exc) from None
+
+
+def report(outcome: Any, currency: str) -> None:
+    usage = f"tokens {outcome.tokens_in + outcome.tokens_out:,} · cost {outcome.cost:.4f} {currency}"
+    if outcome.status == "waiting":
+        p = outcome.pending or {}
+        out.print(f"\n[bold yellow]‖ waiting for approval[/]: {p.get('title')} (step {p.get('step')})")
+        out.print(json.dumps(p.get("draft"), ensure_ascii=False, indent=2)[:3000], markup=False)
+        out.print(f"\nrun id: {outcome.run_id}   [dim]{usage}[/]")
+        out.print(f"  approve:  playbook approve {outcome.run_id}", markup=False)
+        if p.get("editable"):
+            out.print(f"  edit:     playbook approve {outcome.run_id} --set {p['editable'][0]}='…'  "
+                      f"(editable: {', '.join(p['editable'])})", markup=False)
+        out.print(f"  reject:   playbook reject {outcome.run_id} --comment '…'", markup=False)
+    elif outcome.status == "done":
+        if outcome.problems:  # done, but not silently: say what the run went on past
+            from runner.engine.nodes.on_error import describe
+
+            out.print(f"\n[bold yellow]✓ done with {len(outcome.problems)} tolerated error(s)[/] {outcome.run_id}"
+                      f"   [dim]{usage}[/]")
+            for problem in outcome.problems:
+                out.print(f"  [yellow]![/] {describe(problem)}", soft_wrap=True)
+        else:
+            out.print(f"\n[bold green]✓ done[/] {outcome.run_id}   [dim]{usage}[/]")
+        for key, value in outcome.outputs.items():
+            text = json.dumps(value, ensure_ascii=False, default=str)
+            out.print(f"  {key}: {text[:200] + '…' if len(text) > 200 else text}", markup=False)
+        out.print(f"  run folder: {outcome.run_dir}", markup=False)
+    else:
+        err.print(f"\n[bold red]× {outcome.status}[/] {outcome.run_id}: ", end="")
+        err.print(str(outcome.error), markup=False, soft_wrap=True)
+        for problem in outcome.problems:
+            from runner.engine.nodes.on_error import describe
+
+            err.print(f"  went on past: {describe(problem)}", markup=False, soft_wrap=True)
+        if outcome.status == "failed":
+            err.print(f"  finished work is kept; fix the cause, then: playbook resume {outcome.run_id}",
+                      markup=False, soft_wrap=True)
+
+
+def chat_cards(project: Any) -> Any:
+    """The hook that sends approval cards and run notices, when playbook.toml names a channel."""
+    if not (project.settings.server.get("approval_channel") or project.settings.server.get("notify_channel")):
+        return None
+    from runner.server.im import ApprovalCards
+
+    return ApprovalCards(project)
+
+
+def execute(action: Any, run_id: str | None = None) -> None:
+    """Run an async Runner action with console progress; exit with the run's status code. Ctrl-C (or
+    SIGTERM) cancels the run at once: in-flight requests are dropped, the run is marked interrupted with
+    what finished kept in the journal, and the process exits 130 within a moment."""
+    from runner.cli.progress import ConsoleProgress
+    from runner.engine.execute import Runner
+
+    project = project_here()
+    cards = chat_cards(project)
+    runner = Runner(project, hooks=[ConsoleProgress(out, project.settings.currency), *([cards] if cards else [])])
+
+    async def act() -> Any:
+        outcome = await action(runner, project)
+        if cards is not None:
+            await cards.flush()  # the approval card or the notice leaves before the process does
+        return outcome
+
+    from runner.cli.interrupt import drive
+
+    try:
+        outcome = drive(act(), db_path=project.db_path, run_id=run_id, on_stop=runner.close,
+                        say=lambda text: err.print(f"\n{text}", markup=False))
+    finally:
+        runner.close()
+    report(outcome, project.settings.currency)
+    raise typer.Exit(EXIT[outcome.status])

@@ -1,0 +1,142 @@
+"""`playbook run`, `resume`, `approve`, `reject` and `cancel`: start a run and move it along."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from runner.cli.app import app
+from runner.cli.common import err, execute, fail, guard, out, print_warnings, project_here
+from runner.errors import PlaybookError
+
+
+def parse_inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if file is not None:
+        from runner.dsl.yaml_loader import safe_load
+
+        try:
+            data = safe_load(file.read_text(encoding="utf-8"), str(file))  # YAML, or JSON (a subset of it)
+        except OSError as exc:
+            raise PlaybookError(f"{file}: cannot read inputs: {exc.strerror}") from None
+        if not isinstance(data, dict):
+            raise PlaybookError(f"{file}: an inputs file holds name: value pairs, got {type(data).__name__}")
+        values.update(data)
+    for pair in pairs:
+        if "=" not in pair:
+            raise PlaybookError(f"--input '{pair}': write it as name=value")
+        name, value = pair.split("=", 1)
+        values[name.strip()] = value
+    return values
+
+
+def models_used(playbook: Any) -> set[str]:
+    """Aliases the playbook's LLM and agent steps (and its sub-playbooks') call: only these are
+    resolved up front, so a playbook with no model step prints no note about models."""
+    spec = playbook.spec
+    used = {s.model or spec.defaults.model for s in spec.steps if s.llm is not None or s.agent is not None}
+    for child in playbook.children.values():
+        used |= models_used(child)
+    return used
+
+
+@app.command()
+def run(playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
+        input: Annotated[list[str], typer.Option("--input", "-i", help="name=value (repeatable)")] = [],  # noqa: B006
+        inputs_file: Annotated[Path | None, typer.Option("--inputs", help="YAML or JSON file of inputs")] = None,
+        max_cost: Annotated[float | None, typer.Option(help="override limits.max_cost")] = None,
+        run_id: Annotated[str | None, typer.Option(help="choose the run id")] = None) -> None:
+    """Run a playbook. Pauses at approvals and prints the commands to continue."""
+    from runner.dsl.inputs import resolve_inputs
+    from runner.dsl.validate import load_and_validate
+
+    try:
+        loaded = load_and_validate(playbook)
+        print_warnings(loaded)
+        inputs = resolve_inputs(loaded.spec, parse_inputs(input, inputs_file), file=str(playbook),
+                                base_dir=loaded.path.parent)
+        project = project_here()
+    except PlaybookError as exc:
+        raise fail(exc) from None
+    for alias in sorted(models_used(loaded)):
+        project.resolve_model(alias)
+    for notice in project.notices:
+        err.print(f"[yellow]note[/] {notice}")
+
+    from runner.engine.execute import new_run_id
+
+    run_id = run_id or new_run_id(loaded.spec.name)
+
+    async def action(runner: Any, _: Any) -> Any:
+        return await runner.start(loaded, inputs, run_id=run_id, max_cost=max_cost)
+
+    execute(action, run_id)
+
+
+@app.command()
+def resume(run_id: str, max_cost: Annotated[float | None, typer.Option(help="new cost limit")] = None
+           ) -> None:
+    """Continue a failed or interrupted run; finished LLM calls, tool calls and batches are not repeated."""
+    from runner.engine.decisions import timeout_decision
+
+    async def action(runner: Any, project: Any) -> Any:
+        decision = timeout_decision(runner.store, run_id)
+        return await runner.resume(run_id, decision=decision, max_cost=max_cost)
+
+    guard(lambda: execute(action, run_id))
+
+
+@app.command()
+def approve(run_id: str,
+            set_: Annotated[list[str], typer.Option("--set", help="field=value edit (repeatable)")] = [],  # noqa: B006
+            edits: Annotated[Path | None, typer.Option(help="JSON file of field edits")] = None,
+            comment: Annotated[str | None, typer.Option()] = None,
+            by: Annotated[str | None, typer.Option(help="who decides (default: OS user)")] = None) -> None:
+    """Approve the draft a run is waiting on, optionally with edits to its editable fields."""
+    decide(run_id, "approve", set_, edits, comment, by)
+
+
+@app.command()
+def reject(run_id: str, comment: Annotated[str, typer.Option(help="what to change")],
+           by: Annotated[str | None, typer.Option()] = None) -> None:
+    """Reject the draft; with on_reject the step re-runs with ${{ approval.comment }}."""
+    decide(run_id, "reject", [], None, comment, by)
+
+
+def decide(run_id: str, action_name: str, pairs: list[str], edits_file: Path | None,
+            comment: str | None, by: str | None) -> None:
+    from runner.engine.decisions import build_decision
+
+    async def action(runner: Any, project: Any) -> Any:
+        decision = build_decision(runner.store, run_id, action_name, pairs, edits_file, comment,
+                                  by or os_user(), time.time())
+        return await runner.resume(run_id, decision=decision)
+
+    guard(lambda: execute(action, run_id))
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER", "unknown")
+
+
+@app.command()
+def cancel(run_id: str) -> None:
+    """Cancel a waiting or running run (a running one stops at its next step or batch)."""
+    def act() -> None:
+        from runner.engine.execute import Runner
+
+        runner = Runner(project_here())
+        try:
+            out.print(f"{run_id}: {runner.cancel(run_id)}")
+        finally:
+            runner.close()
+
+    guard(act)

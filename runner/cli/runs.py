@@ -1,0 +1,35 @@
+"""`playbook runs list|show|logs`."""
+
+from __future__ import annotations
+
+import typer
+
+from runner.cli.app import app
+from runner.cli.common import guard, out, project_here
+
+runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("list")
+def runs_list(limit: int = 30) -> None:
+    """Recent runs with status, duration, tokens and cost."""
+    from runner.cli.views import print_runs
+
+    print_runs(out, project_here(), limit)
+
+
+@runs_app.command("show")
+def runs_show(run_id: str) -> None:
+    """One run: status, inputs, outputs, steps, approvals."""
+    from runner.cli.views import show_run
+
+    guard(lambda: show_run(out, project_here(), run_id))
+
+
+@runs_app.command("logs")
+def runs_logs(run_id: str, raw: bool = False) -> None:
+    """The run's events (events.jsonl)."""
+    from runner.cli.views import show_logs
+
+    guard(lambda: show_logs(out, project_here(), run_id, raw))

@@ -1,0 +1,118 @@
+"""`playbook scheduler` and `playbook schedule list|run-now|pause|resume`."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import typer
+
+from runner.cli.app import app
+from runner.cli.common import chat_cards, err, execute, guard, out, project_here
+
+schedule_app = typer.Typer(help="List, pause, resume or start schedules now.", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+
+
+def _with_scheduler(action: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
+    from runner.engine.execute import Runner
+    from runner.schedule.scheduler import Scheduler
+
+    project = project_here()
+    cards = chat_cards(project)
+    runner = Runner(project, hooks=[cards] if cards else [])
+
+    async def act(scheduler: Any) -> Any:
+        result = await action(scheduler)
+        await scheduler.wait()
+        if cards is not None:
+            await cards.flush()
+        return result
+
+    try:
+        scheduler = Scheduler(project, runner)
+        for problem in scheduler.problems:
+            err.print(f"[yellow]warning[/] {problem}", markup=True)
+        return asyncio.run(act(scheduler))
+    finally:
+        runner.close()
+
+
+@app.command()
+def scheduler() -> None:
+    """Run due schedules until stopped (Ctrl-C): playbook `triggers:` and [[schedules]] in playbook.toml."""
+    async def forever(s: Any) -> None:
+        from runner.dsl.cron import local_text
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        for item in s.schedules:
+            due = local_text(s.state(item)["next_due"], item.timezone)
+            out.print(f"{item.id}: '{item.cron}' {item.timezone}, next {due}", markup=False)
+        out.print(f"scheduler running ({len(s.schedules)} schedules); Ctrl-C to stop", markup=False)
+        await s.forever(stop=stop)
+        out.print("stopping; runs in progress continue with `playbook resume`", markup=False)
+
+    guard(lambda: _with_scheduler(forever))
+
+
+@schedule_app.command("list")
+def schedule_list() -> None:
+    """Every schedule: cron, timezone, next time, paused, last run."""
+    async def show(s: Any) -> None:
+        from rich.table import Table
+
+        from runner.dsl.cron import local_text
+
+        table = Table("schedule", "cron", "timezone", "next", "catch_up", "state", "last", box=None)
+        for item in s.schedules:
+            state = s.state(item)
+            fires = s.store.schedule_fires(item.id, limit=1)
+            last = f"{fires[0]['action']} {fires[0]['run_id'] or ''}".strip() if fires else "—"
+            table.add_row(item.id, item.cron, item.timezone, local_text(state["next_due"], item.timezone),
+                          item.catch_up, "paused" if state["paused"] else "active", last)
+        out.print(table)
+
+    guard(lambda: _with_scheduler(show))
+
+
+def _set_paused(schedule_id: str, paused: bool) -> None:
+    async def act(s: Any) -> None:
+        item = s.get(schedule_id)
+        s.state(item)
+        s.store.schedule_pause(item.id, paused)
+        out.print(f"{item.id}: {'paused' if paused else 'active'}", markup=False)
+
+    guard(lambda: _with_scheduler(act))
+
+
+@schedule_app.command("pause")
+def schedule_pause(schedule_id: str) -> None:
+    """Stop starting runs of a schedule until `resume`."""
+    _set_paused(schedule_id, True)
+
+
+@schedule_app.command("resume")
+def schedule_resume(schedule_id: str) -> None:
+    """Start runs of a paused schedule again (missed times follow its catch_up)."""
+    _set_paused(schedule_id, False)
+
+
+@schedule_app.command("run-now")
+def schedule_run_now(schedule_id: str) -> None:
+    """Start a schedule's playbook now, with its inputs, in the foreground."""
+    from runner.schedule.scheduler import Scheduler
+
+    async def known(s: Any) -> None:  # an unknown id is a user error before anything starts
+        s.get(schedule_id)
+
+    guard(lambda: _with_scheduler(known))
+
+    async def action(runner: Any, project: Any) -> Any:
+        return await Scheduler(project, runner).run_now(schedule_id)
+
+    execute(action)

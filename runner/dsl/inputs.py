@@ -1,0 +1,93 @@
+"""Input values against their declared types: CLI strings are coerced, everything else checked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from runner.dsl.spec import InputSpec, PlaybookSpec
+from runner.errors import Diagnostic, PlaybookValidationError, did_you_mean
+
+_TRUE = {"true", "yes", "1", "on", "是"}
+_FALSE = {"false", "no", "0", "off", "否"}
+
+
+def coerce(name: str, spec: InputSpec, value: Any) -> Any:
+    """Return the value as its declared type, or raise ValueError saying what was expected."""
+    kind = spec.type
+    if kind in ("string", "file"):
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ValueError(f"expected text, got {type(value).__name__}")
+        value = str(value)
+    elif kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"expected an integer, got {value!r}")
+        try:
+            value = int(value)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {value!r}") from None
+    elif kind == "number":
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got {value!r}")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a number, got {value!r}") from None
+    elif kind == "boolean":
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            value = value.lower() in _TRUE
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+    elif kind in ("list", "object"):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                if kind == "list":
+                    value = [v.strip() for v in value.split(",") if v.strip()]
+                else:
+                    raise ValueError("expected a JSON object, e.g. '{\"k\": 1}'") from None
+        wanted = list if kind == "list" else dict
+        if not isinstance(value, wanted):
+            raise ValueError(f"expected a {kind}, got {type(value).__name__}")
+    if spec.enum is not None and value not in spec.enum:
+        raise ValueError(f"{value!r} is not one of {spec.enum}")
+    return value
+
+
+def resolve_inputs(spec: PlaybookSpec, given: dict[str, Any], *, file: str,
+                   base_dir: Path | None = None) -> dict[str, Any]:
+    """Given values + defaults, each checked; all problems reported together."""
+    problems: list[str] = []
+    for name in given:
+        if name not in spec.inputs:
+            problems.append(f"unknown input '{name}'{did_you_mean(name, spec.inputs)}")
+    values: dict[str, Any] = {}
+    for name, input_spec in spec.inputs.items():
+        if name in given:
+            raw = given[name]
+        elif input_spec.default is not None:
+            raw = input_spec.default
+        elif input_spec.is_required:
+            problems.append(f"missing input '{name}' ({input_spec.type}"
+                            f"{': ' + input_spec.description if input_spec.description else ''}); "
+                            f"pass --input {name}=…")
+            continue
+        else:
+            values[name] = None
+            continue
+        try:
+            values[name] = coerce(name, input_spec, raw)
+        except ValueError as exc:
+            problems.append(f"input '{name}': {exc}")
+            continue
+        if input_spec.type == "file" and name in given:
+            path = Path(values[name]).expanduser()
+            candidates = [path] if path.is_absolute() else [Path.cwd() / path] + (
+                [base_dir / path] if base_dir else [])
+            if not any(c.exists() for c in candidates):
+                problems.append(f"input '{name}': file '{values[name]}' does not exist")
+    if problems:
+        raise PlaybookValidationError([Diagnostic(file, 0, 0, p) for p in problems])
+    return values

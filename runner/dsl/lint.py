@@ -1,0 +1,61 @@
+"""Warnings for text that holds another tool's template syntax — Dify's `{{#node.var#}}` or a bare
+`{{ name }}` — which would reach the model literally. Pure: spec in, (location, message) out."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from runner.dsl.spec import PlaybookSpec
+
+_FOREIGN = re.compile(r"(?<![$\w])\{\{\s*(#?)\s*([A-Za-z_][\w.]*)\s*#?\s*\}\}")
+
+
+def foreign_templates(spec: PlaybookSpec) -> list[tuple[tuple[Any, ...], str]]:
+    found = []
+    for path, text in _texts(spec):
+        for match in _FOREIGN.finditer(text):
+            found.append((path, f"'{match.group(0)}' is not an expression here and is sent as written; "
+                                f"did you mean '{_suggest(spec, match.group(1) == '#', match.group(2))}'?"))
+    return found
+
+
+def _suggest(spec: PlaybookSpec, dify: bool, name: str) -> str:
+    parts = name.split(".")
+    ids = {s.id for s in spec.steps}
+    if dify and len(parts) >= 2 and parts[0] in ids:  # {{#node.var#}}: a node's output variable
+        return "${{ steps." + parts[0] + ".output." + ".".join(parts[1:]) + " }}"
+    if dify and parts[0] in ("sys", "start") and len(parts) > 1 and parts[1] in spec.inputs:
+        return "${{ inputs." + parts[1] + " }}"
+    if parts[0] in spec.inputs:
+        return "${{ inputs." + name + " }}"
+    if parts[0] in ids:
+        return "${{ steps." + name + " }}"
+    return "${{ " + name + " }}"
+
+
+def _texts(spec: PlaybookSpec) -> Iterator[tuple[tuple[Any, ...], str]]:
+    for i, step in enumerate(spec.steps):
+        for kind in ("llm", "agent"):
+            body = getattr(step, kind)
+            if body is not None:
+                for name in ("system", "prompt"):
+                    if isinstance(getattr(body, name), str):
+                        yield ("steps", i, kind, name), getattr(body, name)
+        if step.approval is not None:
+            for name in ("title", "instructions", "show"):
+                yield from _strings(("steps", i, "approval", name), getattr(step.approval, name))
+        yield from _strings(("steps", i, "with"), step.with_)
+    yield from _strings(("outputs",), spec.outputs)
+
+
+def _strings(path: tuple[Any, ...], value: Any) -> Iterator[tuple[tuple[Any, ...], str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _strings((*path, key), inner)
+    elif isinstance(value, list):
+        for j, inner in enumerate(value):
+            yield from _strings((*path, j), inner)

@@ -1,0 +1,140 @@
+"""Read a playbook file into `PlaybookSpec`, turning every pydantic error into `file:line:col`."""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel
+
+from runner.dsl.spec import PlaybookSpec
+from runner.dsl.yaml_loader import SourceMap, load_yaml
+from runner.errors import Diagnostic, LoadError, did_you_mean
+from runner.messages import FORMS, clean_location, kind_of, merged, plain
+
+
+@dataclass
+class LoadedPlaybook:
+    spec: PlaybookSpec
+    source: SourceMap
+    path: Path
+    text: str
+
+
+def load_playbook(path: str | Path, text: str | None = None) -> LoadedPlaybook:
+    """Load and model-check one playbook. `text` overrides the file's content (resume snapshots)."""
+    file = Path(path)
+    shown = str(path)
+    if text is None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise LoadError([Diagnostic(shown, 0, 0, "no such file")]) from None
+        except UnicodeDecodeError as exc:
+            raise LoadError([Diagnostic(shown, 0, 0, f"not UTF-8 text ({exc.reason} at byte "
+                                                     f"{exc.start}); save the file as UTF-8")]) from None
+        except OSError as exc:
+            raise LoadError([Diagnostic(shown, 0, 0, f"cannot read: {exc.strerror}")]) from None
+    data, source = load_yaml(text, shown)
+    if not isinstance(data, dict):
+        raise LoadError([source.diag((), "a playbook is a mapping with at least 'name' and 'steps'")])
+    spec = model_check(PlaybookSpec, data, source)
+    return LoadedPlaybook(spec, source, file, text)
+
+
+M = typing.TypeVar("M", bound=BaseModel)
+
+
+def model_check(model: type[M], data: Any, source: SourceMap) -> M:
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise LoadError(diagnostics(model, exc.errors(), source)) from None
+
+
+def diagnostics(model: type[BaseModel], errors: list[Any], source: SourceMap) -> list[Diagnostic]:
+    """One diagnostic per place: the alternatives of a field that takes several forms become one message."""
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for err in errors:
+        groups.setdefault(clean_location(err["loc"]), []).append(err)
+    found = []
+    for loc, group in groups.items():
+        if len(group) == 1:
+            found.append(to_diagnostic(model, {**group[0], "loc": loc}, source))
+        else:
+            found.append(source.diag(loc, f"{_describe(loc)}{merged(group)[0][1]}"))
+    return found
+
+
+def to_diagnostic(model: type[BaseModel], err: Any, source: SourceMap) -> Diagnostic:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    where = _describe(loc)
+    msg = plain(err)
+    field = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    if field in FORMS and kind in ("model_type", "dict_type", "model_attributes_type", "list_type"):
+        return source.diag(loc, f"{where}{kind_of(err.get('input'))} does not fit: {FORMS[field]}")
+    if kind == "extra_forbidden":
+        field = str(loc[-1])
+        valid = _fields_at(model, loc[:-1])
+        return source.diag(loc, f"{where}unknown field '{field}'{did_you_mean(field, valid)}", key=True)
+    if kind == "missing":
+        return source.diag(loc[:-1], f"{_describe(loc[:-1])}missing required field '{loc[-1]}'")
+    if kind == "value_error" and msg.startswith("step '"):
+        return source.diag(loc, msg)
+    return source.diag(loc, f"{where}{msg}")
+
+
+def _describe(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) if isinstance(p, str) else f"[{p}]" for p in loc]
+    text = ".".join(parts).replace(".[", "[")
+    return f"{text}: " if text else ""
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names (aliases) of the model found by following `loc` from `model`."""
+    current: Any = model
+    for part in loc:
+        current = _child_type(current, part)
+        if current is None:
+            return []
+    current = _model_of(current)
+    if current is None:
+        return []
+    return [f.alias or name for name, f in current.model_fields.items()]
+
+
+def _child_type(annotation: Any, part: Any) -> Any:
+    model = _model_of(annotation)
+    if model is not None and isinstance(part, str):
+        for name, f in model.model_fields.items():
+            if part in (name, f.alias):
+                return f.annotation
+        return None
+    for arg in _unwrap(annotation):
+        origin = typing.get_origin(arg)
+        if origin is list and isinstance(part, int):
+            return typing.get_args(arg)[0]
+        if origin is dict and isinstance(part, str):
+            return typing.get_args(arg)[1]
+    return None
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        return [a for arg in typing.get_args(annotation) for a in _unwrap(arg)]
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    return [annotation]
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    for arg in _unwrap(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None

@@ -1,0 +1,261 @@
+"""`${{ expr }}` templates in a sandboxed Jinja2 environment with strict undefined.
+
+Pure: parse, inspect references, render. A value that is exactly one `${{ expr }}` evaluates to
+the native value (a list stays a list); any other text renders to a string.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from jinja2 import nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from runner.dsl import sandbox
+
+_LONE = re.compile(r"^\s*\$\{\{((?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
+
+
+class TemplateError(Exception):
+    """A template failed to parse or render; the message is meant for the user."""
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    intercepted_binops = sandbox.INTERCEPTED  # bounded at run time, and never folded at compile time
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # `steps.label.items` must mean the key, not dict.items
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        return sandbox.binop(operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        sandbox.check_call(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            sandbox.check_format(value.__self__)
+            return wrapped(*args, **kwargs)
+
+        return checked
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):  # every loop counts its turns against the render's budget
+            loop.iter = nodes.Filter(loop.iter, "playbook_bounded", [], [], None, None, lineno=loop.lineno)
+        return tree
+
+
+def _to_json(value: Any, indent: int | None = None) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
+
+
+def _cross(left: Any, right: Any, left_name: str = "a", right_name: str = "b") -> list[dict[str, Any]]:
+    """Every pairing of two lists as dicts, e.g. personas × concepts for a map over both."""
+    return [{left_name: a, right_name: b} for a in left for b in right]
+
+
+def _number(value: Any, decimals: int = 2, suffix: str = "") -> str:
+    """7269.0 → '7,269'; 0.12345 → '0.12'; None → '—': numbers as a report shows them. The suffix
+    (e.g. '%') follows a number only, never the dash."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "—" if value is None else str(value)
+    rounded = round(float(value), decimals)
+    text = f"{rounded:,.0f}" if rounded == int(rounded) else f"{rounded:,.{decimals}f}".rstrip("0")
+    return text + suffix
+
+
+def _rank_by(rows: Any, fields: list[str]) -> list[dict[str, Any]]:
+    """Rows sorted by the sum of their numeric `fields`, best first, each with that sum as `score`."""
+    scored = [{**row, "score": sum(float(row.get(f) or 0) for f in fields)} for row in rows]
+    return sorted(scored, key=lambda row: -row["score"])
+
+
+@lru_cache(maxsize=1)
+def environment() -> _Environment:
+    env = _Environment(variable_start_string="${{", variable_end_string="}}",
+                       undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env.filters["tojson"] = _to_json
+    env.filters["json"] = _to_json
+    env.filters["cross"] = _cross
+    env.filters["number"] = _number
+    env.filters["rank_by"] = _rank_by
+    env.filters["playbook_bounded"] = sandbox.bounded
+    for width_filter in ("center", "indent", "wordwrap", "truncate"):
+        env.filters[width_filter] = _width_checked(env.filters[width_filter])
+    env.filters["format"] = _format
+    env.filters["replace"] = _replace
+    env.globals["lipsum"] = _lipsum
+    return env
+
+
+def _width_checked(original: Any) -> Any:
+    def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
+        for argument in (*args, *kwargs.values()):
+            if isinstance(argument, int | float) and not isinstance(argument, bool) and argument > sandbox.MAX_LENGTH:
+                raise sandbox.TemplateLimit(f"a width of {argument:,} is too large")
+        return original(value, *args, **kwargs)
+
+    return checked
+
+
+def _format(value: Any, *args: Any, **kwargs: Any) -> str:
+    text = str(value)
+    sandbox.check_format(text)
+    if "*" in text:
+        raise sandbox.TemplateLimit("a %-format with a computed width is not allowed in templates")
+    return text % (kwargs or args)
+
+
+def _replace(value: Any, old: str, new: str, count: int | None = None) -> str:
+    text = str(value)
+    sandbox.check_replace(text, str(old), str(new))
+    return text.replace(str(old), str(new), -1 if count is None else count)
+
+
+def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
+    """Jinja's lipsum with its sizes capped (n=10**9 would build gigabytes)."""
+    from jinja2.utils import generate_lorem_ipsum
+
+    cap = builtins.min
+    return str(generate_lorem_ipsum(n=cap(n, 20), html=html, min=cap(min, 200), max=cap(max, 200)))
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and ("${{" in value or "{%" in value)
+
+
+def lone_expression(text: str) -> str | None:
+    match = _LONE.match(text)
+    return match.group(1).strip() if match else None
+
+
+@lru_cache(maxsize=4096)
+def _compiled_text(text: str) -> jinja2.Template:
+    return environment().from_string(text)
+
+
+@lru_cache(maxsize=4096)
+def _compiled_expression(expr: str) -> Any:
+    return environment().compile_expression(expr, undefined_to_none=False)
+
+
+def render(value: Any, context: Mapping[str, Any], *, seconds: float | None = None) -> Any:
+    """Render every template inside `value` (strings, lists and dicts, recursively), within the sandbox's
+    bounds and `seconds` of time (the step's timeout)."""
+    token = sandbox.budget(seconds) if sandbox.current() is None else None
+    try:
+        return _render(value, context)
+    finally:
+        if token is not None:
+            sandbox.release(token)
+
+
+def _render(value: Any, context: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        if not is_template(value):
+            return value
+        try:
+            expr = lone_expression(value)
+            if expr is not None:
+                result = _compiled_expression(expr)(**context)
+                if isinstance(result, jinja2.Undefined):
+                    result._fail_with_undefined_error()
+                return result
+            return _compiled_text(value).render(**context)
+        except (jinja2.UndefinedError, SecurityError, jinja2.TemplateError, TypeError, sandbox.TemplateLimit,
+                ValueError, ZeroDivisionError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+            raise TemplateError(f"cannot evaluate {_short(value)}: {exc}") from None
+    if isinstance(value, list):
+        return [_render(v, context) for v in value]
+    if isinstance(value, dict):
+        return {k: _render(v, context) for k, v in value.items()}
+    return value
+
+
+def _short(text: str) -> str:
+    one_line = " ".join(text.split())
+    return repr(one_line if len(one_line) <= 80 else one_line[:77] + "...")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A dotted name used by a template, e.g. ('steps', 'label', 'items')."""
+
+    chain: tuple[str, ...]
+
+
+def parse(text: str) -> nodes.Template:
+    """Parse a template; raises TemplateError naming the template line on a syntax error."""
+    env = environment()
+    try:
+        expr = lone_expression(text)
+        if expr is not None:
+            # parse as an expression so that `${{ a b }}` is reported like at run time
+            env.compile_expression(expr)
+        return env.parse(text)
+    except jinja2.TemplateSyntaxError as exc:
+        where = f" (template line {exc.lineno})" if exc.lineno and exc.lineno > 1 else ""
+        raise TemplateError(f"template syntax error: {exc.message}{where}") from None
+
+
+def inspect(text: str) -> tuple[list[Reference], list[str]]:
+    """The names a template reads (outside its own loop/set variables) and sandbox violations."""
+    tree = parse(text)
+    local_names = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    refs: list[Reference] = []
+    unsafe: list[str] = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        attr = _attribute_name(node)
+        if attr is not None and attr.startswith("_"):
+            unsafe.append(attr)
+    for chain in _chains(tree):
+        if chain[0] not in local_names:
+            refs.append(Reference(chain))
+    return refs, unsafe
+
+
+def _attribute_name(node: nodes.Node) -> str | None:
+    if isinstance(node, nodes.Getattr):
+        return str(node.attr)
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) \
+            and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
+
+
+def _chains(tree: nodes.Node) -> Iterator[tuple[str, ...]]:
+    """Constant access chains rooted at a loaded name: `steps.label.items` → 3 parts.
+
+    A dynamic index (`rows[i]`) ends the part that can be checked statically.
+    """
+    accesses = tree.find_all((nodes.Getattr, nodes.Getitem))
+    inner = {id(n.node) for n in accesses}  # type: ignore[attr-defined]
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        if id(node) in inner:
+            continue
+        parts: list[str] = []
+        current: nodes.Node = node
+        while isinstance(current, nodes.Getattr | nodes.Getitem):
+            name = _attribute_name(current)
+            parts = [] if name is None else [*parts, name]
+            current = current.node
+        if isinstance(current, nodes.Name) and current.ctx == "load":
+            yield (current.name, *reversed(parts))

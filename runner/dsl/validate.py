@@ -1,0 +1,390 @@
+"""Static checks on a loaded playbook. Pure (reads sub-playbook files only); all errors collected."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel, TypeAdapter
+
+from runner.dsl import templates
+from runner.dsl.inputs import coerce
+from runner.dsl.lint import foreign_templates
+from runner.dsl.load import LoadedPlaybook, load_playbook
+from runner.dsl.output_schema import SchemaError, to_json_schema, to_model
+from runner.dsl.spec import PlaybookSpec, Step
+from runner.dsl.topology import END, Topology, build_topology, error_target, is_routing
+from runner.errors import Diagnostic, PlaybookError, PlaybookValidationError, did_you_mean
+from runner.messages import kind_of, merged
+from runner.registry import all_tools
+
+ROOT_NAMES = {"inputs", "steps", "run", "env", "secrets", "approval"}
+JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop", "true", "false",
+                 "none", "True", "False", "None"}
+RUN_FIELDS = {"id", "started_at", "date", "dir", "playbook"}
+APPROVAL_FIELDS = {"action", "comment", "by", "at", "edits", "step"}
+COMMON_RESULT_FIELDS = {"output", "status", "visits", "error"}
+
+
+@dataclass
+class Playbook:
+    """A playbook that passed every static check, ready to compile."""
+
+    loaded: LoadedPlaybook
+    topology: Topology
+    output_models: dict[str, type[BaseModel]] = field(default_factory=dict)
+    children: dict[str, Playbook] = field(default_factory=dict)
+    warnings: list[Diagnostic] = field(default_factory=list)  # likely mistakes that do not stop a run
+
+    @property
+    def spec(self) -> PlaybookSpec:
+        return self.loaded.spec
+
+    @property
+    def path(self) -> Path:
+        return self.loaded.path
+
+    def step(self, step_id: str) -> Step:
+        return next(s for s in self.spec.steps if s.id == step_id)
+
+
+def load_and_validate(path: str | Path, text: str | None = None) -> Playbook:
+    return validate(load_playbook(path, text))
+
+
+def validate(loaded: LoadedPlaybook, _stack: tuple[Path, ...] = ()) -> Playbook:
+    checker = _Checker(loaded, _stack)
+    playbook = checker.run()
+    if checker.errors:
+        raise PlaybookValidationError(checker.errors)
+    return playbook
+
+
+class _Checker:
+    def __init__(self, loaded: LoadedPlaybook, stack: tuple[Path, ...]) -> None:
+        self.loaded = loaded
+        self.spec = loaded.spec
+        self.source = loaded.source
+        self.stack = (*stack, loaded.path.resolve())
+        self.errors: list[Diagnostic] = []
+        self.ids = [s.id for s in self.spec.steps]
+        self.playbook = Playbook(loaded, build_topology(self.spec))
+
+    def error(self, path: tuple[Any, ...], message: str, *, key: bool = False) -> None:
+        self.errors.append(self.source.diag(path, message, key=key))
+
+    def run(self) -> Playbook:
+        self.check_ids()
+        self.check_inputs()
+        self.check_triggers()
+        for i, step in enumerate(self.spec.steps):
+            self.check_targets(i, step)
+            self.check_kind(i, step)
+        if not self.errors:  # field checks need known steps and models
+            for i, step in enumerate(self.spec.steps):
+                self.check_templates(i, step)
+                self.check_map(i, step)
+                self.check_editable(i, step)
+            self.check_templates_of(("outputs",), self.spec.outputs, set(), "outputs")
+            self.check_graph()
+        self.playbook.warnings = [self.source.diag(path, message) for path, message in foreign_templates(self.spec)]
+        return self.playbook
+
+    def check_ids(self) -> None:
+        seen: set[str] = set()
+        for i, step in enumerate(self.spec.steps):
+            if step.id in seen:
+                self.error(("steps", i, "id"), f"duplicate step id '{step.id}'")
+            if step.id == END:
+                self.error(("steps", i, "id"), "'end' is reserved for `goto: end`; rename the step")
+            seen.add(step.id)
+
+    def check_inputs(self) -> None:
+        for name, spec in self.spec.inputs.items():
+            if spec.default is not None:
+                try:
+                    coerce(name, spec, spec.default)
+                except ValueError as exc:
+                    self.error(("inputs", name, "default"), f"input '{name}': default {exc}")
+
+    def check_triggers(self) -> None:
+        from runner.dsl.cron import CronError, check_cron
+
+        for i, trigger in enumerate(self.spec.triggers):
+            try:
+                check_cron(trigger.cron, trigger.timezone)
+            except CronError as exc:
+                self.error(("triggers", i, "cron"), f"trigger {i + 1}: {exc}")
+            for name in trigger.inputs:
+                if name not in self.spec.inputs:
+                    self.error(("triggers", i, "inputs", name), f"trigger {i + 1}: unknown input '{name}'"
+                               f"{did_you_mean(name, list(self.spec.inputs))}", key=True)
+
+    def check_target(self, path: tuple[Any, ...], target: str, what: str, allow_end: bool) -> None:
+        if target == END and allow_end:
+            return
+        if target not in self.ids:
+            choices = [*self.ids, END] if allow_end else self.ids
+            self.error(path, f"{what}: unknown step '{target}'{did_you_mean(target, choices)}")
+
+    def check_targets(self, i: int, step: Step) -> None:
+        where = f"step '{step.id}'"
+        for j, need in enumerate(step.needs or []):
+            self.check_target(("steps", i, "needs", j), need, f"{where} needs", False)
+            if need == step.id:
+                self.error(("steps", i, "needs", j), f"{where} cannot need itself")
+        if step.goto is not None:
+            self.check_target(("steps", i, "goto"), step.goto, f"{where} goto", True)
+        if step.switch is not None:
+            for j, case in enumerate(step.switch.cases):
+                self.check_target(("steps", i, "switch", "cases", j, "goto"), case.goto,
+                                  f"{where} goto", True)
+            if step.switch.default is not None:
+                self.check_target(("steps", i, "switch", "default"), step.switch.default,
+                                  f"{where} default", True)
+        if step.approval is not None and step.approval.on_reject is not None:
+            self.check_target(("steps", i, "approval", "on_reject"), step.approval.on_reject,
+                              f"{where} on_reject", False)
+        if (target := error_target(step)) is not None:
+            self.check_target(("steps", i, "on_error", "goto"), target, f"{where} on_error goto", True)
+
+    def check_map(self, i: int, step: Step) -> None:
+        """A literal that is not a list fails here, at its line, not halfway through a run."""
+        value = step.map
+        if value is None or isinstance(value, list | dict):
+            return
+        if isinstance(value, str) and templates.lone_expression(value) is not None:
+            return
+        shown = "text with an expression inside (it would render to text)" if templates.is_template(value) \
+            else kind_of(value)
+        self.error(("steps", i, "map"), f"step '{step.id}': map needs a list — a YAML list, or one expression that "
+                                        f"gives a list, like `map: ${{{{ steps.load.rows }}}}` — not {shown}")
+
+    def check_editable(self, i: int, step: Step) -> None:
+        """Editable fields must be fields of the draft shown, when the draft's fields are known statically."""
+        spec = step.approval
+        if spec is None or not spec.editable:
+            return
+        fields = self.draft_fields(spec.show)
+        if fields is None:
+            return
+        for j, name in enumerate(spec.editable):
+            if name not in fields:
+                shown = ", ".join(sorted(fields)) or "none"
+                self.error(("steps", i, "approval", "editable", j),
+                           f"step '{step.id}': editable field '{name}' is not a field of the draft shown"
+                           f"{did_you_mean(name, fields)} (fields: {shown})")
+
+    def draft_fields(self, show: Any) -> set[str] | None:
+        if isinstance(show, dict):
+            return {str(k) for k in show}
+        expr = templates.lone_expression(show) if isinstance(show, str) else None
+        parts = expr.split(".") if expr else []
+        if len(parts) in (2, 3) and parts[0] == "steps" and parts[1] in self.ids and parts[2:] in ([], ["output"]):
+            step = self.playbook.step(parts[1])
+            model = self.playbook.output_models.get(step.id)
+            if step.tool is not None and step.map is None and step.tool in all_tools():
+                model = all_tools()[step.tool].output_model
+            return set(model.model_fields) if model is not None and step.map is None else None
+        return None
+
+    def check_kind(self, i: int, step: Step) -> None:
+        if step.llm is not None and step.llm.output is not None:
+            try:
+                self.playbook.output_models[step.id] = to_model(
+                    to_json_schema(step.llm.output), f"{self.spec.name}_{step.id}")
+            except (SchemaError, pydantic.PydanticUserError, TypeError) as exc:
+                self.error(("steps", i, "llm", "output"), f"step '{step.id}': {exc}")
+        elif step.agent is not None:
+            self.check_agent(i, step)
+        elif step.tool is not None:
+            self.check_tool(i, step)
+        elif step.playbook is not None:
+            self.check_child(i, step)
+
+    def check_agent(self, i: int, step: Step) -> None:
+        assert step.agent is not None
+        tools = all_tools()
+        for j, name in enumerate(step.agent.tools):
+            if name not in tools:
+                self.error(("steps", i, "agent", "tools", j),
+                           f"step '{step.id}': unknown tool '{name}'{did_you_mean(name, tools)}")
+        if step.agent.output is not None:
+            try:
+                self.playbook.output_models[step.id] = to_model(
+                    to_json_schema(step.agent.output), f"{self.spec.name}_{step.id}")
+            except (SchemaError, pydantic.PydanticUserError, TypeError) as exc:
+                self.error(("steps", i, "agent", "output"), f"step '{step.id}': {exc}")
+
+    def check_tool(self, i: int, step: Step) -> None:
+        assert step.tool is not None
+        tools = all_tools()
+        if step.tool not in tools:
+            self.error(("steps", i, "tool"),
+                       f"step '{step.id}': unknown tool '{step.tool}'{did_you_mean(step.tool, tools)}")
+            return
+        model = tools[step.tool].input_model
+        args = step.with_ or {}
+        fields = {f.alias or n: f for n, f in model.model_fields.items()}
+        for name, value in args.items():
+            where = ("steps", i, "with", name)
+            if name not in fields:
+                self.error(where, f"step '{step.id}': tool '{step.tool}' has no argument '{name}'"
+                                  f"{did_you_mean(name, fields)}", key=True)
+            elif not _has_template(value):
+                annotation: Any = fields[name].annotation  # None-able in pydantic's stubs; a field always has one
+                try:
+                    TypeAdapter(annotation).validate_python(value)
+                except pydantic.ValidationError as exc:
+                    first = merged(exc.errors())[0][1]
+                    self.error(where, f"step '{step.id}': argument '{name}' of '{step.tool}': {first}")
+        for name, f in fields.items():
+            if f.is_required() and name not in args:
+                self.error(("steps", i, "with") if step.with_ else ("steps", i, "tool"),
+                           f"step '{step.id}': tool '{step.tool}' needs argument '{name}'")
+
+    def check_child(self, i: int, step: Step) -> None:
+        assert step.playbook is not None
+        path = (self.loaded.path.parent / step.playbook).resolve()
+        where = ("steps", i, "playbook")
+        if path in self.stack:
+            self.error(where, f"step '{step.id}': playbook '{step.playbook}' includes itself")
+            return
+        try:
+            child = validate(load_playbook(path), self.stack)
+        except PlaybookError as exc:
+            reasons = "; ".join(str(d) for d in exc.diagnostics[:3])
+            self.error(where, f"step '{step.id}': sub-playbook '{step.playbook}' is invalid: {reasons}")
+            return
+        self.playbook.children[step.id] = child
+        args = step.with_ or {}
+        for name in args:
+            if name not in child.spec.inputs:
+                self.error(("steps", i, "with", name), f"step '{step.id}': playbook '{step.playbook}' "
+                           f"has no input '{name}'{did_you_mean(name, child.spec.inputs)}", key=True)
+        for name, spec in child.spec.inputs.items():
+            if spec.is_required and name not in args:
+                self.error(where, f"step '{step.id}': playbook '{step.playbook}' needs input '{name}'")
+
+    def check_templates(self, i: int, step: Step) -> None:
+        base = ("steps", i)
+        local = {step.item_name} if step.map is not None else set()
+        where = f"step '{step.id}'"
+        self.check_templates_of((*base, "map"), step.map, set(), where)
+        self.check_templates_of((*base, "when"), step.when, local, where)
+        for kind in ("llm", "agent"):
+            spec = getattr(step, kind)
+            if spec is not None:
+                self.check_templates_of((*base, kind, "system"), spec.system, local, where)
+                self.check_templates_of((*base, kind, "prompt"), spec.prompt, local, where)
+        if step.with_ is not None:
+            self.check_templates_of((*base, "with"), step.with_, local, where)
+        if step.approval is not None:
+            for name in ("title", "show", "instructions"):
+                self.check_templates_of((*base, "approval", name), getattr(step.approval, name),
+                                        local, where)
+        if step.switch is not None:
+            for j, case in enumerate(step.switch.cases):
+                self.check_templates_of((*base, "switch", "cases", j, "if"), case.if_, local, where)
+
+    def check_templates_of(self, path: tuple[Any, ...], value: Any, local: set[str], where: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                self.check_templates_of((*path, k), v, local, where)
+        elif isinstance(value, list):
+            for j, v in enumerate(value):
+                self.check_templates_of((*path, j), v, local, where)
+        elif templates.is_template(value):
+            try:
+                refs, unsafe = templates.inspect(value)
+            except templates.TemplateError as exc:
+                self.error(path, f"{where}: {exc}")
+                return
+            for attr in sorted(set(unsafe)):
+                self.error(path, f"{where}: access to '{attr}' is not allowed in templates (sandbox); "
+                                 "use only data fields")
+            for ref in refs:
+                if any(part.startswith("_") for part in ref.chain):
+                    continue  # already reported as a sandbox violation
+                problem = self.reference_problem(ref.chain, local)
+                if problem:
+                    self.error(path, f"{where}: {problem}")
+
+    def reference_problem(self, chain: tuple[str, ...], local: set[str]) -> str | None:
+        root = chain[0]
+        if root in local or root in JINJA_GLOBALS:
+            return None
+        if root not in ROOT_NAMES:
+            names = sorted(ROOT_NAMES | local)
+            return f"unknown name '{root}'{did_you_mean(root, names)}"
+        if len(chain) < 2:
+            return None
+        name = chain[1]
+        allowed: dict[str, Any] = {
+            "inputs": self.spec.inputs, "env": self.spec.env, "secrets": self.spec.secrets,
+            "run": RUN_FIELDS, "approval": APPROVAL_FIELDS, "steps": self.ids}
+        if name not in allowed[root]:
+            hint = {"env": " (list it under `env:`)", "secrets": " (list it under `secrets:`)",
+                    "inputs": " (declare it under `inputs:`)"}.get(root, "")
+            noun = {"steps": "step", "inputs": "input", "secrets": "secret", "env": "environment variable",
+                    "run": "run field", "approval": "approval field"}[root]
+            return f"unknown {noun} '{name}'{did_you_mean(name, allowed[root])}{hint}"
+        if root == "steps" and len(chain) >= 3:
+            fields = self.result_fields(self.playbook.step(name))
+            if fields is not None and chain[2] not in fields:
+                return (f"step '{name}' has no field '{chain[2]}'{did_you_mean(chain[2], fields)}")
+        return None
+
+    def result_fields(self, step: Step) -> set[str] | None:
+        """Fields of `steps.<id>` a template may read, or None when they are not known statically."""
+        fields = set(COMMON_RESULT_FIELDS)
+        if step.map is not None:
+            return fields | {"items", "errors"}
+        if step.tool is not None:
+            out = all_tools()[step.tool].output_model
+            return fields | set(out.model_fields) if out else None
+        if step.llm is not None or step.agent is not None:
+            model = self.playbook.output_models.get(step.id)
+            return fields | set(model.model_fields) if model else fields
+        if step.playbook is not None:
+            child = self.playbook.children.get(step.id)
+            return fields | set(child.spec.outputs) if child else None
+        if step.approval is not None:
+            return None
+        return fields
+
+    def check_graph(self) -> None:
+        topo = self.playbook.topology
+        by_id = {s.id: (i, s) for i, s in enumerate(self.spec.steps)}
+        for step_id in topo.order:
+            deps = topo.deps[step_id]
+            routing = [d for d in deps if is_routing(by_id[d][1])]
+            if routing and len(deps) > 1:
+                self.error(("steps", by_id[step_id][0], "needs"),
+                           f"step '{step_id}' waits for '{routing[0]}', which routes (switch, goto or "
+                           "on_reject), together with other steps; put a plain step in between")
+        for component in topo.cycles():
+            has_goto = any(t in component for s in component for t in topo.loop_routes.get(s, []))
+            guarded = any(by_id[s][1].max_visits for s in component)
+            if has_goto and not guarded:
+                first = next(s for s in component if s in topo.loop_routes)
+                i = by_id[first][0]
+                loop = " → ".join([*component, component[0]])
+                path = ("steps", i, "switch") if by_id[first][1].switch else ("steps", i, "goto")
+                self.error(path, f"step '{first}': the goto cycle {loop} has no guard; set max_visits "
+                                 "on one of its steps")
+        reached = topo.reachable()
+        for step_id in topo.order:
+            if step_id not in reached:
+                self.error(("steps", by_id[step_id][0], "id"),
+                           f"step '{step_id}' is unreachable: no step leads to it (add `needs` or a goto)")
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_template(v) for v in value)
+    return templates.is_template(value)

@@ -1,0 +1,61 @@
+"""Turn `playbook approve/reject` arguments into a decision, checked before the run resumes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from runner.dsl.output_schema import to_model
+from runner.engine.approvals import EditError, apply_edits, parse_set
+from runner.errors import PlaybookError, RunError
+from runner.store import SqliteStore
+
+
+def _pending(store: SqliteStore, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    run = store.get_run(run_id)
+    if run is None:
+        raise RunError(f"no run '{run_id}' (see `playbook runs list`)")
+    if run["status"] != "waiting" or not run["pending"]:
+        raise RunError(f"run '{run['id']}' is {run['status']}, not waiting for approval")
+    return run, run["pending"]
+
+
+def build_decision(store: SqliteStore, run_id: str, action: str, pairs: list[str],
+                   edits_file: Path | None, comment: str | None, by: str, at: float) -> dict[str, Any]:
+    """Validate edits against the waiting draft's editable fields and schema; nothing is applied if bad."""
+    _, pending = _pending(store, run_id)
+    try:
+        edits = parse_set(pairs)
+        if edits_file is not None:
+            try:
+                loaded = json.loads(edits_file.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise EditError(f"{edits_file}: cannot read edits JSON: {exc}") from None
+            if not isinstance(loaded, dict):
+                raise EditError(f"{edits_file}: edits must be a JSON object of field: value")
+            edits.update(loaded)
+        model = to_model(pending["schema"], "Draft") if pending.get("schema") else None
+        apply_edits(pending["draft"], edits, pending.get("editable") or [], model)
+    except EditError as exc:
+        raise PlaybookError(f"run {run_id}: {exc}") from None
+    return {"action": action, "comment": comment, "edits": edits, "by": by, "at": at}
+
+
+def timeout_decision(store: SqliteStore, run_id: str) -> dict[str, Any] | None:
+    """For a waiting run past its approval deadline, the decision `on_timeout` asks for."""
+    run = store.get_run(run_id)
+    if run is None or run["status"] != "waiting" or not run["pending"]:
+        return None
+    pending = run["pending"]
+    deadline = pending.get("deadline")
+    if deadline is None or time.time() < deadline:
+        return None
+    policy = pending.get("on_timeout", "fail")
+    if policy == "fail":
+        store.update_run(run["id"], status="failed", error=f"approval '{pending['step']}' timed out",
+                         pending=None, ended_at=time.time())
+        raise RunError(f"approval '{pending['step']}' timed out (on_timeout: fail)")
+    return {"action": policy, "comment": "approval timed out", "edits": {}, "by": "timeout",
+            "at": time.time()}

@@ -1,0 +1,369 @@
+"""Runs a compiled graph: checkpointer, journal, hooks, approvals, resume, cancellation, run folder."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from runner import atomic
+from runner.config import Project
+from runner.dsl import templates
+from runner.dsl.spec import Step
+from runner.dsl.validate import Playbook, load_and_validate
+from runner.engine.compile import NodeFunction, compile_graph
+from runner.engine.events import EventsFile, HookList, Hooks, Redactor
+from runner.engine.nodes import STEP_KINDS, RunContext, StepContext
+from runner.engine.nodes.map import run_map
+from runner.engine.nodes.on_error import error_record, fallback, problems_of, tolerable
+from runner.errors import DecisionTaken, RunCancelled, RunError, interrupted
+from runner.models.llm import LlmClient
+from runner.registry import ToolFixtures, close_resources, run_started
+from runner.store import SqliteStore
+
+DEFAULT_MAX_VISITS = 100
+# LangGraph checkpoints only when the graph stops (an approval, the end, an error), not after every step:
+# each checkpoint holds the whole state (3.4 MB at step 14 of a 2,000-comment digest), and the journal already
+# makes a re-run of any finished step free — a killed run continues from its last stop with nothing repeated.
+DURABILITY = "exit"
+CHILD_OUTPUTS = "__outputs__"  # journal step under which a finished sub-playbook's outputs are kept unredacted
+
+
+@contextlib.asynccontextmanager
+async def checkpointer(path: Path) -> AsyncIterator[Any]:
+    """LangGraph's SQLite checkpointer on a connection that waits for other runs' writes instead of failing
+    with `database is locked` (several runs in one project folder write the same file)."""
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    async with aiosqlite.connect(str(path), timeout=120) as connection:
+        await connection.execute("PRAGMA journal_mode=WAL")
+        await connection.execute("PRAGMA synchronous=NORMAL")
+        yield AsyncSqliteSaver(connection)
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str  # done | waiting | failed | cancelled
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    pending: dict[str, Any] | None = None
+    run_dir: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    problems: list[dict[str, Any]] = field(default_factory=list)  # errors the run went on past (on_error)
+
+
+def new_run_id(name: str) -> str:
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{name[:24]}-{uuid.uuid4().hex[:6]}"
+
+
+def _result(step: Step, output: Any, status: str = "done", **extra: Any) -> dict[str, Any]:
+    """What `steps.<id>` holds: the output, its fields lifted for convenience, and per-kind fields."""
+    lifted = output if isinstance(output, dict) and step.map is None else {}
+    return {**lifted, "output": output, "status": status, **extra}
+
+
+class StepNode:
+    """One graph node. A callable object, not a closure: LangGraph walks a node function's closure
+    looking for subgraphs, which cost ~1.5 ms per step on every compile."""
+
+    def __init__(self, rc: RunContext, step: Step) -> None:
+        self.rc = rc
+        self.step = step
+
+    async def __call__(self, state: dict[str, Any]) -> dict[str, Any]:
+        rc, step = self.rc, self.step
+        visit = (state.get("visits") or {}).get(step.id, 0) + 1
+        limit = step.max_visits or DEFAULT_MAX_VISITS
+        if visit > limit:
+            raise RunError(f"visited more than max_visits={limit} times; the loop did not end",
+                           step=step.id)
+        rc.check_cancel(step.id)
+        ctx = StepContext(rc, step, visit, state)
+        started = time.monotonic()
+        rc.hooks.on_step_start(run_id=rc.run_id, step=step.id, kind=step.kind, visit=visit)
+        update: dict[str, Any] = {"visits": {step.id: visit}}
+        try:
+            result = await self._run(ctx, update)
+        except BaseException as exc:
+            if not tolerable(step, exc):
+                raise
+            record = error_record(exc)
+            lists = {"items": [], "errors": record.pop("errors", [])} if step.map is not None else {}
+            result = _result(step, fallback(step), "failed", error=record, **lists)
+        result["visits"] = visit
+        usage = {k: round(v, 6) for k, v in ctx.usage.items()}  # this step's LLM calls, tokens, cost
+        rc.hooks.on_step_end(run_id=rc.run_id, step=step.id, visit=visit, status=result["status"],
+                             seconds=round(time.monotonic() - started, 3), output=result["output"],
+                             **({"items": result.get("items", [])} if step.map is not None else {}),
+                             **{k: result[k] for k in ("error", "errors") if result.get(k)}, **usage)
+        update["steps"] = {step.id: result}
+        return update
+
+    async def _run(self, ctx: StepContext, update: dict[str, Any]) -> dict[str, Any]:
+        step = self.step
+        if step.when is not None and not ctx.render(step.when, what="when"):
+            result = _result(step, None, "skipped")
+        elif step.map is not None:
+            outputs, items, errors = await run_map(ctx)
+            result = _result(step, outputs, items=items, errors=errors)
+        elif step.kind == "approval":
+            output = await STEP_KINDS[step.kind](ctx, None, with_item=False)
+            decision = output["decision"]
+            status = "rejected" if decision["action"] == "reject" else "approved"
+            result = _result(step, output["draft"], status, decision=decision)
+            update["approval"] = {k: decision.get(k) for k in ("action", "comment", "by", "at")}
+            update["approval"]["step"] = step.id
+        else:
+            result = _result(step, await STEP_KINDS[step.kind](ctx, None, with_item=False))
+        return result
+
+
+def _node_factory(rc: RunContext) -> Callable[[Step], NodeFunction]:
+    return lambda step: StepNode(rc, step)
+
+
+class Runner:
+    """Starts and resumes runs of one project. All I/O of a run goes through here."""
+
+    def __init__(self, project: Project, *, hooks: list[Hooks] | None = None,
+                 tool_fixtures: ToolFixtures | None = None) -> None:
+        self.project = project
+        self.hooks = list(hooks or [])
+        self.tool_fixtures = tool_fixtures
+        self.store = SqliteStore(project.db_path)
+        self.llm = LlmClient(project, self.store)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _context(self, run: dict[str, Any], playbook: Playbook) -> RunContext:
+        run_dir = self.project.run_dir(run["id"].split(".")[0])
+        redact = Redactor(self.project.secret_values() +
+                          [os.environ.get(n, "") for n in playbook.spec.secrets])
+        hooks = HookList([EventsFile(run_dir / "events.jsonl", redact), *self.hooks], redact)
+        max_cost = run["max_cost"] if run["max_cost"] is not None else playbook.spec.limits.max_cost
+        return RunContext(run_id=run["id"], playbook=playbook, project=self.project, store=self.store,
+                          llm=self.llm, hooks=hooks, redact=redact, run_dir=run_dir,
+                          started_at=run["started_at"], max_cost=max_cost, spent=run["cost"] or 0.0,
+                          tokens_in=run["tokens_in"] or 0, tokens_out=run["tokens_out"] or 0,
+                          tool_fixtures=self.tool_fixtures, run_child=run_child)
+
+    async def start(self, playbook: Playbook, inputs: dict[str, Any], *, run_id: str | None = None,
+                    max_cost: float | None = None) -> RunOutcome:
+        run_id = run_id or new_run_id(playbook.spec.name)
+        now = time.time()
+        self.store.create_run(id=run_id, playbook=playbook.spec.name, path=str(playbook.path),
+                              source=playbook.loaded.text, status="running", started_at=now,
+                              inputs=inputs, max_cost=max_cost, pid=os.getpid())
+        run = self.store.get_run(run_id)
+        assert run is not None
+        rc = self._context(run, playbook)
+        rc.hooks.on_run_start(run_id=run_id, playbook=playbook.spec.name, inputs=inputs)
+        return await self._drive(rc, None, self._initial_state(inputs, now))
+
+    def _initial_state(self, inputs: dict[str, Any], started: float) -> dict[str, Any]:
+        tz = ZoneInfo(self.project.settings.timezone)
+        return {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
+                "run": {"date": datetime.fromtimestamp(started, tz).strftime("%Y-%m-%d")}}
+
+    def claim(self, run_id: str, decision: dict[str, Any]) -> None:
+        """Record `decision` for the approval the run waits at, and move the run on, atomically; raises
+        DecisionTaken when another decision got there first (two `approve`s at once, a stale page)."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise RunError(f"no run '{run_id}' (see `playbook runs list`)")
+        pending = run["pending"] or {}
+        earlier = self.store.claim_decision(run["id"], str(pending.get("step")), int(pending.get("visit") or 0),
+                                            decision, os.getpid())
+        if earlier is not None:
+            raise DecisionTaken(run["id"], str(pending.get("step")), earlier)
+
+    async def resume(self, run_id: str, *, decision: dict[str, Any] | None = None,
+                     max_cost: float | None = None, claimed: bool = False) -> RunOutcome:
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise RunError(f"no run '{run_id}' (see `playbook runs list`)")
+        if run["status"] in ("done", "cancelled"):
+            raise RunError(f"run '{run['id']}' is {run['status']}; nothing to resume")
+        if decision is None and run["status"] == "waiting":
+            raise RunError(f"run '{run['id']}' is waiting for approval; use `playbook approve` or "
+                           "`playbook reject`")
+        if run["status"] == "running" and owner_alive(run["pid"]) and not claimed:
+            raise RunError(f"run '{run['id']}' is still running in process {run['pid']}; wait for it "
+                           "or stop it with `playbook cancel`")
+        if decision is not None and run["status"] != "waiting" and not claimed:
+            raise RunError(f"run '{run['id']}' is {run['status']}, not waiting for approval")
+        playbook = load_and_validate(run["path"], run["source"])
+        if max_cost is not None:
+            self.store.update_run(run["id"], max_cost=max_cost)
+            run["max_cost"] = max_cost
+        if decision is not None and not claimed:
+            self.claim(run["id"], decision)  # the one decision applied; the run is now running
+        self.store.update_run(run["id"], status="running", error=None, pending=None, ended_at=None,
+                              pid=os.getpid())
+        rc = self._context(run, playbook)
+        from langgraph.types import Command
+
+        return await self._drive(rc, Command(resume=decision) if decision is not None else None,
+                                 self._initial_state(run["inputs"], run["started_at"]))
+
+    async def _drive(self, rc: RunContext, graph_input: Any, fresh: dict[str, Any]) -> RunOutcome:
+        """Run or continue the graph. With no checkpoint yet (a start, or a run killed before its first
+        one) it starts from `fresh`: the journal answers every call that finished before, so nothing repeats."""
+        config = {"configurable": {"thread_id": rc.run_id}, "recursion_limit": 10_000}
+        outcome = RunOutcome(rc.run_id, "failed", run_dir=str(rc.run_dir))
+        async with checkpointer(self.project.checkpoint_path) as saver:
+            graph = compile_graph(rc.playbook, _node_factory(rc), checkpointer=saver)
+            run_started()
+            try:
+                if not (await graph.aget_state(config)).values:
+                    graph_input = fresh
+                final = await graph.ainvoke(graph_input, config, durability=DURABILITY)
+                interrupts = final.get("__interrupt__") if isinstance(final, dict) else None
+                if interrupts:
+                    outcome.status, outcome.pending = "waiting", interrupts[0].value
+                else:  # "done" only once every output evaluated: a run never ends done over a broken output
+                    outcome.outputs = self._outputs(rc, final)
+                    outcome.status = "done"
+            except asyncio.CancelledError:  # Ctrl-C, a stop signal, a server shutting down
+                outcome.error = interrupted(rc.run_id.split(".")[0])
+                self._finish(rc, outcome)
+                raise
+            except RunCancelled as exc:
+                outcome.status, outcome.error = "cancelled", str(exc)
+            except (RunError, templates.TemplateError) as exc:
+                outcome.error = str(exc)
+            except Exception as exc:  # a bug or an unexpected library error: keep the run resumable
+                outcome.error = f"internal error: {type(exc).__name__}: {exc}"
+            finally:
+                await close_resources()
+            outcome.problems = await _problems(graph, config)
+        return self._finish(rc, outcome)
+
+    def _outputs(self, rc: RunContext, final: dict[str, Any]) -> dict[str, Any]:
+        ctx = StepContext(rc, rc.playbook.spec.steps[-1], 0, final)
+        try:
+            outputs: dict[str, Any] = templates.render(rc.playbook.spec.outputs, ctx.template_context())
+        except templates.TemplateError as exc:
+            raise RunError(f"outputs: {exc}") from None
+        return outputs
+
+    def _finish(self, rc: RunContext, outcome: RunOutcome) -> RunOutcome:
+        # what leaves the process — the run row every page, API and `runs show` read, the console — is scrubbed
+        error = rc.redact(outcome.error) if outcome.error else None
+        outcome.error = error
+        outcome.problems = rc.redact.value(outcome.problems)
+        outcome.outputs = rc.redact.value(outcome.outputs)
+        outcome.pending = rc.redact.value(outcome.pending)
+        ended = None if outcome.status == "waiting" else time.time()
+        self.store.update_run(rc.run_id, status=outcome.status, outputs=outcome.outputs or None,
+                              error=error, pending=outcome.pending, ended_at=ended,
+                              problems=outcome.problems or None)
+        run = self.store.get_run(rc.run_id) or {}
+        outcome.tokens_in, outcome.tokens_out = run.get("tokens_in", 0), run.get("tokens_out", 0)
+        outcome.cost = run.get("cost", 0.0)
+        if outcome.pending:
+            rc.hooks.on_approval(step=outcome.pending.get("step"), action="requested",
+                                 title=outcome.pending.get("title"))
+        rc.hooks.on_run_end(run_id=rc.run_id, status=outcome.status, error=error, problems=outcome.problems,
+                            tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out,
+                            cost=round(outcome.cost, 6))
+        if "." not in rc.run_id:
+            self._write_summary(rc, run)
+        return outcome
+
+    def _write_summary(self, rc: RunContext, run: dict[str, Any]) -> None:
+        summary = {k: v for k, v in run.items() if k not in ("source", "cancel_requested")}
+        summary["approvals"] = self.store.approvals(rc.run_id)
+        summary["run_dir"] = str(rc.run_dir)
+        rc.run_dir.mkdir(parents=True, exist_ok=True)
+        text = rc.redact(json.dumps(summary, ensure_ascii=False, indent=2, default=str))
+        atomic.write_text(rc.run_dir / "run.json", text + "\n")
+
+    def cancel(self, run_id: str) -> str:
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise RunError(f"no run '{run_id}'")
+        if run["status"] in ("waiting", "failed"):
+            self.store.update_run(run["id"], status="cancelled", ended_at=time.time(), pending=None)
+            return "cancelled"
+        if run["status"] == "running":
+            self.store.update_run(run["id"], cancel_requested=1)
+            return "cancel requested"
+        return str(run["status"])
+
+
+async def _problems(graph: Any, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the run went on past so far (on_error), from its last checkpoint — so a failed or waiting run,
+    and a resumed one, report them too."""
+    try:
+        snapshot = await graph.aget_state(config)
+    except Exception:  # no checkpoint yet: nothing ran
+        return []
+    values = getattr(snapshot, "values", None) or {}
+    return problems_of(values.get("steps") or {})
+
+
+def owner_alive(pid: int | None) -> bool:
+    """Whether another process that may still be running this run exists."""
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any], run_id: str) -> Any:
+    """Run a sub-playbook to completion inside the parent's step; returns its outputs."""
+    existing = parent.store.get_run(run_id)
+    if existing is None:
+        parent.store.create_run(id=run_id, playbook=child.spec.name, path=str(child.path),
+                                source=child.loaded.text, status="running", started_at=time.time(),
+                                inputs=inputs, parent=parent.run_id)
+    elif existing["status"] == "done":  # the journal keeps the outputs as they were; the run row is redacted
+        recorded = parent.store.journal_get(run_id, CHILD_OUTPUTS, 0, "outputs")
+        return recorded["value"] if recorded is not None else existing["outputs"] or {}
+    run = parent.store.get_run(run_id)
+    assert run is not None
+    rc = RunContext(run_id=run_id, playbook=child, project=parent.project, store=parent.store,
+                    llm=parent.llm, hooks=parent.hooks, redact=parent.redact, run_dir=parent.run_dir,
+                    started_at=run["started_at"], max_cost=parent.max_cost, spent=parent.spent,
+                    tool_fixtures=parent.tool_fixtures, run_child=run_child)
+    config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
+    state = {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
+             "run": {"date": datetime.now().strftime("%Y-%m-%d")}}
+    async with checkpointer(parent.project.checkpoint_path) as saver:
+        graph = compile_graph(child, _node_factory(rc), checkpointer=saver)
+        started = bool((await graph.aget_state(config)).values)
+        final = await graph.ainvoke(None if started else state, config, durability=DURABILITY)
+    # the parent's run row counts what its sub-playbooks used, so its tokens and cost are the whole story
+    parent.store.add_usage(parent.run_id, rc.tokens_in, rc.tokens_out, rc.spent - parent.spent)
+    parent.tokens_in += rc.tokens_in
+    parent.tokens_out += rc.tokens_out
+    parent.spent = rc.spent
+    if isinstance(final, dict) and final.get("__interrupt__"):
+        raise RunError(f"sub-playbook '{child.spec.name}' asks for approval; approvals inside "
+                       "sub-playbooks are not supported yet — move the approval to the parent")
+    outputs = templates.render(child.spec.outputs, StepContext(rc, child.spec.steps[-1], 0, final)
+                               .template_context())
+    parent.store.journal_put(run_id, CHILD_OUTPUTS, 0, "outputs", {"value": outputs})
+    parent.store.update_run(run_id, status="done", outputs=parent.redact.value(outputs), ended_at=time.time())
+    return outputs

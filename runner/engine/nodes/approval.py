@@ -1,0 +1,71 @@
+"""`approval` steps: interrupt with a typed payload; resume with approve / reject / edits."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel
+
+from runner.dsl import templates
+from runner.engine.approvals import EditError, apply_edits, diff
+from runner.engine.nodes.base import StepContext, step_kind
+from runner.errors import RunError
+
+
+def draft_model(ctx: StepContext) -> type[BaseModel] | None:
+    """The schema of the draft when `show` is exactly `${{ steps.X.output }}` of a typed llm step."""
+    spec = ctx.step.approval
+    assert spec is not None
+    expr = templates.lone_expression(spec.show) if isinstance(spec.show, str) else None
+    parts = expr.split(".") if expr else []
+    if len(parts) == 3 and parts[0] == "steps" and parts[2] == "output":
+        return ctx.run.playbook.output_models.get(parts[1])
+    return None
+
+
+@step_kind("approval")
+async def run_approval(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
+    from langgraph.types import interrupt
+
+    spec = ctx.step.approval
+    assert spec is not None
+    draft = ctx.render(spec.show, what="approval.show")
+    model = draft_model(ctx)
+    payload = {
+        "step": ctx.step.id, "visit": ctx.visit,
+        "title": ctx.render(spec.title, what="approval.title"),
+        "instructions": ctx.render(spec.instructions, what="approval.instructions"),
+        "draft": draft, "editable": spec.editable,
+        "schema": model.model_json_schema() if model else None,
+        "can_reject_to": spec.on_reject,
+        "deadline": time.time() + spec.timeout if spec.timeout else None,
+        "on_timeout": spec.on_timeout,
+    }
+    # a decision recorded for this visit (claimed by `approve`, the page or a card, maybe by a process that
+    # died since) is the one applied; only without one does the run stop and ask
+    recorded = ctx.run.store.decision(ctx.run.run_id, ctx.step.id, ctx.visit)
+    decision = recorded if recorded is not None else interrupt(payload)
+    if not isinstance(decision, dict) or decision.get("action") not in ("approve", "reject"):
+        raise RunError(f"invalid approval decision {decision!r}", step=ctx.step.id)
+    try:
+        final = apply_edits(draft, decision.get("edits") or {}, spec.editable, model)
+    except EditError as exc:
+        raise RunError(str(exc), step=ctx.step.id) from None
+    changes = diff(draft, final)
+
+    async def record() -> bool:
+        ctx.run.store.record_approval(run_id=ctx.run.run_id, step=ctx.step.id, visit=ctx.visit,
+                                      action=decision["action"], by=decision.get("by") or "unknown",
+                                      at=decision.get("at") or time.time(),
+                                      comment=decision.get("comment"), edits=decision.get("edits"),
+                                      diff=changes)
+        ctx.run.hooks.on_approval(step=ctx.step.id, visit=ctx.visit, action=decision["action"],
+                                  by=decision.get("by"), comment=decision.get("comment"), diff=changes)
+        return True
+
+    await ctx.once("decision", record)
+    if decision["action"] == "reject" and not spec.on_reject:
+        raise RunError(f"rejected by {decision.get('by')}: {decision.get('comment') or 'no comment'}",
+                       step=ctx.step.id)
+    return {"draft": final, "decision": {**decision, "diff": changes}}

@@ -1,0 +1,206 @@
+"""What every step executor gets: the run's shared services and the step's own view of the state."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from runner.config import Project
+from runner.dsl import templates
+from runner.dsl.spec import Retry, Step
+from runner.dsl.validate import Playbook
+from runner.engine.events import HookList, Redactor
+from runner.errors import CostLimitReached, RunCancelled, RunError
+from runner.models.llm import LlmClient, LlmRequest, LlmResult
+from runner.registry import ToolContext, ToolFixtures
+from runner.store import Store
+
+# (parent run, sub-playbook, its inputs, child run id) → the sub-playbook's outputs
+ChildRunner = Callable[["RunContext", Playbook, dict[str, Any], str], Awaitable[Any]]
+
+
+@dataclass
+class RunContext:
+    """Services shared by all steps of one run (and its sub-playbooks)."""
+
+    run_id: str
+    playbook: Playbook
+    project: Project
+    store: Store
+    llm: LlmClient
+    hooks: HookList
+    redact: Redactor
+    run_dir: Path
+    started_at: float
+    max_cost: float | None = None
+    spent: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    _cancel_checked: float = 0.0
+    tool_fixtures: ToolFixtures | None = None  # evals answer or redirect tool calls
+    # runs a sub-playbook to completion (the executor's); given here so that nodes never import the executor
+    run_child: ChildRunner | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def charge(self, step: str, result: LlmResult, seconds: float, prompt: str = "") -> None:
+        """Account one LLM call. The budget is checked before the next call, not here, so the reply
+        that crossed `max_cost` is still journaled and never paid for twice. The prompt goes to the
+        events (shortened and redacted there) so a run's page can show what a step was asked."""
+        if result.cached:
+            self.hooks.on_llm_call(step=step, model=result.model, cached=True, tokens_in=0,
+                                   tokens_out=0, cost=0.0, seconds=round(seconds, 3), prompt=prompt)
+            return
+        self.tokens_in += result.tokens_in
+        self.tokens_out += result.tokens_out
+        self.spent += result.cost
+        self.store.add_usage(self.run_id, result.tokens_in, result.tokens_out, result.cost)
+        self.hooks.on_llm_call(step=step, model=result.model, cached=False, calls=result.calls,
+                               tokens_in=result.tokens_in, tokens_out=result.tokens_out,
+                               cost=round(result.cost, 6), seconds=round(seconds, 3), prompt=prompt)
+
+    def check_budget(self, step: str) -> None:
+        if self.max_cost is not None and self.spent > self.max_cost:
+            currency = self.project.settings.currency
+            raise CostLimitReached(f"cost limit reached: {self.spent:.4f} {currency} > max_cost "
+                                   f"{self.max_cost} {currency}; raise it and resume with "
+                                   f"`playbook resume {self.run_id} --max-cost N`", step=step)
+
+    def check_cancel(self, step: str, every: float = 0.5) -> None:
+        now = time.monotonic()
+        if now - self._cancel_checked < every:
+            return
+        self._cancel_checked = now
+        if self.store.cancel_requested(self.run_id.split(".")[0]):
+            raise RunCancelled("cancelled on request", step=step)
+
+
+@dataclass
+class StepContext:
+    run: RunContext
+    step: Step
+    visit: int
+    state: dict[str, Any]
+    usage: dict[str, float] = field(default_factory=lambda: {"tokens_in": 0, "tokens_out": 0, "cost": 0.0,
+                                                             "llm_calls": 0, "cached": 0})
+
+    @functools.cached_property
+    def steps(self) -> dict[str, Any]:
+        """`steps` as this step's templates see it — built once per step, not once per map item."""
+        return steps_view(self.run.playbook, self.state.get("steps") or {})
+
+    def template_context(self, item: Any = None, *, with_item: bool = False) -> dict[str, Any]:
+        spec = self.run.playbook.spec
+        context: dict[str, Any] = {
+            "inputs": self.state.get("inputs", {}),
+            "steps": self.steps,
+            "run": {"id": self.run.run_id, "started_at": self.run.started_at,
+                    "date": self.state.get("run", {}).get("date"), "dir": str(self.run.run_dir),
+                    "playbook": spec.name},
+            "env": {name: os.environ.get(name, "") for name in spec.env},
+            "secrets": {name: os.environ.get(name, "") for name in spec.secrets},
+            "approval": self.state.get("approval") or {"action": None, "comment": "", "by": None},
+        }
+        if with_item:
+            context[self.step.item_name] = item
+        return context
+
+    def render(self, value: Any, item: Any = None, *, with_item: bool = False, what: str = "") -> Any:
+        try:
+            return templates.render(value, self.template_context(item, with_item=with_item), seconds=self.timeout)
+        except templates.TemplateError as exc:
+            raise RunError(f"{what + ': ' if what else ''}{exc}", step=self.step.id) from None
+
+    async def once(self, key: str, produce: Callable[[], Awaitable[Any]]) -> Any:
+        """Journaled side effect: a recorded result is returned instead of doing the work again."""
+        store = self.run.store
+        recorded = store.journal_get(self.run.run_id, self.step.id, self.visit, key)
+        if recorded is not None:
+            return recorded["value"]
+        value = await produce()
+        store.journal_put(self.run.run_id, self.step.id, self.visit, key, {"value": value})
+        return value
+
+    @property
+    def defaults(self) -> Any:
+        return self.run.playbook.spec.defaults
+
+    @property
+    def timeout(self) -> float:
+        return self.step.timeout or self.defaults.timeout
+
+    @property
+    def retry(self) -> Retry:
+        return self.step.retry or self.defaults.retry
+
+    async def call_llm(self, request: LlmRequest) -> LlmResult:
+        self.run.check_budget(self.step.id)
+        started = time.monotonic()
+        result = await self.run.llm.complete(request)
+        prompt = next((str(m.get("content")) for m in reversed(request.messages) if m.get("role") == "user"), "")
+        self.run.charge(self.step.id, result, time.monotonic() - started, prompt)
+        if result.cached:
+            self.usage["cached"] += 1
+        else:
+            self.usage["llm_calls"] += result.calls
+        self.usage["tokens_in"] += result.tokens_in
+        self.usage["tokens_out"] += result.tokens_out
+        self.usage["cost"] += result.cost
+        return result
+
+    def fixture_for(self, tool: str, args: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any] | None]:
+        """(arguments to call with, (fixed output,) or None) — unchanged outside an eval."""
+        if self.run.tool_fixtures is None:
+            return args, None
+        return self.run.tool_fixtures.intercept(tool=tool, step=self.step.id, args=args)
+
+    def tool_context(self) -> ToolContext:
+        spec, inputs = self.run.playbook.spec, self.state.get("inputs") or {}
+        files = frozenset(Path(str(inputs[n])).resolve() for n, i in spec.inputs.items()
+                          if i.type == "file" and inputs.get(n))
+        return ToolContext(run_id=self.run.run_id, step_id=self.step.id, run_dir=self.run.run_dir,
+                           project_dir=self.run.project.root,
+                           allowed_paths=self.run.project.writable_paths,
+                           base_dir=self.run.playbook.path.parent, settings=self.run.project.settings,
+                           playbook=self.run.playbook.spec.name, readable_paths=self.run.project.readable_paths,
+                           input_files=files)
+
+
+NOT_RUN: dict[str, Any] = {"output": None, "status": "skipped", "visits": 0}
+
+
+def steps_view(playbook: Playbook, results: dict[str, Any]) -> dict[str, Any]:
+    """`steps` as templates see it. A step that did not run on the path taken (a switch branch not
+    chosen, a step after `goto: end`) reads like one skipped by `when`: status skipped, output null —
+    so `steps.x.output or …` works, and a reference to it is never an undefined-name error."""
+    if len(results) == len(playbook.spec.steps):
+        return results
+    return {**{s.id: NOT_RUN for s in playbook.spec.steps}, **results}
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+                          .encode()).hexdigest()[:16]
+
+
+class ItemExecutor(Protocol):
+    """A step kind: run the step once (item=None) or for one map item."""
+
+    async def __call__(self, ctx: StepContext, item: Any, *, with_item: bool) -> Any: ...
+
+
+STEP_KINDS: dict[str, ItemExecutor] = {}
+
+
+def step_kind(name: str) -> Callable[[ItemExecutor], ItemExecutor]:
+    def register(fn: ItemExecutor) -> ItemExecutor:
+        STEP_KINDS[name] = fn
+        return fn
+
+    return register

@@ -1,0 +1,84 @@
+"""`map`: one node runs all its items itself — bounded concurrency, LLM batching, one journal entry
+per unit — instead of one LangGraph `Send` per item, whose cost grows faster than linearly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from runner.engine.nodes.base import STEP_KINDS, StepContext
+from runner.engine.nodes.llm import run_llm_batch
+from runner.engine.nodes.on_error import error_record, failure_bound, fallback, tolerable
+from runner.errors import RunError, TooManyFailures
+
+
+async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any], list[dict[str, Any]]]:
+    """(outputs, items, errors): outputs 1:1 with the input list; items = input merged with its output;
+    errors = the items that failed under `on_error` (index, item, message), in input order."""
+    items = ctx.render(ctx.step.map, what="map")
+    if isinstance(items, dict):
+        items = list(items.values())
+    if not isinstance(items, list):
+        raise RunError(f"map needs a list, got {type(items).__name__}", step=ctx.step.id)
+    size = ctx.step.batch or 1
+    if ctx.step.kind != "llm":
+        size = 1
+    units = [(start, items[start:start + size]) for start in range(0, len(items), size)]
+    limit = asyncio.Semaphore(ctx.step.concurrency or ctx.run.playbook.spec.limits.concurrency)
+    outputs: list[Any] = [None] * len(items)
+    errors: list[dict[str, Any]] = []
+    done = 0
+    started = time.monotonic()
+    executor = STEP_KINDS[ctx.step.kind]
+
+    async def run_unit(start: int, chunk: list[Any]) -> None:
+        nonlocal done
+        async with limit:
+            ctx.run.check_cancel(ctx.step.id)
+            try:
+                if size > 1:
+                    results = await run_llm_batch(ctx, chunk, start)
+                else:
+                    results = [await executor(ctx, chunk[0], with_item=True)]
+            except BaseException as exc:
+                if not tolerable(ctx.step, exc, item=True):
+                    raise
+                # one bad item (or batch) is recorded, not fatal; a resume tries it again
+                errors.extend(error_record(exc, index=start + k, item=it) for k, it in enumerate(chunk))
+                results = [fallback(ctx.step)] * len(chunk)
+            outputs[start:start + len(chunk)] = results
+            done += len(chunk)
+            elapsed = time.monotonic() - started
+            ctx.run.hooks.on_map_progress(step=ctx.step.id, done=done, total=len(items), batch_done=True,
+                                          rate=round(done / elapsed, 2) if elapsed > 0 else None)
+
+    ctx.run.hooks.on_map_progress(step=ctx.step.id, done=0, total=len(items), batch_done=False, rate=None)
+    tasks = [asyncio.ensure_future(run_unit(start, chunk)) for start, chunk in units]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    errors.sort(key=lambda e: e["index"])
+    bound = failure_bound(ctx.step, len(items))
+    if bound is not None and len(errors) > bound:
+        shown = "; ".join(f"item {e['index']}: {e['message']}" for e in errors[:3])
+        raise TooManyFailures(f"{len(errors)} of {len(items)} items failed, more than max_failures "
+                              f"{ctx.step.max_failures} allows — {shown}", step=ctx.step.id,
+                              details={"errors": errors})
+    merged = [_merge(item, out) for item, out in zip(items, outputs, strict=True)]
+    return outputs, merged, errors
+
+
+def _merge(item: Any, out: Any) -> Any:
+    """One entry of `steps.<id>.items`: a dict item with its output's fields; any other item as `item`
+    beside its output's fields (or beside `output` when the output is not a dict). Nothing is stored
+    twice: a map's items live in the checkpointed state."""
+    if isinstance(item, dict) and isinstance(out, dict):
+        return {**item, **out}
+    if isinstance(out, dict):
+        return {**out, "item": item}
+    return {"item": item, "output": out}

@@ -1,0 +1,50 @@
+"""`tool` steps: render the arguments, check them against the tool's input model, call, journal."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pydantic
+
+from runner.engine.nodes.base import StepContext, digest, step_kind
+from runner.errors import RunError
+from runner.messages import merged
+from runner.registry import ToolArgumentError, get_tool
+
+
+@step_kind("tool")
+async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
+    assert ctx.step.tool is not None
+    info = get_tool(ctx.step.tool)
+    raw = ctx.render(ctx.step.with_ or {}, item, with_item=with_item, what="with")
+    used, fixed = ctx.fixture_for(info.name, raw)
+    if fixed is not None:
+        ctx.run.hooks.on_tool_call(step=ctx.step.id, tool=info.name, args=raw, seconds=0.0, fixture=True)
+        return fixed[0]
+    try:
+        args = info.input_model.model_validate(used)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"argument '{where}': {message}" for where, message in merged(exc.errors())[:5])
+        raise RunError(f"{info.name}: {problems}", step=ctx.step.id) from None
+
+    async def call() -> Any:
+        started = time.monotonic()
+        try:
+            result = await asyncio.wait_for(info.function(args, ctx.tool_context()), ctx.timeout)
+        except TimeoutError:
+            raise RunError(f"{info.name} timed out after {ctx.timeout:g}s (raise `timeout:`)",
+                           step=ctx.step.id, details={"kind": "timeout"}) from None
+        except ToolArgumentError as exc:
+            raise RunError(f"{info.name}: argument '{exc.argument}': {exc}", step=ctx.step.id,
+                           details=getattr(exc, "details", None)) from None
+        except (ValueError, OSError, LookupError) as exc:
+            raise RunError(f"{info.name}: {exc}", step=ctx.step.id) from None
+        ctx.run.hooks.on_tool_call(step=ctx.step.id, tool=info.name, args=raw,
+                                   seconds=round(time.monotonic() - started, 3))
+        if isinstance(result, pydantic.BaseModel):
+            return result.model_dump(mode="json")
+        return result
+
+    return await ctx.once(f"tool:{digest(raw)}", call)

@@ -1,0 +1,385 @@
+"""The only module that imports litellm: aliases, structured output, retries, rate limits, cache, cost."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from runner.config import LOCAL, ModelConfig, Project
+from runner.dsl.spec import Retry
+from runner.errors import RunError
+from runner.messages import summarise
+from runner.store import Store
+
+MAX_REPAIRS = 2
+SCHEMA_INSTRUCTION = "\n\n只输出一个 JSON 对象，不要输出任何其他文字。它必须符合以下 JSON Schema：\n"
+
+
+@dataclass
+class LlmRequest:
+    alias: str
+    messages: list[dict[str, Any]]
+    output_model: type[BaseModel] | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout: float = 120.0
+    retry: Retry = field(default_factory=Retry)
+    cache: bool | None = None
+    step: str = ""
+    schema: dict[str, Any] | None = None  # schema to send, when stricter than output_model
+    tools: list[dict[str, Any]] | None = None  # OpenAI function-calling tool definitions
+
+
+@dataclass
+class LlmResult:
+    content: Any  # parsed dict when output_model is set, else text
+    text: str
+    model: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    cached: bool = False
+    calls: int = 0
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # [{id, name, arguments (JSON text)}]
+
+
+@dataclass
+class LlmReply:
+    """One provider answer, before parsing (what a cassette records)."""
+
+    text: str
+    tool_calls: list[dict[str, Any]]
+    tokens_in: int
+    tokens_out: int
+    cost: float
+
+
+@dataclass
+class LlmCall:
+    """One request as the step wrote it (plus repair turns), for a cassette to key, store and diff."""
+
+    step: str
+    alias: str
+    model: str
+    messages: list[dict[str, Any]]
+    temperature: float | None
+    max_tokens: int | None
+    schema: dict[str, Any] | None
+    tools: list[dict[str, Any]] | None
+
+    def key(self) -> str:
+        """Stable across machines: the alias, not the endpoint it resolves to, so a cassette recorded
+        against one server replays anywhere."""
+        blob = json.dumps([self.alias, self.messages, self.temperature, self.max_tokens, self.schema, self.tools],
+                          ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+class ReplySource(Protocol):
+    """Stands between the client and the provider: evals record replies into a cassette or serve them
+    from one. `fetch` makes the real call (with retries and rate limits)."""
+
+    async def reply(self, call: LlmCall, fetch: Callable[[], Awaitable[LlmReply]]) -> LlmReply: ...
+
+
+class _Limiter:
+    """Per-model concurrency and requests-per-minute."""
+
+    def __init__(self, concurrency: int, rpm: int | None) -> None:
+        self.semaphore = asyncio.Semaphore(concurrency)
+        self.rpm = rpm
+        self.sent: collections.deque[float] = collections.deque()
+
+    async def __aenter__(self) -> None:
+        await self.semaphore.acquire()
+        while self.rpm:
+            now = time.monotonic()
+            while self.sent and now - self.sent[0] >= 60:
+                self.sent.popleft()
+            if len(self.sent) < self.rpm:
+                break
+            await asyncio.sleep(60 - (now - self.sent[0]) + 0.01)
+        self.sent.append(time.monotonic())
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.semaphore.release()
+
+
+_limiters: dict[tuple[str, int], _Limiter] = {}
+_UNPRICED: set[str] = set()
+
+
+def _limiter(alias: str, config: ModelConfig) -> _Limiter:
+    key = (alias, id(asyncio.get_running_loop()))
+    if key not in _limiters:
+        _limiters[key] = _Limiter(config.concurrency, config.rpm)
+    return _limiters[key]
+
+
+def _litellm() -> Any:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.drop_params = True
+    return litellm
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class LlmClient:
+    def __init__(self, project: Project, store: Store | None = None, *,
+                 replies: ReplySource | None = None) -> None:
+        self.project = project
+        self.store = store
+        self.replies = replies
+
+    def cache_key(self, config: ModelConfig, request: LlmRequest, schema: dict[str, Any] | None) -> str:
+        """The reply cache keys on what was really asked of whom: the resolved model id and its endpoint
+        (two servers serving the same model id are different models), then the request itself."""
+        blob = json.dumps([config.model, _endpoint(config), request.messages, request.temperature, request.max_tokens,
+                           schema, request.tools], ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    async def complete(self, request: LlmRequest) -> LlmResult:
+        alias, config = self.project.resolve_model(request.alias)
+        schema = request.schema or (json_schema(request.output_model) if request.output_model else None)
+        use_cache = request.cache if request.cache is not None else request.temperature == 0
+        key = self.cache_key(config, request, schema)
+        if use_cache and self.store is not None and (hit := self.store.cache_get(key)) is not None:
+            return LlmResult(hit["content"], hit["text"], alias, cached=True, tool_calls=hit.get("tool_calls", []))
+        messages = [dict(m) for m in request.messages]
+        if schema is not None and config.model == LOCAL:
+            # the grammar enforces the schema; a small model only gets confused by its text
+            fields = ", ".join(schema.get("properties", {}))
+            messages[-1]["content"] = f"{messages[-1]['content']}\n\n只输出 JSON，字段：{fields}。"
+        elif schema is not None:
+            messages[-1]["content"] = (f"{messages[-1]['content']}{SCHEMA_INSTRUCTION}"
+                                       f"{json.dumps(schema, ensure_ascii=False)}")
+        result = LlmResult(None, "", alias)
+        for repair in range(MAX_REPAIRS + 1):
+            reply = await self._call(alias, config, request, messages, schema)
+            result.tokens_in += reply.tokens_in
+            result.tokens_out += reply.tokens_out
+            result.cost += reply.cost
+            result.calls += 1
+            result.text = text = reply.text
+            result.tool_calls = reply.tool_calls
+            if request.output_model is None or reply.tool_calls:
+                result.content = text
+                break
+            try:
+                result.content = parse_structured(text, request.output_model)
+                break
+            except ValueError as exc:
+                if repair == MAX_REPAIRS:
+                    raise RunError(f"model '{alias}' did not return valid JSON for the output schema "
+                                   f"after {MAX_REPAIRS} repairs: {exc}", step=request.step) from None
+                messages = [*messages, {"role": "assistant", "content": text},
+                            {"role": "user", "content": f"你的输出无效：{exc}。请只输出修正后的 JSON。"}]
+        if use_cache and self.store is not None:
+            self.store.cache_put(key, {"content": result.content, "text": result.text,
+                                       "tool_calls": result.tool_calls})
+        return result
+
+    async def _call(self, alias: str, config: ModelConfig, request: LlmRequest,
+                    messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> LlmReply:
+        if self.replies is None:
+            return await self._fetch(alias, config, request, messages, schema)
+        # keyed on the request as the step wrote it (plus any repair turns), not on the model-specific schema
+        # instruction, so a cassette recorded against a server replays where `default` resolves elsewhere
+        written = [*request.messages, *messages[len(request.messages):]]
+        call = LlmCall(request.step, request.alias, config.model, written, request.temperature, request.max_tokens,
+                       schema, request.tools)
+        return await self.replies.reply(call, lambda: self._fetch(alias, config, request, messages, schema))
+
+    async def _fetch(self, alias: str, config: ModelConfig, request: LlmRequest,
+                     messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> LlmReply:
+        retrying = AsyncRetrying(stop=stop_after_attempt(request.retry.attempts),
+                                 retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
+                                 wait=_wait(request.retry), reraise=True)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    async with _limiter(alias, config):
+                        if config.model == LOCAL:
+                            return await self._local(request, messages, schema)
+                        return await self._remote(alias, config, request, messages, schema)
+        except _Retryable as exc:
+            raise RunError(f"model '{alias}' ({config.model}) still failing after "
+                           f"{request.retry.attempts} attempts: {exc}", step=request.step) from None
+        raise AssertionError("unreachable")
+
+    async def _local(self, request: LlmRequest, messages: list[dict[str, Any]],
+                     schema: dict[str, Any] | None) -> LlmReply:
+        from runner.models import local_model
+        if request.tools:
+            raise RunError("the embedded 'local' model cannot call tools; give this agent step a `model:` "
+                           "that supports function calling", step=request.step)
+        reply = await local_model.complete(messages, schema=schema, max_tokens=request.max_tokens or 2048,
+                                           temperature=request.temperature or 0.0)
+        return LlmReply(reply["text"], [], reply["tokens_in"], reply["tokens_out"], 0.0)
+
+    async def _remote(self, alias: str, config: ModelConfig, request: LlmRequest,
+                      messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> LlmReply:
+        if "litellm" not in sys.modules:  # the first import takes seconds: keep the event loop (and Ctrl-C) live
+            await asyncio.to_thread(_litellm)
+        litellm = _litellm()
+        kwargs: dict[str, Any] = {"model": config.model, "messages": messages, "timeout": request.timeout,
+                                  "num_retries": 0, "max_retries": 0}
+        if config.api_base:
+            kwargs["api_base"] = config.api_base
+        if (key_env := config.key_env()) and os.environ.get(key_env):
+            kwargs["api_key"] = os.environ[key_env]
+        elif config.api_base:
+            kwargs["api_key"] = "none"  # OpenAI-compatible local servers often need no key
+        for name in ("temperature", "max_tokens"):
+            if getattr(request, name) is not None:
+                kwargs[name] = getattr(request, name)
+        if schema is not None and not request.tools:
+            kwargs["response_format"] = _response_format(litellm, config, schema)
+        if request.tools:
+            kwargs["tools"] = request.tools
+            # litellm routes any call with tools through its MCP bridge, which needs the optional `mcp`
+            # package; our tools are plain functions, so skip it
+            kwargs["_skip_mcp_handler"] = True
+        try:
+            response = await litellm.acompletion(**kwargs)
+        except Exception as exc:
+            raise _classify(exc, alias, config, request.step) from None
+        try:
+            message = response.choices[0].message
+            text = message.content or ""
+            calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments or "{}"}
+                     for c in (getattr(message, "tool_calls", None) or [])]
+        except (AttributeError, IndexError) as exc:
+            raise _Retryable(f"malformed response: {exc}", None) from None
+        usage = getattr(response, "usage", None)
+        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+        cost = self._cost(litellm, config, response, tokens_in, tokens_out)
+        return LlmReply(text, calls, tokens_in, tokens_out, cost)
+
+    def _cost(self, litellm: Any, config: ModelConfig, response: Any, tokens_in: int, tokens_out: int
+              ) -> float:
+        if config.input_price is not None or config.output_price is not None:
+            return (tokens_in * (config.input_price or 0) + tokens_out * (config.output_price or 0)) / 1e6
+        if config.model in _UNPRICED:
+            return 0.0
+        try:
+            usd = float(litellm.completion_cost(completion_response=response))
+        except Exception:  # litellm has no price for this model; do not ask again for every call
+            _UNPRICED.add(config.model)
+            return 0.0
+        return usd * self.project.settings.usd_rate
+
+
+def _endpoint(config: ModelConfig) -> str:
+    """Where the model answers from: its `api_base`, the embedded model's GGUF file, or the provider's own API."""
+    if config.model == LOCAL:
+        return "gguf:" + os.environ.get("PLAYBOOK_LOCAL_GGUF", "gemma3-270m")
+    if config.api_base:
+        return config.api_base.rstrip("/")
+    return "provider:" + (config.model.split("/", 1)[0] if "/" in config.model else "openai")
+
+
+def _response_format(litellm: Any, config: ModelConfig, schema: dict[str, Any]) -> dict[str, Any]:
+    native = config.structured_output
+    if native is None:
+        try:
+            native = bool(litellm.supports_response_schema(model=config.model))
+        except Exception:
+            native = False
+    if native:
+        return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    return {"type": "json_object"}
+
+
+def _classify(exc: Exception, alias: str, config: ModelConfig, step: str) -> Exception:
+    """Retry on 429, 5xx, timeouts and connection errors; fail at once on other 4xx."""
+    status = getattr(exc, "status_code", None)
+    name = type(exc).__name__
+    if name in ("Timeout", "APIConnectionError", "RateLimitError", "InternalServerError",
+                "ServiceUnavailableError", "BadGatewayError") or (isinstance(status, int) and (
+                    status == 429 or status >= 500)):
+        return _Retryable(f"{name} ({status}): {str(exc)[:200]}", _retry_after(exc))
+    if name == "AuthenticationError" or status in (401, 403):
+        return RunError(f"model '{alias}' ({config.model}) rejected the API key ({status}); set "
+                        f"{config.key_env() or 'the key variable'} to a valid key. Provider said: "
+                        f"{str(exc)[:200]}", step=step)
+    return RunError(f"model '{alias}' ({config.model}) refused the request ({status or name}): "
+                    f"{str(exc)[:300]}", step=step)
+
+
+def _retry_after(exc: Exception) -> float | None:
+    value = None
+    for headers in (getattr(exc, "litellm_response_headers", None), getattr(exc, "headers", None),
+                    getattr(getattr(exc, "response", None), "headers", None)):
+        if headers and hasattr(headers, "get"):
+            value = headers.get("retry-after") or headers.get("Retry-After")
+            if value is not None:
+                break
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _wait(policy: Retry) -> Any:
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return float(min(exc.retry_after, policy.max_backoff))
+        base = min(policy.backoff * 2 ** (state.attempt_number - 1), policy.max_backoff)
+        return float(base / 2 + random.uniform(0, base / 2))
+
+    return wait
+
+
+@lru_cache(maxsize=512)
+def _schema_text(model: type[BaseModel]) -> str:
+    return json.dumps(model.model_json_schema(), ensure_ascii=False)
+
+
+def json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema, generated once per model (a fresh copy each call)."""
+    loaded: dict[str, Any] = json.loads(_schema_text(model))
+    return loaded
+
+
+def parse_structured(text: str, model: type[BaseModel]) -> dict[str, Any]:
+    """The first JSON object in `text`, validated; ValueError says what is wrong."""
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.strip("`").removeprefix("json").strip()
+    start, end = body.find("{"), body.rfind("}")
+    if start < 0 or end <= start:
+        shown = " ".join(body.split())[:80]
+        raise ValueError(f"no JSON object in the reply ({f'it began: {shown!r}' if shown else 'it was empty'})")
+    try:
+        data = json.loads(body[start:end + 1])
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON ({exc.msg} at char {exc.pos})") from None
+    try:
+        return model.model_validate(data).model_dump(mode="json")
+    except PydanticValidationError as exc:
+        problems = summarise(exc.errors())
+        raise ValueError(f"does not match the schema: {problems}") from None

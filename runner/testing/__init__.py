@@ -1,0 +1,12 @@
+"""Test doubles users import to test their own playbooks and tools: a fake OpenAI-compatible server
+(`FakeLLMServer`, scripted replies and faults), a directory served on loopback, and a direct tool call.
+
+The pytest fixtures and the eval-suite collection are the pytest plugin, `runner/pytest_plugin.py`;
+this package imports nothing from the evals (they depend on it, never the reverse).
+"""
+
+from runner.testing.directory import serve_directory
+from runner.testing.fake_llm import FakeLLMServer, Faults, Reply, Rule, instance_of, load_script
+from runner.testing.tool_call import call_tool
+
+__all__ = ["FakeLLMServer", "Faults", "Reply", "Rule", "call_tool", "instance_of", "load_script", "serve_directory"]

@@ -1,0 +1,3 @@
+from runner.testing.fake_llm import main
+
+main()
