@@ -34,7 +34,8 @@ def test_builtin_tools_arrive_only_through_the_entry_point(project_dir: Path) ->
     import subprocess
     import sys
 
-    path = write_playbook(project_dir, "name: p\nsteps:\n  - {id: r, tool: file.write, with: {path: a.md, content: x}}\n")
+    text = "name: p\nsteps:\n  - {id: r, tool: file.write, with: {path: a.md, content: x}}\n"
+    path = write_playbook(project_dir, text)
     child = ("import importlib.metadata as metadata\n"
              "metadata.entry_points = lambda **selection: []  # as on a machine where the package is not installed\n"
              "import sys\nsys.argv = ['playbook', 'validate', sys.argv[1]]\n"

@@ -8,7 +8,7 @@ import hmac
 import os
 import time
 import urllib.parse
-from typing import Any, Literal
+from typing import Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
