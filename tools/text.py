@@ -199,7 +199,7 @@ class ClusterOutput(BaseModel):
 
 @tool("text.cluster")
 async def text_cluster(args: ClusterInput, ctx: ToolContext) -> ClusterOutput:
-    """Group short texts by topic (TF-IDF over jieba words, spherical k-means, fixed seed)."""
+    """Group short texts by topic (TF-IDF over jieba words, k-means on unit vectors, fixed seed)."""
     from tools.text_cluster import cluster_texts
 
     texts = _texts(args.rows, args.field)
