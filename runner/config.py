@@ -153,6 +153,12 @@ def _has_key(config: ModelConfig) -> bool:
 
 
 def load_project(root: Path | None = None) -> Project:
+    """The project: `root`, else the folder PLAYBOOK_PROJECT names (`--project DIR` sets it), else the working
+    directory. Its runs, journal and checkpoints live under its `.playbook/` folder."""
+    if root is None and (named := os.environ.get("PLAYBOOK_PROJECT")):
+        root = Path(named).expanduser()
+        if not root.is_dir():
+            raise PlaybookError(f"PLAYBOOK_PROJECT (or --project) names '{named}', which is not a folder")
     root = (root or Path.cwd()).resolve()
     path = root / CONFIG_FILE
     data: dict[str, Any] = {}

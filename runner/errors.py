@@ -62,6 +62,15 @@ class RunError(Exception):
         super().__init__(f"step '{step}': {message}" if step else message)
 
 
+class NoSuchRun(RunError):
+    """A run id this project's store does not know — usually a command given in another folder."""
+
+    def __init__(self, run_id: str, location: str) -> None:
+        super().__init__(f"no run '{run_id}' in {location}. Runs belong to the project folder they were started "
+                         "in (its .playbook/ folder): run the command there, or point at that folder with "
+                         "--project DIR or PLAYBOOK_PROJECT=DIR; `playbook runs list` shows this project's runs")
+
+
 class DecisionTaken(RunError):
     """Another decision for this approval was recorded first; this one was not applied."""
 

@@ -2,6 +2,10 @@
 `common.py` what they share. Importing this package registers every command."""
 
 import importlib
+import inspect
+from typing import Any
+
+from rich.markup import escape
 
 from runner.cli.app import app, main
 
@@ -9,5 +13,16 @@ from runner.cli.app import app, main
 COMMAND_GROUPS = ("run", "runs", "authoring", "evals", "schedules", "serve")
 for _group in COMMAND_GROUPS:
     importlib.import_module(f"runner.cli.{_group}")
+
+
+def _plain_help(typer_app: Any) -> None:
+    """Help text is plain text, not rich markup: `[[schedules]]` and `[paths] read` show as written."""
+    for command in typer_app.registered_commands:
+        command.help = escape(command.help or inspect.getdoc(command.callback) or "")
+    for group in typer_app.registered_groups:
+        _plain_help(group.typer_instance)
+
+
+_plain_help(app)
 
 __all__ = ["COMMAND_GROUPS", "app", "main"]

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from runner.cli.app import app
-from runner.cli.common import error_line, fail, out, print_warnings
+from runner.cli.common import error_line, fail, out, playbook_path, print_warnings
 from runner.errors import PlaybookError
 
 
@@ -21,7 +21,7 @@ def validate(playbooks: Annotated[list[Path], typer.Argument(help="playbook file
     failed = False
     for path in playbooks:
         try:
-            print_warnings(load_and_validate(path))
+            print_warnings(load_and_validate(playbook_path(path)))
             out.print(f"[green]ok[/] {path}")
         except PlaybookError as exc:
             failed = True
@@ -37,7 +37,7 @@ def graph(playbook: Path) -> None:
     from runner.engine.compile import mermaid
 
     try:
-        out.print(mermaid(load_and_validate(playbook)), markup=False)
+        out.print(mermaid(load_and_validate(playbook_path(playbook))), markup=False)
     except PlaybookError as exc:
         raise fail(exc) from None
 

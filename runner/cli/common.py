@@ -4,6 +4,7 @@ current folder, and running a Runner action with console progress (Ctrl-C aware)
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -40,6 +41,18 @@ def project_here() -> Any:
     from runner.config import load_project
 
     return load_project()
+
+
+def playbook_path(path: Path) -> Path:
+    """A playbook path as given, else relative to the project (`--project DIR`), so the README's
+    `playbooks/…` commands work from any folder once the project is named."""
+    if path.exists() or path.is_absolute():
+        return path
+    try:
+        in_project = project_here().root / path
+    except PlaybookError:
+        return path
+    return in_project if in_project.exists() else path
 
 
 def guard(fn: Any) -> None:
@@ -96,14 +109,26 @@ def chat_cards(project: Any) -> Any:
     return ApprovalCards(project)
 
 
-def execute(action: Any, run_id: str | None = None) -> None:
+def project_with_runs(run_id: str) -> Any:
+    """The project, when it has any runs at all; a command about an existing run given in a folder that
+    never ran anything says so, without leaving a `.playbook/` folder behind there."""
+    from runner.errors import NoSuchRun
+
+    project = project_here()
+    if not project.db_path.exists():
+        raise NoSuchRun(run_id, str(project.db_path))
+    return project
+
+
+def execute(action: Any, run_id: str | None = None, *, existing: bool = True) -> None:
     """Run an async Runner action with console progress; exit with the run's status code. Ctrl-C (or
     SIGTERM) cancels the run at once: in-flight requests are dropped, the run is marked interrupted with
-    what finished kept in the journal, and the process exits 130 within a moment."""
+    what finished kept in the journal, and the process exits 130 within a moment. `existing`: the action
+    is about a run that must already be in this project (resume, approve, reject)."""
     from runner.cli.progress import ConsoleProgress
     from runner.engine.execute import Runner
 
-    project = project_here()
+    project = project_with_runs(run_id) if existing and run_id else project_here()
     cards = chat_cards(project)
     runner = Runner(project, hooks=[ConsoleProgress(out, project.settings.currency), *([cards] if cards else [])])
 

@@ -11,7 +11,17 @@ from typing import Annotated, Any
 import typer
 
 from runner.cli.app import app
-from runner.cli.common import err, execute, fail, guard, out, print_warnings, project_here
+from runner.cli.common import (
+    err,
+    execute,
+    fail,
+    guard,
+    out,
+    playbook_path,
+    print_warnings,
+    project_here,
+    project_with_runs,
+)
 from runner.errors import PlaybookError
 
 
@@ -56,6 +66,7 @@ def run(playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
     from runner.dsl.validate import load_and_validate
 
     try:
+        playbook = playbook_path(playbook)
         loaded = load_and_validate(playbook)
         print_warnings(loaded)
         inputs = resolve_inputs(loaded.spec, parse_inputs(input, inputs_file), file=str(playbook),
@@ -75,7 +86,7 @@ def run(playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
     async def action(runner: Any, _: Any) -> Any:
         return await runner.start(loaded, inputs, run_id=run_id, max_cost=max_cost)
 
-    execute(action, run_id)
+    execute(action, run_id, existing=False)
 
 
 @app.command()
@@ -133,7 +144,7 @@ def cancel(run_id: str) -> None:
     def act() -> None:
         from runner.engine.execute import Runner
 
-        runner = Runner(project_here())
+        runner = Runner(project_with_runs(run_id))
         try:
             out.print(f"{run_id}: {runner.cancel(run_id)}")
         finally:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from runner.config import Project
 from runner.engine.nodes.on_error import describe
-from runner.errors import RunError
+from runner.errors import NoSuchRun
 from runner.store import SqliteStore
 
 
@@ -39,7 +39,8 @@ def _duration(run: dict[str, Any]) -> str:
 
 def print_runs(out: Console, project: Project, limit: int) -> None:
     if not project.db_path.exists():
-        out.print("no runs yet")
+        out.print(f"no runs yet in {project.root} (runs belong to the folder they were started in; "
+                  "--project DIR or PLAYBOOK_PROJECT=DIR names another)", markup=False)
         return
     store = SqliteStore(project.db_path)
     table = Table()
@@ -60,11 +61,13 @@ def print_runs(out: Console, project: Project, limit: int) -> None:
 
 
 def _get(project: Project, run_id: str) -> tuple[SqliteStore, dict[str, Any]]:
+    if not project.db_path.exists():  # never leave a .playbook/ folder behind in a folder that has no runs
+        raise NoSuchRun(run_id, str(project.db_path))
     store = SqliteStore(project.db_path)
     run = store.get_run(run_id)
     if run is None:
         store.close()
-        raise RunError(f"no run '{run_id}' (see `playbook runs list`)")
+        raise NoSuchRun(run_id, str(project.db_path))
     return store, run
 
 

@@ -9,14 +9,14 @@ from typing import Any
 
 from runner.dsl.output_schema import to_model
 from runner.engine.approvals import EditError, apply_edits, parse_set
-from runner.errors import PlaybookError, RunError
+from runner.errors import NoSuchRun, PlaybookError, RunError
 from runner.store import SqliteStore
 
 
 def _pending(store: SqliteStore, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     run = store.get_run(run_id)
     if run is None:
-        raise RunError(f"no run '{run_id}' (see `playbook runs list`)")
+        raise NoSuchRun(run_id, store.location)
     if run["status"] != "waiting" or not run["pending"]:
         raise RunError(f"run '{run['id']}' is {run['status']}, not waiting for approval")
     return run, run["pending"]

@@ -25,7 +25,7 @@ from runner.engine.events import EventsFile, HookList, Hooks, Redactor
 from runner.engine.nodes import STEP_KINDS, RunContext, StepContext
 from runner.engine.nodes.map import run_map
 from runner.engine.nodes.on_error import error_record, fallback, problems_of, tolerable
-from runner.errors import DecisionTaken, RunCancelled, RunError, interrupted
+from runner.errors import DecisionTaken, NoSuchRun, RunCancelled, RunError, interrupted
 from runner.models.llm import LlmClient
 from runner.registry import ToolFixtures, close_resources, run_started
 from runner.store import SqliteStore
@@ -185,7 +185,7 @@ class Runner:
         DecisionTaken when another decision got there first (two `approve`s at once, a stale page)."""
         run = self.store.get_run(run_id)
         if run is None:
-            raise RunError(f"no run '{run_id}' (see `playbook runs list`)")
+            raise NoSuchRun(run_id, self.store.location)
         pending = run["pending"] or {}
         earlier = self.store.claim_decision(run["id"], str(pending.get("step")), int(pending.get("visit") or 0),
                                             decision, os.getpid())
@@ -196,7 +196,7 @@ class Runner:
                      max_cost: float | None = None, claimed: bool = False) -> RunOutcome:
         run = self.store.get_run(run_id)
         if run is None:
-            raise RunError(f"no run '{run_id}' (see `playbook runs list`)")
+            raise NoSuchRun(run_id, self.store.location)
         if run["status"] in ("done", "cancelled"):
             raise RunError(f"run '{run['id']}' is {run['status']}; nothing to resume")
         if decision is None and run["status"] == "waiting":
@@ -297,7 +297,7 @@ class Runner:
     def cancel(self, run_id: str) -> str:
         run = self.store.get_run(run_id)
         if run is None:
-            raise RunError(f"no run '{run_id}'")
+            raise NoSuchRun(run_id, self.store.location)
         if run["status"] in ("waiting", "failed"):
             self.store.update_run(run["id"], status="cancelled", ended_at=time.time(), pending=None)
             return "cancelled"

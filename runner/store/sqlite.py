@@ -59,6 +59,10 @@ class SqliteStore:
             if column not in present:
                 self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
     def close(self) -> None:
         self._db.close()
 
