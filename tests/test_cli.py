@@ -82,7 +82,7 @@ steps:
     assert outcome.status == "failed"
     assert outcome.error.startswith("step 'load': sheet.read: argument 'path': file 'missing.csv' not found")
     listed = cli("runs", "list", cwd=project_dir)
-    assert outcome.run_id in listed.stdout and "failed" in listed.stdout
+    assert outcome.run_id in listed.stdout and "\t失败\t" in listed.stdout
     shown = cli("runs", "show", outcome.run_id, cwd=project_dir)
     assert "missing.csv" in shown.stdout
     logs = cli("runs", "logs", outcome.run_id, cwd=project_dir)

@@ -43,10 +43,10 @@ def test_an_output_that_cannot_be_evaluated_fails_the_run(project_dir: Path) -> 
     path = write_playbook(project_dir, broken)
     done = cli("run", str(path), cwd=project_dir)
     assert done.returncode == 1, (done.stdout, done.stderr)
-    assert "✓ done" not in done.stdout + done.stderr
+    assert "✓ 已完成" not in done.stdout + done.stderr and "× 失败" in done.stderr
     assert "outputs: cannot evaluate" in done.stderr and "nope" in done.stderr
     listing = cli("runs", "list", cwd=project_dir)
-    assert "failed" in listing.stdout and "done" not in listing.stdout.split("\n", 2)[-1]
+    assert "失败" in listing.stdout and "已完成" not in listing.stdout.split("\n", 2)[-1]
 
 
 def test_a_playbook_without_model_steps_prints_no_model_note(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def test_kpi_report_on_an_order_export_matches_an_independent_computation(
     # 1997-01-01 is a Wednesday and 1997-02-19 too: both end weeks are partial, never compared
     partial = {r["period"]: r for r in done.outputs["weeks"] if r["metric"] == "orders"}
     assert not partial["1997-W01"]["complete"] and not partial["1997-W08"]["complete"]
-    assert partial["1997-W02"]["pct"] is None and "previous period is partial" in partial["1997-W02"]["note"]
+    assert partial["1997-W02"]["pct"] is None and "上一周期不完整" in partial["1997-W02"]["note"]
     latest = done.outputs["weekly"]["buyers"]
     assert latest["period"] == "1997-W07" and latest["value"] == weeks["1997-W07"]["buyers"]
     assert latest["pct"] == round((weeks["1997-W07"]["buyers"] - weeks["1997-W06"]["buyers"])
@@ -90,6 +90,6 @@ def test_the_anomaly_method_says_which_points_had_less_history_than_the_window(t
     rows = [{"date": f"2026-01-{d:02d}", "v": 100 + d % 3} for d in range(1, 31)]
     out = asyncio.run(call_tool("metrics.anomalies", {"rows": rows, "time": "date", "value": "v", "window": 14},
                                 run_dir=tmp_path))
-    assert "the first 5 points have fewer than 5 points before them and are not judged" in out.method
-    assert "the next 9 (up to 2026-01-14) are judged on 5–13 points, fewer than the window" in out.method
+    assert "前 5 个点之前不足 5 个点，不做判断" in out.method
+    assert "接下来的 9 个点（到 2026-01-14 为止）只用之前的 5–13 个点判断，少于窗口" in out.method
     assert [p.score is None for p in out.points[:6]] == [True] * 5 + [False]

@@ -58,10 +58,10 @@ def _fetch_all(project_dir: Path, tmp_path: Path, pages: list[str], limit: str =
 def test_a_map_goes_on_past_a_404_and_lists_it_with_status_and_url(project_dir: Path, tmp_path: Path) -> None:
     done, urls = _fetch_all(project_dir, tmp_path, ["a.html", "missing.html", "b.html", "c.html"])
     assert done.returncode == 0, done.stderr
-    assert "done with 1 tolerated error" in done.stdout
+    assert "已完成，但有 1 处出错已按 on_error 跳过" in done.stdout
     assert "1 of 4 items failed" in done.stdout and "HTTP 404" in done.stdout
     assert "fetched: 3" in done.stdout.replace('"', "") and "failed: [404]" in done.stdout
-    run_id = done.stdout.split("tolerated error(s)")[1].split()[0]
+    run_id = done.stdout.split("已按 on_error 跳过")[1].split()[0]
     shown = cli("runs", "show", run_id, cwd=project_dir)
     assert "1 of 4 items failed" in shown.stdout and "missing.html" in shown.stdout
     report = (project_dir / ".playbook" / "runs" / run_id / "failed.md").read_text(encoding="utf-8")

@@ -34,7 +34,7 @@ def test_a_run_id_from_another_folder_names_where_it_looked_and_how_to_point_at_
     assert "--project DIR or PLAYBOOK_PROJECT=DIR" in lost.stderr and "Traceback" not in lost.stderr
 
     shown = cli("--project", str(project_dir), "runs", "show", "far-away", cwd=elsewhere)
-    assert shown.returncode == 0 and "waiting" in shown.stdout
+    assert shown.returncode == 0 and "待审核" in shown.stdout
     approved = cli("approve", "far-away", cwd=elsewhere, env={"PLAYBOOK_PROJECT": str(project_dir)})
     assert approved.returncode == 0, approved.stderr
     assert (project_dir / ".playbook" / "runs" / "far-away" / "d.md").read_text(encoding="utf-8") == "草稿"

@@ -62,7 +62,8 @@ def test_edit_a_theme_in_the_browser_and_approve(served: str, server: FakeLLMSer
         page.goto(f"{served}/runs/{run_id}")
         assert "待审核" in page.inner_text("h2")
         page.click("#go-approve")
-        page.wait_for_selector("#edit_themes")
+        page.wait_for_selector("#editor-themes")
+        page.check("#json-themes")  # a power user edits the JSON behind the form
         assert themes[0]["name"] in page.inner_text("#draft")  # the draft is rendered readably
         edited = json.loads(page.input_value("#edit_themes"))
         edited[0]["name"] = "物流太慢"

@@ -12,9 +12,9 @@ from runner.registry import ToolArgumentError, ToolContext, tool
 
 _NUMBER = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?\s*(%|％|万|亿)?")
 _UNITS = {"万": 1e4, "亿": 1e8}
-NUMBER_RULE = ("a number in the text counts as computed when some number in the facts, rounded to the text's "
-               "decimals, equals it (万 = ×10,000, 亿 = ×100,000,000; a % may also be a ratio × 100; signs ignored); "
-               "numbers inside dates and labels of the facts count too")
+NUMBER_RULE = ("文中的数字，只要计算结果里有某个数按文中的小数位四舍五入后与它相等，就算来自计算结果"
+               "（万 = ×10,000，亿 = ×100,000,000；百分数也可以是比值 × 100；不看正负号）；"
+               "计算结果里日期和标签中的数字也算")
 
 
 def fact_numbers(value: Any) -> list[float]:

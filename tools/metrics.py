@@ -230,15 +230,15 @@ async def metrics_anomalies(args: AnomalyInput, ctx: ToolContext) -> AnomalyOutp
 
 def anomaly_method(count: int, window: int, least: int, threshold: float, times: list[str]) -> str:
     """What was really done, including the points near the start that had less history than the window."""
-    text = (f"robust z-score: each point against the median and MAD of the {window} points before it, "
-            f"z = (x − median) / (MAD / 0.6745); flagged when |z| > {threshold:g}")
+    text = (f"稳健 z 分数：每个点与它之前 {window} 个点的中位数和 MAD 比较，"
+            f"z = (x − 中位数) / (MAD / 0.6745)，|z| > {threshold:g} 记为异常")
     unjudged = min(count, least)
     short = max(0, min(count, window) - unjudged)
     if unjudged:
-        text += f"; the first {unjudged} points have fewer than {least} points before them and are not judged"
+        text += f"；前 {unjudged} 个点之前不足 {least} 个点，不做判断"
     if short:
-        text += (f"; the next {short} (up to {times[unjudged + short - 1]}) are judged on {least}–{window - 1} "
-                 f"points, fewer than the window")
+        text += (f"；接下来的 {short} 个点（到 {times[unjudged + short - 1]} 为止）只用之前的 {least}–{window - 1} "
+                 f"个点判断，少于窗口")
     return text
 
 

@@ -79,7 +79,7 @@ def coverage_note(first: date, last: date, span: tuple[date, date]) -> str | Non
     if first <= start and end <= last:
         return None
     covered = (min(end, last) - max(start, first)).days + 1
-    return f"only {max(covered, 0)} of {(end - start).days + 1} days in the data"
+    return f"数据只覆盖 {(end - start).days + 1} 天中的 {max(covered, 0)} 天"
 
 
 def _value(rule: Rule, rows: list[dict[str, Any]]) -> float | None:

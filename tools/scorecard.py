@@ -102,7 +102,7 @@ async def metrics_scorecard(args: ScorecardInput, ctx: ToolContext) -> Scorecard
         stages.append(Stage(stage=name, total=round(total, 2),
                             from_previous_pct=_pct(total, stages[-1].total) if stages else None,
                             from_top_pct=_pct(total, stages[0].total) if stages else None))
-    rules = ("attainment = actual / target × 100 (inverted when lower is better), actual aggregated over all rows "
-             "by the goal's agg; conversion = stage total / previous (or first) stage total × 100; "
-             "ROI = (revenue − cost) / cost × 100; ROAS = revenue / cost")
+    rules = ("达成率 = 实际 / 目标 × 100（越低越好的指标取倒数），实际值按目标的 agg 汇总全部行；"
+             "转化率 = 本环节总数 / 上一环节（或第一环节）总数 × 100；ROI = (收入 − 成本) / 成本 × 100；"
+             "ROAS = 收入 / 成本")
     return ScorecardOutput(goals=goals, funnel=stages, roi=roi, days=len(args.rows), rules=rules)

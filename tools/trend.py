@@ -29,9 +29,13 @@ class DiffInput(BaseModel):
     min_change: int = Field(5, ge=1, description="rank places a topic must move to count as rising or falling")
 
 
+STATUS_LABELS = {"new": "新上榜", "rising": "上升", "falling": "下降", "steady": "持平"}
+
+
 class TrendItem(BaseModel):
     model_config = ConfigDict(extra="allow")
-    status: str = Field(description="new | rising | falling | steady")
+    status: str = Field(description="new | rising | falling | steady (for `when:` and templates)")
+    status_label: str = Field("", description="the status as a report says it: 新上榜 / 上升 / 下降 / 持平")
     rank: int
     previous_rank: int | None
     change: int | None = Field(description="places gained (positive) or lost since the previous run")
@@ -72,16 +76,17 @@ async def trend_diff(args: DiffInput, ctx: ToolContext) -> DiffOutput:
         change = old[0] - rank if old else None
         status = ("new" if old is None else "rising" if change is not None and change >= args.min_change
                   else "falling" if change is not None and change <= -args.min_change else "steady")
-        items.append(TrendItem(**{**row, "status": status, "rank": rank,
+        items.append(TrendItem(**{**row, "status": status, "status_label": STATUS_LABELS[status], "rank": rank,
                                   "previous_rank": old[0] if old else None, "change": change}))
     gone = [{**row, "previous_rank": rank} for topic, (rank, row) in sorted(before.items(), key=lambda p: p[1][0])
             if topic not in now]
     first = not args.previous
     if first:  # nothing to compare with: every topic is simply present, not "new"
-        items = [item.model_copy(update={"status": "steady"}) for item in items]
+        items = [item.model_copy(update={"status": "steady", "status_label": STATUS_LABELS["steady"]})
+                 for item in items]
     groups = {s: [i for i in items if i.status == s] for s in ("new", "rising", "falling", "steady")}
-    rule = (f"same topic = same '{args.key}' after NFKC folding, ignoring case, spaces and '#'; rising/falling = "
-            f"moved at least {args.min_change} places; new = not in the previous run; gone = only in the previous run")
+    rule = (f"同一话题 = 「{args.key}」做 NFKC 归一、忽略大小写、空格和 # 后相同；上升/下降 = 名次变化至少 "
+            f"{args.min_change} 位；新上榜 = 上一次没有；消失 = 只在上一次出现")
     return DiffOutput(first_run=first, items=items, new=groups["new"], rising=groups["rising"],
                       falling=groups["falling"], gone=gone,
                       counts={**{s: len(v) for s, v in groups.items()}, "gone": len(gone)}, rule=rule)

@@ -9,8 +9,10 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from runner.errors import PlaybookError, RunError
+from runner.wording import readable, status
 
 EXIT = {"done": 0, "failed": 1, "waiting": 3, "cancelled": 4}  # 130: interrupted (runner/cli/interrupt.py)
 out = Console(highlight=False, soft_wrap=True)
@@ -63,40 +65,37 @@ def guard(fn: Any) -> None:
 
 
 def report(outcome: Any, currency: str) -> None:
-    usage = f"tokens {outcome.tokens_in + outcome.tokens_out:,} · cost {outcome.cost:.4f} {currency}"
+    from runner.engine.nodes.on_error import describe
+
+    usage = f"tokens {outcome.tokens_in + outcome.tokens_out:,} · 费用 {outcome.cost:.4f} {currency}"
     if outcome.status == "waiting":
         p = outcome.pending or {}
-        out.print(f"\n[bold yellow]‖ waiting for approval[/]: {p.get('title')} (step {p.get('step')})")
+        out.print(f"\n[bold yellow]‖ 等待审核[/]：{escape(str(p.get('title')))}（步骤 {p.get('step')}）")
         out.print(json.dumps(p.get("draft"), ensure_ascii=False, indent=2)[:3000], markup=False)
-        out.print(f"\nrun id: {outcome.run_id}   [dim]{usage}[/]")
-        out.print(f"  approve:  playbook approve {outcome.run_id}", markup=False)
+        out.print(f"\n运行 id：{outcome.run_id}   [dim]{usage}[/]")
+        out.print(f"  通过：  playbook approve {outcome.run_id}", markup=False)
         if p.get("editable"):
-            out.print(f"  edit:     playbook approve {outcome.run_id} --set {p['editable'][0]}='…'  "
-                      f"(editable: {', '.join(p['editable'])})", markup=False)
-        out.print(f"  reject:   playbook reject {outcome.run_id} --comment '…'", markup=False)
+            out.print(f"  修改：  playbook approve {outcome.run_id} --set {p['editable'][0]}='…'  "
+                      f"（可修改：{', '.join(p['editable'])}）", markup=False)
+        out.print(f"  驳回：  playbook reject {outcome.run_id} --comment '…'", markup=False)
     elif outcome.status == "done":
         if outcome.problems:  # done, but not silently: say what the run went on past
-            from runner.engine.nodes.on_error import describe
-
-            out.print(f"\n[bold yellow]✓ done with {len(outcome.problems)} tolerated error(s)[/] {outcome.run_id}"
-                      f"   [dim]{usage}[/]")
+            out.print(f"\n[bold yellow]✓ 已完成，但有 {len(outcome.problems)} 处出错已按 on_error 跳过[/] "
+                      f"{outcome.run_id}   [dim]{usage}[/]")
             for problem in outcome.problems:
-                out.print(f"  [yellow]![/] {describe(problem)}", soft_wrap=True)
+                out.print(f"  [yellow]![/] {escape(describe(problem))}", soft_wrap=True)
         else:
-            out.print(f"\n[bold green]✓ done[/] {outcome.run_id}   [dim]{usage}[/]")
+            out.print(f"\n[bold green]✓ 已完成[/] {outcome.run_id}   [dim]{usage}[/]")
         for key, value in outcome.outputs.items():
-            text = json.dumps(value, ensure_ascii=False, default=str)
-            out.print(f"  {key}: {text[:200] + '…' if len(text) > 200 else text}", markup=False)
-        out.print(f"  run folder: {outcome.run_dir}", markup=False)
+            out.print(f"  {key}：{readable(value)}", markup=False)
+        out.print(f"  运行目录：{outcome.run_dir}", markup=False)
     else:
-        err.print(f"\n[bold red]× {outcome.status}[/] {outcome.run_id}: ", end="")
+        err.print(f"\n[bold red]× {status(outcome.status)}[/] {outcome.run_id}：", end="")
         err.print(str(outcome.error), markup=False, soft_wrap=True)
         for problem in outcome.problems:
-            from runner.engine.nodes.on_error import describe
-
-            err.print(f"  went on past: {describe(problem)}", markup=False, soft_wrap=True)
+            err.print(f"  出错后按 on_error 继续过：{describe(problem)}", markup=False, soft_wrap=True)
         if outcome.status == "failed":
-            err.print(f"  finished work is kept; fix the cause, then: playbook resume {outcome.run_id}",
+            err.print(f"  已完成的部分都保存着；排除原因后继续：playbook resume {outcome.run_id}",
                       markup=False, soft_wrap=True)
 
 
@@ -130,7 +129,10 @@ def execute(action: Any, run_id: str | None = None, *, existing: bool = True) ->
 
     project = project_with_runs(run_id) if existing and run_id else project_here()
     cards = chat_cards(project)
-    runner = Runner(project, hooks=[ConsoleProgress(out, project.settings.currency), *([cards] if cards else [])])
+    progress = ConsoleProgress(out, project.settings.currency)
+    runner = Runner(project, hooks=[progress, *([cards] if cards else [])])
+    if existing and run_id and (so_far := runner.store.get_run(run_id)) is not None:
+        progress.tokens, progress.cost = so_far["tokens_in"] + so_far["tokens_out"], so_far["cost"]
 
     async def act() -> Any:
         outcome = await action(runner, project)

@@ -30,8 +30,8 @@ def drive(work: Coroutine[Any, Any, Any], *, db_path: Path, run_id: str | None,
     """Run `work` to completion and return its result, or exit 130 on Ctrl-C / SIGTERM."""
     loop = asyncio.new_event_loop()
     main = loop.create_task(work)
-    where = f"playbook resume {run_id}" if run_id else "playbook runs list, then playbook resume <run id>"
-    message = f"interrupted; finished work is kept. Resume with: {where}"
+    where = f"playbook resume {run_id}" if run_id else "playbook runs list，找到运行 id 后 playbook resume <运行 id>"
+    message = f"已中断；已完成的部分都保存着。继续运行：{where}"
     hard_stop = threading.Timer(GRACE, _stop_hard, args=(db_path, run_id, lambda: _leave(say, message)))
     hard_stop.daemon = True
 

@@ -10,41 +10,53 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from runner.engine.events import Hooks
+from runner.wording import status
+
+
+def _where(e: dict[str, Any]) -> str:
+    """`feedback › load` for a step of the sub-playbook that the parent's step `feedback` runs (its run id is
+    `<parent>.<step>-<visit>[-<item digest>]`; step ids hold no '-' or '.')."""
+    run_id = str(e.get("run_id") or "")
+    if "." not in run_id:
+        return str(e["step"])
+    parents = [part.split("-")[0] for part in run_id.split(".")[1:]]
+    return " › ".join([*parents, str(e["step"])])
 
 
 class ConsoleProgress(Hooks):
-    def __init__(self, console: Console, currency: str = "CNY") -> None:
+    def __init__(self, console: Console, currency: str = "CNY", *, tokens: int = 0, cost: float = 0.0) -> None:
         self.console = console
         self.currency = currency
-        self.tokens = 0
-        self.cost = 0.0
+        self.tokens = tokens  # a resumed run's usage so far, so the running total goes on from there
+        self.cost = cost
         self.progress: Progress | None = None
         self.task: Any = None
         self.last_plain = 0.0
 
     def on_step_start(self, **e: Any) -> None:
-        visit = f" (visit {e['visit']})" if e.get("visit", 1) > 1 else ""
-        self.console.print(f"[bold cyan]▶[/] {e['step']} [dim]{e.get('kind', '')}{visit}[/]")
+        visit = f"（第 {e['visit']} 次）" if e.get("visit", 1) > 1 else ""
+        self.console.print(f"[bold cyan]▶[/] {escape(_where(e))} [dim]{e.get('kind', '')}{visit}[/]")
 
     def on_step_end(self, **e: Any) -> None:
         self._stop_bar()
         mark = {"done": "[green]✓[/]", "skipped": "[yellow]○[/]", "approved": "[green]✓[/]",
                 "rejected": "[yellow]←[/]", "failed": "[red]×[/]"}.get(e["status"], "•")
         calls = int(e.get("llm_calls", 0))
-        step_usage = (f"{calls} LLM calls, {int(e.get('tokens_in', 0) + e.get('tokens_out', 0)):,} tokens, "
-                      f"{e.get('cost', 0):.4f} · " if calls else "")
-        self.console.print(f"  {mark} {e['step']} {e['status']} in {e['seconds']:.1f}s  [dim]{step_usage}"
-                           f"run: tokens {self.tokens:,} · cost {self.cost:.4f} {self.currency}[/]")
+        step_tokens = int(e.get("tokens_in", 0) + e.get("tokens_out", 0))
+        step_usage = (f"{calls} 次 LLM 调用，{step_tokens:,} tokens，费用 {e.get('cost', 0):.4f} · "
+                      if calls or step_tokens else "")
+        self.console.print(f"  {mark} {escape(_where(e))} {status(e['status'])}，用时 {e['seconds']:.1f} 秒  "
+                           f"[dim]{step_usage}累计：tokens {self.tokens:,} · 费用 {self.cost:.4f} {self.currency}[/]")
         if e.get("error"):  # tolerated by on_error: the run goes on, but the user hears of it now
-            self.console.print(f"    [yellow]![/] {escape(str(e['error'].get('message')))} (on_error: the run goes on)",
+            self.console.print(f"    [yellow]![/] {escape(str(e['error'].get('message')))}（on_error：运行继续）",
                                highlight=False)
         if errors := e.get("errors"):
             first = errors[0]
-            self.console.print(f"    [yellow]![/] {len(errors)} item(s) failed and were skipped; first: item "
-                               f"{first.get('index')}: {escape(str(first.get('message')))}", highlight=False)
+            self.console.print(f"    [yellow]![/] {len(errors)} 项失败，已跳过；第一项：第 {first.get('index')} 项："
+                               f"{escape(str(first.get('message')))}", highlight=False)
         output = e.get("output")
         if isinstance(output, dict) and output.get("notice"):  # a tool's note on what it decided for the user
-            self.console.print(f"    [dim]note[/] {escape(str(output['notice']))}", highlight=False)
+            self.console.print(f"    [dim]说明[/] {escape(str(output['notice']))}", highlight=False)
 
     def on_llm_call(self, **e: Any) -> None:
         self.tokens += int(e.get("tokens_in", 0)) + int(e.get("tokens_out", 0))
@@ -56,18 +68,18 @@ class ConsoleProgress(Hooks):
             now = time.monotonic()
             if done in (0, total) or now - self.last_plain >= 5:
                 self.last_plain = now
-                rate = f", {e['rate']} items/s" if e.get("rate") else ""
-                self.console.print(f"  {e['step']}: {done}/{total} items{rate}, tokens {self.tokens:,}, "
-                                   f"cost {self.cost:.4f} {self.currency}")
+                rate = f"，{e['rate']} 项/秒" if e.get("rate") else ""
+                self.console.print(f"  {escape(_where(e))}：{done:,}/{total:,} 项{rate}，tokens {self.tokens:,}，"
+                                   f"费用 {self.cost:.4f} {self.currency}")
             return
         if self.progress is None:
             self.progress = Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[rate]} items/s · {task.fields[usage]}"),
+                                     TextColumn("{task.fields[rate]} 项/秒 · {task.fields[usage]}"),
                                      TimeElapsedColumn(), console=self.console, transient=True)
             self.progress.start()
-            self.task = self.progress.add_task(e["step"], total=total, rate="-", usage="")
+            self.task = self.progress.add_task(escape(_where(e)), total=total, rate="-", usage="")
         self.progress.update(self.task, completed=done, rate=e.get("rate") or "-",
-                             usage=f"tokens {self.tokens:,} · {self.cost:.4f} {self.currency}")
+                             usage=f"tokens {self.tokens:,} · 费用 {self.cost:.4f} {self.currency}")
 
     def _stop_bar(self) -> None:
         if self.progress is not None:

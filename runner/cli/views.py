@@ -7,12 +7,16 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from runner.config import Project
+from runner.engine.events import position
+from runner.engine.liveness import duration, shown_status
 from runner.engine.nodes.on_error import describe
 from runner.errors import NoSuchRun
 from runner.store import SqliteStore
+from runner.wording import readable, status
 
 
 def print_tools(out: Console) -> None:
@@ -32,24 +36,24 @@ def _default_of(f: Any) -> Any:
     return f.default_factory() if f.default_factory is not None else f.default
 
 
-def _duration(run: dict[str, Any]) -> str:
-    end = run["ended_at"] or (time.time() if run["status"] == "running" else None)
-    return f"{end - run['started_at']:.1f}s" if end else "-"
+def _duration(project: Project, run: dict[str, Any]) -> str:
+    seconds = duration(run, project.run_dir(run["id"].split(".")[0]))
+    return f"{seconds:.1f} 秒" if seconds is not None else "-"
 
 
 def print_runs(out: Console, project: Project, limit: int) -> None:
     if not project.db_path.exists():
-        out.print(f"no runs yet in {project.root} (runs belong to the folder they were started in; "
-                  "--project DIR or PLAYBOOK_PROJECT=DIR names another)", markup=False)
+        out.print(f"{project.root} 下还没有运行记录（运行记录属于发起它的目录；用 --project DIR 或 "
+                  "PLAYBOOK_PROJECT=DIR 指向别的项目目录）", markup=False)
         return
     store = SqliteStore(project.db_path)
     table = Table()
-    table.add_column("run id", no_wrap=True)
-    for name in ("playbook", "status", "started", "duration", "tokens", "cost"):
+    table.add_column("运行 id", no_wrap=True)
+    for name in ("剧本", "状态", "开始", "耗时", "tokens", "费用"):
         table.add_column(name)
     for run in store.list_runs(limit):
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started_at"]))
-        row = (run["id"], run["playbook"], run["status"], started, _duration(run),
+        row = (run["id"], run["playbook"], status(shown_status(run)), started, _duration(project, run),
                f"{run['tokens_in'] + run['tokens_out']:,}", f"{run['cost']:.4f}")
         if out.is_terminal:
             table.add_row(*row)
@@ -73,24 +77,36 @@ def _get(project: Project, run_id: str) -> tuple[SqliteStore, dict[str, Any]]:
 
 def show_run(out: Console, project: Project, run_id: str) -> None:
     store, run = _get(project, run_id)
-    out.print(f"[bold]{run['id']}[/]  {run['playbook']}  status: [bold]{run['status']}[/]")
-    out.print(f"file: {run['path']}   duration: {_duration(run)}   tokens: "
-              f"{run['tokens_in']:,} in / {run['tokens_out']:,} out   cost: {run['cost']:.4f}", markup=False)
-    out.print("inputs: " + json.dumps(run["inputs"], ensure_ascii=False), markup=False)
-    if run["error"]:
-        out.print(f"[red]error:[/] {run['error']}")
+    shown = shown_status(run)
+    out.print(f"[bold]{run['id']}[/]  {run['playbook']}  状态：[bold]{status(shown)}[/]")
+    out.print(f"文件：{run['path']}   耗时：{_duration(project, run)}   tokens：输入 {run['tokens_in']:,} / 输出 "
+              f"{run['tokens_out']:,}   费用：{run['cost']:.4f}", markup=False)
+    out.print("输入：" + readable(run["inputs"], 600), markup=False)
+    if shown == "interrupted" and run["status"] == "running":
+        reached = position(project.run_dir(run["id"].split(".")[0]) / "events.jsonl", run["id"])
+        where = f"，停在步骤 {reached['step']}" if reached else ""
+        if reached and reached.get("total"):
+            where += f"（已完成 {reached['done']:,} / {reached['total']:,} 项）"
+        out.print(f"[red]已中断：[/]运行它的进程（pid {run['pid']}）已经不在了{escape(where)}；已完成的部分都保存着，"
+                  f"继续运行：playbook resume {run['id'].split('.')[0]}", soft_wrap=True)
+    elif run["error"]:
+        out.print("[red]错误：[/]", end="")
+        out.print(str(run["error"]), markup=False)
     for problem in run.get("problems") or []:
-        out.print(f"[yellow]went on past:[/] {describe(problem)}", soft_wrap=True)
+        out.print("[yellow]出错后按 on_error 继续过：[/]", end="")
+        out.print(describe(problem), markup=False, soft_wrap=True)
     if run["pending"]:
-        out.print(f"waiting for approval: {run['pending'].get('title')} (step {run['pending'].get('step')})")
+        out.print(f"等待审核：{run['pending'].get('title')}（步骤 {run['pending'].get('step')}）", markup=False)
     if run["outputs"]:
-        out.print("outputs: " + json.dumps(run["outputs"], ensure_ascii=False, indent=2)[:4000], markup=False)
+        out.print("输出：", markup=False)
+        for key, value in run["outputs"].items():
+            out.print(f"  {key}：{readable(value, 600)}", markup=False)
     for decision in store.approvals(run["id"]):
-        out.print(f"approval {decision['step']}#{decision['visit']}: {decision['action']} by {decision['by']}"
-                  f" at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(decision['at']))}"
-                  f"{' — ' + decision['comment'] if decision['comment'] else ''}; changed: "
-                  f"{', '.join(d['path'] for d in decision['diff'] or []) or 'nothing'}", markup=False)
-    out.print(f"run folder: {project.run_dir(run['id'])}", markup=False)
+        out.print(f"审核 {decision['step']}（第 {decision['visit']} 次）：{status(decision['action'])}，审核人 "
+                  f"{decision['by']}，{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(decision['at']))}"
+                  f"{'，意见：' + decision['comment'] if decision['comment'] else ''}；改动："
+                  f"{', '.join(d['path'] for d in decision['diff'] or []) or '无'}", markup=False)
+    out.print(f"运行目录：{project.run_dir(run['id'])}", markup=False)
     store.close()
 
 

@@ -1,14 +1,17 @@
 """`output:` schemas — compact or full JSON Schema — to JSON Schema and to pydantic models.
 
 Compact form: `string | integer | number | boolean | object | any` (a trailing `?` makes a field
-optional), `{enum: [...]}`, `[type]` for lists, and nested maps `{field: type}`.
+optional), `{enum: [...]}`, `[type]` for lists, and nested maps `{field: type}`. A field that needs more
+is a mapping with `type:` — `{type: integer, min: 1, max: 10, title: 吸引力}`,
+`{type: string, max_length: 40}`, `{type: list, items: {need: string}, min_items: 1, max_items: 5}` — and
+`title:` (the label pages and forms show) or `description:` go on any of them, `{enum: [...]}` included.
 """
 
 from __future__ import annotations
 
 import functools
 import operator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -18,6 +21,15 @@ _JSON_TYPES = {*_SCALARS, "object", "array", "null"}
 _JSON_KEYWORDS = {"type", "properties", "required", "items", "enum", "description", "title",
                   "additionalProperties", "minItems", "maxItems", "minimum", "maximum", "minLength",
                   "maxLength", "pattern", "$schema", "format", "default", "const", "anyOf"}
+
+
+# compact keyword → JSON Schema keyword
+_BOUNDS = {"min": "minimum", "max": "maximum", "min_length": "minLength", "max_length": "maxLength",
+           "min_items": "minItems", "max_items": "maxItems"}
+_LABELS = ("title", "description")
+_FIELD_KEYS = {"type", "items", *_BOUNDS, *_LABELS}
+_APPLIES = {"minimum": ("integer", "number"), "maximum": ("integer", "number"), "minLength": ("string",),
+            "maxLength": ("string",), "minItems": ("array",), "maxItems": ("array",)}
 
 
 class SchemaError(ValueError):
@@ -50,10 +62,13 @@ def to_json_schema(spec: Any, where: str = "output") -> dict[str, Any]:
             raise SchemaError(f"{where}: a list type is written [type] with exactly one element")
         return {"type": "array", "items": to_json_schema(spec[0], f"{where}[]")}
     if isinstance(spec, dict):
-        if set(spec) == {"enum"}:
+        if "enum" in spec and set(spec) <= {"enum", *_LABELS}:
             if not isinstance(spec["enum"], list) or not spec["enum"]:
                 raise SchemaError(f"{where}: enum needs a non-empty list of values")
-            return {"enum": list(spec["enum"])}
+            return {"enum": list(spec["enum"]), **_labels(spec, where)}
+        if isinstance(spec.get("type"), str) and set(spec) <= _FIELD_KEYS and \
+                spec["type"].rstrip("?") in (*_COMPACT_NAMES, "list"):
+            return _field(spec, where)
         if not spec:
             raise SchemaError(f"{where}: an object schema needs at least one field")
         props: dict[str, Any] = {}
@@ -66,6 +81,44 @@ def to_json_schema(spec: Any, where: str = "output") -> dict[str, Any]:
         return {"type": "object", "properties": props, "required": required,
                 "additionalProperties": False}
     raise SchemaError(f"{where}: expected a type name, [type], {{enum: [...]}} or a mapping of fields")
+
+
+def _labels(spec: dict[str, Any], where: str) -> dict[str, str]:
+    for key in _LABELS:
+        if key in spec and not isinstance(spec[key], str):
+            raise SchemaError(f"{where}: {key} is text, the label people see (got {spec[key]!r})")
+    return {key: spec[key] for key in _LABELS if key in spec}
+
+
+def _field(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    """`{type: integer, min: 1, max: 10, title: …}` and `{type: list, items: …, min_items: 1}`."""
+    name = spec["type"].rstrip("?")
+    schema: dict[str, Any]
+    if name == "list":
+        if "items" not in spec:
+            raise SchemaError(f"{where}: a list needs `items:` — the type of each element")
+        schema = {"type": "array", "items": to_json_schema(spec["items"], f"{where}[]")}
+    elif "items" in spec:
+        raise SchemaError(f"{where}: `items:` belongs to `type: list`, not `type: {name}`")
+    else:
+        schema = to_json_schema(name, where)
+    for key, keyword in _BOUNDS.items():
+        if key not in spec:
+            continue
+        value = spec[key]
+        if schema.get("type") not in _APPLIES[keyword]:
+            fits = " or ".join("list" if k == "array" else k for k in _APPLIES[keyword])
+            raise SchemaError(f"{where}: {key} applies to {fits}, not {name}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or \
+                (keyword not in ("minimum", "maximum") and (not isinstance(value, int) or value < 0)):
+            kind = "a number" if keyword in ("minimum", "maximum") else "a whole number ≥ 0"
+            raise SchemaError(f"{where}: {key} must be {kind} (got {value!r})")
+        schema[keyword] = value
+    for low, high in (("minimum", "maximum"), ("minLength", "maxLength"), ("minItems", "maxItems")):
+        if low in schema and high in schema and schema[low] > schema[high]:
+            raise SchemaError(f"{where}: the lower bound {schema[low]} is above the upper bound {schema[high]}")
+    schema.update(_labels(spec, where))
+    return {**schema, "x-optional": True} if spec["type"].endswith("?") else schema
 
 
 def to_model(schema: dict[str, Any], name: str = "Output") -> type[BaseModel]:
@@ -82,17 +135,30 @@ def _object_model(schema: dict[str, Any], name: str, defs: dict[str, Any]) -> ty
     fields: dict[str, Any] = {}
     for key, sub in schema.get("properties", {}).items():
         annotation = _annotation(sub, f"{name}_{key}", defs)
-        description = sub.get("description") if isinstance(sub, dict) else None
         if key in required:
-            fields[key] = (annotation, Field(..., description=description))
+            fields[key] = (annotation, Field(...))
         else:
-            fields[key] = (annotation | None, Field(None, description=description))
+            fields[key] = (annotation | None, Field(None))
     config = ConfigDict(extra="allow" if schema.get("additionalProperties") is True else "forbid")
     model: type[BaseModel] = create_model(name, __config__=config, **fields)
     return model
 
 
 def _annotation(schema: Any, name: str, defs: dict[str, Any]) -> Any:
+    """The type, with the schema's bounds and labels attached (enforced when a reply or an edit is checked)."""
+    base = _bare_annotation(schema, name, defs)
+    if not isinstance(schema, dict):
+        return base
+    constraints = {_CONSTRAINTS[k]: schema[k] for k in _CONSTRAINTS if isinstance(schema.get(k), int | float)}
+    labels = {k: schema[k] for k in _LABELS if isinstance(schema.get(k), str)}
+    return Annotated[base, Field(**constraints, **labels)] if constraints or labels else base
+
+
+_CONSTRAINTS = {"minimum": "ge", "maximum": "le", "minLength": "min_length", "maxLength": "max_length",
+                "minItems": "min_length", "maxItems": "max_length"}
+
+
+def _bare_annotation(schema: Any, name: str, defs: dict[str, Any]) -> Any:
     if not isinstance(schema, dict) or not schema:
         return Any
     if "$ref" in schema:

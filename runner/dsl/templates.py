@@ -19,6 +19,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from runner.dsl import sandbox
+from runner.wording import status
 
 _LONE = re.compile(r"^\s*\$\{\{((?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
 
@@ -96,6 +97,7 @@ def environment() -> _Environment:
     env.filters["json"] = _to_json
     env.filters["cross"] = _cross
     env.filters["number"] = _number
+    env.filters["label"] = status  # `approve` → 通过, `done` → 已完成: status and decision words in Chinese
     env.filters["rank_by"] = _rank_by
     env.filters["playbook_bounded"] = sandbox.bounded
     for width_filter in ("center", "indent", "wordwrap", "truncate"):

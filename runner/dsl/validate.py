@@ -35,6 +35,8 @@ class Playbook:
     loaded: LoadedPlaybook
     topology: Topology
     output_models: dict[str, type[BaseModel]] = field(default_factory=dict)
+    # the JSON Schema each model was made from: bounds and labels (`title`) for pages and approval forms
+    output_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     children: dict[str, Playbook] = field(default_factory=dict)
     warnings: list[Diagnostic] = field(default_factory=list)  # likely mistakes that do not stop a run
 
@@ -193,8 +195,9 @@ class _Checker:
     def check_kind(self, i: int, step: Step) -> None:
         if step.llm is not None and step.llm.output is not None:
             try:
-                self.playbook.output_models[step.id] = to_model(
-                    to_json_schema(step.llm.output), f"{self.spec.name}_{step.id}")
+                schema = to_json_schema(step.llm.output)
+                self.playbook.output_models[step.id] = to_model(schema, f"{self.spec.name}_{step.id}")
+                self.playbook.output_schemas[step.id] = schema
             except (SchemaError, pydantic.PydanticUserError, TypeError) as exc:
                 self.error(("steps", i, "llm", "output"), f"step '{step.id}': {exc}")
         elif step.agent is not None:
@@ -213,8 +216,9 @@ class _Checker:
                            f"step '{step.id}': unknown tool '{name}'{did_you_mean(name, tools)}")
         if step.agent.output is not None:
             try:
-                self.playbook.output_models[step.id] = to_model(
-                    to_json_schema(step.agent.output), f"{self.spec.name}_{step.id}")
+                schema = to_json_schema(step.agent.output)
+                self.playbook.output_models[step.id] = to_model(schema, f"{self.spec.name}_{step.id}")
+                self.playbook.output_schemas[step.id] = schema
             except (SchemaError, pydantic.PydanticUserError, TypeError) as exc:
                 self.error(("steps", i, "agent", "output"), f"step '{step.id}': {exc}")
 

@@ -153,3 +153,32 @@ def _brief(event: dict[str, Any], limit: int = 2000) -> dict[str, Any]:
             text = out[name] if isinstance(out[name], str) else json.dumps(out[name], ensure_ascii=False, default=str)
             out[name] = out[name] if len(text) <= limit else text[:limit] + "…"
     return out
+
+
+def position(events_path: Path, run_id: str, tail_bytes: int = 256 * 1024) -> dict[str, Any] | None:
+    """Where a run got to, from the end of its events file: the step it was in (started, not ended) — or the
+    last one it finished — with the map items done of total when that step is a map. Reads only the tail,
+    so a 100,000-item run's file costs no more than a small one's."""
+    try:
+        with events_path.open("rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - tail_bytes))
+            lines = handle.read().decode("utf-8", errors="replace").splitlines()[1 if size > tail_bytes else 0:]
+    except OSError:
+        return None
+    found: dict[str, Any] | None = None
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:  # a line cut by a kill -9
+            continue
+        if event.get("run_id", run_id) != run_id:
+            continue
+        kind, step = event.get("event"), event.get("step")
+        if kind == "step_start":
+            found = {"step": step, "finished": False}
+        elif kind == "step_end" and step is not None:
+            found = {"step": step, "finished": True}
+        elif kind == "map_progress" and found is not None and found["step"] == step:
+            found.update(done=event.get("done"), total=event.get("total"))
+    return found

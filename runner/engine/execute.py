@@ -22,6 +22,7 @@ from runner.dsl.spec import Step
 from runner.dsl.validate import Playbook, load_and_validate
 from runner.engine.compile import NodeFunction, compile_graph
 from runner.engine.events import EventsFile, HookList, Hooks, Redactor
+from runner.engine.liveness import process_alive, this_process
 from runner.engine.nodes import STEP_KINDS, RunContext, StepContext
 from runner.engine.nodes.map import run_map
 from runner.engine.nodes.on_error import error_record, fallback, problems_of, tolerable
@@ -168,7 +169,7 @@ class Runner:
         now = time.time()
         self.store.create_run(id=run_id, playbook=playbook.spec.name, path=str(playbook.path),
                               source=playbook.loaded.text, status="running", started_at=now,
-                              inputs=inputs, max_cost=max_cost, pid=os.getpid())
+                              inputs=inputs, max_cost=max_cost, **this_process())
         run = self.store.get_run(run_id)
         assert run is not None
         rc = self._context(run, playbook)
@@ -188,7 +189,7 @@ class Runner:
             raise NoSuchRun(run_id, self.store.location)
         pending = run["pending"] or {}
         earlier = self.store.claim_decision(run["id"], str(pending.get("step")), int(pending.get("visit") or 0),
-                                            decision, os.getpid())
+                                            decision, **this_process())
         if earlier is not None:
             raise DecisionTaken(run["id"], str(pending.get("step")), earlier)
 
@@ -202,7 +203,8 @@ class Runner:
         if decision is None and run["status"] == "waiting":
             raise RunError(f"run '{run['id']}' is waiting for approval; use `playbook approve` or "
                            "`playbook reject`")
-        if run["status"] == "running" and owner_alive(run["pid"]) and not claimed:
+        # this process counts too: a run it drives right now (a server's background run) is not resumed twice
+        if run["status"] == "running" and process_alive(run["pid"], run["pid_started"]) and not claimed:
             raise RunError(f"run '{run['id']}' is still running in process {run['pid']}; wait for it "
                            "or stop it with `playbook cancel`")
         if decision is not None and run["status"] != "waiting" and not claimed:
@@ -213,8 +215,10 @@ class Runner:
             run["max_cost"] = max_cost
         if decision is not None and not claimed:
             self.claim(run["id"], decision)  # the one decision applied; the run is now running
+        elif not claimed and not self.store.take_over(run, **this_process()):
+            raise RunError(f"run '{run['id']}' was resumed by another process just now; nothing was started here")
         self.store.update_run(run["id"], status="running", error=None, pending=None, ended_at=None,
-                              pid=os.getpid())
+                              **this_process())
         rc = self._context(run, playbook)
         from langgraph.types import Command
 
@@ -318,21 +322,10 @@ async def _problems(graph: Any, config: dict[str, Any]) -> list[dict[str, Any]]:
     return problems_of(values.get("steps") or {})
 
 
-def owner_alive(pid: int | None) -> bool:
-    """Whether another process that may still be running this run exists."""
-    if not pid or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any], run_id: str) -> Any:
-    """Run a sub-playbook to completion inside the parent's step; returns its outputs."""
+async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
+                    run_id: str) -> tuple[Any, dict[str, float]]:
+    """Run a sub-playbook to completion inside the parent's step; returns its outputs and what its LLM calls
+    used (the parent's step reports them as its own)."""
     existing = parent.store.get_run(run_id)
     if existing is None:
         parent.store.create_run(id=run_id, playbook=child.spec.name, path=str(child.path),
@@ -340,7 +333,7 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
                                 inputs=inputs, parent=parent.run_id)
     elif existing["status"] == "done":  # the journal keeps the outputs as they were; the run row is redacted
         recorded = parent.store.journal_get(run_id, CHILD_OUTPUTS, 0, "outputs")
-        return recorded["value"] if recorded is not None else existing["outputs"] or {}
+        return (recorded["value"] if recorded is not None else existing["outputs"] or {}), {}
     run = parent.store.get_run(run_id)
     assert run is not None
     rc = RunContext(run_id=run_id, playbook=child, project=parent.project, store=parent.store,
@@ -350,6 +343,7 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
     config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
     state = {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
              "run": {"date": datetime.now().strftime("%Y-%m-%d")}}
+    spent_before = parent.spent
     async with checkpointer(parent.project.checkpoint_path) as saver:
         graph = compile_graph(child, _node_factory(rc), checkpointer=saver)
         started = bool((await graph.aget_state(config)).values)
@@ -366,4 +360,5 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
                                .template_context())
     parent.store.journal_put(run_id, CHILD_OUTPUTS, 0, "outputs", {"value": outputs})
     parent.store.update_run(run_id, status="done", outputs=parent.redact.value(outputs), ended_at=time.time())
-    return outputs
+    return outputs, {"tokens_in": rc.tokens_in, "tokens_out": rc.tokens_out, "cost": rc.spent - spent_before,
+                     "llm_calls": rc.llm_calls}

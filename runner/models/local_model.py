@@ -93,12 +93,14 @@ def compact_schema(schema: dict[str, Any], max_string: int = 80, max_items: int 
     def bound(node: Any) -> Any:
         if isinstance(node, dict):
             out = {k: bound(v) for k, v in node.items()}
+            # the schema's own bounds (`appeal: {type: integer, min: 1, max: 10}`) are kept: the grammar enforces them
             if out.get("type") == "string" and "enum" not in out and "maxLength" not in out:
-                out["maxLength"] = max_string
+                out["maxLength"] = max(max_string, out.get("minLength", 0))
             if out.get("type") == "array" and "maxItems" not in out:
-                out["maxItems"] = max_items
-            if out.get("type") in ("integer", "number") and "maximum" not in out:
-                out["minimum"], out["maximum"] = -(10**9), 10**9  # else a 270M model may print digits forever
+                out["maxItems"] = max(max_items, out.get("minItems", 0))
+            if out.get("type") in ("integer", "number"):  # else a 270M model may print digits forever
+                out.setdefault("minimum", min(-(10**9), out.get("maximum", 0)))
+                out.setdefault("maximum", max(10**9, out["minimum"]))
             return out
         if isinstance(node, list):
             return [bound(v) for v in node]

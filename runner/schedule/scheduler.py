@@ -130,11 +130,12 @@ class Scheduler:
         return fire
 
     def _active_run(self, schedule_id: str) -> str | None:
-        from runner.engine.execute import owner_alive
+        from runner.engine.liveness import owner_alive
 
         for fire in self.store.schedule_fires(schedule_id, limit=5):
             run = self.store.get_run(fire["run_id"]) if fire["run_id"] else None
-            if run and (run["status"] == "waiting" or (run["status"] == "running" and owner_alive(run["pid"]))):
+            if run and (run["status"] == "waiting" or
+                        (run["status"] == "running" and owner_alive(run["pid"], run["pid_started"]))):
                 return str(run["id"])
         return None
 
@@ -161,7 +162,7 @@ class Scheduler:
     async def recover(self) -> list[str]:
         """Start runs whose due time was claimed but which never began, and resume runs whose owner died
         (a scheduler killed mid-run leaves them `running` with a dead process id)."""
-        from runner.engine.execute import owner_alive
+        from runner.engine.liveness import owner_alive
 
         started = []
         for schedule in self.schedules:
@@ -170,7 +171,8 @@ class Scheduler:
                 if fire["action"] == "started" and fire["run_id"] and run is None:
                     self._start(schedule, Fire(schedule.id, fire["due"], "started", fire["run_id"]))
                     started.append(fire["run_id"])
-                elif run is not None and run["status"] == "running" and not owner_alive(run["pid"]):
+                elif run is not None and run["status"] == "running" and \
+                        not owner_alive(run["pid"], run["pid_started"]):
                     self.tasks.add(task := asyncio.ensure_future(self.runner.resume(run["id"])))
                     task.add_done_callback(self.tasks.discard)
                     started.append(run["id"])

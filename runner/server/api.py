@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from runner.errors import PlaybookError
 from runner.server.security import check_json
-from runner.server.service import Conflict, FieldErrors, NotFound, Service, run_duration
+from runner.server.service import Conflict, FieldErrors, NotFound, Service
 
 
 def _service(request: Request) -> Service:
@@ -20,9 +20,12 @@ def _service(request: Request) -> Service:
     return found
 
 
-def _summary(run: dict[str, Any]) -> dict[str, Any]:
+def _summary(svc: Service, run: dict[str, Any]) -> dict[str, Any]:
+    """`status` as stored; `shown_status` as a person should read it (`interrupted`: its process is gone)."""
     keys = ("id", "playbook", "status", "started_at", "ended_at", "tokens_in", "tokens_out", "cost", "error")
-    return {**{k: run[k] for k in keys}, "duration": run_duration(run),
+    view = svc.view(run)
+    return {**{k: run[k] for k in keys}, "shown_status": view["shown_status"], "duration": view["duration"],
+            "reached": view["reached"],
             "waiting_for": (run["pending"] or {}).get("title") if run["status"] == "waiting" else None}
 
 
@@ -42,13 +45,14 @@ async def _body(request: Request) -> dict[str, Any] | Response:
 
 async def list_runs(request: Request) -> Response:
     limit = int(request.query_params.get("limit", 100))
-    return JSONResponse({"runs": [_summary(r) for r in _service(request).runs(limit)]})
+    svc = _service(request)
+    return JSONResponse({"runs": [_summary(svc, r) for r in svc.runs(limit)]})
 
 
 async def get_run(request: Request) -> Response:
     svc = _service(request)
     run = svc.run(request.path_params["run_id"])
-    return JSONResponse({**_summary(run), "inputs": run["inputs"], "outputs": run["outputs"],
+    return JSONResponse({**_summary(svc, run), "inputs": run["inputs"], "outputs": run["outputs"],
                          "pending": run["pending"], "approvals": svc.store.approvals(run["id"]),
                          "steps": [e for e in svc.steps(run["id"]) if e["event"] == "step_end"],
                          "artifacts": [p.name for p in svc.artifacts(run["id"])]})
@@ -80,6 +84,14 @@ async def decide(request: Request) -> Response:
     return JSONResponse(asdict(decided), status_code=200 if decided.repeated else 202)
 
 
+async def resume_run(request: Request) -> Response:
+    refused = check_json(request)
+    if refused:
+        return JSONResponse({"error": refused}, status_code=415)
+    _service(request).resume(request.path_params["run_id"])
+    return JSONResponse({"run_id": request.path_params["run_id"], "resumed": True}, status_code=202)
+
+
 async def playbooks(request: Request) -> Response:
     found = [{"name": p.spec.name, "title": p.spec.title,
               "inputs": {n: s.model_dump(mode="json") for n, s in p.spec.inputs.items()},
@@ -100,5 +112,6 @@ ROUTES = [
     Route("/api/runs", start_run, methods=["POST"]),
     Route("/api/runs/{run_id}", get_run, methods=["GET"]),
     Route("/api/runs/{run_id}/decision", decide, methods=["POST"]),
+    Route("/api/runs/{run_id}/resume", resume_run, methods=["POST"]),
     Route("/api/playbooks", playbooks, methods=["GET"]),
 ]

@@ -19,16 +19,39 @@ from starlette.routing import Route
 from runner import atomic
 from runner.errors import PlaybookError
 from runner.server.security import check_form, csrf_token, with_csrf_cookie
-from runner.server.service import Conflict, FieldErrors, NotFound, Service, run_duration
+from runner.server.service import Conflict, FieldErrors, NotFound, Service
+from runner.wording import STATUS, number, status
 
-LABELS = {"done": "已完成", "failed": "失败", "waiting": "待审核", "running": "运行中", "cancelled": "已取消"}
+LABELS = STATUS  # run and step statuses, decisions: what the page says for `done`, `approve`, …
+
+
+def field_schema(schema: Any, key: str) -> Any:
+    """The schema of one field of an object schema, or None."""
+    if not isinstance(schema, dict):
+        return None
+    return (schema.get("properties") or {}).get(key)
+
+
+def item_schema(schema: Any) -> Any:
+    return schema.get("items") if isinstance(schema, dict) else None
+
+
+def label(key: Any, schema: Any) -> str:
+    """A field's label: its schema `title` when the playbook gave one, else its name."""
+    title = (field_schema(schema, str(key)) or {}).get("title")
+    if not title or title == str(key).replace("_", " ").title():  # pydantic's own title is just the name
+        return str(key)
+    return str(title)
 
 
 @lru_cache(maxsize=1)
 def _templates() -> jinja2.Environment:
     folder = Path(__file__).parent / "templates"
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True, trim_blocks=True,
-                              lstrip_blocks=True)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True, trim_blocks=True,
+                             lstrip_blocks=True)
+    env.filters["number"] = number
+    env.globals.update(label=label, field_schema=field_schema, item_schema=item_schema, status=status)
+    return env
 
 
 def _when(moment: float | None) -> str:
@@ -50,15 +73,16 @@ def service(request: Request) -> Service:
 
 
 async def runs_page(request: Request) -> Response:
-    runs = [{**r, "started": _when(r["started_at"]), "duration": _seconds(run_duration(r))}
-            for r in service(request).runs()]
-    refresh = 5 if any(r["status"] == "running" for r in runs) else None
+    svc = service(request)
+    runs = [{**view, "started": _when(view["started_at"]), "duration": _seconds(view["duration"])}
+            for view in map(svc.view, svc.runs())]
+    refresh = 5 if any(r["shown_status"] == "running" for r in runs) else None
     return page(request, "runs.html", runs=runs, refresh=refresh)
 
 
 async def run_page(request: Request) -> Response:
     svc = service(request)
-    run = svc.run(request.path_params["run_id"])
+    run = svc.view(svc.run(request.path_params["run_id"]))
     steps: list[dict[str, Any]] = []
     progress: dict[str, str] = {}
     asked: dict[str, Any] = {}
@@ -73,9 +97,19 @@ async def run_page(request: Request) -> Response:
                           "given": given if isinstance(given, str) or given is None else json.dumps(
                               given, ensure_ascii=False, indent=2)})
     approvals = [{**a, "when": _when(a["at"])} for a in svc.store.approvals(run["id"])]
+    schemas = svc.output_schemas(run)
     return page(request, "run.html", run=run, steps=steps, approvals=approvals, artifacts=svc.artifacts(run["id"]),
-                started=_when(run["started_at"]), duration=_seconds(run_duration(run)),
-                refresh=3 if run["status"] == "running" else None)
+                schemas=schemas,
+                started=_when(run["started_at"]), duration=_seconds(run["duration"]),
+                refresh=3 if run["shown_status"] == "running" else None)
+
+
+async def resume_post(request: Request) -> Response:
+    form = await _posted_form(request)
+    if isinstance(form, Response):
+        return form
+    service(request).resume(request.path_params["run_id"])
+    return RedirectResponse(f"/runs/{request.path_params['run_id']}", status_code=303)
 
 
 async def artifact(request: Request) -> Response:
@@ -97,7 +131,9 @@ async def approval_page(request: Request, errors: dict[str, str] | None = None,
     submitted = submitted or {}
     values = {n: submitted.get(f"edit_{n}", _editable_text(draft.get(n))) for n in pending.get("editable") or []}
     rows = {n: min(30, max(3, values[n].count("\n") + 2)) for n in values}
+    field_schemas = {n: field_schema(pending.get("schema"), n) for n in pending.get("editable") or []}
     return page(request, "approval.html", status, run=run, pending=pending, values=values, rows=rows,
+                field_schemas=field_schemas,
                 errors=errors or {}, comment=submitted.get("comment", ""), by=submitted.get("by", ""),
                 deadline=_when(pending.get("deadline")))
 
@@ -232,6 +268,7 @@ ROUTES = [
     Route("/runs/{run_id}/files/{name}", artifact),
     Route("/runs/{run_id}/approval", approval_page, methods=["GET"]),
     Route("/runs/{run_id}/approval", approval_post, methods=["POST"]),
+    Route("/runs/{run_id}/resume", resume_post, methods=["POST"]),
     Route("/playbooks", playbooks_page),
     Route("/start/{name}", start_page, methods=["GET"]),
     Route("/start/{name}", start_post, methods=["POST"]),

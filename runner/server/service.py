@@ -15,10 +15,13 @@ from runner.config import Project
 from runner.dsl.inputs import resolve_inputs
 from runner.dsl.output_schema import to_model
 from runner.dsl.validate import Playbook, load_and_validate
+from runner.engine import liveness
 from runner.engine.approvals import EditError, apply_edits, diff
-from runner.engine.events import Hooks
+from runner.engine.events import Hooks, position
 from runner.engine.execute import Runner, new_run_id
+from runner.engine.liveness import shown_status, this_process
 from runner.errors import DecisionTaken, PlaybookError, RunError
+from runner.registry import all_tools
 
 
 class NotFound(LookupError):
@@ -47,11 +50,6 @@ class Decided:
     repeated: bool = False  # this decision had been applied before; nothing changed now
 
 
-def run_duration(run: dict[str, Any]) -> float | None:
-    end = run["ended_at"] or (time.time() if run["status"] == "running" else None)
-    return end - run["started_at"] if end else None
-
-
 class Service:
     def __init__(self, project: Project, *, hooks: list[Hooks] | None = None) -> None:
         self.project = project
@@ -71,6 +69,27 @@ class Service:
         if run is None:
             raise NotFound(f"no run '{run_id}'")
         return run
+
+    def view(self, run: dict[str, Any]) -> dict[str, Any]:
+        """A run as a reader should see it: `shown_status` is `interrupted` when its process is gone (killed,
+        crashed) or it was stopped by Ctrl-C; its clock stops at its last event; `reached` says where it was."""
+        run_dir = self.project.run_dir(run["id"].split(".")[0])
+        shown = shown_status(run)
+        reached = position(run_dir / "events.jsonl", run["id"]) if shown in ("interrupted", "running") else None
+        return {**run, "shown_status": shown, "duration": liveness.duration(run, run_dir), "reached": reached}
+
+    def output_schemas(self, run: dict[str, Any]) -> dict[str, Any]:
+        """Each step's output schema (labels, bounds) from the playbook source the run was started with."""
+        try:
+            playbook = load_and_validate(run["path"], run["source"])
+        except PlaybookError:
+            return {}
+        schemas: dict[str, Any] = dict(playbook.output_schemas)
+        for step in playbook.spec.steps:
+            info = all_tools().get(step.tool or "")
+            if info is not None and info.output_model is not None and step.map is None:
+                schemas[step.id] = inline_refs(info.output_model.model_json_schema())
+        return schemas
 
     def steps(self, run_id: str) -> list[dict[str, Any]]:
         """Step events of a run, in order, from its events file (inputs are not journaled there)."""
@@ -121,6 +140,15 @@ class Service:
         run_id = new_run_id(playbook.spec.name)
         self._background(self.runner.start(playbook, inputs, run_id=run_id))
         return run_id
+
+    def resume(self, run_id: str) -> None:
+        """Continue an interrupted or failed run in the background, once however often it is asked."""
+        run = self.run(run_id)
+        if shown_status(run) not in ("interrupted", "failed"):
+            raise Conflict(f"run '{run_id}' is {run['status']}; only an interrupted or failed run is resumed")
+        if not self.store.take_over(run, **this_process()):
+            raise Conflict(f"run '{run_id}' was resumed by someone else just now")
+        self._background(self.runner.resume(run_id, claimed=True))
 
     def decide(self, run_id: str, action: str, *, by: str, comment: str | None = None,
                edits: dict[str, Any] | None = None, step: str | None = None, visit: int | None = None) -> Decided:
@@ -173,6 +201,22 @@ class Service:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
 
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON Schema with its `$ref`s replaced by the definitions (pages walk it field by field)."""
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any, depth: int = 0) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node and depth < 20:  # a recursive model stops being expanded here
+                return walk(defs.get(node["$ref"].split("/")[-1], {}), depth + 1)
+            return {k: walk(v, depth) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [walk(v, depth) for v in node]
+        return node
+
+    return dict(walk(schema))
+
+
 def _field_errors(message: str, editable: list[str]) -> dict[str, str]:
     """'the edited draft does not fit its schema: themes[0].count: …' → {'themes': '…'}."""
     errors: dict[str, str] = {}
@@ -184,4 +228,4 @@ def _field_errors(message: str, editable: list[str]) -> dict[str, str]:
     return errors
 
 
-__all__ = ["Conflict", "Decided", "FieldErrors", "NotFound", "RunError", "Service", "run_duration"]
+__all__ = ["Conflict", "Decided", "FieldErrors", "NotFound", "RunError", "Service"]

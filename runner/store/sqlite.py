@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS runs (
   status TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL, inputs TEXT NOT NULL,
   outputs TEXT, error TEXT, tokens_in INTEGER DEFAULT 0, tokens_out INTEGER DEFAULT 0,
   cost REAL DEFAULT 0, pending TEXT, cancel_requested INTEGER DEFAULT 0, parent TEXT,
-  max_cost REAL, pid INTEGER, problems TEXT);
+  max_cost REAL, pid INTEGER, problems TEXT, pid_started REAL);
 CREATE TABLE IF NOT EXISTS journal (
   run_id TEXT NOT NULL, step TEXT NOT NULL, visit INTEGER NOT NULL, key TEXT NOT NULL,
   value TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (run_id, step, visit, key));
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS approvals (
 
 RUN_FIELDS = ("id", "playbook", "path", "source", "status", "started_at", "ended_at", "inputs",
               "outputs", "error", "tokens_in", "tokens_out", "cost", "pending", "cancel_requested",
-              "parent", "max_cost", "pid", "problems")
+              "parent", "max_cost", "pid", "problems", "pid_started")
 JSON_FIELDS = {"inputs", "outputs", "pending", "problems"}
 
 
@@ -55,7 +55,7 @@ class SqliteStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         present = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
-        for column, kind in (("pid", "INTEGER"), ("problems", "TEXT")):  # added after the first release
+        for column, kind in (("pid", "INTEGER"), ("problems", "TEXT"), ("pid_started", "REAL")):  # added later
             if column not in present:
                 self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
@@ -80,6 +80,16 @@ class SqliteStore:
         sets = ", ".join(f"{n} = ?" for n in fields)
         self._exec(f"UPDATE runs SET {sets} WHERE id = ?",
                    (*(_encode(n, v) for n, v in fields.items()), run_id))
+
+    def take_over(self, run: dict[str, Any], pid: int, pid_started: float | None) -> bool:
+        """Make this process the run's owner if nobody changed the run since `run` was read (status and
+        owner the same): two `resume`s of one interrupted run, or two clicks, start it once."""
+        with self._lock:
+            moved = self._db.execute(
+                "UPDATE runs SET status='running', pid=?, pid_started=?, error=NULL, ended_at=NULL "
+                "WHERE id=? AND status=? AND pid IS ? AND pid_started IS ?",
+                (pid, pid_started, run["id"], run["status"], run["pid"], run["pid_started"])).rowcount
+        return bool(moved == 1)
 
     def add_usage(self, run_id: str, tokens_in: int, tokens_out: int, cost: float) -> None:
         self._exec("UPDATE runs SET tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, "
@@ -183,7 +193,7 @@ class SqliteStore:
         self._exec(f"INSERT INTO approvals VALUES ({', '.join('?' * len(names))})", values)
 
     def claim_decision(self, run_id: str, step: str, visit: int, decision: dict[str, Any],
-                       pid: int) -> dict[str, Any] | None:
+                       pid: int, pid_started: float | None = None) -> dict[str, Any] | None:
         """Record the decision for a waiting (step, visit) and move the run to running, in one transaction.
         Returns None when this call won; else the decision recorded first (by another process or an earlier
         call), and nothing changes — so one decision is applied, whoever asks and however often."""
@@ -196,8 +206,9 @@ class SqliteStore:
                     self._db.execute("ROLLBACK")
                     recorded: dict[str, Any] = json.loads(rows[0][0])
                     return recorded
-                moved = self._db.execute("UPDATE runs SET status='running', pid=?, pending=NULL, error=NULL, "
-                                         "ended_at=NULL WHERE id=? AND status='waiting'", (pid, run_id)).rowcount
+                moved = self._db.execute("UPDATE runs SET status='running', pid=?, pid_started=?, pending=NULL, "
+                                         "error=NULL, ended_at=NULL WHERE id=? AND status='waiting'",
+                                         (pid, pid_started, run_id)).rowcount
                 if not moved:
                     self._db.execute("ROLLBACK")
                     return {"action": None, "reason": "not waiting"}

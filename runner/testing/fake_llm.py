@@ -270,15 +270,20 @@ def instance_of(schema: dict[str, Any], seed: str = "", root: dict[str, Any] | N
                 out[key] = instance_of(sub, f"{seed}|{key}", root, position)
         return out
     if kind == "array":
-        count = schema.get("minItems", 2)
+        count = max(schema.get("minItems", 2), 0)
+        count = min(count, schema["maxItems"]) if "maxItems" in schema else count
         return [instance_of(schema.get("items", {}), seed, root, i) for i in range(count)]
-    if kind == "integer":
-        return digest % 10 + 1
-    if kind == "number":
-        return round((digest % 1000) / 10, 1)
+    if kind in ("integer", "number"):  # within the schema's bounds, when it has them
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if kind == "integer":
+            low, high = int(low if low is not None else 1), int(high if high is not None else (low or 1) + 9)
+            return low + digest % max(1, high - low + 1)
+        low, high = float(low if low is not None else 0.0), float(high if high is not None else 100.0)
+        return round(low + (digest % 1000) / 1000 * (high - low), 1)
     if kind == "boolean":
         return digest % 2 == 0
-    return f"示例{digest % 97}"
+    text = f"示例{digest % 97}"
+    return text[:schema["maxLength"]] if "maxLength" in schema else text
 
 
 def load_script(path: Path) -> FakeLLMServer:

@@ -13,15 +13,19 @@ from runner.engine.nodes.base import StepContext, step_kind
 from runner.errors import RunError
 
 
-def draft_model(ctx: StepContext) -> type[BaseModel] | None:
-    """The schema of the draft when `show` is exactly `${{ steps.X.output }}` of a typed llm step."""
+def draft_source(ctx: StepContext) -> str | None:
+    """The typed llm step whose output the draft is, when `show` is exactly `${{ steps.X.output }}`."""
     spec = ctx.step.approval
     assert spec is not None
     expr = templates.lone_expression(spec.show) if isinstance(spec.show, str) else None
     parts = expr.split(".") if expr else []
-    if len(parts) == 3 and parts[0] == "steps" and parts[2] == "output":
-        return ctx.run.playbook.output_models.get(parts[1])
-    return None
+    return parts[1] if len(parts) == 3 and parts[0] == "steps" and parts[2] == "output" else None
+
+
+def draft_model(ctx: StepContext) -> type[BaseModel] | None:
+    """The schema of the draft (as a model) when it is the output of a typed llm step."""
+    source = draft_source(ctx)
+    return ctx.run.playbook.output_models.get(source) if source else None
 
 
 @step_kind("approval")
@@ -37,7 +41,9 @@ async def run_approval(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
         "title": ctx.render(spec.title, what="approval.title"),
         "instructions": ctx.render(spec.instructions, what="approval.instructions"),
         "draft": draft, "editable": spec.editable,
-        "schema": model.model_json_schema() if model else None,
+        # the JSON Schema the step declared: bounds, enums and labels for the approval form (and the checks)
+        "schema": ctx.run.playbook.output_schemas.get(source) if model is not None and (source := draft_source(ctx))
+        else None,
         "can_reject_to": spec.on_reject,
         "deadline": time.time() + spec.timeout if spec.timeout else None,
         "on_timeout": spec.on_timeout,

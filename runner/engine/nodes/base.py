@@ -22,8 +22,8 @@ from runner.models.llm import LlmClient, LlmRequest, LlmResult
 from runner.registry import ToolContext, ToolFixtures
 from runner.store import Store
 
-# (parent run, sub-playbook, its inputs, child run id) → the sub-playbook's outputs
-ChildRunner = Callable[["RunContext", Playbook, dict[str, Any], str], Awaitable[Any]]
+# (parent run, sub-playbook, its inputs, child run id) → (the sub-playbook's outputs, what its LLM calls used)
+ChildRunner = Callable[["RunContext", Playbook, dict[str, Any], str], Awaitable[tuple[Any, dict[str, float]]]]
 
 
 @dataclass
@@ -43,6 +43,7 @@ class RunContext:
     spent: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
+    llm_calls: int = 0
     _cancel_checked: float = 0.0
     tool_fixtures: ToolFixtures | None = None  # evals answer or redirect tool calls
     # runs a sub-playbook to completion (the executor's); given here so that nodes never import the executor
@@ -59,6 +60,7 @@ class RunContext:
             return
         self.tokens_in += result.tokens_in
         self.tokens_out += result.tokens_out
+        self.llm_calls += result.calls
         self.spent += result.cost
         self.store.add_usage(self.run_id, result.tokens_in, result.tokens_out, result.cost)
         self.hooks.on_llm_call(step=step, model=result.model, cached=False, calls=result.calls,

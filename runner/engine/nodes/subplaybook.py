@@ -19,4 +19,7 @@ async def run_playbook(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
     given = ctx.render(ctx.step.with_ or {}, item, with_item=with_item, what="with")
     inputs = resolve_inputs(child.spec, given, file=str(child.path), base_dir=child.path.parent)
     suffix = f"{ctx.step.id}-{ctx.visit}" + (f"-{digest(item)[:8]}" if with_item else "")
-    return await ctx.run.run_child(ctx.run, child, inputs, f"{ctx.run.run_id}.{suffix}")
+    outputs, usage = await ctx.run.run_child(ctx.run, child, inputs, f"{ctx.run.run_id}.{suffix}")
+    for key, used in usage.items():  # the child's calls are this step's: its line and page show them
+        ctx.usage[key] = ctx.usage.get(key, 0) + used
+    return outputs

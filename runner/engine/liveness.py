@@ -1,0 +1,85 @@
+"""Whether the process that owns a run is still alive, and what a run's status means to a reader.
+
+A run records its owner's pid and that process's start time. A pid alone is not enough: after a kill -9
+(or a reboot) the number is reused by an unrelated process, and the run would look alive forever. The
+start time (from /proc, Linux) tells the original owner from a newcomer with the same number."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from runner.errors import interrupted
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_start(pid: int) -> float | None:
+    """When process `pid` started, in seconds since boot; None when it does not exist or /proc is absent."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
+    try:
+        return int(fields[19]) / _TICKS  # field 22 of the whole line: starttime, in clock ticks
+    except (IndexError, ValueError):
+        return None
+
+
+def this_process() -> dict[str, Any]:
+    """The owner fields a run records: this process's pid and start time."""
+    return {"pid": os.getpid(), "pid_started": process_start(os.getpid())}
+
+
+def process_alive(pid: int | None, started: float | None) -> bool:
+    """Whether the process that recorded (pid, started) still runs — not another one that got its number."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    if started is None:
+        return True  # recorded before start times were: the pid is all there is to go on
+    now = process_start(pid)
+    return now is None or abs(now - started) < 0.5
+
+
+def owner_alive(pid: int | None, started: float | None = None) -> bool:
+    """Whether *another* live process may still be running this run (this process never counts)."""
+    return bool(pid) and pid != os.getpid() and process_alive(pid, started)
+
+
+def shown_status(run: dict[str, Any]) -> str:
+    """The status a person should see: a `running` run whose process is gone, and a run stopped by Ctrl-C
+    or SIGTERM, are `interrupted` — resumable, with finished work kept."""
+    if run["status"] == "running" and not process_alive(run.get("pid"), run.get("pid_started")):
+        return "interrupted"
+    if run["status"] == "failed" and run.get("error") == interrupted(str(run["id"]).split(".")[0]):
+        return "interrupted"
+    return str(run["status"])
+
+
+def last_activity(run_dir: Path) -> float | None:
+    """When the run last wrote an event: where an interrupted run's clock stops."""
+    try:
+        return (run_dir / "events.jsonl").stat().st_mtime
+    except OSError:
+        return None
+
+
+def duration(run: dict[str, Any], run_dir: Path) -> float | None:
+    """Seconds the run took, or has taken so far; an interrupted run's stops at its last event."""
+    if run["ended_at"]:
+        return float(run["ended_at"] - run["started_at"])
+    if run["status"] != "running":
+        return None
+    if shown_status(run) == "interrupted":
+        end = last_activity(run_dir)
+        return end - run["started_at"] if end else None
+    return time.time() - float(run["started_at"])

@@ -1,0 +1,102 @@
+"""What an ops user reads of a shipped playbook's run is Chinese: no English status word and no unformatted
+float on the console, in the report, or on the web pages (runs, the run, the approval form). Technical terms
+(tokens, LLM, JSON, on_error, step ids, commands, file names) are allowed; status words and raw floats are not.
+
+retro runs feedback_digest as a sub-playbook, computes a scorecard and charts, and waits for an approval;
+kpi_report states an anomaly method and a number-checking rule — together they show most of what a run says."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from starlette.testclient import TestClient
+
+from runner.config import load_project
+from runner.server import create_app
+from runner.testing import FakeLLMServer, load_script
+from tests.conftest import ROOT, cli
+
+STATUS_WORDS = re.compile(r"\b(done|failed|waiting|running|cancelled|skipped|approved|rejected|interrupted|approve|"
+                          r"reject|steady|rising|falling|True|False|None|null)\b")
+RAW_FLOAT = re.compile(r"(?<![\w.])-?\d{1,3}(?:\d{3})+\.0\b|(?<![\w.])-?\d+\.\d{5,}\b|(?<![\w.,])\d{4,}\.0\b")
+TAGS = re.compile(r"<script.*?</script>|<style.*?</style>|<[^>]+>", re.S)
+# where an English word is a name, not a word read as a status: commands, step ids, file names, URLs, code
+ALLOWED = re.compile(r"playbook (approve|reject|resume)|--[a-z-]+|`[^`]*`|\S+\.(?:py|yaml|md|xlsx|png|csv|json|"
+                     r"jsonl|html)\b|https?://\S+|value=\"[^\"]*\"|name=\"[^\"]*\"|<code>.*?</code>")
+
+
+def offending(text: str, where: str) -> list[str]:
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        visible = ALLOWED.sub(" ", line)
+        for pattern in (STATUS_WORDS, RAW_FLOAT):
+            found += [f"{where}:{number}: {match.group(0)!r} in {line.strip()[:160]!r}"
+                      for match in pattern.finditer(visible)]
+    return found
+
+
+def page_text(html: str) -> str:
+    return TAGS.sub("\n", ALLOWED.sub(" ", html))
+
+
+def run_with_replies(project: Path, name: str, args: list[str]) -> tuple[FakeLLMServer, str]:
+    server = load_script(ROOT / "evals" / "replies" / f"{name}.yaml").start()
+    (project / "playbook.toml").write_text(server.toml(), encoding="utf-8")
+    done = cli("run", f"playbooks/{name}.yaml", *args, cwd=project, env={"FAKE_LLM_API_KEY": "k"})
+    return server, done.stdout + done.stderr
+
+
+def test_a_retro_and_a_kpi_report_read_in_chinese(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "playbooks", tmp_path / "playbooks")
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    goals = json.dumps([{"metric": "注册", "target": 9000}, {"metric": "付费", "target": 800},
+                        {"metric": "收入", "target": 130000}, {"metric": "roi", "target": 20}], ensure_ascii=False)
+    inputs = tmp_path / "retro_inputs.json"
+    inputs.write_text(json.dumps({
+        "campaign": "轻记 App 双十一会员活动", "metrics": "examples/retro/metrics.csv",
+        "feedback": "examples/retro/feedback.csv", "notes": "examples/retro/notes.md", "goals": json.loads(goals),
+        "funnel": ["曝光", "点击", "注册", "付费"], "revenue": "收入", "cost": "成本"}, ensure_ascii=False),
+        encoding="utf-8")
+    problems: list[str] = []
+    server, console = run_with_replies(tmp_path, "retro", ["--inputs", str(inputs)])
+    try:
+        assert "‖ 等待审核" in console, console
+        problems += offending(console, "retro console (run)")
+        run_id = re.search(r"playbook approve (\S+)", console).group(1)  # type: ignore[union-attr]
+        with TestClient(create_app(load_project(tmp_path))) as http:
+            for path in ("/", f"/runs/{run_id}", f"/runs/{run_id}/approval"):
+                problems += offending(page_text(http.get(path).text), f"page {path} (waiting)")
+        approved = cli("approve", run_id, "--by", "运营小李", cwd=tmp_path, env={"FAKE_LLM_API_KEY": "k"})
+        assert approved.returncode == 0, approved.stderr
+        problems += offending(approved.stdout + approved.stderr, "retro console (approve)")
+        shown = cli("runs", "show", run_id, cwd=tmp_path)
+        problems += offending(shown.stdout, "runs show")
+        problems += offending(cli("runs", "list", cwd=tmp_path).stdout, "runs list")
+        with TestClient(create_app(load_project(tmp_path))) as http:
+            for path in ("/", f"/runs/{run_id}"):
+                problems += offending(page_text(http.get(path).text), f"page {path} (done)")
+        for report in sorted((tmp_path / ".playbook" / "runs" / run_id).glob("*.md")):
+            problems += offending(report.read_text(encoding="utf-8"), report.name)
+    finally:
+        server.stop()
+
+    server, console = run_with_replies(tmp_path, "kpi_report", ["-i", "table=examples/kpi_page_views.csv"])
+    try:
+        assert "✓ 已完成" in console, console
+        problems += offending(console, "kpi_report console")
+        run_id = re.search(r"✓ 已完成\S* (\S+)", console).group(1)  # type: ignore[union-attr]
+        for report in sorted((tmp_path / ".playbook" / "runs" / run_id).glob("*.md")):
+            problems += offending(report.read_text(encoding="utf-8"), report.name)
+    finally:
+        server.stop()
+    assert problems == [], "\n".join(problems)
+
+
+def test_the_checker_catches_what_it_should() -> None:
+    assert offending("✓ load done in 0.1s", "x") and offending("目标 9000.0", "x") and offending("met: True", "x")
+    assert offending("0.1234567", "x") and offending("| 1 | steady | 话题 |", "x")
+    assert not offending("✓ load 已完成，用时 0.1 秒 tokens 1,234", "x")
+    assert not offending("通过：playbook approve 20261127-x", "x") and not offending("达成率 91.23%", "x")
