@@ -66,18 +66,24 @@ def test_a_retro_and_a_kpi_report_read_in_chinese(tmp_path: Path) -> None:
         assert "‖ 等待审核" in console, console
         problems += offending(console, "retro console (run)")
         run_id = re.search(r"playbook approve (\S+)", console).group(1)  # type: ignore[union-attr]
-        with TestClient(create_app(load_project(tmp_path))) as http:
+        with TestClient(create_app(load_project(tmp_path)), client=("127.0.0.1", 50000),
+                        base_url="http://127.0.0.1:8600") as http:
             for path in ("/", f"/runs/{run_id}", f"/runs/{run_id}/approval"):
-                problems += offending(page_text(http.get(path).text), f"page {path} (waiting)")
+                shown_page = http.get(path)
+                assert shown_page.status_code == 200 and "retro" in shown_page.text, shown_page.text[:300]
+                problems += offending(page_text(shown_page.text), f"page {path} (waiting)")
         approved = cli("approve", run_id, "--by", "运营小李", cwd=tmp_path, env={"FAKE_LLM_API_KEY": "k"})
         assert approved.returncode == 0, approved.stderr
         problems += offending(approved.stdout + approved.stderr, "retro console (approve)")
         shown = cli("runs", "show", run_id, cwd=tmp_path)
         problems += offending(shown.stdout, "runs show")
         problems += offending(cli("runs", "list", cwd=tmp_path).stdout, "runs list")
-        with TestClient(create_app(load_project(tmp_path))) as http:
+        with TestClient(create_app(load_project(tmp_path)), client=("127.0.0.1", 50000),
+                        base_url="http://127.0.0.1:8600") as http:
             for path in ("/", f"/runs/{run_id}"):
-                problems += offending(page_text(http.get(path).text), f"page {path} (done)")
+                shown_page = http.get(path)
+                assert shown_page.status_code == 200 and "已完成" in shown_page.text, shown_page.text[:300]
+                problems += offending(page_text(shown_page.text), f"page {path} (done)")
         for report in sorted((tmp_path / ".playbook" / "runs" / run_id).glob("*.md")):
             problems += offending(report.read_text(encoding="utf-8"), report.name)
     finally:

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from runner.wording import readable
+
 
 class Hooks:
     """Base class: every method is a no-op. Override the ones you need."""
@@ -150,8 +152,10 @@ def _brief(event: dict[str, Any], limit: int = 2000) -> dict[str, Any]:
     out = dict(event)
     for name in ("output", "items", "args", "prompt"):
         if name in out:
-            text = out[name] if isinstance(out[name], str) else json.dumps(out[name], ensure_ascii=False, default=str)
-            out[name] = out[name] if len(text) <= limit else text[:limit] + "…"
+            value = out[name]
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+            if len(text) > limit:  # the preview is read by people (the run page): formatted, not cut-off JSON
+                out[name] = text[:limit] + "…" if isinstance(value, str) else readable(value, limit)
     return out
 
 

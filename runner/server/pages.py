@@ -93,9 +93,7 @@ async def run_page(request: Request) -> Response:
             asked.setdefault(event["step"], event.get("args") or event.get("prompt"))
         elif event["event"] == "step_end":
             given = asked.pop(event["step"], None)
-            steps.append({**event, "progress": progress.get(event["step"]),
-                          "given": given if isinstance(given, str) or given is None else json.dumps(
-                              given, ensure_ascii=False, indent=2)})
+            steps.append({**event, "progress": progress.get(event["step"]), "given": given})
     approvals = [{**a, "when": _when(a["at"])} for a in svc.store.approvals(run["id"])]
     schemas = svc.output_schemas(run)
     return page(request, "run.html", run=run, steps=steps, approvals=approvals, artifacts=svc.artifacts(run["id"]),
