@@ -75,6 +75,15 @@ class SchedulerSettings(BaseModel):
     grace: float = Field(300.0, ge=0, description="seconds after its time that a run still counts as on time")
 
 
+class LocalSettings(BaseModel):
+    """The embedded llama.cpp model (`local`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    threads: int | None = Field(None, ge=1, description="CPU threads it may use (default: every core; set fewer "
+                                                       "to leave room for other work on the machine)")
+    context: int = Field(8192, ge=512, description="context window in tokens")
+
+
 class ProjectFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     timezone: str = "Asia/Shanghai"
@@ -90,6 +99,7 @@ class ProjectFile(BaseModel):
     web: WebSettings = Field(default_factory=WebSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     schedules: list[ScheduleConfig] = Field(default_factory=list)
+    local: LocalSettings = Field(default_factory=LocalSettings)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -68,3 +69,46 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+@contextlib.contextmanager
+def served_project(project_dir: Path, *playbooks: str) -> Iterator[str]:
+    """`playbook serve` on a free loopback port for a project holding copies of the shipped `playbooks`;
+    yields the base URL."""
+    import shutil
+    import threading
+    import time
+
+    import uvicorn
+
+    from runner.server import create_app
+
+    (project_dir / "playbooks").mkdir(exist_ok=True)
+    for name in playbooks:
+        shutil.copy(ROOT / "playbooks" / f"{name}.yaml", project_dir / "playbooks")
+    server = uvicorn.Server(uvicorn.Config(create_app(load_project()), host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def wait_status(base: str, run_id: str, status: str, timeout: float = 120) -> dict[str, Any]:
+    """Poll the JSON API until the run has `status`."""
+    import time
+
+    import httpx
+
+    deadline = time.time() + timeout
+    run: dict[str, Any] = {}
+    while time.time() < deadline:
+        run = httpx.get(f"{base}/api/runs/{run_id}").json()
+        if run["status"] == status:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"{run_id} stayed {run.get('status')}: {run.get('error')}")

@@ -4,9 +4,6 @@ the error in place — approves, and finds the edit in the audit and in the work
 
 from __future__ import annotations
 
-import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,9 +11,7 @@ import httpx
 import pytest
 from openpyxl import load_workbook
 
-from runner.config import load_project
-from runner.server import create_app
-from tests.conftest import ROOT
+from tests.conftest import served_project, wait_status
 
 CHROMIUM = "/usr/bin/chromium"
 INPUTS = {"product": "轻记 App", "goal": "双十一拉新", "budget": 200000, "start": "2026-11-01", "end": "2026-11-15",
@@ -25,29 +20,8 @@ INPUTS = {"product": "轻记 App", "goal": "双十一拉新", "budget": 200000, 
 
 @pytest.fixture
 def served(project_dir: Path) -> Iterator[str]:
-    import uvicorn
-
-    (project_dir / "playbooks").mkdir()
-    shutil.copy(ROOT / "playbooks" / "campaign_plan.yaml", project_dir / "playbooks")
-    server = uvicorn.Server(uvicorn.Config(create_app(load_project()), host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-
-
-def wait_status(base: str, run_id: str, status: str) -> dict[str, object]:
-    deadline = time.time() + 120
-    run: dict[str, object] = {}
-    while time.time() < deadline:
-        run = httpx.get(f"{base}/api/runs/{run_id}").json()
-        if run["status"] == status:
-            return run
-        time.sleep(0.2)
-    raise AssertionError(f"{run_id} stayed {run.get('status')}: {run.get('error')}")
+    with served_project(project_dir, "campaign_plan") as base:
+        yield base
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (scripts/setup installs it)")

@@ -266,7 +266,8 @@ def test_broken_playbook_copy_is_caught_naming_case_step_and_field(tmp_path: Pat
     playbook = tmp_path / "playbooks" / "feedback_digest.yaml"
     text = playbook.read_text(encoding="utf-8")
     broken = text.replace("每条写清证据（哪些组、多少条）和优先级（P0/P1/P2）", "每条写清优先级（P0/P1/P2）") \
-        .replace("requests: [{need: string, evidence: string, priority:", "requests: [{need: string, priority:")
+        .replace("need: {type: string, title: 需求}, evidence: {type: string, title: 证据},",
+                 "need: {type: string, title: 需求},")
     assert broken != text and broken.count("evidence") < text.count("evidence")
     playbook.write_text(broken, encoding="utf-8")
     result = cli("eval", "evals/feedback_digest.yaml", "--case", "no_review", "--report", "report", cwd=tmp_path)

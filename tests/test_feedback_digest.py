@@ -58,7 +58,7 @@ def run_id_from(output: str) -> str:
 def test_full_2000_reviews_pause_then_approve_with_edit(project_dir: Path, server: FakeLLMServer) -> None:
     first = cli("run", str(PLAYBOOK), "-i", f"comments={REVIEWS}", cwd=project_dir)
     assert first.returncode == 3, first.stderr
-    assert "waiting for approval" in first.stdout and "playbook reject" in first.stdout
+    assert "‖ 等待审核" in first.stdout and "playbook reject" in first.stdout
     run_id = run_id_from(first.stdout)
     assert len(server.prompts("请标注")) == LABEL_BATCHES  # nothing asked twice
     assert len(server.prompts("一组相似评论")) == CLUSTER_BATCHES

@@ -150,7 +150,7 @@ outputs: {denied: "${{ steps.denied.error.status }}"}
         in done.stderr
     assert len([r for r in api.requests if r["path"] == "/broken"]) == 3  # one try and two retries
     assert len([r for r in api.requests if r["path"] == "/render"]) == 1  # a 401 is not retried
-    shown = cli("runs", "show", done.stderr.split("× failed ")[1].split(":")[0], cwd=project_dir)
+    shown = cli("runs", "show", done.stderr.split("× 失败 ")[1].split("：")[0], cwd=project_dir)
     assert "HTTP 401" in shown.stdout and "wrong" not in shown.stdout
 
 

@@ -20,7 +20,7 @@ def test_feedback_digest_reads_a_file_whose_columns_are_not_id_and_text(project_
         f"A{n:03d},包装很好，第{n}次回购，价格实惠,好评\n" for n in range(1, 13)), encoding="utf-8")
     done = cli("run", str(DIGEST), "-i", f"comments={comments}", "-i", "review=false", cwd=project_dir)
     assert done.returncode == 0, done.stderr
-    assert "note text column: '评论内容' (the text column with the longest entries" in done.stdout
+    assert "说明 text column: '评论内容' (the text column with the longest entries" in done.stdout
     assert "id column: '编号'" in done.stdout
     assert [p for p in server.prompts("评论") if "物流太慢" in p]  # the text column reached the model
     run_dir = next((project_dir / ".playbook" / "runs").iterdir())

@@ -60,7 +60,7 @@ def test_a_map_goes_on_past_a_404_and_lists_it_with_status_and_url(project_dir: 
     assert done.returncode == 0, done.stderr
     assert "已完成，但有 1 处出错已按 on_error 跳过" in done.stdout
     assert "1 of 4 items failed" in done.stdout and "HTTP 404" in done.stdout
-    assert "fetched: 3" in done.stdout.replace('"', "") and "failed: [404]" in done.stdout
+    assert "fetched：3" in done.stdout and "failed：[404]" in done.stdout
     run_id = done.stdout.split("已按 on_error 跳过")[1].split()[0]
     shown = cli("runs", "show", run_id, cwd=project_dir)
     assert "1 of 4 items failed" in shown.stdout and "missing.html" in shown.stdout

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,38 +10,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runner.config import load_project
-from runner.server import create_app
 from runner.testing import FakeLLMServer
-from tests.conftest import ROOT
+from tests.conftest import ROOT, served_project, wait_status
 
 CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture
 def served(project_dir: Path) -> Iterator[str]:
-    import uvicorn
-
-    (project_dir / "playbooks").mkdir()
-    shutil.copy(ROOT / "playbooks" / "feedback_digest.yaml", project_dir / "playbooks")
-    server = uvicorn.Server(uvicorn.Config(create_app(load_project()), host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-
-
-def wait_status(base: str, run_id: str, status: str) -> dict[str, object]:
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        run = httpx.get(f"{base}/api/runs/{run_id}").json()
-        if run["status"] == status:
-            return dict(run)
-        time.sleep(0.2)
-    raise AssertionError(f"{run_id} stayed {run['status']}: {run.get('error')}")
+    with served_project(project_dir, "feedback_digest") as base:
+        yield base
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (scripts/setup installs it)")

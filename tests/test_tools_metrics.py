@@ -42,7 +42,7 @@ def test_injected_spike_is_flagged_with_the_method_stated(tmp_path: Path) -> Non
     rows[100]["value"] = 400
     out = call("metrics.anomalies", tmp_path, rows=rows)
     assert [p.time for p in out.anomalies] == ["2026-11-05 04:00:00"]
-    assert "median and MAD of the 28 points before it" in out.method
+    assert "每个点与它之前 28 个点的中位数和 MAD 比较" in out.method
 
 
 def test_nab_ad_exchange_figures(tmp_path: Path) -> None:

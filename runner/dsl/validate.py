@@ -194,12 +194,7 @@ class _Checker:
 
     def check_kind(self, i: int, step: Step) -> None:
         if step.llm is not None and step.llm.output is not None:
-            try:
-                schema = to_json_schema(step.llm.output)
-                self.playbook.output_models[step.id] = to_model(schema, f"{self.spec.name}_{step.id}")
-                self.playbook.output_schemas[step.id] = schema
-            except (SchemaError, pydantic.PydanticUserError, TypeError) as exc:
-                self.error(("steps", i, "llm", "output"), f"step '{step.id}': {exc}")
+            self.check_output(i, step, "llm", step.llm.output)
         elif step.agent is not None:
             self.check_agent(i, step)
         elif step.tool is not None:
@@ -215,12 +210,16 @@ class _Checker:
                 self.error(("steps", i, "agent", "tools", j),
                            f"step '{step.id}': unknown tool '{name}'{did_you_mean(name, tools)}")
         if step.agent.output is not None:
-            try:
-                schema = to_json_schema(step.agent.output)
-                self.playbook.output_models[step.id] = to_model(schema, f"{self.spec.name}_{step.id}")
-                self.playbook.output_schemas[step.id] = schema
-            except (SchemaError, pydantic.PydanticUserError, TypeError) as exc:
-                self.error(("steps", i, "agent", "output"), f"step '{step.id}': {exc}")
+            self.check_output(i, step, "agent", step.agent.output)
+
+    def check_output(self, i: int, step: Step, kind: str, output: Any) -> None:
+        """An `output:` schema → the model replies are checked against, and the JSON Schema pages show."""
+        try:
+            schema = to_json_schema(output)
+            self.playbook.output_models[step.id] = to_model(schema, f"{self.spec.name}_{step.id}")
+            self.playbook.output_schemas[step.id] = schema
+        except (SchemaError, pydantic.PydanticUserError, TypeError) as exc:
+            self.error(("steps", i, kind, "output"), f"step '{step.id}': {exc}")
 
     def check_tool(self, i: int, step: Step) -> None:
         assert step.tool is not None

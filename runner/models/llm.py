@@ -235,7 +235,8 @@ class LlmClient:
             raise RunError("the embedded 'local' model cannot call tools; give this agent step a `model:` "
                            "that supports function calling", step=request.step)
         reply = await local_model.complete(messages, schema=schema, max_tokens=request.max_tokens or 2048,
-                                           temperature=request.temperature or 0.0)
+                                           temperature=request.temperature or 0.0,
+                                           settings=self.project.settings.local)
         return LlmReply(reply["text"], [], reply["tokens_in"], reply["tokens_out"], 0.0)
 
     async def _remote(self, alias: str, config: ModelConfig, request: LlmRequest,

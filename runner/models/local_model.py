@@ -52,18 +52,21 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _load() -> Any:
+def _load(threads: int | None = None, context: int = 8192) -> Any:
+    """The one model server of this process, started on first use with `[local] threads` and `context`
+    (PLAYBOOK_LOCAL_THREADS and PLAYBOOK_LOCAL_CTX override them)."""
     global _server
     with _server_lock:
         if _server is None:
             import xllamacpp
 
+            threads = int(os.environ.get("PLAYBOOK_LOCAL_THREADS") or threads or os.cpu_count() or 1)
             params = xllamacpp.CommonParams()
             params.model.path = str(gguf_path())
-            params.n_ctx = int(os.environ.get("PLAYBOOK_LOCAL_CTX", "8192"))
+            params.n_ctx = int(os.environ.get("PLAYBOOK_LOCAL_CTX") or context)
             params.n_parallel = 1
-            params.cpuparams.n_threads = max(1, os.cpu_count() or 1)
-            params.cpuparams_batch.n_threads = max(1, os.cpu_count() or 1)
+            params.cpuparams.n_threads = max(1, threads)
+            params.cpuparams_batch.n_threads = max(1, threads)
             params.warmup = False
             params.verbosity = int(os.environ.get("PLAYBOOK_LOCAL_VERBOSITY", "-1"))
             _server = xllamacpp.Server(params)
@@ -142,8 +145,8 @@ def fit_schema(schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
 
 
 def _complete_sync(messages: list[dict[str, Any]], schema: dict[str, Any] | None,
-                   max_tokens: int, temperature: float) -> dict[str, Any]:
-    server = _load()
+                   max_tokens: int, temperature: float, settings: Any = None) -> dict[str, Any]:
+    server = _load(getattr(settings, "threads", None), getattr(settings, "context", 8192))
     request: dict[str, Any] = {"prompt": gemma_prompt(messages), "n_predict": max_tokens,
                                "temperature": temperature, "stop": ["<end_of_turn>"], "seed": 42,
                                "repeat_penalty": 1.2, "repeat_last_n": 64}
@@ -160,5 +163,6 @@ def _complete_sync(messages: list[dict[str, Any]], schema: dict[str, Any] | None
 
 
 async def complete(messages: list[dict[str, Any]], *, schema: dict[str, Any] | None,
-                   max_tokens: int = 512, temperature: float = 0.0) -> dict[str, Any]:
-    return await asyncio.to_thread(_complete_sync, messages, schema, max_tokens, temperature)
+                   max_tokens: int = 512, temperature: float = 0.0, settings: Any = None) -> dict[str, Any]:
+    """One completion; `settings` is the project's `[local]` (threads, context), used when the model starts."""
+    return await asyncio.to_thread(_complete_sync, messages, schema, max_tokens, temperature, settings)

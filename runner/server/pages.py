@@ -25,6 +25,16 @@ from runner.wording import STATUS, number, status
 LABELS = STATUS  # run and step statuses, decisions: what the page says for `done`, `approve`, …
 
 
+def shorten(text: str, limit: int) -> str:
+    """At most `limit` characters, ending at a sentence or word break when one is near, with "…" when cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    breaks = [cut.rfind(mark) for mark in ("。", "；", "，", "、", ". ", "; ", ", ", " ")]
+    at = max(breaks)
+    return (cut[:at + 1] if at >= limit * 0.6 else cut).rstrip(" ，、；,;") + "…"
+
+
 def field_schema(schema: Any, key: str) -> Any:
     """The schema of one field of an object schema, or None."""
     if not isinstance(schema, dict):
@@ -50,6 +60,7 @@ def _templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True, trim_blocks=True,
                              lstrip_blocks=True)
     env.filters["number"] = number
+    env.filters["shorten"] = shorten
     env.globals.update(label=label, field_schema=field_schema, item_schema=item_schema, status=status)
     return env
 
@@ -110,9 +121,36 @@ async def resume_post(request: Request) -> Response:
     return RedirectResponse(f"/runs/{request.path_params['run_id']}", status_code=303)
 
 
+# A run's HTML report opens in the browser, but sandboxed: no scripts, no requests beyond its own images and
+# styles, no forms — a report built from scraped pages or model text cannot act as the server's own page.
+REPORT_CSP = ("default-src 'none'; img-src data: 'self'; style-src 'unsafe-inline'; font-src data:; "
+              "sandbox; base-uri 'none'; form-action 'none'")
+INLINE_TEXT = {".md": "text/plain", ".txt": "text/plain", ".json": "application/json", ".csv": "text/csv",
+               ".jsonl": "application/json"}
+
+
 async def artifact(request: Request) -> Response:
     path = service(request).artifact(request.path_params["run_id"], request.path_params["name"])
+    suffix = path.suffix.lower()
+    if suffix in (".html", ".htm"):
+        return FileResponse(path, media_type="text/html; charset=utf-8", content_disposition_type="inline",
+                            filename=path.name, headers={"Content-Security-Policy": REPORT_CSP,
+                                                         "X-Content-Type-Options": "nosniff"})
+    if suffix in (".png", ".jpg", ".jpeg", ".svg", ".gif", ".webp"):
+        headers = {"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"}
+        return FileResponse(path, content_disposition_type="inline", filename=path.name, headers=headers)
+    if suffix in INLINE_TEXT:  # read in the browser as text, never run
+        return FileResponse(path, media_type=f"{INLINE_TEXT[suffix]}; charset=utf-8", content_disposition_type="inline",
+                            filename=path.name, headers={"X-Content-Type-Options": "nosniff"})
     return FileResponse(path, filename=path.name)
+
+
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+           'fill="#2f3e6e"/><path d="M4 3h5a3 3 0 0 1 0 6H6v4H4z" fill="#fff"/></svg>')
+
+
+async def favicon(request: Request) -> Response:
+    return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
 
 def _editable_text(value: Any) -> str:
@@ -262,6 +300,7 @@ def handle_errors(request: Request, exc: Exception) -> Response:
 
 ROUTES = [
     Route("/", runs_page),
+    Route("/favicon.ico", favicon),
     Route("/runs/{run_id}", run_page),
     Route("/runs/{run_id}/files/{name}", artifact),
     Route("/runs/{run_id}/approval", approval_page, methods=["GET"]),

@@ -1,0 +1,86 @@
+"""Time the README's commands exactly as written, on the embedded model (no key, no network).
+
+    python benchmarks/readme_commands.py [--threads N]
+
+Copies the clone's playbooks/ and examples/ into a fresh temporary project with no playbook.toml (so `default`
+is the embedded `local` model, as on a newcomer's machine), then runs, as subprocesses of the real `playbook`
+command and in this order: the quick start (`feedback_digest`, limit=20) until it waits for approval, the
+`approve` that finishes it, and trend_scan with the embedded-model command the README gives (the Weibo
+snapshot served on loopback, as `python -m http.server` does there). Prints a markdown table of wall time,
+exit code and the run's tokens; the README's figures are copied from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from runner.testing import serve_directory  # noqa: E402
+
+QUICK_START = ["run", "playbooks/feedback_digest.yaml", "-i", "comments=examples/reviews_zh.csv", "-i", "limit=20"]
+TREND_LOCAL = ["run", "playbooks/trend_scan.yaml", "-i", "hot_lists={base}/weibo/2026-08-17.json",
+               "-i", "keywords=AI,手机,电商", "-i", "per_source=50"]
+
+
+def playbook(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=3600)
+    return time.perf_counter() - started, done
+
+
+def tokens(project: Path, run_id: str) -> int:
+    with sqlite3.connect(project / ".playbook" / "state.db") as db:
+        row = db.execute("SELECT tokens_in + tokens_out FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, help="[local] threads (default: every core)")
+    args = parser.parse_args()
+    project = Path(tempfile.mkdtemp(prefix="readme-commands-"))
+    shutil.copytree(ROOT / "playbooks", project / "playbooks")
+    shutil.copytree(ROOT / "examples", project / "examples")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLAYBOOK_")}
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    if args.threads:
+        env["PLAYBOOK_LOCAL_THREADS"] = str(args.threads)
+    print(f"{os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.2f}")
+    print("| command | wall | exit | tokens |")
+    print("|---|---|---|---|")
+    seconds, done = playbook(QUICK_START, project, env)
+    found = re.search(r"playbook approve (\S+)", done.stdout)
+    run_id = found.group(1) if found else "?"
+    print(f"| `playbook {' '.join(QUICK_START)}` | {seconds:.0f} s | {done.returncode} | "
+          f"{tokens(project, run_id):,} |", flush=True)
+    if found:
+        seconds, done = playbook(["approve", run_id], project, env)
+        print(f"| `playbook approve <run id>` | {seconds:.0f} s | {done.returncode} | {tokens(project, run_id):,} |",
+              flush=True)
+    with serve_directory(project / "examples" / "trends") as base:
+        command = [part.replace("{base}", base) for part in TREND_LOCAL]
+        seconds, done = playbook(command, project, env)
+        shown = " ".join(TREND_LOCAL).replace("{base}", "http://127.0.0.1:8000")
+        found = re.search(r"✓ 已完成\S* (\S+)", done.stdout)
+        used = tokens(project, found.group(1)) if found else 0
+        print(f"| `playbook {shown}` | {seconds:.0f} s | {done.returncode} | {used:,} |", flush=True)
+        if done.returncode:
+            print(json.dumps(done.stderr[-800:], ensure_ascii=False))
+    shutil.rmtree(project, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
