@@ -71,7 +71,7 @@ def test_full_2000_reviews_pause_then_approve_with_edit(project_dir: Path, serve
     report = (run_dir / "report.md").read_text(encoding="utf-8")
     assert "人工改写的总结" in report and "共收到 2000 条评论，去重后 1998 条" in report
     shown = cli("runs", "show", run_id, cwd=project_dir)
-    assert "approve by 运营小王" in shown.stdout and "changed: summary" in shown.stdout
+    assert "通过，审核人 运营小王" in shown.stdout and "改动：summary" in shown.stdout
 
 
 def test_kill_during_map_then_resume_repeats_no_finished_batch(project_dir: Path,

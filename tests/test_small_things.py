@@ -111,3 +111,11 @@ def test_local_threads_is_a_setting(project_dir: Path) -> None:
     (project_dir / "playbook.toml").write_text("[local]\nthreads = 0\n", encoding="utf-8")
     with pytest.raises(PlaybookError, match=r"local\.threads"):
         load_project(project_dir)
+
+
+def test_number_filter_scales_to_wan_and_yi_and_labels_decisions() -> None:
+    from runner.dsl.templates import render
+
+    shown = render("${{ 1234567 | number(1, '万') }} ${{ 3200000000 | number(2, '亿') }} ${{ 9000.0 | number }} "
+                   "${{ 'approve' | label }} ${{ 'reject' | label }}", {})
+    assert shown == "123.5万 32亿 9,000 通过 驳回"

@@ -29,34 +29,37 @@ class ScorecardInput(BaseModel):
 
 
 class GoalResult(BaseModel):
-    metric: str
-    target: float
-    actual: float
-    attainment_pct: float = Field(description="actual / target × 100 (target / actual × 100 when lower is better)")
-    met: bool
+    """`title`s are the labels the web page shows for these fields."""
+
+    metric: str = Field(title="指标")
+    target: float = Field(title="目标")
+    actual: float = Field(title="实际")
+    attainment_pct: float = Field(title="达成率（%）", description="actual / target × 100 (target / actual × 100 "
+                                                                   "when lower is better)")
+    met: bool = Field(title="是否达成")
 
 
 class Stage(BaseModel):
-    stage: str
-    total: float
-    from_previous_pct: float | None = Field(description="conversion from the stage above, %")
-    from_top_pct: float | None = Field(description="conversion from the first stage, %")
+    stage: str = Field(title="环节")
+    total: float = Field(title="合计")
+    from_previous_pct: float | None = Field(title="较上一环节（%）", description="conversion from the stage above, %")
+    from_top_pct: float | None = Field(title="较首环节（%）", description="conversion from the first stage, %")
 
 
 class Roi(BaseModel):
-    revenue: float
-    cost: float
-    profit: float
-    roi_pct: float | None = Field(description="(revenue − cost) / cost × 100")
-    roas: float | None = Field(description="revenue / cost")
+    revenue: float = Field(title="收入")
+    cost: float = Field(title="成本")
+    profit: float = Field(title="利润")
+    roi_pct: float | None = Field(title="ROI（%）", description="(revenue − cost) / cost × 100")
+    roas: float | None = Field(title="ROAS", description="revenue / cost")
 
 
 class ScorecardOutput(BaseModel):
-    goals: list[GoalResult]
-    funnel: list[Stage]
-    roi: Roi | None
-    days: int
-    rules: str
+    goals: list[GoalResult] = Field(title="目标达成")
+    funnel: list[Stage] = Field(title="漏斗")
+    roi: Roi | None = Field(title="投入产出")
+    days: int = Field(title="天数")
+    rules: str = Field(title="计算口径")
 
 
 def _column(rows: list[dict[str, Any]], name: str, argument: str) -> list[float]:
