@@ -330,7 +330,7 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
     if existing is None:
         parent.store.create_run(id=run_id, playbook=child.spec.name, path=str(child.path),
                                 source=child.loaded.text, status="running", started_at=time.time(),
-                                inputs=inputs, parent=parent.run_id)
+                                inputs=inputs, parent=parent.run_id, **this_process())
     elif existing["status"] == "done":  # the journal keeps the outputs as they were; the run row is redacted
         recorded = parent.store.journal_get(run_id, CHILD_OUTPUTS, 0, "outputs")
         return (recorded["value"] if recorded is not None else existing["outputs"] or {}), {}
