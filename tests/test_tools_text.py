@@ -53,3 +53,20 @@ def test_clusters_separate_hotels_books_and_laptops(tmp_path: Path) -> None:
     assert purity / len(picked) >= 0.8
     assert all(len(c.examples) == 3 and c.keywords for c in out.clusters)
     assert {r["cluster"] for r in out.rows} == {0, 1, 2}
+
+
+def test_clustering_leaves_the_event_loop_free(tmp_path: Path) -> None:
+    """text.cluster (and dedupe, keywords) run in a worker thread: a run's other work — the first LLM requests
+    of a parallel branch, progress, Ctrl-C — goes on while they compute."""
+    rows = [{"text": REVIEWS[i % len(REVIEWS)]["text"]} for i in range(6000)]
+
+    async def both() -> tuple[int, Any]:
+        ticks = 0
+        task = asyncio.ensure_future(call_tool("text.cluster", {"rows": rows}, run_dir=tmp_path))
+        while not task.done():
+            await asyncio.sleep(0.01)
+            ticks += 1
+        return ticks, task.result()
+
+    ticks, out = asyncio.run(both())
+    assert out.count > 1 and ticks > 10  # on the loop, the ticker would not have run until the tool returned

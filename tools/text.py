@@ -4,6 +4,7 @@ summaries to the model instead of 3,000 comments."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import unicodedata
 from collections import Counter
@@ -88,6 +89,10 @@ class DedupeOutput(BaseModel):
 @tool("text.dedupe")
 async def text_dedupe(args: DedupeInput, ctx: ToolContext) -> DedupeOutput:
     """Remove exact and near-duplicate texts; each kept row says how many it stands for."""
+    return await asyncio.to_thread(dedupe, args)  # seconds of CPU on big inputs: off the event loop
+
+
+def dedupe(args: DedupeInput) -> DedupeOutput:
     texts = _texts(args.rows, args.field)
     keep: list[int] = []
     group_of: dict[str, int] = {}
@@ -158,6 +163,10 @@ class KeywordsOutput(BaseModel):
 @tool("text.keywords")
 async def text_keywords(args: KeywordsInput, ctx: ToolContext) -> KeywordsOutput:
     """Chinese keywords over all texts (jieba TF-IDF), with how many texts mention each."""
+    return await asyncio.to_thread(find_keywords, args)
+
+
+def find_keywords(args: KeywordsInput) -> KeywordsOutput:
     _jieba()
     import jieba.analyse
 
@@ -200,6 +209,10 @@ class ClusterOutput(BaseModel):
 @tool("text.cluster")
 async def text_cluster(args: ClusterInput, ctx: ToolContext) -> ClusterOutput:
     """Group short texts by topic (TF-IDF over jieba words, k-means on unit vectors, fixed seed)."""
+    return await asyncio.to_thread(cluster, args)
+
+
+def cluster(args: ClusterInput) -> ClusterOutput:
     from tools.text_cluster import cluster_texts
 
     texts = _texts(args.rows, args.field)
