@@ -64,6 +64,9 @@ class ConsoleProgress(Hooks):
 
     def on_map_progress(self, **e: Any) -> None:
         total, done = e["total"], e["done"]
+        if e.get("notice"):  # e.g. the model's concurrency limit caps this step's
+            self._stop_bar()
+            self.console.print(f"    [dim]说明[/] {escape(str(e['notice']))}", highlight=False)
         if not self.console.is_terminal:
             now = time.monotonic()
             if done in (0, total) or now - self.last_plain >= 5:

@@ -135,7 +135,7 @@ class EventsFile(Hooks):
         self._write("tool_call", _brief(event))
 
     def on_map_progress(self, **event: Any) -> None:
-        if event.get("done") == event.get("total") or event.get("batch_done"):
+        if event.get("done") == event.get("total") or event.get("batch_done") or event.get("notice"):
             self._write("map_progress", event)
 
     def on_approval(self, **event: Any) -> None:

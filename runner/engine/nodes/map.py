@@ -13,6 +13,19 @@ from runner.engine.nodes.on_error import error_record, failure_bound, fallback, 
 from runner.errors import RunError, TooManyFailures
 
 
+def model_cap(ctx: StepContext, requested: int) -> str | None:
+    """Said once, when the step starts: the model's own concurrency limit (shared by every step calling it)
+    is below what the step asks for, so fewer requests are in flight than the playbook says."""
+    if ctx.step.kind not in ("llm", "agent"):
+        return None
+    alias = ctx.step.model or ctx.run.playbook.spec.defaults.model
+    used, config = ctx.run.project.resolve_model(alias)
+    if config.concurrency >= requested:
+        return None
+    return (f"模型 {used} 的并发上限是 {config.concurrency}（playbook.toml [models.{used}] concurrency），本步要求 "
+            f"{requested}：同时最多 {config.concurrency} 个请求")
+
+
 async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any], list[dict[str, Any]]]:
     """(outputs, items, errors): outputs 1:1 with the input list; items = input merged with its output;
     errors = the items that failed under `on_error` (index, item, message), in input order."""
@@ -25,7 +38,8 @@ async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any], list[dict[str
     if ctx.step.kind != "llm":
         size = 1
     units = [(start, items[start:start + size]) for start in range(0, len(items), size)]
-    limit = asyncio.Semaphore(ctx.step.concurrency or ctx.run.playbook.spec.limits.concurrency)
+    requested = ctx.step.concurrency or ctx.run.playbook.spec.limits.concurrency
+    limit = asyncio.Semaphore(requested)
     outputs: list[Any] = [None] * len(items)
     errors: list[dict[str, Any]] = []
     done = 0
@@ -53,7 +67,8 @@ async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any], list[dict[str
             ctx.run.hooks.on_map_progress(step=ctx.step.id, done=done, total=len(items), batch_done=True,
                                           rate=round(done / elapsed, 2) if elapsed > 0 else None)
 
-    ctx.run.hooks.on_map_progress(step=ctx.step.id, done=0, total=len(items), batch_done=False, rate=None)
+    ctx.run.hooks.on_map_progress(step=ctx.step.id, done=0, total=len(items), batch_done=False, rate=None,
+                                  **({"notice": capped} if (capped := model_cap(ctx, requested)) else {}))
     tasks = [asyncio.ensure_future(run_unit(start, chunk)) for start, chunk in units]
     try:
         await asyncio.gather(*tasks)
