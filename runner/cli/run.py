@@ -45,16 +45,6 @@ def parse_inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
     return values
 
 
-def models_used(playbook: Any) -> set[str]:
-    """Aliases the playbook's LLM and agent steps (and its sub-playbooks') call: only these are
-    resolved up front, so a playbook with no model step prints no note about models."""
-    spec = playbook.spec
-    used = {s.model or spec.defaults.model for s in spec.steps if s.llm is not None or s.agent is not None}
-    for child in playbook.children.values():
-        used |= models_used(child)
-    return used
-
-
 @app.command()
 def run(playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
         input: Annotated[list[str], typer.Option("--input", "-i", help="name=value (repeatable)")] = [],  # noqa: B006
@@ -74,7 +64,7 @@ def run(playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
         project = project_here()
     except PlaybookError as exc:
         raise fail(exc) from None
-    for alias in sorted(models_used(loaded)):
+    for alias in sorted(loaded.model_aliases()):  # only these are resolved up front: no note about unused ones
         project.resolve_model(alias)
     for notice in project.notices:
         err.print(f"[yellow]note[/] {notice}")

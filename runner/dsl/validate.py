@@ -51,6 +51,14 @@ class Playbook:
     def step(self, step_id: str) -> Step:
         return next(s for s in self.spec.steps if s.id == step_id)
 
+    def model_aliases(self) -> set[str]:
+        """Aliases its LLM and agent steps (and its sub-playbooks') call."""
+        spec = self.spec
+        used = {s.model or spec.defaults.model for s in spec.steps if s.llm is not None or s.agent is not None}
+        for child in self.children.values():
+            used |= child.model_aliases()
+        return used
+
 
 def load_and_validate(path: str | Path, text: str | None = None) -> Playbook:
     return validate(load_playbook(path, text))

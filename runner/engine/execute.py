@@ -172,6 +172,7 @@ class Runner:
                               inputs=inputs, max_cost=max_cost, **this_process())
         run = self.store.get_run(run_id)
         assert run is not None
+        self.llm.preload_for(playbook.model_aliases())  # litellm loads while the first steps run
         rc = self._context(run, playbook)
         rc.hooks.on_run_start(run_id=run_id, playbook=playbook.spec.name, inputs=inputs)
         return await self._drive(rc, None, self._initial_state(inputs, now))
@@ -219,6 +220,7 @@ class Runner:
             raise RunError(f"run '{run['id']}' was resumed by another process just now; nothing was started here")
         self.store.update_run(run["id"], status="running", error=None, pending=None, ended_at=None,
                               **this_process())
+        self.llm.preload_for(playbook.model_aliases())
         rc = self._context(run, playbook)
         from langgraph.types import Command
 

@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import random
-import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -130,13 +130,25 @@ def _limiter(alias: str, config: ModelConfig) -> _Limiter:
     return _limiters[key]
 
 
+_LITELLM_READY = threading.Event()  # set once `import litellm` has finished (in whichever thread ran it)
+
+
 def _litellm() -> Any:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
     litellm.suppress_debug_info = True
     litellm.drop_params = True
+    _LITELLM_READY.set()
     return litellm
+
+
+def preload() -> None:
+    """Start importing litellm (seconds of CPU) in a background thread, as soon as a run that will call a
+    remote model starts: loading files, dedupe and clustering overlap it instead of the first call waiting."""
+    if _LITELLM_READY.is_set() or any(t.name == "litellm-import" for t in threading.enumerate()):
+        return
+    threading.Thread(target=_litellm, name="litellm-import", daemon=True).start()
 
 
 class _Retryable(Exception):
@@ -146,6 +158,11 @@ class _Retryable(Exception):
 
 
 class LlmClient:
+    def preload_for(self, aliases: set[str]) -> None:
+        """Preload litellm when any of these model aliases is a remote model."""
+        if any(self.project.resolve_model(alias)[1].model != "local" for alias in aliases):
+            preload()
+
     def __init__(self, project: Project, store: Store | None = None, *,
                  replies: ReplySource | None = None) -> None:
         self.project = project
@@ -241,8 +258,8 @@ class LlmClient:
 
     async def _remote(self, alias: str, config: ModelConfig, request: LlmRequest,
                       messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> LlmReply:
-        if "litellm" not in sys.modules:  # the first import takes seconds: keep the event loop (and Ctrl-C) live
-            await asyncio.to_thread(_litellm)
+        if not _LITELLM_READY.is_set():  # the first import takes seconds: keep the event loop (and Ctrl-C) live
+            await asyncio.to_thread(_litellm)  # (waits on the import lock if the preload thread is mid-import)
         litellm = _litellm()
         kwargs: dict[str, Any] = {"model": config.model, "messages": messages, "timeout": request.timeout,
                                   "num_retries": 0, "max_retries": 0}
