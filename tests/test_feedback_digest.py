@@ -46,7 +46,10 @@ CLUSTER_BATCHES = 6  # 30 clusters in batches of 5
 
 
 def batches_journaled(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT COUNT(*) FROM journal WHERE key LIKE 'batch:%'").fetchone()[0])
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM journal WHERE key LIKE 'batch:%'").fetchone()[0])
+    except sqlite3.OperationalError:  # the run's process has created the file but not its tables yet
+        return 0
 
 
 def run_id_from(output: str) -> str:

@@ -4,6 +4,7 @@ approvals (once), start runs. Runs continue in background tasks of the server's 
 from __future__ import annotations
 
 import asyncio
+import functools
 import glob
 import re
 import time
@@ -80,16 +81,7 @@ class Service:
 
     def output_schemas(self, run: dict[str, Any]) -> dict[str, Any]:
         """Each step's output schema (labels, bounds) from the playbook source the run was started with."""
-        try:
-            playbook = load_and_validate(run["path"], run["source"])
-        except PlaybookError:
-            return {}
-        schemas: dict[str, Any] = dict(playbook.output_schemas)
-        for step in playbook.spec.steps:
-            info = all_tools().get(step.tool or "")
-            if info is not None and info.output_model is not None and step.map is None:
-                schemas[step.id] = inline_refs(info.output_model.model_json_schema())
-        return schemas
+        return step_schemas(run["path"], run["source"])
 
     def steps(self, run_id: str) -> list[dict[str, Any]]:
         """Step events of a run, in order, from its events file (inputs are not journaled there)."""
@@ -199,6 +191,20 @@ class Service:
         """Wait for background runs (tests, shutdown)."""
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+
+@functools.lru_cache(maxsize=64)  # the run page refreshes every few seconds; the source of a run never changes
+def step_schemas(path: str, source: str) -> dict[str, Any]:
+    try:
+        playbook = load_and_validate(path, source)
+    except PlaybookError:
+        return {}
+    schemas: dict[str, Any] = dict(playbook.output_schemas)
+    for step in playbook.spec.steps:
+        info = all_tools().get(step.tool or "")
+        if info is not None and info.output_model is not None and step.map is None:
+            schemas[step.id] = inline_refs(info.output_model.model_json_schema())
+    return schemas
 
 
 def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
