@@ -126,13 +126,13 @@ class EventsFile(Hooks):
         self._write("step_start", event)
 
     def on_step_end(self, **event: Any) -> None:
-        self._write("step_end", _brief(event))
+        self._write("step_end", brief(event))
 
     def on_llm_call(self, **event: Any) -> None:
-        self._write("llm_call", _brief(event))
+        self._write("llm_call", brief(event))
 
     def on_tool_call(self, **event: Any) -> None:
-        self._write("tool_call", _brief(event))
+        self._write("tool_call", brief(event))
 
     def on_map_progress(self, **event: Any) -> None:
         if event.get("done") == event.get("total") or event.get("batch_done") or event.get("notice"):
@@ -146,7 +146,7 @@ class EventsFile(Hooks):
         self.close()
 
 
-def _brief(event: dict[str, Any], limit: int = 2000) -> dict[str, Any]:
+def brief(event: dict[str, Any], limit: int = 2000) -> dict[str, Any]:
     """Step outputs, tool arguments and prompts can be huge (a 10,000-item map); the journal has the
     results, the event a preview."""
     out = dict(event)

@@ -26,6 +26,7 @@ from runner.engine.liveness import process_alive, this_process
 from runner.engine.nodes import STEP_KINDS, RunContext, StepContext
 from runner.engine.nodes.map import run_map
 from runner.engine.nodes.on_error import error_record, fallback, problems_of, tolerable
+from runner.engine.step_log import StepLog
 from runner.errors import DecisionTaken, NoSuchRun, RunCancelled, RunError, interrupted
 from runner.models.llm import LlmClient
 from runner.registry import ToolFixtures, close_resources, run_started
@@ -155,7 +156,7 @@ class Runner:
         run_dir = self.project.run_dir(run["id"].split(".")[0])
         redact = Redactor(self.project.secret_values() +
                           [os.environ.get(n, "") for n in playbook.spec.secrets])
-        hooks = HookList([EventsFile(run_dir / "events.jsonl", redact), *self.hooks], redact)
+        hooks = HookList([EventsFile(run_dir / "events.jsonl", redact), StepLog(self.store), *self.hooks], redact)
         max_cost = run["max_cost"] if run["max_cost"] is not None else playbook.spec.limits.max_cost
         return RunContext(run_id=run["id"], playbook=playbook, project=self.project, store=self.store,
                           llm=self.llm, hooks=hooks, redact=redact, run_dir=run_dir,

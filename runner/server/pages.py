@@ -94,10 +94,25 @@ async def runs_page(request: Request) -> Response:
 async def run_page(request: Request) -> Response:
     svc = service(request)
     run = svc.view(svc.run(request.path_params["run_id"]))
+    steps = [{**row, "progress": f"{row['done']:,}/{row['total']:,} 项" if row["total"] is not None else None}
+             for row in svc.step_rows(run["id"])] or _steps_from_events(svc, run["id"])
+    for step in steps:  # a step the run stopped in (an approval it waits at, an error, a kill) says so
+        if step["status"] == "running" and run["shown_status"] != "running":
+            step["status"] = run["shown_status"]
+    approvals = [{**a, "when": _when(a["at"])} for a in svc.store.approvals(run["id"])]
+    schemas = svc.output_schemas(run)
+    return page(request, "run.html", run=run, steps=steps, approvals=approvals, artifacts=svc.artifacts(run["id"]),
+                schemas=schemas,
+                started=_when(run["started_at"]), duration=_seconds(run["duration"]),
+                refresh=3 if run["shown_status"] == "running" else None)
+
+
+def _steps_from_events(svc: Service, run_id: str) -> list[dict[str, Any]]:
+    """A run recorded before the steps table: its steps from events.jsonl."""
     steps: list[dict[str, Any]] = []
     progress: dict[str, str] = {}
     asked: dict[str, Any] = {}
-    for event in svc.steps(run["id"]):
+    for event in svc.steps(run_id):
         if event["event"] == "map_progress":
             progress[event["step"]] = f"{event['done']}/{event['total']} 项"
         elif event["event"] in ("tool_call", "llm_call"):  # what the step was given: its first call's
@@ -105,12 +120,7 @@ async def run_page(request: Request) -> Response:
         elif event["event"] == "step_end":
             given = asked.pop(event["step"], None)
             steps.append({**event, "progress": progress.get(event["step"]), "given": given})
-    approvals = [{**a, "when": _when(a["at"])} for a in svc.store.approvals(run["id"])]
-    schemas = svc.output_schemas(run)
-    return page(request, "run.html", run=run, steps=steps, approvals=approvals, artifacts=svc.artifacts(run["id"]),
-                schemas=schemas,
-                started=_when(run["started_at"]), duration=_seconds(run["duration"]),
-                refresh=3 if run["shown_status"] == "running" else None)
+    return steps
 
 
 async def resume_post(request: Request) -> Response:

@@ -16,7 +16,7 @@ from runner.config import Project
 from runner.dsl.inputs import resolve_inputs
 from runner.dsl.output_schema import to_model
 from runner.dsl.validate import Playbook, load_and_validate
-from runner.engine import liveness
+from runner.engine import liveness, step_log
 from runner.engine.approvals import EditError, apply_edits, diff
 from runner.engine.events import Hooks, position
 from runner.engine.execute import Runner, new_run_id
@@ -76,15 +76,22 @@ class Service:
         crashed) or it was stopped by Ctrl-C; its clock stops at its last event; `reached` says where it was."""
         run_dir = self.project.run_dir(run["id"].split(".")[0])
         shown = shown_status(run)
-        reached = position(run_dir / "events.jsonl", run["id"]) if shown in ("interrupted", "running") else None
+        reached = None
+        if shown in ("interrupted", "running"):  # the steps table; a run from before it: the events file's tail
+            reached = step_log.reached(self.store.step_rows(run["id"])) or \
+                position(run_dir / "events.jsonl", run["id"])
         return {**run, "shown_status": shown, "duration": liveness.duration(run, run_dir), "reached": reached}
 
     def output_schemas(self, run: dict[str, Any]) -> dict[str, Any]:
         """Each step's output schema (labels, bounds) from the playbook source the run was started with."""
         return step_schemas(run["path"], run["source"])
 
+    def step_rows(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's steps as the store keeps them (status, time, usage, map progress, first input, output)."""
+        return self.store.step_rows(run_id)
+
     def steps(self, run_id: str) -> list[dict[str, Any]]:
-        """Step events of a run, in order, from its events file (inputs are not journaled there)."""
+        """Step events of a run, in order, from its events file: for runs recorded before the steps table."""
         import json
 
         events = self.project.run_dir(run_id.split(".")[0]) / "events.jsonl"
@@ -199,8 +206,11 @@ def step_schemas(path: str, source: str) -> dict[str, Any]:
         playbook = load_and_validate(path, source)
     except PlaybookError:
         return {}
-    schemas: dict[str, Any] = dict(playbook.output_schemas)
+    schemas: dict[str, Any] = {}
     for step in playbook.spec.steps:
+        if step.id in playbook.output_schemas:  # a map's output is the list of its items' outputs
+            schema = playbook.output_schemas[step.id]
+            schemas[step.id] = {"type": "array", "items": schema} if step.map is not None else schema
         info = all_tools().get(step.tool or "")
         if info is not None and info.output_model is not None and step.map is None:
             schemas[step.id] = inline_refs(info.output_model.model_json_schema())

@@ -34,6 +34,10 @@ CREATE TABLE IF NOT EXISTS schedule_fires (
 CREATE TABLE IF NOT EXISTS decisions (
   run_id TEXT NOT NULL, step TEXT NOT NULL, visit INTEGER NOT NULL, decision TEXT NOT NULL, at REAL NOT NULL,
   PRIMARY KEY (run_id, step, visit));
+CREATE TABLE IF NOT EXISTS steps (
+  run_id TEXT NOT NULL, step TEXT NOT NULL, visit INTEGER NOT NULL, status TEXT NOT NULL, started REAL NOT NULL,
+  seconds REAL, llm_calls INTEGER, tokens_in INTEGER, tokens_out INTEGER, cost REAL, done INTEGER,
+  total INTEGER, given TEXT, output TEXT, PRIMARY KEY (run_id, step, visit));
 CREATE TABLE IF NOT EXISTS approvals (
   run_id TEXT NOT NULL, step TEXT NOT NULL, visit INTEGER NOT NULL, action TEXT NOT NULL,
   by TEXT NOT NULL, at REAL NOT NULL, comment TEXT, edits TEXT, diff TEXT);
@@ -225,6 +229,26 @@ class SqliteStore:
         rows = self._exec("SELECT decision FROM decisions WHERE run_id=? AND step=? AND visit=?",
                           (run_id, step, visit))
         return json.loads(rows[0][0]) if rows else None
+
+    # steps: what the run page shows, kept as the run goes (so a refresh never re-reads events.jsonl)
+    def step_started(self, run_id: str, step: str, visit: int) -> None:
+        self._exec("INSERT OR REPLACE INTO steps (run_id, step, visit, status, started) VALUES (?, ?, ?, 'running', ?)",
+                   (run_id, step, visit, time.time()))
+
+    def step_update(self, run_id: str, step: str, **fields: Any) -> None:
+        """Update the step's latest visit; `given` is kept from its first call only."""
+        sets = ", ".join("given = COALESCE(given, ?)" if n == "given" else f"{n} = ?" for n in fields)
+        self._exec(f"UPDATE steps SET {sets} WHERE run_id = ? AND step = ? AND visit = "
+                   "(SELECT MAX(visit) FROM steps WHERE run_id = ? AND step = ?)",
+                   (*fields.values(), run_id, step, run_id, step))
+
+    def step_rows(self, run_id: str) -> list[dict[str, Any]]:
+        names = ("step", "visit", "status", "started", "seconds", "llm_calls", "tokens_in", "tokens_out", "cost",
+                 "done", "total", "given", "output")
+        rows = self._exec(f"SELECT {', '.join(names)} FROM steps WHERE run_id = ? ORDER BY started, rowid",
+                          (run_id,))
+        return [{k: (json.loads(v) if k in ("given", "output") and v else v) for k, v in zip(names, r, strict=True)}
+                for r in rows]
 
     def approvals(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._exec("SELECT step, visit, action, by, at, comment, edits, diff FROM approvals "

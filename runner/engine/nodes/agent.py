@@ -92,7 +92,7 @@ async def _call_tool(ctx: StepContext, tools: dict[str, ToolInfo], call: dict[st
     except (ValueError, OSError, LookupError) as exc:
         return f"error: {info.name}: {exc}"
     finally:
-        ctx.run.hooks.on_tool_call(step=ctx.step.id, tool=info.name, via="agent",
+        ctx.run.hooks.on_tool_call(run_id=ctx.run.run_id, step=ctx.step.id, tool=info.name, via="agent",
                                    seconds=round(time.monotonic() - started, 3))
     data = result.model_dump(mode="json") if isinstance(result, pydantic.BaseModel) else result
     text = json.dumps(data, ensure_ascii=False, default=str)

@@ -55,7 +55,7 @@ class RunContext:
         that crossed `max_cost` is still journaled and never paid for twice. The prompt goes to the
         events (shortened and redacted there) so a run's page can show what a step was asked."""
         if result.cached:
-            self.hooks.on_llm_call(step=step, model=result.model, cached=True, tokens_in=0,
+            self.hooks.on_llm_call(run_id=self.run_id, step=step, model=result.model, cached=True, tokens_in=0,
                                    tokens_out=0, cost=0.0, seconds=round(seconds, 3), prompt=prompt)
             return
         self.tokens_in += result.tokens_in
@@ -63,7 +63,7 @@ class RunContext:
         self.llm_calls += result.calls
         self.spent += result.cost
         self.store.add_usage(self.run_id, result.tokens_in, result.tokens_out, result.cost)
-        self.hooks.on_llm_call(step=step, model=result.model, cached=False, calls=result.calls,
+        self.hooks.on_llm_call(run_id=self.run_id, step=step, model=result.model, cached=False, calls=result.calls,
                                tokens_in=result.tokens_in, tokens_out=result.tokens_out,
                                cost=round(result.cost, 6), seconds=round(seconds, 3), prompt=prompt)
 

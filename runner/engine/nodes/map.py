@@ -64,10 +64,11 @@ async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any], list[dict[str
             outputs[start:start + len(chunk)] = results
             done += len(chunk)
             elapsed = time.monotonic() - started
-            ctx.run.hooks.on_map_progress(step=ctx.step.id, done=done, total=len(items), batch_done=True,
-                                          rate=round(done / elapsed, 2) if elapsed > 0 else None)
+            ctx.run.hooks.on_map_progress(run_id=ctx.run.run_id, step=ctx.step.id, done=done, total=len(items),
+                                          batch_done=True, rate=round(done / elapsed, 2) if elapsed > 0 else None)
 
-    ctx.run.hooks.on_map_progress(step=ctx.step.id, done=0, total=len(items), batch_done=False, rate=None,
+    ctx.run.hooks.on_map_progress(run_id=ctx.run.run_id, step=ctx.step.id, done=0, total=len(items),
+                                  batch_done=False, rate=None,
                                   **({"notice": capped} if (capped := model_cap(ctx, requested)) else {}))
     tasks = [asyncio.ensure_future(run_unit(start, chunk)) for start, chunk in units]
     try:

@@ -21,7 +21,8 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
     raw = ctx.render(ctx.step.with_ or {}, item, with_item=with_item, what="with")
     used, fixed = ctx.fixture_for(info.name, raw)
     if fixed is not None:
-        ctx.run.hooks.on_tool_call(step=ctx.step.id, tool=info.name, args=raw, seconds=0.0, fixture=True)
+        ctx.run.hooks.on_tool_call(run_id=ctx.run.run_id, step=ctx.step.id, tool=info.name, args=raw,
+                                   seconds=0.0, fixture=True)
         return fixed[0]
     try:
         args = info.input_model.model_validate(used)
@@ -41,7 +42,7 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
                            details=getattr(exc, "details", None)) from None
         except (ValueError, OSError, LookupError) as exc:
             raise RunError(f"{info.name}: {exc}", step=ctx.step.id) from None
-        ctx.run.hooks.on_tool_call(step=ctx.step.id, tool=info.name, args=raw,
+        ctx.run.hooks.on_tool_call(run_id=ctx.run.run_id, step=ctx.step.id, tool=info.name, args=raw,
                                    seconds=round(time.monotonic() - started, 3))
         if isinstance(result, pydantic.BaseModel):
             return result.model_dump(mode="json")
