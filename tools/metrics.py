@@ -3,7 +3,9 @@ Chinese labels. Numbers are computed here, deterministically — never by the LL
 
 from __future__ import annotations
 
+import asyncio
 import statistics
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
@@ -290,6 +292,18 @@ NO_CJK_FONT = ("no CJK font is installed, so Chinese labels would show as boxes.
 @tool("metrics.chart")
 async def metrics_chart(args: ChartInput, ctx: ToolContext) -> ChartOutput:
     """A line chart as PNG, Chinese labels rendered with a CJK font, anomalies marked."""
+    return await asyncio.to_thread(_draw, args, ctx)  # off the event loop
+
+
+_PLOT_LOCK = threading.Lock()  # pyplot keeps global state: one chart at a time, in a worker thread
+
+
+def _draw(args: ChartInput, ctx: ToolContext) -> ChartOutput:
+    with _PLOT_LOCK:
+        return _draw_unlocked(args, ctx)
+
+
+def _draw_unlocked(args: ChartInput, ctx: ToolContext) -> ChartOutput:
     import matplotlib
 
     matplotlib.use("Agg")

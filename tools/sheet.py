@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +50,10 @@ class SheetReadOutput(BaseModel):
 @tool("sheet.read")
 async def sheet_read(args: SheetReadInput, ctx: ToolContext) -> SheetReadOutput:
     """Read rows from a csv, xlsx or jsonl file."""
+    return await asyncio.to_thread(_read, args, ctx)  # a 200,000-row workbook takes seconds: off the event loop
+
+
+def _read(args: SheetReadInput, ctx: ToolContext) -> SheetReadOutput:
     rows = read_rows(args.path, ctx, sheet=args.sheet, encoding=args.encoding)
     if not rows and not args.allow_empty:
         raise ToolArgumentError("path", f"'{args.path}' has no rows; check the export (or set allow_empty: true "
@@ -175,6 +181,21 @@ class SheetWriteOutput(BaseModel):
 async def sheet_write(args: SheetWriteInput, ctx: ToolContext) -> SheetWriteOutput:
     """Write rows to an xlsx (styled header, frozen, sized columns), csv or jsonl file."""
     target = ctx.artifact_path(args.path)
+    with _LOCKS_LOCK:
+        lock = _FILE_LOCKS.setdefault(target, threading.Lock())
+
+    def write() -> SheetWriteOutput:
+        with lock:  # two steps writing sheets of one workbook at once: each rebuild sees the other's sheet
+            return _write(args, ctx, target)
+
+    return await asyncio.to_thread(write)  # rebuilding a big workbook takes seconds: off the event loop
+
+
+_FILE_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def _write(args: SheetWriteInput, ctx: ToolContext, target: Path) -> SheetWriteOutput:
     suffix = target.suffix.lower()
     if suffix not in (".xlsx", ".csv", ".jsonl"):
         raise ToolArgumentError("path", f"'{args.path}': unsupported file type '{suffix}'; use .xlsx, .csv or .jsonl")
