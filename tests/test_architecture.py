@@ -183,3 +183,19 @@ def test_the_checker_finds_runner_importing_tools(tmp_path: Path) -> None:
     root = write_tree(tmp_path, {"runner/server.py": "def f():\n    from tools.notify import payload\n",
                                  "tools/notify.py": "payload = 1\n"})
     assert runner_imports_tools(imports(root)[0]) == ["runner.server imports tools.notify"]
+
+
+def test_validate_and_help_load_no_engine_model_or_network_library() -> None:
+    """`playbook --help` and `playbook validate` stay light: litellm, langgraph and httpx (and the heavy tool
+    libraries) load only when a run needs them."""
+    import subprocess
+    import sys
+
+    heavy = ("litellm", "langgraph", "httpx", "openpyxl", "sklearn", "jieba", "matplotlib", "lxml", "playwright")
+    probe = ("import sys\nsys.argv = ['playbook', *sys.argv[1:]]\nfrom runner.cli import main\ntry:\n    main()\n"
+             "except SystemExit:\n    pass\n"
+             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})), file=sys.stderr)\n")
+    for args in (["--help"], ["validate", "playbooks/feedback_digest.yaml"]):
+        done = subprocess.run([sys.executable, "-c", probe, *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
+        assert done.stderr.strip().splitlines()[-1] == "[]", (args, done.stderr[-500:])

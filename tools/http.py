@@ -7,12 +7,13 @@ import asyncio
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from runner.registry import ToolArgumentError, ToolContext
+
+if TYPE_CHECKING:  # httpx loads when a request is made, not when `playbook validate` lists tools
+    import httpx
 
 USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
               "Chrome/126.0 Safari/537.36 playbook-runner/0.1")
@@ -98,6 +99,8 @@ async def fetch(url: str, ctx: ToolContext, *, timeout: float | None = None) -> 
     headers = {"User-Agent": (web.user_agent if web and web.user_agent else USER_AGENT),
                "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}
     last_error, kind = "", "connection"
+    import httpx
+
     for attempt in range(retries):
         semaphore = await _gate.enter(host, per_host, delay)
         try:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from runner.registry import ToolArgumentError, ToolContext, tool
 from tools.http import USER_AGENT, FetchFailed, HttpStatusError, check_url
+
+if TYPE_CHECKING:  # httpx loads when a request is made, not when `playbook validate` lists tools
+    import httpx
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 MAX_REDIRECTS = 10
@@ -58,6 +60,8 @@ async def http_request(args: RequestInput, ctx: ToolContext) -> RequestOutput:
     timeout = args.timeout or (web.timeout if web else 20.0)
     attempts = 1 + (args.retries if args.retries is not None else max(0, (web.retries if web else 3) - 1))
     headers = {"User-Agent": web.user_agent if web and web.user_agent else USER_AGENT, **args.headers}
+    import httpx
+
     async with httpx.AsyncClient(follow_redirects=False, timeout=timeout) as client:
         for attempt in range(attempts):
             try:

@@ -8,14 +8,16 @@ import hmac
 import os
 import time
 import urllib.parse
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner.chat import payload
 from runner.registry import ToolContext, tool
 from tools.http import check_url
+
+if TYPE_CHECKING:  # httpx loads when a request is made, not when `playbook validate` lists tools
+    pass
 
 Platform = Literal["feishu", "lark", "dingtalk", "wecom", "slack"]
 
@@ -82,6 +84,8 @@ async def notify_webhook(args: NotifyInput, ctx: ToolContext) -> NotifyOutput:
     elif secret and platform in ("feishu", "lark"):
         stamp = str(int(time.time()))
         body = {"timestamp": stamp, "sign": signature(secret, stamp, platform), **body}
+    import httpx
+
     async with httpx.AsyncClient(timeout=15) as client:
         try:
             response = await client.post(url, json=body)
