@@ -23,24 +23,19 @@ def status(word: Any) -> str:
     return STATUS.get(str(word), str(word)) if word is not None else "—"
 
 
-def number(value: Any, *, decimals: int = 2, unit: str = "") -> str:
-    """9000.0 → '9,000'; 0.123456 → '0.12'; 1234567 → '1,234,567'; with unit='万': 123456 → '12.35 万'.
-    Booleans are 是/否; NaN and infinities say so; anything else is returned as text."""
+def number(value: Any, decimals: int = 2, suffix: str = "") -> str:
+    """9000.0 → '9,000'; 0.12345 → '0.12'; None → '—'; booleans 是/否: numbers as a report shows them. The
+    suffix (e.g. '%') follows a number only, never the dash; '万' or '亿' also scales: 1234567, 1, '万' →
+    '123.5万'. The page's and the templates' `number` filter both come here."""
     if isinstance(value, bool):
         return "是" if value else "否"
     if not isinstance(value, int | float):
-        return str(value)
+        return "—" if value is None else str(value)
     if isinstance(value, float) and not math.isfinite(value):
         return "无穷" if math.isinf(value) else "无"
-    scale = {"万": 1e4, "亿": 1e8}.get(unit, 1.0)
-    scaled = value / scale
-    if isinstance(scaled, float) and scaled.is_integer() and abs(scaled) < 1e15:
-        text = f"{int(scaled):,}"
-    elif isinstance(scaled, float):
-        text = f"{scaled:,.{decimals}f}".rstrip("0").rstrip(".")
-    else:
-        text = f"{scaled:,}"
-    return f"{text} {unit}" if unit else text
+    rounded = round(float(value / {"万": 1e4, "亿": 1e8}.get(suffix, 1)), decimals)
+    text = f"{rounded:,.0f}" if rounded == int(rounded) else f"{rounded:,.{decimals}f}".rstrip("0")
+    return text + suffix
 
 
 def readable(value: Any, limit: int = 200) -> str:

@@ -11,9 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from runner.config import Project
-from runner.engine.events import position
 from runner.engine.liveness import duration, shown_status
 from runner.engine.nodes.on_error import describe
+from runner.engine.step_log import where_it_stopped
 from runner.errors import NoSuchRun
 from runner.store import SqliteStore
 from runner.wording import readable, status
@@ -83,7 +83,7 @@ def show_run(out: Console, project: Project, run_id: str) -> None:
               f"{run['tokens_out']:,}   费用：{run['cost']:.4f}", markup=False)
     out.print("输入：" + readable(run["inputs"], 600), markup=False)
     if shown == "interrupted" and run["status"] == "running":
-        reached = position(project.run_dir(run["id"].split(".")[0]) / "events.jsonl", run["id"])
+        reached = where_it_stopped(store, project.run_dir(run["id"].split(".")[0]), run["id"])
         where = f"，停在步骤 {reached['step']}" if reached else ""
         if reached and reached.get("total"):
             where += f"（已完成 {reached['done']:,} / {reached['total']:,} 项）"

@@ -19,7 +19,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from runner.dsl import sandbox
-from runner.wording import status
+from runner.wording import number, status
 
 _LONE = re.compile(r"^\s*\$\{\{((?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
 
@@ -74,15 +74,8 @@ def _cross(left: Any, right: Any, left_name: str = "a", right_name: str = "b") -
 
 
 def _number(value: Any, decimals: int = 2, suffix: str = "") -> str:
-    """7269.0 → '7,269'; 0.12345 → '0.12'; None → '—': numbers as a report shows them. The suffix
-    (e.g. '%') follows a number only, never the dash; '万' or '亿' also scales: 1234567 | number(1, '万') →
-    '123.5万'."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return "—" if value is None else str(value)
-    value = value / {"万": 1e4, "亿": 1e8}.get(suffix, 1)
-    rounded = round(float(value), decimals)
-    text = f"{rounded:,.0f}" if rounded == int(rounded) else f"{rounded:,.{decimals}f}".rstrip("0")
-    return text + suffix
+    """The `number` filter: `wording.number`, except that a boolean stays as written in a template."""
+    return str(value) if isinstance(value, bool) else number(value, decimals, suffix)
 
 
 def _rank_by(rows: Any, fields: list[str]) -> list[dict[str, Any]]:

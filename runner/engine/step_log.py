@@ -5,9 +5,10 @@ the store as the run goes. The run page and `runs show` read it instead of re-re
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from runner.engine.events import Hooks, brief
+from runner.engine.events import Hooks, brief, position
 from runner.store import Store
 
 
@@ -54,3 +55,8 @@ def reached(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     if row.get("total") is not None:
         found.update(done=row["done"], total=row["total"])
     return found
+
+
+def where_it_stopped(store: Store, run_dir: Path, run_id: str) -> dict[str, Any] | None:
+    """`reached` from the steps table; for a run recorded before it, from its events file's tail."""
+    return reached(store.step_rows(run_id)) or position(run_dir / "events.jsonl", run_id)

@@ -18,7 +18,7 @@ from runner.dsl.output_schema import to_model
 from runner.dsl.validate import Playbook, load_and_validate
 from runner.engine import liveness, step_log
 from runner.engine.approvals import EditError, apply_edits, diff
-from runner.engine.events import Hooks, position
+from runner.engine.events import Hooks
 from runner.engine.execute import Runner, new_run_id
 from runner.engine.liveness import shown_status, this_process
 from runner.errors import DecisionTaken, PlaybookError, RunError
@@ -78,8 +78,7 @@ class Service:
         shown = shown_status(run)
         reached = None
         if shown in ("interrupted", "running"):  # the steps table; a run from before it: the events file's tail
-            reached = step_log.reached(self.store.step_rows(run["id"])) or \
-                position(run_dir / "events.jsonl", run["id"])
+            reached = step_log.where_it_stopped(self.store, run_dir, run["id"])
         return {**run, "shown_status": shown, "duration": liveness.duration(run, run_dir), "reached": reached}
 
     def output_schemas(self, run: dict[str, Any]) -> dict[str, Any]:
