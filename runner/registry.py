@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 import typing
 from collections.abc import Awaitable, Callable
@@ -148,9 +149,13 @@ def tool(name: str) -> Callable[[ToolFunction], ToolFunction]:
     return register
 
 
+_LAZY: dict[str, str] = {}  # tool name → the module that registers it, imported on first use
+
+
 def _load_plugins() -> None:
     """Every tool package, the built-in `tools` included, comes in through the entry-point group: the
-    registry names none of them."""
+    registry names none of them. A package with a `TOOL_MODULES` catalog (tool name → module) has its
+    modules imported when one of their tools is first needed; any other registers its tools on import."""
     global _loaded
     if _loaded:
         return
@@ -161,17 +166,33 @@ def _load_plugins() -> None:
             f"'{ENTRY_POINT_GROUP}'. The package metadata is missing or stale; reinstall the project "
             "(`pip install -e .` in the clone, or `./scripts/setup`)")
     for ep in found:
-        ep.load()
+        catalog = getattr(ep.load(), "TOOL_MODULES", None)
+        if isinstance(catalog, dict):
+            _LAZY.update({str(name): str(module) for name, module in catalog.items() if name not in _TOOLS})
     _loaded = True
+
+
+def tool_names() -> set[str]:
+    """Every tool's name, without importing the modules of lazily loaded ones."""
+    _load_plugins()
+    return set(_TOOLS) | set(_LAZY)
 
 
 def all_tools() -> dict[str, ToolInfo]:
     _load_plugins()
+    for name in list(_LAZY):
+        get_tool(name)
     return dict(sorted(_TOOLS.items()))
 
 
 def get_tool(name: str) -> ToolInfo:
-    tools = all_tools()
-    if name not in tools:
-        raise KeyError(f"unknown tool '{name}'{did_you_mean(name, tools)}")
-    return tools[name]
+    _load_plugins()
+    if name not in _TOOLS and name in _LAZY:
+        module = _LAZY.pop(name)
+        importlib.import_module(module)
+        if name not in _TOOLS:
+            raise PlaybookError(f"tool '{name}': its package lists it in {module}, which does not register it; "
+                                "the package's TOOL_MODULES catalog is out of date")
+    if name not in _TOOLS:
+        raise KeyError(f"unknown tool '{name}'{did_you_mean(name, tool_names())}")
+    return _TOOLS[name]

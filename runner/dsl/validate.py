@@ -18,7 +18,7 @@ from runner.dsl.spec import PlaybookSpec, Step
 from runner.dsl.topology import END, Topology, build_topology, error_target, is_routing
 from runner.errors import Diagnostic, PlaybookError, PlaybookValidationError, did_you_mean
 from runner.messages import kind_of, merged
-from runner.registry import all_tools
+from runner.registry import get_tool, tool_names
 
 ROOT_NAMES = {"inputs", "steps", "run", "env", "secrets", "approval"}
 JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop", "true", "false",
@@ -195,8 +195,8 @@ class _Checker:
         if len(parts) in (2, 3) and parts[0] == "steps" and parts[1] in self.ids and parts[2:] in ([], ["output"]):
             step = self.playbook.step(parts[1])
             model = self.playbook.output_models.get(step.id)
-            if step.tool is not None and step.map is None and step.tool in all_tools():
-                model = all_tools()[step.tool].output_model
+            if step.tool is not None and step.map is None and step.tool in tool_names():
+                model = get_tool(step.tool).output_model
             return set(model.model_fields) if model is not None and step.map is None else None
         return None
 
@@ -212,7 +212,7 @@ class _Checker:
 
     def check_agent(self, i: int, step: Step) -> None:
         assert step.agent is not None
-        tools = all_tools()
+        tools = tool_names()
         for j, name in enumerate(step.agent.tools):
             if name not in tools:
                 self.error(("steps", i, "agent", "tools", j),
@@ -231,12 +231,12 @@ class _Checker:
 
     def check_tool(self, i: int, step: Step) -> None:
         assert step.tool is not None
-        tools = all_tools()
+        tools = tool_names()
         if step.tool not in tools:
             self.error(("steps", i, "tool"),
                        f"step '{step.id}': unknown tool '{step.tool}'{did_you_mean(step.tool, tools)}")
             return
-        model = tools[step.tool].input_model
+        model = get_tool(step.tool).input_model
         args = step.with_ or {}
         fields = {f.alias or n: f for n, f in model.model_fields.items()}
         for name, value in args.items():
@@ -354,7 +354,7 @@ class _Checker:
         if step.map is not None:
             return fields | {"items", "errors"}
         if step.tool is not None:
-            out = all_tools()[step.tool].output_model
+            out = get_tool(step.tool).output_model if step.tool in tool_names() else None
             return fields | set(out.model_fields) if out else None
         if step.llm is not None or step.agent is not None:
             model = self.playbook.output_models.get(step.id)
@@ -377,6 +377,7 @@ class _Checker:
                            f"step '{step_id}' waits for '{routing[0]}', which routes (switch, goto or "
                            "on_reject), together with other steps; put a plain step in between")
         for component in topo.cycles():
+            self.check_loop_joins(component)
             has_goto = any(t in component for s in component for t in topo.loop_routes.get(s, []))
             guarded = any(by_id[s][1].max_visits for s in component)
             if has_goto and not guarded:
@@ -391,6 +392,23 @@ class _Checker:
             if step_id not in reached:
                 self.error(("steps", by_id[step_id][0], "id"),
                            f"step '{step_id}' is unreachable: no step leads to it (add `needs` or a goto)")
+
+
+    def check_loop_joins(self, loop: list[str]) -> None:
+        """A step in a loop that waits for a step of the loop and one outside it would wait forever the
+        second time round (only the loop's steps run again) and the run would end short of it."""
+        topo = self.playbook.topology
+        index = {s.id: i for i, s in enumerate(self.spec.steps)}
+        for step_id in loop:
+            inside = [d for d in topo.deps[step_id] if d in loop]
+            outside = [d for d in topo.deps[step_id] if d not in loop]
+            if inside and outside:
+                cycle = " → ".join([*loop, loop[0]])
+                self.error(("steps", index[step_id], "needs"),
+                           f"step '{step_id}' is in the loop {cycle} and waits for '{inside[0]}' and for "
+                           f"'{outside[0]}', which is outside the loop: the second time round only "
+                           f"'{inside[0]}' runs again, so '{step_id}' would never run. Move '{outside[0]}' "
+                           f"into the needs of '{loop[0]}' (the loop's first step) or of a step before it")
 
 
 def _has_template(value: Any) -> bool:

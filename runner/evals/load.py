@@ -18,7 +18,7 @@ from runner.errors import Diagnostic, LoadError, PlaybookError, did_you_mean
 from runner.evals.paths import PathSyntaxError, parse_path
 from runner.evals.suite import CaseSpec, Dataset, SuiteSpec
 from runner.messages import merged
-from runner.registry import all_tools
+from runner.registry import tool_names
 
 
 class SuiteError(PlaybookError):
@@ -89,7 +89,7 @@ def _check_references(suite: Suite, data: dict[str, Any]) -> list[Diagnostic]:
     source, spec = suite.source, suite.playbook.spec
     steps = {s.id: s for s in spec.steps}
     approvals = [s.id for s in spec.steps if s.kind == "approval"]
-    tools = all_tools()
+    tools = tool_names()
     problems: list[Diagnostic] = []
     seen: set[str] = set()
     for where, case in _case_locations(suite, data):

@@ -23,6 +23,7 @@ from runner.config import LOCAL, ModelConfig, Project
 from runner.dsl.spec import Retry
 from runner.errors import RunError
 from runner.messages import summarise
+from runner.models import openai_compatible
 from runner.store import Store
 
 MAX_REPAIRS = 2
@@ -120,7 +121,6 @@ class _Limiter:
 
 
 _limiters: dict[tuple[str, int], _Limiter] = {}
-_UNPRICED: set[str] = set()
 
 
 def _limiter(alias: str, config: ModelConfig) -> _Limiter:
@@ -261,53 +261,64 @@ class LlmClient:
         if not _LITELLM_READY.is_set():  # the first import takes seconds: keep the event loop (and Ctrl-C) live
             await asyncio.to_thread(_litellm)  # (waits on the import lock if the preload thread is mid-import)
         litellm = _litellm()
-        kwargs: dict[str, Any] = {"model": config.model, "messages": messages, "timeout": request.timeout,
-                                  "num_retries": 0, "max_retries": 0}
-        if config.api_base:
-            kwargs["api_base"] = config.api_base
-        if (key_env := config.key_env()) and os.environ.get(key_env):
-            kwargs["api_key"] = os.environ[key_env]
-        elif config.api_base:
-            kwargs["api_key"] = "none"  # OpenAI-compatible local servers often need no key
-        for name in ("temperature", "max_tokens"):
-            if getattr(request, name) is not None:
-                kwargs[name] = getattr(request, name)
+        api_key = os.environ.get(key_env, "") if (key_env := config.key_env()) else ""
+        if not api_key and config.api_base:
+            api_key = "none"  # OpenAI-compatible local servers often need no key
+        params: dict[str, Any] = {"messages": messages, "timeout": request.timeout,
+                                  "temperature": request.temperature, "max_tokens": request.max_tokens}
         if schema is not None and not request.tools:
-            kwargs["response_format"] = _response_format(litellm, config, schema)
+            params["response_format"] = _response_format(config.model, config.structured_output, schema)
         if request.tools:
-            kwargs["tools"] = request.tools
-            # litellm routes any call with tools through its MCP bridge, which needs the optional `mcp`
-            # package; our tools are plain functions, so skip it
-            kwargs["_skip_mcp_handler"] = True
+            params["tools"] = request.tools
         try:
-            response = await litellm.acompletion(**kwargs)
+            if openai_compatible.handles(config):
+                reply = await openai_compatible.chat(config, api_key, params)
+                text, calls, tokens_in, tokens_out = reply.text, reply.tool_calls, reply.tokens_in, reply.tokens_out
+            else:
+                text, calls, tokens_in, tokens_out = await _through_litellm(litellm, config, api_key, params)
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise _Retryable(f"malformed response: {exc}", None) from None
         except Exception as exc:
             raise _classify(exc, alias, config, request.step) from None
-        try:
-            message = response.choices[0].message
-            text = message.content or ""
-            calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments or "{}"}
-                     for c in (getattr(message, "tool_calls", None) or [])]
-        except (AttributeError, IndexError) as exc:
-            raise _Retryable(f"malformed response: {exc}", None) from None
-        usage = getattr(response, "usage", None)
-        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
-        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
-        cost = self._cost(litellm, config, response, tokens_in, tokens_out)
-        return LlmReply(text, calls, tokens_in, tokens_out, cost)
+        return LlmReply(text, calls, tokens_in, tokens_out, self._cost(config, tokens_in, tokens_out))
 
-    def _cost(self, litellm: Any, config: ModelConfig, response: Any, tokens_in: int, tokens_out: int
-              ) -> float:
+    def _cost(self, config: ModelConfig, tokens_in: int, tokens_out: int) -> float:
         if config.input_price is not None or config.output_price is not None:
             return (tokens_in * (config.input_price or 0) + tokens_out * (config.output_price or 0)) / 1e6
-        if config.model in _UNPRICED:
-            return 0.0
-        try:
-            usd = float(litellm.completion_cost(completion_response=response))
-        except Exception:  # litellm has no price for this model; do not ask again for every call
-            _UNPRICED.add(config.model)
-            return 0.0
-        return usd * self.project.settings.usd_rate
+        per_in, per_out = _litellm_prices(config.model)
+        return (tokens_in * per_in + tokens_out * per_out) * self.project.settings.usd_rate
+
+
+async def _through_litellm(litellm: Any, config: ModelConfig, api_key: str,
+                           params: dict[str, Any]) -> tuple[str, list[dict[str, Any]], int, int]:
+    kwargs = {"model": config.model, "num_retries": 0, "max_retries": 0,
+              **{k: v for k, v in params.items() if v is not None}}
+    if config.api_base:
+        kwargs["api_base"] = config.api_base
+    if api_key:
+        kwargs["api_key"] = api_key
+    if "tools" in kwargs:
+        # litellm routes any call with tools through its MCP bridge, which needs the optional `mcp`
+        # package; our tools are plain functions, so skip it
+        kwargs["_skip_mcp_handler"] = True
+    response = await litellm.acompletion(**kwargs)
+    message = response.choices[0].message
+    calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments or "{}"}
+             for c in (getattr(message, "tool_calls", None) or [])]
+    usage = getattr(response, "usage", None)
+    return (message.content or "", calls, int(getattr(usage, "prompt_tokens", 0) or 0),
+            int(getattr(usage, "completion_tokens", 0) or 0))
+
+
+@lru_cache(maxsize=256)
+def _litellm_prices(model: str) -> tuple[float, float]:
+    """USD per input and output token from litellm's price table, looked up once per model (0 when the
+    table does not know the model — a self-hosted one)."""
+    try:
+        info = _litellm().get_model_info(model=model)
+    except Exception:
+        return 0.0, 0.0
+    return float(info.get("input_cost_per_token") or 0.0), float(info.get("output_cost_per_token") or 0.0)
 
 
 def _endpoint(config: ModelConfig) -> str:
@@ -319,23 +330,26 @@ def _endpoint(config: ModelConfig) -> str:
     return "provider:" + (config.model.split("/", 1)[0] if "/" in config.model else "openai")
 
 
-def _response_format(litellm: Any, config: ModelConfig, schema: dict[str, Any]) -> dict[str, Any]:
-    native = config.structured_output
-    if native is None:
-        try:
-            native = bool(litellm.supports_response_schema(model=config.model))
-        except Exception:
-            native = False
+def _response_format(model: str, structured_output: bool | None, schema: dict[str, Any]) -> dict[str, Any]:
+    native = structured_output if structured_output is not None else _supports_schema(model)
     if native:
         return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
     return {"type": "json_object"}
+
+
+@lru_cache(maxsize=256)
+def _supports_schema(model: str) -> bool:
+    try:
+        return bool(_litellm().supports_response_schema(model=model))
+    except Exception:
+        return False
 
 
 def _classify(exc: Exception, alias: str, config: ModelConfig, step: str) -> Exception:
     """Retry on 429, 5xx, timeouts and connection errors; fail at once on other 4xx."""
     status = getattr(exc, "status_code", None)
     name = type(exc).__name__
-    if name in ("Timeout", "APIConnectionError", "RateLimitError", "InternalServerError",
+    if name in ("Timeout", "APITimeoutError", "APIConnectionError", "RateLimitError", "InternalServerError",
                 "ServiceUnavailableError", "BadGatewayError") or (isinstance(status, int) and (
                     status == 429 or status >= 500)):
         return _Retryable(f"{name} ({status}): {str(exc)[:200]}", _retry_after(exc))

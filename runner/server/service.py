@@ -22,7 +22,7 @@ from runner.engine.events import Hooks
 from runner.engine.execute import Runner, new_run_id
 from runner.engine.liveness import shown_status, this_process
 from runner.errors import DecisionTaken, PlaybookError, RunError
-from runner.registry import all_tools
+from runner.registry import get_tool, tool_names
 
 
 class NotFound(LookupError):
@@ -210,7 +210,7 @@ def step_schemas(path: str, source: str) -> dict[str, Any]:
         if step.id in playbook.output_schemas:  # a map's output is the list of its items' outputs
             schema = playbook.output_schemas[step.id]
             schemas[step.id] = {"type": "array", "items": schema} if step.map is not None else schema
-        info = all_tools().get(step.tool or "")
+        info = get_tool(step.tool) if step.tool in tool_names() else None
         if info is not None and info.output_model is not None and step.map is None:
             schemas[step.id] = inline_refs(info.output_model.model_json_schema())
     return schemas

@@ -1,0 +1,61 @@
+"""Calls to an OpenAI-compatible server named by `api_base` (vLLM, Ollama, one-api gateways, DeepSeek or
+Qwen in OpenAI mode, the fake server), through the `openai` SDK that litellm itself uses for them.
+
+Why not litellm.acompletion for these: per call it hops to a thread pool to run its synchronous
+`completion()`, computes the cost inside its logging and builds its own response objects — about twice
+the CPU of the SDK call it wraps (`benchmarks/bench_llm_path.py`), with no setting that turns those off.
+Every other provider still goes through litellm, which also stays the source of provider names, key
+variables, prices and structured-output support for these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from runner.config import ModelConfig
+
+PREFIX = "openai/"
+
+
+def handles(config: ModelConfig) -> bool:
+    """A model litellm would send to an OpenAI-compatible endpoint the playbook names itself."""
+    return bool(config.api_base) and config.model.startswith(PREFIX)
+
+
+@dataclass
+class ChatReply:
+    text: str
+    tool_calls: list[dict[str, Any]]
+    tokens_in: int
+    tokens_out: int
+
+
+_clients: dict[tuple[str, str, int], Any] = {}
+
+
+def _client(api_base: str, api_key: str) -> Any:
+    """One pooled client per endpoint, key and event loop (an httpx pool belongs to the loop it started on)."""
+    key = (api_base, api_key, id(asyncio.get_running_loop()))
+    if key not in _clients:
+        from openai import AsyncOpenAI
+
+        _clients[key] = AsyncOpenAI(base_url=api_base, api_key=api_key, max_retries=0)  # retries are ours
+    return _clients[key]
+
+
+async def chat(config: ModelConfig, api_key: str, request: dict[str, Any]) -> ChatReply:
+    """One chat completion. `request` holds the OpenAI parameters (messages, temperature, max_tokens,
+    response_format, tools, timeout); the SDK's exceptions carry `status_code` and the response headers
+    the caller classifies."""
+    assert config.api_base is not None
+    body = {k: v for k, v in request.items() if v is not None}
+    response = await _client(config.api_base, api_key).chat.completions.create(
+        model=config.model.removeprefix(PREFIX), **body)
+    message = response.choices[0].message
+    calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments or "{}"}
+             for c in (message.tool_calls or [])]
+    usage = response.usage
+    return ChatReply(message.content or "", calls, int(getattr(usage, "prompt_tokens", 0) or 0),
+                     int(getattr(usage, "completion_tokens", 0) or 0))

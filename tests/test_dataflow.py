@@ -1,0 +1,154 @@
+"""Dataflow across branches: a step starts when the steps it needs are done, whatever other branches
+are doing (runner/engine/branches.py). Checked against the fake server's request times."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.dsl.validate import load_and_validate
+from runner.engine.branches import plan_branches
+from runner.engine.compile import branches_of, compile_graph
+from runner.errors import PlaybookError
+from runner.testing import FakeLLMServer
+from tests.conftest import resume, run_playbook, write_playbook
+
+SLOW = 2.5
+
+
+def slow_reply(body: dict[str, Any]) -> str:
+    time.sleep(SLOW)
+    return "慢"
+
+
+def sent(server: FakeLLMServer, text: str) -> float:
+    return next(r["time"] for r in server.requests if text in r["prompt"])
+
+
+def test_three_quick_steps_finish_long_before_one_slow_step(project_dir: Path, server: FakeLLMServer) -> None:
+    server.latency = 0.2
+    server.add_rule("慢步骤", slow_reply)
+    path = write_playbook(project_dir, """
+name: branches
+steps:
+  - {id: start, llm: {prompt: 开始}}
+  - {id: slow, needs: [start], llm: {prompt: 慢步骤}}
+  - {id: quick1, needs: [start], llm: {prompt: 快一}}
+  - {id: quick2, llm: {prompt: "快二 ${{ steps.quick1.output }}"}}
+  - {id: quick3, llm: {prompt: "快三 ${{ steps.quick2.output }}"}}
+  - {id: join, needs: [slow, quick3], llm: {prompt: "合并 ${{ steps.slow.output }} ${{ steps.quick3.output }}"}}
+outputs: {joined: "${{ steps.join.output }}"}
+""")
+    outcome = run_playbook(path)
+    assert outcome.status == "done", outcome.error
+    slow_sent = sent(server, "慢步骤")
+    # quick3 was asked while the slow step was still waiting for its reply: its branch did not wait
+    assert sent(server, "快三") - slow_sent < SLOW - 1.0
+    assert sent(server, "合并") - slow_sent >= SLOW  # the join waited for both
+    assert [r["prompt"] for r in server.requests].count("快一") == 1
+
+
+def test_the_same_shape_without_branches_waits_each_superstep(project_dir: Path) -> None:
+    """The mechanism the test above relies on: the quick steps run as one branch node; the flat graph
+    (LangGraph's superstep barrier would make each quick step wait for the slow one) is only drawn."""
+    path = write_playbook(project_dir, """
+name: flat
+steps:
+  - {id: slow, needs: [], llm: {prompt: 慢步骤}}
+  - {id: quick1, needs: [], llm: {prompt: 快一}}
+  - {id: quick2, llm: {prompt: 快二}}
+  - {id: join, needs: [slow, quick2], llm: {prompt: 合并}}
+""")
+    playbook = load_and_validate(path)
+    assert [(b.entry, b.exit, b.steps) for b in branches_of(playbook)] == [
+        ("quick1", "quick2", ("quick1", "quick2"))]
+
+    async def node(state: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    nodes = set(compile_graph(playbook, lambda step: node).get_graph().nodes)
+    assert "quick1…quick2" in nodes and "quick1" not in nodes
+    flat = set(compile_graph(playbook, lambda step: node, dataflow=False).get_graph().nodes)
+    assert {"slow", "quick1", "quick2", "join"} <= flat
+
+
+def test_nested_branches_and_what_stays_in_the_outer_graph(project_dir: Path) -> None:
+    path = write_playbook(project_dir, """
+name: nested
+steps:
+  - {id: a, llm: {prompt: a}}
+  - {id: b1, needs: [a], llm: {prompt: b1}}
+  - {id: c1, needs: [b1], llm: {prompt: c1}}
+  - {id: c2, needs: [b1], llm: {prompt: c2}}
+  - {id: c3, needs: [c2], llm: {prompt: c3}}
+  - {id: b2, needs: [c1, c3], llm: {prompt: b2}}
+  - {id: x, needs: [a], llm: {prompt: x}}
+  - {id: check, needs: [x], switch: {cases: [{if: "${{ false }}", goto: x}], default: end}, max_visits: 3}
+  - {id: z, needs: [b2], llm: {prompt: z}}
+""")
+    playbook = load_and_validate(path)
+    plain = {s.id for s in playbook.spec.steps if s.switch is None}
+    (outer,) = plan_branches(playbook.topology, plain)
+    # b1 … z runs beside x; inside it, c2 → c3 runs beside c1; x (a route target) and the switch stay outside
+    assert (outer.entry, outer.exit) == ("b1", "z")
+    assert [(b.entry, b.exit) for b in outer.inner] == [("c2", "c3")]
+
+
+def test_feedback_digest_cluster_notes_does_not_wait_for_label() -> None:
+    playbook = load_and_validate(Path(__file__).parents[1] / "playbooks" / "feedback_digest.yaml")
+    assert ("clusters", "cluster_notes") in [(b.entry, b.exit) for b in branches_of(playbook)]
+    assert playbook.topology.deps["replies"] == ["review"]  # replies runs beside good_cases
+
+
+def test_a_branch_entry_reached_by_a_route_and_resume_after_approval(project_dir: Path,
+                                                                     server: FakeLLMServer) -> None:
+    """on_reject re-enters a branch at its entry; approving after a pause continues through branches."""
+    server.add_rule("审核意见", "改过的稿")
+    path = write_playbook(project_dir, """
+name: routed
+steps:
+  - {id: side, needs: [], llm: {prompt: 旁路}}
+  - {id: draft, needs: [side], max_visits: 3,
+     llm: {prompt: "初稿{% if approval.comment %} 审核意见 ${{ approval.comment }}{% endif %}"}}
+  - {id: polish, llm: {prompt: "润色 ${{ steps.draft.output }}"}}
+  - {id: review, approval: {title: 审稿, show: "${{ steps.polish.output }}", on_reject: draft}}
+  - {id: publish, llm: {prompt: "发布 ${{ steps.review.output }}"}}
+  - {id: other, needs: [side], llm: {prompt: 另一支}}
+  - {id: after, needs: [publish, other], llm: {prompt: "汇总 ${{ steps.other.output }}"}}
+outputs: {final: "${{ steps.after.output }}", visits: "${{ steps.draft.visits }}"}
+""")
+    assert [(b.entry, b.exit) for b in branches_of(load_and_validate(path))] == [("draft", "polish")]
+    first = run_playbook(path)
+    assert first.status == "waiting", first.error
+    second = resume(first.run_id, decision={"action": "reject", "comment": "太长"})
+    assert second.status == "waiting", second.error
+    assert any("审核意见 太长" in r["prompt"] for r in server.requests)
+    third = resume(first.run_id, decision={"action": "approve"})
+    assert third.status == "done", third.error
+    assert third.outputs["visits"] == 2
+    prompts = [r["prompt"] for r in server.requests]
+    assert prompts.count("旁路") == 1 and prompts.count("另一支") == 1
+
+
+def test_a_loop_step_joining_a_step_outside_the_loop_is_refused(project_dir: Path) -> None:
+    """It used to end 'done' without running the steps after the join (the join waited for a step that
+    does not run again)."""
+    path = write_playbook(project_dir, """
+name: stuck
+steps:
+  - {id: side, needs: [], llm: {prompt: 旁路}}
+  - {id: draft, needs: [], max_visits: 3, llm: {prompt: 初稿}}
+  - {id: polish, llm: {prompt: "润色 ${{ steps.draft.output }}"}}
+  - id: review
+    needs: [polish, side]
+    approval: {title: 审稿, show: "${{ steps.polish.output }}", on_reject: draft}
+  - {id: after, llm: {prompt: "发布 ${{ steps.review.output }}"}}
+""")
+    with pytest.raises(PlaybookError) as caught:
+        load_and_validate(path)
+    message = str(caught.value)
+    assert "pb.yaml:8:12:" in message and "waits for 'polish' and for 'side'" in message
+    assert "Move 'side' into the needs of 'draft'" in message
