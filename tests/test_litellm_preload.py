@@ -10,6 +10,8 @@ import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import pytest
+
 from runner.testing import FakeLLMServer
 from runner.testing.loopback import LoopbackHTTPServer
 from tests.conftest import write_playbook
@@ -46,13 +48,20 @@ async def main():
     runner = Runner(load_project(), hooks=[Watch()])
     outcome = await runner.start(playbook, resolve_inputs(playbook.spec, {}, file=sys.argv[1]))
     runner.close()
-    print(json.dumps({"status": outcome.status, "error": outcome.error, "at_step_start": Watch.seen}))
+    print(json.dumps({"status": outcome.status, "error": outcome.error, "at_step_start": Watch.seen,
+                      "at_the_end": "litellm" in sys.modules}))
 
 asyncio.run(main())
 """
 
 
-def test_litellm_is_loaded_while_the_first_step_still_waits(project_dir: Path, server: FakeLLMServer) -> None:
+@pytest.mark.parametrize("model", ["deepseek/deepseek-chat", "openai/fake"])
+def test_litellm_is_loaded_while_the_first_step_still_waits(project_dir: Path, server: FakeLLMServer,
+                                                            model: str) -> None:
+    """A provider litellm calls: imported from the run's start. An OpenAI-compatible `api_base` server
+    (called through the openai SDK, runner/models/openai_compatible.py): never imported at all."""
+    (project_dir / "playbook.toml").write_text(
+        f'[models.default]\nmodel = "{model}"\napi_base = "{server.url}"\n', encoding="utf-8")
     class Slow(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
@@ -80,6 +89,8 @@ def test_litellm_is_loaded_while_the_first_step_still_waits(project_dir: Path, s
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["status"] == "done", result["error"]
-    # the run started importing it at once; without that, the LLM step itself would begin the import
-    assert result["at_step_start"] == {"wait": True, "answer": True}
+    if model.startswith("openai/"):
+        assert result["at_step_start"] == {"wait": False, "answer": False} and not result["at_the_end"]
+    else:  # the run started importing it at once; without that, the LLM step itself would begin the import
+        assert result["at_step_start"] == {"wait": True, "answer": True}
     assert len(server.requests) == 1

@@ -159,9 +159,13 @@ class _Retryable(Exception):
 
 class LlmClient:
     def preload_for(self, aliases: set[str]) -> None:
-        """Preload litellm when any of these model aliases is a remote model."""
-        if any(self.project.resolve_model(alias)[1].model != "local" for alias in aliases):
+        """Preload litellm when any of these model aliases goes through it (not the embedded model, not an
+        OpenAI-compatible `api_base` server)."""
+        configs = [self.project.resolve_model(alias)[1] for alias in aliases]
+        if any(c.model != LOCAL and not openai_compatible.handles(c) for c in configs):
             preload()
+        if any(openai_compatible.handles(c) for c in configs):
+            openai_compatible.preload()
 
     def __init__(self, project: Project, store: Store | None = None, *,
                  replies: ReplySource | None = None) -> None:
@@ -213,7 +217,7 @@ class LlmClient:
                 messages = [*messages, {"role": "assistant", "content": text},
                             {"role": "user", "content": f"你的输出无效：{exc}。请只输出修正后的 JSON。"}]
         if use_cache and self.store is not None:
-            self.store.cache_put(key, {"content": result.content, "text": result.text,
+            await self.store.cache_write(key, {"content": result.content, "text": result.text,
                                        "tool_calls": result.tool_calls})
         return result
 
@@ -258,35 +262,42 @@ class LlmClient:
 
     async def _remote(self, alias: str, config: ModelConfig, request: LlmRequest,
                       messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> LlmReply:
-        if not _LITELLM_READY.is_set():  # the first import takes seconds: keep the event loop (and Ctrl-C) live
-            await asyncio.to_thread(_litellm)  # (waits on the import lock if the preload thread is mid-import)
-        litellm = _litellm()
         api_key = os.environ.get(key_env, "") if (key_env := config.key_env()) else ""
         if not api_key and config.api_base:
             api_key = "none"  # OpenAI-compatible local servers often need no key
         params: dict[str, Any] = {"messages": messages, "timeout": request.timeout,
                                   "temperature": request.temperature, "max_tokens": request.max_tokens}
-        if schema is not None and not request.tools:
-            params["response_format"] = _response_format(config.model, config.structured_output, schema)
         if request.tools:
             params["tools"] = request.tools
+        direct = openai_compatible.handles(config)
+        if direct:
+            facts = openai_compatible.facts(config.model)
+            prices = facts.input_cost_per_token, facts.output_cost_per_token
+            native = facts.supports_response_schema
+        else:
+            if not _LITELLM_READY.is_set():  # the first import takes seconds: keep the loop (and Ctrl-C) live
+                await asyncio.to_thread(_litellm)  # (waits on the import lock if the preload thread is mid-import)
+            prices, native = _litellm_prices(config.model), _supports_schema(config.model)
+        if schema is not None and not request.tools:
+            params["response_format"] = _response_format(
+                config.structured_output if config.structured_output is not None else native, schema)
         try:
-            if openai_compatible.handles(config):
+            if direct:
                 reply = await openai_compatible.chat(config, api_key, params)
                 text, calls, tokens_in, tokens_out = reply.text, reply.tool_calls, reply.tokens_in, reply.tokens_out
             else:
-                text, calls, tokens_in, tokens_out = await _through_litellm(litellm, config, api_key, params)
+                text, calls, tokens_in, tokens_out = await _through_litellm(_litellm(), config, api_key, params)
         except (AttributeError, IndexError, TypeError) as exc:
             raise _Retryable(f"malformed response: {exc}", None) from None
         except Exception as exc:
             raise _classify(exc, alias, config, request.step) from None
-        return LlmReply(text, calls, tokens_in, tokens_out, self._cost(config, tokens_in, tokens_out))
+        return LlmReply(text, calls, tokens_in, tokens_out, self._cost(config, prices, tokens_in, tokens_out))
 
-    def _cost(self, config: ModelConfig, tokens_in: int, tokens_out: int) -> float:
+    def _cost(self, config: ModelConfig, prices: tuple[float, float], tokens_in: int, tokens_out: int) -> float:
+        """In `currency`: the configured prices (per million tokens), else litellm's USD per token × usd_rate."""
         if config.input_price is not None or config.output_price is not None:
             return (tokens_in * (config.input_price or 0) + tokens_out * (config.output_price or 0)) / 1e6
-        per_in, per_out = _litellm_prices(config.model)
-        return (tokens_in * per_in + tokens_out * per_out) * self.project.settings.usd_rate
+        return (tokens_in * prices[0] + tokens_out * prices[1]) * self.project.settings.usd_rate
 
 
 async def _through_litellm(litellm: Any, config: ModelConfig, api_key: str,
@@ -330,8 +341,7 @@ def _endpoint(config: ModelConfig) -> str:
     return "provider:" + (config.model.split("/", 1)[0] if "/" in config.model else "openai")
 
 
-def _response_format(model: str, structured_output: bool | None, schema: dict[str, Any]) -> dict[str, Any]:
-    native = structured_output if structured_output is not None else _supports_schema(model)
+def _response_format(native: bool, schema: dict[str, Any]) -> dict[str, Any]:
     if native:
         return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
     return {"type": "json_object"}

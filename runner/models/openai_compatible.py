@@ -4,14 +4,21 @@ Qwen in OpenAI mode, the fake server), through the `openai` SDK that litellm its
 Why not litellm.acompletion for these: per call it hops to a thread pool to run its synchronous
 `completion()`, computes the cost inside its logging and builds its own response objects — about twice
 the CPU of the SDK call it wraps (`benchmarks/bench_llm_path.py`), with no setting that turns those off.
-Every other provider still goes through litellm, which also stays the source of provider names, key
-variables, prices and structured-output support for these.
+Every other provider still goes through litellm. Prices and structured-output support come from litellm's
+own model table (the file it loads with LITELLM_LOCAL_MODEL_COST_MAP), read without importing litellm: a
+run that only talks to such servers never pays litellm's seconds of import.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import json
+import sys
+import threading
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from runner.config import ModelConfig
@@ -24,6 +31,35 @@ def handles(config: ModelConfig) -> bool:
     return bool(config.api_base) and config.model.startswith(PREFIX)
 
 
+@dataclass(frozen=True)
+class ModelFacts:
+    input_cost_per_token: float = 0.0  # USD
+    output_cost_per_token: float = 0.0
+    supports_response_schema: bool = False
+
+
+@lru_cache(maxsize=1)
+def _model_table() -> dict[str, Any]:
+    spec = importlib.util.find_spec("litellm")  # finds the package without importing it
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        path = Path(folder) / "model_prices_and_context_window_backup.json"
+        if path.exists():
+            table: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return table
+    return {}
+
+
+@lru_cache(maxsize=256)
+def facts(model: str) -> ModelFacts:
+    """What litellm's table says about the model behind `openai/<name>` (nothing for a self-hosted one)."""
+    name = model.removeprefix(PREFIX)
+    entry = _model_table().get(name) or _model_table().get(model) or {}
+    return ModelFacts(float(entry.get("input_cost_per_token") or 0.0),
+                      float(entry.get("output_cost_per_token") or 0.0),
+                      bool(entry.get("supports_response_schema")))
+
+
 @dataclass
 class ChatReply:
     text: str
@@ -33,6 +69,17 @@ class ChatReply:
 
 
 _clients: dict[tuple[str, str, int], Any] = {}
+
+
+def preload() -> None:
+    """Import the SDK (about half a second) and read the model table in a background thread while the run's
+    first steps go, rather than at its first call."""
+    def load() -> None:
+        importlib.import_module("openai")
+        _model_table()
+
+    if "openai" not in sys.modules and not any(t.name == "openai-import" for t in threading.enumerate()):
+        threading.Thread(target=load, name="openai-import", daemon=True).start()
 
 
 def _client(api_base: str, api_key: str) -> Any:

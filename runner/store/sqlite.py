@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runner.store.batch_writer import BatchWriter
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   id TEXT PRIMARY KEY, playbook TEXT NOT NULL, path TEXT NOT NULL, source TEXT NOT NULL,
@@ -58,6 +60,7 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._writer = BatchWriter(self._db, self._lock)
         present = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
         for column, kind in (("pid", "INTEGER"), ("problems", "TEXT"), ("pid_started", "REAL")):  # added later
             if column not in present:
@@ -68,6 +71,7 @@ class SqliteStore:
         return str(self.path)
 
     def close(self) -> None:
+        self._writer.stop()
         self._db.close()
 
     def _exec(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -141,6 +145,16 @@ class SqliteStore:
     def cache_get(self, key: str) -> Any | None:
         rows = self._exec("SELECT value FROM llm_cache WHERE key = ?", (key,))
         return json.loads(rows[0][0]) if rows else None
+
+    async def journal_write(self, run_id: str, step: str, visit: int, key: str, value: Any) -> None:
+        """`journal_put` off the event loop, sharing a commit with concurrent writes; returns once committed."""
+        await self._writer.write("INSERT OR REPLACE INTO journal VALUES (?, ?, ?, ?, ?, ?)",
+                                 (run_id, step, visit, key, json.dumps(value, ensure_ascii=False), time.time()))
+
+    async def cache_write(self, key: str, value: Any) -> None:
+        """`cache_put` off the event loop, sharing a commit with concurrent writes."""
+        await self._writer.write("INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?)",
+                                 (key, json.dumps(value, ensure_ascii=False), time.time()))
 
     def cache_put(self, key: str, value: Any) -> None:
         self._exec("INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?)",

@@ -126,7 +126,7 @@ class StepContext:
         if recorded is not None:
             return recorded["value"]
         value = await produce()
-        store.journal_put(self.run.run_id, self.step.id, self.visit, key, {"value": value})
+        await store.journal_write(self.run.run_id, self.step.id, self.visit, key, {"value": value})
         return value
 
     @property
