@@ -270,6 +270,7 @@ class Runner:
         return outputs
 
     def _finish(self, rc: RunContext, outcome: RunOutcome) -> RunOutcome:
+        self.store.flush()  # usage and cache writes still queued in this loop turn
         # what leaves the process — the run row every page, API and `runs show` read, the console — is scrubbed
         error = rc.redact(outcome.error) if outcome.error else None
         outcome.error = error

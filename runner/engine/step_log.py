@@ -15,9 +15,11 @@ from runner.store import Store
 class StepLog(Hooks):
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.given: set[tuple[str, str]] = set()  # steps whose first input is recorded
 
     def on_step_start(self, **e: Any) -> None:
         self.store.step_started(e["run_id"], e["step"], int(e.get("visit", 1)))
+        self.given.discard((e["run_id"], e["step"]))
 
     def on_tool_call(self, **e: Any) -> None:
         self._given(e, "args")
@@ -26,12 +28,16 @@ class StepLog(Hooks):
         self._given(e, "prompt")
 
     def _given(self, e: dict[str, Any], key: str) -> None:
-        if e.get(key) is not None and e.get("step") and e.get("run_id"):
+        """The step's first input only: one write per step, not one per call of a 10,000-item map."""
+        where = (str(e.get("run_id")), str(e.get("step")))
+        if e.get(key) is not None and e.get("step") and e.get("run_id") and where not in self.given:
+            self.given.add(where)
             self.store.step_update(e["run_id"], e["step"], given=_json(brief({key: e[key]})[key]))
 
     def on_map_progress(self, **e: Any) -> None:
         if e.get("run_id") and (e.get("batch_done") or e.get("done") == e.get("total")):
-            self.store.step_update(e["run_id"], e["step"], done=e.get("done"), total=e.get("total"))
+            # in the map's event loop: committed with the journal writes of the same turn, not on its own
+            self.store.step_update(e["run_id"], e["step"], queued=True, done=e.get("done"), total=e.get("total"))
 
     def on_step_end(self, **e: Any) -> None:
         self.store.step_update(e["run_id"], e["step"], status=e["status"], seconds=e.get("seconds"),

@@ -71,7 +71,6 @@ class SqliteStore:
         return str(self.path)
 
     def close(self) -> None:
-        self._writer.stop()
         self._db.close()
 
     def _exec(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -147,14 +146,24 @@ class SqliteStore:
         return json.loads(rows[0][0]) if rows else None
 
     async def journal_write(self, run_id: str, step: str, visit: int, key: str, value: Any) -> None:
-        """`journal_put` off the event loop, sharing a commit with concurrent writes; returns once committed."""
+        """`journal_put` for a coroutine: shares a commit with the writes of the same loop turn; returns once
+        committed."""
         await self._writer.write("INSERT OR REPLACE INTO journal VALUES (?, ?, ?, ?, ?, ?)",
                                  (run_id, step, visit, key, json.dumps(value, ensure_ascii=False), time.time()))
 
-    async def cache_write(self, key: str, value: Any) -> None:
-        """`cache_put` off the event loop, sharing a commit with concurrent writes."""
-        await self._writer.write("INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?)",
-                                 (key, json.dumps(value, ensure_ascii=False), time.time()))
+    def queue_cache(self, key: str, value: Any) -> None:
+        """`cache_put` from a coroutine, committed with the loop turn's batch (no wait)."""
+        self._writer.queue("INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?)",
+                           (key, json.dumps(value, ensure_ascii=False), time.time()))
+
+    def queue_usage(self, run_id: str, tokens_in: int, tokens_out: int, cost: float) -> None:
+        """`add_usage` from a coroutine, committed with the loop turn's batch (no wait)."""
+        self._writer.queue("UPDATE runs SET tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, "
+                           "cost = cost + ? WHERE id = ?", (tokens_in, tokens_out, cost, run_id))
+
+    def flush(self) -> None:
+        """Commit the queued writes of the running loop now."""
+        self._writer.flush()
 
     def cache_put(self, key: str, value: Any) -> None:
         self._exec("INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?)",
@@ -249,12 +258,17 @@ class SqliteStore:
         self._exec("INSERT OR REPLACE INTO steps (run_id, step, visit, status, started) VALUES (?, ?, ?, 'running', ?)",
                    (run_id, step, visit, time.time()))
 
-    def step_update(self, run_id: str, step: str, **fields: Any) -> None:
-        """Update the step's latest visit; `given` is kept from its first call only."""
+    def step_update(self, run_id: str, step: str, *, queued: bool = False, **fields: Any) -> None:
+        """Update the step's latest visit; `given` is kept from its first call only. `queued` (from a
+        coroutine): committed with the loop turn's batch — a map's progress rides on its journal commits."""
         sets = ", ".join("given = COALESCE(given, ?)" if n == "given" else f"{n} = ?" for n in fields)
-        self._exec(f"UPDATE steps SET {sets} WHERE run_id = ? AND step = ? AND visit = "
-                   "(SELECT MAX(visit) FROM steps WHERE run_id = ? AND step = ?)",
-                   (*fields.values(), run_id, step, run_id, step))
+        sql = (f"UPDATE steps SET {sets} WHERE run_id = ? AND step = ? AND visit = "
+               "(SELECT MAX(visit) FROM steps WHERE run_id = ? AND step = ?)")
+        params = (*fields.values(), run_id, step, run_id, step)
+        if queued:
+            self._writer.queue(sql, params)
+        else:
+            self._exec(sql, params)
 
     def step_rows(self, run_id: str) -> list[dict[str, Any]]:
         names = ("step", "visit", "status", "started", "seconds", "llm_calls", "tokens_in", "tokens_out", "cost",

@@ -62,7 +62,8 @@ class RunContext:
         self.tokens_out += result.tokens_out
         self.llm_calls += result.calls
         self.spent += result.cost
-        self.store.add_usage(self.run_id, result.tokens_in, result.tokens_out, result.cost)
+        # committed with the journal entry of this reply (same loop turn): one commit for both
+        self.store.queue_usage(self.run_id, result.tokens_in, result.tokens_out, result.cost)
         self.hooks.on_llm_call(run_id=self.run_id, step=step, model=result.model, cached=False, calls=result.calls,
                                tokens_in=result.tokens_in, tokens_out=result.tokens_out,
                                cost=round(result.cost, 6), seconds=round(seconds, 3), prompt=prompt)
