@@ -18,7 +18,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,13 +26,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.fake_server_process import fake_server  # noqa: E402
+
 STEP_CONCURRENCY = 8  # feedback_digest's `limits.concurrency`
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def command(args: list[str], cwd: Path) -> float:
@@ -88,13 +86,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="8,16", help="model concurrency limits to compare")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "runner.testing", "--port", str(port),
-                               "--latency", str(args.latency)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        server.stdout.readline()
-        url = f"http://127.0.0.1:{port}/v1"
+    with fake_server(args.latency) as url:
         caps = [int(c) for c in args.concurrency.split(",")]
         results: dict[int, list[dict[str, object]]] = {c: [] for c in caps}
         for i in range(args.runs):
@@ -112,11 +104,8 @@ def main() -> None:
             done = statistics.median(float(r["to_done"]) for r in results[cap])  # type: ignore[arg-type]
             shown = ", ".join(str(calls.get(s, 0)) for s in ("label", "cluster_notes", "themes"))
             shown += " / " + ", ".join(str(calls.get(s, 0)) for s in ("good_cases", "replies"))
-            print(f"| {cap} | {shown} | {pause:.1f} s | {before} waves = {before * args.latency:.0f} s | "
-                  f"{done:.1f} s | {after} wave{'s' if after != 1 else ''} = {after * args.latency:.0f} s |")
-    finally:
-        server.terminate()
-        server.wait()
+            print(f"| {cap} | {shown} | {pause:.1f} s | {before} waves = {before * args.latency:.1f} s | "
+                  f"{done:.1f} s | {after} wave{'s' if after != 1 else ''} = {after * args.latency:.1f} s |")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.fake_server_process import fake_server  # noqa: E402
 
 
 def cpu() -> float:
@@ -140,11 +142,6 @@ def measure(mode: str, url: str, calls: int, concurrency: int) -> dict[str, floa
     return result
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -154,13 +151,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--modes", default="openai,litellm,engine")
     args = parser.parse_args()
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "runner.testing", "--port", str(port),
-                               "--latency", str(args.latency)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        server.stdout.readline()  # "fake OpenAI-compatible server on …"
-        url = f"http://127.0.0.1:{port}/v1"
+    with fake_server(args.latency) as url:
         modes = args.modes.split(",")
         figures: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
         for _ in range(args.runs):  # interleaved, so drift in machine load hits every mode alike
@@ -176,9 +167,6 @@ def main() -> None:
             per_call = statistics.median(f["cpu"] for f in figures[mode]) / args.calls
             wall = statistics.median(f["wall"] for f in figures[mode])
             print(f"| {mode} | {per_call * 1000:.2f} ms | {per_call / base:.2f}× | {wall:.1f} s |")
-    finally:
-        server.terminate()
-        server.wait()
 
 
 if __name__ == "__main__":

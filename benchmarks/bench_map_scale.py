@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.fake_server_process import fake_server  # noqa: E402
+
 BATCH, CONCURRENCY = 20, 16
 
 PLAYBOOK = f"""
@@ -60,11 +63,6 @@ print(json.dumps({"wall": wall, "rss_mb": resource.getrusage(resource.RUSAGE_SEL
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def one_run(url: str, n: int) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="bench-map-"))
@@ -86,13 +84,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "runner.testing", "--port", str(port),
-                               "--latency", str(args.latency)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        server.stdout.readline()
-        url = f"http://127.0.0.1:{port}/v1"
+    with fake_server(args.latency) as url:
         rows = []
         for n in sizes:
             runs = [one_run(url, n) for _ in range(args.runs if n < max(sizes) else 1)]
@@ -107,9 +99,6 @@ def main() -> None:
         for n, count, wall, ideal, rss in rows:
             print(f"| {n:,} | {count} | {wall:.1f} s | {ideal:.1f} s | {wall / ideal:.2f}× | "
                   f"{wall / n * 1000:.2f} s | {rss:.0f} MB |")
-    finally:
-        server.terminate()
-        server.wait()
 
 
 if __name__ == "__main__":

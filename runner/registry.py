@@ -188,8 +188,9 @@ def all_tools() -> dict[str, ToolInfo]:
 def get_tool(name: str) -> ToolInfo:
     _load_plugins()
     if name not in _TOOLS and name in _LAZY:
-        module = _LAZY.pop(name)
+        module = _LAZY[name]
         importlib.import_module(module)
+        _LAZY.pop(name, None)
         if name not in _TOOLS:
             raise PlaybookError(f"tool '{name}': its package lists it in {module}, which does not register it; "
                                 "the package's TOOL_MODULES catalog is out of date")

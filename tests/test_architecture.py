@@ -186,16 +186,22 @@ def test_the_checker_finds_runner_importing_tools(tmp_path: Path) -> None:
 
 
 def test_validate_and_help_load_no_engine_model_or_network_library() -> None:
-    """`playbook --help` and `playbook validate` stay light: litellm, langgraph and httpx (and the heavy tool
-    libraries) load only when a run needs them."""
+    """`playbook --help` and `playbook validate` stay light: litellm, langgraph, httpx and the openai SDK (and the
+    heavy tool libraries) load only when a run needs them; `--help` imports no tool module at all, and validate
+    only the families the playbook uses (tests/test_plugins.py)."""
     import subprocess
     import sys
 
-    heavy = ("litellm", "langgraph", "httpx", "openpyxl", "sklearn", "jieba", "matplotlib", "lxml", "playwright")
+    heavy = ("litellm", "langgraph", "httpx", "openai", "openpyxl", "sklearn", "jieba", "matplotlib", "lxml",
+             "playwright")
     probe = ("import sys\nsys.argv = ['playbook', *sys.argv[1:]]\nfrom runner.cli import main\ntry:\n    main()\n"
              "except SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith('tools.')), file=sys.stderr)\n"
              f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})), file=sys.stderr)\n")
     for args in (["--help"], ["validate", "playbooks/feedback_digest.yaml"]):
         done = subprocess.run([sys.executable, "-c", probe, *args], cwd=ROOT, capture_output=True, text=True,
                               timeout=120)
-        assert done.stderr.strip().splitlines()[-1] == "[]", (args, done.stderr[-500:])
+        tool_modules, libraries = done.stderr.strip().splitlines()[-2:]
+        assert libraries == "[]", (args, done.stderr[-500:])
+        if args == ["--help"]:
+            assert tool_modules == "[]", tool_modules

@@ -393,7 +393,6 @@ class _Checker:
                 self.error(("steps", by_id[step_id][0], "id"),
                            f"step '{step_id}' is unreachable: no step leads to it (add `needs` or a goto)")
 
-
     def check_loop_joins(self, loop: list[str]) -> None:
         """A step in a loop that waits for a step of the loop and one outside it would wait forever the
         second time round (only the loop's steps run again) and the run would end short of it."""

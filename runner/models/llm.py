@@ -286,7 +286,7 @@ class LlmClient:
                 text, calls, tokens_in, tokens_out = reply.text, reply.tool_calls, reply.tokens_in, reply.tokens_out
             else:
                 text, calls, tokens_in, tokens_out = await _through_litellm(_litellm(), config, api_key, params)
-        except (AttributeError, IndexError, TypeError) as exc:
+        except (AttributeError, IndexError) as exc:  # a 200 without choices or message: retried like a 5xx
             raise _Retryable(f"malformed response: {exc}", None) from None
         except Exception as exc:
             raise _classify(exc, alias, config, request.step) from None

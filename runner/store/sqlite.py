@@ -133,6 +133,11 @@ class SqliteStore:
                           (run_id, step, visit, key))
         return json.loads(rows[0][0]) if rows else None
 
+    def journal_any(self, run_id: str, step: str, visit: int) -> bool:
+        """Whether anything is journaled for this step visit."""
+        return bool(self._exec("SELECT 1 FROM journal WHERE run_id=? AND step=? AND visit=? LIMIT 1",
+                               (run_id, step, visit)))
+
     def journal_put(self, run_id: str, step: str, visit: int, key: str, value: Any) -> None:
         self._exec("INSERT OR REPLACE INTO journal VALUES (?, ?, ?, ?, ?, ?)",
                    (run_id, step, visit, key, json.dumps(value, ensure_ascii=False), time.time()))

@@ -49,6 +49,9 @@ class RunContext:
     # runs a sub-playbook to completion (the executor's); given here so that nodes never import the executor
     run_child: ChildRunner | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # per (step, visit) whose journal was empty when this process first reached it: the keys it wrote since.
+    # A key not among them cannot be journaled (one process drives a run), so it skips the lookup; None: look up.
+    journal_fresh: dict[tuple[str, int], set[str] | None] = field(default_factory=dict)
 
     def charge(self, step: str, result: LlmResult, seconds: float, prompt: str = "") -> None:
         """Account one LLM call. The budget is checked before the next call, not here, so the reply
@@ -122,12 +125,18 @@ class StepContext:
 
     async def once(self, key: str, produce: Callable[[], Awaitable[Any]]) -> Any:
         """Journaled side effect: a recorded result is returned instead of doing the work again."""
-        store = self.run.store
-        recorded = store.journal_get(self.run.run_id, self.step.id, self.visit, key)
-        if recorded is not None:
-            return recorded["value"]
+        store, where = self.run.store, (self.step.id, self.visit)
+        if where not in self.run.journal_fresh:
+            self.run.journal_fresh[where] = None if store.journal_any(self.run.run_id, *where) else set()
+        written = self.run.journal_fresh[where]
+        if written is None or key in written:
+            recorded = store.journal_get(self.run.run_id, self.step.id, self.visit, key)
+            if recorded is not None:
+                return recorded["value"]
         value = await produce()
         await store.journal_write(self.run.run_id, self.step.id, self.visit, key, {"value": value})
+        if written is not None:
+            written.add(key)
         return value
 
     @property
