@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from runner.dsl import sandbox
@@ -205,8 +206,12 @@ def parse(text: str) -> nodes.Template:
     try:
         expr = lone_expression(text)
         if expr is not None:
-            # parse as an expression so that `${{ a b }}` is reported like at run time
-            env.compile_expression(expr)
+            # parse as an expression so that `${{ a b }}` is reported like at run time (only parsed:
+            # `compile_expression` would also generate and compile Python code, half of validate's time)
+            parser = Parser(env, expr, state="variable")
+            parser.parse_expression()
+            if not parser.stream.eos:
+                raise jinja2.TemplateSyntaxError("chunk after expression", parser.stream.current.lineno, None, None)
         return env.parse(text)
     except jinja2.TemplateSyntaxError as exc:
         where = f" (template line {exc.lineno})" if exc.lineno and exc.lineno > 1 else ""
