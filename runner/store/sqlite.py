@@ -2,8 +2,11 @@
 
 SQLite by default (`.playbook/state.db`, WAL). LangGraph's checkpoints live beside it in
 `.playbook/checkpoints.db`: sharing one file let the checkpointer's async connection and this
-synchronous one wait on each other's write lock. Every write commits at once: a kill -9 loses
-nothing that was recorded.
+synchronous one wait on each other's write lock. Every write commits before the call that made it
+returns, except a run's journal, usage, cached-reply and map-progress writes, which commit together at
+the end of the event-loop turn that made them (runner/store/batch_writer.py) — a reply's journal entry
+and its usage in one transaction, before the step that awaited it goes on: a kill -9 loses nothing a step
+counted as done.
 """
 
 from __future__ import annotations
