@@ -3,6 +3,7 @@ are doing (runner/engine/branches.py). Checked against the fake server's request
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from runner.dsl.validate import load_and_validate
 from runner.engine.branches import plan_branches
 from runner.engine.compile import branches_of, compile_graph
 from runner.errors import PlaybookError
+from runner.store import SqliteStore
 from runner.testing import FakeLLMServer
 from tests.conftest import resume, run_playbook, write_playbook
 
@@ -152,3 +154,47 @@ steps:
     message = str(caught.value)
     assert "pb.yaml:8:12:" in message and "waits for 'polish' and for 'side'" in message
     assert "Move 'side' into the needs of 'draft'" in message
+
+
+def test_a_sub_playbook_inside_a_branch_and_a_cancel_that_reaches_a_branch(project_dir: Path,
+                                                                            server: FakeLLMServer) -> None:
+    server.add_rule("总结", "子流程的总结")
+    server.add_rule("慢步骤", slow_reply)
+    write_playbook(project_dir, """
+name: child
+inputs: {topic: {type: string}}
+steps:
+  - {id: s, llm: {prompt: "总结 ${{ inputs.topic }}"}}
+outputs: {summary: "${{ steps.s.output }}"}
+""", "child.yaml")
+    path = write_playbook(project_dir, """
+name: parent
+steps:
+  - {id: slow, needs: [], llm: {prompt: 慢步骤}}
+  - {id: sub, needs: [], playbook: child.yaml, with: {topic: 双十一}}
+  - {id: after_sub, llm: {prompt: "接着 ${{ steps.sub.summary }}"}}
+  - {id: join, needs: [slow, after_sub], llm: {prompt: 合并}}
+outputs: {summary: "${{ steps.sub.summary }}", next: "${{ steps.after_sub.output }}"}
+""")
+    assert [(b.entry, b.exit) for b in branches_of(load_and_validate(path))] == [("sub", "after_sub")]
+    outcome = run_playbook(path)
+    assert outcome.status == "done", outcome.error
+    assert outcome.outputs["summary"] == "子流程的总结"
+    assert sent(server, "接着 子流程的总结") - sent(server, "慢步骤") < SLOW - 1.0  # did not wait for slow
+
+    # a cancel asked while the branch's steps run stops the run as cancelled, like anywhere else
+    server.requests.clear()
+    store = SqliteStore(project_dir / ".playbook" / "state.db")
+    server.latency = 0.5
+
+    def cancel_soon() -> None:
+        while not server.requests:
+            time.sleep(0.05)
+        store.update_run("cancel-me", cancel_requested=1)
+
+    canceller = threading.Thread(target=cancel_soon)
+    canceller.start()
+    cancelled = run_playbook(path.parent / "pb.yaml", run_id="cancel-me")
+    canceller.join()
+    store.close()
+    assert cancelled.status == "cancelled", cancelled.error
