@@ -45,6 +45,17 @@ def write_playbook(folder: Path, text: str, name: str = "pb.yaml") -> Path:
     return path
 
 
+def write_summary_child(folder: Path) -> Path:
+    """`child.yaml`: a one-step sub-playbook that asks the model to summarise `inputs.topic` (prompt 总结 …)."""
+    return write_playbook(folder, """
+name: child
+inputs: {topic: {type: string}}
+steps:
+  - {id: s, llm: {prompt: "总结 ${{ inputs.topic }}"}}
+outputs: {summary: "${{ steps.s.output }}"}
+""", "child.yaml")
+
+
 def run_playbook(path: Path, inputs: dict[str, Any] | None = None, **kwargs: Any) -> RunOutcome:
     playbook = load_and_validate(path)
     runner = Runner(load_project())

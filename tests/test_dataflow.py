@@ -16,7 +16,7 @@ from runner.engine.compile import branches_of, compile_graph
 from runner.errors import PlaybookError
 from runner.store import SqliteStore
 from runner.testing import FakeLLMServer
-from tests.conftest import resume, run_playbook, write_playbook
+from tests.conftest import resume, run_playbook, write_playbook, write_summary_child
 
 SLOW = 2.5
 
@@ -160,13 +160,7 @@ def test_a_sub_playbook_inside_a_branch_and_a_cancel_that_reaches_a_branch(proje
                                                                             server: FakeLLMServer) -> None:
     server.add_rule("总结", "子流程的总结")
     server.add_rule("慢步骤", slow_reply)
-    write_playbook(project_dir, """
-name: child
-inputs: {topic: {type: string}}
-steps:
-  - {id: s, llm: {prompt: "总结 ${{ inputs.topic }}"}}
-outputs: {summary: "${{ steps.s.output }}"}
-""", "child.yaml")
+    write_summary_child(project_dir)
     path = write_playbook(project_dir, """
 name: parent
 steps:

@@ -17,7 +17,7 @@ from runner.engine.execute import Runner
 from runner.errors import PlaybookError
 from runner.store import SqliteStore
 from runner.testing import FakeLLMServer
-from tests.conftest import resume, run_playbook, write_playbook
+from tests.conftest import resume, run_playbook, write_playbook, write_summary_child
 
 
 def test_needs_runs_independent_steps_in_parallel_and_joins(project_dir: Path,
@@ -178,13 +178,7 @@ def test_temperature_zero_responses_are_cached_across_runs(project_dir: Path, se
 
 def test_sub_playbook_and_when(project_dir: Path, server: FakeLLMServer) -> None:
     server.add_rule("总结", "子流程的总结")
-    write_playbook(project_dir, """
-name: child
-inputs: {topic: {type: string}}
-steps:
-  - {id: s, llm: {prompt: "总结 ${{ inputs.topic }}"}}
-outputs: {summary: "${{ steps.s.output }}"}
-""", "child.yaml")
+    write_summary_child(project_dir)
     path = write_playbook(project_dir, """
 name: parent
 inputs: {deep: {type: boolean, default: false}}

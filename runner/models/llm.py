@@ -22,7 +22,7 @@ from runner.config import LOCAL, ModelConfig, Project
 from runner.dsl.spec import Retry
 from runner.errors import RunError
 from runner.messages import summarise
-from runner.models import openai_compatible
+from runner.models import model_table, openai_compatible
 from runner.store import Store
 
 MAX_REPAIRS = 2
@@ -269,14 +269,13 @@ class LlmClient:
         if request.tools:
             params["tools"] = request.tools
         direct = openai_compatible.handles(config)
-        if direct:
-            facts = openai_compatible.facts(config.model)
-            prices = facts.input_cost_per_token, facts.output_cost_per_token
-            native = facts.supports_response_schema
-        else:
+        facts = model_table.facts(config.model)
+        prices = facts.input_cost_per_token, facts.output_cost_per_token
+        native = facts.supports_response_schema
+        if not direct:
             if not _LITELLM_READY.is_set():  # the first import takes seconds: keep the loop (and Ctrl-C) live
                 await asyncio.to_thread(_litellm)  # (waits on the import lock if the preload thread is mid-import)
-            prices, native = _litellm_prices(config.model), _supports_schema(config.model)
+            native = _supports_schema(config.model)  # litellm also knows what whole providers support
         if schema is not None and not request.tools:
             params["response_format"] = _response_format(
                 config.structured_output if config.structured_output is not None else native, schema)
@@ -293,7 +292,8 @@ class LlmClient:
         return LlmReply(text, calls, tokens_in, tokens_out, self._cost(config, prices, tokens_in, tokens_out))
 
     def _cost(self, config: ModelConfig, prices: tuple[float, float], tokens_in: int, tokens_out: int) -> float:
-        """In `currency`: the configured prices (per million tokens), else litellm's USD per token × usd_rate."""
+        """In `currency`: the configured prices (per million tokens), else litellm's table's USD per token ×
+        usd_rate."""
         if config.input_price is not None or config.output_price is not None:
             return (tokens_in * (config.input_price or 0) + tokens_out * (config.output_price or 0)) / 1e6
         return (tokens_in * prices[0] + tokens_out * prices[1]) * self.project.settings.usd_rate
@@ -318,17 +318,6 @@ async def _through_litellm(litellm: Any, config: ModelConfig, api_key: str,
     usage = getattr(response, "usage", None)
     return (message.content or "", calls, int(getattr(usage, "prompt_tokens", 0) or 0),
             int(getattr(usage, "completion_tokens", 0) or 0))
-
-
-@lru_cache(maxsize=256)
-def _litellm_prices(model: str) -> tuple[float, float]:
-    """USD per input and output token from litellm's price table, looked up once per model (0 when the
-    table does not know the model — a self-hosted one)."""
-    try:
-        info = _litellm().get_model_info(model=model)
-    except Exception:
-        return 0.0, 0.0
-    return float(info.get("input_cost_per_token") or 0.0), float(info.get("output_cost_per_token") or 0.0)
 
 
 def _endpoint(config: ModelConfig) -> str:

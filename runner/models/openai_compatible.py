@@ -5,23 +5,21 @@ Why not litellm.acompletion for these: per call it hops to a thread pool to run 
 `completion()`, computes the cost inside its logging and builds its own response objects — about twice
 the CPU of the SDK call it wraps (`benchmarks/bench_llm_path.py`), with no setting that turns those off.
 Every other provider still goes through litellm. Prices and structured-output support come from litellm's
-own model table (the file it loads with LITELLM_LOCAL_MODEL_COST_MAP), read without importing litellm: a
-run that only talks to such servers never pays litellm's seconds of import.
+own model table, read without importing litellm (runner/models/model_table.py): a run that only talks to such
+servers never pays litellm's seconds of import.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import json
+import importlib
 import sys
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from runner.config import ModelConfig
+from runner.models import model_table
 
 PREFIX = "openai/"
 
@@ -29,35 +27,6 @@ PREFIX = "openai/"
 def handles(config: ModelConfig) -> bool:
     """A model litellm would send to an OpenAI-compatible endpoint the playbook names itself."""
     return bool(config.api_base) and config.model.startswith(PREFIX)
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    input_cost_per_token: float = 0.0  # USD
-    output_cost_per_token: float = 0.0
-    supports_response_schema: bool = False
-
-
-@lru_cache(maxsize=1)
-def _model_table() -> dict[str, Any]:
-    spec = importlib.util.find_spec("litellm")  # finds the package without importing it
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    for folder in folders:
-        path = Path(folder) / "model_prices_and_context_window_backup.json"
-        if path.exists():
-            table: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-            return table
-    return {}
-
-
-@lru_cache(maxsize=256)
-def facts(model: str) -> ModelFacts:
-    """What litellm's table says about the model behind `openai/<name>` (nothing for a self-hosted one)."""
-    name = model.removeprefix(PREFIX)
-    entry = _model_table().get(name) or _model_table().get(model) or {}
-    return ModelFacts(float(entry.get("input_cost_per_token") or 0.0),
-                      float(entry.get("output_cost_per_token") or 0.0),
-                      bool(entry.get("supports_response_schema")))
 
 
 @dataclass
@@ -76,7 +45,7 @@ def preload() -> None:
     first steps go, rather than at its first call."""
     def load() -> None:
         importlib.import_module("openai")
-        _model_table()
+        model_table.load()
 
     if "openai" not in sys.modules and not any(t.name == "openai-import" for t in threading.enumerate()):
         threading.Thread(target=load, name="openai-import", daemon=True).start()
