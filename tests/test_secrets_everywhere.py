@@ -63,8 +63,8 @@ steps:
 outputs: {used: "${{ steps.use.output }}"}
 """)
     server.add_rule("子流程说明", {"note": f"token {SECRET} end"})
-    server.add_rule("下游用到", "好的")
-    server.latency = 0.0
+    server.add_rule("下游用到", "好的", times=1, delay=30.0)  # the first downstream call hangs: the kill
+    server.add_rule("下游用到", "好的")  # comes after the child finished; the resumed run's call answers
     process = subprocess.Popen([sys.executable, "-m", "runner", "run", str(parent), "--run-id", "p1"],
                                cwd=project_dir, env={**os.environ}, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -72,13 +72,11 @@ outputs: {used: "${{ steps.use.output }}"}
     while not server.prompts("子流程说明"):
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.05)
-    server.latency = 30.0  # the downstream call hangs: the kill comes after the child finished
     while not server.prompts("下游用到"):
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    server.latency = 0.0
     assert cli("resume", "p1", cwd=project_dir).returncode == 0
     downstream = server.prompts("下游用到")
     assert downstream[-1] == f"下游用到：token {SECRET} end"  # the real value, not the masked one

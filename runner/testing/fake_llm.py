@@ -36,6 +36,7 @@ class Rule:
     times: int | None = None  # answer this many matching requests, then stop matching
     used: int = 0
     cycle: list[Any] | None = None  # answer with these in turn (a flaky model or judge), instead of `reply`
+    delay: float = 0.0  # seconds this rule's replies wait: one call hangs from its first byte, no race
 
 
 @dataclass
@@ -117,8 +118,8 @@ class FakeLLMServer:
         lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
         return "\n".join(lines) + "\n"
 
-    def add_rule(self, pattern: str, reply: Reply, times: int | None = None) -> None:
-        self.rules.append(Rule(pattern, reply, times))
+    def add_rule(self, pattern: str, reply: Reply, times: int | None = None, delay: float = 0.0) -> None:
+        self.rules.append(Rule(pattern, reply, times, delay=delay))
 
     # request handling
     def _handle(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
@@ -196,6 +197,8 @@ class FakeLLMServer:
                 turn = rule.used
                 rule.used += 1
         if rule is not None:
+            if rule.delay:
+                time.sleep(rule.delay)
             reply = rule.cycle[turn % len(rule.cycle)] if rule.cycle else rule.reply
             reply = reply(body) if callable(reply) else reply
             return reply if isinstance(reply, str) else json.dumps(reply, ensure_ascii=False)
