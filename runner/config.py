@@ -84,6 +84,33 @@ class LocalSettings(BaseModel):
     context: int = Field(8192, ge=512, description="context window in tokens")
 
 
+class StoreSettings(BaseModel):
+    """Where runs are kept. Default: SQLite files and run folders under `state_dir`, one machine."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = Field(None, description="postgresql://user:password@host:port/db — a team server's store "
+                                             "(every worker, the scheduler and the web server use the same one)")
+    artifacts: str | None = Field(None, description="folder for run folders (events, files a run writes); on a "
+                                                   "team server a volume every worker and the web server mount "
+                                                   "at the same path. Default: <state_dir>/runs")
+
+
+class QueueSettings(BaseModel):
+    """The Celery broker that hands run work to `playbook worker` processes (a team server)."""
+
+    model_config = ConfigDict(extra="forbid")
+    broker: str | None = Field(None, description="redis://host:port/db — with it, runs started by `run --detach`, "
+                                                "the web page, the API, IM callbacks and the scheduler go to "
+                                                "workers")
+    map_chunk: int = Field(2000, ge=1, description="a map over more items than this is split into chunks of "
+                                                   "this many items that any worker may run")
+    visibility_timeout: float = Field(3600.0, gt=0, description="seconds before Redis hands a task whose worker "
+                                                                 "vanished (kill -9, a lost machine) to another "
+                                                                 "worker")
+    heartbeat: float = Field(10.0, gt=0, description="seconds between a worker's signs of life on the runs and "
+                                                     "chunks it holds; three missed ones and others take over")
+
+
 class ProjectFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     timezone: str = "Asia/Shanghai"
@@ -100,6 +127,8 @@ class ProjectFile(BaseModel):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     local: LocalSettings = Field(default_factory=LocalSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
 
 
 @dataclass
@@ -121,8 +150,14 @@ class Project:
         """LangGraph checkpoints: a file of their own, so its async writer never waits on ours."""
         return self.state_dir / "checkpoints.db"
 
+    @property
+    def runs_root(self) -> Path:
+        """Where run folders live: `[store] artifacts` (a shared volume on a team server) or <state_dir>/runs."""
+        named = self.settings.store.artifacts
+        return (self.root / Path(named).expanduser()) if named else self.state_dir / "runs"
+
     def run_dir(self, run_id: str) -> Path:
-        return self.state_dir / "runs" / run_id
+        return self.runs_root / run_id
 
     @property
     def writable_paths(self) -> tuple[Path, ...]:
@@ -187,11 +222,16 @@ def load_project(root: Path | None = None) -> Project:
 
 
 def _apply_env(data: dict[str, Any]) -> None:
-    """PLAYBOOK_TIMEZONE, PLAYBOOK_STATE_DIR; PLAYBOOK_MODEL_<ALIAS>, PLAYBOOK_API_BASE_<ALIAS>,
+    """PLAYBOOK_TIMEZONE, PLAYBOOK_STATE_DIR, PLAYBOOK_STORE_URL, PLAYBOOK_ARTIFACTS, PLAYBOOK_BROKER_URL;
+    PLAYBOOK_MODEL_<ALIAS>, PLAYBOOK_API_BASE_<ALIAS>,
     PLAYBOOK_API_KEY_ENV_<ALIAS> set an alias's model id, endpoint and key variable."""
     for name in ("timezone", "currency", "state_dir"):
         if value := os.environ.get(f"PLAYBOOK_{name.upper()}"):
             data[name] = value
+    for variable, section, key in (("PLAYBOOK_STORE_URL", "store", "url"), ("PLAYBOOK_ARTIFACTS", "store", "artifacts"),
+                                   ("PLAYBOOK_BROKER_URL", "queue", "broker")):
+        if value := os.environ.get(variable):
+            data.setdefault(section, {})[key] = value
     models = data.setdefault("models", {})
     prefixes = {"PLAYBOOK_MODEL_": "model", "PLAYBOOK_API_BASE_": "api_base",
                 "PLAYBOOK_API_KEY_ENV_": "api_key_env"}

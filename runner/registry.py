@@ -45,6 +45,7 @@ class ToolContext:
     playbook: str = ""  # name of the running playbook (runs.previous looks up its earlier runs)
     readable_paths: tuple[Path, ...] = ()  # [paths] read
     input_files: frozenset[Path] = frozenset()  # the run's `file` inputs, resolved: readable wherever they are
+    store: Any = None  # the run's store (runner.store.Store): runs.previous reads earlier runs from it
 
     @property
     def state_db(self) -> Path:

@@ -123,3 +123,47 @@ def wait_status(base: str, run_id: str, status: str, timeout: float = 120) -> di
             return run
         time.sleep(0.2)
     raise AssertionError(f"{run_id} stayed {run.get('status')}: {run.get('error')}")
+
+
+# --- a team server's Postgres and Redis: real throw-away servers on loopback, one of each per test session ---
+
+def _team_server(kind: str) -> Any:
+    """Start the server, or skip the test when it is not installed — except where PLAYBOOK_TEAM_TESTS=require
+    (CI sets it), where a missing server fails the run instead of silently testing less."""
+    from runner.testing.servers import PostgresServer, RedisServer, ServerMissing
+
+    try:
+        return (PostgresServer if kind == "postgres" else RedisServer)().__enter__()
+    except ServerMissing as exc:
+        if os.environ.get("PLAYBOOK_TEAM_TESTS") == "require":
+            raise
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    server = _team_server("postgres")
+    yield server
+    server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    server = _team_server("redis")
+    yield server
+    server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> str:
+    """An empty database of its own for this test."""
+    return str(postgres_server.new_database())
+
+
+_redis_dbs = iter(range(1, 64))
+
+
+@pytest.fixture
+def redis_url(redis_server: Any) -> str:
+    """A Redis database number of its own for this test (a throw-away server has 64)."""
+    return str(redis_server.url(next(_redis_dbs)))

@@ -201,18 +201,12 @@ class PreviousOutput(BaseModel):
 @tool("runs.previous")
 async def runs_previous(args: PreviousInput, ctx: ToolContext) -> PreviousOutput:
     """The outputs of the latest finished earlier run of a playbook (for run-over-run comparisons)."""
-    from runner.store import SqliteStore
-
     missing = [name for name in args.match_inputs if name not in args.inputs]
     if missing:
         raise ToolArgumentError("match_inputs", f"pass this run's value of {', '.join(missing)} under inputs:")
-    if not ctx.state_db.exists():
+    if ctx.store is None:  # called outside a run (runner.testing.call_tool): there are no earlier runs
         return PreviousOutput(found=False)
-    store = SqliteStore(ctx.state_db)
-    try:
-        runs = store.finished_runs(args.playbook or ctx.playbook, exclude=ctx.run_id.split(".")[0])
-    finally:
-        store.close()
+    runs = ctx.store.finished_runs(args.playbook or ctx.playbook, exclude=ctx.run_id.split(".")[0])
     for run in runs:
         if all((run["inputs"] or {}).get(n) == args.inputs[n] for n in args.match_inputs):
             return PreviousOutput(found=True, run_id=run["id"], started_at=run["started_at"],

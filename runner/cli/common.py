@@ -112,10 +112,11 @@ def project_with_runs(run_id: str) -> Any:
     """The project, when it has any runs at all; a command about an existing run given in a folder that
     never ran anything says so, without leaving a `.playbook/` folder behind there."""
     from runner.errors import NoSuchRun
+    from runner.store import has_store, store_location
 
     project = project_here()
-    if not project.db_path.exists():
-        raise NoSuchRun(run_id, str(project.db_path))
+    if not has_store(project):
+        raise NoSuchRun(run_id, store_location(project))
     return project
 
 
@@ -143,7 +144,7 @@ def execute(action: Any, run_id: str | None = None, *, existing: bool = True) ->
     from runner.cli.interrupt import drive
 
     try:
-        outcome = drive(act(), db_path=project.db_path, run_id=run_id, on_stop=runner.close,
+        outcome = drive(act(), project=project, run_id=run_id, on_stop=runner.close,
                         say=lambda text: err.print(f"\n{text}", markup=False))
     finally:
         runner.close()

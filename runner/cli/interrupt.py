@@ -16,23 +16,23 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
+from runner.config import Project
 from runner.errors import interrupted
 
 EXIT_INTERRUPTED = 130  # the shell's convention: 128 + SIGINT
 GRACE = 1.0  # seconds the run gets to stop cleanly
 
 
-def drive(work: Coroutine[Any, Any, Any], *, db_path: Path, run_id: str | None,
+def drive(work: Coroutine[Any, Any, Any], *, project: Project, run_id: str | None,
           say: Callable[[str], None], on_stop: Callable[[], None]) -> Any:
     """Run `work` to completion and return its result, or exit 130 on Ctrl-C / SIGTERM."""
     loop = asyncio.new_event_loop()
     main = loop.create_task(work)
     where = f"playbook resume {run_id}" if run_id else "playbook runs list，找到运行 id 后 playbook resume <运行 id>"
     message = f"已中断；已完成的部分都保存着。继续运行：{where}"
-    hard_stop = threading.Timer(GRACE, _stop_hard, args=(db_path, run_id, lambda: _leave(say, message)))
+    hard_stop = threading.Timer(GRACE, _stop_hard, args=(project, run_id, lambda: _leave(say, message)))
     hard_stop.daemon = True
 
     def interrupted(*_: Any) -> None:
@@ -61,11 +61,11 @@ def _leave(say: Callable[[str], None], message: str) -> None:
     os._exit(EXIT_INTERRUPTED)
 
 
-def _stop_hard(db_path: Path, run_id: str | None, leave: Callable[[], None]) -> None:
+def _stop_hard(project: Project, run_id: str | None, leave: Callable[[], None]) -> None:
     if run_id:
-        from runner.store import SqliteStore
+        from runner.store import open_store
 
-        store = SqliteStore(db_path)
+        store = open_store(project)
         run = store.get_run(run_id)
         if run is not None and run["status"] == "running":
             store.update_run(run["id"], status="failed", ended_at=time.time(), error=interrupted(run["id"]))

@@ -15,7 +15,7 @@ from runner.engine.liveness import duration, shown_status
 from runner.engine.nodes.on_error import describe
 from runner.engine.step_log import where_it_stopped
 from runner.errors import NoSuchRun
-from runner.store import SqliteStore
+from runner.store import Store, has_store, open_store, store_location
 from runner.wording import readable, status
 
 
@@ -42,11 +42,11 @@ def _duration(project: Project, run: dict[str, Any]) -> str:
 
 
 def print_runs(out: Console, project: Project, limit: int) -> None:
-    if not project.db_path.exists():
+    if not has_store(project):
         out.print(f"{project.root} 下还没有运行记录（运行记录属于发起它的目录；用 --project DIR 或 "
                   "PLAYBOOK_PROJECT=DIR 指向别的项目目录）", markup=False)
         return
-    store = SqliteStore(project.db_path)
+    store = open_store(project)
     table = Table()
     table.add_column("运行 id", no_wrap=True)
     for name in ("剧本", "状态", "开始", "耗时", "tokens", "费用"):
@@ -64,14 +64,14 @@ def print_runs(out: Console, project: Project, limit: int) -> None:
     store.close()
 
 
-def _get(project: Project, run_id: str) -> tuple[SqliteStore, dict[str, Any]]:
-    if not project.db_path.exists():  # never leave a .playbook/ folder behind in a folder that has no runs
-        raise NoSuchRun(run_id, str(project.db_path))
-    store = SqliteStore(project.db_path)
+def _get(project: Project, run_id: str) -> tuple[Store, dict[str, Any]]:
+    if not has_store(project):  # never leave a .playbook/ folder behind in a folder that has no runs
+        raise NoSuchRun(run_id, store_location(project))
+    store = open_store(project)
     run = store.get_run(run_id)
     if run is None:
         store.close()
-        raise NoSuchRun(run_id, str(project.db_path))
+        raise NoSuchRun(run_id, store_location(project))
     return store, run
 
 

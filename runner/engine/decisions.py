@@ -10,10 +10,10 @@ from typing import Any
 from runner.dsl.output_schema import to_model
 from runner.engine.approvals import EditError, apply_edits, parse_set
 from runner.errors import NoSuchRun, PlaybookError, RunError
-from runner.store import SqliteStore
+from runner.store import Store
 
 
-def _pending(store: SqliteStore, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _pending(store: Store, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     run = store.get_run(run_id)
     if run is None:
         raise NoSuchRun(run_id, store.location)
@@ -22,7 +22,7 @@ def _pending(store: SqliteStore, run_id: str) -> tuple[dict[str, Any], dict[str,
     return run, run["pending"]
 
 
-def build_decision(store: SqliteStore, run_id: str, action: str, pairs: list[str],
+def build_decision(store: Store, run_id: str, action: str, pairs: list[str],
                    edits_file: Path | None, comment: str | None, by: str, at: float) -> dict[str, Any]:
     """Validate edits against the waiting draft's editable fields and schema; nothing is applied if bad."""
     _, pending = _pending(store, run_id)
@@ -43,7 +43,7 @@ def build_decision(store: SqliteStore, run_id: str, action: str, pairs: list[str
     return {"action": action, "comment": comment, "edits": edits, "by": by, "at": at}
 
 
-def timeout_decision(store: SqliteStore, run_id: str) -> dict[str, Any] | None:
+def timeout_decision(store: Store, run_id: str) -> dict[str, Any] | None:
     """For a waiting run past its approval deadline, the decision `on_timeout` asks for."""
     run = store.get_run(run_id)
     if run is None or run["status"] != "waiting" or not run["pending"]:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,7 +28,7 @@ from runner.engine.step_log import StepLog
 from runner.errors import DecisionTaken, NoSuchRun, RunCancelled, RunError, interrupted
 from runner.models.llm import LlmClient
 from runner.registry import ToolFixtures, close_resources, run_started
-from runner.store import SqliteStore
+from runner.store import checkpointer, open_store
 
 DEFAULT_MAX_VISITS = 100
 # LangGraph checkpoints only when the graph stops (an approval, the end, an error), not after every step:
@@ -38,20 +36,6 @@ DEFAULT_MAX_VISITS = 100
 # makes a re-run of any finished step free — a killed run continues from its last stop with nothing repeated.
 DURABILITY = "exit"
 CHILD_OUTPUTS = "__outputs__"  # journal step under which a finished sub-playbook's outputs are kept unredacted
-
-
-@contextlib.asynccontextmanager
-async def checkpointer(path: Path) -> AsyncIterator[Any]:
-    """LangGraph's SQLite checkpointer on a connection that waits for other runs' writes instead of failing
-    with `database is locked` (several runs in one project folder write the same file)."""
-    import aiosqlite
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    async with aiosqlite.connect(str(path), timeout=120) as connection:
-        await connection.execute("PRAGMA journal_mode=WAL")
-        await connection.execute("PRAGMA synchronous=NORMAL")
-        yield AsyncSqliteSaver(connection)
 
 
 @dataclass
@@ -146,7 +130,7 @@ class Runner:
         self.project = project
         self.hooks = list(hooks or [])
         self.tool_fixtures = tool_fixtures
-        self.store = SqliteStore(project.db_path)
+        self.store = open_store(project)
         self.llm = LlmClient(project, self.store)
 
     def close(self) -> None:
@@ -233,7 +217,7 @@ class Runner:
         one) it starts from `fresh`: the journal answers every call that finished before, so nothing repeats."""
         config = {"configurable": {"thread_id": rc.run_id}, "recursion_limit": 10_000}
         outcome = RunOutcome(rc.run_id, "failed", run_dir=str(rc.run_dir))
-        async with checkpointer(self.project.checkpoint_path) as saver:
+        async with checkpointer(self.project) as saver:
             graph = compile_graph(rc.playbook, _node_factory(rc), checkpointer=saver)
             run_started()
             try:
@@ -348,7 +332,7 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
     state = {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
              "run": {"date": datetime.now().strftime("%Y-%m-%d")}}
     spent_before = parent.spent
-    async with checkpointer(parent.project.checkpoint_path) as saver:
+    async with checkpointer(parent.project) as saver:
         graph = compile_graph(child, _node_factory(rc), checkpointer=saver)
         started = bool((await graph.aget_state(config)).values)
         final = await graph.ainvoke(None if started else state, config, durability=DURABILITY)

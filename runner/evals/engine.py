@@ -23,7 +23,7 @@ from runner.evals.load import Suite
 from runner.evals.run_case import CaseRun, Fixtures, run_case
 from runner.evals.suite import CaseSpec
 from runner.models.llm import LlmClient, LlmRequest
-from runner.store import SqliteStore
+from runner.store import Store, open_store
 
 Mode = Literal["live", "record", "replay"]
 RULE = ("A run passes when its weighted assertion score reaches the case threshold and it finished without error; "
@@ -71,7 +71,7 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
     case_project = _case_project(suite, project)
     cassette = Cassette(suite.cassette_path, "replay" if mode == "replay" else "record") \
         if mode != "live" else None
-    judge_store = SqliteStore(project.db_path)
+    judge_store = open_store(project)
     limit = asyncio.Semaphore(concurrency or suite.spec.concurrency)
     results = [CaseResult(c) for c in suite.cases]
     use_fake = mode != "replay" and not real_models
@@ -190,7 +190,7 @@ class _Judge:
     """LLM-judge rubrics on the pinned judge model. Live verdicts are cached per (model, rubric, value, repeat),
     so re-running a suite pays once while repeats still sample the judge; record/replay go through the cassette."""
 
-    def __init__(self, suite: Suite, project: Project, store: SqliteStore, replies: Any, mode: Mode,
+    def __init__(self, suite: Suite, project: Project, store: Store, replies: Any, mode: Mode,
                  repeat: int) -> None:
         self.suite, self.project, self.store, self.mode, self.repeat = suite, project, store, mode, repeat
         self.client = LlmClient(project, None, replies=replies)

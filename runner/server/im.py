@@ -34,7 +34,7 @@ from runner import atomic
 from runner.config import Project
 from runner.engine.events import Hooks
 from runner.server.service import Conflict, Decided, FieldErrors, NotFound, Service
-from runner.store import SqliteStore
+from runner.store import open_store
 
 LABEL = {"approve": "已通过", "reject": "已驳回"}
 
@@ -282,7 +282,7 @@ class ApprovalCards(Hooks):
     async def _send(self, channel: str, run_id: str, status: str, error: str | None) -> None:
         import httpx
 
-        store = SqliteStore(self.project.db_path)
+        store = open_store(self.project)
         try:
             run = store.get_run(run_id)
         finally:

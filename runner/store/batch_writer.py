@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
-import threading
+from collections.abc import Callable
 from typing import Any
 
 _Pending = list[tuple[str, tuple[Any, ...], "asyncio.Future[None] | None"]]
+Statements = list[tuple[str, tuple[Any, ...]]]
 
 
 class BatchWriter:
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
-        self._db = db
-        self._lock = lock
+    def __init__(self, commit: Callable[[Statements], None]) -> None:
+        self._commit_all = commit  # runs the statements in one transaction, or raises having written none
         self._pending: dict[asyncio.AbstractEventLoop, _Pending] = {}  # one queue per loop using the store
 
     async def write(self, sql: str, params: tuple[Any, ...]) -> None:
@@ -62,15 +61,9 @@ class BatchWriter:
             else:
                 future.set_exception(error)
 
-    def _commit(self, statements: list[tuple[str, tuple[Any, ...]]]) -> BaseException | None:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                for sql, params in statements:
-                    self._db.execute(sql, params)
-                self._db.execute("COMMIT")
-            except Exception as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                return exc
+    def _commit(self, statements: Statements) -> BaseException | None:
+        try:
+            self._commit_all(statements)
+        except Exception as exc:
+            return exc
         return None

@@ -181,7 +181,7 @@ class StepContext:
                            allowed_paths=self.run.project.writable_paths,
                            base_dir=self.run.playbook.path.parent, settings=self.run.project.settings,
                            playbook=self.run.playbook.spec.name, readable_paths=self.run.project.readable_paths,
-                           input_files=files)
+                           input_files=files, store=self.run.store)
 
 
 NOT_RUN: dict[str, Any] = {"output": None, "status": "skipped", "visits": 0}

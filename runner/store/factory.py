@@ -1,0 +1,88 @@
+"""The one place that decides which store and which LangGraph checkpointer a project uses.
+
+The executor, the scheduler, the server, the CLI and the evals call `open_store(project)`; nothing else names
+a store class. `[store] url` (or PLAYBOOK_STORE_URL) = postgresql://… selects Postgres for everything,
+LangGraph's checkpoints included; otherwise SQLite files under the project's state folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from runner.config import Project
+from runner.errors import PlaybookError
+from runner.store.protocol import Store
+
+_POSTGRES = ("postgresql://", "postgres://")
+_checkpoints_ready: set[str] = set()  # Postgres URLs whose checkpoint tables this process has set up
+
+
+def store_url(project: Project) -> str | None:
+    url = project.settings.store.url
+    if url and not url.startswith(_POSTGRES):
+        raise PlaybookError(f"[store] url must start with postgresql:// (got '{url.split(':', 1)[0]}:…'); leave it "
+                            "out to keep runs in SQLite under the project's .playbook folder")
+    return url
+
+
+def has_store(project: Project) -> bool:
+    """Whether the project has a store yet (a read-only command never creates .playbook/ in a folder without
+    runs); a Postgres store always has one."""
+    return bool(store_url(project)) or project.db_path.exists()
+
+
+def store_location(project: Project) -> str:
+    """The store's place, for messages: the SQLite file, or the Postgres URL without its password."""
+    url = store_url(project)
+    if url:
+        from runner.store.postgres import safe_url
+
+        return safe_url(url)
+    return str(project.db_path)
+
+
+def open_store(project: Project) -> Store:
+    url = store_url(project)
+    if url:
+        from runner.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    from runner.store.sqlite import SqliteStore
+
+    return SqliteStore(project.db_path)
+
+
+@contextlib.asynccontextmanager
+async def checkpointer(project: Project) -> AsyncIterator[Any]:
+    """LangGraph's checkpointer for the project's store: Postgres (langgraph-checkpoint-postgres) beside a
+    Postgres store; else SQLite in a file of its own (sharing state.db let the checkpointer's async connection
+    and the store's wait on each other's write lock), on a connection that waits for other runs' writes
+    instead of failing with `database is locked`."""
+    url = store_url(project)
+    if url:
+        import psycopg
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg.rows import dict_row
+
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True, prepare_threshold=0,
+                                                         row_factory=dict_row) as connection:
+            saver = AsyncPostgresSaver(connection)
+            if url not in _checkpoints_ready:
+                await connection.execute("SELECT pg_advisory_lock(7366092)")  # one process sets up the tables
+                try:
+                    await saver.setup()
+                finally:
+                    await connection.execute("SELECT pg_advisory_unlock(7366092)")
+                _checkpoints_ready.add(url)
+            yield saver
+        return
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    project.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+    async with aiosqlite.connect(str(project.checkpoint_path), timeout=120) as sqlite_connection:
+        await sqlite_connection.execute("PRAGMA journal_mode=WAL")
+        await sqlite_connection.execute("PRAGMA synchronous=NORMAL")
+        yield AsyncSqliteSaver(sqlite_connection)

@@ -1,0 +1,84 @@
+"""The Postgres store, for a team server: the same tables and queries as SQLite (runner/store/sql.py), on a
+database every worker, the scheduler and the web server share.
+
+One connection per store, in autocommit mode: each statement commits on its own, as in SQLite, and the
+transactions the store needs (a claim, a batch of journal writes) are explicit. Rows a decision or a claim
+races on are locked (SELECT … FOR UPDATE), where SQLite holds the whole file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from runner.errors import PlaybookError
+from runner.store import migrations
+from runner.store.batch_writer import BatchWriter, Statements
+from runner.store.sql import Execute, SqlStore
+
+_MIGRATION_LOCK = 7_366_091  # pg_advisory_xact_lock key: one process migrates at a time
+
+
+@cache
+def _translated(sql: str) -> str:
+    return sql.replace("?", "%s")  # our SQL has no literal '?' or '%': patterns travel as parameters
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=host))
+
+
+class PostgresStore(SqlStore):
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.url = url
+        self._lock = threading.RLock()
+        try:
+            self._db = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise PlaybookError(f"cannot connect to the store at {safe_url(url)} ({reason.rstrip('.')}); check "
+                                "[store] url in playbook.toml (or PLAYBOOK_STORE_URL) and that Postgres is "
+                                "running") from None
+        self._writer = BatchWriter(self._commit_statements)
+        with self._transaction() as execute:
+            execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+            migrations.migrate(lambda sql: _rows(execute(sql, ())), postgres=True, where=safe_url(url))
+
+    @property
+    def location(self) -> str:
+        return safe_url(self.url)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _exec(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return _rows(self._db.execute(_translated(sql), params))
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Execute]:
+        with self._lock, self._db.transaction():
+            yield lambda sql, params: self._db.execute(_translated(sql), params)
+
+    def _lock_run(self, execute: Execute, run_id: str) -> None:
+        execute("SELECT id FROM runs WHERE id = ? FOR UPDATE", (run_id,))
+
+    def _commit_statements(self, statements: Statements) -> None:
+        with self._transaction() as execute:
+            for sql, params in statements:
+                execute(sql, params)
+
+
+def _rows(cursor: Any) -> list[tuple[Any, ...]]:
+    return list(cursor.fetchall()) if cursor.description is not None else []

@@ -1,0 +1,126 @@
+"""Throw-away Postgres and Redis servers on loopback, for tests and benchmarks of a team setup.
+
+Each gets a port and a data folder of its own and is stopped (folder removed) on exit; nothing touches a
+system service. They need Debian's `postgresql` and `redis-server` packages (scripts/setup installs them).
+Postgres refuses to run as root, so as root its data folder is given to the `postgres` system user the
+Debian package creates, and the server runs as that user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class ServerMissing(RuntimeError):
+    """The server program is not installed."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    raise RuntimeError(f"{what} did not start on port {port} within {timeout:.0f} s:\n{tail}")
+
+
+def postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    if not found:
+        raise ServerMissing("Postgres is not installed (Debian package `postgresql`; scripts/setup installs it)")
+    return Path(found[-1]).parent
+
+
+class PostgresServer:
+    """`with PostgresServer() as pg: pg.new_database()` → a postgresql:// URL of an empty database."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="playbook-pg-"))
+        self.data = self.folder / "data"
+        self.log = self.folder / "server.log"
+        self._user: list[str] = []
+
+    def __enter__(self) -> PostgresServer:
+        bindir = postgres_bin()
+        if os.geteuid() == 0:  # postgres will not run as root: hand it the folder and run as its own user
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.folder, owner.pw_uid, owner.pw_gid)
+            self._user = ["runuser", "-u", "postgres", "--"]
+        subprocess.run([*self._user, str(bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "playbook",
+                        "-E", "UTF8", "--locale=C.UTF-8"], check=True, capture_output=True)
+        subprocess.run([*self._user, str(bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
+                        "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+                        "-c max_connections=200", "start"], check=True, capture_output=True)
+        _wait_for_port(self.port, 30, "Postgres", self.log)
+        return self
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://playbook@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        import psycopg
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run([*self._user, str(postgres_bin() / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
+                        "stop"], capture_output=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class RedisServer:
+    """`with RedisServer() as redis: redis.url(3)` → redis://127.0.0.1:<port>/3, no persistence."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="playbook-redis-"))
+        self.log = self.folder / "server.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> RedisServer:
+        program = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not Path(program).exists():
+            raise ServerMissing("Redis is not installed (Debian package `redis-server`; scripts/setup installs it)")
+        with self.log.open("wb") as log:
+            self._process = subprocess.Popen([program, "--port", str(self.port), "--bind", "127.0.0.1",
+                                              "--dir", str(self.folder), "--save", "", "--appendonly", "no",
+                                              "--databases", "64"], stdout=log, stderr=subprocess.STDOUT)
+        _wait_for_port(self.port, 30, "Redis", self.log)
+        return self
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def team_servers() -> Iterator[tuple[PostgresServer, RedisServer]]:
+    with PostgresServer() as postgres, RedisServer() as redis:
+        yield postgres, redis
