@@ -33,7 +33,10 @@ class ModelConfig(BaseModel):
     api_base: str | None = None
     api_key_env: str | None = Field(None, description="environment variable holding the key")
     concurrency: int = Field(8, ge=1)
-    rpm: int | None = Field(None, ge=1, description="requests per minute")
+    rpm: int | None = Field(None, ge=1, description="requests per minute (per rpm_window seconds); on a team server "
+                                                    "it holds across all workers together")
+    rpm_window: float = Field(60.0, gt=0, description="seconds `rpm` counts over: 60 for a per-minute limit, 1 for "
+                                                      "a provider that limits requests per second")
     input_price: float | None = Field(None, description="per million input tokens, project currency")
     output_price: float | None = Field(None, description="per million output tokens, project currency")
     structured_output: bool | None = Field(None, description="send the JSON Schema as response_format; "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -55,14 +56,23 @@ class Fetched:
 
 
 class _HostGate:
-    """At most `per_host` requests in flight to one host, `delay` seconds apart."""
+    """At most `per_host` requests in flight to one host, `delay` seconds apart: in this process, or across a
+    team server's workers (`shared`: its Redis), where a limit per process would multiply by the workers."""
 
     def __init__(self) -> None:
         self.semaphores: dict[tuple[str, int], asyncio.Semaphore] = {}
         self.last: dict[str, float] = {}
         self.locks: dict[tuple[str, int], asyncio.Lock] = {}
 
-    async def enter(self, host: str, per_host: int, delay: float) -> asyncio.Semaphore:
+    async def enter(self, host: str, per_host: int, delay: float,
+                    shared: str | None = None) -> Callable[[], Awaitable[None]]:
+        """Wait for a turn; returns what gives it back."""
+        if shared:
+            from runner.shared_limits import SharedLimiter
+
+            limiter = SharedLimiter(shared, f"host:{host}", per_host, 1 if delay > 0 else None, delay or 60.0)
+            await limiter.__aenter__()
+            return lambda: limiter.__aexit__(None, None, None)
         key = (host, id(asyncio.get_running_loop()))
         semaphore = self.semaphores.setdefault(key, asyncio.Semaphore(per_host))
         await semaphore.acquire()
@@ -71,7 +81,10 @@ class _HostGate:
             if wait > 0:
                 await asyncio.sleep(wait)
             self.last[host] = time.monotonic()
-        return semaphore
+
+        async def release() -> None:
+            semaphore.release()
+        return release
 
 
 _gate = _HostGate()
@@ -102,7 +115,8 @@ async def fetch(url: str, ctx: ToolContext, *, timeout: float | None = None) -> 
     import httpx
 
     for attempt in range(retries):
-        semaphore = await _gate.enter(host, per_host, delay)
+        shared = getattr(getattr(ctx.settings, "queue", None), "broker", None)
+        release = await _gate.enter(host, per_host, delay, shared)
         try:
             async with httpx.AsyncClient(follow_redirects=True, timeout=limit, headers=headers) as client:
                 response = await client.get(url)
@@ -120,7 +134,7 @@ async def fetch(url: str, ctx: ToolContext, *, timeout: float | None = None) -> 
         except httpx.TransportError as exc:
             last_error, kind = f"cannot connect ({type(exc).__name__})", "connection"
         finally:
-            semaphore.release()
+            await release()
         await asyncio.sleep(0.5 * 2 ** attempt)
     raise FetchFailed(url, f"{last_error} ({retries} attempts)", kind)
 

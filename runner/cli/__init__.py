@@ -10,7 +10,7 @@ from rich.markup import escape
 from runner.cli.app import app, main
 
 # registered in this order, the order `playbook --help` lists them
-COMMAND_GROUPS = ("run", "runs", "authoring", "evals", "schedules", "serve")
+COMMAND_GROUPS = ("run", "runs", "authoring", "evals", "schedules", "serve", "team")
 for _group in COMMAND_GROUPS:
     importlib.import_module(f"runner.cli.{_group}")
 

@@ -148,5 +148,9 @@ def execute(action: Any, run_id: str | None = None, *, existing: bool = True) ->
                         say=lambda text: err.print(f"\n{text}", markup=False))
     finally:
         runner.close()
+    if outcome.status == "queued":  # handed to a team server's workers (a schedule's run-now): follow it there
+        from runner.cli.team import follow
+
+        follow(project, outcome.run_id)
     report(outcome, project.settings.currency)
     raise typer.Exit(EXIT[outcome.status])

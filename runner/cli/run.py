@@ -23,6 +23,7 @@ from runner.cli.common import (
     project_with_runs,
 )
 from runner.errors import PlaybookError
+from runner.team.queue import enqueue_continue, enqueue_start
 
 
 def parse_inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
@@ -50,8 +51,11 @@ def run(playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
         input: Annotated[list[str], typer.Option("--input", "-i", help="name=value (repeatable)")] = [],  # noqa: B006
         inputs_file: Annotated[Path | None, typer.Option("--inputs", help="YAML or JSON file of inputs")] = None,
         max_cost: Annotated[float | None, typer.Option(help="override limits.max_cost")] = None,
-        run_id: Annotated[str | None, typer.Option(help="choose the run id")] = None) -> None:
-    """Run a playbook. Pauses at approvals and prints the commands to continue."""
+        run_id: Annotated[str | None, typer.Option(help="choose the run id")] = None,
+        detach: Annotated[bool, typer.Option("--detach", help="hand the run to the workers ([queue] broker) "
+                                                              "and return at once with its id")] = False) -> None:
+    """Run a playbook. Pauses at approvals and prints the commands to continue. With a [queue] broker the
+    run goes to `playbook worker`s; this command follows its progress (or, with --detach, returns)."""
     from runner.dsl.inputs import resolve_inputs
     from runner.dsl.validate import load_and_validate
 
@@ -72,6 +76,10 @@ def run(playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
     from runner.engine.execute import new_run_id
 
     run_id = run_id or new_run_id(loaded.spec.name)
+    if project.settings.queue.broker or detach:
+        guard(lambda: queued(project, run_id, detach, lambda store: enqueue_start(
+            project, store, loaded, inputs, run_id, max_cost)))
+        return
 
     async def action(runner: Any, _: Any) -> Any:
         return await runner.start(loaded, inputs, run_id=run_id, max_cost=max_cost)
@@ -84,6 +92,15 @@ def resume(run_id: str, max_cost: Annotated[float | None, typer.Option(help="new
            ) -> None:
     """Continue a failed or interrupted run; finished LLM calls, tool calls and batches are not repeated."""
     from runner.engine.decisions import timeout_decision
+
+    if (project := project_with_runs(run_id)).settings.queue.broker:
+        def hand_over(runner: Any) -> None:
+            decision = timeout_decision(runner.store, run_id)
+            run = runner.claim_resume(run_id, decision=decision, max_cost=max_cost)
+            enqueue_continue(project, runner.store, run["id"], decision)
+
+        guard(lambda: claimed(project, run_id, hand_over))
+        return
 
     async def action(runner: Any, project: Any) -> Any:
         decision = timeout_decision(runner.store, run_id)
@@ -113,12 +130,54 @@ def decide(run_id: str, action_name: str, pairs: list[str], edits_file: Path | N
             comment: str | None, by: str | None) -> None:
     from runner.engine.decisions import build_decision
 
+    if (project := project_with_runs(run_id)).settings.queue.broker:
+        def hand_over(runner: Any) -> None:
+            decision = build_decision(runner.store, run_id, action_name, pairs, edits_file, comment,
+                                      by or os_user(), time.time())
+            run = runner.claim_resume(run_id, decision=decision)
+            enqueue_continue(project, runner.store, run["id"], decision)
+
+        guard(lambda: claimed(project, run_id, hand_over))
+        return
+
     async def action(runner: Any, project: Any) -> Any:
         decision = build_decision(runner.store, run_id, action_name, pairs, edits_file, comment,
                                   by or os_user(), time.time())
         return await runner.resume(run_id, decision=decision)
 
     guard(lambda: execute(action, run_id))
+
+
+def queued(project: Any, run_id: str, detach: bool, enqueue: Any) -> None:
+    """Hand a new run to the workers; follow it unless `detach`."""
+    from runner.cli.team import follow, team_broker
+    from runner.store import open_store
+
+    team_broker(project)
+    store = open_store(project)
+    try:
+        enqueue(store)
+    finally:
+        store.close()
+    if detach:
+        out.print(f"{run_id}: queued for a worker (follow: playbook runs show {run_id})", markup=False)
+        return
+    follow(project, run_id)
+
+
+def claimed(project: Any, run_id: str, hand_over: Any) -> None:
+    """Claim an existing run here (a decision recorded once, a resume taken once), hand it to the workers and
+    follow it."""
+    from runner.cli.team import follow
+    from runner.engine.execute import Runner
+
+    runner = Runner(project)
+    try:
+        hand_over(runner)
+        full_id = (runner.store.get_run(run_id) or {"id": run_id})["id"]
+    finally:
+        runner.close()
+    follow(project, full_id)
 
 
 def os_user() -> str:

@@ -25,10 +25,11 @@ class Hooks:
     def on_map_progress(self, **event: Any) -> None: ...
     def on_approval(self, **event: Any) -> None: ...
     def on_run_end(self, **event: Any) -> None: ...
+    def on_map_chunk(self, **event: Any) -> None: ...
 
 
 HOOK_NAMES = ("on_run_start", "on_step_start", "on_step_end", "on_llm_call", "on_tool_call",
-              "on_map_progress", "on_approval", "on_run_end")
+              "on_map_progress", "on_approval", "on_run_end", "on_map_chunk")
 
 
 class HookList(Hooks):
@@ -71,6 +72,15 @@ class HookList(Hooks):
 
     def on_run_end(self, **event: Any) -> None:
         self.emit("on_run_end", **event)
+
+    def on_map_chunk(self, **event: Any) -> None:
+        self.emit("on_map_chunk", **event)
+
+    def close(self) -> None:
+        """Close the files the hooks hold open (a worker process outlives the runs it works on)."""
+        for hook in self.hooks:
+            if isinstance(hook, EventsFile):
+                hook.close()
 
 
 class Redactor:
@@ -144,6 +154,9 @@ class EventsFile(Hooks):
     def on_run_end(self, **event: Any) -> None:
         self._write("run_end", event)
         self.close()
+
+    def on_map_chunk(self, **event: Any) -> None:
+        self._write("map_chunk", event)  # which worker ran which part of a distributed map
 
 
 def brief(event: dict[str, Any], limit: int = 2000) -> dict[str, Any]:

@@ -20,8 +20,9 @@ from runner.dsl.spec import Step
 from runner.dsl.validate import Playbook, load_and_validate
 from runner.engine.compile import NodeFunction, compile_graph
 from runner.engine.events import EventsFile, HookList, Hooks, Redactor
-from runner.engine.liveness import process_alive, this_process
+from runner.engine.liveness import HOST, run_alive, this_process
 from runner.engine.nodes import STEP_KINDS, RunContext, StepContext
+from runner.engine.nodes.base import MapDistributor
 from runner.engine.nodes.map import run_map
 from runner.engine.nodes.on_error import error_record, fallback, problems_of, tolerable
 from runner.engine.step_log import StepLog
@@ -126,10 +127,11 @@ class Runner:
     """Starts and resumes runs of one project. All I/O of a run goes through here."""
 
     def __init__(self, project: Project, *, hooks: list[Hooks] | None = None,
-                 tool_fixtures: ToolFixtures | None = None) -> None:
+                 tool_fixtures: ToolFixtures | None = None, distribute: MapDistributor | None = None) -> None:
         self.project = project
         self.hooks = list(hooks or [])
         self.tool_fixtures = tool_fixtures
+        self.distribute = distribute  # a team worker's: large maps run in chunks across workers
         self.store = open_store(project)
         self.llm = LlmClient(project, self.store)
 
@@ -146,7 +148,23 @@ class Runner:
                           llm=self.llm, hooks=hooks, redact=redact, run_dir=run_dir,
                           started_at=run["started_at"], max_cost=max_cost, spent=run["cost"] or 0.0,
                           tokens_in=run["tokens_in"] or 0, tokens_out=run["tokens_out"] or 0,
-                          tool_fixtures=self.tool_fixtures, run_child=run_child)
+                          tool_fixtures=self.tool_fixtures, run_child=run_child, distribute=self.distribute,
+                          shared_budget=self.distribute is not None)
+
+    def context(self, run: dict[str, Any]) -> RunContext:
+        """The services of an existing run, for work done on it outside its graph (a map chunk on a worker)."""
+        return self._context(run, load_and_validate(run["path"], run["source"]))
+
+    async def begin(self, run_id: str) -> RunOutcome:
+        """Drive a run recorded as queued (runner/team/queue.py) that this process has just claimed."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise NoSuchRun(run_id, self.store.location)
+        playbook = load_and_validate(run["path"], run["source"])
+        self.llm.preload_for(playbook.model_aliases())
+        rc = self._context(run, playbook)
+        rc.hooks.on_run_start(run_id=run_id, playbook=playbook.spec.name, inputs=run["inputs"])
+        return await self._drive(rc, None, self._initial_state(run["inputs"], run["started_at"]))
 
     async def start(self, playbook: Playbook, inputs: dict[str, Any], *, run_id: str | None = None,
                     max_cost: float | None = None) -> RunOutcome:
@@ -179,8 +197,10 @@ class Runner:
         if earlier is not None:
             raise DecisionTaken(run["id"], str(pending.get("step")), earlier)
 
-    async def resume(self, run_id: str, *, decision: dict[str, Any] | None = None,
-                     max_cost: float | None = None, claimed: bool = False) -> RunOutcome:
+    def claim_resume(self, run_id: str, *, decision: dict[str, Any] | None = None,
+                     max_cost: float | None = None) -> dict[str, Any]:
+        """Check that the run can go on (with `decision`, when it waits at an approval) and make this process
+        its owner, atomically: the decision is recorded once, two resumes take it over once. Returns the run."""
         run = self.store.get_run(run_id)
         if run is None:
             raise NoSuchRun(run_id, self.store.location)
@@ -190,19 +210,37 @@ class Runner:
             raise RunError(f"run '{run['id']}' is waiting for approval; use `playbook approve` or "
                            "`playbook reject`")
         # this process counts too: a run it drives right now (a server's background run) is not resumed twice
-        if run["status"] == "running" and process_alive(run["pid"], run["pid_started"]) and not claimed:
-            raise RunError(f"run '{run['id']}' is still running in process {run['pid']}; wait for it "
+        if run["status"] in ("running", "queued") and (run["status"] == "queued" or run_alive(run)):
+            where = ("the queue, waiting for a worker" if run["status"] == "queued" else f"process {run['pid']}" +
+                     (f" on {run['host']}" if run.get("host") not in (None, HOST) else ""))
+            raise RunError(f"run '{run['id']}' is still running in {where}; wait for it "
                            "or stop it with `playbook cancel`")
-        if decision is not None and run["status"] != "waiting" and not claimed:
+        if decision is not None and run["status"] != "waiting":
             raise RunError(f"run '{run['id']}' is {run['status']}, not waiting for approval")
-        playbook = load_and_validate(run["path"], run["source"])
+        load_and_validate(run["path"], run["source"])  # a source this version cannot run fails before the claim
         if max_cost is not None:
             self.store.update_run(run["id"], max_cost=max_cost)
             run["max_cost"] = max_cost
-        if decision is not None and not claimed:
+        if decision is not None:
             self.claim(run["id"], decision)  # the one decision applied; the run is now running
-        elif not claimed and not self.store.take_over(run, **this_process()):
+        elif not self.store.take_over(run, **this_process()):
             raise RunError(f"run '{run['id']}' was resumed by another process just now; nothing was started here")
+        return run
+
+    async def resume(self, run_id: str, *, decision: dict[str, Any] | None = None,
+                     max_cost: float | None = None, claimed: bool = False) -> RunOutcome:
+        """Continue a run. `claimed`: this process has already made itself the owner (claim_resume, a worker's
+        claim of a queued run), so the checks are not made again."""
+        if not claimed:
+            run = self.claim_resume(run_id, decision=decision, max_cost=max_cost)
+        elif (found := self.store.get_run(run_id)) is None:
+            raise NoSuchRun(run_id, self.store.location)
+        else:
+            run = found
+            if max_cost is not None:
+                self.store.update_run(run["id"], max_cost=max_cost)
+                run["max_cost"] = max_cost
+        playbook = load_and_validate(run["path"], run["source"])
         self.store.update_run(run["id"], status="running", error=None, pending=None, ended_at=None,
                               **this_process())
         self.llm.preload_for(playbook.model_aliases())
@@ -290,7 +328,7 @@ class Runner:
         run = self.store.get_run(run_id)
         if run is None:
             raise NoSuchRun(run_id, self.store.location)
-        if run["status"] in ("waiting", "failed"):
+        if run["status"] in ("waiting", "failed", "queued"):
             self.store.update_run(run["id"], status="cancelled", ended_at=time.time(), pending=None)
             return "cancelled"
         if run["status"] == "running":

@@ -2,11 +2,16 @@
 
 A run records its owner's pid and that process's start time. A pid alone is not enough: after a kill -9
 (or a reboot) the number is reused by an unrelated process, and the run would look alive forever. The
-start time (from /proc, Linux) tells the original owner from a newcomer with the same number."""
+start time (from /proc, Linux) tells the original owner from a newcomer with the same number.
+
+On a team server the owner may be a worker on another machine, whose processes this one cannot see: a run
+also records its owner's host, and a worker writes a heartbeat on the runs it holds (runner/team/work.py).
+An owner elsewhere counts as alive while its heartbeat is fresh."""
 
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,9 @@ from typing import Any
 from runner.errors import interrupted
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+HOST = socket.gethostname()
+HEARTBEAT = 10.0  # seconds between a worker's heartbeats on what it holds
+STALE = 4 * HEARTBEAT  # an owner elsewhere silent this long is gone (killed, its machine lost)
 
 
 def process_start(pid: int) -> float | None:
@@ -30,8 +38,20 @@ def process_start(pid: int) -> float | None:
 
 
 def this_process() -> dict[str, Any]:
-    """The owner fields a run records: this process's pid and start time."""
-    return {"pid": os.getpid(), "pid_started": process_start(os.getpid())}
+    """The owner fields a run records: this process's pid, start time and host."""
+    return {"pid": os.getpid(), "pid_started": process_start(os.getpid()), "host": HOST}
+
+
+def holder_alive(pid: int | None, started: float | None, host: str | None, heartbeat: float | None) -> bool:
+    """Whether the process that holds a run (or a map chunk) is alive: by its pid on this machine, by its
+    heartbeat when it is on another."""
+    if host and host != HOST:
+        return heartbeat is not None and time.time() - heartbeat < STALE
+    return process_alive(pid, started)
+
+
+def run_alive(run: dict[str, Any]) -> bool:
+    return holder_alive(run.get("pid"), run.get("pid_started"), run.get("host"), run.get("heartbeat"))
 
 
 def process_alive(pid: int | None, started: float | None) -> bool:
@@ -50,15 +70,16 @@ def process_alive(pid: int | None, started: float | None) -> bool:
     return now is None or abs(now - started) < 0.5
 
 
-def owner_alive(pid: int | None, started: float | None = None) -> bool:
+def owner_alive(run: dict[str, Any]) -> bool:
     """Whether *another* live process may still be running this run (this process never counts)."""
-    return bool(pid) and pid != os.getpid() and process_alive(pid, started)
+    mine = run.get("pid") == os.getpid() and run.get("host") in (None, HOST)
+    return bool(run.get("pid")) and not mine and run_alive(run)
 
 
 def shown_status(run: dict[str, Any]) -> str:
     """The status a person should see: a `running` run whose process is gone, and a run stopped by Ctrl-C
     or SIGTERM, are `interrupted` — resumable, with finished work kept."""
-    if run["status"] == "running" and not process_alive(run.get("pid"), run.get("pid_started")):
+    if run["status"] == "running" and not run_alive(run):
         return "interrupted"
     if run["status"] == "failed" and run.get("error") == interrupted(str(run["id"]).split(".")[0]):
         return "interrupted"

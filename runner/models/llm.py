@@ -97,35 +97,44 @@ class ReplySource(Protocol):
 
 
 class _Limiter:
-    """Per-model concurrency and requests-per-minute."""
+    """Per-model concurrency and requests-per-minute, in this process."""
 
-    def __init__(self, concurrency: int, rpm: int | None) -> None:
+    def __init__(self, concurrency: int, rpm: int | None, window: float = 60.0) -> None:
         self.semaphore = asyncio.Semaphore(concurrency)
         self.rpm = rpm
+        self.window = window
         self.sent: collections.deque[float] = collections.deque()
 
     async def __aenter__(self) -> None:
         await self.semaphore.acquire()
         while self.rpm:
             now = time.monotonic()
-            while self.sent and now - self.sent[0] >= 60:
+            while self.sent and now - self.sent[0] >= self.window:
                 self.sent.popleft()
             if len(self.sent) < self.rpm:
                 break
-            await asyncio.sleep(60 - (now - self.sent[0]) + 0.01)
+            await asyncio.sleep(self.window - (now - self.sent[0]) + 0.01)
         self.sent.append(time.monotonic())
 
     async def __aexit__(self, *exc: object) -> None:
         self.semaphore.release()
 
 
-_limiters: dict[tuple[str, int], _Limiter] = {}
+_limiters: dict[tuple[str, int], Any] = {}
 
 
-def _limiter(alias: str, config: ModelConfig) -> _Limiter:
+def _limiter(alias: str, config: ModelConfig, shared: str | None) -> Any:
+    """The model's limiter: in this process, or across a team server's workers when `shared` (its Redis) is
+    given — keyed by what the provider sees (model, endpoint, key variable), not by the alias."""
     key = (alias, id(asyncio.get_running_loop()))
     if key not in _limiters:
-        _limiters[key] = _Limiter(config.concurrency, config.rpm)
+        if shared:
+            from runner.shared_limits import SharedLimiter
+
+            name = f"model:{config.model}@{config.api_base or ''}#{config.key_env()}"
+            _limiters[key] = SharedLimiter(shared, name, config.concurrency, config.rpm, config.rpm_window)
+        else:
+            _limiters[key] = _Limiter(config.concurrency, config.rpm, config.rpm_window)
     return _limiters[key]
 
 
@@ -235,9 +244,10 @@ class LlmClient:
                      messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> LlmReply:
         # a plain loop, not tenacity: its per-call bookkeeping was 4% of the engine's CPU per LLM call
         attempts = max(1, request.retry.attempts)
+        shared = self.project.settings.queue.broker if config.model != LOCAL else None  # the local model is per machine
         for attempt in range(1, attempts + 1):
             try:
-                async with _limiter(alias, config):
+                async with _limiter(alias, config, shared):
                     if config.model == LOCAL:
                         return await self._local(request, messages, schema)
                     return await self._remote(alias, config, request, messages, schema)

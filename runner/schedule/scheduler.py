@@ -28,7 +28,9 @@ from runner.dsl.inputs import resolve_inputs
 from runner.dsl.validate import load_and_validate
 from runner.engine.decisions import timeout_decision
 from runner.engine.execute import Runner, RunOutcome, new_run_id
+from runner.engine.liveness import this_process
 from runner.errors import PlaybookError, RunError
+from runner.team import queue
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ class Scheduler:
         for fire in self.store.schedule_fires(schedule_id, limit=5):
             run = self.store.get_run(fire["run_id"]) if fire["run_id"] else None
             if run and (run["status"] == "waiting" or
-                        (run["status"] == "running" and owner_alive(run["pid"], run["pid_started"]))):
+                        (run["status"] == "running" and owner_alive(run))):
                 return str(run["id"])
         return None
 
@@ -150,6 +152,9 @@ class Scheduler:
         except PlaybookError as exc:
             self.store.schedule_fire(fire.schedule, fire.due, "error", fire.run_id, str(exc).splitlines()[0])
             return RunOutcome(run_id=fire.run_id or "", status="failed", error=str(exc))
+        if queue.broker(self.project) and fire.run_id:  # a team server: a worker runs it
+            queue.enqueue_start(self.project, self.store, playbook, inputs, fire.run_id)
+            return RunOutcome(run_id=fire.run_id, status="queued")
         return await self.runner.start(playbook, inputs, run_id=fire.run_id)
 
     async def run_now(self, schedule_id: str) -> RunOutcome:
@@ -172,9 +177,8 @@ class Scheduler:
                     self._start(schedule, Fire(schedule.id, fire["due"], "started", fire["run_id"]))
                     started.append(fire["run_id"])
                 elif run is not None and run["status"] == "running" and \
-                        not owner_alive(run["pid"], run["pid_started"]):
-                    self.tasks.add(task := asyncio.ensure_future(self.runner.resume(run["id"])))
-                    task.add_done_callback(self.tasks.discard)
+                        not owner_alive(run):
+                    self._continue(run, None)
                     started.append(run["id"])
         return started
 
@@ -187,8 +191,22 @@ class Scheduler:
             except RunError:
                 continue  # on_timeout: fail has marked the run failed
             if decision is not None:
-                self.tasks.add(task := asyncio.ensure_future(self.runner.resume(run["id"], decision=decision)))
-                task.add_done_callback(self.tasks.discard)
+                self._continue(run, decision)
+
+    def _continue(self, run: dict[str, Any], decision: dict[str, Any] | None) -> None:
+        """Resume a run whose owner died, or apply a timed-out approval: here, or on a worker."""
+        if not queue.broker(self.project):
+            self.tasks.add(task := asyncio.ensure_future(self.runner.resume(run["id"], decision=decision)))
+            task.add_done_callback(self.tasks.discard)
+            return
+        try:
+            if decision is not None:
+                self.runner.claim(run["id"], decision)
+            elif not self.store.take_over(run, **this_process()):
+                return  # someone else took it over just now
+        except RunError:
+            return  # decided by someone else first
+        queue.enqueue_continue(self.project, self.store, run["id"], decision)
 
     async def wait(self) -> None:
         """Let the runs started so far reach their end or an approval."""

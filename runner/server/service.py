@@ -1,5 +1,6 @@
 """What the web page, the JSON API and the IM callbacks do, in one place: list and show runs, decide
-approvals (once), start runs. Runs continue in background tasks of the server's event loop."""
+approvals (once), start runs. Runs continue in background tasks of the server's event loop — or, with a
+[queue] broker (a team server), on `playbook worker`s."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from runner.engine.execute import Runner, new_run_id
 from runner.engine.liveness import shown_status, this_process
 from runner.errors import DecisionTaken, PlaybookError, RunError
 from runner.registry import get_tool, tool_names
+from runner.team import queue
 
 
 class NotFound(LookupError):
@@ -136,7 +138,10 @@ class Service:
     def start(self, playbook: Playbook, given: dict[str, Any]) -> str:
         inputs = resolve_inputs(playbook.spec, given, file=str(playbook.path))  # PlaybookError on bad input
         run_id = new_run_id(playbook.spec.name)
-        self._background(self.runner.start(playbook, inputs, run_id=run_id))
+        if queue.broker(self.project):
+            queue.enqueue_start(self.project, self.store, playbook, inputs, run_id)
+        else:
+            self._background(self.runner.start(playbook, inputs, run_id=run_id))
         return run_id
 
     def resume(self, run_id: str) -> None:
@@ -146,7 +151,7 @@ class Service:
             raise Conflict(f"run '{run_id}' is {run['status']}; only an interrupted or failed run is resumed")
         if not self.store.take_over(run, **this_process()):
             raise Conflict(f"run '{run_id}' was resumed by someone else just now")
-        self._background(self.runner.resume(run_id, claimed=True))
+        self._continue(run["id"], None)
 
     def decide(self, run_id: str, action: str, *, by: str, comment: str | None = None,
                edits: dict[str, Any] | None = None, step: str | None = None, visit: int | None = None) -> Decided:
@@ -174,7 +179,7 @@ class Service:
                 raise Conflict(str(exc)) from None
             return Decided(run_id, pending["step"], pending["visit"], exc.recorded["action"],
                            exc.recorded.get("by") or "", [], repeated=True)
-        self._background(self.runner.resume(run_id, decision=decision, claimed=True))
+        self._continue(run["id"], decision)
         return Decided(run_id, pending["step"], pending["visit"], action, by, diff(pending["draft"], final))
 
     def _recorded(self, run_id: str, step: str | None, visit: int | None) -> Decided:
@@ -187,6 +192,13 @@ class Service:
             return Decided(run_id, str(step), int(visit or 0), claimed["action"], claimed.get("by") or "", [],
                            repeated=True)
         raise Conflict(f"run '{run_id}' is not waiting at step '{step}' (visit {visit})")
+
+    def _continue(self, run_id: str, decision: dict[str, Any] | None) -> None:
+        """Drive a run this process has just claimed: here, or on a worker."""
+        if queue.broker(self.project):
+            queue.enqueue_continue(self.project, self.store, run_id, decision)
+        else:
+            self._background(self.runner.resume(run_id, decision=decision, claimed=True))
 
     def _background(self, work: Any) -> None:
         task = asyncio.ensure_future(work)

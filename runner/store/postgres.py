@@ -71,6 +71,8 @@ class PostgresStore(SqlStore):
         with self._lock, self._db.transaction():
             yield lambda sql, params: self._db.execute(_translated(sql), params)
 
+    _FOR_UPDATE = " FOR UPDATE"
+
     def _lock_run(self, execute: Execute, run_id: str) -> None:
         execute("SELECT id FROM runs WHERE id = ? FOR UPDATE", (run_id,))
 

@@ -19,6 +19,7 @@ _CACHE_PUT = ("INSERT INTO llm_cache VALUES (?, ?, ?) ON CONFLICT (key) "
 _FIRE_PUT = ("INSERT INTO schedule_fires VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (schedule_id, due) "
              "DO UPDATE SET at = excluded.at, action = excluded.action, run_id = excluded.run_id, "
              "detail = excluded.detail")
+_CHUNK_FIELDS = ("chunk", "first_item", "end_item", "status", "worker", "heartbeat", "runs")
 _STEP_RESULTS = ("seconds", "llm_calls", "tokens_in", "tokens_out", "cost", "done", "total", "given", "output")
 
 RUN_FIELDS = ("id", "playbook", "path", "source", "status", "started_at", "ended_at", "inputs",
@@ -32,6 +33,7 @@ class SqlStore:
     ON CONFLICT). A subclass supplies the connection: `_exec`, `_transaction`, `_lock_run`, `_writer`."""
 
     _STEP_ORDER = "started"  # ties (same microsecond) in insertion order where the database can say so
+    _FOR_UPDATE = ""  # row locks inside a transaction, where the database has them (Postgres)
     _writer: BatchWriter
 
     @property
@@ -83,6 +85,58 @@ class SqlStore:
     def cancel_requested(self, run_id: str) -> bool:
         rows = self._exec("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,))
         return bool(rows and rows[0][0])
+
+    def run_cost(self, run_id: str) -> float:
+        rows = self._exec("SELECT cost FROM runs WHERE id = ?", (run_id,))
+        return float(rows[0][0] or 0.0) if rows else 0.0
+
+    def run_counts(self) -> dict[str, int]:
+        """Top-level runs by status (`playbook status`)."""
+        rows = self._exec("SELECT status, count(*) FROM runs WHERE parent IS NULL GROUP BY status")
+        return {str(status): int(count) for status, count in rows}
+
+    def heartbeat(self, run_id: str, pid: int, host: str | None) -> bool:
+        """A worker's sign of life on a run it holds; False once another process has taken the run over."""
+        return self._exec("UPDATE runs SET heartbeat = ? WHERE id = ? AND pid = ? AND host IS NOT DISTINCT FROM ? "
+                          "RETURNING id", (time.time(), run_id, pid, host)) != []
+
+    # the chunks of a distributed map: created once per map visit, claimed by one live holder at a time
+    def chunks_create(self, run_id: str, step: str, visit: int, ranges: list[tuple[int, int]]) -> None:
+        with self._transaction() as execute:
+            for number, (first, end) in enumerate(ranges):
+                execute("INSERT INTO map_chunks (run_id, step, visit, chunk, first_item, end_item, status) "
+                        "VALUES (?, ?, ?, ?, ?, ?, 'pending') ON CONFLICT (run_id, step, visit, chunk) DO NOTHING",
+                        (run_id, step, visit, number, first, end))
+
+    def chunk_rows(self, run_id: str, step: str, visit: int) -> list[dict[str, Any]]:
+        rows = self._exec(f"SELECT {', '.join(_CHUNK_FIELDS)} FROM map_chunks WHERE run_id = ? AND step = ? "
+                          "AND visit = ? ORDER BY chunk", (run_id, step, visit))
+        return [dict(zip(_CHUNK_FIELDS, row, strict=True)) for row in rows]
+
+    def chunk_claim(self, run_id: str, step: str, visit: int, number: int, holder: str,
+                    held_elsewhere: Callable[[str, float | None], bool]) -> dict[str, Any] | None:
+        """Make `holder` the chunk's holder unless it is done or a live holder has it (`held_elsewhere(worker,
+        heartbeat)`); returns the chunk when claimed."""
+        with self._transaction() as execute:
+            rows = execute(f"SELECT {', '.join(_CHUNK_FIELDS)} FROM map_chunks WHERE run_id = ? AND step = ? "
+                           f"AND visit = ? AND chunk = ?{self._FOR_UPDATE}", (run_id, step, visit, number)).fetchall()
+            if not rows:
+                return None
+            chunk = dict(zip(_CHUNK_FIELDS, rows[0], strict=True))
+            if chunk["status"] == "done" or (chunk["status"] == "running" and chunk["worker"] != holder and
+                                             held_elsewhere(chunk["worker"], chunk["heartbeat"])):
+                return None
+            execute("UPDATE map_chunks SET status = 'running', worker = ?, heartbeat = ?, runs = runs + 1 "
+                    "WHERE run_id = ? AND step = ? AND visit = ? AND chunk = ?",
+                    (holder, time.time(), run_id, step, visit, number))
+            return {**chunk, "status": "running", "worker": holder, "runs": chunk["runs"] + 1}
+
+    def chunk_update(self, run_id: str, step: str, visit: int, number: int, holder: str, **fields: Any) -> bool:
+        """Update a chunk this holder still holds (a heartbeat, `status='done'`); False once it is not its own."""
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        return self._exec(f"UPDATE map_chunks SET {sets} WHERE run_id = ? AND step = ? AND visit = ? AND chunk = ? "
+                          "AND worker = ? RETURNING chunk", (*fields.values(), run_id, step, visit, number,
+                                                             holder)) != []
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         rows = self._exec(f"SELECT {', '.join(RUN_FIELDS)} FROM runs WHERE id = ?", (run_id,))

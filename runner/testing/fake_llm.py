@@ -49,6 +49,8 @@ class Faults:
     hang_seconds: float = 30.0
     retry_after: float = 0.05
     auth_error: bool = False  # every request 401
+    rpm: int = 0  # a provider's rate limit: a request beyond this many answered in the last `rpm_window` s → 429
+    rpm_window: float = 60.0
     sequence: list[int | str] = field(default_factory=list)  # outcomes of the first requests, in
     # order: 429, 500, 400, "hang", "malformed", "truncated" or 200
 
@@ -132,6 +134,10 @@ class FakeLLMServer:
             self.requests.append(entry)
             roll = self._rng.random()
             scripted = self.faults.sequence.pop(0) if self.faults.sequence else None
+            if self.faults.rpm and scripted is None:
+                answered = [r["time"] for r in self.requests if r["status"] != 429
+                            and r["time"] > entry["time"] - self.faults.rpm_window and r is not entry]
+                scripted = 429 if len(answered) >= self.faults.rpm else None
         if self.latency:
             time.sleep(self.latency)
         f = self.faults

@@ -24,6 +24,8 @@ from runner.store import Store
 
 # (parent run, sub-playbook, its inputs, child run id) → (the sub-playbook's outputs, what its LLM calls used)
 ChildRunner = Callable[["RunContext", Playbook, dict[str, Any], str], Awaitable[tuple[Any, dict[str, float]]]]
+# (the map step, its items) → once every unit is journaled; a team server's workers share the work
+MapDistributor = Callable[["StepContext", list[Any]], Awaitable[None]]
 
 
 @dataclass
@@ -45,9 +47,12 @@ class RunContext:
     tokens_out: int = 0
     llm_calls: int = 0
     _cancel_checked: float = 0.0
+    shared_budget: bool = False  # other processes spend on this run too (a distributed map): read the total
+    _budget_checked: float = 0.0
     tool_fixtures: ToolFixtures | None = None  # evals answer or redirect tool calls
     # runs a sub-playbook to completion (the executor's); given here so that nodes never import the executor
     run_child: ChildRunner | None = None
+    distribute: MapDistributor | None = None  # a team server's runs: large maps in chunks across workers
     extra: dict[str, Any] = field(default_factory=dict)
     # per (step, visit) whose journal was empty when this process first reached it: the keys it wrote since.
     # A key not among them cannot be journaled (one process drives a run), so it skips the lookup; None: look up.
@@ -72,6 +77,9 @@ class RunContext:
                                cost=round(result.cost, 6), seconds=round(seconds, 3), prompt=prompt)
 
     def check_budget(self, step: str) -> None:
+        if self.max_cost is not None and self.shared_budget and time.monotonic() - self._budget_checked >= 0.5:
+            self._budget_checked = time.monotonic()
+            self.spent = max(self.spent, self.store.run_cost(self.run_id.split(".")[0]))
         if self.max_cost is not None and self.spent > self.max_cost:
             currency = self.project.settings.currency
             raise CostLimitReached(f"cost limit reached: {self.spent:.4f} {currency} > max_cost "

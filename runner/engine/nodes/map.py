@@ -26,21 +26,50 @@ def model_cap(ctx: StepContext, requested: int) -> str | None:
             f"{requested}：同时最多 {config.concurrency} 个请求")
 
 
-async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any], list[dict[str, Any]]]:
-    """(outputs, items, errors): outputs 1:1 with the input list; items = input merged with its output;
-    errors = the items that failed under `on_error` (index, item, message), in input order."""
+def map_items(ctx: StepContext) -> list[Any]:
     items = ctx.render(ctx.step.map, what="map")
     if isinstance(items, dict):
         items = list(items.values())
     if not isinstance(items, list):
         raise RunError(f"map needs a list, got {type(items).__name__}", step=ctx.step.id)
-    size = ctx.step.batch or 1
-    if ctx.step.kind != "llm":
-        size = 1
-    units = [(start, items[start:start + size]) for start in range(0, len(items), size)]
+    return items
+
+
+def unit_size(ctx: StepContext) -> int:
+    """Items per unit of work (and per journal entry): an LLM map's batch, else one."""
+    return (ctx.step.batch or 1) if ctx.step.kind == "llm" else 1
+
+
+async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any], list[dict[str, Any]]]:
+    """(outputs, items, errors): outputs 1:1 with the input list; items = input merged with its output;
+    errors = the items that failed under `on_error` (index, item, message), in input order. On a team server
+    a large map is first run in chunks by several workers (RunContext.distribute); this pass then finds every
+    unit journaled and only gathers the outputs."""
+    items = map_items(ctx)
+    if ctx.run.distribute is not None:
+        await ctx.run.distribute(ctx, items)
+    outputs, errors = await run_units(ctx, items, 0, len(items), report=True)
+    errors.sort(key=lambda e: e["index"])
+    bound = failure_bound(ctx.step, len(items))
+    if bound is not None and len(errors) > bound:
+        shown = "; ".join(f"item {e['index']}: {e['message']}" for e in errors[:3])
+        raise TooManyFailures(f"{len(errors)} of {len(items)} items failed, more than max_failures "
+                              f"{ctx.step.max_failures} allows — {shown}", step=ctx.step.id,
+                              details={"errors": errors})
+    merged = [_merge(item, out) for item, out in zip(items, outputs, strict=True)]
+    return outputs, merged, errors
+
+
+async def run_units(ctx: StepContext, items: list[Any], first: int, end: int, *,
+                    report: bool) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Run the units of items[first:end] (`first` on a unit boundary), at the step's concurrency; returns
+    the outputs of items[first:end] and the errors tolerated under `on_error`. `report`: progress events
+    (a chunk of a distributed map leaves them to its coordinator)."""
+    size = unit_size(ctx)
+    units = [(start, items[start:min(start + size, end)]) for start in range(first, end, size)]
     requested = ctx.step.concurrency or ctx.run.playbook.spec.limits.concurrency
     limit = asyncio.Semaphore(requested)
-    outputs: list[Any] = [None] * len(items)
+    outputs: list[Any] = [None] * (end - first)
     errors: list[dict[str, Any]] = []
     done = 0
     started = time.monotonic()
@@ -61,15 +90,18 @@ async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any], list[dict[str
                 # one bad item (or batch) is recorded, not fatal; a resume tries it again
                 errors.extend(error_record(exc, index=start + k, item=it) for k, it in enumerate(chunk))
                 results = [fallback(ctx.step)] * len(chunk)
-            outputs[start:start + len(chunk)] = results
+            outputs[start - first:start - first + len(chunk)] = results
             done += len(chunk)
+            if not report:
+                return
             elapsed = time.monotonic() - started
             ctx.run.hooks.on_map_progress(run_id=ctx.run.run_id, step=ctx.step.id, done=done, total=len(items),
                                           batch_done=True, rate=round(done / elapsed, 2) if elapsed > 0 else None)
 
-    ctx.run.hooks.on_map_progress(run_id=ctx.run.run_id, step=ctx.step.id, done=0, total=len(items),
-                                  batch_done=False, rate=None,
-                                  **({"notice": capped} if (capped := model_cap(ctx, requested)) else {}))
+    if report:
+        ctx.run.hooks.on_map_progress(run_id=ctx.run.run_id, step=ctx.step.id, done=0, total=len(items),
+                                      batch_done=False, rate=None,
+                                      **({"notice": capped} if (capped := model_cap(ctx, requested)) else {}))
     tasks = [asyncio.ensure_future(run_unit(start, chunk)) for start, chunk in units]
     try:
         await asyncio.gather(*tasks)
@@ -78,15 +110,7 @@ async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any], list[dict[str
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-    errors.sort(key=lambda e: e["index"])
-    bound = failure_bound(ctx.step, len(items))
-    if bound is not None and len(errors) > bound:
-        shown = "; ".join(f"item {e['index']}: {e['message']}" for e in errors[:3])
-        raise TooManyFailures(f"{len(errors)} of {len(items)} items failed, more than max_failures "
-                              f"{ctx.step.max_failures} allows — {shown}", step=ctx.step.id,
-                              details={"errors": errors})
-    merged = [_merge(item, out) for item, out in zip(items, outputs, strict=True)]
-    return outputs, merged, errors
+    return outputs, errors
 
 
 def _merge(item: Any, out: Any) -> Any:

@@ -1,0 +1,133 @@
+"""Distributed maps: a map over more than `[queue] map_chunk` items is split into chunks any worker may run.
+
+The run's own worker is the coordinator. It saves the state the map's templates read (so a chunk renders
+the same items and prompts), records the chunks in the store and sends one message per chunk; then, until
+every chunk is done, it runs chunks itself — one nobody has taken, or one whose holder died — and reports
+progress. A chunk journals each unit (batch) as the map always does, so a chunk run again after its holder
+died skips every unit already journaled. Afterwards the map node runs as usual and finds every unit in the
+journal: outputs re-align 1:1 with the input and nothing is asked twice.
+
+A chunk's holder is one process (host, pid, start time) that writes a heartbeat while it works; a holder
+on this machine is alive while its process is, one elsewhere while its heartbeat is fresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from runner.engine.liveness import HEARTBEAT, HOST, holder_alive, this_process
+from runner.engine.nodes import RunContext, StepContext
+from runner.engine.nodes.map import map_items, run_units, unit_size
+
+SNAPSHOT = "__map_state__"  # journal step under which a distributed map's template state is kept
+POLL = 0.5  # seconds between the coordinator's looks at its chunks
+WORKER = {"name": ""}  # the Celery worker this process belongs to (its events name it)
+
+
+def holder_id() -> str:
+    me = this_process()
+    return f"{me['host']}|{me['pid']}|{me['pid_started']}"
+
+
+def held_elsewhere(worker: str | None, heartbeat: float | None) -> bool:
+    """Whether the holder recorded on a chunk is another process that is still alive."""
+    if not worker or worker == holder_id():
+        return False
+    host, pid, started = [*worker.split("|"), "", "", ""][:3]
+    return holder_alive(int(pid) if pid.isdigit() else None, float(started) if started not in ("", "None") else None,
+                        host or None, heartbeat)
+
+
+def chunk_ranges(total: int, chunk_items: int, unit: int) -> list[tuple[int, int]]:
+    """[first, end) item ranges of about `chunk_items`, on unit (batch) boundaries."""
+    step = max(unit, chunk_items // unit * unit)
+    return [(first, min(first + step, total)) for first in range(0, total, step)]
+
+
+def distributor(send_chunk: Callable[[str, str, int, int], None], chunk_items: int) -> Any:
+    """The RunContext.distribute of a team worker's runs; `send_chunk(run_id, step, visit, number)` offers a
+    chunk to the workers."""
+
+    async def distribute(ctx: StepContext, items: list[Any]) -> None:
+        if len(items) <= chunk_items:
+            return
+        run_id, step, visit = ctx.run.run_id, ctx.step.id, ctx.visit
+        store = ctx.run.store
+        ctx.run.journal_fresh[(step, visit)] = None  # other workers journal this step's units: always look up
+        store.journal_put(run_id, SNAPSHOT, visit, step, {k: ctx.state.get(k) for k in
+                                                          ("inputs", "steps", "approval", "run")})
+        store.chunks_create(run_id, step, visit, chunk_ranges(len(items), chunk_items, unit_size(ctx)))
+        for chunk in store.chunk_rows(run_id, step, visit):
+            if chunk["status"] != "done":
+                send_chunk(run_id, step, visit, chunk["chunk"])
+        reported = -1
+        while True:
+            ctx.run.check_cancel(step)
+            chunks = store.chunk_rows(run_id, step, visit)
+            done = sum(c["end_item"] - c["first_item"] for c in chunks if c["status"] == "done")
+            if done != reported:
+                reported = done
+                ctx.run.hooks.on_map_progress(run_id=run_id, step=step, done=done, total=len(items),
+                                              batch_done=True, rate=None)
+            if all(c["status"] == "done" for c in chunks):
+                return
+            free = next((c for c in chunks if c["status"] == "pending" or
+                         (c["status"] == "running" and not held_elsewhere(c["worker"], c["heartbeat"]))), None)
+            if free is None or not await run_chunk(ctx, items, free["chunk"]):
+                await asyncio.sleep(POLL)
+
+    return distribute
+
+
+async def run_chunk(ctx: StepContext, items: list[Any], number: int) -> bool:
+    """Claim chunk `number` of this map visit and run it here; False when it was done or held by another."""
+    rc, step, visit = ctx.run, ctx.step.id, ctx.visit
+    holder = holder_id()
+    chunk = rc.store.chunk_claim(rc.run_id, step, visit, number, holder, held_elsewhere)
+    if chunk is None:
+        return False
+    first, end = chunk["first_item"], chunk["end_item"]
+    rc.hooks.on_map_chunk(run_id=rc.run_id, step=step, chunk=number, first=first, end=end, status="started",
+                          worker=WORKER["name"], holder=holder, host=HOST, delivery=chunk["runs"])
+    started = time.monotonic()
+    async with _heartbeat(lambda: rc.store.chunk_update(rc.run_id, step, visit, number, holder,
+                                                        heartbeat=time.time())):
+        _, errors = await run_units(ctx, items, first, end, report=False)
+    rc.store.flush()  # usage queued by the last replies, with them
+    rc.store.chunk_update(rc.run_id, step, visit, number, holder, status="done", heartbeat=time.time())
+    rc.hooks.on_map_chunk(run_id=rc.run_id, step=step, chunk=number, first=first, end=end, status="done",
+                          worker=WORKER["name"], holder=holder, host=HOST,
+                          seconds=round(time.monotonic() - started, 3),
+                          errors=len(errors))
+    return True
+
+
+async def run_offered_chunk(rc: RunContext, step_id: str, visit: int, number: int) -> bool:
+    """A chunk message on a worker: rebuild the map step's view from the coordinator's snapshot and run it."""
+    state = rc.store.journal_get(rc.run_id, SNAPSHOT, visit, step_id)
+    if state is None:
+        return False  # the coordinator has not written it: the message is older than the map visit
+    step = next(s for s in rc.playbook.spec.steps if s.id == step_id)
+    rc.journal_fresh[(step_id, visit)] = None
+    ctx = StepContext(rc, step, visit, state)
+    return await run_chunk(ctx, map_items(ctx), number)
+
+
+@contextlib.asynccontextmanager
+async def _heartbeat(beat: Callable[[], bool]) -> AsyncIterator[None]:
+    async def beating() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            beat()
+
+    task = asyncio.ensure_future(beating())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

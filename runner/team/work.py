@@ -1,0 +1,95 @@
+"""What a `playbook worker` does with a message: claim the run (or chunk) in the store, then drive it.
+
+A message may arrive twice (redelivered after a worker died, or while its first worker still works): the
+claim decides. A queued run is claimed by a compare-and-set; a `running` one only when its holder is dead;
+anything else (done, waiting, cancelled, held by a live worker) is left alone and the message acknowledged.
+While a worker drives a run it writes a heartbeat on it, which is how workers on other machines tell a live
+holder from a lost one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from runner.config import load_project
+from runner.engine.execute import Runner
+from runner.engine.liveness import HEARTBEAT, run_alive, this_process
+from runner.store import Store
+from runner.team import chunks, queue
+
+log = logging.getLogger("playbook.worker")
+
+
+def team_runner() -> Runner:
+    """A Runner whose large maps are shared with the other workers."""
+    project = load_project()
+
+    def offer(run_id: str, step: str, visit: int, number: int) -> None:
+        queue.send_chunk(project, run_id, step, visit, number)
+
+    return Runner(project, distribute=chunks.distributor(offer, project.settings.queue.map_chunk))
+
+
+def claim(store: Store, run: dict[str, Any]) -> bool:
+    if run["status"] == "queued" or (run["status"] == "running" and not run_alive(run)):
+        return store.take_over(run, **this_process())
+    return False
+
+
+def do_work(kind: str, run_id: str, decision: dict[str, Any] | None, *, worker: str = "") -> None:
+    chunks.WORKER["name"] = worker
+    runner = team_runner()
+    try:
+        run = runner.store.get_run(run_id)
+        if run is None or not claim(runner.store, run):
+            log.info("run %s: nothing to do here (%s)", run_id, run["status"] if run else "unknown run")
+            return
+        log.info("run %s: %s", run_id, kind)
+        with _heartbeat(runner.store, run_id):
+            if kind == "start" and run["status"] == "queued":
+                outcome = asyncio.run(runner.begin(run_id))
+            else:  # a resume, a decision, or a start whose first worker died: the journal skips what finished
+                outcome = asyncio.run(runner.resume(run_id, decision=decision, claimed=True))
+        log.info("run %s: %s", run_id, outcome.status)
+    finally:
+        runner.close()
+
+
+def do_chunk(run_id: str, step: str, visit: int, number: int, *, worker: str = "") -> None:
+    chunks.WORKER["name"] = worker
+    runner = team_runner()
+    try:
+        run = runner.store.get_run(run_id)
+        if run is None or run["status"] != "running":
+            return  # the run ended, failed or was cancelled: its coordinator no longer waits for this chunk
+        rc = runner.context(run)
+        ran = asyncio.run(chunks.run_offered_chunk(rc, step, visit, number))
+        rc.hooks.close()
+        log.info("run %s: chunk %s of %s %s", run_id, number, step, "done" if ran else "not needed here")
+    finally:
+        runner.close()
+
+
+@contextlib.contextmanager
+def _heartbeat(store: Store, run_id: str) -> Iterator[None]:
+    """Beat on the run from a thread, so a long synchronous stretch of the run (a big sheet) never looks dead."""
+    me = this_process()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT):
+            with contextlib.suppress(Exception):  # a missed beat is not an error; a lost store shows elsewhere
+                if not store.heartbeat(run_id, me["pid"], me["host"]):
+                    return  # no longer ours
+    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
