@@ -149,8 +149,8 @@ def execute(action: Any, run_id: str | None = None, *, existing: bool = True) ->
     finally:
         runner.close()
     if outcome.status == "queued":  # handed to a team server's workers (a schedule's run-now): follow it there
-        from runner.cli.team import follow
+        from runner.cli.follow import follow
 
-        follow(project, outcome.run_id)
+        outcome = follow(project, outcome.run_id, out)
     report(outcome, project.settings.currency)
     raise typer.Exit(EXIT[outcome.status])

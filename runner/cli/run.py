@@ -12,6 +12,7 @@ import typer
 
 from runner.cli.app import app
 from runner.cli.common import (
+    EXIT,
     err,
     execute,
     fail,
@@ -21,6 +22,7 @@ from runner.cli.common import (
     print_warnings,
     project_here,
     project_with_runs,
+    report,
 )
 from runner.errors import PlaybookError
 from runner.team.queue import enqueue_continue, enqueue_start
@@ -150,7 +152,7 @@ def decide(run_id: str, action_name: str, pairs: list[str], edits_file: Path | N
 
 def queued(project: Any, run_id: str, detach: bool, enqueue: Any) -> None:
     """Hand a new run to the workers; follow it unless `detach`."""
-    from runner.cli.team import follow, team_broker
+    from runner.cli.team import team_broker
     from runner.store import open_store
 
     team_broker(project)
@@ -162,13 +164,12 @@ def queued(project: Any, run_id: str, detach: bool, enqueue: Any) -> None:
     if detach:
         out.print(f"{run_id}: queued for a worker (follow: playbook runs show {run_id})", markup=False)
         return
-    follow(project, run_id)
+    followed(project, run_id)
 
 
 def claimed(project: Any, run_id: str, hand_over: Any) -> None:
     """Claim an existing run here (a decision recorded once, a resume taken once), hand it to the workers and
     follow it."""
-    from runner.cli.team import follow
     from runner.engine.execute import Runner
 
     runner = Runner(project)
@@ -177,7 +178,16 @@ def claimed(project: Any, run_id: str, hand_over: Any) -> None:
         full_id = (runner.store.get_run(run_id) or {"id": run_id})["id"]
     finally:
         runner.close()
-    follow(project, full_id)
+    followed(project, full_id)
+
+
+def followed(project: Any, run_id: str) -> None:
+    """Print a worker's run as it goes, then its outcome; exit with its status code."""
+    from runner.cli.follow import follow
+
+    outcome = follow(project, run_id, out)
+    report(outcome, project.settings.currency)
+    raise typer.Exit(EXIT[outcome.status])
 
 
 def os_user() -> str:

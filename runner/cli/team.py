@@ -1,23 +1,15 @@
-"""`playbook worker` and `playbook status` (a team server), and following a run that a worker drives."""
+"""`playbook worker` and `playbook status`: a team server's workers and its health."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import time
 from typing import Annotated, Any
 
 import typer
 
 from runner.cli.app import app
-from runner.cli.common import EXIT, err, guard, out, project_here, report
+from runner.cli.common import err, guard, out, project_here
 from runner.errors import PlaybookError
-
-_EVENT_HOOKS = {"run_start": "on_run_start", "step_start": "on_step_start", "step_end": "on_step_end",
-                "llm_call": "on_llm_call", "tool_call": "on_tool_call", "map_progress": "on_map_progress",
-                "approval": "on_approval", "run_end": "on_run_end"}
-_SETTLED = ("done", "failed", "cancelled", "waiting")
 
 
 def team_broker(project: Any) -> str:
@@ -28,57 +20,6 @@ def team_broker(project: Any) -> str:
         raise PlaybookError("no [queue] broker in playbook.toml (or PLAYBOOK_BROKER_URL): a team server hands runs "
                             "to workers through Redis — see the README, Team server")
     return url
-
-
-def follow(project: Any, run_id: str, *, poll: float = 0.3) -> None:
-    """Print a run's progress from its events file (on the shared artifacts volume) as a worker writes it,
-    until the run pauses or ends; exit with the run's status code, as a local `playbook run` would."""
-    from runner.cli.progress import ConsoleProgress
-    from runner.engine.execute import RunOutcome
-    from runner.store import open_store
-
-    store = open_store(project)
-    progress = ConsoleProgress(out, project.settings.currency)
-    events = project.run_dir(run_id) / "events.jsonl"
-    offset = 0
-    try:
-        while True:
-            run = store.get_run(run_id)
-            settled = run is not None and run["status"] in _SETTLED  # read before the file: no event is missed
-            if events.exists():
-                with events.open("rb") as stream:
-                    stream.seek(offset)
-                    chunk = stream.read()
-                complete = chunk[:chunk.rfind(b"\n") + 1]  # a line still being written waits for the next look
-                offset += len(complete)
-                for line in complete.decode("utf-8", errors="replace").splitlines():
-                    _replay(progress, line, run_id)
-            if settled and run is not None:
-                break
-            time.sleep(poll)
-    finally:
-        store.close()
-    outcome = RunOutcome(run_id, run["status"], outputs=run["outputs"] or {}, error=run["error"],
-                         pending=run["pending"], run_dir=str(project.run_dir(run_id)), tokens_in=run["tokens_in"],
-                         tokens_out=run["tokens_out"], cost=run["cost"], problems=run["problems"] or [])
-    report(outcome, project.settings.currency)
-    raise typer.Exit(EXIT[outcome.status])
-
-
-def _replay(progress: Any, line: str, run_id: str) -> None:
-    try:
-        event = json.loads(line)
-    except json.JSONDecodeError:
-        return
-    hook = _EVENT_HOOKS.get(event.pop("event", ""))
-    event.pop("ts", None)
-    if hook is None or hook == "on_run_end":  # the end is reported from the run row, once
-        return
-    if hook == "on_step_end" and "seconds" not in event:
-        return
-    event.setdefault("run_id", run_id)
-    with contextlib.suppress(KeyError, TypeError, ValueError):  # an event of another version: progress is best
-        getattr(progress, hook)(**event)  # effort, the outcome (from the run row) is not
 
 
 @app.command()
@@ -95,6 +36,7 @@ def worker(concurrency: Annotated[int, typer.Option(help="runs and chunks this w
     another worker)."""
     def start() -> None:
         from runner.team.queue import QUEUES, app_for
+        from runner.team.work import register_tasks
 
         project = project_here()
         team_broker(project)
@@ -109,7 +51,9 @@ def worker(concurrency: Annotated[int, typer.Option(help="runs and chunks this w
         import logging
 
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per LLM request drowns the worker's log
-        app_for(project).worker_main(argv)
+        app_ = app_for(project)
+        register_tasks(app_)
+        app_.worker_main(argv)
 
     guard(start)
 

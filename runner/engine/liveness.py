@@ -24,13 +24,18 @@ HEARTBEAT = 10.0  # seconds between a worker's heartbeats on what it holds
 STALE = 4 * HEARTBEAT  # an owner elsewhere silent this long is gone (killed, its machine lost)
 
 
-def process_start(pid: int) -> float | None:
-    """When process `pid` started, in seconds since boot; None when it does not exist or /proc is absent."""
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (state first); [] when there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
     except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
+        return []
+    return stat[stat.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
+
+
+def process_start(pid: int) -> float | None:
+    """When process `pid` started, in seconds since boot; None when it does not exist or /proc is absent."""
+    fields = _stat(pid)
     try:
         return int(fields[19]) / _TICKS  # field 22 of the whole line: starttime, in clock ticks
     except (IndexError, ValueError):
@@ -64,6 +69,8 @@ def process_alive(pid: int | None, started: float | None) -> bool:
         return False
     except PermissionError:
         pass  # exists, owned by someone else
+    if (_stat(pid) or ["?"])[0] in ("Z", "X"):  # killed, not yet reaped (an orphan where PID 1 never reaps)
+        return False
     if started is None:
         return True  # recorded before start times were: the pid is all there is to go on
     now = process_start(pid)

@@ -105,6 +105,7 @@ class Scheduler:
         """Start what is due now; returns what was decided."""
         fires = [fire for schedule in self.schedules if (fire := await self._tick_one(schedule))]
         await self._expire_approvals()
+        self.recover_orphans()
         return fires
 
     async def _tick_one(self, schedule: Schedule) -> Fire | None:
@@ -181,6 +182,19 @@ class Scheduler:
                     self._continue(run, None)
                     started.append(run["id"])
         return started
+
+    def recover_orphans(self) -> list[str]:
+        """A team server: runs whose worker died (kill -9, a lost machine) go back to the queue, whether or not
+        a schedule started them — the queue's own redelivery waits for its visibility timeout."""
+        from runner.engine.liveness import owner_alive
+
+        if not queue.broker(self.project):
+            return []
+        orphans = [run for run in self.store.list_runs(limit=200)
+                   if run["status"] == "running" and not owner_alive(run)]
+        for run in orphans:
+            self._continue(run, None)
+        return [run["id"] for run in orphans]
 
     async def _expire_approvals(self) -> None:
         for run in self.store.list_runs(limit=200):

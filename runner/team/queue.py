@@ -32,7 +32,7 @@ def broker(project: Project) -> str | None:
 
 @functools.cache
 def celery_app(broker_url: str, visibility_timeout: float) -> Any:
-    """One Celery app per broker. Its tasks are thin: they call runner.team.work in the worker."""
+    """One Celery app per broker. Senders name tasks (send_task); a worker registers them (runner.team.work)."""
     from celery import Celery
 
     app = Celery("playbook", broker=broker_url, set_as_current=False)
@@ -42,19 +42,6 @@ def celery_app(broker_url: str, visibility_timeout: float) -> Any:
         task_default_queue=RUNS_QUEUE, broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": visibility_timeout},
         worker_hijack_root_logger=False, worker_send_task_events=False)
-
-    @app.task(name="playbook.work", bind=True)  # type: ignore[untyped-decorator]
-    def work(task: Any, kind: str, run_id: str, decision: dict[str, Any] | None = None) -> None:
-        from runner.team.work import do_work
-
-        do_work(kind, run_id, decision, worker=task.request.hostname)
-
-    @app.task(name="playbook.chunk", bind=True)  # type: ignore[untyped-decorator]
-    def chunk(task: Any, run_id: str, step: str, visit: int, number: int) -> None:
-        from runner.team.work import do_chunk
-
-        do_chunk(run_id, step, visit, number, worker=task.request.hostname)
-
     return app
 
 

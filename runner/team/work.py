@@ -25,6 +25,18 @@ from runner.team import chunks, queue
 log = logging.getLogger("playbook.worker")
 
 
+def register_tasks(app: Any) -> None:
+    """The tasks a worker runs; thin: the store, not the message, holds what to do."""
+
+    @app.task(name="playbook.work", bind=True)  # type: ignore[untyped-decorator]
+    def work(task: Any, kind: str, run_id: str, decision: dict[str, Any] | None = None) -> None:
+        do_work(kind, run_id, decision, worker=task.request.hostname)
+
+    @app.task(name="playbook.chunk", bind=True)  # type: ignore[untyped-decorator]
+    def chunk(task: Any, run_id: str, step: str, visit: int, number: int) -> None:
+        do_chunk(run_id, step, visit, number, worker=task.request.hostname)
+
+
 def team_runner() -> Runner:
     """A Runner whose large maps are shared with the other workers."""
     project = load_project()

@@ -124,3 +124,61 @@ class RedisServer:
 def team_servers() -> Iterator[tuple[PostgresServer, RedisServer]]:
     with PostgresServer() as postgres, RedisServer() as redis:
         yield postgres, redis
+
+
+class WorkerPool:
+    """`playbook worker` processes for a project folder, each in its own process group so that `kill(i)` is a
+    kill -9 of the whole worker (its pool processes too), as when a machine is lost."""
+
+    def __init__(self, project: Path, env: dict[str, str] | None = None) -> None:
+        self.project = project
+        self.env = {**os.environ, **(env or {})}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *, concurrency: int = 1, queues: str | None = None) -> subprocess.Popen[bytes]:
+        import sys
+
+        log = (self.project / f"worker-{name}.log").open("ab")
+        argv = [sys.executable, "-m", "runner", "worker", "--concurrency", str(concurrency), "--name",
+                f"{name}@%h", *(["--queues", queues] if queues else [])]
+        process = subprocess.Popen(argv, cwd=self.project, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.processes[name] = process
+        return process
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        for name, process in self.processes.items():
+            log = self.project / f"worker-{name}.log"
+            while "ready." not in (log.read_text(errors="replace") if log.exists() else ""):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"worker {name} did not start:\n{log.read_text(errors='replace')[-3000:]}")
+                time.sleep(0.1)
+
+    def pids(self, name: str) -> set[int]:
+        """The worker's main process and its pool processes."""
+        main = self.processes[name].pid
+        children = Path(f"/proc/{main}/task/{main}/children")
+        found = {main}
+        with contextlib.suppress(OSError):
+            found |= {int(p) for p in children.read_text().split()}
+        return found
+
+    def kill(self, name: str) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.processes[name].pid, 9)
+        self.processes[name].wait()
+
+    def stop(self, name: str, timeout: float = 60) -> int:
+        """SIGTERM: Celery's warm shutdown (finish what it holds, take nothing new)."""
+        process = self.processes[name]
+        process.terminate()
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill(name)
+            return -9
+
+    def close(self) -> None:
+        for name in list(self.processes):
+            self.kill(name)

@@ -1,0 +1,65 @@
+"""Following a run that a team server's worker drives: its progress read back from the events file the
+worker writes on the shared artifacts volume, replayed into the same console progress a local run prints."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from typing import Any
+
+from rich.console import Console
+
+from runner.cli.progress import ConsoleProgress
+from runner.engine.execute import RunOutcome
+from runner.store import open_store
+
+_EVENT_HOOKS = {"run_start": "on_run_start", "step_start": "on_step_start", "step_end": "on_step_end",
+                "llm_call": "on_llm_call", "tool_call": "on_tool_call", "map_progress": "on_map_progress",
+                "approval": "on_approval", "run_end": "on_run_end"}
+_SETTLED = ("done", "failed", "cancelled", "waiting")
+
+
+def follow(project: Any, run_id: str, console: Console, *, poll: float = 0.3) -> RunOutcome:
+    """Print a run's progress from its events file (on the shared artifacts volume) as a worker writes it,
+    until the run pauses or ends; returns how it ended, as a local run would."""
+    store = open_store(project)
+    progress = ConsoleProgress(console, project.settings.currency)
+    events = project.run_dir(run_id) / "events.jsonl"
+    offset = 0
+    try:
+        while True:
+            run = store.get_run(run_id)
+            settled = run is not None and run["status"] in _SETTLED  # read before the file: no event is missed
+            if events.exists():
+                with events.open("rb") as stream:
+                    stream.seek(offset)
+                    chunk = stream.read()
+                complete = chunk[:chunk.rfind(b"\n") + 1]  # a line still being written waits for the next look
+                offset += len(complete)
+                for line in complete.decode("utf-8", errors="replace").splitlines():
+                    _replay(progress, line, run_id)
+            if settled and run is not None:
+                break
+            time.sleep(poll)
+    finally:
+        store.close()
+    return RunOutcome(run_id, run["status"], outputs=run["outputs"] or {}, error=run["error"],
+                      pending=run["pending"], run_dir=str(project.run_dir(run_id)), tokens_in=run["tokens_in"],
+                      tokens_out=run["tokens_out"], cost=run["cost"], problems=run["problems"] or [])
+
+
+def _replay(progress: Any, line: str, run_id: str) -> None:
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return
+    hook = _EVENT_HOOKS.get(event.pop("event", ""))
+    event.pop("ts", None)
+    if hook is None or hook == "on_run_end":  # the end is reported from the run row, once
+        return
+    if hook == "on_step_end" and "seconds" not in event:
+        return
+    event.setdefault("run_id", run_id)
+    with contextlib.suppress(KeyError, TypeError, ValueError):  # an event of another version: progress is best
+        getattr(progress, hook)(**event)  # effort, the outcome (from the run row) is not

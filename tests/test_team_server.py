@@ -1,0 +1,314 @@
+"""A team server for real: `playbook worker` processes (Celery) on a throw-away Redis, every run's state in a
+throw-away Postgres, the fake LLM server over HTTP. Workers are killed with kill -9; nothing is mocked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openpyxl import load_workbook
+
+from runner.config import load_project
+from runner.store import open_store
+from runner.testing import FakeLLMServer
+from runner.testing.servers import WorkerPool
+from tests.conftest import cli, served_project, write_playbook
+
+MAP = """
+name: bigmap
+inputs: {n: {type: integer, default: 2000}}
+steps:
+  - id: label
+    map: "${{ range(inputs.n) | list }}"
+    batch: 20
+    concurrency: 4
+    llm: {prompt: "标注第 ${{ item }} 条", output: {tag: string}}
+  - id: save
+    tool: sheet.write
+    with: {path: labels.xlsx, rows: "${{ steps.label.items }}", columns: [item, tag]}
+outputs: {n: "${{ steps.label.output | length }}"}
+"""
+
+
+@dataclass
+class Team:
+    folder: Path
+    workers: WorkerPool
+    store_url: str
+    broker: str
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        store = open_store(load_project(self.folder))
+        try:
+            run = store.get_run(run_id)
+        finally:
+            store.close()
+        assert run is not None, run_id
+        return run
+
+    def wait(self, run_id: str, status: str = "done", timeout: float = 240) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while (run := self.run(run_id))["status"] != status:
+            assert run["status"] not in {"done", "failed", "cancelled"} - {status}, run["error"]
+            if time.monotonic() > deadline:
+                logs = "\n".join(p.read_text(errors="replace")[-1500:] for p in self.folder.glob("worker-*.log"))
+                raise AssertionError(f"{run_id} stayed {run['status']}:\n{logs}")
+            time.sleep(0.2)
+        return run
+
+    def events(self, run_id: str, kind: str) -> list[dict[str, Any]]:
+        path = self.folder / ".playbook" / "runs" / run_id / "events.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        return [e for line in lines if (e := json.loads(line)).get("event") == kind]
+
+
+@pytest.fixture
+def team(project_dir: Path, server: FakeLLMServer, postgres_url: str, redis_url: str) -> Iterator[Team]:
+    with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
+        toml.write(f'\n[store]\nurl = "{postgres_url}"\n\n[queue]\nbroker = "{redis_url}"\nmap_chunk = 200\n')
+    workers = WorkerPool(project_dir)
+    try:
+        yield Team(project_dir, workers, postgres_url, redis_url)
+    finally:
+        workers.close()
+
+
+def _batches(server: FakeLLMServer) -> Counter[str]:
+    """How often each batch of the map was asked for (by its first item)."""
+    return Counter(r["prompt"].split("标注第 ")[1].split(" 条")[0] for r in server.requests
+                   if "标注第" in r["prompt"] and r["status"] == 200)
+
+
+def _asked_again(server: FakeLLMServer, killed_at: float) -> list[str]:
+    """Batches asked twice whose first answer had arrived (and been journaled) well before the kill: a batch
+    whose first request was still in flight when its worker died is rightly asked again."""
+    first: dict[str, float] = {}
+    again = []
+    for request in server.requests:
+        if "标注第" not in request["prompt"]:
+            continue
+        batch = request["prompt"].split("标注第 ")[1].split(" 条")[0]
+        if batch in first and first[batch] + server.latency < killed_at - 0.5:
+            again.append(batch)
+        first.setdefault(batch, request["time"])
+    return again
+
+
+def test_two_workers_run_a_scheduled_run_a_web_run_and_a_large_map(team: Team, server: FakeLLMServer) -> None:
+    from runner.engine.execute import Runner
+    from runner.schedule.scheduler import Scheduler
+
+    playbooks = team.folder / "playbooks"
+    playbooks.mkdir()
+    write_playbook(playbooks, """
+name: morning
+triggers: [{cron: "0 9 * * *", timezone: Asia/Shanghai}]
+steps:
+  - {id: write, llm: {prompt: 写今天的早报}}
+outputs: {text: "${{ steps.write.output }}"}
+""", "morning.yaml")
+    write_playbook(team.folder, MAP)
+    server.latency = 0.05
+    team.workers.start("w1", concurrency=2)
+    team.workers.start("w2", concurrency=2)
+    big = cli("run", "pb.yaml", "--input", "n=10000", "--run-id", "big", "--detach", cwd=team.folder)
+    assert big.returncode == 0 and "queued" in big.stdout, big.stderr
+
+    clock = [time.time()]
+    project = load_project(team.folder)
+    runner = Runner(project)
+    scheduler = Scheduler(project, runner, clock=lambda: clock[0])
+    clock[0] = scheduler.state(scheduler.schedules[0])["next_due"] + 1
+    fires = asyncio.run(scheduler.tick())
+    assert [f.action for f in fires] == ["started"]
+    runner.close()
+
+    with served_project(team.folder) as base:
+        import httpx
+
+        started = httpx.post(f"{base}/api/runs", json={"playbook": "morning", "inputs": {}}).json()
+        assert team.run(started["run_id"])["status"] in ("queued", "running", "done")
+
+    for run_id in (fires[0].run_id, started["run_id"]):
+        assert run_id is not None
+        assert team.wait(run_id)["outputs"]["text"]
+    done = team.wait("big", timeout=400)
+    assert done["outputs"] == {"n": 10000}
+    chunks = [e for e in team.events("big", "map_chunk") if e["status"] == "done"]
+    assert sorted(e["chunk"] for e in chunks) == list(range(50))  # 10,000 items in chunks of 200, each once
+    assert {e["worker"].split("@")[0] for e in chunks} == {"w1", "w2"}  # both workers ran chunks
+    assert max(_batches(server).values()) == 1  # no batch asked twice
+    rows = list(load_workbook(team.folder / ".playbook" / "runs" / "big" / "labels.xlsx").active.iter_rows(
+        min_row=2, values_only=True))
+    assert [r[0] for r in rows] == list(range(10000))
+
+
+def test_a_worker_killed_in_a_distributed_map_leaves_the_run_to_the_other(team: Team, server: FakeLLMServer) -> None:
+    write_playbook(team.folder, MAP)
+    server.latency = 0.3
+    team.workers.start("w1")
+    team.workers.start("w2")
+    assert cli("run", "pb.yaml", "--run-id", "m", "--detach", cwd=team.folder).returncode == 0
+    deadline = time.monotonic() + 120
+    holder = None
+    while holder is None:  # a chunk held by the worker that does not coordinate the run
+        assert time.monotonic() < deadline, team.events("m", "map_chunk")
+        coordinator = team.run("m")["pid"]
+        for event in team.events("m", "map_chunk"):
+            name = event["worker"].split("@")[0]
+            if event["status"] == "started" and coordinator not in team.workers.pids(name):
+                holder = name
+        time.sleep(0.1)
+    time.sleep(1.0)  # mid-chunk: some of its batches journaled, some in flight
+    killed_at = time.time()
+    team.workers.kill(holder)
+    done = team.wait("m", timeout=300)
+    assert done["outputs"] == {"n": 2000}
+    assert _asked_again(server, killed_at) == []  # every batch the dead worker journaled was not asked again
+    assert sum(n - 1 for n in _batches(server).values()) <= 4  # only those in flight (its concurrency: 4)
+    rows = list(load_workbook(team.folder / ".playbook" / "runs" / "m" / "labels.xlsx").active.iter_rows(
+        min_row=2, values_only=True))
+    assert [r[0] for r in rows] == list(range(2000))  # every row exactly once
+    taken_over = [e for e in team.events("m", "map_chunk") if e["status"] == "started" and e["delivery"] > 1]
+    assert taken_over, "the dead worker's chunk was run again by another"
+
+
+def test_the_coordinating_worker_killed_its_run_goes_on_elsewhere(team: Team, server: FakeLLMServer) -> None:
+    from runner.engine.execute import Runner
+    from runner.schedule.scheduler import Scheduler
+
+    write_playbook(team.folder, MAP)
+    server.latency = 0.3
+    team.workers.start("w1")
+    team.workers.start("w2")
+    assert cli("run", "pb.yaml", "--run-id", "c", "--detach", cwd=team.folder).returncode == 0
+    deadline = time.monotonic() + 120
+    while len(team.events("c", "map_chunk")) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    coordinator = next(name for name in ("w1", "w2") if team.run("c")["pid"] in team.workers.pids(name))
+    killed_at = time.time()
+    team.workers.kill(coordinator)
+    project = load_project(team.folder)
+    runner = Runner(project)
+    assert Scheduler(project, runner).recover_orphans() == ["c"]  # the scheduler's tick does this on its own
+    runner.close()
+    done = team.wait("c", timeout=300)
+    assert done["outputs"] == {"n": 2000}
+    assert _asked_again(server, killed_at) == []
+    assert sum(n - 1 for n in _batches(server).values()) <= 4
+
+
+REVIEWED = """
+name: reviewed
+steps:
+  - {id: draft, llm: {prompt: 写一段总结}}
+  - id: review
+    approval: {title: 审核总结, show: "${{ steps.draft.output }}"}
+  - {id: publish, llm: {prompt: "下游发布：${{ steps.review.output }}"}}
+outputs: {text: "${{ steps.publish.output }}"}
+"""
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium (scripts/setup)")
+def test_an_approval_in_the_browser_resumes_after_the_workers_restarted(team: Team, server: FakeLLMServer) -> None:
+    from playwright.sync_api import sync_playwright
+
+    (team.folder / "playbooks").mkdir()
+    write_playbook(team.folder / "playbooks", REVIEWED, "reviewed.yaml")
+    team.workers.start("w1")
+    started = cli("run", "playbooks/reviewed.yaml", "--run-id", "r", cwd=team.folder)
+    assert started.returncode == 3 and "等待审核" in started.stdout, started.stderr  # followed until the pause
+    team.workers.kill("w1")
+    team.workers.start("w2")  # a different worker process from the one that ran the draft
+    with served_project(team.folder) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page()
+        page.goto(f"{base}/runs/r/approval")
+        page.fill("#by", "运营小王")
+        page.click("#approve")
+        page.wait_for_url(f"{base}/runs/r")
+        browser.close()
+    done = team.wait("r")
+    assert done["outputs"]["text"] and len(server.prompts("写一段总结")) == 1
+    assert "w2@" in (team.folder / "worker-w2.log").read_text() and "run r: done" in (
+        team.folder / "worker-w2.log").read_text()
+
+
+def test_four_workers_share_one_rate_limit(team: Team, server: FakeLLMServer) -> None:
+    toml = team.folder / "playbook.toml"
+    # the provider allows 6 requests per 3 s; the limit is set a little under it, as for any real provider
+    # (a request's send and arrival differ by the network's delay)
+    toml.write_text(toml.read_text().replace("structured_output = true",
+                                             "structured_output = true\nrpm = 6\nrpm_window = 3.3", 1))
+    server.faults.rpm, server.faults.rpm_window = 6, 3.0
+    write_playbook(team.folder, """
+name: many
+inputs: {tag: {type: string}}
+steps:
+  - id: ask
+    map: "${{ range(6) | list }}"
+    concurrency: 6
+    llm: {prompt: "限速 ${{ inputs.tag }} ${{ item }}"}
+outputs: {n: "${{ steps.ask.output | length }}"}
+""")
+    for name in ("w1", "w2", "w3", "w4"):
+        team.workers.start(name)
+    for k in range(4):
+        assert cli("run", "pb.yaml", "--input", f"tag=t{k}", "--run-id", f"rl{k}", "--detach",
+                   cwd=team.folder).returncode == 0
+    for k in range(4):
+        assert team.wait(f"rl{k}", timeout=180)["outputs"] == {"n": 6}
+    statuses = Counter(r["status"] for r in server.requests)
+    assert statuses == {200: 24}, statuses  # 24 requests over ≥ 4 windows, not one refused
+    times = sorted(r["time"] for r in server.requests)
+    assert all(later - earlier >= 3.0 for earlier, later in zip(times, times[6:], strict=False))
+
+
+def test_cancel_reaches_the_worker_and_status_shows_the_team(team: Team, server: FakeLLMServer) -> None:
+    write_playbook(team.folder, MAP)
+    server.latency = 0.5
+    team.workers.start("w1")
+    team.workers.wait_ready()
+    assert cli("run", "pb.yaml", "--run-id", "x", "--detach", cwd=team.folder).returncode == 0
+    deadline = time.monotonic() + 60
+    while team.run("x")["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    shown = cli("status", cwd=team.folder)
+    assert shown.returncode == 0, shown.stderr
+    assert "workers: 1" in shown.stdout and "w1@" in shown.stdout and "running 1" in shown.stdout
+    cancelled = cli("cancel", "x", cwd=team.folder)
+    assert cancelled.returncode == 0 and "cancel requested" in cancelled.stdout
+    assert team.wait("x", "cancelled", timeout=60)["status"] == "cancelled"
+    asked = len(server.requests)
+    time.sleep(2)
+    assert len(server.requests) <= asked + 4  # at most the requests already in flight
+
+
+def test_a_worker_told_to_stop_finishes_its_run_first(team: Team, server: FakeLLMServer) -> None:
+    write_playbook(team.folder, MAP)
+    server.latency = 0.2
+    team.workers.start("w1")
+    assert cli("run", "pb.yaml", "--input", "n=100", "--run-id", "g", "--detach", cwd=team.folder).returncode == 0
+    deadline = time.monotonic() + 60
+    while team.run("g")["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert team.workers.stop("w1") == 0  # SIGTERM: a warm shutdown
+    assert team.run("g")["status"] == "done"
+
+
+def test_without_a_broker_detach_says_what_is_missing(project_dir: Path) -> None:
+    write_playbook(project_dir, MAP)
+    refused = cli("run", "pb.yaml", "--detach", cwd=project_dir)
+    assert refused.returncode == 2 and "no [queue] broker" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (project_dir / ".playbook" / "state.db").exists()
