@@ -93,9 +93,10 @@ class StoreSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str | None = Field(None, description="postgresql://user:password@host:port/db — a team server's store "
                                              "(every worker, the scheduler and the web server use the same one)")
-    artifacts: str | None = Field(None, description="folder for run folders (events, files a run writes); on a "
-                                                   "team server a volume every worker and the web server mount "
-                                                   "at the same path. Default: <state_dir>/runs")
+    artifacts: str | None = Field(None, description="folder for run folders (<artifacts>/runs: events, files a "
+                                                   "run writes) and uploaded input files (<artifacts>/uploads); on "
+                                                   "a team server a volume every worker and the web server mount "
+                                                   "at the same path. Default: the state_dir")
 
 
 class QueueSettings(BaseModel):
@@ -154,10 +155,15 @@ class Project:
         return self.state_dir / "checkpoints.db"
 
     @property
-    def runs_root(self) -> Path:
-        """Where run folders live: `[store] artifacts` (a shared volume on a team server) or <state_dir>/runs."""
+    def artifacts_dir(self) -> Path:
+        """Where run folders and uploads live: `[store] artifacts` (a shared volume on a team server), else the
+        state folder."""
         named = self.settings.store.artifacts
-        return (self.root / Path(named).expanduser()) if named else self.state_dir / "runs"
+        return (self.root / Path(named).expanduser()) if named else self.state_dir
+
+    @property
+    def runs_root(self) -> Path:
+        return self.artifacts_dir / "runs"
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_root / run_id

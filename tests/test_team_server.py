@@ -312,3 +312,17 @@ def test_without_a_broker_detach_says_what_is_missing(project_dir: Path) -> None
     refused = cli("run", "pb.yaml", "--detach", cwd=project_dir)
     assert refused.returncode == 2 and "no [queue] broker" in refused.stderr and "Traceback" not in refused.stderr
     assert not (project_dir / ".playbook" / "state.db").exists()
+
+
+def test_max_cost_holds_across_the_workers_of_a_distributed_map(team: Team, server: FakeLLMServer) -> None:
+    write_playbook(team.folder, MAP)
+    server.latency = 0.1
+    team.workers.start("w1", concurrency=2)
+    team.workers.start("w2", concurrency=2)
+    started = cli("run", "pb.yaml", "--run-id", "costly", "--max-cost", "0.01", cwd=team.folder)
+    assert started.returncode == 1 and "cost limit reached" in started.stderr, started.stderr
+    run = team.run("costly")
+    assert run["status"] == "failed"
+    calls = sum(_batches(server).values())
+    assert calls < 60, calls  # all 100 batches would cost ≈ 0.05
+    assert run["cost"] < 0.02, run["cost"]  # the limit, plus what was in flight on the workers when it was hit

@@ -271,12 +271,13 @@ async def start_post(request: Request) -> Response:
 
 
 async def _save_upload(svc: Service, upload: UploadFile) -> Path:
-    """An uploaded input file, kept under .playbook/uploads/ with a name no client can steer elsewhere."""
+    """An uploaded input file, kept under .playbook/uploads/ (or [store] artifacts, which workers see too) with a
+    name no client can steer elsewhere."""
     safe = re.sub(r"[^\w.\-]+", "_", Path(upload.filename or "upload").name).lstrip(".") or "upload"
     suffix = Path(safe).suffix[:16]
     while len(safe.encode()) > 180:  # names past the filesystem's 255 bytes: keep the start and the suffix
         safe = Path(safe).stem[:-8] + suffix
-    folder = svc.project.state_dir / "uploads"
+    folder = svc.project.artifacts_dir / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}-{safe}"
     atomic.write_bytes(target, await upload.read())

@@ -75,7 +75,9 @@ def distributor(send_chunk: Callable[[str, str, int, int], None], chunk_items: i
                                               batch_done=True, rate=None)
             if all(c["status"] == "done" for c in chunks):
                 return
-            free = next((c for c in chunks if c["status"] == "pending" or
+            # a chunk nobody took, one whose holder died, or one that failed elsewhere: run here — a failure
+            # (the cost limit, an error on_error does not tolerate) then fails the run as it would locally
+            free = next((c for c in chunks if c["status"] in ("pending", "failed") or
                          (c["status"] == "running" and not held_elsewhere(c["worker"], c["heartbeat"]))), None)
             if free is None or not await run_chunk(ctx, items, free["chunk"]):
                 await asyncio.sleep(POLL)
@@ -94,9 +96,16 @@ async def run_chunk(ctx: StepContext, items: list[Any], number: int) -> bool:
     rc.hooks.on_map_chunk(run_id=rc.run_id, step=step, chunk=number, first=first, end=end, status="started",
                           worker=WORKER["name"], holder=holder, host=HOST, delivery=chunk["runs"])
     started = time.monotonic()
-    async with _heartbeat(lambda: rc.store.chunk_update(rc.run_id, step, visit, number, holder,
-                                                        heartbeat=time.time())):
-        _, errors = await run_units(ctx, items, first, end, report=False)
+    try:
+        async with _heartbeat(lambda: rc.store.chunk_update(rc.run_id, step, visit, number, holder,
+                                                            heartbeat=time.time())):
+            _, errors = await run_units(ctx, items, first, end, report=False)
+    except BaseException as exc:  # the cost limit, a cancel, an error on_error does not tolerate
+        rc.store.flush()
+        rc.store.chunk_update(rc.run_id, step, visit, number, holder, status="failed", heartbeat=time.time())
+        rc.hooks.on_map_chunk(run_id=rc.run_id, step=step, chunk=number, first=first, end=end, status="failed",
+                              worker=WORKER["name"], holder=holder, host=HOST, error=str(exc)[:500])
+        raise
     rc.store.flush()  # usage queued by the last replies, with them
     rc.store.chunk_update(rc.run_id, step, visit, number, holder, status="done", heartbeat=time.time())
     rc.hooks.on_map_chunk(run_id=rc.run_id, step=step, chunk=number, first=first, end=end, status="done",

@@ -80,8 +80,13 @@ def do_chunk(run_id: str, step: str, visit: int, number: int, *, worker: str = "
         if run is None or run["status"] != "running":
             return  # the run ended, failed or was cancelled: its coordinator no longer waits for this chunk
         rc = runner.context(run)
-        ran = asyncio.run(chunks.run_offered_chunk(rc, step, visit, number))
-        rc.hooks.close()
+        try:
+            ran = asyncio.run(chunks.run_offered_chunk(rc, step, visit, number))
+        except Exception as exc:  # recorded on the chunk; its run's coordinator takes it from here
+            log.warning("run %s: chunk %s of %s failed: %s", run_id, number, step, exc)
+            return
+        finally:
+            rc.hooks.close()
         log.info("run %s: chunk %s of %s %s", run_id, number, step, "done" if ran else "not needed here")
     finally:
         runner.close()
