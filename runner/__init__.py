@@ -10,8 +10,9 @@ from typing import Any
 
 __all__ = [
     "CompileError", "Diagnostic", "EvalOptions", "EvalResult", "FakeLLMServer", "Faults", "Hooks", "LoadError",
-    "Playbook", "PlaybookError", "PlaybookValidationError", "RunError", "RunOutcome", "Runner", "SuiteError",
-    "ToolContext", "evaluate_suite", "load_and_validate", "load_project", "load_suite", "resolve_inputs", "tool",
+    "Playbook", "PlaybookError", "PlaybookValidationError", "RunError", "RunOutcome", "Runner", "Store",
+    "SuiteError", "ToolContext", "evaluate_suite", "load_and_validate", "load_project", "load_suite", "open_store",
+    "resolve_inputs", "tool",
 ]
 
 _WHERE = {
@@ -24,6 +25,7 @@ _WHERE = {
     "EvalOptions": "runner.evals.session", "EvalResult": "runner.evals.session",
     "evaluate_suite": "runner.evals.session",
     "SuiteError": "runner.evals.load", "load_suite": "runner.evals.load",
+    "Store": "runner.store", "open_store": "runner.store",
 }
 
 

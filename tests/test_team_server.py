@@ -4,6 +4,7 @@ throw-away Postgres, the fake LLM server over HTTP. Workers are killed with kill
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections import Counter
@@ -326,3 +327,49 @@ def test_max_cost_holds_across_the_workers_of_a_distributed_map(team: Team, serv
     calls = sum(_batches(server).values())
     assert calls < 60, calls  # all 100 batches would cost ≈ 0.05
     assert run["cost"] < 0.02, run["cost"]  # the limit, plus what was in flight on the workers when it was hit
+
+
+def _three_processes_worth(redis_url: str, name: str, concurrency: int, rate: int | None,
+                           window: float) -> tuple[int, list[float]]:
+    """Three callers' worth of five requests each — each its own event loop and limiter, as three workers have —
+    holding their turn 0.1 s; returns the most in flight at once and when each began."""
+    import threading
+
+    from runner.shared_limits import SharedLimiter
+
+    in_flight, most, starts = 0, 0, []
+    lock = threading.Lock()
+
+    async def caller(limiter: SharedLimiter) -> None:
+        nonlocal in_flight, most
+        async with limiter:
+            with lock:
+                in_flight += 1
+                most = max(most, in_flight)
+                starts.append(time.monotonic())
+            await asyncio.sleep(0.1)
+            with lock:
+                in_flight -= 1
+
+    def worker() -> None:
+        limiter = SharedLimiter(redis_url, name, concurrency, rate=rate, window=window)
+
+        async def five() -> None:
+            await asyncio.wait_for(asyncio.gather(*(caller(limiter) for _ in range(5))), 60)
+        asyncio.run(five())
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(starts) == 15
+    return most, sorted(starts)
+
+
+def test_a_web_host_limit_holds_across_processes(redis_url: str) -> None:
+    """A host's `per_host` (requests in flight) and `delay` (between requests), counted in Redis."""
+    most, _ = _three_processes_worth(redis_url, "host:a.example", 2, None, 60.0)
+    assert most == 2  # 15 callers wanted in at once; per process it would have been 2 × 3
+    most, starts = _three_processes_worth(redis_url, "host:b.example", 10, 1, 0.15)
+    assert min(later - earlier for earlier, later in itertools.pairwise(starts)) >= 0.14

@@ -87,7 +87,7 @@ async def runs_page(request: Request) -> Response:
     svc = service(request)
     runs = [{**view, "started": _when(view["started_at"]), "duration": _seconds(view["duration"])}
             for view in map(svc.view, svc.runs())]
-    refresh = 5 if any(r["shown_status"] == "running" for r in runs) else None
+    refresh = 5 if any(r["shown_status"] in ("running", "queued") for r in runs) else None
     return page(request, "runs.html", runs=runs, refresh=refresh)
 
 
@@ -104,7 +104,7 @@ async def run_page(request: Request) -> Response:
     return page(request, "run.html", run=run, steps=steps, approvals=approvals, artifacts=svc.artifacts(run["id"]),
                 schemas=schemas,
                 started=_when(run["started_at"]), duration=_seconds(run["duration"]),
-                refresh=3 if run["shown_status"] == "running" else None)
+                refresh=3 if run["shown_status"] in ("running", "queued") else None)
 
 
 def _steps_from_events(svc: Service, run_id: str) -> list[dict[str, Any]]:
