@@ -45,6 +45,18 @@ def write_playbook(folder: Path, text: str, name: str = "pb.yaml") -> Path:
     return path
 
 
+# a draft, its approval, a step after it: the smallest playbook that pauses
+REVIEWED = """
+name: reviewed
+steps:
+  - {id: draft, llm: {prompt: 写一段总结}}
+  - id: review
+    approval: {title: 审核总结, show: "${{ steps.draft.output }}"}
+  - {id: publish, llm: {prompt: "下游发布：${{ steps.review.output }}"}}
+outputs: {text: "${{ steps.publish.output }}"}
+"""
+
+
 def write_summary_child(folder: Path) -> Path:
     """`child.yaml`: a one-step sub-playbook that asks the model to summarise `inputs.topic` (prompt 总结 …)."""
     return write_playbook(folder, """

@@ -16,17 +16,7 @@ from runner.store import SqliteStore, open_store
 from runner.store.migrations import LATEST
 from runner.store.postgres import PostgresStore
 from runner.testing import FakeLLMServer
-from tests.conftest import cli, write_playbook
-
-REVIEWED = """
-name: reviewed
-steps:
-  - {id: draft, llm: {prompt: 写一段总结}}
-  - id: review
-    approval: {title: 审核总结, show: "${{ steps.draft.output }}"}
-  - {id: publish, llm: {prompt: "下游发布：${{ steps.review.output }}"}}
-outputs: {text: "${{ steps.publish.output }}"}
-"""
+from tests.conftest import REVIEWED, cli, write_playbook
 
 
 def _rows(url: str, sql: str) -> list[tuple[object, ...]]:
@@ -137,3 +127,38 @@ def test_a_database_from_a_newer_version_is_refused_untouched(tmp_path: Path, po
         db.execute(f"INSERT INTO schema_version VALUES ({LATEST + 1})")
     with pytest.raises(PlaybookError, match=f"schema {LATEST + 1}"):
         PostgresStore(postgres_url)
+
+
+def test_several_processes_setting_up_the_checkpoint_tables_at_once_do_not_deadlock(
+        project_dir: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LangGraph's setup builds indexes CONCURRENTLY, which waits for every open transaction: a second opener
+    that waited for the setup lock inside a statement deadlocked with it (three runs starting at once)."""
+    import asyncio
+    import threading
+
+    from runner.store import checkpointer, factory
+
+    monkeypatch.setenv("PLAYBOOK_STORE_URL", postgres_url)
+    project = load_project()
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    async def open_once() -> None:
+        async with checkpointer(project) as saver:
+            await saver.aget_tuple({"configurable": {"thread_id": "none"}})
+
+    def opener() -> None:
+        start.wait()
+        try:
+            asyncio.run(asyncio.wait_for(open_once(), 60))
+        except BaseException as exc:
+            errors.append(exc)
+
+    factory._checkpoints_ready.discard(postgres_url)
+    threads = [threading.Thread(target=opener) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert _rows(postgres_url, "SELECT count(*) FROM checkpoint_migrations")[0][0] > 0

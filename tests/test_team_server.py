@@ -20,7 +20,7 @@ from runner.config import load_project
 from runner.store import open_store
 from runner.testing import FakeLLMServer
 from runner.testing.servers import WorkerPool
-from tests.conftest import cli, served_project, write_playbook
+from tests.conftest import REVIEWED, cli, served_project, write_playbook
 
 MAP = """
 name: bigmap
@@ -151,12 +151,27 @@ outputs: {text: "${{ steps.write.output }}"}
     assert [r[0] for r in rows] == list(range(10000))
 
 
-def test_a_worker_killed_in_a_distributed_map_leaves_the_run_to_the_other(team: Team, server: FakeLLMServer) -> None:
+def _map_on_two_workers(team: Team, server: FakeLLMServer, run_id: str) -> None:
+    """The 2,000-item map, detached, on two one-slot workers; 300 ms per call."""
     write_playbook(team.folder, MAP)
     server.latency = 0.3
     team.workers.start("w1")
     team.workers.start("w2")
-    assert cli("run", "pb.yaml", "--run-id", "m", "--detach", cwd=team.folder).returncode == 0
+    assert cli("run", "pb.yaml", "--run-id", run_id, "--detach", cwd=team.folder).returncode == 0
+
+
+def _check_map_finished_once(team: Team, server: FakeLLMServer, run_id: str, killed_at: float) -> None:
+    done = team.wait(run_id, timeout=300)
+    assert done["outputs"] == {"n": 2000}
+    assert _asked_again(server, killed_at) == []  # every batch the dead worker journaled was not asked again
+    assert sum(n - 1 for n in _batches(server).values()) <= 4  # only those in flight (its concurrency: 4)
+    rows = list(load_workbook(team.folder / ".playbook" / "runs" / run_id / "labels.xlsx").active.iter_rows(
+        min_row=2, values_only=True))
+    assert [r[0] for r in rows] == list(range(2000))  # every row exactly once
+
+
+def test_a_worker_killed_in_a_distributed_map_leaves_the_run_to_the_other(team: Team, server: FakeLLMServer) -> None:
+    _map_on_two_workers(team, server, "m")
     deadline = time.monotonic() + 120
     holder = None
     while holder is None:  # a chunk held by the worker that does not coordinate the run
@@ -170,13 +185,7 @@ def test_a_worker_killed_in_a_distributed_map_leaves_the_run_to_the_other(team: 
     time.sleep(1.0)  # mid-chunk: some of its batches journaled, some in flight
     killed_at = time.time()
     team.workers.kill(holder)
-    done = team.wait("m", timeout=300)
-    assert done["outputs"] == {"n": 2000}
-    assert _asked_again(server, killed_at) == []  # every batch the dead worker journaled was not asked again
-    assert sum(n - 1 for n in _batches(server).values()) <= 4  # only those in flight (its concurrency: 4)
-    rows = list(load_workbook(team.folder / ".playbook" / "runs" / "m" / "labels.xlsx").active.iter_rows(
-        min_row=2, values_only=True))
-    assert [r[0] for r in rows] == list(range(2000))  # every row exactly once
+    _check_map_finished_once(team, server, "m", killed_at)
     taken_over = [e for e in team.events("m", "map_chunk") if e["status"] == "started" and e["delivery"] > 1]
     assert taken_over, "the dead worker's chunk was run again by another"
 
@@ -185,11 +194,7 @@ def test_the_coordinating_worker_killed_its_run_goes_on_elsewhere(team: Team, se
     from runner.engine.execute import Runner
     from runner.schedule.scheduler import Scheduler
 
-    write_playbook(team.folder, MAP)
-    server.latency = 0.3
-    team.workers.start("w1")
-    team.workers.start("w2")
-    assert cli("run", "pb.yaml", "--run-id", "c", "--detach", cwd=team.folder).returncode == 0
+    _map_on_two_workers(team, server, "c")
     deadline = time.monotonic() + 120
     while len(team.events("c", "map_chunk")) < 3:
         assert time.monotonic() < deadline
@@ -201,21 +206,7 @@ def test_the_coordinating_worker_killed_its_run_goes_on_elsewhere(team: Team, se
     runner = Runner(project)
     assert Scheduler(project, runner).recover_orphans() == ["c"]  # the scheduler's tick does this on its own
     runner.close()
-    done = team.wait("c", timeout=300)
-    assert done["outputs"] == {"n": 2000}
-    assert _asked_again(server, killed_at) == []
-    assert sum(n - 1 for n in _batches(server).values()) <= 4
-
-
-REVIEWED = """
-name: reviewed
-steps:
-  - {id: draft, llm: {prompt: 写一段总结}}
-  - id: review
-    approval: {title: 审核总结, show: "${{ steps.draft.output }}"}
-  - {id: publish, llm: {prompt: "下游发布：${{ steps.review.output }}"}}
-outputs: {text: "${{ steps.publish.output }}"}
-"""
+    _check_map_finished_once(team, server, "c", killed_at)
 
 
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium (scripts/setup)")

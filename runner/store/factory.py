@@ -7,6 +7,7 @@ LangGraph's checkpoints included; otherwise SQLite files under the project's sta
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -70,7 +71,11 @@ async def checkpointer(project: Project) -> AsyncIterator[Any]:
                                                          row_factory=dict_row) as connection:
             saver = AsyncPostgresSaver(connection)
             if url not in _checkpoints_ready:
-                await connection.execute("SELECT pg_advisory_lock(7366092)")  # one process sets up the tables
+                # one process sets up the tables. Try, never wait inside a statement: the setup builds indexes
+                # CONCURRENTLY, which waits for every open transaction — a waiting lock call would deadlock it
+                while not (await (await connection.execute("SELECT pg_try_advisory_lock(7366092)")).fetchone()
+                           or {}).get("pg_try_advisory_lock"):
+                    await asyncio.sleep(0.05)
                 try:
                     await saver.setup()
                 finally:

@@ -126,6 +126,14 @@ def team_servers() -> Iterator[tuple[PostgresServer, RedisServer]]:
         yield postgres, redis
 
 
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 class WorkerPool:
     """`playbook worker` processes for a project folder, each in its own process group so that `kill(i)` is a
     kill -9 of the whole worker (its pool processes too), as when a machine is lost."""
@@ -165,9 +173,15 @@ class WorkerPool:
         return found
 
     def kill(self, name: str) -> None:
+        """kill -9 of the worker's process group; returns once all its processes are dead (its pool processes,
+        orphaned, stay zombies where nobody reaps them)."""
+        doomed = self.pids(name)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.processes[name].pid, 9)
         self.processes[name].wait()
+        deadline = time.monotonic() + 10
+        while any(_running(pid) for pid in doomed) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def stop(self, name: str, timeout: float = 60) -> int:
         """SIGTERM: Celery's warm shutdown (finish what it holds, take nothing new)."""
