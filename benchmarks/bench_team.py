@@ -2,11 +2,12 @@
 
 1. The same map of 10,000 items (batch 20, step concurrency 16, 200 ms per call) on 1, 2 and 4 workers, each
    `playbook worker --concurrency 1` (one run or chunk at a time), map_chunk 1,000: wall time from `run
-   --detach` to done, against the ideal ⌈N / (batch · concurrency · workers)⌉ · latency.
+   --detach` to done (median of --repeat), against the ideal ⌈N / (batch · concurrency · workers)⌉ · latency;
+   and the part of it the `run --detach` command itself took (a process start, then one message).
 2. Postgres against SQLite per step: a run of 30 quick LLM steps (no latency), in this process through the
    Runner, median of --runs.
 
-    python benchmarks/bench_team.py [--items 10000] [--workers 1,2,4] [--runs 5]
+    python benchmarks/bench_team.py [--items 10000] [--workers 1,2,4] [--repeat 3] [--runs 5]
 """
 
 from __future__ import annotations
@@ -52,34 +53,51 @@ def _toml(url: str, store: str | None, broker: str | None) -> str:
     return text
 
 
-def scale_out(items: int, worker_counts: list[int], postgres: PostgresServer, redis: RedisServer) -> None:
+def scale_out(items: int, worker_counts: list[int], repeat: int, postgres: PostgresServer,
+              redis: RedisServer) -> None:
+    with fake_server(0.2) as url:
+        print(f"map of {items:,} items, batch 20, step concurrency 16, 200 ms per call, map_chunk 1,000, "
+              f"median of {repeat}")
+        db = 0
+        for workers in worker_counts:
+            walls, enqueues = [], []
+            for _ in range(repeat):
+                db += 1
+                wall, enqueue = _one_map(url, items, workers, postgres.new_database(), redis.url(db))
+                walls.append(wall)
+                enqueues.append(enqueue)
+            wall = statistics.median(walls)
+            ideal = math.ceil(items / (20 * 16 * workers)) * 0.2
+            print(f"  {workers} worker(s): {wall:.1f} s (runs: {', '.join(f'{w:.1f}' for w in walls)}), of which "
+                  f"`run --detach` {statistics.median(enqueues):.1f} s; ideal {ideal:.1f} s, {wall / ideal:.2f}×")
+
+
+def _one_map(url: str, items: int, workers: int, store_url: str, broker: str) -> tuple[float, float]:
+    """(seconds from `run --detach` to done, seconds the command took)."""
+    import subprocess
+
     from runner.config import load_project
     from runner.store import open_store
 
-    with fake_server(0.2) as url:
-        print(f"map of {items:,} items, batch 20, step concurrency 16, 200 ms per call, map_chunk 1,000")
-        for db, workers in enumerate(worker_counts, start=1):
-            folder = Path(tempfile.mkdtemp(prefix="bench-team-"))
-            store_url = postgres.new_database()
-            (folder / "playbook.toml").write_text(_toml(url, store_url, redis.url(db)), encoding="utf-8")
-            (folder / "pb.yaml").write_text(MAP, encoding="utf-8")
-            pool = WorkerPool(folder, {"FAKE_LLM_API_KEY": "x", "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
-            for k in range(workers):
-                pool.start(f"w{k}")
-            pool.wait_ready()
-            started = time.monotonic()
-            import subprocess
-
-            subprocess.run([sys.executable, "-m", "runner", "run", "pb.yaml", "-i", f"n={items}", "--run-id", "b",
-                            "--detach"], cwd=folder, check=True, capture_output=True)
-            store = open_store(load_project(folder))
-            while (run := store.get_run("b")) is None or run["status"] not in ("done", "failed"):
-                time.sleep(0.05)
-            wall = time.monotonic() - started
-            store.close()
-            pool.close()
-            ideal = math.ceil(items / (20 * 16 * workers)) * 0.2
-            print(f"  {workers} worker(s): {wall:.1f} s ({run['status']}), ideal {ideal:.1f} s, {wall / ideal:.2f}×")
+    folder = Path(tempfile.mkdtemp(prefix="bench-team-"))
+    (folder / "playbook.toml").write_text(_toml(url, store_url, broker), encoding="utf-8")
+    (folder / "pb.yaml").write_text(MAP, encoding="utf-8")
+    pool = WorkerPool(folder, {"FAKE_LLM_API_KEY": "x", "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    for k in range(workers):
+        pool.start(f"w{k}")
+    pool.wait_ready()
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "runner", "run", "pb.yaml", "-i", f"n={items}", "--run-id", "b",
+                    "--detach"], cwd=folder, check=True, capture_output=True)
+    enqueued = time.monotonic() - started
+    store = open_store(load_project(folder))
+    while (run := store.get_run("b")) is None or run["status"] not in ("done", "failed"):
+        time.sleep(0.05)
+    wall = time.monotonic() - started
+    store.close()
+    pool.close()
+    assert run["status"] == "done", run["error"]
+    return wall, enqueued
 
 
 def per_step(runs: int, postgres: PostgresServer) -> None:
@@ -111,12 +129,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
     with PostgresServer() as postgres, RedisServer() as redis:
-        scale_out(args.items, [int(w) for w in args.workers.split(",")], postgres, redis)
+        scale_out(args.items, [int(w) for w in args.workers.split(",")], args.repeat, postgres, redis)
         per_step(args.runs + 1, postgres)
 
 

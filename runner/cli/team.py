@@ -53,9 +53,20 @@ def worker(concurrency: Annotated[int, typer.Option(help="runs and chunks this w
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per LLM request drowns the worker's log
         app_ = app_for(project)
         register_tasks(app_)
+        preload()
         app_.worker_main(argv)
 
     guard(start)
+
+
+def preload() -> None:
+    """Import what every run needs once, in the worker's main process: its pool processes are forked from it,
+    so a run or chunk does not pay the imports (over a second) when it reaches a fresh process."""
+    import importlib
+
+    for module in ("runner.engine.execute", "langgraph.graph", "langgraph.checkpoint.postgres.aio",
+                   "langgraph.checkpoint.sqlite.aio", "openai", "psycopg"):
+        importlib.import_module(module)
 
 
 @app.command()

@@ -170,6 +170,11 @@ class SqlStore:
         return bool(self._exec("SELECT 1 FROM journal WHERE run_id=? AND step=? AND visit=? LIMIT 1",
                                (run_id, step, visit)))
 
+    def journal_entries(self, run_id: str, step: str, visit: int) -> dict[str, Any]:
+        """Everything journaled for one step visit, by key, in one query."""
+        rows = self._exec("SELECT key, value FROM journal WHERE run_id=? AND step=? AND visit=?", (run_id, step, visit))
+        return {key: json.loads(value) for key, value in rows}
+
     def journal_put(self, run_id: str, step: str, visit: int, key: str, value: Any) -> None:
         self._exec(_JOURNAL_PUT,
                    (run_id, step, visit, key, json.dumps(value, ensure_ascii=False), time.time()))

@@ -24,7 +24,7 @@ from runner.engine.nodes import RunContext, StepContext
 from runner.engine.nodes.map import map_items, run_units, unit_size
 
 SNAPSHOT = "__map_state__"  # journal step under which a distributed map's template state is kept
-POLL = 0.5  # seconds between the coordinator's looks at its chunks
+POLL = 0.2  # seconds between the coordinator's looks at its chunks
 WORKER = {"name": ""}  # the Celery worker this process belongs to (its events name it)
 
 
@@ -42,9 +42,11 @@ def held_elsewhere(worker: str | None, heartbeat: float | None) -> bool:
                         host or None, heartbeat)
 
 
-def chunk_ranges(total: int, chunk_items: int, unit: int) -> list[tuple[int, int]]:
-    """[first, end) item ranges of about `chunk_items`, on unit (batch) boundaries."""
-    step = max(unit, chunk_items // unit * unit)
+def chunk_ranges(total: int, chunk_items: int, unit: int, concurrency: int = 1) -> list[tuple[int, int]]:
+    """[first, end) item ranges of about `chunk_items`, in whole waves (unit × concurrency items) where a wave
+    fits: a chunk whose last wave is a few units wide would leave its worker's other slots idle."""
+    wave = unit * concurrency if unit * concurrency <= chunk_items else unit
+    step = max(unit, chunk_items // wave * wave)
     return [(first, min(first + step, total)) for first in range(0, total, step)]
 
 
@@ -60,7 +62,8 @@ def distributor(send_chunk: Callable[[str, str, int, int], None], chunk_items: i
         ctx.run.journal_fresh[(step, visit)] = None  # other workers journal this step's units: always look up
         store.journal_put(run_id, SNAPSHOT, visit, step, {k: ctx.state.get(k) for k in
                                                           ("inputs", "steps", "approval", "run")})
-        store.chunks_create(run_id, step, visit, chunk_ranges(len(items), chunk_items, unit_size(ctx)))
+        concurrency = ctx.step.concurrency or ctx.run.playbook.spec.limits.concurrency
+        store.chunks_create(run_id, step, visit, chunk_ranges(len(items), chunk_items, unit_size(ctx), concurrency))
         for chunk in store.chunk_rows(run_id, step, visit):
             if chunk["status"] != "done":
                 send_chunk(run_id, step, visit, chunk["chunk"])
@@ -73,7 +76,8 @@ def distributor(send_chunk: Callable[[str, str, int, int], None], chunk_items: i
                 reported = done
                 ctx.run.hooks.on_map_progress(run_id=run_id, step=step, done=done, total=len(items),
                                               batch_done=True, rate=None)
-            if all(c["status"] == "done" for c in chunks):
+            if all(c["status"] == "done" for c in chunks):  # the map node now gathers the outputs: read at once
+                ctx.run.journal_read[(step, visit)] = store.journal_entries(run_id, step, visit)
                 return
             # a chunk nobody took, one whose holder died, or one that failed elsewhere: run here — a failure
             # (the cost limit, an error on_error does not tolerate) then fails the run as it would locally

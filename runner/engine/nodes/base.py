@@ -57,6 +57,9 @@ class RunContext:
     # per (step, visit) whose journal was empty when this process first reached it: the keys it wrote since.
     # A key not among them cannot be journaled (one process drives a run), so it skips the lookup; None: look up.
     journal_fresh: dict[tuple[str, int], set[str] | None] = field(default_factory=dict)
+    # per (step, visit): its journal read in one query (a distributed map's gathering pass, after other workers
+    # journaled its units); a key missing here is looked up on its own
+    journal_read: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
     def charge(self, step: str, result: LlmResult, seconds: float, prompt: str = "") -> None:
         """Account one LLM call. The budget is checked before the next call, not here, so the reply
@@ -77,7 +80,9 @@ class RunContext:
                                cost=round(result.cost, 6), seconds=round(seconds, 3), prompt=prompt)
 
     def check_budget(self, step: str) -> None:
-        if self.max_cost is not None and self.shared_budget and time.monotonic() - self._budget_checked >= 0.5:
+        # other workers' spending is read at most every 0.1 s: the limit is overshot by what is in flight, plus
+        # what all workers finish within 0.1 s
+        if self.max_cost is not None and self.shared_budget and time.monotonic() - self._budget_checked >= 0.1:
             self._budget_checked = time.monotonic()
             self.spent = max(self.spent, self.store.run_cost(self.run_id.split(".")[0]))
         if self.max_cost is not None and self.spent > self.max_cost:
@@ -134,6 +139,8 @@ class StepContext:
     async def once(self, key: str, produce: Callable[[], Awaitable[Any]]) -> Any:
         """Journaled side effect: a recorded result is returned instead of doing the work again."""
         store, where = self.run.store, (self.step.id, self.visit)
+        if key in (read := self.run.journal_read.get(where, {})):
+            return read[key]["value"]
         if where not in self.run.journal_fresh:
             self.run.journal_fresh[where] = None if store.journal_any(self.run.run_id, *where) else set()
         written = self.run.journal_fresh[where]

@@ -49,6 +49,7 @@ async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any], list[dict[str
     if ctx.run.distribute is not None:
         await ctx.run.distribute(ctx, items)
     outputs, errors = await run_units(ctx, items, 0, len(items), report=True)
+    ctx.run.journal_read.pop((ctx.step.id, ctx.visit), None)
     errors.sort(key=lambda e: e["index"])
     bound = failure_bound(ctx.step, len(items))
     if bound is not None and len(errors) > bound:
