@@ -368,3 +368,35 @@ def test_a_web_host_limit_holds_across_processes(redis_url: str) -> None:
     assert most == 2  # 15 callers wanted in at once; per process it would have been 2 × 3
     most, starts = _three_processes_worth(redis_url, "host:b.example", 10, 1, 0.15)
     assert min(later - earlier for earlier, later in itertools.pairwise(starts)) >= 0.14
+
+
+def test_the_cli_follows_a_worker_run_and_ctrl_c_leaves_it_running(team: Team, server: FakeLLMServer) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    write_playbook(team.folder, REVIEWED)
+    following = subprocess.Popen([sys.executable, "-m", "runner", "run", "pb.yaml", "--run-id", "f"], cwd=team.folder,
+                                 env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while True:  # queued, and no worker yet: the command waits for one
+        try:
+            if team.run("f")["status"] == "queued":
+                break
+        except AssertionError:
+            pass
+        assert time.monotonic() < deadline and following.poll() is None
+        time.sleep(0.1)
+    time.sleep(1.0)  # the command is following now
+    following.send_signal(signal.SIGINT)
+    stdout, _ = following.communicate(timeout=30)
+    assert following.returncode == 130 and "不再跟随" in stdout and "playbook cancel f" in stdout
+    assert team.run("f")["status"] == "queued"  # Ctrl-C stopped the following, not the run
+
+    team.workers.start("w1")
+    assert team.wait("f", "waiting")["pending"]["step"] == "review"
+    approved = cli("approve", "f", cwd=team.folder)
+    assert approved.returncode == 0, approved.stderr
+    assert "publish" in approved.stdout and "▶ draft" not in approved.stdout  # only what ran after the approval
+    assert "已完成" in approved.stdout

@@ -20,17 +20,34 @@ _EVENT_HOOKS = {"run_start": "on_run_start", "step_start": "on_step_start", "ste
 _SETTLED = ("done", "failed", "cancelled", "waiting")
 
 
-def follow(project: Any, run_id: str, console: Console, *, poll: float = 0.3) -> RunOutcome:
+NO_WORKER_NOTE = 10.0  # seconds queued before the command says that no worker has taken the run
+
+
+def events_size(project: Any, run_id: str) -> int:
+    """Where a run's events file ends now: following a resumed run starts there, not at its first run."""
+    try:
+        return int((project.run_dir(run_id) / "events.jsonl").stat().st_size)
+    except OSError:
+        return 0
+
+
+def follow(project: Any, run_id: str, console: Console, *, offset: int = 0, poll: float = 0.3) -> RunOutcome:
     """Print a run's progress from its events file (on the shared artifacts volume) as a worker writes it,
-    until the run pauses or ends; returns how it ended, as a local run would."""
+    from byte `offset`, until the run pauses or ends; returns how it ended, as a local run would. Ctrl-C stops
+    following (exit 130); the run goes on on the workers."""
     store = open_store(project)
     progress = ConsoleProgress(console, project.settings.currency)
     events = project.run_dir(run_id) / "events.jsonl"
-    offset = 0
+    queued_since, noted = time.monotonic(), False
     try:
         while True:
             run = store.get_run(run_id)
             settled = run is not None and run["status"] in _SETTLED  # read before the file: no event is missed
+            if run is not None and run["status"] == "queued" and not noted and \
+                    time.monotonic() - queued_since > NO_WORKER_NOTE:
+                console.print("排队中：还没有 worker 接手（playbook status 查看 worker；playbook worker 启动一个）",
+                              markup=False)
+                noted = True
             if events.exists():
                 with events.open("rb") as stream:
                     stream.seek(offset)
@@ -42,6 +59,10 @@ def follow(project: Any, run_id: str, console: Console, *, poll: float = 0.3) ->
             if settled and run is not None:
                 break
             time.sleep(poll)
+    except KeyboardInterrupt:
+        console.print(f"\n不再跟随；运行 {run_id} 在 worker 上继续（playbook runs show {run_id}；"
+                      f"停止它：playbook cancel {run_id}）", markup=False)
+        raise SystemExit(130) from None
     finally:
         store.close()
     return RunOutcome(run_id, run["status"], outputs=run["outputs"] or {}, error=run["error"],

@@ -169,23 +169,25 @@ def queued(project: Any, run_id: str, detach: bool, enqueue: Any) -> None:
 
 def claimed(project: Any, run_id: str, hand_over: Any) -> None:
     """Claim an existing run here (a decision recorded once, a resume taken once), hand it to the workers and
-    follow it."""
+    follow it from where its events end now."""
+    from runner.cli.follow import events_size
     from runner.engine.execute import Runner
 
     runner = Runner(project)
     try:
-        hand_over(runner)
         full_id = (runner.store.get_run(run_id) or {"id": run_id})["id"]
+        offset = events_size(project, full_id)
+        hand_over(runner)
     finally:
         runner.close()
-    followed(project, full_id)
+    followed(project, full_id, offset)
 
 
-def followed(project: Any, run_id: str) -> None:
+def followed(project: Any, run_id: str, offset: int = 0) -> None:
     """Print a worker's run as it goes, then its outcome; exit with its status code."""
     from runner.cli.follow import follow
 
-    outcome = follow(project, run_id, out)
+    outcome = follow(project, run_id, out, offset=offset)
     report(outcome, project.settings.currency)
     raise typer.Exit(EXIT[outcome.status])
 
