@@ -400,3 +400,17 @@ def test_the_cli_follows_a_worker_run_and_ctrl_c_leaves_it_running(team: Team, s
     assert approved.returncode == 0, approved.stderr
     assert "publish" in approved.stdout and "▶ draft" not in approved.stdout  # only what ran after the approval
     assert "已完成" in approved.stdout
+
+
+def test_a_broker_that_does_not_answer_is_named_and_strands_nothing(project_dir: Path) -> None:
+    from runner.testing.servers import free_port
+
+    write_playbook(project_dir, MAP)
+    env = {"PLAYBOOK_BROKER_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/0"}
+    refused = cli("run", "pb.yaml", "--run-id", "nobroker", "--detach", cwd=project_dir, env=env)
+    assert refused.returncode == 2 and "cannot reach the queue at redis://:***@127.0.0.1" in refused.stderr
+    assert "Traceback" not in refused.stderr and "hunter2" not in refused.stderr
+    listed = cli("runs", "show", "nobroker", cwd=project_dir, env=env)
+    assert "失败" in listed.stdout and "playbook resume nobroker" in listed.stdout  # not left queued forever
+    status = cli("status", cwd=project_dir, env=env)
+    assert status.returncode == 2 and "cannot reach the queue" in status.stderr and "Traceback" not in status.stderr

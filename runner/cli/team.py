@@ -74,12 +74,15 @@ def status() -> None:
     """A team server's health: live workers and what they run, queue depth, runs by status."""
     def show() -> None:
         from runner.store import open_store
-        from runner.team.queue import QUEUES, app_for
+        from runner.team.queue import QUEUES, app_for, unreachable
 
         project = project_here()
         url = team_broker(project)
         app_ = app_for(project)
-        replies = app_.control.inspect(timeout=1.5).active() or {}
+        try:
+            replies = app_.control.inspect(timeout=1.5).active() or {}
+        except Exception as exc:  # kombu's or redis's connection errors
+            raise unreachable(project, exc) from None
         out.print(f"workers: {len(replies)}", markup=False)
         for worker_name, tasks in sorted(replies.items()):
             doing = ", ".join(f"{t['name'].split('.')[-1]} {t['kwargs'].get('run_id', '')}" for t in tasks)
@@ -91,7 +94,7 @@ def status() -> None:
             for queue_name in QUEUES:
                 out.print(f"queue {queue_name}: {client.llen(queue_name)} waiting", markup=False)
         except redis.RedisError as exc:
-            raise PlaybookError(f"cannot read the queue at the broker: {exc}") from None
+            raise unreachable(project, exc) from None
         finally:
             client.close()
         store = open_store(project)

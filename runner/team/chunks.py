@@ -22,6 +22,7 @@ from typing import Any
 from runner.engine.liveness import HEARTBEAT, HOST, holder_alive, this_process
 from runner.engine.nodes import RunContext, StepContext
 from runner.engine.nodes.map import map_items, run_units, unit_size
+from runner.errors import PlaybookError
 
 SNAPSHOT = "__map_state__"  # journal step under which a distributed map's template state is kept
 POLL = 0.2  # seconds between the coordinator's looks at its chunks
@@ -64,9 +65,13 @@ def distributor(send_chunk: Callable[[str, str, int, int], None], chunk_items: i
                                                           ("inputs", "steps", "approval", "run")})
         concurrency = ctx.step.concurrency or ctx.run.playbook.spec.limits.concurrency
         store.chunks_create(run_id, step, visit, chunk_ranges(len(items), chunk_items, unit_size(ctx), concurrency))
-        for chunk in store.chunk_rows(run_id, step, visit):
-            if chunk["status"] != "done":
-                send_chunk(run_id, step, visit, chunk["chunk"])
+        try:
+            for chunk in store.chunk_rows(run_id, step, visit):
+                if chunk["status"] != "done":
+                    send_chunk(run_id, step, visit, chunk["chunk"])
+        except PlaybookError as exc:  # the broker is down: this worker runs every chunk itself
+            ctx.run.hooks.on_map_progress(run_id=run_id, step=step, done=0, total=len(items), batch_done=False,
+                                          rate=None, notice=f"{exc} — running every chunk here")
         reported = -1
         while True:
             ctx.run.check_cancel(step)

@@ -19,6 +19,7 @@ from typing import Any
 
 from runner.config import Project
 from runner.dsl.validate import Playbook
+from runner.errors import PlaybookError
 from runner.store import Store
 
 RUNS_QUEUE = "playbook.runs"  # start, resume, decisions, scheduled starts
@@ -52,14 +53,30 @@ def app_for(project: Project) -> Any:
     return celery_app(url, project.settings.queue.visibility_timeout)
 
 
+def unreachable(project: Project, exc: BaseException) -> PlaybookError:
+    """The broker did not answer: say which one (without a password) and what to check."""
+    from runner.store.postgres import safe_url
+
+    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return PlaybookError(f"cannot reach the queue at {safe_url(broker(project) or '')} ({reason.rstrip('.')}); "
+                         "check that Redis is running and [queue] broker in playbook.toml (or PLAYBOOK_BROKER_URL)")
+
+
+def _send(project: Project, task: str, queue: str, kwargs: dict[str, Any]) -> None:
+    try:
+        app_for(project).send_task(task, kwargs=kwargs, queue=queue,
+                                   retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
+    except Exception as exc:  # kombu's or redis's connection errors, whichever layer noticed first
+        raise unreachable(project, exc) from None
+
+
 def send(project: Project, kind: str, run_id: str, decision: dict[str, Any] | None = None) -> None:
-    app_for(project).send_task("playbook.work", kwargs={"kind": kind, "run_id": run_id, "decision": decision},
-                               queue=RUNS_QUEUE)
+    _send(project, "playbook.work", RUNS_QUEUE, {"kind": kind, "run_id": run_id, "decision": decision})
 
 
 def send_chunk(project: Project, run_id: str, step: str, visit: int, number: int) -> None:
-    app_for(project).send_task("playbook.chunk", kwargs={"run_id": run_id, "step": step, "visit": visit,
-                                                         "number": number}, queue=CHUNKS_QUEUE)
+    _send(project, "playbook.chunk", CHUNKS_QUEUE, {"run_id": run_id, "step": step, "visit": visit,
+                                                    "number": number})
 
 
 def enqueue_start(project: Project, store: Store, playbook: Playbook, inputs: dict[str, Any], run_id: str,
@@ -67,11 +84,23 @@ def enqueue_start(project: Project, store: Store, playbook: Playbook, inputs: di
     """Record a new run as `queued` (pages list it at once) and hand it to the workers."""
     store.create_run(id=run_id, playbook=playbook.spec.name, path=str(playbook.path), source=playbook.loaded.text,
                      status="queued", started_at=time.time(), inputs=inputs, max_cost=max_cost)
-    send(project, "start", run_id)
+    _or_stranded(project, store, run_id, "start", None)
 
 
 def enqueue_continue(project: Project, store: Store, run_id: str, decision: dict[str, Any] | None = None) -> None:
     """Hand a run this process has just claimed (a decision recorded, an interrupted run taken over) to the
     workers: it becomes `queued`, owned by nobody, until a worker claims it."""
     store.update_run(run_id, status="queued", pid=None, pid_started=None, host=None, heartbeat=None)
-    send(project, "resume", run_id, decision)
+    _or_stranded(project, store, run_id, "resume", decision)
+
+
+def _or_stranded(project: Project, store: Store, run_id: str, kind: str, decision: dict[str, Any] | None) -> None:
+    """Send the run's message; if the broker is down, the run is not left `queued` for a message that never
+    went: it becomes failed with the reason, and `playbook resume` sends it again once Redis is back (a
+    recorded decision is applied then)."""
+    try:
+        send(project, kind, run_id, decision)
+    except PlaybookError as exc:
+        store.update_run(run_id, status="failed", ended_at=time.time(),
+                         error=f"{exc}; then: playbook resume {run_id}")
+        raise
