@@ -414,3 +414,19 @@ def test_a_broker_that_does_not_answer_is_named_and_strands_nothing(project_dir:
     assert "失败" in listed.stdout and "playbook resume nobroker" in listed.stdout  # not left queued forever
     status = cli("status", cwd=project_dir, env=env)
     assert status.returncode == 2 and "cannot reach the queue" in status.stderr and "Traceback" not in status.stderr
+
+
+def test_resume_sends_again_a_queued_run_whose_message_was_lost(team: Team, server: FakeLLMServer) -> None:
+    import redis
+
+    write_playbook(team.folder, REVIEWED)
+    assert cli("run", "pb.yaml", "--run-id", "lost", "--detach", cwd=team.folder).returncode == 0
+    redis.Redis.from_url(team.broker).flushdb()  # Redis restarted without its data: the message is gone
+    team.workers.start("w1")
+    team.workers.wait_ready()
+    time.sleep(1.0)
+    assert team.run("lost")["status"] == "queued"  # nobody knows of it
+    resumed = cli("resume", "lost", cwd=team.folder)
+    assert resumed.returncode == 3 and "等待审核" in resumed.stdout, resumed.stderr
+    again = cli("resume", "lost", cwd=team.folder)  # waiting now: resume says what to do instead
+    assert again.returncode == 1 and "playbook approve" in again.stderr

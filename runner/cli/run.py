@@ -25,7 +25,7 @@ from runner.cli.common import (
     report,
 )
 from runner.errors import PlaybookError
-from runner.team.queue import enqueue_continue, enqueue_start
+from runner.team.queue import enqueue_continue, enqueue_start, send
 
 
 def parse_inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
@@ -97,6 +97,11 @@ def resume(run_id: str, max_cost: Annotated[float | None, typer.Option(help="new
 
     if (project := project_with_runs(run_id)).settings.queue.broker:
         def hand_over(runner: Any) -> None:
+            queued_run = runner.store.get_run(run_id)
+            if queued_run is not None and queued_run["status"] == "queued":  # its message lost (Redis restarted
+                # without its data, flushed): send it again; a worker claims the run once however many arrive
+                send(project, "resume" if runner.store.step_rows(queued_run["id"]) else "start", queued_run["id"])
+                return
             decision = timeout_decision(runner.store, run_id)
             run = runner.claim_resume(run_id, decision=decision, max_cost=max_cost)
             enqueue_continue(project, runner.store, run["id"], decision)
