@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from runner.testing import FakeLLMServer
 from tests.conftest import cli, write_playbook
 
@@ -82,3 +84,32 @@ def test_a_killed_approve_is_continued_with_its_decision(project_dir: Path, serv
     with sqlite3.connect(database) as db:
         decided = db.execute("SELECT action FROM approvals WHERE run_id='killed'").fetchall()
     assert decided == [("approve",)]
+
+
+def test_an_approve_for_a_run_already_moving_on_says_it_is_not_waiting(project_dir: Path,
+                                                                       server: FakeLLMServer) -> None:
+    """A second `approve` that reads the run after the first moved it on (running, its owner alive) hears that
+    it is not waiting — not that it should wait for the run or cancel it (CI saw this race)."""
+    _start(project_dir, server, "moving")
+    server.latency = 30.0  # the step after the approval hangs: the run stays running while we ask again
+    first = _spawn(project_dir, "approve", "moving")
+    deadline = time.monotonic() + 60
+    database = project_dir / ".playbook" / "state.db"
+    while True:
+        with sqlite3.connect(database) as db:
+            if db.execute("SELECT status FROM runs WHERE id='moving'").fetchone()[0] == "running":
+                break
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.05)
+    from runner.config import load_project
+    from runner.engine.execute import Runner
+    from runner.errors import RunError
+
+    runner = Runner(load_project())  # what a second `approve` does once its checks of the draft have passed
+    try:
+        with pytest.raises(RunError, match="is running, not waiting for approval"):
+            runner.claim_resume("moving", decision={"action": "approve", "by": "me", "at": time.time()})
+    finally:
+        runner.close()
+        first.send_signal(signal.SIGKILL)
+        first.wait()

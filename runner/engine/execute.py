@@ -209,14 +209,15 @@ class Runner:
         if decision is None and run["status"] == "waiting":
             raise RunError(f"run '{run['id']}' is waiting for approval; use `playbook approve` or "
                            "`playbook reject`")
+        # a decision for a run another decision already moved on: say that, not that it is running
+        if decision is not None and run["status"] != "waiting":
+            raise RunError(f"run '{run['id']}' is {run['status']}, not waiting for approval")
         # this process counts too: a run it drives right now (a server's background run) is not resumed twice
         if run["status"] in ("running", "queued") and (run["status"] == "queued" or run_alive(run)):
             where = ("the queue, waiting for a worker" if run["status"] == "queued" else f"process {run['pid']}" +
                      (f" on {run['host']}" if run.get("host") not in (None, HOST) else ""))
             raise RunError(f"run '{run['id']}' is still running in {where}; wait for it "
                            "or stop it with `playbook cancel`")
-        if decision is not None and run["status"] != "waiting":
-            raise RunError(f"run '{run['id']}' is {run['status']}, not waiting for approval")
         load_and_validate(run["path"], run["source"])  # a source this version cannot run fails before the claim
         if max_cost is not None:
             self.store.update_run(run["id"], max_cost=max_cost)
