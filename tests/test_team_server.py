@@ -239,11 +239,12 @@ def test_an_approval_in_the_browser_resumes_after_the_workers_restarted(team: Te
 
 def test_four_workers_share_one_rate_limit(team: Team, server: FakeLLMServer) -> None:
     toml = team.folder / "playbook.toml"
-    # the provider allows 6 requests per 3 s; the limit is set a little under it, as for any real provider
-    # (a request's send and arrival differ by the network's delay)
+    # the provider allows 6 requests per 2 s; the limit is set under it, as for any real provider: a request is
+    # counted when it is sent and by the provider when it arrives, and on a busy machine (CI: four workers on
+    # two cores) the two differ by up to a few hundred milliseconds (a 10% margin saw two 429s there)
     toml.write_text(toml.read_text().replace("structured_output = true",
-                                             "structured_output = true\nrpm = 6\nrpm_window = 3.3", 1))
-    server.faults.rpm, server.faults.rpm_window = 6, 3.0
+                                             "structured_output = true\nrpm = 6\nrpm_window = 3.0", 1))
+    server.faults.rpm, server.faults.rpm_window = 6, 2.0
     write_playbook(team.folder, """
 name: many
 inputs: {tag: {type: string}}
@@ -264,7 +265,7 @@ outputs: {n: "${{ steps.ask.output | length }}"}
     statuses = Counter(r["status"] for r in server.requests)
     assert statuses == {200: 24}, statuses  # 24 requests over ≥ 4 windows, not one refused
     times = sorted(r["time"] for r in server.requests)
-    assert all(later - earlier >= 3.0 for earlier, later in zip(times, times[6:], strict=False))
+    assert all(later - earlier >= 2.0 for earlier, later in zip(times, times[6:], strict=False))  # the provider's rule
 
 
 def test_cancel_reaches_the_worker_and_status_shows_the_team(team: Team, server: FakeLLMServer) -> None:
