@@ -298,14 +298,16 @@ def test_cancel_reaches_the_worker_and_status_shows_the_team(team: Team, server:
 
 def test_a_worker_told_to_stop_finishes_its_run_first(team: Team, server: FakeLLMServer) -> None:
     write_playbook(team.folder, MAP)
-    server.latency = 0.2
+    server.latency = 0.5  # 20 batches, 4 at a time: the run takes 2.5 s at least
     team.workers.start("w1")
-    assert cli("run", "pb.yaml", "--input", "n=100", "--run-id", "g", "--detach", cwd=team.folder).returncode == 0
+    assert cli("run", "pb.yaml", "--input", "n=400", "--run-id", "g", "--detach", cwd=team.folder).returncode == 0
     deadline = time.monotonic() + 60
     while team.run("g")["status"] != "running":
         assert time.monotonic() < deadline
         time.sleep(0.1)
+    asked = len(server.requests)
     assert team.workers.stop("w1") == 0  # SIGTERM: a warm shutdown
+    assert asked < 20  # it was told to stop before the run had asked for every batch
     assert team.run("g")["status"] == "done"
 
 
