@@ -31,6 +31,36 @@ class Topology:
         pairs += [(s, t) for s, targets in self.routes.items() for t in targets if t != END]
         return pairs
 
+    def back_edges(self) -> set[tuple[str, str]]:
+        """The edges that close a loop (a goto or switch back, an `on_reject`): found by a depth-first walk
+        from the entries, successors in file order, so the step a loop returns to is its first step."""
+        nexts: dict[str, list[str]] = {s: [] for s in self.order}
+        for a, b in dict.fromkeys(self.edges()):
+            if a in nexts and b in nexts:
+                nexts[a].append(b)
+        position = {s: i for i, s in enumerate(self.order)}
+        for targets in nexts.values():
+            targets.sort(key=position.__getitem__)
+        back: set[tuple[str, str]] = set()
+        state: dict[str, int] = {}  # 1: on the walk's path, 2: finished
+        for root in [*self.entries, *self.order]:
+            if root in state:
+                continue
+            state[root] = 1
+            stack = [(root, iter(nexts[root]))]
+            while stack:
+                node, pending = stack[-1]
+                nxt = next(pending, None)
+                if nxt is None:
+                    state[node] = 2
+                    stack.pop()
+                elif state.get(nxt) == 1:
+                    back.add((node, nxt))
+                elif nxt not in state:
+                    state[nxt] = 1
+                    stack.append((nxt, iter(nexts[nxt])))
+        return back
+
     def reachable(self) -> set[str]:
         seen: set[str] = set()
         frontier = list(self.entries)

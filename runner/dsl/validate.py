@@ -15,7 +15,7 @@ from runner.dsl.lint import foreign_templates
 from runner.dsl.load import LoadedPlaybook, load_playbook
 from runner.dsl.output_schema import SchemaError, to_json_schema, to_model
 from runner.dsl.spec import PlaybookSpec, Step
-from runner.dsl.topology import END, Topology, build_topology, error_target, is_routing
+from runner.dsl.topology import END, Topology, build_topology, error_target
 from runner.errors import Diagnostic, PlaybookError, PlaybookValidationError, did_you_mean
 from runner.messages import kind_of, merged
 from runner.registry import get_tool, tool_names
@@ -369,13 +369,6 @@ class _Checker:
     def check_graph(self) -> None:
         topo = self.playbook.topology
         by_id = {s.id: (i, s) for i, s in enumerate(self.spec.steps)}
-        for step_id in topo.order:
-            deps = topo.deps[step_id]
-            routing = [d for d in deps if is_routing(by_id[d][1])]
-            if routing and len(deps) > 1:
-                self.error(("steps", by_id[step_id][0], "needs"),
-                           f"step '{step_id}' waits for '{routing[0]}', which routes (switch, goto or "
-                           "on_reject), together with other steps; put a plain step in between")
         for component in topo.cycles():
             self.check_loop_joins(component)
             has_goto = any(t in component for s in component for t in topo.loop_routes.get(s, []))

@@ -1,24 +1,25 @@
 """Playbook → LangGraph `StateGraph`. Pure: the node callables come from the executor.
 
-One node per step. Static dependencies become edges (several → a waiting edge that joins them);
-switch, goto and approval-with-on_reject become conditional edges; steps without successors lead
-to END. A map is one node that runs its items itself (see runner/engine/nodes/map.py). A branch
-(runner/engine/branches.py) is one node running its own subgraph, built the same way.
+One node per step, gated (runner/engine/gates.py): every edge — `needs`, a switch case, a goto, an on_reject,
+an on_error goto — is a link the step it leaves resolves, and a step fires once the links into it are in, so
+a join after a switch runs whichever branch ran. A map is one node that runs its items itself (see
+runner/engine/nodes/map.py). A branch of plain steps (runner/engine/branches.py) is one node running its own
+subgraph, whose edges are LangGraph's own (nothing inside a branch routes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any, TypedDict
 
 from runner.dsl.spec import Step
 from runner.dsl.topology import END as END_STEP
-from runner.dsl.topology import error_target, is_routing
+from runner.dsl.topology import is_routing
 from runner.dsl.validate import Playbook
 from runner.engine.branches import Branch, plan_branches
+from runner.engine.gates import Gate, NodeFunction, merge_links, plan_units
+from runner.engine.nodes.base import skipped_result
 from runner.errors import CompileError
-
-NodeFunction = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
@@ -32,29 +33,16 @@ class RunState(TypedDict, total=False):
     steps: Annotated[dict[str, Any], merge]
     visits: Annotated[dict[str, int], merge]
     approval: dict[str, Any] | None
-
-
-def route_targets(step: Step, result: dict[str, Any] | None, onward: list[str]) -> list[str]:
-    """Where a routing step sends control, given its result."""
-    if step.switch is not None:
-        output = (result or {}).get("output") or {}
-        return [output.get("goto") or onward[-1]]
-    if step.approval is not None and step.approval.on_reject and (result or {}).get("status") == "rejected":
-        return [step.approval.on_reject]
-    if (target := error_target(step)) is not None and (result or {}).get("status") == "failed":
-        return [target]
-    if step.goto is not None:
-        return [step.goto]
-    return onward
+    links: Annotated[dict[str, str], merge_links]  # runner/engine/gates.py: links resolved, not yet taken
+    paths: Annotated[dict[str, str], merge]  # step → live (ran) | dead (off the path taken), as last reached
 
 
 def compile_graph(playbook: Playbook, node_factory: Callable[[Step], NodeFunction],
                   checkpointer: Any = None, *, dataflow: bool = True) -> Any:
-    """The run's graph. With `dataflow`, branches (runner/engine/branches.py) become nodes that run their own
-    subgraph, so no step waits for an unrelated step of its superstep; without, one flat graph (for drawing)."""
-    steps = {s.id: s for s in playbook.spec.steps}
-    branches = branches_of(playbook) if dataflow else ()
-    graph = _graph(playbook, steps, node_factory, set(steps), branches, outer=True)
+    """The run's graph: one gated node per step or branch (runner/engine/gates.py), branches running their own
+    subgraph (runner/engine/branches.py) so no step waits for an unrelated one of its superstep. Without
+    `dataflow`, the flat graph of steps and their edges, for drawing only."""
+    graph = _run_graph(playbook, node_factory) if dataflow else _drawing(playbook)
     try:
         return graph.compile(checkpointer=checkpointer)
     except ValueError as exc:  # LangGraph's own structural checks
@@ -77,73 +65,117 @@ class BranchNode:
         self.steps = steps
 
     async def __call__(self, state: dict[str, Any]) -> dict[str, Any]:
-        final = await self.graph.ainvoke(state)
+        final = await self.graph.ainvoke({k: v for k, v in state.items() if k not in ("links", "paths")})
         done, visits = final.get("steps") or {}, final.get("visits") or {}
         return {"steps": {s: done[s] for s in self.steps if s in done},
                 "visits": {s: visits[s] for s in self.steps if s in visits}}
 
 
-def _graph(playbook: Playbook, steps: dict[str, Step], node_factory: Callable[[Step], NodeFunction],
-           scope: set[str], branches: tuple[Branch, ...], *, outer: bool) -> Any:
+class OffPath:
+    """What a unit off the path taken writes: its steps read as skipped with a null output — unless a step ran
+    on an earlier turn of a loop, whose result stays what it was."""
+
+    def __init__(self, steps: list[Step]) -> None:
+        self.steps = steps
+
+    def __call__(self, state: dict[str, Any]) -> dict[str, Any]:
+        ran = state.get("steps") or {}
+        return {"steps": {s.id: skipped_result(s) for s in self.steps if s.id not in ran}}
+
+
+def _run_graph(playbook: Playbook, node_factory: Callable[[Step], NodeFunction]) -> Any:
+    from langgraph.graph import START, StateGraph
+
+    topo = playbook.topology
+    steps = {s.id: s for s in playbook.spec.steps}
+    branches = {b.node: b for b in branches_of(playbook)}
+    grouped = {s for b in branches.values() for s in b.steps}
+    groups = [(b.node, b.entry, b.steps) for b in branches.values()]
+    groups += [(s, s, (s,)) for s in topo.order if s not in grouped]
+    graph: Any = StateGraph(RunState)
+    for unit in plan_units(topo, groups):
+        branch = branches.get(unit.node)
+        if branch is not None:
+            inner = _static_graph(playbook, steps, node_factory, set(branch.steps), branch.inner)
+            run: NodeFunction = BranchNode(inner.compile(checkpointer=False), branch.steps)
+        else:
+            run = node_factory(steps[unit.node])
+        router = steps[unit.node] if branch is None and is_routing(steps[unit.node]) else None
+        gate = Gate(unit, run, OffPath([steps[s] for s in unit.steps]), router, topo)
+        graph.add_node(unit.node, gate, destinations=tuple(dict.fromkeys(node for *_, node, _ in unit.out)))
+        if unit.starts:
+            graph.add_edge(START, unit.node)
+    return graph
+
+
+def _static_graph(playbook: Playbook, steps: dict[str, Step], node_factory: Callable[[Step], NodeFunction],
+                  scope: set[str], branches: tuple[Branch, ...]) -> Any:
+    """A branch's subgraph: plain steps only (no routes), so its edges are LangGraph's own; its inner branches
+    run as nodes in turn."""
     from langgraph.graph import END, START, StateGraph
 
     topo = playbook.topology
     graph: Any = StateGraph(RunState)
     unit = {s: s for s in scope}  # step → the node that runs it in this graph
     for branch in branches:
-        inner = _graph(playbook, steps, node_factory, set(branch.steps), branch.inner, outer=False)
+        inner = _static_graph(playbook, steps, node_factory, set(branch.steps), branch.inner)
         graph.add_node(branch.node, BranchNode(inner.compile(checkpointer=False), branch.steps))
         unit.update({s: branch.node for s in branch.steps})
     for step_id in topo.order:
         if unit.get(step_id) == step_id:
             graph.add_node(step_id, node_factory(steps[step_id]))
-
-    def node_or_end(name: str) -> str:
-        return END if name == END_STEP else unit[name]
-
     waits: dict[str, list[str]] = {}  # node → the nodes it waits for, in file order
     for step_id in topo.order:
         if step_id not in scope:
             continue
         for dep in topo.deps[step_id]:
-            if dep in scope and unit[dep] != unit[step_id] and not is_routing(steps[dep]):
+            if dep in scope and unit[dep] != unit[step_id]:
                 waits.setdefault(unit[step_id], [])
                 if unit[dep] not in waits[unit[step_id]]:
                     waits[unit[step_id]].append(unit[dep])
     for node, sources in waits.items():
         graph.add_edge(sources[0] if len(sources) == 1 else sources, node)
-    entries = topo.entries if outer else [s for s in topo.order if s in scope
-                                          and not any(d in scope for d in topo.deps[s])]
+    entries = [s for s in topo.order if s in scope and not any(d in scope for d in topo.deps[s])]
     for entry in dict.fromkeys(unit[e] for e in entries):
         graph.add_edge(START, entry)
     for step_id in topo.order:
-        if step_id not in scope:
-            continue
-        step = steps[step_id]
-        if is_routing(step):
-            targets = topo.routes[step_id]
-            side = {step.approval.on_reject if step.approval else None, error_target(step)}
-            onward = [t for t in targets if t not in side] or targets
-
-            def router(state: dict[str, Any], step: Step = step, onward: list[str] = onward) -> list[str]:
-                result = (state.get("steps") or {}).get(step.id)
-                return [node_or_end(t) for t in route_targets(step, result, onward)]
-
-            path_map = {node_or_end(t): node_or_end(t) for t in targets}
-            graph.add_conditional_edges(step_id, router, path_map)
-        elif not any(s in scope for s in topo.successors(step_id)):
+        if step_id in scope and not any(s in scope for s in topo.successors(step_id)):
             graph.add_edge(unit[step_id], END)
     return graph
 
 
+def _drawing(playbook: Playbook) -> Any:
+    """Steps and their edges as one flat graph: `needs` solid, routes dotted (what `playbook graph` draws)."""
+    from langgraph.graph import END, START, StateGraph
+
+    async def placeholder(state: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    topo = playbook.topology
+    steps = {s.id: s for s in playbook.spec.steps}
+    graph: Any = StateGraph(RunState)
+    for step_id in topo.order:
+        graph.add_node(step_id, placeholder)
+    for step_id in topo.order:
+        sources = [d for d in topo.deps[step_id] if not is_routing(steps[d])]
+        if sources:
+            graph.add_edge(sources[0] if len(sources) == 1 else sources, step_id)
+    for entry in topo.entries:
+        graph.add_edge(START, entry)
+
+    def node_or_end(name: str) -> str:
+        return END if name == END_STEP else name
+
+    for step_id in topo.order:
+        if is_routing(steps[step_id]):
+            targets = topo.routes[step_id]
+            graph.add_conditional_edges(step_id, lambda state: [], {node_or_end(t): node_or_end(t) for t in targets})
+        elif not topo.successors(step_id):
+            graph.add_edge(step_id, END)
+    return graph
+
+
 def mermaid(playbook: Playbook) -> str:
-    """The compiled graph as a mermaid flowchart (what `playbook graph` prints)."""
-
-    def placeholder(step: Step) -> NodeFunction:
-        async def node(state: dict[str, Any]) -> dict[str, Any]:
-            return {}
-
-        return node
-
-    text: str = compile_graph(playbook, placeholder, dataflow=False).get_graph().draw_mermaid()
+    """The playbook's steps and edges as a mermaid flowchart (what `playbook graph` prints)."""
+    text: str = _drawing(playbook).compile().get_graph().draw_mermaid()
     return text

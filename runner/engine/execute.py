@@ -18,11 +18,12 @@ from runner.config import Project
 from runner.dsl import templates
 from runner.dsl.spec import Step
 from runner.dsl.validate import Playbook, load_and_validate
-from runner.engine.compile import NodeFunction, compile_graph
+from runner.engine.compile import compile_graph
 from runner.engine.events import EventsFile, HookList, Hooks, Redactor
+from runner.engine.gates import NodeFunction, never_reached
 from runner.engine.liveness import HOST, run_alive, this_process
 from runner.engine.nodes import STEP_KINDS, RunContext, StepContext
-from runner.engine.nodes.base import MapDistributor
+from runner.engine.nodes.base import MapDistributor, skipped_result
 from runner.engine.nodes.map import run_map
 from runner.engine.nodes.on_error import error_record, fallback, problems_of, tolerable
 from runner.engine.step_log import StepLog
@@ -103,7 +104,7 @@ class StepNode:
     async def _run(self, ctx: StepContext, update: dict[str, Any]) -> dict[str, Any]:
         step = self.step
         if step.when is not None and not ctx.render(step.when, what="when"):
-            result = _result(step, None, "skipped")
+            result = skipped_result(step)
         elif step.map is not None:
             outputs, items, errors = await run_map(ctx)
             result = _result(step, outputs, items=items, errors=errors)
@@ -267,6 +268,7 @@ class Runner:
                 if interrupts:
                     outcome.status, outcome.pending = "waiting", interrupts[0].value
                 else:  # "done" only once every output evaluated: a run never ends done over a broken output
+                    check_every_step_reached(rc.playbook, final)
                     outcome.outputs = self._outputs(rc, final)
                     outcome.status = "done"
             except asyncio.CancelledError:  # Ctrl-C, a stop signal, a server shutting down
@@ -338,6 +340,15 @@ class Runner:
         return str(run["status"])
 
 
+def check_every_step_reached(playbook: Playbook, final: dict[str, Any]) -> None:
+    """A run that ended with a step neither run nor skipped as off the path is not done (runner/engine/gates.py
+    makes this impossible for a playbook that validates; this says so loudly if it ever is not)."""
+    missed = never_reached(playbook.topology.order, final.get("paths") or {})
+    if missed:
+        raise RunError(f"the run ended before step '{missed[0]}' was reached or skipped; this is a bug in the "
+                       f"runner — please report it with the playbook file ({playbook.path})", step=missed[0])
+
+
 async def _problems(graph: Any, config: dict[str, Any]) -> list[dict[str, Any]]:
     """What the run went on past so far (on_error), from its last checkpoint — so a failed or waiting run,
     and a resumed one, report them too."""
@@ -383,6 +394,7 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
     if isinstance(final, dict) and final.get("__interrupt__"):
         raise RunError(f"sub-playbook '{child.spec.name}' asks for approval; approvals inside "
                        "sub-playbooks are not supported yet — move the approval to the parent")
+    check_every_step_reached(child, final)
     outputs = templates.render(child.spec.outputs, StepContext(rc, child.spec.steps[-1], 0, final)
                                .template_context())
     parent.store.journal_put(run_id, CHILD_OUTPUTS, 0, "outputs", {"value": outputs})

@@ -202,13 +202,18 @@ class StepContext:
 NOT_RUN: dict[str, Any] = {"output": None, "status": "skipped", "visits": 0}
 
 
+def skipped_result(step: Step) -> dict[str, Any]:
+    """`steps.<id>` of a step skipped by `when` or off the path taken: a null output, and for a map no items."""
+    return {**NOT_RUN, "items": [], "errors": []} if step.map is not None else dict(NOT_RUN)
+
+
 def steps_view(playbook: Playbook, results: dict[str, Any]) -> dict[str, Any]:
     """`steps` as templates see it. A step that did not run on the path taken (a switch branch not
     chosen, a step after `goto: end`) reads like one skipped by `when`: status skipped, output null —
     so `steps.x.output or …` works, and a reference to it is never an undefined-name error."""
     if len(results) == len(playbook.spec.steps):
         return results
-    return {**{s.id: NOT_RUN for s in playbook.spec.steps}, **results}
+    return {**{s.id: skipped_result(s) for s in playbook.spec.steps}, **results}
 
 
 def digest(value: Any) -> str:
