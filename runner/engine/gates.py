@@ -134,16 +134,19 @@ class Gate:
         live, consumed = fired
         update = await self.run(state) if live else self.skip(state)
         chosen = self.chosen(update) if live else set()
+        # going round a loop decides nothing about the other ways out: the loop may come back and take them
+        looping = any(closes and target in (chosen or ()) for _, target, _, closes in self.unit.out)
         links: dict[str, str | None] = dict.fromkeys(consumed)
         goto: list[str] = []
         for source, target, node, closes in self.unit.out:
             taken = live and (chosen is None or target in chosen or target not in self.routes)
             if closes and taken:
                 links[link(source, target)] = LOOP
-            elif not closes:
+            elif not closes and (taken or not looping):
                 links[link(source, target)] = LIVE if taken else DEAD
-            if taken or not closes:
-                goto.append(node)
+            else:
+                continue
+            goto.append(node)
         update["links"] = links
         update["paths"] = dict.fromkeys(self.unit.steps, LIVE if live else DEAD)
         return Command(update=update, goto=list(dict.fromkeys(goto)))
