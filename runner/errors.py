@@ -54,12 +54,20 @@ class RunError(Exception):
     """A run failed at execution time (exit code 1); finished work stays in the journal."""
 
     exit_code = 1
+    resumable = True  # `playbook resume` may finish it once the cause is gone (a network, a model, a file)
 
     def __init__(self, message: str, *, step: str | None = None, details: dict[str, Any] | None = None) -> None:
         self.step = step
         self.reason = message  # without the step's name, for per-item error lists
         self.details = details or {}  # e.g. {status: 404, url: …} of an HTTP error, for on_error and `when`
         super().__init__(f"step '{step}': {message}" if step else message)
+
+
+class TemplateFailed(RunError):
+    """A `${{ }}` of the playbook could not be evaluated. Resuming runs the same playbook text again, so only a
+    corrected playbook, run anew, gets past it."""
+
+    resumable = False
 
 
 class NoSuchRun(RunError):

@@ -26,7 +26,7 @@ def test_json_braces_in_prompts_are_left_alone() -> None:
 
 
 def test_strict_undefined_and_sandbox_fail_with_clear_errors() -> None:
-    with pytest.raises(templates.TemplateError, match="has no attribute 'missing'"):
+    with pytest.raises(templates.TemplateError, match="no field 'missing'"):
         templates.render("${{ inputs.missing }}", {"inputs": {}})
     with pytest.raises(templates.TemplateError, match="unsafe"):
         templates.render("${{ ''.__class__.__mro__ }}", {})

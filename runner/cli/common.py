@@ -94,9 +94,12 @@ def report(outcome: Any, currency: str) -> None:
         err.print(str(outcome.error), markup=False, soft_wrap=True)
         for problem in outcome.problems:
             err.print(f"  出错后按 on_error 继续过：{describe(problem)}", markup=False, soft_wrap=True)
-        if outcome.status == "failed":
+        if outcome.status == "failed" and outcome.resumable:
             err.print(f"  已完成的部分都保存着；排除原因后继续：playbook resume {outcome.run_id}",
                       markup=False, soft_wrap=True)
+        elif outcome.status == "failed":  # resume runs the same playbook text: only a corrected file gets past it
+            err.print("  这是 playbook 本身的问题：改好后用 playbook run 重新运行（resume 会用同一份 playbook，"
+                      "还会在这里失败）", markup=False, soft_wrap=True)
 
 
 def chat_cards(project: Any) -> Any:

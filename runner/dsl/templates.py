@@ -20,13 +20,31 @@ from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from runner.dsl import sandbox
+from runner.errors import did_you_mean
+from runner.messages import kind_of
 from runner.wording import number, status
 
 _LONE = re.compile(r"^\s*\$\{\{((?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
 
 
 class TemplateError(Exception):
-    """A template failed to parse or render; the message is meant for the user."""
+    """A template failed to parse or render; the message is meant for the user. `path`: where inside the value
+    rendered (a key of `with:`, an index of a list), outermost first."""
+
+    def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+    def within(self, key: str | int) -> TemplateError:
+        return TemplateError(self.message, (key, *self.path))
+
+    def where(self, field: str) -> str:
+        """`field` with the path inside it, e.g. `with.content` or `outputs.rows[2]`."""
+        text = field
+        for key in self.path:
+            text += f"[{key}]" if isinstance(key, int) else (f".{key}" if text else str(key))
+        return text
 
 
 class _Environment(ImmutableSandboxedEnvironment):
@@ -85,10 +103,55 @@ def _rank_by(rows: Any, fields: list[str]) -> list[dict[str, Any]]:
     return sorted(scored, key=lambda row: -row["score"])
 
 
+class _Undefined(jinja2.StrictUndefined):
+    """Strict undefined whose message names what is missing in plain words, with the fields there are."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        name, obj = self._undefined_name, self._undefined_obj
+        if self._undefined_hint or obj is jinja2.utils.missing:
+            return str(super()._undefined_message)
+        if obj is None:
+            return f"no field '{name}': the value is null (a step that was skipped, or an empty output?)"
+        if isinstance(obj, Mapping):
+            fields = [str(k) for k in obj]
+            return f"no field '{name}'{did_you_mean(str(name), fields) if fields else ' (it has no fields)'}"
+        return f"no field '{name}' on {kind_of(obj)}"
+
+
+def _finalize(value: Any) -> Any:
+    """Every `${{ }}` value, before it is printed into text: an undefined value inside a list or dict fails
+    here instead of printing as `Undefined`."""
+    return complete(value)
+
+
+def complete(value: Any) -> Any:
+    """A rendered value made whole: iterators (`map`, `select` without `| list`) become lists, and an undefined
+    value anywhere inside raises the undefined error, instead of reaching a tool, a prompt or the run's state."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, list):
+        for entry in value:
+            if not isinstance(entry, str | int | float | bool) and entry is not None:
+                complete(entry)
+        return value
+    if isinstance(value, Mapping):
+        for entry in value.values():
+            complete(entry)
+        return value
+    if isinstance(value, tuple | Iterator):
+        return [complete(entry) for entry in sandbox.bounded(value)]
+    return value
+
+
 @lru_cache(maxsize=1)
 def environment() -> _Environment:
-    env = _Environment(variable_start_string="${{", variable_end_string="}}",
-                       undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = _Environment(variable_start_string="${{", variable_end_string="}}", finalize=_finalize,
+                       undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
     env.filters["tojson"] = _to_json
     env.filters["json"] = _to_json
     env.filters["cross"] = _cross
@@ -173,18 +236,27 @@ def _render(value: Any, context: Mapping[str, Any]) -> Any:
         try:
             expr = lone_expression(value)
             if expr is not None:
-                result = _compiled_expression(expr)(**context)
-                if isinstance(result, jinja2.Undefined):
-                    result._fail_with_undefined_error()
-                return result
+                return complete(_compiled_expression(expr)(**context))
             return _compiled_text(value).render(**context)
         except (jinja2.UndefinedError, SecurityError, jinja2.TemplateError, TypeError, sandbox.TemplateLimit,
                 ValueError, ZeroDivisionError, KeyError, IndexError, OverflowError, RecursionError) as exc:
             raise TemplateError(f"cannot evaluate {_short(value)}: {exc}") from None
     if isinstance(value, list):
-        return [_render(v, context) for v in value]
+        rendered = []
+        for i, v in enumerate(value):
+            try:
+                rendered.append(_render(v, context))
+            except TemplateError as exc:
+                raise exc.within(i) from None
+        return rendered
     if isinstance(value, dict):
-        return {k: _render(v, context) for k, v in value.items()}
+        done = {}
+        for k, v in value.items():
+            try:
+                done[k] = _render(v, context)
+            except TemplateError as exc:
+                raise exc.within(str(k)) from None
+        return done
     return value
 
 

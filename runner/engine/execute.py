@@ -27,7 +27,7 @@ from runner.engine.nodes.base import MapDistributor, skipped_result
 from runner.engine.nodes.map import run_map
 from runner.engine.nodes.on_error import error_record, fallback, problems_of, tolerable
 from runner.engine.step_log import StepLog
-from runner.errors import DecisionTaken, NoSuchRun, RunCancelled, RunError, interrupted
+from runner.errors import DecisionTaken, NoSuchRun, RunCancelled, RunError, TemplateFailed, interrupted
 from runner.models.llm import LlmClient
 from runner.registry import ToolFixtures, close_resources, run_started
 from runner.store import checkpointer, open_store
@@ -52,6 +52,7 @@ class RunOutcome:
     tokens_out: int = 0
     cost: float = 0.0
     problems: list[dict[str, Any]] = field(default_factory=list)  # errors the run went on past (on_error)
+    resumable: bool = True  # whether `playbook resume` can get past the failure (not a broken `${{ }}`)
 
 
 def new_run_id(name: str) -> str:
@@ -277,8 +278,10 @@ class Runner:
                 raise
             except RunCancelled as exc:
                 outcome.status, outcome.error = "cancelled", str(exc)
-            except (RunError, templates.TemplateError) as exc:
-                outcome.error = str(exc)
+            except RunError as exc:
+                outcome.error, outcome.resumable = str(exc), exc.resumable
+            except templates.TemplateError as exc:
+                outcome.error, outcome.resumable = str(exc), False
             except Exception as exc:  # a bug or an unexpected library error: keep the run resumable
                 outcome.error = f"internal error: {type(exc).__name__}: {exc}"
             finally:
@@ -287,12 +290,7 @@ class Runner:
         return self._finish(rc, outcome)
 
     def _outputs(self, rc: RunContext, final: dict[str, Any]) -> dict[str, Any]:
-        ctx = StepContext(rc, rc.playbook.spec.steps[-1], 0, final)
-        try:
-            outputs: dict[str, Any] = templates.render(rc.playbook.spec.outputs, ctx.template_context())
-        except templates.TemplateError as exc:
-            raise RunError(f"outputs: {exc}") from None
-        return outputs
+        return render_outputs(rc, final)
 
     def _finish(self, rc: RunContext, outcome: RunOutcome) -> RunOutcome:
         self.store.flush()  # usage and cache writes still queued in this loop turn
@@ -338,6 +336,17 @@ class Runner:
             self.store.update_run(run["id"], cancel_requested=1)
             return "cancel requested"
         return str(run["status"])
+
+
+def render_outputs(rc: RunContext, final: dict[str, Any]) -> dict[str, Any]:
+    """The playbook's `outputs:` from the run's final state; one that cannot be evaluated fails the run, naming
+    the output and the expression."""
+    context = StepContext(rc, rc.playbook.spec.steps[-1], 0, final).template_context()
+    try:
+        outputs: dict[str, Any] = templates.render(rc.playbook.spec.outputs, context)
+    except templates.TemplateError as exc:
+        raise TemplateFailed(f"{exc.where('outputs')}: {exc}") from None
+    return outputs
 
 
 def check_every_step_reached(playbook: Playbook, final: dict[str, Any]) -> None:
@@ -395,8 +404,7 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
         raise RunError(f"sub-playbook '{child.spec.name}' asks for approval; approvals inside "
                        "sub-playbooks are not supported yet — move the approval to the parent")
     check_every_step_reached(child, final)
-    outputs = templates.render(child.spec.outputs, StepContext(rc, child.spec.steps[-1], 0, final)
-                               .template_context())
+    outputs = render_outputs(rc, final)
     parent.store.journal_put(run_id, CHILD_OUTPUTS, 0, "outputs", {"value": outputs})
     parent.store.update_run(run_id, status="done", outputs=parent.redact.value(outputs), ended_at=time.time())
     return outputs, {"tokens_in": rc.tokens_in, "tokens_out": rc.tokens_out, "cost": rc.spent - spent_before,

@@ -17,7 +17,7 @@ from runner.dsl import templates
 from runner.dsl.spec import Retry, Step
 from runner.dsl.validate import Playbook
 from runner.engine.events import HookList, Redactor
-from runner.errors import CostLimitReached, RunCancelled, RunError
+from runner.errors import CostLimitReached, RunCancelled, TemplateFailed
 from runner.models.llm import LlmClient, LlmRequest, LlmResult
 from runner.registry import ToolContext, ToolFixtures
 from runner.store import Store
@@ -134,7 +134,8 @@ class StepContext:
         try:
             return templates.render(value, self.template_context(item, with_item=with_item), seconds=self.timeout)
         except templates.TemplateError as exc:
-            raise RunError(f"{what + ': ' if what else ''}{exc}", step=self.step.id) from None
+            field = exc.where(what)
+            raise TemplateFailed(f"{field + ': ' if field else ''}{exc}", step=self.step.id) from None
 
     async def once(self, key: str, produce: Callable[[], Awaitable[Any]]) -> Any:
         """Journaled side effect: a recorded result is returned instead of doing the work again."""
