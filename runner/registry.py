@@ -150,6 +150,27 @@ def tool(name: str) -> Callable[[ToolFunction], ToolFunction]:
     return register
 
 
+# (tool, argument) → a cheap look at a file given as a playbook input, before any run exists: fn(path, arguments)
+FileCheck = Callable[[Path, dict[str, Any]], None]
+_FILE_CHECKS: dict[tuple[str, str], FileCheck] = {}
+
+
+def file_check(tool_name: str, argument: str) -> Callable[[FileCheck], FileCheck]:
+    """Register what a tool checks of an input file it will read in `argument` (opens as its type, has rows): the
+    run is refused before it starts, naming the input, instead of failing at the step. Raises ToolArgumentError."""
+
+    def register(fn: FileCheck) -> FileCheck:
+        _FILE_CHECKS[(tool_name, argument)] = fn
+        return fn
+
+    return register
+
+
+def get_file_check(tool_name: str, argument: str) -> FileCheck | None:
+    get_tool(tool_name)  # imports the tool's module, which registers its checks
+    return _FILE_CHECKS.get((tool_name, argument))
+
+
 _LAZY: dict[str, str] = {}  # tool name → the module that registers it, imported on first use
 
 

@@ -21,7 +21,7 @@ def test_a_file_named_xlsx_that_is_not_a_workbook(project_dir: Path, server: Fak
     fake = project_dir / "评论.xlsx"
     fake.write_text("编号,评论\n1,好\n", encoding="utf-8")  # a csv renamed to .xlsx
     code, text = _run(project_dir, fake)
-    assert code == 1 and "internal error" not in text
+    assert code == 2 and "internal error" not in text  # refused before a run exists: nothing to resume
     assert "'评论.xlsx' is not a readable xlsx workbook" in text.replace(str(project_dir) + "/", "") or \
         "is not a readable xlsx workbook" in text
     assert "save it again as .xlsx" in text and not server.requests
@@ -40,7 +40,8 @@ def test_an_empty_file_stops_before_any_model_call(project_dir: Path, server: Fa
         empty = project_dir / "empty.csv"
         empty.write_bytes(content)
         code, text = _run(project_dir, empty)
-        assert code == 1 and "has no rows" in text, text
+        assert code == 2 and "has no rows" in text and "input 'comments'" in text, text
+        assert "playbook resume" not in text
     assert not server.requests
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from runner.dsl import templates
+from runner.dsl import template_check, templates
 from runner.dsl.output_schema import SchemaError, to_json_schema, to_model, unwrap
 
 
@@ -36,7 +36,7 @@ def test_strict_undefined_and_sandbox_fail_with_clear_errors() -> None:
 
 def test_inspect_finds_references_but_not_loop_variables() -> None:
     text = "{% for r in steps.label.items %}${{ r.text }}${{ inputs.p }}{% endfor %}"
-    refs, unsafe = templates.inspect(text)
+    refs, unsafe = template_check.inspect(text)
     chains = {r.chain for r in refs}
     assert ("steps", "label", "items") in chains and ("inputs", "p") in chains
     assert not any(c[0] == "r" for c in chains) and unsafe == []

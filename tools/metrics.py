@@ -8,12 +8,13 @@ import statistics
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner import atomic
-from runner.registry import ToolArgumentError, ToolContext, tool
+from runner.registry import ToolArgumentError, ToolContext, file_check, tool
 from tools.columns import is_id_name
 from tools.metrics_rollup import (
     PERIODS,
@@ -125,6 +126,14 @@ def _parse_rows(raw: list[dict[str, Any]], path: str, time: str,
         rows.append((moment, {**row, **parsed}))
     rows.sort(key=lambda pair: pair[0])
     return rows
+
+
+@file_check("metrics.load", "path")
+def _sniff(path: Path, args: dict[str, Any]) -> None:
+    """The same table reader as sheet.read, the same look before a run."""
+    from tools.sheet import sniff_table
+
+    sniff_table(path, args)
 
 
 @tool("metrics.load")

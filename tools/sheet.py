@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner import atomic
-from runner.registry import ToolArgumentError, ToolContext, tool
+from runner.registry import ToolArgumentError, ToolContext, file_check, tool
 from tools.columns import text_and_id
 from tools.sheet_ledger import WIDTH_SAMPLE, Ledger
 
@@ -78,12 +78,60 @@ def read_rows(name: str, ctx: ToolContext, *, sheet: str | None = None,
     return file_rows(path, name, sheet=sheet, encoding=encoding)
 
 
-def file_rows(path: Path, name: str, *, sheet: str | None = None, encoding: str | None = None) -> list[dict[str, Any]]:
+SNIFF_BYTES = 256 * 1024
+
+
+@file_check("sheet.read", "path")
+def sniff_table(path: Path, args: dict[str, Any]) -> None:
+    """Before a run: the file is a table this tool reads — its type known, a csv's start decodes, a workbook opens
+    and has the sheet asked for, a jsonl's first line is an object, and there is a row under the header (unless
+    `allow_empty`). Reads only the start of the file."""
+    suffix = path.suffix.lower()
+    name = path.name
+    if suffix not in (".xlsx", ".jsonl", ".ndjson", ".csv", ".tsv", ".txt"):
+        raise ToolArgumentError("path", f"'{name}': unsupported file type '{suffix}'; use .csv, .xlsx or .jsonl")
+    sheet = args.get("sheet") if isinstance(args.get("sheet"), str) else None
+    if suffix == ".xlsx":
+        rows = file_rows(path, name, sheet=sheet, limit=2) if zipfile.is_zipfile(path) else None
+        if rows is None:
+            raise ToolArgumentError("path", f"'{name}' is not a readable xlsx workbook (not a zip archive); open it in Excel "
+                                            "or WPS and save it again as .xlsx, or export it as .csv")
+    elif suffix in (".jsonl", ".ndjson"):
+        with path.open("rb") as handle:
+            head = handle.read(SNIFF_BYTES).decode("utf-8", errors="replace").splitlines()
+        rows = _jsonl_rows(head[:-1] if len(head) > 1 else head, name)[:1]
+    else:
+        with path.open("rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+        encoding = args.get("encoding") if isinstance(args.get("encoding"), str) else None
+        text = _decode(head, encoding, name, final=len(head) < SNIFF_BYTES)
+        rows = [line for line in text.splitlines()[1:] if line.strip()]  # a first row longer than the look counts
+    if not rows and args.get("allow_empty") is not True:
+        raise ToolArgumentError("path", f"'{name}' has no rows under its header; check the export (or set "
+                                        "allow_empty: true if an empty file is expected)")
+
+
+def _decode(raw: bytes, encoding: str | None, name: str, *, final: bool = True) -> str:
+    """The text of a csv in the first encoding that fits (`final`: the bytes end the file, else a character cut
+    at the end is not an error)."""
+    import codecs
+
+    for enc in (encoding,) if encoding else ENCODINGS:
+        try:
+            return str(codecs.getincrementaldecoder(enc)().decode(raw, final=final))
+        except (UnicodeDecodeError, LookupError):
+            continue
+    raise ToolArgumentError("encoding", f"'{name}' is neither UTF-8 nor GBK (is it a csv file at all?); "
+                                        "pass encoding: explicitly, or export it again as CSV UTF-8")
+
+
+def file_rows(path: Path, name: str, *, sheet: str | None = None, encoding: str | None = None,
+              limit: int | None = None) -> list[dict[str, Any]]:
     """The rows of a file already resolved and allowed (`name` is how the user wrote it, for messages)."""
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
         try:
-            return _read_xlsx(path, sheet)
+            return _read_xlsx(path, sheet, limit)
         except (zipfile.BadZipFile, KeyError, ValueError) as exc:
             if isinstance(exc, ToolArgumentError):
                 raise
@@ -97,8 +145,12 @@ def file_rows(path: Path, name: str, *, sheet: str | None = None, encoding: str 
 
 
 def _read_jsonl(path: Path, name: str) -> list[dict[str, Any]]:
+    return _jsonl_rows(path.read_text(encoding="utf-8", errors="replace").splitlines(), name)
+
+
+def _jsonl_rows(lines: list[str], name: str) -> list[dict[str, Any]]:
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -113,15 +165,7 @@ def _read_jsonl(path: Path, name: str) -> list[dict[str, Any]]:
 
 
 def _read_csv(path: Path, encoding: str | None, delimiter: str) -> list[dict[str, Any]]:
-    raw = path.read_bytes()
-    for enc in (encoding,) if encoding else ENCODINGS:
-        try:
-            text = raw.decode(enc)
-            break
-        except (UnicodeDecodeError, LookupError):
-            continue
-    else:
-        raise ToolArgumentError("encoding", f"'{path.name}' is neither UTF-8 nor GBK; pass encoding: explicitly")
+    text = _decode(path.read_bytes(), encoding, path.name)
     csv.field_size_limit(MAX_CELL)  # real exports carry long texts in one cell; the default is 128 KB
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
@@ -131,7 +175,7 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str) -> list[dict[str
                                         "that line, or save the file again as CSV") from None
 
 
-def _read_xlsx(path: Path, sheet: str | None) -> list[dict[str, Any]]:
+def _read_xlsx(path: Path, sheet: str | None, limit: int | None = None) -> list[dict[str, Any]]:
     import openpyxl
 
     book = openpyxl.load_workbook(path, read_only=True, data_only=True)
@@ -142,7 +186,8 @@ def _read_xlsx(path: Path, sheet: str | None) -> list[dict[str, Any]]:
         ws = book[sheet] if sheet else book.worksheets[0]
         values = ws.iter_rows(values_only=True)
         header = [str(h) if h is not None else f"col{i + 1}" for i, h in enumerate(next(values, ()))]
-        return [dict(zip(header, row, strict=False)) for row in values if any(v is not None for v in row)]
+        rows = (dict(zip(header, row, strict=False)) for row in values if any(v is not None for v in row))
+        return [row for _, row in zip(range(limit), rows, strict=False)] if limit is not None else list(rows)
     finally:
         book.close()
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from runner.cli.app import app
-from runner.cli.common import error_line, fail, out, playbook_path, print_warnings
+from runner.cli.common import error_line, fail, out, playbook_path, print_warnings, project_here
 from runner.errors import PlaybookError
 
 
@@ -17,11 +17,18 @@ from runner.errors import PlaybookError
 def validate(playbooks: Annotated[list[Path], typer.Argument(help="playbook files")]) -> None:
     """Check playbooks without running them (no model, no network)."""
     from runner.dsl.validate import load_and_validate
+    from runner.engine.preflight import model_problems
+    from runner.errors import PlaybookValidationError
 
     failed = False
+    project = None
     for path in playbooks:
         try:
-            print_warnings(load_and_validate(playbook_path(path)))
+            playbook = load_and_validate(playbook_path(path))
+            project = project or project_here()  # the model aliases it calls must be defined in playbook.toml
+            if problems := model_problems(playbook, project):
+                raise PlaybookValidationError(problems)
+            print_warnings(playbook)
             out.print(f"[green]ok[/] {path}")
         except PlaybookError as exc:
             failed = True

@@ -58,16 +58,15 @@ def run(playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
                                                               "and return at once with its id")] = False) -> None:
     """Run a playbook. Pauses at approvals and prints the commands to continue. With a [queue] broker the
     run goes to `playbook worker`s; this command follows its progress (or, with --detach, returns)."""
-    from runner.dsl.inputs import resolve_inputs
     from runner.dsl.validate import load_and_validate
+    from runner.engine.preflight import prepare_inputs
 
     try:
         playbook = playbook_path(playbook)
         loaded = load_and_validate(playbook)
         print_warnings(loaded)
-        inputs = resolve_inputs(loaded.spec, parse_inputs(input, inputs_file), file=str(playbook),
-                                base_dir=loaded.path.parent)
         project = project_here()
+        inputs = prepare_inputs(loaded, parse_inputs(input, inputs_file), project, file=str(playbook))
     except PlaybookError as exc:
         raise fail(exc) from None
     for alias in sorted(loaded.model_aliases()):  # only these are resolved up front: no note about unused ones

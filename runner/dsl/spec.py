@@ -153,7 +153,7 @@ class Step(Model):
     batch: int | None = Field(None, ge=1, le=500, description="items per LLM call in a map")
     concurrency: int | None = Field(None, ge=1, le=256)
     when: Any = Field(None, description="run only if this expression is true")
-    needs: list[StepId] | None = Field(None, description="explicit dependencies; default: previous step")
+    needs: list[str] | None = Field(None, description="explicit dependencies (step ids); default: previous step")
     goto: str | None = Field(None, description="after this step, continue at this step or 'end'")
     retry: Retry | None = None
     timeout: Duration | None = None

@@ -9,14 +9,12 @@ from __future__ import annotations
 import builtins
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import jinja2
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
-from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from runner.dsl import sandbox
@@ -263,73 +261,3 @@ def _render(value: Any, context: Mapping[str, Any]) -> Any:
 def _short(text: str) -> str:
     one_line = " ".join(text.split())
     return repr(one_line if len(one_line) <= 80 else one_line[:77] + "...")
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A dotted name used by a template, e.g. ('steps', 'label', 'items')."""
-
-    chain: tuple[str, ...]
-
-
-def parse(text: str) -> nodes.Template:
-    """Parse a template; raises TemplateError naming the template line on a syntax error."""
-    env = environment()
-    try:
-        expr = lone_expression(text)
-        if expr is not None:
-            # parse as an expression so that `${{ a b }}` is reported like at run time (only parsed:
-            # `compile_expression` would also generate and compile Python code, half of validate's time)
-            parser = Parser(env, expr, state="variable")
-            parser.parse_expression()
-            if not parser.stream.eos:
-                raise jinja2.TemplateSyntaxError("chunk after expression", parser.stream.current.lineno, None, None)
-        return env.parse(text)
-    except jinja2.TemplateSyntaxError as exc:
-        where = f" (template line {exc.lineno})" if exc.lineno and exc.lineno > 1 else ""
-        raise TemplateError(f"template syntax error: {exc.message}{where}") from None
-
-
-def inspect(text: str) -> tuple[list[Reference], list[str]]:
-    """The names a template reads (outside its own loop/set variables) and sandbox violations."""
-    tree = parse(text)
-    local_names = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
-    refs: list[Reference] = []
-    unsafe: list[str] = []
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
-        attr = _attribute_name(node)
-        if attr is not None and attr.startswith("_"):
-            unsafe.append(attr)
-    for chain in _chains(tree):
-        if chain[0] not in local_names:
-            refs.append(Reference(chain))
-    return refs, unsafe
-
-
-def _attribute_name(node: nodes.Node) -> str | None:
-    if isinstance(node, nodes.Getattr):
-        return str(node.attr)
-    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) \
-            and isinstance(node.arg.value, str):
-        return node.arg.value
-    return None
-
-
-def _chains(tree: nodes.Node) -> Iterator[tuple[str, ...]]:
-    """Constant access chains rooted at a loaded name: `steps.label.items` → 3 parts.
-
-    A dynamic index (`rows[i]`) ends the part that can be checked statically.
-    """
-    accesses = tree.find_all((nodes.Getattr, nodes.Getitem))
-    inner = {id(n.node) for n in accesses}  # type: ignore[attr-defined]
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
-        if id(node) in inner:
-            continue
-        parts: list[str] = []
-        current: nodes.Node = node
-        while isinstance(current, nodes.Getattr | nodes.Getitem):
-            name = _attribute_name(current)
-            parts = [] if name is None else [*parts, name]
-            current = current.node
-        if isinstance(current, nodes.Name) and current.ctx == "load":
-            yield (current.name, *reversed(parts))

@@ -21,6 +21,9 @@ class Topology:
     routes: dict[str, list[str]] = field(default_factory=dict)  # routing step → every possible target
     loop_routes: dict[str, list[str]] = field(default_factory=dict)  # goto/switch targets only
     entries: list[str] = field(default_factory=list)
+    # routing step → the ways it may go, each the targets it takes together (an approval's usual way on is all its
+    # successors; a switch case is one step)
+    choices: dict[str, list[list[str]]] = field(default_factory=dict)
 
     def successors(self, step_id: str) -> list[str]:
         """Steps whose static dependencies include `step_id`."""
@@ -159,4 +162,7 @@ def build_topology(spec: PlaybookSpec) -> Topology:
         if side and step.switch is None:  # a second way out beside the usual one
             onward = [step.goto] if step.goto else (topo.successors(step.id) or [END])
             topo.routes[step.id] = list(dict.fromkeys([*onward, *side]))
+            topo.choices[step.id] = [onward, *([t] for t in side)]
+        elif step.id in topo.routes:
+            topo.choices[step.id] = [[t] for t in topo.routes[step.id]]
     return topo

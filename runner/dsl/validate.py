@@ -9,23 +9,18 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel, TypeAdapter
 
-from runner.dsl import templates
+from runner.dsl import template_check, templates
 from runner.dsl.inputs import coerce
 from runner.dsl.lint import foreign_templates
 from runner.dsl.load import LoadedPlaybook, load_playbook
 from runner.dsl.output_schema import SchemaError, to_json_schema, to_model
+from runner.dsl.reach import reach
+from runner.dsl.references import References
 from runner.dsl.spec import PlaybookSpec, Step
 from runner.dsl.topology import END, Topology, build_topology, error_target
 from runner.errors import Diagnostic, PlaybookError, PlaybookValidationError, did_you_mean
 from runner.messages import kind_of, merged
 from runner.registry import get_tool, tool_names
-
-ROOT_NAMES = {"inputs", "steps", "run", "env", "secrets", "approval"}
-JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop", "true", "false",
-                 "none", "True", "False", "None"}
-RUN_FIELDS = {"id", "started_at", "date", "dir", "playbook"}
-APPROVAL_FIELDS = {"action", "comment", "by", "at", "edits", "step"}
-COMMON_RESULT_FIELDS = {"output", "status", "visits", "error"}
 
 
 @dataclass
@@ -93,6 +88,10 @@ class _Checker:
             self.check_targets(i, step)
             self.check_kind(i, step)
         if not self.errors:  # field checks need known steps and models
+            self.refs = References(self.spec, reach(self.playbook.topology),
+                                   output_models=self.playbook.output_models,
+                                   output_schemas=self.playbook.output_schemas,
+                                   child_outputs={k: list(c.spec.outputs) for k, c in self.playbook.children.items()})
             for i, step in enumerate(self.spec.steps):
                 self.check_templates(i, step)
                 self.check_map(i, step)
@@ -137,7 +136,10 @@ class _Checker:
             return
         if target not in self.ids:
             choices = [*self.ids, END] if allow_end else self.ids
-            self.error(path, f"{what}: unknown step '{target}'{did_you_mean(target, choices)}")
+            titled = next((s.id for s in self.spec.steps if s.title and s.title.strip() == str(target).strip()), None)
+            hint = f" — '{target}' is the title of step '{titled}'; write its id, '{titled}'" if titled else \
+                did_you_mean(str(target), choices)
+            self.error(path, f"{what}: unknown step '{target}'{hint}")
 
     def check_targets(self, i: int, step: Step) -> None:
         where = f"step '{step.id}'"
@@ -165,7 +167,9 @@ class _Checker:
         value = step.map
         if value is None or isinstance(value, list | dict):
             return
-        if isinstance(value, str) and templates.lone_expression(value) is not None:
+        if isinstance(value, str) and (expr := templates.lone_expression(value)) is not None:
+            if (problem := self.refs.map_problem(expr)) is not None:
+                self.error(("steps", i, "map"), f"step '{step.id}': {problem}")
             return
         shown = "text with an expression inside (it would render to text)" if templates.is_template(value) \
             else kind_of(value)
@@ -255,6 +259,9 @@ class _Checker:
             if f.is_required() and name not in args:
                 self.error(("steps", i, "with") if step.with_ else ("steps", i, "tool"),
                            f"step '{step.id}': tool '{step.tool}' needs argument '{name}'")
+        for problem in whole_model_problems(model, args, fields):
+            self.error(("steps", i, "with") if step.with_ else ("steps", i, "tool"),
+                       f"step '{step.id}': {step.tool}: {problem}")
 
     def check_child(self, i: int, step: Step) -> None:
         assert step.playbook is not None
@@ -309,62 +316,22 @@ class _Checker:
                 self.check_templates_of((*path, j), v, local, where)
         elif templates.is_template(value):
             try:
-                refs, unsafe = templates.inspect(value)
+                tree = template_check.parse(value)
             except templates.TemplateError as exc:
                 self.error(path, f"{where}: {exc}")
                 return
-            for attr in sorted(set(unsafe)):
+            for attr in sorted(set(template_check.unsafe_names(tree))):
                 self.error(path, f"{where}: access to '{attr}' is not allowed in templates (sandbox); "
                                  "use only data fields")
-            for ref in refs:
+            for unknown in template_check.unknown_filters_and_tests(tree):
+                self.error(path, f"{where}: {unknown}")
+            reader = path[1] if path[0] == "steps" else None
+            for ref in template_check.references(tree):
                 if any(part.startswith("_") for part in ref.chain):
                     continue  # already reported as a sandbox violation
-                problem = self.reference_problem(ref.chain, local)
+                problem = self.refs.problem(ref, local, self.ids[reader] if isinstance(reader, int) else None)
                 if problem:
                     self.error(path, f"{where}: {problem}")
-
-    def reference_problem(self, chain: tuple[str, ...], local: set[str]) -> str | None:
-        root = chain[0]
-        if root in local or root in JINJA_GLOBALS:
-            return None
-        if root not in ROOT_NAMES:
-            names = sorted(ROOT_NAMES | local)
-            return f"unknown name '{root}'{did_you_mean(root, names)}"
-        if len(chain) < 2:
-            return None
-        name = chain[1]
-        allowed: dict[str, Any] = {
-            "inputs": self.spec.inputs, "env": self.spec.env, "secrets": self.spec.secrets,
-            "run": RUN_FIELDS, "approval": APPROVAL_FIELDS, "steps": self.ids}
-        if name not in allowed[root]:
-            hint = {"env": " (list it under `env:`)", "secrets": " (list it under `secrets:`)",
-                    "inputs": " (declare it under `inputs:`)"}.get(root, "")
-            noun = {"steps": "step", "inputs": "input", "secrets": "secret", "env": "environment variable",
-                    "run": "run field", "approval": "approval field"}[root]
-            return f"unknown {noun} '{name}'{did_you_mean(name, allowed[root])}{hint}"
-        if root == "steps" and len(chain) >= 3:
-            fields = self.result_fields(self.playbook.step(name))
-            if fields is not None and chain[2] not in fields:
-                return (f"step '{name}' has no field '{chain[2]}'{did_you_mean(chain[2], fields)}")
-        return None
-
-    def result_fields(self, step: Step) -> set[str] | None:
-        """Fields of `steps.<id>` a template may read, or None when they are not known statically."""
-        fields = set(COMMON_RESULT_FIELDS)
-        if step.map is not None:
-            return fields | {"items", "errors"}
-        if step.tool is not None:
-            out = get_tool(step.tool).output_model if step.tool in tool_names() else None
-            return fields | set(out.model_fields) if out else None
-        if step.llm is not None or step.agent is not None:
-            model = self.playbook.output_models.get(step.id)
-            return fields | set(model.model_fields) if model else fields
-        if step.playbook is not None:
-            child = self.playbook.children.get(step.id)
-            return fields | set(child.spec.outputs) if child else None
-        if step.approval is not None:
-            return None
-        return fields
 
     def check_graph(self) -> None:
         topo = self.playbook.topology
@@ -401,6 +368,36 @@ class _Checker:
                            f"'{outside[0]}', which is outside the loop: the second time round only "
                            f"'{inside[0]}' runs again, so '{step_id}' would never run. Move '{outside[0]}' "
                            f"into the needs of '{loop[0]}' (the loop's first step) or of a step before it")
+
+
+_PROBES: tuple[Any, ...] = ("x", 1, 1.0, True, [], {}, "https://example.com/")
+
+
+def whole_model_problems(model: type[BaseModel], args: dict[str, Any], fields: dict[str, Any]) -> list[str]:
+    """What the tool's own checks across arguments say (`json` and `form` both given): the arguments with a template
+    stand in as a value their field accepts, so only what the constant arguments decide is reported."""
+    probe: dict[str, Any] = {}
+    for name, value in args.items():
+        if name not in fields:
+            return []  # reported on its own
+        if not _has_template(value):
+            probe[name] = value
+            continue
+        adapter: Any = TypeAdapter(fields[name].annotation)
+        for candidate in _PROBES:
+            try:
+                adapter.validate_python(candidate)
+            except pydantic.ValidationError:
+                continue
+            probe[name] = candidate
+            break
+        else:
+            return []
+    try:
+        model.model_validate(probe)
+    except pydantic.ValidationError as exc:
+        return [message for where, message in merged(exc.errors()) if not where]
+    return []
 
 
 def _has_template(value: Any) -> bool:

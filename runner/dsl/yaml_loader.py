@@ -135,16 +135,43 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        hint = ""
-        if "found character '\\t'" in str(exc):
-            hint = "; indent with spaces, not tabs"
-        elif "mapping values are not allowed" in problem:
-            hint = "; quote values that contain ': '"
-        elif "stream end" in problem:
-            hint = "; a bracket or quote is not closed"
-        elif "expected ',' or '}'" in problem:
-            hint = "; inside {…} quote values that contain ? : , [ ] { }"
-        raise LoadError([Diagnostic(file, line, col, f"invalid YAML: {problem}{hint}")]) from None
+        raise LoadError([Diagnostic(file, line, col, yaml_sentence(exc, text))]) from None
     finally:
         loader.dispose()
+
+
+def yaml_sentence(exc: yaml.MarkedYAMLError, text: str) -> str:
+    """The parser's complaint as a sentence about the user's lines (most are about indentation)."""
+    problem = exc.problem or exc.context or "invalid YAML"
+    lines = text.splitlines()
+    mark, start = exc.problem_mark, exc.context_mark
+    if "found character '\\t'" in str(exc):
+        return "this line is indented with a tab; indent with spaces"
+    if mark is not None and "expected <block end>" in problem:
+        here = _indent(lines, mark.line)
+        block = _indent(lines, start.line) if start is not None else here
+        what = "deeper than" if here > block else "less than"
+        anchor = f" (line {start.line + 1}: `{lines[start.line].strip()}`)" if start is not None else ""
+        if "<block sequence start>" in problem or lines[mark.line].lstrip().startswith("- "):
+            return (f"this line is indented {what} the list it belongs to{anchor}; the items of one list — steps under "
+                    "`steps:` too — start with `- ` at the same indentation")
+        return (f"this line is indented {what} the lines it belongs with{anchor}; the keys of one mapping (the "
+                "fields of one step) line up at the same indentation")
+    if mark is not None and "mapping values are not allowed" in problem:
+        above = next((i for i in range(mark.line - 1, -1, -1) if lines[i].strip()), None)
+        first_colon = lines[mark.line].find(":") == mark.column  # the key's own colon, not one inside a value
+        if above is not None and first_colon and _indent(lines, mark.line) > _indent(lines, above) \
+                and ":" in lines[above]:
+            return (f"this line is indented deeper than line {above + 1} (`{lines[above].strip()}`), so YAML reads it "
+                    f"as more of that value; line `{lines[mark.line].strip().split(':')[0]}:` up with the key above")
+        return f"invalid YAML: {problem}; quote values that contain ': '"
+    if "stream end" in problem:
+        return f"invalid YAML: {problem}; a bracket or quote is not closed"
+    if "expected ',' or '}'" in problem:
+        return f"invalid YAML: {problem}; inside {{…}} quote values that contain ? : , [ ] {{ }}, and close the {{"
+    return f"invalid YAML: {problem}"
+
+
+def _indent(lines: list[str], index: int) -> int:
+    line = lines[index] if 0 <= index < len(lines) else ""
+    return len(line) - len(line.lstrip(" "))

@@ -24,11 +24,11 @@ from typing import Any
 
 from runner.config import Project
 from runner.dsl.cron import next_time
-from runner.dsl.inputs import resolve_inputs
 from runner.dsl.validate import load_and_validate
 from runner.engine.decisions import timeout_decision
 from runner.engine.execute import Runner, RunOutcome, new_run_id
 from runner.engine.liveness import this_process
+from runner.engine.preflight import prepare_inputs
 from runner.errors import PlaybookError, RunError
 from runner.team import queue
 
@@ -149,7 +149,7 @@ class Scheduler:
     async def _run(self, schedule: Schedule, fire: Fire) -> RunOutcome:
         try:
             playbook = load_and_validate(schedule.playbook)
-            inputs = resolve_inputs(playbook.spec, schedule.inputs, file=str(schedule.playbook))
+            inputs = prepare_inputs(playbook, schedule.inputs, self.project, file=str(schedule.playbook))
         except PlaybookError as exc:
             self.store.schedule_fire(fire.schedule, fire.due, "error", fire.run_id, str(exc).splitlines()[0])
             return RunOutcome(run_id=fire.run_id or "", status="failed", error=str(exc))

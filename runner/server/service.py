@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import Project
-from runner.dsl.inputs import resolve_inputs
 from runner.dsl.output_schema import to_model
 from runner.dsl.validate import Playbook, load_and_validate
 from runner.engine import liveness, step_log
@@ -22,6 +21,7 @@ from runner.engine.approvals import EditError, apply_edits, diff
 from runner.engine.events import Hooks
 from runner.engine.execute import Runner, new_run_id
 from runner.engine.liveness import shown_status, this_process
+from runner.engine.preflight import prepare_inputs
 from runner.errors import DecisionTaken, PlaybookError, RunError
 from runner.registry import get_tool, tool_names
 from runner.team import queue
@@ -136,7 +136,7 @@ class Service:
 
     # acting
     def start(self, playbook: Playbook, given: dict[str, Any]) -> str:
-        inputs = resolve_inputs(playbook.spec, given, file=str(playbook.path))  # PlaybookError on bad input
+        inputs = prepare_inputs(playbook, given, self.project, file=str(playbook.path))  # PlaybookError on bad input
         run_id = new_run_id(playbook.spec.name)
         if queue.broker(self.project):
             queue.enqueue_start(self.project, self.store, playbook, inputs, run_id)

@@ -27,7 +27,8 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
     try:
         args = info.input_model.model_validate(used)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(f"argument '{where}': {message}" for where, message in merged(exc.errors())[:5])
+        problems = "; ".join(f"argument '{where}': {message}" if where else message
+                             for where, message in merged(exc.errors())[:5])
         raise RunError(f"{info.name}: {problems}", step=ctx.step.id) from None
 
     async def call() -> Any:

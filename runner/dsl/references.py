@@ -1,0 +1,170 @@
+"""What a `${{ }}` may read, checked before a run: names, inputs, steps, the fields a step's declared output has,
+and reads of a step that may be off the path taken. Pure; used by validate.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel
+
+from runner.dsl.reach import Reach
+from runner.dsl.spec import PlaybookSpec, Step
+from runner.dsl.template_check import Reference
+from runner.errors import did_you_mean
+from runner.registry import get_tool, tool_names
+
+ROOT_NAMES = {"inputs", "steps", "run", "env", "secrets", "approval"}
+JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop", "true", "false",
+                 "none", "True", "False", "None"}
+RUN_FIELDS = {"id", "started_at", "date", "dir", "playbook"}
+APPROVAL_FIELDS = {"action", "comment", "by", "at", "edits", "step"}
+COMMON_RESULT_FIELDS = {"output", "status", "visits", "error"}
+SAFE_WHEN_SKIPPED = {"status", "visits", "error", "items", "errors"}  # a skipped step still has these
+LIST_TYPES = {"list"}
+
+
+class References:
+    """Checks the references of one playbook's templates (`reader`: the step whose field it is; None for
+    `outputs:`)."""
+
+    def __init__(self, spec: PlaybookSpec, reach: Reach | None, *, output_models: dict[str, type[BaseModel]],
+                 output_schemas: dict[str, dict[str, Any]], child_outputs: dict[str, list[str]]) -> None:
+        self.spec = spec
+        self.steps = {s.id: s for s in spec.steps}
+        self.ids = list(self.steps)
+        self.reach = reach
+        self.output_models = output_models  # llm and agent steps' declared outputs
+        self.output_schemas = output_schemas
+        self.child_outputs = child_outputs  # sub-playbook steps → the outputs their playbook declares
+
+    def problem(self, ref: Reference, local: set[str], reader: str | None) -> str | None:
+        chain = ref.chain
+        root = chain[0]
+        if root in local or root in JINJA_GLOBALS:
+            return None
+        if root not in ROOT_NAMES:
+            names = sorted(ROOT_NAMES | local)
+            return f"unknown name '{root}'{did_you_mean(root, names)}"
+        if len(chain) < 2:
+            return None
+        name = chain[1]
+        allowed: dict[str, Any] = {
+            "inputs": self.spec.inputs, "env": self.spec.env, "secrets": self.spec.secrets,
+            "run": RUN_FIELDS, "approval": APPROVAL_FIELDS, "steps": self.ids}
+        if name not in allowed[root]:
+            hint = {"env": " (list it under `env:`)", "secrets": " (list it under `secrets:`)",
+                    "inputs": " (declare it under `inputs:`)"}.get(root, "")
+            noun = {"steps": "step", "inputs": "input", "secrets": "secret", "env": "environment variable",
+                    "run": "run field", "approval": "approval field"}[root]
+            return f"unknown {noun} '{name}'{did_you_mean(name, allowed[root])}{self.title_hint(root, name)}{hint}"
+        if root == "steps" and len(chain) >= 3:
+            return self.field_problem(self.steps[name], chain[2:]) or self.path_problem(ref, reader)
+        return None
+
+    def title_hint(self, root: str, name: str) -> str:
+        if root != "steps":
+            return ""
+        titled = next((s.id for s in self.spec.steps if s.title and s.title.strip() == name.strip()), None)
+        return f" — '{name}' is the title of step '{titled}'; refer to it by its id" if titled else ""
+
+    def field_problem(self, step: Step, parts: tuple[str, ...]) -> str | None:
+        fields = self.result_fields(step)
+        if fields is not None and parts[0] not in fields:
+            return f"step '{step.id}' has no field '{parts[0]}'{did_you_mean(parts[0], fields)}"
+        inside = parts[1:] if parts[0] == "output" else parts if parts[0] not in COMMON_RESULT_FIELDS else ()
+        if not inside or step.map is not None:
+            return None
+        schema = self.output_schema(step)
+        if schema is None:
+            if step.kind in ("llm", "agent") and not hasattr(str, inside[0]):
+                return (f"step '{step.id}' has no `output:` schema, so its output is text without fields; "
+                        f"declare `output: {{{inside[0]}: string}}` to read `{inside[0]}` from it")
+            return None
+        return _schema_problem(step.id, schema, inside)
+
+    def output_schema(self, step: Step) -> dict[str, Any] | None:
+        """The JSON Schema of a step's output, when it is declared: an llm/agent `output:`, a tool's output model,
+        a sub-playbook's outputs."""
+        if step.id in self.output_schemas:
+            return self.output_schemas[step.id]
+        if step.tool is not None and step.tool in tool_names():
+            model = get_tool(step.tool).output_model
+            if model is not None:
+                return _object_of(f.alias or n for n, f in model.model_fields.items())
+        if step.id in self.child_outputs:
+            return _object_of(self.child_outputs[step.id])
+        return None
+
+    def result_fields(self, step: Step) -> set[str] | None:
+        """Fields of `steps.<id>` a template may read, or None when they are not known statically."""
+        fields = set(COMMON_RESULT_FIELDS)
+        if step.map is not None:
+            return fields | {"items", "errors"}
+        if step.tool is not None:
+            out = get_tool(step.tool).output_model if step.tool in tool_names() else None
+            return fields | set(out.model_fields) if out else None
+        if step.llm is not None or step.agent is not None:
+            model = self.output_models.get(step.id)
+            return fields | set(model.model_fields) if model else fields
+        if step.playbook is not None:
+            outputs = self.child_outputs.get(step.id)
+            return fields | set(outputs) if outputs is not None else None
+        if step.approval is not None:
+            return None
+        return fields
+
+    def path_problem(self, ref: Reference, reader: str | None) -> str | None:
+        """A read into the output of a step that may be off the path taken, with nothing to catch a null."""
+        step, parts = ref.chain[1], ref.chain[2:]
+        if ref.guarded or self.reach is None or step == reader or parts[0] in SAFE_WHEN_SKIPPED:
+            return None
+        if parts == ("output",) or self.reach.surely_ran(step, reader):
+            return None
+        read = ".".join(ref.chain)
+        who = f"'{reader}'" if reader else "the end of the run"
+        return (f"reads `{read}`, but step '{step}' does not run on every path to {who} (a switch, goto or error "
+                f"branch can leave it out), and then its output is null; guard the read: "
+                f"`{read} if steps.{step}.status == 'done' else …` or `{read} | default(…)`")
+
+    def map_problem(self, expr: str) -> str | None:
+        """`map:` over a value whose declared type is not a list."""
+        parts = expr.split(".")
+        if len(parts) == 2 and parts[0] == "inputs" and parts[1] in self.spec.inputs:
+            kind = self.spec.inputs[parts[1]].type
+            if kind in LIST_TYPES or kind == "object":
+                return None
+            fix = (f"; for comma-separated text, map over `${{{{ inputs.{parts[1]}.split(',') }}}}`, or declare "
+                   f"`{parts[1]}: {{type: list}}`") if kind == "string" else f"; declare `{parts[1]}: {{type: list}}`"
+            return f"map over input '{parts[1]}', which is declared {kind}, not a list{fix}"
+        if len(parts) >= 3 and parts[0] == "steps" and parts[1] in self.ids:
+            step = self.steps[parts[1]]
+            schema = self.output_schema(step) if step.map is None else None
+            inner = parts[3:] if parts[2] == "output" else parts[2:]
+            for part in inner:
+                schema = (schema or {}).get("properties", {}).get(part) if isinstance(schema, dict) else None
+            declared = schema.get("type") if isinstance(schema, dict) else None
+            if isinstance(declared, str) and declared not in ("array", "object"):
+                return f"map over `{expr}`, which the step's output declares {declared}, not a list"
+        return None
+
+
+def _object_of(fields: Iterable[str]) -> dict[str, Any]:
+    """An object schema with these fields and no others (their own types unknown)."""
+    return {"type": "object", "properties": {name: {} for name in fields}, "additionalProperties": False}
+
+
+def _schema_problem(step: str, schema: dict[str, Any], parts: tuple[str, ...]) -> str | None:
+    """A field a declared object schema does not have (nested objects followed; lists and text left alone)."""
+    where = f"steps.{step}.output"
+    for part in parts:
+        properties = schema.get("properties")
+        if schema.get("type") != "object" or not isinstance(properties, dict):
+            return None
+        if part not in properties:
+            if schema.get("additionalProperties") not in (None, False):
+                return None
+            return f"`{where}` has no field '{part}'{did_you_mean(part, properties)} (its declared output)"
+        schema = properties[part] if isinstance(properties[part], dict) else {}
+        where += f".{part}"
+    return None

@@ -1,0 +1,151 @@
+"""What validate reads from a `${{ }}` template without running it: the names it reads (and whether each read
+sits under a guard), sandbox violations, filters and tests that do not exist, syntax errors in plain words."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import jinja2
+from jinja2 import nodes
+from jinja2.parser import Parser
+
+from runner.dsl.templates import TemplateError, environment, lone_expression
+from runner.errors import did_you_mean
+
+_FOLLOWS = re.compile(r"expected token 'end of print statement', got '(.+)'")
+_CHAR = re.compile(r"unexpected char '(.+?)'")
+_DEFAULTS = ("default", "d")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A dotted name used by a template, e.g. ('steps', 'label', 'items'). `guarded`: read under a condition, an
+    `or`/`and`, an `is` test or `| default`, so a missing value is the template's own business."""
+
+    chain: tuple[str, ...]
+    guarded: bool = False
+
+
+def parse(text: str) -> nodes.Template:
+    """Parse a template; raises TemplateError saying in plain words what is wrong and where."""
+    env = environment()
+    try:
+        expr = lone_expression(text)
+        if expr is not None:
+            # parse as an expression so that `${{ a b }}` is reported like at run time (only parsed:
+            # `compile_expression` would also generate and compile Python code, half of validate's time)
+            parser = Parser(env, expr, state="variable")
+            parser.parse_expression()
+            if not parser.stream.eos:
+                got = parser.stream.current
+                raise jinja2.TemplateSyntaxError(f"expected token 'end of print statement', got '{got.value}'",
+                                                 got.lineno, None, None)
+        return env.parse(text)
+    except jinja2.TemplateSyntaxError as exc:
+        where = f" (template line {exc.lineno})" if exc.lineno and exc.lineno > 1 else ""
+        raise TemplateError(f"{plain_syntax(exc.message or '')}{where}") from None
+
+
+def plain_syntax(message: str) -> str:
+    """Jinja's parser wording → what is wrong inside `${{ }}`."""
+    if match := _FOLLOWS.search(message):
+        return (f"inside ${{{{ }}}}, '{match.group(1)}' cannot follow what comes before it: join two values with an "
+                "operator (+, ~, and, or, ==) or a filter (| name), and keep plain text outside ${{ }}")
+    if match := _CHAR.search(message):
+        return (f"inside ${{{{ }}}}, the character '{match.group(1)}' is not part of an expression (full-width "
+                "punctuation? write it outside ${{ }}, or inside quotes)")
+    if "expected 'name'" in message:
+        return "inside ${{ }}, a name is missing: after `|` comes a filter's name, after `.` a field's name"
+    if "unexpected end of template" in message:
+        return "a `${{` or `{%` is not closed (each `${{` needs its `}}`, each `{% if %}`/`{% for %}` its `{% end… %}`)"
+    if message.startswith("unexpected '}'") or message.startswith("unexpected ')'"):
+        return f"{message.split(chr(10))[0]}: a bracket is closed that was not opened, or one too many"
+    return f"template syntax error: {message}"
+
+
+def inspect(text: str) -> tuple[list[Reference], list[str]]:
+    """The names a template reads (outside its own loop/set variables) and sandbox violations."""
+    tree = parse(text)
+    return references(tree), unsafe_names(tree)
+
+
+def references(tree: nodes.Template) -> list[Reference]:
+    local_names = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    guarded = _guarded(tree)
+    return [Reference(chain, id(node) in guarded) for node, chain in _chains(tree) if chain[0] not in local_names]
+
+
+def unsafe_names(tree: nodes.Template) -> list[str]:
+    unsafe = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        attr = _attribute_name(node)
+        if attr is not None and attr.startswith("_"):
+            unsafe.append(attr)
+    return unsafe
+
+
+def unknown_filters_and_tests(tree: nodes.Template) -> list[str]:
+    """`| split_lines` or `is oddd`: a name Jinja would only reject when the step runs."""
+    env = environment()
+    problems = []
+    methods = [m for m in dir(str) if not m.startswith("_")]
+    for node in tree.find_all(nodes.Filter):
+        if node.name not in env.filters:
+            method = difflib.get_close_matches(node.name, methods, n=1, cutoff=0.8)
+            hint = f" (for text, call its method instead: `value.{method[0]}()`)" if method else \
+                did_you_mean(node.name, _public(env.filters))
+            problems.append(f"unknown filter '{node.name}'{hint}")
+    for test in tree.find_all(nodes.Test):
+        if test.name not in env.tests:
+            problems.append(f"unknown test '{test.name}'{did_you_mean(test.name, env.tests)}")
+    return list(dict.fromkeys(problems))
+
+
+def _public(names: dict[str, object]) -> list[str]:
+    return [n for n in names if not n.startswith("playbook_")]
+
+
+def _guarded(tree: nodes.Template) -> set[int]:
+    """Nodes inside a guard: a conditional (`x if c else y`, `{% if %}`), an `or`/`and`, an `is` test, `| default`."""
+    inside: set[int] = set()
+    for node in tree.find_all((nodes.CondExpr, nodes.Or, nodes.And, nodes.If, nodes.Test, nodes.Filter)):
+        if isinstance(node, nodes.Filter) and node.name not in _DEFAULTS:
+            continue
+        root = node.node if isinstance(node, nodes.Test | nodes.Filter) else node
+        if root is None:
+            continue
+        inside.add(id(root))
+        inside.update(id(n) for n in root.find_all(nodes.Node))
+    return inside
+
+
+def _attribute_name(node: nodes.Node) -> str | None:
+    if isinstance(node, nodes.Getattr):
+        return str(node.attr)
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) \
+            and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
+
+
+def _chains(tree: nodes.Node) -> Iterator[tuple[nodes.Node, tuple[str, ...]]]:
+    """Constant access chains rooted at a loaded name, with their outermost node: `steps.label.items` → 3 parts.
+
+    A dynamic index (`rows[i]`) ends the part that can be checked statically.
+    """
+    accesses = tree.find_all((nodes.Getattr, nodes.Getitem))
+    inner = {id(n.node) for n in accesses}  # type: ignore[attr-defined]
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        if id(node) in inner:
+            continue
+        parts: list[str] = []
+        current: nodes.Node = node
+        while isinstance(current, nodes.Getattr | nodes.Getitem):
+            name = _attribute_name(current)
+            parts = [] if name is None else [*parts, name]
+            current = current.node
+        if isinstance(current, nodes.Name) and current.ctx == "load":
+            yield node, (current.name, *reversed(parts))

@@ -1,0 +1,103 @@
+"""Checks made before a run exists, whatever starts it (the CLI, the web page and API, the scheduler, evals): the
+inputs against their declared types, each file input opened the way the tools that read it will, and the model
+aliases the playbook calls. A mistake found here is fixed in the inputs or the project, not by a resume: no run is
+created and nothing is spent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from runner.config import LOCAL, Project
+from runner.dsl.inputs import resolve_inputs
+from runner.dsl.templates import is_template, lone_expression
+from runner.dsl.validate import Playbook
+from runner.errors import Diagnostic, PlaybookValidationError, did_you_mean
+from runner.registry import ToolArgumentError, get_file_check, tool_names
+
+
+def prepare_inputs(playbook: Playbook, given: dict[str, Any], project: Project, *, file: str) -> dict[str, Any]:
+    """The run's inputs, or PlaybookValidationError (exit 2) naming every problem: a missing or mistyped input, a
+    file the tools cannot read, a model alias the project does not define."""
+    values = resolve_inputs(playbook.spec, given, file=file, base_dir=playbook.path.parent)
+    problems = [Diagnostic(file, 0, 0, p) for p in file_problems(playbook, values)]
+    problems += model_problems(playbook, project)
+    if problems:
+        raise PlaybookValidationError(problems)
+    return values
+
+
+def file_problems(playbook: Playbook, values: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    for name, spec in playbook.spec.inputs.items():
+        if spec.type != "file" or not values.get(name):
+            continue
+        given = str(values[name])
+        path = _locate(given, playbook.path.parent)
+        if path.is_dir():
+            problems.append(f"input '{name}': '{given}' is a folder; give a file")
+            continue
+        try:
+            path.open("rb").close()
+        except OSError as exc:
+            problems.append(f"input '{name}': cannot read '{given}': {exc.strerror}")
+            continue
+        for step, tool, argument, args in readers(playbook, name):
+            check = get_file_check(tool, argument)
+            if check is None:
+                continue
+            try:
+                check(path, args)
+            except ToolArgumentError as exc:
+                problems.append(f"input '{name}' (read by {tool} in step '{step}'): {exc}")
+    return list(dict.fromkeys(problems))
+
+
+def readers(playbook: Playbook, name: str) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """(step, tool, argument, the step's constant arguments) for each tool step given input `name` whole as an
+    argument — in sub-playbooks too, through the inputs they are given."""
+    for step in playbook.spec.steps:
+        for argument, value in (step.with_ or {}).items():
+            if not (isinstance(value, str) and lone_expression(value) == f"inputs.{name}"):
+                continue
+            if step.tool is not None and step.tool in tool_names():
+                constants = {k: v for k, v in (step.with_ or {}).items() if not is_template(v)}
+                yield step.id, step.tool, argument, constants
+            elif step.playbook is not None and (child := playbook.children.get(step.id)) is not None:
+                yield from readers(child, argument)
+
+
+def model_problems(playbook: Playbook, project: Project) -> list[Diagnostic]:
+    """A model alias neither defined in playbook.toml nor a provider's model id: today the call would fail at the
+    step, after the steps before it were paid for."""
+    spec = playbook.spec
+    known = {*project.settings.models, "default", LOCAL}
+    found = []
+    for i, step in enumerate(spec.steps):
+        if step.llm is None and step.agent is None:
+            continue
+        alias = step.model or spec.defaults.model
+        if alias in known or "/" in alias or _provider_model(alias):
+            continue
+        where = ("steps", i, "model") if step.model else ("defaults", "model")
+        found.append(playbook.loaded.source.diag(
+            where, f"step '{step.id}': model '{alias}' is not defined in playbook.toml{did_you_mean(alias, known)}; "
+                   f"add a [models.{alias}] section (model = \"provider/name\"), or use a defined alias"))
+    for child in playbook.children.values():
+        found += model_problems(child, project)
+    return found
+
+
+def _provider_model(name: str) -> bool:
+    """A bare model name litellm knows (`gpt-4o-mini`)."""
+    from runner.models.model_table import load
+
+    return name in load()
+
+
+def _locate(given: str, base_dir: Path) -> Path:
+    path = Path(given).expanduser()
+    if path.is_absolute():
+        return path
+    return next((c for c in (Path.cwd() / path, base_dir / path) if c.exists()), Path.cwd() / path)
