@@ -94,8 +94,8 @@ def sniff_table(path: Path, args: dict[str, Any]) -> None:
     if suffix == ".xlsx":
         rows = file_rows(path, name, sheet=sheet, limit=2) if zipfile.is_zipfile(path) else None
         if rows is None:
-            raise ToolArgumentError("path", f"'{name}' is not a readable xlsx workbook (not a zip archive); open it in Excel "
-                                            "or WPS and save it again as .xlsx, or export it as .csv")
+            raise ToolArgumentError("path", f"'{name}' is not a readable xlsx workbook (not a zip archive); open it "
+                                            "in Excel or WPS and save it again as .xlsx, or export it as .csv")
     elif suffix in (".jsonl", ".ndjson"):
         with path.open("rb") as handle:
             head = handle.read(SNIFF_BYTES).decode("utf-8", errors="replace").splitlines()
