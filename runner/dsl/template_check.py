@@ -114,7 +114,7 @@ def _guarded(tree: nodes.Template) -> set[int]:
     for node in tree.find_all((nodes.CondExpr, nodes.Or, nodes.And, nodes.If, nodes.Test, nodes.Filter)):
         if isinstance(node, nodes.Filter) and node.name not in _DEFAULTS:
             continue
-        root = node.node if isinstance(node, nodes.Test | nodes.Filter) else node
+        root = node.node if isinstance(node, nodes.Test) else node  # `| default(x)`: its fallback x as well
         if root is None:
             continue
         inside.add(id(root))

@@ -1,0 +1,189 @@
+"""What validate can know, it checks before any paid call: each mistake below is refused by `playbook validate` (and
+by `playbook run`, before a run exists) with file:line:col, exit 2, and a sentence that says how to fix it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.testing import FakeLLMServer
+from tests.conftest import cli, write_playbook
+
+# name → (playbook, the line:col and the words validate must print)
+MISTAKES: dict[str, tuple[str, str]] = {
+    "undeclared_output_field": ("""
+name: m
+steps:
+  - {id: draft, llm: {prompt: 写, output: {title: string, content: string}}}
+  - {id: send, llm: {prompt: "发 ${{ steps.draft.output.body }}"}}
+""", "5:30: step 'send': `steps.draft.output` has no field 'body' (valid: content, title)"),
+    "nested_output_field": ("""
+name: m
+steps:
+  - {id: draft, llm: {prompt: 写, output: {meta: {tags: [string], lang: string}}}}
+outputs: {lang: "${{ steps.draft.output.meta.langg }}"}
+""", "5:17: outputs: `steps.draft.output.meta` has no field 'langg' (did you mean 'lang'?)"),
+    "field_of_text_output": ("""
+name: m
+steps:
+  - {id: draft, llm: {prompt: 写}}
+outputs: {t: "${{ steps.draft.output.summary }}"}
+""", "step 'draft' has no `output:` schema, so its output is text without fields"),
+    "branch_read_in_outputs": ("""
+name: m
+inputs: {long: {type: boolean, default: false}}
+steps:
+  - id: route
+    switch: {cases: [{if: "${{ inputs.long }}", goto: long}], default: short}
+  - {id: long, llm: {prompt: 长, output: {body: string}}, goto: end}
+  - {id: short, llm: {prompt: 短, output: {body: string}}}
+outputs: {body: "${{ steps.long.output.body }}"}
+""", "9:17: outputs: reads `steps.long.output.body`, but step 'long' does not run on every path to the end"),
+    "branch_read_in_a_join": ("""
+name: m
+inputs: {long: {type: boolean, default: false}}
+steps:
+  - id: route
+    switch: {cases: [{if: "${{ inputs.long }}", goto: long}], default: short}
+  - {id: long, llm: {prompt: 长, output: {body: string}}, goto: join}
+  - {id: short, llm: {prompt: 短, output: {body: string}}}
+  - {id: join, needs: [long, short], llm: {prompt: "合 ${{ steps.short.body }}"}}
+""", "9:52: step 'join': reads `steps.short.body`, but step 'short' does not run on every path to 'join'"),
+    "map_over_text": ("""
+name: m
+inputs: {keywords: {type: string, default: "AI,手机"}}
+steps:
+  - {id: scan, map: "${{ inputs.keywords }}", llm: {prompt: "搜 ${{ item }}"}}
+""", "5:21: step 'scan': map over input 'keywords', which is declared string, not a list; for comma-separated "
+     "text, map over `${{ inputs.keywords.split(',') }}`"),
+    "tool_arguments_together": ("""
+name: m
+steps:
+  - {id: post, tool: http.request, with: {url: "http://127.0.0.1:9/x", method: POST, json: {a: 1}, form: {b: 2}}}
+""", "4:42: step 'post': http.request: give either json or form as the body, not both"),
+    "unknown_filter": ("""
+name: m
+steps:
+  - {id: a, llm: {prompt: 写}}
+  - {id: b, llm: {prompt: "${{ steps.a.output | split_lines }}"}}
+""", "5:27: step 'b': unknown filter 'split_lines' (for text, call its method instead: `value.splitlines()`)"),
+    "unknown_test": ("""
+name: m
+steps:
+  - {id: a, when: "${{ 3 is oddd }}", llm: {prompt: 写}}
+""", "4:19: step 'a': unknown test 'oddd' (did you mean 'odd'?)"),
+    "unknown_model_alias": ("""
+name: m
+steps:
+  - {id: look, model: vision, llm: {prompt: 看图}}
+""", "4:23: step 'look': model 'vision' is not defined in playbook.toml (valid: default, local); add a "
+     "[models.vision] section"),
+    "needs_by_title": ("""
+name: m
+steps:
+  - {id: load, title: 读取评论, llm: {prompt: 读}}
+  - {id: sum, needs: [读取评论], llm: {prompt: 总结}}
+""", "5:23: step 'sum' needs: unknown step '读取评论' — '读取评论' is the title of step 'load'; write its id, 'load'"),
+    "step_indented_deeper": ("""
+name: m
+steps:
+  - id: a
+    llm: {prompt: 写}
+   - id: b
+    llm: {prompt: 写}
+""", "6:4: this line is indented deeper than the list it belongs to (line 4: `- id: a`); the items of one list — "
+     "steps under `steps:` too — start with `- ` at the same indentation"),
+    "key_indented_deeper": ("""
+name: m
+steps:
+  - id: a
+    tool: file.read
+      with: {path: a.md}
+""", "6:11: this line is indented deeper than line 5 (`tool: file.read`), so YAML reads it as more of that value; "
+     "line `with:` up with the key above"),
+    "words_inside_an_expression": ("""
+name: m
+inputs: {x: {type: string}}
+steps:
+  - {id: a, llm: {prompt: "看 ${{ inputs.x 的内容 }}"}}
+""", "5:27: step 'a': inside ${{ }}, '的内容' cannot follow what comes before it"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_validate_refuses_with_the_place_and_the_fix(project_dir: Path, name: str) -> None:
+    text, expected = MISTAKES[name]
+    path = write_playbook(project_dir, text)
+    done = cli("validate", str(path), cwd=project_dir)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert expected in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "pydantic" not in done.stderr and "[type=" not in done.stderr
+    ran = cli("run", str(path), cwd=project_dir)
+    assert ran.returncode == 2 and expected in ran.stderr, ran.stderr
+    assert not (project_dir / ".playbook" / "runs").exists()  # no run was created
+
+
+GUARDED = """
+name: guarded
+inputs: {long: {type: boolean, default: false}}
+steps:
+  - id: route
+    switch: {cases: [{if: "${{ inputs.long }}", goto: long}], default: short}
+  - {id: long, llm: {prompt: 长, output: {body: string}}, goto: join}
+  - {id: short, llm: {prompt: 短, output: {body: string}}}
+  - id: join
+    needs: [long, short]
+    llm: {prompt: "合 ${{ steps.long.output.body if steps.long.status == 'done' else steps.short.output.body }}"}
+  - {id: tail, llm: {prompt: "尾 ${{ steps.join.output }} ${{ steps.route.output.goto }}"}}
+outputs:
+  body: "${{ steps.long.output.body | default(steps.short.output.body) }}"
+  status: "${{ steps.long.status }}"
+  joined: "${{ steps.tail.output }}"
+"""
+
+
+def test_guarded_reads_and_reads_of_steps_surely_run_pass(project_dir: Path, server: FakeLLMServer) -> None:
+    server.add_rule(r"^(长|短)\n", {"body": "正文"})
+    path = write_playbook(project_dir, GUARDED)
+    assert cli("validate", str(path), cwd=project_dir).returncode == 0
+    done = cli("run", str(path), cwd=project_dir)
+    assert done.returncode == 0, done.stderr
+    assert any(r["prompt"] == "合 正文" for r in server.requests), [r["prompt"] for r in server.requests]
+
+
+INPUTS = """
+name: table_reader
+inputs: {table: {type: file}, top: {type: integer, default: 3}}
+steps:
+  - {id: load, tool: sheet.read, with: {path: "${{ inputs.table }}"}}
+  - {id: sum, llm: {prompt: "共 ${{ steps.load.count }} 行"}}
+"""
+
+
+@pytest.mark.parametrize(("given", "content", "expected"), [
+    (["table=nope.csv"], None, "input 'table': file 'nope.csv' does not exist"),
+    (["table=t.csv", "top=三"], b"a,b\n1,2\n", "input 'top': expected an integer, got '三'"),
+    (["table=t.csv"], b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\x00\x80\x81\x82", "is neither UTF-8 nor GBK"),
+    (["table=t.csv"], b"a,b\n", "'t.csv' has no rows under its header"),
+    (["table=t.xlsx"], b"a,b\n1,2\n", "'t.xlsx' is not a readable xlsx workbook"),
+])
+def test_wrong_inputs_are_refused_before_a_run_exists(project_dir: Path, server: FakeLLMServer, given: list[str],
+                                                      content: bytes | None, expected: str) -> None:
+    path = write_playbook(project_dir, INPUTS)
+    if content is not None:
+        (project_dir / given[0].split("=")[1]).write_bytes(content)
+    done = cli("run", str(path), *[a for g in given for a in ("-i", g)], cwd=project_dir)
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr, done.stderr
+    assert "playbook resume" not in done.stderr + done.stdout and "运行 id" not in done.stdout
+    assert not (project_dir / ".playbook" / "runs").exists() and not server.requests
+
+
+def test_a_failure_a_resume_can_fix_keeps_the_hint(project_dir: Path, server: FakeLLMServer) -> None:
+    server.faults.auth_error = True  # the provider refuses the key: fixed outside the playbook, then resumed
+    path = write_playbook(project_dir, "name: once\nsteps:\n  - {id: a, llm: {prompt: 写}}\n")
+    done = cli("run", str(path), "--run-id", "r1", cwd=project_dir)
+    assert done.returncode == 1 and "playbook resume r1" in done.stderr, done.stderr
+    server.faults.auth_error = False
+    assert cli("resume", "r1", cwd=project_dir).returncode == 0
