@@ -199,3 +199,24 @@ outputs: {work: "${{ steps.work.status }}", wrap: "${{ steps.wrap.status }}"}
     assert done.returncode == 0, done.stderr
     assert run_json(project_dir, "stopped")["outputs"] == {"work": "skipped", "wrap": "skipped"}
     assert not server.requests
+
+
+def test_two_approvals_side_by_side_are_decided_one_after_the_other(project_dir: Path, server: FakeLLMServer) -> None:
+    """Found by the generative test: two approvals waiting at once made `approve` fail with LangGraph's 'multiple
+    pending interrupts' error, then with a concurrent update of the decision."""
+    path = write_playbook(project_dir, """
+name: two_reviews
+steps:
+  - {id: title, needs: [], llm: {prompt: 写标题}}
+  - {id: body, needs: [], llm: {prompt: 写正文}}
+  - {id: check_title, needs: [title], approval: {title: 审标题, show: "${{ steps.title.output }}"}}
+  - {id: check_body, needs: [body], approval: {title: 审正文, show: "${{ steps.body.output }}"}}
+  - {id: publish, needs: [check_title, check_body], llm: {prompt: "发布 ${{ approval.comment }}"}}
+""")
+    first = cli("run", str(path), "--run-id", "two", cwd=project_dir)
+    assert first.returncode == 3, first.stderr
+    second = cli("approve", "two", "--comment", "一", cwd=project_dir)
+    assert second.returncode == 3 and "等待审核" in second.stdout, second.stderr  # the other one still waits
+    third = cli("approve", "two", "--comment", "二", cwd=project_dir)
+    assert third.returncode == 0, third.stderr
+    assert asked(server, "发布 二") == 1 and asked(server, "写标题") == 1 and asked(server, "写正文") == 1

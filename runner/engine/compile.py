@@ -27,12 +27,17 @@ def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str
     return {**(left or {}), **(right or {})}
 
 
+def latest(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Reducer: the decision taken last."""
+    return right
+
+
 class RunState(TypedDict, total=False):
     inputs: dict[str, Any]
     run: dict[str, Any]
     steps: Annotated[dict[str, Any], merge]
     visits: Annotated[dict[str, int], merge]
-    approval: dict[str, Any] | None
+    approval: Annotated[dict[str, Any] | None, latest]  # two approvals side by side may decide in one superstep
     links: Annotated[dict[str, str], merge_links]  # runner/engine/gates.py: links resolved, not yet taken
     paths: Annotated[dict[str, str], merge]  # step → live (ran) | dead (off the path taken), as last reached
 

@@ -248,22 +248,20 @@ class Runner:
                               **this_process())
         self.llm.preload_for(playbook.model_aliases())
         rc = self._context(run, playbook)
-        from langgraph.types import Command
+        return await self._drive(rc, decision, self._initial_state(run["inputs"], run["started_at"]))
 
-        return await self._drive(rc, Command(resume=decision) if decision is not None else None,
-                                 self._initial_state(run["inputs"], run["started_at"]))
-
-    async def _drive(self, rc: RunContext, graph_input: Any, fresh: dict[str, Any]) -> RunOutcome:
-        """Run or continue the graph. With no checkpoint yet (a start, or a run killed before its first
-        one) it starts from `fresh`: the journal answers every call that finished before, so nothing repeats."""
+    async def _drive(self, rc: RunContext, decision: dict[str, Any] | None, fresh: dict[str, Any]) -> RunOutcome:
+        """Run or continue the graph (with the decision for the approval it waits at). With no checkpoint yet (a
+        start, or a run killed before its first one) it starts from `fresh`: the journal answers every call that
+        finished before, so nothing repeats."""
         config = {"configurable": {"thread_id": rc.run_id}, "recursion_limit": 10_000}
         outcome = RunOutcome(rc.run_id, "failed", run_dir=str(rc.run_dir))
         async with checkpointer(self.project) as saver:
             graph = compile_graph(rc.playbook, _node_factory(rc), checkpointer=saver)
             run_started()
             try:
-                if not (await graph.aget_state(config)).values:
-                    graph_input = fresh
+                snapshot = await graph.aget_state(config)
+                graph_input = _resume_command(rc, snapshot, decision) if snapshot.values else fresh
                 final = await graph.ainvoke(graph_input, config, durability=DURABILITY)
                 interrupts = final.get("__interrupt__") if isinstance(final, dict) else None
                 if interrupts:
@@ -336,6 +334,26 @@ class Runner:
             self.store.update_run(run["id"], cancel_requested=1)
             return "cancel requested"
         return str(run["status"])
+
+
+def _resume_command(rc: RunContext, snapshot: Any, decision: dict[str, Any] | None) -> Any:
+    """What continues a checkpointed graph: nothing, or the decision for the approval it waits at. Approvals that
+    ran in parallel wait together: each gets the decision recorded for it (runner/engine/nodes/approval.py reads
+    the same record), and one without a decision yet asks again."""
+    if decision is None:
+        return None
+    from langgraph.types import Command
+
+    waiting = [i for task in snapshot.tasks for i in task.interrupts]
+    if len(waiting) <= 1:
+        return Command(resume=decision)
+    answers = {}
+    for pending in waiting:
+        value = pending.value if isinstance(pending.value, dict) else {}
+        recorded = rc.store.decision(rc.run_id, str(value.get("step")), int(value.get("visit") or 0))
+        if recorded is not None:
+            answers[pending.id] = recorded
+    return Command(resume=answers or {waiting[0].id: decision})
 
 
 def render_outputs(rc: RunContext, final: dict[str, Any]) -> dict[str, Any]:
