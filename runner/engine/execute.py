@@ -261,6 +261,11 @@ class Runner:
             run_started()
             try:
                 snapshot = await graph.aget_state(config)
+                if snapshot.values and not snapshot.values.get("paths"):
+                    # checkpointed before any step finished, or by a version without links: start again from the
+                    # journal, which answers every call (and decision) recorded, so nothing repeats
+                    await saver.adelete_thread(rc.run_id)
+                    snapshot = await graph.aget_state(config)
                 graph_input = _resume_command(rc, snapshot, decision) if snapshot.values else fresh
                 final = await graph.ainvoke(graph_input, config, durability=DURABILITY)
                 interrupts = final.get("__interrupt__") if isinstance(final, dict) else None
@@ -370,7 +375,7 @@ def render_outputs(rc: RunContext, final: dict[str, Any]) -> dict[str, Any]:
 def check_every_step_reached(playbook: Playbook, final: dict[str, Any]) -> None:
     """A run that ended with a step neither run nor skipped as off the path is not done (runner/engine/gates.py
     makes this impossible for a playbook that validates; this says so loudly if it ever is not)."""
-    missed = never_reached(playbook.topology.order, final.get("paths") or {})
+    missed = never_reached(playbook.topology.order, final.get("paths") or {}, final.get("steps") or {})
     if missed:
         raise RunError(f"the run ended before step '{missed[0]}' was reached or skipped; this is a bug in the "
                        f"runner — please report it with the playbook file ({playbook.path})", step=missed[0])

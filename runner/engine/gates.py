@@ -152,6 +152,6 @@ class Gate:
         return Command(update=update, goto=list(dict.fromkeys(goto)))
 
 
-def never_reached(order: list[str], paths: dict[str, str]) -> list[str]:
+def never_reached(order: list[str], paths: dict[str, str], results: dict[str, Any]) -> list[str]:
     """Steps that neither ran nor were skipped as off the path: a run that ends with one is not done."""
-    return [s for s in order if s not in paths]
+    return [s for s in order if s not in paths and s not in results]
