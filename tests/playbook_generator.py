@@ -43,6 +43,7 @@ def generate(seed: int) -> Case:
     ids = [f"s{i}" for i in range(count)]
     steps: list[dict[str, Any]] = []
     typed: set[str] = set()  # llm steps with an output schema
+    looped: set[str] = set()  # steps an approval's on_reject goes back to
     for i, step_id in enumerate(ids):
         before, after = ids[:i], ids[i + 1:]
         step: dict[str, Any] = {"id": step_id}
@@ -60,10 +61,11 @@ def generate(seed: int) -> Case:
             shown = rng.choice(before)
             step["approval"] = {"title": "审核", "show": f"${{{{ steps.{shown}.output }}}}"}
             previous = steps[-1]
-            if "llm" in previous and "map" not in previous and rng.random() < 0.5:
+            if "llm" in previous and "map" not in previous and "goto" not in previous and rng.random() < 0.5:
                 step["approval"]["on_reject"] = previous["id"]
                 previous["max_visits"] = 3
                 step["needs"] = [previous["id"]]
+                looped.add(previous["id"])
         elif kind == "typed":
             typed.add(step_id)
             step["llm"] = {"prompt": f"写 {_ref(rng, before, typed)}", "output": SCHEMA}
@@ -77,8 +79,11 @@ def generate(seed: int) -> Case:
             step.update(playbook="child.yaml", **{"with": {"topic": _ref(rng, before, typed)}})
         else:
             step["llm"] = {"prompt": f"写 {_ref(rng, before, typed)}"}
-        if before and rng.random() < 0.3 and "needs" not in step:
-            step["needs"] = rng.sample(before, rng.randint(1, min(2, len(before))))
+        # a step of an approval loop is needed only by its approval: a step needing it would run once per turn
+        # by the README's rule, which this oracle does not count
+        needable = [s for s in before if s not in looped]
+        if needable and rng.random() < 0.3 and "needs" not in step:
+            step["needs"] = rng.sample(needable, rng.randint(1, min(2, len(needable))))
         if rng.random() < 0.15 and "switch" not in step and "approval" not in step:
             step["when"] = rng.choice(["${{ inputs.k == 'a' }}", "${{ false }}", "${{ true }}"])
         if rng.random() < 0.15 and "switch" not in step and after:
@@ -140,6 +145,7 @@ def step_ends(run_dir: Path) -> Counter[str]:
 
 
 def expected_runs(playbook: Any, decisions: dict[str, list[dict[str, Any]]], turns: dict[str, int]) -> dict[str, int]:
+    # `turns`: approval → how many times it was rejected
     """Each step's number of runs by the README's rule, from the decisions the run took: a step runs when one of the
     ways into it was taken — a `needs` (or the step before it) from a step that ran, or a route that chose it — and
     once per turn of a loop it is in."""
@@ -163,7 +169,12 @@ def expected_runs(playbook: Any, decisions: dict[str, list[dict[str, Any]]], tur
                 chosen = route_targets(steps[source], last, onward_targets(steps[source], topo))
                 taken = taken or step_id in chosen
         ran[step_id] = step_id in topo.entries or taken
-    return {s: (turns.get(s, 1) if ran[s] else 0) for s in topo.order}
+    counts = {s: 1 if ran[s] else 0 for s in topo.order}
+    for approval, rejected in turns.items():  # each rejection runs the step it goes back to, and the approval, again
+        target = steps[approval].approval.on_reject
+        counts[approval] += rejected
+        counts[target] += rejected
+    return counts
 
 
 def _forward_order(topo: Any, back: set[tuple[str, str]]) -> list[str]:
@@ -233,18 +244,16 @@ def check_case(case: Case, folder: Path, runner: Any, tally: Tally) -> None:
 async def _drive(runner: Any, playbook: Any, inputs: dict[str, Any], rejects: int) -> tuple[Any, dict[str, int]]:
     outcome = await runner.start(playbook, inputs)
     rejected: Counter[str] = Counter()
-    turns: dict[str, int] = {}
     while outcome.status == "waiting" and outcome.pending:
         step = outcome.pending["step"]
         target = outcome.pending.get("can_reject_to")
         if target and rejected[step] < rejects:
             rejected[step] += 1
-            turns[step] = turns[target] = rejected[step] + 1
             decision = {"action": "reject", "comment": "再改改", "by": "test"}
         else:
             decision = {"action": "approve", "by": "test"}
         outcome = await runner.resume(outcome.run_id, decision=decision)
-    return outcome, turns
+    return outcome, dict(rejected)
 
 
 def _decisions(run_dir: Path) -> dict[str, list[dict[str, Any]]]:

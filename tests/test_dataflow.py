@@ -135,25 +135,29 @@ outputs: {final: "${{ steps.after.output }}", visits: "${{ steps.draft.visits }}
     assert prompts.count("旁路") == 1 and prompts.count("另一支") == 1
 
 
-def test_a_loop_step_joining_a_step_outside_the_loop_is_refused(project_dir: Path) -> None:
-    """It used to end 'done' without running the steps after the join (the join waited for a step that
-    does not run again)."""
+def test_a_loop_step_joining_a_step_outside_the_loop_runs_on_every_turn(project_dir: Path,
+                                                                         server: FakeLLMServer) -> None:
+    """It used to end 'done' without running the steps after the join (the join waited for a step that does not
+    run again), and then was refused by validate; now the outside step's link holds for every turn."""
     path = write_playbook(project_dir, """
 name: stuck
 steps:
   - {id: side, needs: [], llm: {prompt: 旁路}}
   - {id: draft, needs: [], max_visits: 3, llm: {prompt: 初稿}}
-  - {id: polish, llm: {prompt: "润色 ${{ steps.draft.output }}"}}
+  - {id: polish, llm: {prompt: "润色 ${{ steps.draft.visits }}"}}
   - id: review
     needs: [polish, side]
     approval: {title: 审稿, show: "${{ steps.polish.output }}", on_reject: draft}
   - {id: after, llm: {prompt: "发布 ${{ steps.review.output }}"}}
 """)
-    with pytest.raises(PlaybookError) as caught:
-        load_and_validate(path)
-    message = str(caught.value)
-    assert "pb.yaml:8:12:" in message and "waits for 'polish' and for 'side'" in message
-    assert "Move 'side' into the needs of 'draft'" in message
+    first = run_playbook(path)
+    assert first.status == "waiting", first.error
+    second = resume(first.run_id, decision={"action": "reject", "comment": "再改"})
+    assert second.status == "waiting" and second.pending and second.pending["step"] == "review", second.error
+    third = resume(first.run_id, decision={"action": "approve"})
+    assert third.status == "done", third.error
+    prompts = [r["prompt"] for r in server.requests]
+    assert prompts.count("旁路") == 1 and prompts.count("润色 2") == 1 and prompts.count("发布 ok") == 1
 
 
 def test_a_sub_playbook_inside_a_branch_and_a_cancel_that_reaches_a_branch(project_dir: Path,

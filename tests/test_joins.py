@@ -220,3 +220,38 @@ steps:
     third = cli("approve", "two", "--comment", "二", cwd=project_dir)
     assert third.returncode == 0, third.stderr
     assert asked(server, "发布 二") == 1 and asked(server, "写标题") == 1 and asked(server, "写正文") == 1
+
+
+def test_a_loop_entered_by_a_route_comes_round_again(project_dir: Path, server: FakeLLMServer) -> None:
+    """Found by the generative test (seed 247): an approval reached by a switch and by its own on_reject loop waited
+    for the switch's link a second time, so the run ended 'done' without asking again."""
+    path = write_playbook(project_dir, """
+name: routed_loop
+steps:
+  - id: sw
+    switch: {cases: [{if: "${{ true }}", goto: review}]}
+  - {id: prepare, llm: {prompt: 准备}}
+  - {id: draft, max_visits: 3, llm: {prompt: "草稿 ${{ approval.comment }}"}}
+  - {id: review, needs: [draft], approval: {title: 审核, show: "${{ steps.draft.output }}", on_reject: draft}}
+  - {id: publish, llm: {prompt: "发布 ${{ steps.draft.visits }}"}}
+""")
+    assert cli("run", str(path), "--run-id", "rl", cwd=project_dir).returncode == 3
+    again = cli("reject", "rl", "--comment", "重写", cwd=project_dir)
+    assert again.returncode == 3 and "等待审核" in again.stdout, again.stderr  # asked again after the new draft
+    assert cli("approve", "rl", cwd=project_dir).returncode == 0
+    assert asked(server, "草稿 重写") == 1 and asked(server, "发布 1") == 1 and asked(server, "准备") == 0
+
+
+def test_a_step_in_a_loop_may_also_need_a_step_outside_it(project_dir: Path, server: FakeLLMServer) -> None:
+    path = write_playbook(project_dir, """
+name: loop_with_outside_need
+steps:
+  - {id: facts, llm: {prompt: 资料}}
+  - {id: draft, needs: [], max_visits: 5, llm: {prompt: "第 ${{ steps.draft.visits + 1 }} 稿"}}
+  - {id: polish, needs: [draft, facts], llm: {prompt: "润色 ${{ steps.draft.visits }}"}}
+  - id: again
+    switch: {cases: [{if: "${{ steps.draft.visits < 3 }}", goto: draft}], default: end}
+""")
+    done = cli("run", str(path), cwd=project_dir)
+    assert done.returncode == 0, done.stderr
+    assert [asked(server, f"润色 {n}") for n in (1, 2, 3)] == [1, 1, 1] and asked(server, "资料") == 1

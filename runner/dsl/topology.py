@@ -24,6 +24,7 @@ class Topology:
     # routing step → the ways it may go, each the targets it takes together (an approval's usual way on is all its
     # successors; a switch case is one step)
     choices: dict[str, list[list[str]]] = field(default_factory=dict)
+    _back: set[tuple[str, str]] | None = field(default=None, repr=False)
 
     def successors(self, step_id: str) -> list[str]:
         """Steps whose static dependencies include `step_id`."""
@@ -35,33 +36,26 @@ class Topology:
         return pairs
 
     def back_edges(self) -> set[tuple[str, str]]:
-        """The edges that close a loop (a goto or switch back, an `on_reject`): found by a depth-first walk
-        from the entries, successors in file order, so the step a loop returns to is its first step."""
+        """The routes that close a loop (a goto or switch back, an on_reject, an error branch back): a route whose
+        target already leads to its source over the `needs` edges and the routes taken in before it (file order).
+        A `needs` edge never closes a loop."""
+        if self._back is not None:
+            return self._back
         nexts: dict[str, list[str]] = {s: [] for s in self.order}
-        for a, b in dict.fromkeys(self.edges()):
-            if a in nexts and b in nexts:
-                nexts[a].append(b)
-        position = {s: i for i, s in enumerate(self.order)}
-        for targets in nexts.values():
-            targets.sort(key=position.__getitem__)
+        for step in self.order:
+            for dep in self.deps[step]:
+                if dep in nexts:
+                    nexts[dep].append(step)
         back: set[tuple[str, str]] = set()
-        state: dict[str, int] = {}  # 1: on the walk's path, 2: finished
-        for root in [*self.entries, *self.order]:
-            if root in state:
-                continue
-            state[root] = 1
-            stack = [(root, iter(nexts[root]))]
-            while stack:
-                node, pending = stack[-1]
-                nxt = next(pending, None)
-                if nxt is None:
-                    state[node] = 2
-                    stack.pop()
-                elif state.get(nxt) == 1:
-                    back.add((node, nxt))
-                elif nxt not in state:
-                    state[nxt] = 1
-                    stack.append((nxt, iter(nexts[nxt])))
+        for source in self.order:
+            for target in self.routes.get(source, []):
+                if target not in nexts or target in nexts[source]:
+                    continue
+                if _leads_to(target, source, nexts):
+                    back.add((source, target))
+                else:
+                    nexts[source].append(target)
+        self._back = back
         return back
 
     def reachable(self) -> set[str]:
@@ -116,6 +110,20 @@ class Topology:
             if s not in index:
                 visit(s)
         return found
+
+
+def _leads_to(start: str, goal: str, nexts: dict[str, list[str]]) -> bool:
+    seen = {start}
+    frontier = [start]
+    while frontier:
+        node = frontier.pop()
+        if node == goal:
+            return True
+        for nxt in nexts[node]:
+            if nxt not in seen:
+                seen.add(nxt)
+                frontier.append(nxt)
+    return False
 
 
 def is_routing(step: Step) -> bool:

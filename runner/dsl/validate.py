@@ -336,8 +336,13 @@ class _Checker:
     def check_graph(self) -> None:
         topo = self.playbook.topology
         by_id = {s.id: (i, s) for i, s in enumerate(self.spec.steps)}
+        for circle in Topology(order=topo.order, deps=topo.deps).cycles():  # `needs` alone, no routes
+            first = circle[0]
+            loop = " → ".join([*circle, first])
+            self.error(("steps", by_id[first][0], "needs"),
+                       f"step '{first}': these steps need each other ({loop}), so none can start; a loop goes back "
+                       "with a `goto` or a switch case (and max_visits), not with `needs`")
         for component in topo.cycles():
-            self.check_loop_joins(component)
             has_goto = any(t in component for s in component for t in topo.loop_routes.get(s, []))
             guarded = any(by_id[s][1].max_visits for s in component)
             if has_goto and not guarded:
@@ -353,21 +358,6 @@ class _Checker:
                 self.error(("steps", by_id[step_id][0], "id"),
                            f"step '{step_id}' is unreachable: no step leads to it (add `needs` or a goto)")
 
-    def check_loop_joins(self, loop: list[str]) -> None:
-        """A step in a loop that waits for a step of the loop and one outside it would wait forever the
-        second time round (only the loop's steps run again) and the run would end short of it."""
-        topo = self.playbook.topology
-        index = {s.id: i for i, s in enumerate(self.spec.steps)}
-        for step_id in loop:
-            inside = [d for d in topo.deps[step_id] if d in loop]
-            outside = [d for d in topo.deps[step_id] if d not in loop]
-            if inside and outside:
-                cycle = " → ".join([*loop, loop[0]])
-                self.error(("steps", index[step_id], "needs"),
-                           f"step '{step_id}' is in the loop {cycle} and waits for '{inside[0]}' and for "
-                           f"'{outside[0]}', which is outside the loop: the second time round only "
-                           f"'{inside[0]}' runs again, so '{step_id}' would never run. Move '{outside[0]}' "
-                           f"into the needs of '{loop[0]}' (the loop's first step) or of a step before it")
 
 
 _PROBES: tuple[Any, ...] = ("x", 1, 1.0, True, [], {}, "https://example.com/")

@@ -7,7 +7,8 @@ A step fires once every link into it is resolved: it runs if one of them is live
 path taken if all are dead, passing dead links on. So a join after a switch runs once, whichever branch ran,
 and a step is skipped only when every path to it was. A link that closes a loop (a goto back, an on_reject)
 restarts its target by itself; a route that goes round a loop leaves its other links open, since the loop
-may still come back and choose them.
+may still come back and choose them; and a link into a loop from outside it, once resolved, holds for every
+turn (the step outside does not run again).
 
 LangGraph's own waiting edges cannot do this (they wait for every source, and a branch not taken never
 comes): links are state, every source of a step triggers it, and the step fires only when they are all in.
@@ -52,6 +53,7 @@ class Unit:
     starts: bool  # an entry of the playbook: reached from the start, so always on the path
     forward_in: tuple[str, ...]
     back_in: tuple[str, ...]
+    kept: tuple[str, ...]  # links from outside the loop the unit is in: resolved once, they hold for every turn
     out: tuple[tuple[str, str, str, bool], ...]  # (from step, to step, to node, closes a loop)
 
 
@@ -63,14 +65,17 @@ def plan_units(topo: Topology, groups: list[tuple[str, str, tuple[str, ...]]]) -
     edges = list(dict.fromkeys(topo.edges()))
     back = topo.back_edges()
     entries = set(topo.entries)
+    loop_of = {s: i for i, loop in enumerate(topo.cycles()) for s in loop}
     units = []
     for node, entry, steps in groups:
         into = [(a, b) for a, b in edges if b == entry and (unit_of[a] != node or a == b)]
         out = [(a, b, unit_of[b], (a, b) in back) for a, b in edges
                if unit_of.get(a) == node and b != END and entry_of[unit_of[b]] == b and (unit_of[b] != node or a == b)]
+        loop = loop_of.get(entry)
         units.append(Unit(node=node, entry=entry, steps=steps, starts=entry in entries,
                           forward_in=tuple(link(a, b) for a, b in into if (a, b) not in back),
-                          back_in=tuple(link(a, b) for a, b in into if (a, b) in back), out=tuple(out)))
+                          back_in=tuple(link(a, b) for a, b in into if (a, b) in back), out=tuple(out),
+                          kept=tuple(link(a, b) for a, b in into if loop is not None and loop_of.get(a) != loop)))
     return units
 
 
@@ -116,7 +121,8 @@ class Gate:
             return True, looped
         if any(links.get(name) not in (LIVE, DEAD) for name in unit.forward_in):
             return None
-        return unit.starts or any(links[name] == LIVE for name in unit.forward_in), list(unit.forward_in)
+        live = unit.starts or any(links[name] == LIVE for name in unit.forward_in)
+        return live, [name for name in unit.forward_in if name not in unit.kept]
 
     def chosen(self, update: dict[str, Any]) -> set[str] | None:
         """The route a routing step took (None: every link out of the unit is taken)."""
