@@ -8,12 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from runner.dsl.validate import load_and_validate
 from runner.engine.branches import plan_branches
 from runner.engine.compile import branches_of, compile_graph
-from runner.errors import PlaybookError
 from runner.store import SqliteStore
 from runner.testing import FakeLLMServer
 from tests.conftest import resume, run_playbook, write_playbook, write_summary_child
