@@ -101,7 +101,7 @@ steps:
 outputs:
   notes: ${{ steps.notes.output.text }}
   notes_status: ${{ steps.notes.status }}
-  why: ${{ steps.explain.path }}
+  why: ${{ steps.explain.path | default('') }}
   total: ${{ steps.total.output }}
 """)
     outcome = run_playbook(path)
