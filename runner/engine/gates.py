@@ -148,9 +148,9 @@ class Gate:
             taken = live and (chosen is None or target in chosen or target not in self.routes)
             if closes and taken:
                 links[link(source, target)] = LOOP
-            elif not closes and (taken or not looping):
+            elif not closes and not looping:
                 links[link(source, target)] = LIVE if taken else DEAD
-            else:
+            else:  # a loop not taken; or, going round one, every way on (they wait for the loop to come back)
                 continue
             goto.append(node)
         update["links"] = links
