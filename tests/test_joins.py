@@ -255,3 +255,23 @@ steps:
     done = cli("run", str(path), cwd=project_dir)
     assert done.returncode == 0, done.stderr
     assert [asked(server, f"润色 {n}") for n in (1, 2, 3)] == [1, 1, 1] and asked(server, "资料") == 1
+
+
+def test_a_step_needing_an_error_branch_source_and_a_step_before_it_runs(project_dir: Path,
+                                                                        server: FakeLLMServer) -> None:
+    """Found by the generative benchmark (seed 3850): `report` needs `parse` (after an error branch's source) and
+    `start` (before it); the branch planner took `start` as implied by `parse` and ran `parse → report` as one
+    subgraph, skipped whole when the error branch was taken."""
+    path = write_playbook(project_dir, """
+name: implied
+steps:
+  - {id: start, llm: {prompt: 开始}}
+  - {id: load, tool: file.read, with: {path: missing.md}, on_error: {goto: fallback}}
+  - {id: parse, llm: {prompt: 解析}}
+  - {id: report, needs: [parse, start], llm: {prompt: "报告 ${{ steps.parse.status }}"}}
+  - {id: fallback, llm: {prompt: 兜底}, needs: []}
+""")
+    assert ("parse", "report") not in [(b.entry, b.exit) for b in branches_of(load_and_validate(path))]
+    done = cli("run", str(path), cwd=project_dir)
+    assert done.returncode == 0, done.stderr
+    assert asked(server, "报告 skipped") == 1 and asked(server, "解析") == 0 and asked(server, "兜底") == 1

@@ -19,10 +19,11 @@ class Reach:
     order: list[str]
     before: dict[str, int]  # step → bitset of the steps surely run whenever it runs (itself included)
     at_end: int  # the steps surely run in a run that ends done
+    position: dict[str, int]  # step → its bit
 
     def surely_ran(self, step: str, reader: str | None) -> bool:
         """Whether `step` has run whenever `reader` runs (None: when the run ends done)."""
-        bit = 1 << self.order.index(step)
+        bit = 1 << self.position[step]
         return bool((self.at_end if reader is None else self.before[reader]) & bit)
 
 
@@ -75,5 +76,5 @@ def reach(topo: Topology) -> Reach:
         before.setdefault(step, 1 << index[step])  # only in a cycle of needs, which validate refuses anyway
         if always.get(step):
             at_end |= before[step]
-    return Reach(order, before, at_end)
+    return Reach(order, before, at_end, index)
 

@@ -43,10 +43,13 @@ def _closure(start: str, nexts: dict[str, set[str]]) -> set[str]:
     return seen
 
 
-def _reduced(deps: dict[str, set[str]]) -> dict[str, set[str]]:
+def _reduced(deps: dict[str, set[str]], routes: dict[str, list[str]]) -> dict[str, set[str]]:
     """Without the dependencies another dependency already implies (`needs: [load, scorecard]` when
-    scorecard needs load): they change no start time, and would hide a branch's single exit."""
-    upstream = {s: _closure(s, deps) - {s} for s in deps}
+    scorecard needs load): they change no start time, and would hide a branch's single exit. Implied only along
+    links a route cannot leave dead (runner/engine/gates.py): a step after an error branch's source may be off
+    the path while the step before that source ran, so that need is not implied."""
+    certain = {s: {d for d in ds if s not in routes.get(d, ())} for s, ds in deps.items()}
+    upstream = {s: _closure(s, certain) - {s} for s in deps}
     return {s: {d for d in ds if not any(d in upstream[other] for other in ds if other != d)}
             for s, ds in deps.items()}
 
@@ -54,7 +57,7 @@ def _reduced(deps: dict[str, set[str]]) -> dict[str, set[str]]:
 class _Shape:
     def __init__(self, topo: Topology, plain: set[str]) -> None:
         self.order = topo.order
-        self.deps = _reduced({s: set(topo.deps[s]) for s in topo.order})
+        self.deps = _reduced({s: set(topo.deps[s]) for s in topo.order}, topo.routes)
         self.succ: dict[str, set[str]] = {s: set() for s in topo.order}
         for s in topo.order:
             for d in self.deps[s]:

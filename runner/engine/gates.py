@@ -66,11 +66,16 @@ def plan_units(topo: Topology, groups: list[tuple[str, str, tuple[str, ...]]]) -
     back = topo.back_edges()
     entries = set(topo.entries)
     loop_of = {s: i for i, loop in enumerate(topo.cycles()) for s in loop}
+    sources: dict[str, list[str]] = {}
+    leaving: dict[str, list[tuple[str, str]]] = {}
+    for a, b in edges:
+        sources.setdefault(b, []).append(a)
+        leaving.setdefault(unit_of[a], []).append((a, b))
     units = []
     for node, entry, steps in groups:
-        into = [(a, b) for a, b in edges if b == entry and (unit_of[a] != node or a == b)]
-        out = [(a, b, unit_of[b], (a, b) in back) for a, b in edges
-               if unit_of.get(a) == node and b != END and entry_of[unit_of[b]] == b and (unit_of[b] != node or a == b)]
+        into = [(a, entry) for a in sources.get(entry, []) if unit_of[a] != node or a == entry]
+        out = [(a, b, unit_of[b], (a, b) in back) for a, b in leaving.get(node, [])
+               if b != END and entry_of[unit_of[b]] == b and (unit_of[b] != node or a == b)]
         loop = loop_of.get(entry)
         units.append(Unit(node=node, entry=entry, steps=steps, starts=entry in entries,
                           forward_in=tuple(link(a, b) for a, b in into if (a, b) not in back),
