@@ -187,3 +187,22 @@ def test_a_failure_a_resume_can_fix_keeps_the_hint(project_dir: Path, server: Fa
     assert done.returncode == 1 and "playbook resume r1" in done.stderr, done.stderr
     server.faults.auth_error = False
     assert cli("resume", "r1", cwd=project_dir).returncode == 0
+
+
+def test_a_sub_playbook_that_asks_for_approval_is_refused_before_the_run(project_dir: Path,
+                                                                        server: FakeLLMServer) -> None:
+    write_playbook(project_dir, """
+name: child
+steps:
+  - {id: draft, llm: {prompt: 写}}
+  - {id: check, approval: {title: 审, show: "${{ steps.draft.output }}"}}
+""", "child.yaml")
+    path = write_playbook(project_dir, """
+name: parent
+steps:
+  - {id: paid, llm: {prompt: 先花钱}}
+  - {id: sub, playbook: child.yaml}
+""")
+    done = cli("run", str(path), cwd=project_dir)
+    assert done.returncode == 2 and "sub-playbook 'child.yaml' asks for approval (step 'check')" in done.stderr
+    assert not server.requests  # used to fail after the parent's first call was paid for

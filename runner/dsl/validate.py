@@ -277,6 +277,11 @@ class _Checker:
             self.error(where, f"step '{step.id}': sub-playbook '{step.playbook}' is invalid: {reasons}")
             return
         self.playbook.children[step.id] = child
+        for inner in child.spec.steps:  # a run cannot pause inside a sub-playbook; one behind `when:` may never ask
+            if inner.approval is not None and inner.when is None:
+                self.error(where, f"step '{step.id}': sub-playbook '{step.playbook}' asks for approval (step "
+                                  f"'{inner.id}'), which a sub-playbook cannot do yet; move the approval to this "
+                                  "playbook, or put it behind a `when:` the sub-playbook's inputs turn off")
         args = step.with_ or {}
         for name in args:
             if name not in child.spec.inputs:

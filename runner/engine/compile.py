@@ -27,6 +27,12 @@ def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str
     return {**(left or {}), **(right or {})}
 
 
+# LangGraph checkpoints only when the graph stops (an approval, the end, an error), not after every step:
+# each checkpoint holds the whole state (3.4 MB at step 14 of a 2,000-comment digest), and the journal already
+# makes a re-run of any finished step free — a killed run continues from its last stop with nothing repeated.
+DURABILITY = "exit"
+
+
 def latest(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any] | None:
     """Reducer: the decision taken last."""
     return right

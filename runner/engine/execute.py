@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,26 +19,22 @@ from runner.config import Project
 from runner.dsl import templates
 from runner.dsl.spec import Step
 from runner.dsl.validate import Playbook, load_and_validate
-from runner.engine.compile import compile_graph
+from runner.engine.child_run import check_every_step_reached, render_outputs, run_child
+from runner.engine.compile import DURABILITY, compile_graph
 from runner.engine.events import EventsFile, HookList, Hooks, Redactor
-from runner.engine.gates import NodeFunction, never_reached
+from runner.engine.gates import NodeFunction
 from runner.engine.liveness import HOST, run_alive, this_process
 from runner.engine.nodes import STEP_KINDS, RunContext, StepContext
 from runner.engine.nodes.base import MapDistributor, skipped_result
 from runner.engine.nodes.map import run_map
 from runner.engine.nodes.on_error import error_record, fallback, problems_of, tolerable
 from runner.engine.step_log import StepLog
-from runner.errors import DecisionTaken, NoSuchRun, RunCancelled, RunError, TemplateFailed, interrupted
+from runner.errors import DecisionTaken, NoSuchRun, RunCancelled, RunError, interrupted
 from runner.models.llm import LlmClient
 from runner.registry import ToolFixtures, close_resources, run_started
 from runner.store import checkpointer, open_store
 
 DEFAULT_MAX_VISITS = 100
-# LangGraph checkpoints only when the graph stops (an approval, the end, an error), not after every step:
-# each checkpoint holds the whole state (3.4 MB at step 14 of a 2,000-comment digest), and the journal already
-# makes a re-run of any finished step free — a killed run continues from its last stop with nothing repeated.
-DURABILITY = "exit"
-CHILD_OUTPUTS = "__outputs__"  # journal step under which a finished sub-playbook's outputs are kept unredacted
 
 
 @dataclass
@@ -121,7 +118,7 @@ class StepNode:
         return result
 
 
-def _node_factory(rc: RunContext) -> Callable[[Step], NodeFunction]:
+def node_factory(rc: RunContext) -> Callable[[Step], NodeFunction]:
     return lambda step: StepNode(rc, step)
 
 
@@ -150,7 +147,8 @@ class Runner:
                           llm=self.llm, hooks=hooks, redact=redact, run_dir=run_dir,
                           started_at=run["started_at"], max_cost=max_cost, spent=run["cost"] or 0.0,
                           tokens_in=run["tokens_in"] or 0, tokens_out=run["tokens_out"] or 0,
-                          tool_fixtures=self.tool_fixtures, run_child=run_child, distribute=self.distribute,
+                          tool_fixtures=self.tool_fixtures, run_child=partial(run_child, nodes=node_factory),
+                          distribute=self.distribute,
                           shared_budget=self.distribute is not None)
 
     def context(self, run: dict[str, Any]) -> RunContext:
@@ -257,7 +255,7 @@ class Runner:
         config = {"configurable": {"thread_id": rc.run_id}, "recursion_limit": 10_000}
         outcome = RunOutcome(rc.run_id, "failed", run_dir=str(rc.run_dir))
         async with checkpointer(self.project) as saver:
-            graph = compile_graph(rc.playbook, _node_factory(rc), checkpointer=saver)
+            graph = compile_graph(rc.playbook, node_factory(rc), checkpointer=saver)
             run_started()
             try:
                 snapshot = await graph.aget_state(config)
@@ -361,26 +359,6 @@ def _resume_command(rc: RunContext, snapshot: Any, decision: dict[str, Any] | No
     return Command(resume=answers or {waiting[0].id: decision})
 
 
-def render_outputs(rc: RunContext, final: dict[str, Any]) -> dict[str, Any]:
-    """The playbook's `outputs:` from the run's final state; one that cannot be evaluated fails the run, naming
-    the output and the expression."""
-    context = StepContext(rc, rc.playbook.spec.steps[-1], 0, final).template_context()
-    try:
-        outputs: dict[str, Any] = templates.render(rc.playbook.spec.outputs, context)
-    except templates.TemplateError as exc:
-        raise TemplateFailed(f"{exc.where('outputs')}: {exc}") from None
-    return outputs
-
-
-def check_every_step_reached(playbook: Playbook, final: dict[str, Any]) -> None:
-    """A run that ended with a step neither run nor skipped as off the path is not done (runner/engine/gates.py
-    makes this impossible for a playbook that validates; this says so loudly if it ever is not)."""
-    missed = never_reached(playbook.topology.order, final.get("paths") or {}, final.get("steps") or {})
-    if missed:
-        raise RunError(f"the run ended before step '{missed[0]}' was reached or skipped; this is a bug in the "
-                       f"runner — please report it with the playbook file ({playbook.path})", step=missed[0])
-
-
 async def _problems(graph: Any, config: dict[str, Any]) -> list[dict[str, Any]]:
     """What the run went on past so far (on_error), from its last checkpoint — so a failed or waiting run,
     and a resumed one, report them too."""
@@ -390,45 +368,3 @@ async def _problems(graph: Any, config: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     values = getattr(snapshot, "values", None) or {}
     return problems_of(values.get("steps") or {})
-
-
-async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
-                    run_id: str) -> tuple[Any, dict[str, float]]:
-    """Run a sub-playbook to completion inside the parent's step; returns its outputs and what its LLM calls
-    used (the parent's step reports them as its own)."""
-    existing = parent.store.get_run(run_id)
-    if existing is None:
-        parent.store.create_run(id=run_id, playbook=child.spec.name, path=str(child.path),
-                                source=child.loaded.text, status="running", started_at=time.time(),
-                                inputs=inputs, parent=parent.run_id, **this_process())
-    elif existing["status"] == "done":  # the journal keeps the outputs as they were; the run row is redacted
-        recorded = parent.store.journal_get(run_id, CHILD_OUTPUTS, 0, "outputs")
-        return (recorded["value"] if recorded is not None else existing["outputs"] or {}), {}
-    run = parent.store.get_run(run_id)
-    assert run is not None
-    rc = RunContext(run_id=run_id, playbook=child, project=parent.project, store=parent.store,
-                    llm=parent.llm, hooks=parent.hooks, redact=parent.redact, run_dir=parent.run_dir,
-                    started_at=run["started_at"], max_cost=parent.max_cost, spent=parent.spent,
-                    tool_fixtures=parent.tool_fixtures, run_child=run_child)
-    config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
-    state = {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
-             "run": {"date": datetime.now().strftime("%Y-%m-%d")}}
-    spent_before = parent.spent
-    async with checkpointer(parent.project) as saver:
-        graph = compile_graph(child, _node_factory(rc), checkpointer=saver)
-        started = bool((await graph.aget_state(config)).values)
-        final = await graph.ainvoke(None if started else state, config, durability=DURABILITY)
-    # the parent's run row counts what its sub-playbooks used, so its tokens and cost are the whole story
-    parent.store.add_usage(parent.run_id, rc.tokens_in, rc.tokens_out, rc.spent - parent.spent)
-    parent.tokens_in += rc.tokens_in
-    parent.tokens_out += rc.tokens_out
-    parent.spent = rc.spent
-    if isinstance(final, dict) and final.get("__interrupt__"):
-        raise RunError(f"sub-playbook '{child.spec.name}' asks for approval; approvals inside "
-                       "sub-playbooks are not supported yet — move the approval to the parent")
-    check_every_step_reached(child, final)
-    outputs = render_outputs(rc, final)
-    parent.store.journal_put(run_id, CHILD_OUTPUTS, 0, "outputs", {"value": outputs})
-    parent.store.update_run(run_id, status="done", outputs=parent.redact.value(outputs), ended_at=time.time())
-    return outputs, {"tokens_in": rc.tokens_in, "tokens_out": rc.tokens_out, "cost": rc.spent - spent_before,
-                     "llm_calls": rc.llm_calls}

@@ -1,0 +1,84 @@
+"""A sub-playbook run to completion inside its parent's step, and what ends every run: each step reached or
+skipped, the outputs evaluated."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from runner.dsl import templates
+from runner.dsl.spec import Step
+from runner.dsl.validate import Playbook
+from runner.engine.compile import DURABILITY, compile_graph
+from runner.engine.gates import NodeFunction, never_reached
+from runner.engine.liveness import this_process
+from runner.engine.nodes import RunContext, StepContext
+from runner.errors import RunError, TemplateFailed
+from runner.store import checkpointer
+
+CHILD_OUTPUTS = "__outputs__"  # journal step under which a finished sub-playbook's outputs are kept unredacted
+
+
+def render_outputs(rc: RunContext, final: dict[str, Any]) -> dict[str, Any]:
+    """The playbook's `outputs:` from the run's final state; one that cannot be evaluated fails the run, naming
+    the output and the expression."""
+    context = StepContext(rc, rc.playbook.spec.steps[-1], 0, final).template_context()
+    try:
+        outputs: dict[str, Any] = templates.render(rc.playbook.spec.outputs, context)
+    except templates.TemplateError as exc:
+        raise TemplateFailed(f"{exc.where('outputs')}: {exc}") from None
+    return outputs
+
+
+def check_every_step_reached(playbook: Playbook, final: dict[str, Any]) -> None:
+    """A run that ended with a step neither run nor skipped as off the path is not done (runner/engine/gates.py
+    makes this impossible for a playbook that validates; this says so loudly if it ever is not)."""
+    missed = never_reached(playbook.topology.order, final.get("paths") or {}, final.get("steps") or {})
+    if missed:
+        raise RunError(f"the run ended before step '{missed[0]}' was reached or skipped; this is a bug in the "
+                       f"runner — please report it with the playbook file ({playbook.path})", step=missed[0])
+
+
+async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any], run_id: str, *,
+                    nodes: Callable[[RunContext], Callable[[Step], NodeFunction]]) -> tuple[Any, dict[str, float]]:
+    """Run a sub-playbook to completion inside the parent's step; returns its outputs and what its LLM calls
+    used (the parent's step reports them as its own). `nodes`: the executor's step nodes for a run."""
+    existing = parent.store.get_run(run_id)
+    if existing is None:
+        parent.store.create_run(id=run_id, playbook=child.spec.name, path=str(child.path),
+                                source=child.loaded.text, status="running", started_at=time.time(),
+                                inputs=inputs, parent=parent.run_id, **this_process())
+    elif existing["status"] == "done":  # the journal keeps the outputs as they were; the run row is redacted
+        recorded = parent.store.journal_get(run_id, CHILD_OUTPUTS, 0, "outputs")
+        return (recorded["value"] if recorded is not None else existing["outputs"] or {}), {}
+    run = parent.store.get_run(run_id)
+    assert run is not None
+    rc = RunContext(run_id=run_id, playbook=child, project=parent.project, store=parent.store,
+                    llm=parent.llm, hooks=parent.hooks, redact=parent.redact, run_dir=parent.run_dir,
+                    started_at=run["started_at"], max_cost=parent.max_cost, spent=parent.spent,
+                    tool_fixtures=parent.tool_fixtures, run_child=partial(run_child, nodes=nodes))
+    config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
+    state = {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
+             "run": {"date": datetime.now().strftime("%Y-%m-%d")}}
+    spent_before = parent.spent
+    async with checkpointer(parent.project) as saver:
+        graph = compile_graph(child, nodes(rc), checkpointer=saver)
+        started = bool((await graph.aget_state(config)).values)
+        final = await graph.ainvoke(None if started else state, config, durability=DURABILITY)
+    # the parent's run row counts what its sub-playbooks used, so its tokens and cost are the whole story
+    parent.store.add_usage(parent.run_id, rc.tokens_in, rc.tokens_out, rc.spent - parent.spent)
+    parent.tokens_in += rc.tokens_in
+    parent.tokens_out += rc.tokens_out
+    parent.spent = rc.spent
+    if isinstance(final, dict) and final.get("__interrupt__"):
+        raise RunError(f"sub-playbook '{child.spec.name}' asks for approval; approvals inside "
+                       "sub-playbooks are not supported yet — move the approval to the parent")
+    check_every_step_reached(child, final)
+    outputs = render_outputs(rc, final)
+    parent.store.journal_put(run_id, CHILD_OUTPUTS, 0, "outputs", {"value": outputs})
+    parent.store.update_run(run_id, status="done", outputs=parent.redact.value(outputs), ended_at=time.time())
+    return outputs, {"tokens_in": rc.tokens_in, "tokens_out": rc.tokens_out, "cost": rc.spent - spent_before,
+                     "llm_calls": rc.llm_calls}
