@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
+import re
+import shlex
+import shutil
 from collections import defaultdict
 from datetime import date
 from pathlib import Path
@@ -68,12 +72,34 @@ def test_kpi_report_on_an_order_export_matches_an_independent_computation(
     assert "1997-W01（5 天）" in report and "1997-W08（3 天）" in report
 
 
-def test_an_order_export_without_aggregate_stops_and_shows_the_aggregate_to_write(project_dir: Path) -> None:
+def test_an_order_export_without_aggregate_stops_with_a_command_that_works_when_pasted(
+        project_dir: Path, server: FakeLLMServer) -> None:
+    server.add_rule("数据截至", {"headline": "订单走势平稳", "narrative": "见下表。", "actions": ["一、关注复购"]})
     done = cli("run", str(ROOT / "playbooks" / "kpi_report.yaml"), "-i", f"table={ORDERS}", cwd=project_dir)
     assert done.returncode == 1, done.stdout
     assert "repeat a time already seen" in done.stderr and "one row per order or event" in done.stderr
-    assert "aggregate: {records: count, users: nunique(user_id), quantity: sum(quantity), amount: sum(amount)}" \
-        in done.stderr
+    hint = next(line.strip() for line in done.stderr.splitlines() if line.strip().startswith("playbook run "))
+    assert "'aggregate={records: count, users: nunique(user_id), quantity: sum(quantity), amount: sum(amount)}'" \
+        in hint
+    pasted = cli(*shlex.split(hint)[1:], cwd=project_dir)
+    assert pasted.returncode == 0, pasted.stderr
+
+
+def test_the_readme_command_for_order_exports_runs_as_pasted(project_dir: Path, server: FakeLLMServer) -> None:
+    server.add_rule("数据截至", {"headline": "订单走势平稳", "narrative": "见下表。", "actions": ["一、关注复购"]})
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```bash\n\s*(playbook run playbooks/kpi_report\.yaml -i table=examples/orders/.*?)\n\s*```",
+                      readme, re.DOTALL)
+    assert block is not None
+    shutil.copytree(ROOT / "playbooks", project_dir / "playbooks")
+    shutil.copytree(ROOT / "examples" / "orders", project_dir / "examples" / "orders")
+    words = shlex.split(block.group(1).replace("\\\n", " "))
+    assert words[:2] == ["playbook", "run"] and any(w.startswith("aggregate={") for w in words)
+    done = cli(*words[1:], cwd=project_dir)
+    assert done.returncode == 0, done.stderr
+    (summary,) = (project_dir / ".playbook" / "runs").glob("*/run.json")
+    outputs = json.loads(summary.read_text(encoding="utf-8"))["outputs"]
+    assert {row["metric"] for row in outputs["weeks"]} == {"订单数", "买家数", "销售额"}
 
 
 def test_identifier_columns_are_never_metrics(tmp_path: Path) -> None:

@@ -164,14 +164,28 @@ async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
         raise ToolArgumentError("aggregate", (
             f"'{args.path}': {repeated} of {len(times)} rows repeat a time already seen — this looks like one row "
             f"per order or event, not one row per day or time, and summing or charting "
-            f"it row by row would be wrong. Say how rows roll up to a day with `aggregate:`, e.g.\n"
-            f"  aggregate: {suggest_aggregate(columns, [c for c in numeric if c != args.time])}\n"
-            f"(in kpi_report: -i aggregate='...'; rules: count, sum, mean, min, max, nunique)"))
+            f"it row by row would be wrong. Say how rows roll up to a day with `aggregate:` (rules: count, sum, "
+            f"mean, min, max, nunique), e.g.\n"
+            f"  {_again_with(ctx, args.path, suggest_aggregate(columns, [c for c in numeric if c != args.time]))}"))
     stamp = stamper(times)
     out = [{**row, args.time: stamp(m)} for m, row in rows]
     return LoadOutput(rows=out, values=metrics, count=len(out), start=stamp(times[0]) if times else None,
                       end=stamp(times[-1]) if times else None,
                       missing={m: sum(r[m] is None for r in out) for m in metrics}, duplicate_times=repeated)
+
+
+def _again_with(ctx: ToolContext, table: str, aggregate: str) -> str:
+    """The command that runs this playbook again on the same table with `aggregate` given — pasteable when the
+    playbook takes `aggregate` as an input (kpi_report does) — else the `aggregate:` argument to write."""
+    import shlex
+
+    run = ctx.store.get_run(ctx.run_id.split(".")[0]) if ctx.store is not None else None
+    inputs = (run or {}).get("inputs") or {}
+    given = next((name for name, value in inputs.items() if value == table), None)
+    if run is None or given is None or "aggregate" not in inputs:
+        return f"aggregate: {aggregate}"
+    return (f"playbook run {shlex.quote(str(run['path']))} -i {shlex.quote(f'{given}={table}')} "
+            f"-i {shlex.quote(f'aggregate={aggregate}')}")
 
 
 def _load_aggregated(args: LoadInput, raw: list[dict[str, Any]], columns: list[str]) -> LoadOutput:

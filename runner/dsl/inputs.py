@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +40,34 @@ def coerce(name: str, spec: InputSpec, value: Any) -> Any:
             raise ValueError(f"expected true or false, got {value!r}")
     elif kind in ("list", "object"):
         if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                if kind == "list":
-                    value = [v.strip() for v in value.split(",") if v.strip()]
-                else:
-                    raise ValueError("expected a JSON object, e.g. '{\"k\": 1}'") from None
+            value = _flow(value, kind)
         wanted = list if kind == "list" else dict
         if not isinstance(value, wanted):
             raise ValueError(f"expected a {kind}, got {type(value).__name__}")
     if spec.enum is not None and value not in spec.enum:
         raise ValueError(f"{value!r} is not one of {spec.enum}")
+    return value
+
+
+def _flow(text: str, kind: str) -> Any:
+    """A list or object written on a command line or in a form, as people write them: YAML flow —
+    `{订单数: count, 销售额: sum(amount)}`, `[AI, 手机]` — or JSON (a subset of it); a list also as `AI,手机`."""
+    from runner.dsl.yaml_loader import safe_load
+    from runner.errors import PlaybookError
+
+    try:
+        value = safe_load(text, "input")
+    except PlaybookError as exc:
+        reason = str(exc.diagnostics[0].message) if exc.diagnostics else str(exc)
+        if kind == "list" and not text.lstrip().startswith("["):
+            return [v.strip() for v in text.split(",") if v.strip()]
+        example = "[AI, 手机]" if kind == "list" else "{订单数: count, 销售额: sum(amount)}"
+        raise ValueError(f"cannot read {text!r} as {'an' if kind == 'object' else 'a'} {kind} ({reason}); "
+                         f"write it like '{example}'") from None
+    if kind == "list" and not isinstance(value, list):
+        return [v.strip() for v in text.split(",") if v.strip()]
+    if kind == "object" and not isinstance(value, dict):
+        raise ValueError(f"expected a mapping like '{{订单数: count, 销售额: sum(amount)}}', got {text!r}")
     return value
 
 
