@@ -8,6 +8,7 @@ import io
 import json
 import threading
 import zipfile
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -220,6 +221,7 @@ class SheetWriteOutput(BaseModel):
     path: str
     count: int
     sheet: str
+    notice: str | None = Field(None, description="what was changed to fit the file (control characters removed)")
 
 
 @tool("sheet.write")
@@ -252,9 +254,18 @@ def _write(args: SheetWriteInput, ctx: ToolContext, target: Path) -> SheetWriteO
     if not ledger.known() and target.exists() and (suffix == ".xlsx" or args.mode == "append"):
         _seed(ledger, target, args.path)  # the file was there before this run wrote to it: keep what it holds
     ledger.put(args.sheet if suffix == ".xlsx" else "", ctx.step_id, headers, rows, args.mode)
+    removed: Counter[str] = Counter()
     with atomic.replacing(target) as temporary:
-        {".xlsx": _render_xlsx, ".csv": _render_csv, ".jsonl": _render_jsonl}[suffix](ledger, temporary)
-    return SheetWriteOutput(path=str(target), count=len(args.rows), sheet=args.sheet)
+        if suffix == ".xlsx":
+            removed = _render_xlsx(ledger, temporary)
+        else:
+            {".csv": _render_csv, ".jsonl": _render_jsonl}[suffix](ledger, temporary)
+    notice = None
+    if removed:
+        where = "，".join(f"{column} {count} 个" for column, count in removed.most_common())
+        notice = (f"去掉了 {sum(removed.values())} 个工作簿存不下的控制字符（{where}）；"
+                  "其余文字原样保存")
+    return SheetWriteOutput(path=str(target), count=len(args.rows), sheet=args.sheet, notice=notice)
 
 
 def _seed(ledger: Ledger, target: Path, name: str) -> None:
@@ -301,14 +312,18 @@ def _cell(value: Any) -> Any:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _render_xlsx(ledger: Ledger, temporary: Path) -> None:
-    """Every sheet of the ledger, streamed (openpyxl write-only mode: memory does not grow with the rows)."""
+def _render_xlsx(ledger: Ledger, temporary: Path) -> Counter[str]:
+    """Every sheet of the ledger, streamed (openpyxl write-only mode: memory does not grow with the rows). Returns
+    how many control characters a workbook cannot hold (`\x0b`, `\x1b`, … in a review or a model's text) were
+    taken out, per column: openpyxl refuses the whole file over one."""
     import openpyxl
     from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
 
     book = openpyxl.Workbook(write_only=True)
+    removed: Counter[str] = Counter()
     bold, fill = Font(bold=True, color="FFFFFF"), PatternFill("solid", fgColor="4472C4")
     wrap = Alignment(wrap_text=True, vertical="top")
     for sheet, columns, rows in ledger.sheets():
@@ -324,7 +339,7 @@ def _render_xlsx(ledger: Ledger, temporary: Path) -> None:
         ws.freeze_panes = "A2"
         header = []
         for column in columns:
-            cell = WriteOnlyCell(ws, value=column)
+            cell = WriteOnlyCell(ws, value=ILLEGAL_CHARACTERS_RE.sub("", column))
             cell.font, cell.fill = bold, fill
             header.append(cell)
         ws.append(header)
@@ -332,6 +347,9 @@ def _render_xlsx(ledger: Ledger, temporary: Path) -> None:
             values: list[Any] = []
             for column in columns:
                 value = _cell(row.get(column))
+                if isinstance(value, str) and ILLEGAL_CHARACTERS_RE.search(value):
+                    value, count = ILLEGAL_CHARACTERS_RE.subn("", value)
+                    removed[column] += count
                 if isinstance(value, str) and len(value) > 40:
                     cell = WriteOnlyCell(ws, value=value)
                     cell.alignment = wrap
@@ -340,6 +358,7 @@ def _render_xlsx(ledger: Ledger, temporary: Path) -> None:
                     values.append(value)
             ws.append(values)
     book.save(temporary)
+    return removed
 
 
 def _sheet_names(path: Path, name: str) -> list[str | None]:
