@@ -119,3 +119,25 @@ def test_the_anomaly_method_says_which_points_had_less_history_than_the_window(t
     assert "前 5 个点之前不足 5 个点，不做判断" in out.method
     assert "接下来的 9 个点（到 2026-01-14 为止）只用之前的 5–13 个点判断，少于窗口" in out.method
     assert [p.score is None for p in out.points[:6]] == [True] * 5 + [False]
+
+
+def test_column_names_as_they_are_brackets_full_width_and_spaces(tmp_path: Path) -> None:
+    table = tmp_path / "flights.csv"
+    lines = ["航班日期, 航班号,起飞延误（分钟）,票价 (元)"]
+    flights = [("2026-03-01", "MU5101", 12, 980.0), ("2026-03-01", "CA1501", 30, 1020.0),
+               ("2026-03-02", "MU5101", 0, 990.5), ("2026-03-02", "CZ3101", 45, 870.0),
+               ("2026-03-02", "CA1501", 9, 1000.0)]
+    lines += [f"{d},{n},{m},{p}" for d, n, m, p in flights]
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rules = {"航班数": "count", "平均延误": "mean(起飞延误(分钟))", "平均票价": "mean('票价 (元)')",
+             "航班": "nunique(航班号)"}
+    loaded = asyncio.run(call_tool("metrics.load", {"path": str(table), "time": "航班日期", "aggregate": rules},
+                                   run_dir=tmp_path))
+    by_day = {row["航班日期"]: row for row in loaded.rows}
+    for day in ("2026-03-01", "2026-03-02"):
+        todays = [f for f in flights if f[0] == day]
+        assert by_day[day]["航班数"] == len(todays)
+        assert by_day[day]["平均延误"] == pytest.approx(sum(f[2] for f in todays) / len(todays))
+        assert by_day[day]["平均票价"] == pytest.approx(sum(f[3] for f in todays) / len(todays))
+        assert by_day[day]["航班"] == len({f[1] for f in todays})
+    assert loaded.rules["平均延误"] == "mean(起飞延误（分钟）)"  # the column as the file spells it

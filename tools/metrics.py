@@ -20,6 +20,7 @@ from tools.metrics_rollup import (
     PERIODS,
     parse_rules,
     rollup,
+    same_column,
     suggest_aggregate,
 )
 
@@ -145,8 +146,11 @@ async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
     if not raw:
         raise ToolArgumentError("path", f"'{args.path}' has no rows; there is nothing to report on")
     columns = list(raw[0])
-    if raw and args.time not in columns:
+    time_column = same_column(args.time, columns)
+    if time_column is None:
         raise ToolArgumentError("time", f"no column '{args.time}' in '{args.path}' (columns: {', '.join(columns)})")
+    values = [same_column(v, columns) or v for v in args.values] if args.values is not None else None
+    args = args.model_copy(update={"time": time_column, "values": values})
     if args.aggregate:
         return _load_aggregated(args, raw, columns)
     numeric = _numeric_columns(raw, columns, args.time)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import statistics
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -18,7 +19,7 @@ from tools.columns import is_id_name
 
 FUNCTIONS = ("count", "sum", "mean", "min", "max", "nunique")
 PERIODS = ("hour", "day", "week", "month")
-_RULE = re.compile(r"^\s*(\w+)\s*(?:\(\s*([^()]*?)\s*\))?\s*$")
+_RULE = re.compile(r"^\s*(\w+)\s*(?:\((.*)\))?\s*$", re.DOTALL)  # the column: all between the outer brackets
 @dataclass(frozen=True)
 class Rule:
     name: str
@@ -38,15 +39,40 @@ def parse_rules(aggregate: dict[str, str], columns: list[str]) -> list[Rule]:
         if not match or match.group(1) not in FUNCTIONS:
             raise ToolArgumentError("aggregate", f"{name}: '{text}' is not a rule; write count, or one of "
                                     f"{', '.join(f + '(column)' for f in FUNCTIONS[1:])}")
-        function, column = match.group(1), match.group(2) or None
+        function, column = match.group(1), _unquoted(match.group(2) or "") or None
         if function != "count" and column is None:
             raise ToolArgumentError("aggregate", f"{name}: {function} needs a column, e.g. {function}(amount)")
-        if column is not None and columns and column not in columns:
-            from runner.errors import did_you_mean
+        if column is not None and columns:
+            found = same_column(column, columns)
+            if found is None:
+                from runner.errors import did_you_mean
 
-            raise ToolArgumentError("aggregate", f"{name}: no column '{column}'{did_you_mean(column, columns)}")
+                raise ToolArgumentError("aggregate", f"{name}: no column '{column}'{did_you_mean(column, columns)}")
+            column = found
         rules.append(Rule(str(name), function, column))
     return rules
+
+
+def same_column(name: str, columns: list[str]) -> str | None:
+    """The column `name` means, written as it is or with other spaces and full-width or half-width forms
+    (`起飞延误(分钟)` for `起飞延误（分钟）`)."""
+    if name in columns:
+        return name
+    wanted = _plain(name)
+    return next((c for c in columns if _plain(c) == wanted), None)
+
+
+def _plain(text: str) -> str:
+    return "".join(unicodedata.normalize("NFKC", text).split())
+
+
+def _unquoted(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'“”‘’":
+        return text[1:-1].strip()
+    if len(text) >= 2 and text[0] in "“‘" and text[-1] in "”’":
+        return text[1:-1].strip()
+    return text
 
 
 def period_key(moment: datetime, period: str) -> str:
