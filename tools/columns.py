@@ -13,12 +13,43 @@ from runner.errors import did_you_mean
 from runner.registry import ToolArgumentError
 
 _ID_NAME = re.compile(r"(?:^|[^a-z])(?:u?id|uuid|no|sn)$|^(?:u?id|uuid)(?:[^a-z]|$)|"
-                      r"(?:user|customer|order|member|device|account|item|sku)id$|编号|单号|订单号|账号|流水号|序号")
+                      r"(?:user|customer|order|member|device|account|item|sku)id$|"
+                      r"编号|单号|订单号|账号|流水号|序号|编码|代码|身份证|手机|电话|号码?$")
 
 
 def is_id_name(name: str) -> bool:
-    """Column names that hold identifiers (user_id, uid, 订单编号 …): never summed as a metric."""
+    """Column names that hold identifiers (user_id, uid, 订单编号, 航班号, 机尾号, 会员号, 手机号, 工号 …): never
+    summed as a metric."""
     return bool(_ID_NAME.search(str(name).strip().lower()))
+
+
+def not_a_measure(values: list[Any]) -> str | None:
+    """Why a numeric column is not a quantity to add up, judged by its values ('identifiers', 'clock times'), or
+    None. Identifiers: whole numbers, nine in ten distinct, of one length or one near-consecutive run (order
+    numbers, row numbers). Clock times: whole numbers read as HHMM (`计划起飞` 1435), never a minute past 59."""
+    numbers = []
+    for value in values:
+        if value in (None, ""):
+            continue
+        try:
+            number = float(str(value).replace(",", ""))
+        except ValueError:
+            return None
+        if not number.is_integer() or number < 0:
+            return None
+        numbers.append(int(number))
+    if len(numbers) < 20:
+        return None
+    if all(n <= 2359 and n % 100 < 60 for n in numbers) and sum(n >= 100 for n in numbers) >= len(numbers) * 0.3:
+        return "clock times"
+    distinct = set(numbers)
+    if len(distinct) >= 0.9 * len(numbers):
+        lengths = [len(str(n)) for n in numbers]
+        one_length = max(lengths.count(k) for k in set(lengths)) >= 0.9 * len(numbers) and min(lengths) >= 4
+        run = len(distinct) == len(numbers) and max(distinct) - min(distinct) + 1 <= 1.1 * len(distinct)
+        if one_length or run:
+            return "identifiers"
+    return None
 
 
 def _is_number(value: Any) -> bool:

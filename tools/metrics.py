@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runner import atomic
 from runner.registry import ToolArgumentError, ToolContext, file_check, tool
-from tools.columns import is_id_name
+from tools.columns import is_id_name, not_a_measure
 from tools.metrics_rollup import (
     PERIODS,
     parse_rules,
@@ -109,6 +109,11 @@ def _is_number(value: Any) -> bool:
         return False
 
 
+def is_metric(raw: list[dict[str, Any]], column: str) -> bool:
+    """A numeric column worth adding up: not named like an identifier, not identifiers or clock times by value."""
+    return not is_id_name(column) and not_a_measure([r.get(column) for r in raw]) is None
+
+
 def _numeric_columns(raw: list[dict[str, Any]], columns: list[str], time: str) -> list[str]:
     return [c for c in columns if c != time and any(_is_number(r.get(c)) for r in raw)
             and all(_is_number(r.get(c)) or r.get(c) in (None, "") for r in raw)]
@@ -154,7 +159,7 @@ async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
     if args.aggregate:
         return _load_aggregated(args, raw, columns)
     numeric = _numeric_columns(raw, columns, args.time)
-    metrics = args.values if args.values is not None else [c for c in numeric if not is_id_name(c)]
+    metrics = args.values if args.values is not None else [c for c in numeric if is_metric(raw, c)]
     for name in metrics:
         if raw and name not in columns:
             raise ToolArgumentError("values", f"no column '{name}' in '{args.path}' (columns: {', '.join(columns)})")
@@ -170,7 +175,7 @@ async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
             f"per order or event, not one row per day or time, and summing or charting "
             f"it row by row would be wrong. Say how rows roll up to a day with `aggregate:` (rules: count, sum, "
             f"mean, min, max, nunique), e.g.\n"
-            f"  {_again_with(ctx, args.path, suggest_aggregate(columns, [c for c in numeric if c != args.time]))}"))
+            f"  {_again_with(ctx, args.path, suggest_aggregate(columns, [c for c in numeric if is_metric(raw, c)]))}"))
     stamp = stamper(times)
     out = [{**row, args.time: stamp(m)} for m, row in rows]
     return LoadOutput(rows=out, values=metrics, count=len(out), start=stamp(times[0]) if times else None,

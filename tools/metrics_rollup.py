@@ -6,6 +6,7 @@ the distinct user ids of that week's orders, never the sum of each day's distinc
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import unicodedata
@@ -151,9 +152,15 @@ def rollup(events: Iterable[tuple[datetime, dict[str, Any]]], rules: list[Rule],
 def suggest_aggregate(columns: list[str], numeric: list[str]) -> str:
     """The `aggregate:` a user probably wants for an event-level table, as a YAML flow mapping."""
     parts = ["records: count"]
-    parts += [f"{_plural(c)}: nunique({c})" for c in columns if is_id_name(c)][:2]
-    parts += [f"{c}: sum({c})" for c in numeric if not is_id_name(c)]
+    parts += [f"{_flow(_plural(c))}: {_flow(f'nunique({c})')}" for c in columns if is_id_name(c)][:2]
+    parts += [f"{_flow(c)}: {_flow(f'sum({c})')}" for c in numeric if not is_id_name(c)]
     return "{" + ", ".join(parts) + "}"
+
+
+def _flow(text: str) -> str:
+    """`text` as a YAML flow scalar: as it is, or in double quotes when it holds what YAML would read otherwise."""
+    plain = text == text.strip() and not re.search(r"[,:{}\[\]#&*!|>'\"%@`]", text)
+    return text if plain else json.dumps(text, ensure_ascii=False)
 
 
 def _plural(column: str) -> str:
