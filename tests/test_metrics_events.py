@@ -145,17 +145,18 @@ def test_column_names_as_they_are_brackets_full_width_and_spaces(tmp_path: Path)
 
 def test_chinese_identifiers_and_clock_times_are_never_metrics(tmp_path: Path) -> None:
     table = tmp_path / "flights.csv"
-    rows = ["日期,航班号,机尾号,计划起飞,编号,起飞延误（分钟）"]
+    rows = ["日期,航班号,机尾号,计划起飞,member,起飞延误（分钟）,客座"]
     for i in range(40):
         rows.append(f"2026-03-{1 + i % 5:02d},MU{5100 + i},B-{6000 + i},{(6 + i % 16) * 100 + (i * 7) % 60},"
-                    f"{880001 + i * 3},{(i * 13) % 50}")
+                    f"{13800138000 + i * 7919},{(i * 13) % 50},{5000 + i * 97}")
     table.write_text("\n".join(rows) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match="repeat a time already seen") as caught:
         asyncio.run(call_tool("metrics.load", {"path": str(table), "time": "日期"}, run_dir=tmp_path))
     hint = str(caught.value)
     assert "sum(起飞延误（分钟）)" in hint or '"sum(起飞延误（分钟）)"' in hint
-    for column in ("航班号", "机尾号", "计划起飞", "编号"):
+    for column in ("航班号", "机尾号", "计划起飞", "member"):
         assert f"sum({column})" not in hint, hint
+    assert "sum(客座)" in hint  # four-digit distinct whole numbers are still a measure (page views, seats)
     daily = tmp_path / "daily.csv"
     daily.write_text("日期,计划起飞,订单号,起飞延误（分钟）\n" + "".join(
         f"2026-03-{d:02d},{600 + d * 37 % 60 + (d % 12) * 100},{100200 + d},{d * 3}\n" for d in range(1, 29)),

@@ -25,8 +25,8 @@ def is_id_name(name: str) -> bool:
 
 def not_a_measure(values: list[Any]) -> str | None:
     """Why a numeric column is not a quantity to add up, judged by its values ('identifiers', 'clock times'), or
-    None. Identifiers: whole numbers, nine in ten distinct, of one length or one near-consecutive run (order
-    numbers, row numbers). Clock times: whole numbers read as HHMM (`计划起飞` 1435), never a minute past 59."""
+    None. Identifiers: whole numbers, nine in ten distinct, all of ten digits or more and one length (phone and
+    order numbers), or one consecutive run (row numbers). Clock times: whole numbers read as HHMM (`计划起飞` 1435), never a minute past 59."""
     numbers = []
     for value in values:
         if value in (None, ""):
@@ -45,7 +45,9 @@ def not_a_measure(values: list[Any]) -> str | None:
     distinct = set(numbers)
     if len(distinct) >= 0.9 * len(numbers):
         lengths = [len(str(n)) for n in numbers]
-        one_length = max(lengths.count(k) for k in set(lengths)) >= 0.9 * len(numbers) and min(lengths) >= 4
+        # ten digits or more, one length: phone, ID-card and order numbers (a daily KPI of that size is rare; one of
+        # four to nine digits, page views or revenue, is common)
+        one_length = max(lengths.count(k) for k in set(lengths)) >= 0.9 * len(numbers) and min(lengths) >= 10
         run = len(distinct) == len(numbers) and max(distinct) - min(distinct) + 1 <= 1.1 * len(distinct)
         if one_length or run:
             return "identifiers"
