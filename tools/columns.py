@@ -26,7 +26,8 @@ def is_id_name(name: str) -> bool:
 def not_a_measure(values: list[Any]) -> str | None:
     """Why a numeric column is not a quantity to add up, judged by its values ('identifiers', 'clock times'), or
     None. Identifiers: whole numbers, nine in ten distinct, all of ten digits or more and one length (phone and
-    order numbers), or one consecutive run (row numbers). Clock times: whole numbers read as HHMM (`计划起飞` 1435), never a minute past 59."""
+    order numbers), or one consecutive run (row numbers). Clock times: whole numbers read as HHMM (`计划起飞`
+    1435), never a minute past 59."""
     numbers = []
     for value in values:
         if value in (None, ""):
