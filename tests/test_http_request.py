@@ -167,3 +167,19 @@ steps:
     assert done.returncode == 1
     assert "host 'localhost' is not allowed" in done.stderr
     assert [r["path"] for r in api.requests] == [f"/hop?to=http://localhost:{port}/render"]
+
+
+def test_an_api_that_takes_the_request_and_never_answers_costs_two_waits(tmp_path: Path) -> None:
+    import asyncio
+    import socket
+
+    from runner.testing import call_tool
+
+    with socket.socket() as silent:  # accepts connections (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        with pytest.raises(Exception) as caught:
+            asyncio.run(call_tool("http.request", {"url": f"http://127.0.0.1:{port}/api", "timeout": 0.3,
+                                                   "retries": 5}, run_dir=tmp_path))
+    assert "未响应（等待 0.3 秒）（试了 2 次）" in str(caught.value), caught.value

@@ -107,5 +107,6 @@ steps:
 """, "slow.yaml")
         outcome = run_playbook(slow)
     assert outcome.status == "failed"
-    expected = f"step 'page': web.fetch: argument 'url': 'http://127.0.0.1:{port}/': timed out after 0.3s"
-    assert outcome.error.startswith(expected)
+    # a host that takes the connection and never answers: waited for twice, not once per retry (3)
+    expected = f"step 'page': web.fetch: argument 'url': 'http://127.0.0.1:{port}/': 未响应（等待 0.3 秒）（试了 2 次）"
+    assert outcome.error.startswith(expected), outcome.error

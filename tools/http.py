@@ -103,6 +103,24 @@ def check_url(url: str, ctx: ToolContext) -> str:
     return host
 
 
+CONNECT_SECONDS = 5.0  # a host that does not take the connection in this long is down
+
+
+def waits(limit: float) -> Any:
+    """httpx timeouts: `limit` for an answer, a short wait of its own for the connection."""
+    import httpx
+
+    return httpx.Timeout(limit, connect=min(limit, CONNECT_SECONDS))
+
+
+def timed_out(exc: Exception, limit: float) -> str:
+    import httpx
+
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"连接不上（等待 {min(limit, CONNECT_SECONDS):g} 秒）"
+    return f"未响应（等待 {limit:g} 秒）"
+
+
 async def fetch(url: str, ctx: ToolContext, *, timeout: float | None = None) -> Fetched:
     web = getattr(ctx.settings, "web", None)
     host = check_url(url, ctx)
@@ -114,11 +132,13 @@ async def fetch(url: str, ctx: ToolContext, *, timeout: float | None = None) -> 
     last_error, kind = "", "connection"
     import httpx
 
+    timeouts = waits(limit)
+    silent = 0
     for attempt in range(retries):
         shared = getattr(getattr(ctx.settings, "queue", None), "broker", None)
         release = await _gate.enter(host, per_host, delay, shared)
         try:
-            async with httpx.AsyncClient(follow_redirects=True, timeout=limit, headers=headers) as client:
+            async with httpx.AsyncClient(follow_redirects=True, timeout=timeouts, headers=headers) as client:
                 response = await client.get(url)
             for hop in [*response.history, response]:
                 check_url(str(hop.url), ctx)  # a redirect may not leave the allowlist
@@ -129,14 +149,17 @@ async def fetch(url: str, ctx: ToolContext, *, timeout: float | None = None) -> 
             if response.status_code >= 400:
                 raise HttpStatusError(url, response.status_code, response.reason_phrase)
             return Fetched(str(response.url), response.status_code, response.content, dict(response.headers))
-        except httpx.TimeoutException:
-            last_error, kind = f"timed out after {limit:g}s", "timeout"
+        except httpx.TimeoutException as exc:
+            last_error, kind = timed_out(exc, limit), "timeout"
+            silent += not isinstance(exc, httpx.ConnectTimeout)
+            if silent >= 2:  # a host that takes the connection and never answers: two waits, not one per retry
+                break
         except httpx.TransportError as exc:
             last_error, kind = f"cannot connect ({type(exc).__name__})", "connection"
         finally:
             await release()
         await asyncio.sleep(0.5 * 2 ** attempt)
-    raise FetchFailed(url, f"{last_error} ({retries} attempts)", kind)
+    raise FetchFailed(url, f"{last_error}（试了 {attempt + 1} 次）", kind)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -11,7 +11,7 @@ from urllib.parse import urljoin, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from runner.registry import ToolArgumentError, ToolContext, tool
-from tools.http import USER_AGENT, FetchFailed, HttpStatusError, check_url
+from tools.http import USER_AGENT, FetchFailed, HttpStatusError, check_url, timed_out, waits
 
 if TYPE_CHECKING:  # httpx loads when a request is made, not when `playbook validate` lists tools
     import httpx
@@ -62,12 +62,16 @@ async def http_request(args: RequestInput, ctx: ToolContext) -> RequestOutput:
     headers = {"User-Agent": web.user_agent if web and web.user_agent else USER_AGENT, **args.headers}
     import httpx
 
-    async with httpx.AsyncClient(follow_redirects=False, timeout=timeout) as client:
+    silent = 0
+    async with httpx.AsyncClient(follow_redirects=False, timeout=waits(timeout)) as client:
         for attempt in range(attempts):
             try:
                 response = await _send(client, args, headers, ctx)
-            except httpx.TimeoutException:
-                failure: tuple[str, str] = (f"timed out after {timeout:g}s", "timeout")
+            except httpx.TimeoutException as exc:
+                failure: tuple[str, str] = (timed_out(exc, timeout), "timeout")
+                silent += not isinstance(exc, httpx.ConnectTimeout)
+                if silent >= 2:  # an API that takes the request and never answers: two waits, not one per retry
+                    break
             except httpx.TransportError as exc:
                 failure = (f"cannot connect ({type(exc).__name__})", "connection")
             else:
@@ -78,7 +82,7 @@ async def http_request(args: RequestInput, ctx: ToolContext) -> RequestOutput:
                 return _answer(args, response)
             if attempt + 1 < attempts:
                 await asyncio.sleep(min(30.0, 0.5 * 2 ** attempt))
-    raise FetchFailed(args.url, f"{failure[0]} ({attempts} attempts)", failure[1])
+    raise FetchFailed(args.url, f"{failure[0]}（试了 {attempt + 1} 次）", failure[1])
 
 
 async def _send(client: httpx.AsyncClient, args: RequestInput, headers: dict[str, str],
