@@ -439,3 +439,31 @@ def test_resume_sends_again_a_queued_run_whose_message_was_lost(team: Team, serv
     assert resumed.returncode == 3 and "等待审核" in resumed.stdout, resumed.stderr
     again = cli("resume", "lost", cwd=team.folder)  # waiting now: resume says what to do instead
     assert again.returncode == 1 and "playbook approve" in again.stderr
+
+
+def test_a_join_after_a_switch_and_two_approvals_at_once_on_a_worker(team: Team, server: FakeLLMServer) -> None:
+    """The gates (runner/engine/gates.py) on the team server: a worker runs the join once, and two approvals
+    waiting side by side are decided one after the other through the queue."""
+    write_playbook(team.folder, """
+name: team_join
+inputs: {kind: {type: string, default: b}}
+steps:
+  - id: sw
+    switch: {cases: [{if: "${{ inputs.kind == 'a' }}", goto: a}], default: b}
+  - {id: a, llm: {prompt: 走A}}
+  - {id: b, needs: [sw], llm: {prompt: 走B}}
+  - {id: join, needs: [a, b], llm: {prompt: "合并 ${{ steps.a.status }} ${{ steps.b.status }}"}}
+  - {id: check_a, needs: [join], approval: {title: 审一, show: "${{ steps.join.output }}"}}
+  - {id: check_b, needs: [join], approval: {title: 审二, show: "${{ steps.join.output }}"}}
+  - {id: publish, needs: [check_a, check_b], llm: {prompt: 发布}}
+""")
+    team.workers.start("w1", concurrency=2)
+    assert cli("run", "pb.yaml", "--run-id", "tj", "--detach", cwd=team.folder).returncode == 0
+    team.wait("tj", status="waiting")
+    first = cli("approve", "tj", cwd=team.folder)  # the CLI follows the worker until the run stops again
+    assert first.returncode == 3 and "等待审核" in first.stdout, first.stdout + first.stderr
+    second = cli("approve", "tj", cwd=team.folder)
+    assert second.returncode == 0, second.stdout + second.stderr
+    team.wait("tj")
+    prompts = [r["prompt"] for r in server.requests]
+    assert prompts.count("合并 skipped done") == 1 and prompts.count("发布") == 1 and "走A" not in prompts
