@@ -71,6 +71,15 @@ def _flow(text: str, kind: str) -> Any:
     return value
 
 
+def input_file(given: str, base_dir: Path | None) -> Path:
+    """Where a file input is: as given, else relative to the working folder, else to the playbook's folder."""
+    path = Path(given).expanduser()
+    if path.is_absolute():
+        return path
+    candidates = [Path.cwd() / path, *([base_dir / path] if base_dir else [])]
+    return next((c for c in candidates if c.exists()), candidates[0])
+
+
 def resolve_inputs(spec: PlaybookSpec, given: dict[str, Any], *, file: str,
                    base_dir: Path | None = None) -> dict[str, Any]:
     """Given values + defaults, each checked; all problems reported together."""
@@ -97,12 +106,8 @@ def resolve_inputs(spec: PlaybookSpec, given: dict[str, Any], *, file: str,
         except ValueError as exc:
             problems.append(f"input '{name}': {exc}")
             continue
-        if input_spec.type == "file" and name in given:
-            path = Path(values[name]).expanduser()
-            candidates = [path] if path.is_absolute() else [Path.cwd() / path] + (
-                [base_dir / path] if base_dir else [])
-            if not any(c.exists() for c in candidates):
-                problems.append(f"input '{name}': file '{values[name]}' does not exist")
+        if input_spec.type == "file" and name in given and not input_file(values[name], base_dir).exists():
+            problems.append(f"input '{name}': file '{values[name]}' does not exist")
     if problems:
         raise PlaybookValidationError([Diagnostic(file, 0, 0, p) for p in problems])
     return values

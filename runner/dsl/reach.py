@@ -16,7 +16,6 @@ from runner.dsl.topology import Topology
 
 @dataclass(frozen=True)
 class Reach:
-    order: list[str]
     before: dict[str, int]  # step → bitset of the steps surely run whenever it runs (itself included)
     at_end: int  # the steps surely run in a run that ends done
     position: dict[str, int]  # step → its bit
@@ -76,5 +75,5 @@ def reach(topo: Topology) -> Reach:
         before.setdefault(step, 1 << index[step])  # only in a cycle of needs, which validate refuses anyway
         if always.get(step):
             at_end |= before[step]
-    return Reach(order, before, at_end, index)
+    return Reach(before, at_end, index)
 

@@ -63,9 +63,7 @@ class References:
         return None
 
     def title_hint(self, root: str, name: str) -> str:
-        if root != "steps":
-            return ""
-        titled = next((s.id for s in self.spec.steps if s.title and s.title.strip() == name.strip()), None)
+        titled = step_titled(self.spec, name) if root == "steps" else None
         return f" — '{name}' is the title of step '{titled}'; refer to it by its id" if titled else ""
 
     def field_problem(self, step: Step, parts: tuple[str, ...]) -> str | None:
@@ -147,6 +145,11 @@ class References:
             if isinstance(declared, str) and declared not in ("array", "object"):
                 return f"map over `{expr}`, which the step's output declares {declared}, not a list"
         return None
+
+
+def step_titled(spec: PlaybookSpec, name: str) -> str | None:
+    """The id of the step whose title is `name` (a title written where an id belongs)."""
+    return next((s.id for s in spec.steps if s.title and s.title.strip() == str(name).strip()), None)
 
 
 def _object_of(fields: Iterable[str]) -> dict[str, Any]:

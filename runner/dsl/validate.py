@@ -15,7 +15,7 @@ from runner.dsl.lint import foreign_templates
 from runner.dsl.load import LoadedPlaybook, load_playbook
 from runner.dsl.output_schema import SchemaError, to_json_schema, to_model
 from runner.dsl.reach import reach
-from runner.dsl.references import References
+from runner.dsl.references import References, step_titled
 from runner.dsl.spec import PlaybookSpec, Step
 from runner.dsl.topology import END, Topology, build_topology, error_target
 from runner.errors import Diagnostic, PlaybookError, PlaybookValidationError, did_you_mean
@@ -136,7 +136,7 @@ class _Checker:
             return
         if target not in self.ids:
             choices = [*self.ids, END] if allow_end else self.ids
-            titled = next((s.id for s in self.spec.steps if s.title and s.title.strip() == str(target).strip()), None)
+            titled = step_titled(self.spec, target)
             hint = f" — '{target}' is the title of step '{titled}'; write its id, '{titled}'" if titled else \
                 did_you_mean(str(target), choices)
             self.error(path, f"{what}: unknown step '{target}'{hint}")

@@ -6,11 +6,10 @@ created and nothing is spent."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from runner.config import LOCAL, Project
-from runner.dsl.inputs import resolve_inputs
+from runner.dsl.inputs import input_file, resolve_inputs
 from runner.dsl.templates import is_template, lone_expression
 from runner.dsl.validate import Playbook
 from runner.errors import Diagnostic, PlaybookValidationError, did_you_mean
@@ -34,7 +33,7 @@ def file_problems(playbook: Playbook, values: dict[str, Any]) -> list[str]:
         if spec.type != "file" or not values.get(name):
             continue
         given = str(values[name])
-        path = _locate(given, playbook.path.parent)
+        path = input_file(given, playbook.path.parent)
         if path.is_dir():
             problems.append(f"input '{name}': '{given}' is a folder; give a file")
             continue
@@ -95,9 +94,3 @@ def _provider_model(name: str) -> bool:
 
     return name in load()
 
-
-def _locate(given: str, base_dir: Path) -> Path:
-    path = Path(given).expanduser()
-    if path.is_absolute():
-        return path
-    return next((c for c in (Path.cwd() / path, base_dir / path) if c.exists()), Path.cwd() / path)

@@ -203,9 +203,13 @@ class StepContext:
 NOT_RUN: dict[str, Any] = {"output": None, "status": "skipped", "visits": 0}
 
 
+NOT_RUN_MAP: dict[str, Any] = {**NOT_RUN, "items": [], "errors": []}
+
+
 def skipped_result(step: Step) -> dict[str, Any]:
-    """`steps.<id>` of a step skipped by `when` or off the path taken: a null output, and for a map no items."""
-    return {**NOT_RUN, "items": [], "errors": []} if step.map is not None else dict(NOT_RUN)
+    """`steps.<id>` of a step skipped by `when` or off the path taken: a null output, and for a map no items.
+    A copy: the run's state gets it, and the step's visit count is written into it."""
+    return dict(NOT_RUN_MAP if step.map is not None else NOT_RUN)
 
 
 def steps_view(playbook: Playbook, results: dict[str, Any]) -> dict[str, Any]:
@@ -214,7 +218,7 @@ def steps_view(playbook: Playbook, results: dict[str, Any]) -> dict[str, Any]:
     so `steps.x.output or …` works, and a reference to it is never an undefined-name error."""
     if len(results) == len(playbook.spec.steps):
         return results
-    return {**{s.id: skipped_result(s) for s in playbook.spec.steps}, **results}
+    return {**{s.id: NOT_RUN_MAP if s.map is not None else NOT_RUN for s in playbook.spec.steps}, **results}
 
 
 def digest(value: Any) -> str:
