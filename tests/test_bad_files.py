@@ -49,4 +49,5 @@ def test_a_broken_jsonl_line_is_named(project_dir: Path, server: FakeLLMServer) 
     lines = project_dir / "c.jsonl"
     lines.write_text(json.dumps({"id": 1, "text": "好"}, ensure_ascii=False) + "\n{broken\n", encoding="utf-8")
     code, text = _run(project_dir, lines)
-    assert code == 1 and "'" in text and "line 2: not JSON" in text and not server.requests
+    # the whole of a small file is looked at before the run: refused before it starts, naming the input
+    assert code == 2 and "input 'comments'" in text and "line 2: not JSON" in text and not server.requests

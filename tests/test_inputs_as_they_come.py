@@ -20,8 +20,8 @@ def test_feedback_digest_reads_a_file_whose_columns_are_not_id_and_text(project_
         f"A{n:03d},包装很好，第{n}次回购，价格实惠,好评\n" for n in range(1, 13)), encoding="utf-8")
     done = cli("run", str(DIGEST), "-i", f"comments={comments}", "-i", "review=false", cwd=project_dir)
     assert done.returncode == 0, done.stderr
-    assert "说明 text column: '评论内容' (the text column with the longest entries" in done.stdout
-    assert "id column: '编号'" in done.stdout
+    assert "说明 文字取自「评论内容」列（平均" in done.stdout
+    assert "编号取自「编号」列" in done.stdout
     assert [p for p in server.prompts("评论") if "物流太慢" in p]  # the text column reached the model
     run_dir = next((project_dir / ".playbook" / "runs").iterdir())
     sheet = openpyxl.load_workbook(run_dir / "feedback_labelled.xlsx")["标注"]
@@ -41,7 +41,7 @@ def test_a_file_without_an_id_column_is_numbered_and_an_explicit_column_is_used(
     done = cli("run", str(DIGEST), "-i", f"comments={comments}", "-i", "review=false",
                "-i", "text_column=用户留言", cwd=project_dir)
     assert done.returncode == 0, done.stderr
-    assert "no id column: rows numbered from 1" in done.stdout
+    assert "没有编号列：按行从 1 编号" in done.stdout
     wrong = cli("run", str(DIGEST), "-i", f"comments={comments}", "-i", "text_column=留言", cwd=project_dir)
     assert wrong.returncode == 1 and "has no column '留言' (did you mean '用户留言'?)" in wrong.stderr
 

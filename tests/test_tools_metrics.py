@@ -97,7 +97,7 @@ def test_load_names_the_bad_cell(tmp_path: Path) -> None:
     try:
         call("metrics.load", tmp_path, path=str(tmp_path / "bad.csv"), values=["DAU"])
     except ValueError as exc:
-        assert "row 3 column 'DAU': '一百' is not a number" in str(exc)
+        assert "line 3 column 'DAU': '一百' is not a number" in str(exc)
     else:
         raise AssertionError("a text cell in a metric column must fail")
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from runner.errors import did_you_mean
 from runner.registry import ToolArgumentError
+from runner.tables.shape import kind
 
 _ID_NAME = re.compile(r"(?:^|[^a-z])(?:u?id|uuid|no|sn)$|^(?:u?id|uuid)(?:[^a-z]|$)|"
                       r"(?:user|customer|order|member|device|account|item|sku)id$|"
@@ -64,9 +65,9 @@ def _is_number(value: Any) -> bool:
 
 
 def text_and_id(rows: list[dict[str, Any]], text: str, id_: str,
-                name: str) -> tuple[list[dict[str, Any]], str, str, str]:
+                name: str) -> tuple[list[dict[str, Any]], str, str, list[str]]:
     """Rows as `{id, text}` from the named columns ('auto': chosen here), the text and id columns used ('' for
-    numbered rows), and a note saying what was chosen."""
+    numbered rows), and notes saying what was chosen."""
     columns = list(rows[0]) if rows else []
     for column, argument in ((text, "text_column"), (id_, "id_column")):
         if column not in ("auto", "") and rows and column not in columns:
@@ -76,24 +77,23 @@ def text_and_id(rows: list[dict[str, Any]], text: str, id_: str,
     if text in ("auto", ""):
         text, lengths = _longest_text(rows, columns, name)
         if text != "text":
-            notes.append(f"text column: '{text}' (the text column with the longest entries, {lengths:.1f} "
-                         f"characters on average; set text_column to choose another)")
+            notes.append(f"文字取自「{text}」列（平均 {lengths:.1f} 字，是最长的文字列；要换一列请设 text_column）")
     if id_ in ("auto", ""):
         id_ = "id" if "id" in columns else next((c for c in columns if is_id_name(c) and c != text), "")
         if id_ and id_ != "id":
-            notes.append(f"id column: '{id_}'")
+            notes.append(f"编号取自「{id_}」列")
         elif not id_:
-            notes.append("no id column: rows numbered from 1")
+            notes.append("没有编号列：按行从 1 编号")
     out = [{"id": str(row.get(id_)) if id_ and row.get(id_) not in (None, "") else str(n),
             "text": "" if row.get(text) is None else str(row.get(text))} for n, row in enumerate(rows, start=1)]
-    return out, text, id_, "; ".join(notes)
+    return out, text, id_, notes
 
 
 def _longest_text(rows: list[dict[str, Any]], columns: list[str], name: str) -> tuple[str, float]:
     best, best_length = "", -1.0
     for column in columns:
         values = [row.get(column) for row in rows[:2000] if row.get(column) not in (None, "")]
-        words = [v for v in values if isinstance(v, str) and not _is_number(v)]
+        words = [v for v in values if isinstance(v, str) and kind(v) == "text"]  # not numbers, not dates
         if not values or len(words) < len(values) / 2:
             continue
         average = sum(len(v) for v in words) / len(words)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runner import atomic
 from runner.registry import ToolArgumentError, ToolContext, file_check, tool
+from runner.tables import Shape, Table, check_table
 from tools.columns import is_id_name, not_a_measure
 from tools.metrics_rollup import (
     PERIODS,
@@ -85,6 +86,9 @@ class LoadInput(BaseModel):
     by: Literal["hour", "day", "week", "month"] = Field("day", description="the period `aggregate` rolls up to")
     sheet: str | None = None
     encoding: str | None = None
+    header_row: int | None = Field(None, ge=0, description="the line (sheet row) holding the column names; "
+                                   "default: found under any title lines; 0: the file has no header")
+    names: list[str] | None = Field(None, description="the columns' names in order, for a file without a header")
 
 
 class LoadOutput(BaseModel):
@@ -100,6 +104,7 @@ class LoadOutput(BaseModel):
     periods: dict[str, list[dict[str, Any]]] = Field(
         default_factory=dict, description="aggregated loads: the same metrics rolled up per week and month "
                                           "from the events (for metrics.compare `periods`)")
+    notice: str | None = Field(None, description="what was decided for you (header row, separator, metrics)")
 
 
 def _is_number(value: Any) -> bool:
@@ -119,11 +124,10 @@ def _numeric_columns(raw: list[dict[str, Any]], columns: list[str], time: str) -
             and all(_is_number(r.get(c)) or r.get(c) in (None, "") for r in raw)]
 
 
-def _parse_rows(raw: list[dict[str, Any]], path: str, time: str,
-                numbers: list[str]) -> list[tuple[datetime, dict[str, Any]]]:
+def _parse_rows(table: Table, path: str, time: str, numbers: list[str]) -> list[tuple[datetime, dict[str, Any]]]:
     rows: list[tuple[datetime, dict[str, Any]]] = []
-    for i, row in enumerate(raw):
-        where = f"'{path}' row {i + 2}"
+    for row, line in zip(table.rows, table.lines, strict=True):
+        where = f"'{path}' line {line}"
         try:
             moment = parse_time(row.get(time))
             parsed = {m: parse_number(row.get(m), f"{where} column '{m}'") for m in numbers}
@@ -137,17 +141,16 @@ def _parse_rows(raw: list[dict[str, Any]], path: str, time: str,
 @file_check("metrics.load", "path")
 def _sniff(path: Path, args: dict[str, Any]) -> None:
     """The same table reader as sheet.read, the same look before a run."""
-    from tools.sheet import sniff_table
-
-    sniff_table(path, args)
+    check_table(path, args)
 
 
 @tool("metrics.load")
 async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
     """Load a time series, a KPI table, or event rows rolled up by `aggregate`: times parsed, numbers cleaned."""
-    from tools.sheet import read_rows
+    from tools.sheet import read_table_arg
 
-    raw = read_rows(args.path, ctx, sheet=args.sheet, encoding=args.encoding)
+    table = read_table_arg(args.path, ctx, Shape(args.sheet, args.encoding, args.header_row, args.names))
+    raw = table.rows
     if not raw:
         raise ToolArgumentError("path", f"'{args.path}' has no rows; there is nothing to report on")
     columns = list(raw[0])
@@ -156,8 +159,9 @@ async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
         raise ToolArgumentError("time", f"no column '{args.time}' in '{args.path}' (columns: {', '.join(columns)})")
     values = [same_column(v, columns) or v for v in args.values] if args.values is not None else None
     args = args.model_copy(update={"time": time_column, "values": values})
+    notice = "；".join(table.notes) or None
     if args.aggregate:
-        return _load_aggregated(args, raw, columns)
+        return _load_aggregated(args, table, columns).model_copy(update={"notice": notice})
     numeric = _numeric_columns(raw, columns, args.time)
     metrics = args.values if args.values is not None else [c for c in numeric if is_metric(raw, c)]
     for name in metrics:
@@ -166,7 +170,7 @@ async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
         if is_id_name(name):
             raise ToolArgumentError("values", f"'{name}' holds identifiers, not a metric; to count distinct ones "
                                     f"use aggregate: {{{name}_count: nunique({name})}}")
-    rows = _parse_rows(raw, args.path, args.time, metrics)
+    rows = _parse_rows(table, args.path, args.time, metrics)
     times = [m for m, _ in rows]
     repeated = len(times) - len(set(times))
     if repeated >= max(3, len(times) // 10):
@@ -180,7 +184,8 @@ async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
     out = [{**row, args.time: stamp(m)} for m, row in rows]
     return LoadOutput(rows=out, values=metrics, count=len(out), start=stamp(times[0]) if times else None,
                       end=stamp(times[-1]) if times else None,
-                      missing={m: sum(r[m] is None for r in out) for m in metrics}, duplicate_times=repeated)
+                      missing={m: sum(r[m] is None for r in out) for m in metrics}, duplicate_times=repeated,
+                      notice=notice)
 
 
 def _again_with(ctx: ToolContext, table: str, aggregate: str) -> str:
@@ -197,11 +202,11 @@ def _again_with(ctx: ToolContext, table: str, aggregate: str) -> str:
             f"-i {shlex.quote(f'aggregate={aggregate}')}")
 
 
-def _load_aggregated(args: LoadInput, raw: list[dict[str, Any]], columns: list[str]) -> LoadOutput:
+def _load_aggregated(args: LoadInput, table: Table, columns: list[str]) -> LoadOutput:
     assert args.aggregate is not None
     rules = parse_rules(args.aggregate, columns)
     summed = sorted({r.column for r in rules if r.column and r.function not in ("count", "nunique")})
-    events = _parse_rows(raw, args.path, args.time, summed)
+    events = _parse_rows(table, args.path, args.time, summed)
     rows = rollup(events, rules, args.by, args.time)
     coarser = PERIODS[PERIODS.index(args.by) + 1:]
     periods = {p: rollup(events, rules, p, args.time) for p in coarser if p in ("week", "month")}

@@ -21,6 +21,8 @@ from tools.columns import is_id_name
 FUNCTIONS = ("count", "sum", "mean", "min", "max", "nunique")
 PERIODS = ("hour", "day", "week", "month")
 _RULE = re.compile(r"^\s*(\w+)\s*(?:\((.*)\))?\s*$", re.DOTALL)  # the column: all between the outer brackets
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str

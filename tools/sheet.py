@@ -1,10 +1,9 @@
-"""sheet.read / sheet.write: csv (UTF-8, UTF-8 with BOM, GBK), xlsx and jsonl."""
+"""sheet.read / sheet.write: csv (any separator, UTF-8 or GBK, gzipped or not), xlsx and jsonl."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
-import io
 import json
 import threading
 import zipfile
@@ -16,11 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runner import atomic
 from runner.registry import ToolArgumentError, ToolContext, file_check, tool
+from runner.tables import Shape, Table, check_table, read_table
 from tools.columns import text_and_id
 from tools.sheet_ledger import WIDTH_SAMPLE, Ledger
-
-MAX_CELL = 16 * 1024 * 1024  # characters in one csv cell
-ENCODINGS = ("utf-8-sig", "gb18030")  # gb18030 is a superset of GBK/GB2312, as Excel in China saves
 
 
 class SheetReadInput(BaseModel):
@@ -37,13 +34,17 @@ class SheetReadInput(BaseModel):
                                                     "column, else rows are numbered)")
     allow_empty: bool = Field(False, description="accept a file with no rows (default: an empty file stops the "
                                                  "run before anything is spent on it)")
+    header_row: int | None = Field(None, ge=0, description="the line (sheet row) holding the column names; "
+                                   "default: found under any title lines; 0: the file has no header")
+    names: list[str] | None = Field(None, description="the columns' names in order, for a file without a header")
 
 
 class SheetReadOutput(BaseModel):
     rows: list[dict[str, Any]]
     count: int
     columns: list[str]
-    notice: str | None = Field(None, description="what was chosen for you (text and id columns)")
+    notice: str | None = Field(None, description="what was decided for you (header row, separator, mended rows, "
+                                                 "text and id columns)")
     text_column: str | None = Field(None, description="with text_column: the column the text came from")
     id_column: str | None = Field(None, description="with text_column: the id column ('' when rows were numbered)")
 
@@ -55,142 +56,33 @@ async def sheet_read(args: SheetReadInput, ctx: ToolContext) -> SheetReadOutput:
 
 
 def _read(args: SheetReadInput, ctx: ToolContext) -> SheetReadOutput:
-    rows = read_rows(args.path, ctx, sheet=args.sheet, encoding=args.encoding)
+    table = read_table_arg(args.path, ctx, Shape(args.sheet, args.encoding, args.header_row, args.names),
+                           limit=args.limit)
+    rows, notes = table.rows, table.notes
     if not rows and not args.allow_empty:
         raise ToolArgumentError("path", f"'{args.path}' has no rows; check the export (or set allow_empty: true "
                                         "if an empty file is expected)")
-    if args.limit is not None:
-        rows = rows[: args.limit]
     if args.text_column is not None or args.id_column is not None:
-        rows, text, id_, notice = text_and_id(rows, args.text_column or "auto", args.id_column or "auto", args.path)
-        return SheetReadOutput(rows=rows, count=len(rows), columns=["id", "text"], notice=notice or None,
-                               text_column=text, id_column=id_)
+        rows, text, id_, chosen = text_and_id(rows, args.text_column or "auto", args.id_column or "auto", args.path)
+        return SheetReadOutput(rows=rows, count=len(rows), columns=["id", "text"],
+                               notice="；".join([*notes, *chosen]) or None, text_column=text, id_column=id_)
     rows = _select(rows, args.columns, args.path)
-    return SheetReadOutput(rows=rows, count=len(rows), columns=list(rows[0]) if rows else [])
+    return SheetReadOutput(rows=rows, count=len(rows), columns=list(rows[0]) if rows else [],
+                           notice="；".join(notes) or None)
 
 
-def read_rows(name: str, ctx: ToolContext, *, sheet: str | None = None,
-              encoding: str | None = None) -> list[dict[str, Any]]:
-    """Every row of a csv, xlsx or jsonl file as a dict keyed by its header. A file that is not what its
-    name says, or has a broken line, is a clear error naming the file (and the line), never a crash."""
+def read_table_arg(name: str, ctx: ToolContext, shape: Shape, *, limit: int | None = None) -> Table:
+    """The table a tool's `path` argument names: resolved and allowed, read by the one table reader."""
     path = ctx.input_path(name)
     if not path.exists():
         raise ToolArgumentError("path", f"file '{name}' not found (looked in {path.parent})")
-    return file_rows(path, name, sheet=sheet, encoding=encoding)
-
-
-SNIFF_BYTES = 256 * 1024
+    return read_table(path, name, shape, limit=limit)
 
 
 @file_check("sheet.read", "path")
 def sniff_table(path: Path, args: dict[str, Any]) -> None:
-    """Before a run: the file is a table this tool reads — its type known, a csv's start decodes, a workbook opens
-    and has the sheet asked for, a jsonl's first line is an object, and there is a row under the header (unless
-    `allow_empty`). Reads only the start of the file."""
-    suffix = path.suffix.lower()
-    name = path.name
-    if suffix not in (".xlsx", ".jsonl", ".ndjson", ".csv", ".tsv", ".txt"):
-        raise ToolArgumentError("path", f"'{name}': unsupported file type '{suffix}'; use .csv, .xlsx or .jsonl")
-    sheet = args.get("sheet") if isinstance(args.get("sheet"), str) else None
-    if suffix == ".xlsx":
-        rows = file_rows(path, name, sheet=sheet, limit=2) if zipfile.is_zipfile(path) else None
-        if rows is None:
-            raise ToolArgumentError("path", f"'{name}' is not a readable xlsx workbook (not a zip archive); open it "
-                                            "in Excel or WPS and save it again as .xlsx, or export it as .csv")
-    elif suffix in (".jsonl", ".ndjson"):
-        with path.open("rb") as handle:
-            head = handle.read(SNIFF_BYTES).decode("utf-8", errors="replace").splitlines()
-        rows = _jsonl_rows(head[:-1] if len(head) > 1 else head, name)[:1]
-    else:
-        with path.open("rb") as handle:
-            head = handle.read(SNIFF_BYTES)
-        encoding = args.get("encoding") if isinstance(args.get("encoding"), str) else None
-        text = _decode(head, encoding, name, final=len(head) < SNIFF_BYTES)
-        rows = [line for line in text.splitlines()[1:] if line.strip()]  # a first row longer than the look counts
-    if not rows and args.get("allow_empty") is not True:
-        raise ToolArgumentError("path", f"'{name}' has no rows under its header; check the export (or set "
-                                        "allow_empty: true if an empty file is expected)")
-
-
-def _decode(raw: bytes, encoding: str | None, name: str, *, final: bool = True) -> str:
-    """The text of a csv in the first encoding that fits (`final`: the bytes end the file, else a character cut
-    at the end is not an error)."""
-    import codecs
-
-    for enc in (encoding,) if encoding else ENCODINGS:
-        try:
-            return str(codecs.getincrementaldecoder(enc)().decode(raw, final=final))
-        except (UnicodeDecodeError, LookupError):
-            continue
-    raise ToolArgumentError("encoding", f"'{name}' is neither UTF-8 nor GBK (is it a csv file at all?); "
-                                        "pass encoding: explicitly, or export it again as CSV UTF-8")
-
-
-def file_rows(path: Path, name: str, *, sheet: str | None = None, encoding: str | None = None,
-              limit: int | None = None) -> list[dict[str, Any]]:
-    """The rows of a file already resolved and allowed (`name` is how the user wrote it, for messages)."""
-    suffix = path.suffix.lower()
-    if suffix == ".xlsx":
-        try:
-            return _read_xlsx(path, sheet, limit)
-        except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-            if isinstance(exc, ToolArgumentError):
-                raise
-            raise ToolArgumentError("path", f"'{name}' is not a readable xlsx workbook ({exc}); open it in Excel "
-                                            "or WPS and save it again as .xlsx, or export it as .csv") from None
-    if suffix in (".jsonl", ".ndjson"):
-        return _read_jsonl(path, name)
-    if suffix in (".csv", ".tsv", ".txt"):
-        return _read_csv(path, encoding, "\t" if suffix == ".tsv" else ",")
-    raise ToolArgumentError("path", f"'{name}': unsupported file type '{suffix}'; use .csv, .xlsx or .jsonl")
-
-
-def _read_jsonl(path: Path, name: str) -> list[dict[str, Any]]:
-    return _jsonl_rows(path.read_text(encoding="utf-8", errors="replace").splitlines(), name)
-
-
-def _jsonl_rows(lines: list[str], name: str) -> list[dict[str, Any]]:
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ToolArgumentError("path", f"'{name}' line {number}: not JSON ({exc.msg} at column {exc.colno}); "
-                                            "a .jsonl file holds one JSON object per line") from None
-        if not isinstance(row, dict):
-            raise ToolArgumentError("path", f"'{name}' line {number}: a JSON object {{…}} per line is expected")
-        rows.append(row)
-    return rows
-
-
-def _read_csv(path: Path, encoding: str | None, delimiter: str) -> list[dict[str, Any]]:
-    text = _decode(path.read_bytes(), encoding, path.name)
-    csv.field_size_limit(MAX_CELL)  # real exports carry long texts in one cell; the default is 128 KB
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    try:
-        return [dict(r) for r in reader]
-    except csv.Error as exc:
-        raise ToolArgumentError("path", f"'{path.name}' line {reader.line_num}: {exc}; check the quoting around "
-                                        "that line, or save the file again as CSV") from None
-
-
-def _read_xlsx(path: Path, sheet: str | None, limit: int | None = None) -> list[dict[str, Any]]:
-    import openpyxl
-
-    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    try:
-        if sheet is not None and sheet not in book.sheetnames:
-            sheets = ", ".join(book.sheetnames)
-            raise ToolArgumentError("sheet", f"'{path.name}' has no sheet '{sheet}' (sheets: {sheets})")
-        ws = book[sheet] if sheet else book.worksheets[0]
-        values = ws.iter_rows(values_only=True)
-        header = [str(h) if h is not None else f"col{i + 1}" for i, h in enumerate(next(values, ()))]
-        rows = (dict(zip(header, row, strict=False)) for row in values if any(v is not None for v in row))
-        return [row for _, row in zip(range(limit), rows, strict=False)] if limit is not None else list(rows)
-    finally:
-        book.close()
+    """Before a run: the file is a table this tool reads, from the start of the file only (see check_table)."""
+    check_table(path, args)
 
 
 def _select(rows: list[dict[str, Any]], columns: list[str] | dict[str, str] | None,
@@ -271,7 +163,7 @@ def _write(args: SheetWriteInput, ctx: ToolContext, target: Path) -> SheetWriteO
 def _seed(ledger: Ledger, target: Path, name: str) -> None:
     sheets = _sheet_names(target, name) if target.suffix.lower() == ".xlsx" else [None]
     for sheet in sheets:
-        rows = file_rows(target, name, sheet=sheet)
+        rows = read_table(target, name, Shape(sheet=sheet, header_row=1)).rows
         ledger.put(sheet or "", "existing", _columns(rows), rows, "replace")
 
 

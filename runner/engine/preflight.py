@@ -10,7 +10,7 @@ from typing import Any
 
 from runner.config import LOCAL, Project
 from runner.dsl.inputs import input_file, resolve_inputs
-from runner.dsl.templates import is_template, lone_expression
+from runner.dsl.templates import TemplateError, is_template, lone_expression, render
 from runner.dsl.validate import Playbook
 from runner.errors import Diagnostic, PlaybookValidationError, did_you_mean
 from runner.registry import ToolArgumentError, get_file_check, tool_names
@@ -42,7 +42,7 @@ def file_problems(playbook: Playbook, values: dict[str, Any]) -> list[str]:
         except OSError as exc:
             problems.append(f"input '{name}': cannot read '{given}': {exc.strerror}")
             continue
-        for step, tool, argument, args in readers(playbook, name):
+        for step, tool, argument, args in readers(playbook, name, values):
             check = get_file_check(tool, argument)
             if check is None:
                 continue
@@ -53,18 +53,33 @@ def file_problems(playbook: Playbook, values: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
-def readers(playbook: Playbook, name: str) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
-    """(step, tool, argument, the step's constant arguments) for each tool step given input `name` whole as an
-    argument — in sub-playbooks too, through the inputs they are given."""
+def readers(playbook: Playbook, name: str,
+            values: dict[str, Any]) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """(step, tool, argument, the step's arguments known before the run: constants, and templates of the inputs
+    alone rendered with `values`) for each tool step given input `name` whole as an argument — in sub-playbooks
+    too, through the inputs they are given (whose values are not known here)."""
     for step in playbook.spec.steps:
         for argument, value in (step.with_ or {}).items():
             if not (isinstance(value, str) and lone_expression(value) == f"inputs.{name}"):
                 continue
             if step.tool is not None and step.tool in tool_names():
-                constants = {k: v for k, v in (step.with_ or {}).items() if not is_template(v)}
-                yield step.id, step.tool, argument, constants
+                yield step.id, step.tool, argument, _known_arguments(step.with_ or {}, values)
             elif step.playbook is not None and (child := playbook.children.get(step.id)) is not None:
-                yield from readers(child, argument)
+                yield from readers(child, argument, {})
+
+
+def _known_arguments(arguments: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """`names: ${{ inputs.names or none }}` is known before the run; `rows: ${{ steps.load.rows }}` is not."""
+    known = {}
+    for key, value in arguments.items():
+        if not is_template(value):
+            known[key] = value
+            continue
+        try:
+            known[key] = render(value, {"inputs": values}, seconds=1.0)
+        except TemplateError:
+            continue  # it needs what the run computes
+    return known
 
 
 def model_problems(playbook: Playbook, project: Project) -> list[Diagnostic]:

@@ -3,7 +3,6 @@ against the playbook under test, each problem reported as `file:line:col`."""
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,11 +173,11 @@ def _dataset_cases(dataset: Dataset, folder: Path, source: SourceMap) -> list[Ca
     shown = str(file)
     if not file.is_file():
         raise SuiteError([source.diag(("dataset", "file"), f"no dataset file '{dataset.file}' next to the suite")])
-    rows = _read_rows(file, dataset.sheet)
+    rows, lines = _read_rows(file, dataset.sheet)
     if dataset.limit:
         rows = rows[: dataset.limit]
     cases = []
-    for number, row in enumerate(rows, start=2 if file.suffix != ".jsonl" else 1):
+    for number, row in zip(lines, rows, strict=False):
         fields: dict[str, Any] = {"inputs": {}, "vars": {}}
         for target, column in dataset.columns.items():
             if column not in row:
@@ -215,25 +214,14 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _read_rows(file: Path, sheet: str | None) -> list[dict[str, Any]]:
-    suffix = file.suffix.lower()
-    if suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise SuiteError([Diagnostic(str(file), number, exc.colno, f"invalid JSON: {exc.msg}")]) from None
-        return rows
-    if suffix == ".xlsx":
-        import openpyxl
+def _read_rows(file: Path, sheet: str | None) -> tuple[list[dict[str, Any]], list[int]]:
+    """A dataset's rows and the line each starts on, read as `sheet.read` reads a table (any separator, GBK,
+    gzip, a title line above the header, quoted cells over several lines)."""
+    from runner.registry import ToolArgumentError
+    from runner.tables import Shape, read_table
 
-        book = openpyxl.load_workbook(file, read_only=True, data_only=True)
-        table = book[sheet] if sheet else book.worksheets[0]
-        values = list(table.iter_rows(values_only=True))
-        header = [str(h) for h in values[0]] if values else []
-        return [dict(zip(header, r, strict=False)) for r in values[1:] if any(v is not None for v in r)]
-    if suffix == ".csv":
-        return list(csv.DictReader(file.read_text(encoding="utf-8-sig").splitlines()))
-    raise SuiteError([Diagnostic(str(file), 0, 0, "a dataset is .csv, .jsonl or .xlsx")])
+    try:
+        table = read_table(file, file.name, Shape(sheet=sheet))
+    except ToolArgumentError as exc:
+        raise SuiteError([Diagnostic(str(file), 0, 0, str(exc))]) from None
+    return table.rows, table.lines

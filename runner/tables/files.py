@@ -1,0 +1,308 @@
+"""Reading a table file a user brings — csv (any separator, UTF-8 or GBK, gzipped or not), xlsx, jsonl — into rows
+keyed by its header, saying what was decided on the way (the header row under a title line, the separator, a text
+put back together) and refusing clearly what cannot be read right. `sheet.read` and `metrics.load` read through it,
+and its look at a file's start is the check made before a run.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import json
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from runner.registry import ToolArgumentError
+from runner.tables.shape import (
+    LOOK,
+    WHITESPACE,
+    Columns,
+    NoHeader,
+    choose_separator,
+    find_header,
+    header_names,
+    mend,
+    separator_name,
+)
+
+MAX_CELL = 16 * 1024 * 1024  # characters in one csv cell
+MAX_UNPACKED = 1024 * 1024 * 1024  # bytes a gzipped table may unpack to: a bomb is refused, not swallowed
+SNIFF_BYTES = 256 * 1024
+ENCODINGS = ("utf-8-sig", "gb18030")  # gb18030 is a superset of GBK/GB2312, as Excel in China saves
+TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
+SUFFIXES = (*TEXT_SUFFIXES, ".xlsx", ".jsonl", ".ndjson")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the user said about a file's shape (every field optional: detected when not said)."""
+    sheet: str | None = None
+    encoding: str | None = None
+    header_row: int | None = None  # the file line (sheet row) of the header; 0: there is none
+    names: list[str] | None = None  # the columns' names, for a file without a header
+
+    @classmethod
+    def of(cls, args: dict[str, Any]) -> Shape:
+        """From a tool's arguments as a pre-run check sees them (anything not of the right type is left to the
+        tool's own validation)."""
+        def text(key: str) -> str | None:
+            return args[key] if isinstance(args.get(key), str) else None
+
+        row = args.get("header_row")
+        names = args.get("names")
+        return cls(text("sheet"), text("encoding"), row if isinstance(row, int) and row >= 0 else None,
+                   [str(n) for n in names] if isinstance(names, list) and names else None)
+
+
+@dataclass
+class Table:
+    rows: list[dict[str, Any]]
+    lines: list[int]  # the file line (sheet row) each row starts on, for messages
+    notes: list[str] = field(default_factory=list)  # what was decided for the user, in a sentence each
+
+
+def read_table(path: Path, name: str, shape: Shape, *, limit: int | None = None) -> Table:
+    """Every row of a file already resolved and allowed (`name` is how the user wrote it, for messages); at most
+    `limit` rows after the header when given."""
+    suffix, packed = kind_of(path, name)
+    if suffix == ".xlsx":
+        return _xlsx(path, name, shape, limit)
+    raw = _bytes(path, name, packed, None)
+    if suffix in (".jsonl", ".ndjson"):
+        return _jsonl(raw.decode("utf-8", errors="replace").splitlines(), name)
+    table = _text(raw, name, shape, suffix, final=True, limit=limit)
+    if packed:
+        table.notes.insert(0, "已解压 gzip")
+    return table
+
+
+def check_table(path: Path, args: dict[str, Any]) -> None:
+    """Before a run, from the start of the file only: its type is known, it decodes, a workbook opens and has the
+    sheet asked for, the header is found (or the first row is data and no names were given), no row breaks the
+    columns beyond repair, and there is a row under the header unless `allow_empty`."""
+    name = path.name
+    shape = Shape.of(args)
+    suffix, packed = kind_of(path, name)
+    if suffix == ".xlsx":
+        rows = _xlsx(path, name, shape, 2).rows
+    else:
+        raw = _bytes(path, name, packed, SNIFF_BYTES)
+        final = len(raw) < SNIFF_BYTES
+        if suffix in (".jsonl", ".ndjson"):
+            head = raw.decode("utf-8", errors="replace").splitlines()
+            rows = _jsonl(head if final else head[:-1], name).rows[:1]
+        else:
+            rows = _text(raw, name, shape, suffix, final=final, limit=None).rows
+        if not final and not rows:
+            return  # the look ended inside the first row (a cell of a megabyte): the file has more than a header
+    if not rows and args.get("allow_empty") is not True:
+        raise ToolArgumentError("path", f"'{name}' has no rows under its header; check the export (or set "
+                                        "allow_empty: true if an empty file is expected)")
+
+
+def kind_of(path: Path, name: str) -> tuple[str, bool]:
+    """The table type a file holds ('.csv', '.xlsx' …) and whether it is gzipped (by its name or its first bytes).
+    A csv that is really a workbook is read as one."""
+    packed = path.suffix.lower() == ".gz"
+    suffix = Path(path.stem).suffix.lower() if packed else path.suffix.lower()
+    if suffix not in SUFFIXES or (packed and suffix == ".xlsx"):
+        raise ToolArgumentError("path", f"'{name}': unsupported file type '{path.suffix.lower()}'; use .csv, "
+                                        ".xlsx or .jsonl (a .csv, .txt or .jsonl may be gzipped: .csv.gz)")
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if suffix in TEXT_SUFFIXES and magic == b"PK\x03\x04" and zipfile.is_zipfile(path):
+        return ".xlsx", False
+    return suffix, packed or magic[:2] == b"\x1f\x8b"
+
+
+def _bytes(path: Path, name: str, packed: bool, budget: int | None) -> bytes:
+    if not packed:
+        with path.open("rb") as handle:
+            return handle.read(budget) if budget is not None else handle.read()
+    cap = budget if budget is not None else MAX_UNPACKED
+    try:
+        with gzip.open(path, "rb") as handle:
+            data = handle.read(cap + 1)
+    except (OSError, EOFError) as exc:
+        raise ToolArgumentError("path", f"'{name}' is gzipped but does not unpack ({exc}); download or export it "
+                                        "again") from None
+    if budget is None and len(data) > cap:
+        raise ToolArgumentError("path", f"'{name}' unpacks to more than {cap // 2**20} MB; split it, or read "
+                                        "a part of it")
+    return data[:cap]
+
+
+def decode(raw: bytes, encoding: str | None, name: str, *, final: bool = True) -> str:
+    """The text of a csv in the first encoding that fits (`final`: the bytes end the file, else a character cut
+    at the end is not an error)."""
+    for enc in (encoding,) if encoding else ENCODINGS:
+        try:
+            return str(codecs.getincrementaldecoder(enc)().decode(raw, final=final))
+        except (UnicodeDecodeError, LookupError):
+            continue
+    raise ToolArgumentError("encoding", f"'{name}' is neither UTF-8 nor GBK (is it a csv file at all?); "
+                                        "pass encoding: explicitly, or export it again as CSV UTF-8")
+
+
+def _text(raw: bytes, name: str, shape: Shape, suffix: str, *, final: bool, limit: int | None) -> Table:
+    text = decode(raw, shape.encoding, name, final=final)
+    if not final:
+        text = text[: text.rfind("\n") + 1]  # the last line may be cut by the look: leave it out
+    preferred = "\t" if suffix == ".tsv" else ","
+    separator = choose_separator(list(islice(iter(text.splitlines()), LOOK)), preferred)
+    records = _split(text, separator, name)
+    table = _shaped(records, name, shape, separator, limit)
+    if separator != preferred:
+        table.notes.insert(0, f"按{separator_name(separator)}分列")
+    return table
+
+
+def _split(text: str, separator: str, name: str) -> Iterator[tuple[int, list[str]]]:
+    """(the line a record starts on, its fields) for every record that is not blank."""
+    if separator == WHITESPACE:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                yield number, line.split()
+        return
+    csv.field_size_limit(MAX_CELL)  # real exports carry long texts in one cell; the default is 128 KB
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+    start = 1
+    try:
+        for record in reader:
+            if any(cell.strip() for cell in record):
+                yield start, record
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise ToolArgumentError("path", f"'{name}' line {reader.line_num}: {exc}; check the quoting around "
+                                        "that line, or save the file again as CSV") from None
+
+
+def _shaped(records: Iterator[tuple[int, Sequence[Any]]], name: str, shape: Shape, separator: str,
+            limit: int | None) -> Table:
+    """Rows keyed by the header: found under any title lines (or as told), the rows under it fitted to its width."""
+    head = list(islice(records, LOOK))
+    notes: list[str] = []
+    header, start = _header(head, name, shape, notes)
+    width = len(header)
+    columns = Columns.of([r for _, r in head[start:]], width)
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    mended: dict[int, list[int]] = {}
+    broken: list[int] = []
+    for line, record in (*head[start:], *records):
+        if limit is not None and len(rows) >= limit:
+            break
+        cells = list(record)
+        while len(cells) > width and not str(cells[-1] or "").strip():
+            cells.pop()  # `a,b,c,,` — Excel's padding, nothing lost
+        if len(cells) > width:
+            fixed = mend([str(c) for c in cells], columns, separator) if separator != "" else None
+            if fixed is None:
+                broken.append(line)
+                continue
+            cells, column = fixed
+            mended.setdefault(column, []).append(line)
+        rows.append(dict(zip(header, [*cells, *[None] * (width - len(cells))], strict=True)))
+        lines.append(line)
+    if broken:
+        raise ToolArgumentError("path", (
+            f"'{name}' line {_some(broken)}: more fields than the header's {width}, and no single text column "
+            f"explains them (an unquoted {_SHOWN.get(separator, repr(separator))} inside a text?); put that text "
+            "in quotes, or export the file again as CSV"))
+    for column, where in mended.items():
+        notes.append(f"第 {_some(where)} 行的字段比表头多：是「{header[column]}」列的文字里有未加引号的"
+                     f"{separator_name(separator)}，已把多出的部分并回该列，原文没有丢")
+    return Table(rows, lines, notes)
+
+
+def _header(head: list[tuple[int, Sequence[Any]]], name: str, shape: Shape,
+            notes: list[str]) -> tuple[list[str], int]:
+    """The column names and the index in `head` of the first row under the header."""
+    if not head and not shape.names:
+        return [], 0
+    if shape.header_row == 0 or (shape.names and shape.header_row is None):
+        width = max((len(r) for _, r in head), default=0)
+        header = shape.names or [f"col{j + 1}" for j in range(width)]
+        return _given(header, width, name), 0
+    if shape.header_row is not None:
+        index = next((i for i, (line, _) in enumerate(head) if line == shape.header_row), None)
+        if index is None:
+            raise ToolArgumentError("header_row", f"'{name}' has no row {shape.header_row} with anything in it "
+                                                  f"(rows with content start at {head[0][0] if head else 1})")
+    else:
+        try:
+            index = find_header([r for _, r in head])
+        except NoHeader as exc:
+            first = ", ".join(str(v) for v in exc.first[:6]) + (", …" if len(exc.first) > 6 else "")
+            raise ToolArgumentError("names", (
+                f"'{name}': the first row looks like data, not column names ({first}); give the columns' names "
+                f"in order with names: [{', '.join(f'col{j + 1}' for j in range(len(exc.first)))}] (or "
+                "header_row: 1 if that row is the header)")) from None
+    header, renamed = header_names(head[index][1])
+    if shape.names:
+        header = _given(shape.names, len(header), name)
+    if index > 0:
+        title = " / ".join(",".join(str(v) for v in r if v not in (None, "")) for _, r in head[:index])
+        notes.append(f"表头取第 {head[index][0]} 行（上面是标题：「{title[:60]}」）；不对的话用 header_row: 指定")
+    notes.extend(renamed)
+    return header, index + 1
+
+
+def _given(names: list[str], width: int, name: str) -> list[str]:
+    if width and len(names) != width:
+        raise ToolArgumentError("names", f"names has {len(names)} names but '{name}' has {width} columns; give "
+                                         "one name per column, in order")
+    return list(names)
+
+
+_SHOWN = {",": "comma", "\t": "tab", ";": "semicolon", "|": "'|'", WHITESPACE: "space"}
+
+
+def _some(lines: list[int]) -> str:
+    return "、".join(map(str, lines[:10])) + (f" 等 {len(lines)} 行" if len(lines) > 10 else "")
+
+
+def _xlsx(path: Path, name: str, shape: Shape, limit: int | None) -> Table:
+    import openpyxl
+
+    handle = path.open("rb")  # a file object: openpyxl goes by the name otherwise, and a .csv may be a workbook
+    try:
+        book = openpyxl.load_workbook(handle, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        handle.close()
+        raise ToolArgumentError("path", f"'{name}' is not a readable xlsx workbook ({exc}); open it in Excel "
+                                        "or WPS and save it again as .xlsx, or export it as .csv") from None
+    try:
+        if shape.sheet is not None and shape.sheet not in book.sheetnames:
+            sheets = ", ".join(book.sheetnames)
+            raise ToolArgumentError("sheet", f"'{name}' has no sheet '{shape.sheet}' (sheets: {sheets})")
+        sheet = book[shape.sheet] if shape.sheet else book.worksheets[0]
+        records = ((n, row) for n, row in enumerate(sheet.iter_rows(values_only=True), start=1)
+                   if any(v is not None and str(v).strip() for v in row))
+        return _shaped(records, name, shape, "", limit)
+    finally:
+        book.close()
+        handle.close()
+
+
+def _jsonl(lines: list[str], name: str) -> Table:
+    rows, numbers = [], []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ToolArgumentError("path", f"'{name}' line {number}: not JSON ({exc.msg} at column {exc.colno}); "
+                                            "a .jsonl file holds one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise ToolArgumentError("path", f"'{name}' line {number}: a JSON object {{…}} per line is expected")
+        rows.append(row)
+        numbers.append(number)
+    return Table(rows, numbers)
