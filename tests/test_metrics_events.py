@@ -1,5 +1,6 @@
 """Event-level tables (one row per order): rolled up by each metric's own rule, checked against an
-independent computation on real transactions (CDNOW, from the PyPI package lifetimes; see NOTICE)."""
+independent computation on real transactions (CDNOW, from the PyPI package lifetimes; UCI Online Retail checked
+against pandas; see NOTICE)."""
 
 from __future__ import annotations
 
@@ -163,3 +164,46 @@ def test_chinese_identifiers_and_clock_times_are_never_metrics(tmp_path: Path) -
         encoding="utf-8")
     loaded = asyncio.run(call_tool("metrics.load", {"path": str(daily), "time": "日期"}, run_dir=tmp_path))
     assert loaded.values == ["起飞延误（分钟）"]
+
+
+RETAIL = sorted((ROOT / "tests" / "fixtures" / "online_retail").glob("*.csv.gz"))  # UCI Online Retail, see NOTICE
+
+
+def test_a_real_shop_export_through_kpi_report_equals_pandas(project_dir: Path, server: FakeLLMServer) -> None:
+    """Twelve days of a real online shop's export (one row per invoice line: cancellations as negative quantities,
+    a third of the rows without a customer id, descriptions with commas in quotes), as one gzipped file: every
+    day and every week kpi_report computes equals pandas' computation on the same rows."""
+    import gzip
+
+    import pandas as pd
+
+    parts = [gzip.decompress(p.read_bytes()).decode("utf-8").splitlines(keepends=True) for p in RETAIL]
+    export = project_dir / "online_retail_2010-12.csv.gz"
+    export.write_bytes(gzip.compress("".join([parts[0][0], *(line for part in parts for line in part[1:])]).encode()))
+    aggregate = {"行数": "count", "订单数": "nunique(InvoiceNo)", "买家数": "nunique(CustomerID)",
+                 "件数": "sum(Quantity)", "均价": "mean(UnitPrice)"}
+    server.add_rule("数据截至", {"headline": "销售平稳", "narrative": "见下表。", "actions": ["一、关注复购"]})
+    done = cli("run", str(ROOT / "playbooks" / "kpi_report.yaml"), "-i", f"table={export.name}",
+               "-i", "time=InvoiceDate", "-i", f"aggregate={json.dumps(aggregate, ensure_ascii=False)}",
+               cwd=project_dir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (summary,) = (project_dir / ".playbook" / "runs").glob("*/run.json")
+    outputs = json.loads(summary.read_text(encoding="utf-8"))["outputs"]
+
+    frame = pd.read_csv(export)
+    moments = pd.to_datetime(frame["InvoiceDate"])
+    iso = moments.dt.isocalendar()
+    keys = {"days": moments.dt.strftime("%Y-%m-%d"),
+            "weeks": iso["year"].astype(str) + "-W" + iso["week"].astype(str).str.zfill(2)}
+    for part, key in keys.items():
+        grouped = frame.groupby(key)
+        truth = pd.DataFrame({"行数": grouped.size(), "订单数": grouped["InvoiceNo"].nunique(),
+                              "买家数": grouped["CustomerID"].nunique(), "件数": grouped["Quantity"].sum(),
+                              "均价": grouped["UnitPrice"].mean()})
+        got = {(r["period"], r["metric"]): r["value"] for r in outputs[part]}
+        assert {period for period, _ in got} == set(truth.index), part
+        for period, row in truth.iterrows():
+            for metric in aggregate:
+                # metrics.compare gives values to 4 decimals
+                assert got[(period, metric)] == pytest.approx(float(row[metric]), abs=5e-5), (part, period, metric)
+    assert len(frame) == 31_102 and len(keys["days"].unique()) == 12  # the figures above cover every row
