@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.testing import FakeLLMServer
-from tests.conftest import cli, write_playbook
+from tests.conftest import ROOT, cli, write_playbook
 
 # name → (playbook, the line:col and the words validate must print)
 MISTAKES: dict[str, tuple[str, str]] = {
@@ -108,6 +108,30 @@ inputs: {x: {type: string}}
 steps:
   - {id: a, llm: {prompt: "看 ${{ inputs.x 的内容 }}"}}
 """, "5:27: step 'a': inside ${{ }}, '的内容' cannot follow what comes before it"),
+    "a_requirement_reading_a_step": ("""
+name: m
+inputs: {feeds: {type: list, default: []}}
+requires:
+  - {that: "${{ inputs.feeds or steps.a.output }}", message: 给一个来源}
+steps:
+  - {id: a, llm: {prompt: hi}}
+""", "5:12: requires: reads 'steps.a.output', but a requirement is checked before the run, from the inputs alone"),
+    "min_items_on_text": ("""
+name: m
+inputs: {word: {type: string, min_items: 1}}
+steps:
+  - {id: a, llm: {prompt: hi}}
+""", "3:16: inputs.word: min_items applies to list inputs; this input is a string"),
+    "a_trigger_that_breaks_a_requirement": ("""
+name: m
+inputs: {feeds: {type: list, default: []}, pages: {type: list, default: []}}
+requires:
+  - {that: "${{ inputs.feeds or inputs.pages }}", message: 至少给一个 feeds 或 pages}
+triggers:
+  - {cron: "0 9 * * *", inputs: {pages: []}}
+steps:
+  - {id: a, llm: {prompt: hi}}
+""", "trigger 1: 至少给一个 feeds 或 pages"),
 }
 
 
@@ -206,3 +230,16 @@ steps:
     done = cli("run", str(path), cwd=project_dir)
     assert done.returncode == 2 and "sub-playbook 'child.yaml' asks for approval (step 'check')" in done.stderr
     assert not server.requests  # used to fail after the parent's first call was paid for
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    (["keywords=AI,手机"], "没有可扫描的来源：至少给一个 hot_lists、feeds 或 pages"),
+    (["keywords=[]", "feeds=https://example.com/rss"], "input 'keywords': give at least 1 item (got 0)"),
+])
+def test_nothing_to_work_on_is_refused_before_any_model_call(project_dir: Path, server: FakeLLMServer,
+                                                             given: list[str], expected: str) -> None:
+    """trend_scan with no source used to end 已完成 with a report the model made up from nothing."""
+    done = cli("run", str(ROOT / "playbooks" / "trend_scan.yaml"), *[a for g in given for a in ("-i", g)],
+               cwd=project_dir)
+    assert done.returncode == 2 and expected in done.stderr, done.stderr
+    assert not (project_dir / ".playbook" / "runs").exists() and not server.requests

@@ -44,6 +44,9 @@ def coerce(name: str, spec: InputSpec, value: Any) -> Any:
         wanted = list if kind == "list" else dict
         if not isinstance(value, wanted):
             raise ValueError(f"expected a {kind}, got {type(value).__name__}")
+        if spec.min_items is not None and len(value) < spec.min_items:
+            raise ValueError(f"give at least {spec.min_items} item{'s' if spec.min_items > 1 else ''} "
+                             f"(got {len(value)}), e.g. --input {name}='[…]'")
     if spec.enum is not None and value not in spec.enum:
         raise ValueError(f"{value!r} is not one of {spec.enum}")
     return value
@@ -108,6 +111,25 @@ def resolve_inputs(spec: PlaybookSpec, given: dict[str, Any], *, file: str,
             continue
         if input_spec.type == "file" and name in given and not input_file(values[name], base_dir).exists():
             problems.append(f"input '{name}': file '{values[name]}' does not exist")
+    if not problems:
+        problems = unmet_requirements(spec, values)
     if problems:
         raise PlaybookValidationError([Diagnostic(file, 0, 0, p) for p in problems])
     return values
+
+
+def unmet_requirements(spec: PlaybookSpec, values: dict[str, Any]) -> list[str]:
+    """The messages of the playbook's `requires` the inputs break (validate has checked that each reads the
+    inputs alone)."""
+    from runner.dsl.templates import TemplateError, render
+
+    unmet = []
+    for requirement in spec.requires:
+        try:
+            holds = render(requirement.that, {"inputs": values}, seconds=1.0)
+        except TemplateError as exc:
+            unmet.append(f"requires: {exc}")
+            continue
+        if not holds:
+            unmet.append(requirement.message)
+    return unmet

@@ -64,10 +64,24 @@ class InputSpec(Model):
     default: Any = None
     required: bool | None = Field(None, description="defaults to true when there is no default")
     enum: list[Any] | None = None
+    min_items: int | None = Field(None, ge=0, description="list inputs: at least this many items; fewer is "
+                                                         "refused before the run starts, before anything is spent")
 
     @property
     def is_required(self) -> bool:
         return self.required if self.required is not None else self.default is None
+
+    @model_validator(mode="after")
+    def _min_items_of_a_list(self) -> InputSpec:
+        if self.min_items is not None and self.type != "list":
+            raise ValueError(f"min_items applies to list inputs; this input is a {self.type}")
+        return self
+
+
+class Requirement(Model):
+    that: str = Field(description="a `${{ }}` expression of the inputs that must be true, e.g. "
+                                  "`${{ inputs.feeds or inputs.pages }}`")
+    message: str = Field(description="what the user is told when it is false: which input to give, with an example")
 
 
 class LlmSpec(Model):
@@ -224,6 +238,9 @@ class PlaybookSpec(Model):
     description: str | None = None
     version: int = 1
     inputs: dict[StepId, InputSpec] = Field(default_factory=dict)
+    requires: list[Requirement] = Field(default_factory=list, description="conditions on the inputs taken "
+                                        "together (at least one source of several); a run that breaks one is "
+                                        "refused before it starts, with the message")
     env: list[str] = Field(default_factory=list, description="environment variables readable as env.X")
     secrets: list[str] = Field(default_factory=list, description="environment variables readable as "
                                                                  "secrets.X, never logged")

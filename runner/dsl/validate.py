@@ -10,7 +10,7 @@ import pydantic
 from pydantic import BaseModel, TypeAdapter
 
 from runner.dsl import template_check, templates
-from runner.dsl.inputs import coerce
+from runner.dsl.inputs import coerce, unmet_requirements
 from runner.dsl.lint import foreign_templates
 from runner.dsl.load import LoadedPlaybook, load_playbook
 from runner.dsl.output_schema import SchemaError, to_json_schema, to_model
@@ -83,6 +83,7 @@ class _Checker:
     def run(self) -> Playbook:
         self.check_ids()
         self.check_inputs()
+        self.check_requirements()
         self.check_triggers()
         for i, step in enumerate(self.spec.steps):
             self.check_targets(i, step)
@@ -110,6 +111,27 @@ class _Checker:
                 self.error(("steps", i, "id"), "'end' is reserved for `goto: end`; rename the step")
             seen.add(step.id)
 
+    def check_requirements(self) -> None:
+        """Each `requires` is one expression of the declared inputs: it is checked before the run exists."""
+        for i, requirement in enumerate(self.spec.requires):
+            path = ("requires", i, "that")
+            if templates.lone_expression(requirement.that) is None:
+                self.error(path, "requires: write the condition as one expression, e.g. "
+                                 "`${{ inputs.feeds or inputs.pages }}`")
+                continue
+            try:
+                tree = template_check.parse(requirement.that)
+            except templates.TemplateError as exc:
+                self.error(path, f"requires: {exc}")
+                continue
+            for ref in template_check.references(tree):
+                if ref.chain[0] != "inputs":
+                    self.error(path, f"requires: reads '{'.'.join(ref.chain)}', but a requirement is checked "
+                                     "before the run, from the inputs alone")
+                elif len(ref.chain) > 1 and ref.chain[1] not in self.spec.inputs:
+                    self.error(path, f"requires: no input '{ref.chain[1]}'"
+                                     f"{did_you_mean(ref.chain[1], list(self.spec.inputs))}")
+
     def check_inputs(self) -> None:
         for name, spec in self.spec.inputs.items():
             if spec.default is not None:
@@ -130,6 +152,28 @@ class _Checker:
                 if name not in self.spec.inputs:
                     self.error(("triggers", i, "inputs", name), f"trigger {i + 1}: unknown input '{name}'"
                                f"{did_you_mean(name, list(self.spec.inputs))}", key=True)
+            self.check_trigger_inputs(i, trigger.inputs)
+
+    def check_trigger_inputs(self, i: int, given: dict[str, Any]) -> None:
+        """A trigger's inputs are known now: a scheduled run that would be refused every morning is refused here."""
+        values: dict[str, Any] = {}
+        for name, spec in self.spec.inputs.items():
+            raw = given.get(name, spec.default)
+            if raw is None:
+                if spec.is_required:
+                    self.error(("triggers", i, "inputs"), f"trigger {i + 1}: missing input '{name}'; give it "
+                                                          f"under the trigger's inputs")
+                values[name] = None
+                continue
+            try:
+                values[name] = coerce(name, spec, raw)
+            except ValueError as exc:
+                self.error(("triggers", i, "inputs", name) if name in given else ("triggers", i),
+                           f"trigger {i + 1}: input '{name}': {exc}")
+                return
+        if self.spec.requires and not any(e.message.startswith("requires:") for e in self.errors):
+            for message in unmet_requirements(self.spec, values):
+                self.error(("triggers", i, "inputs"), f"trigger {i + 1}: {message}")
 
     def check_target(self, path: tuple[Any, ...], target: str, what: str, allow_end: bool) -> None:
         if target == END and allow_end:
