@@ -29,12 +29,17 @@ def workbook_ids(run_dir: Path) -> list[str]:
     """The labelled sheet's ids: every review once, except exact or near repeats, which the kept row
     stands for (dup_count); in the file's order."""
     book = openpyxl.load_workbook(run_dir / "feedback_labelled.xlsx", read_only=True)
-    assert book.sheetnames == ["标注", "聚类", "回复草稿", "用户需求"]
+    assert book.sheetnames == ["标注", "聚类", "回复草稿", "用户需求", "重复"]
     rows = list(book["标注"].iter_rows(values_only=True))
     assert rows[0] == ("id", "text", "dup_count", "sentiment", "topic", "good_case")
     assert all(r[3] in ("正面", "中性", "负面") for r in rows[1:])
     assert sum(int(r[2]) for r in rows[1:]) == len(review_ids())
     ids = [str(r[0]) for r in rows[1:]]
+    # the reviews read as one are named: every review is kept or listed beside the one kept for it
+    folded = list(book["重复"].iter_rows(values_only=True))
+    assert folded[0] == ("折叠的编号", "保留的编号", "类型", "相似度", "折叠的评论", "保留的评论")
+    assert sorted(ids + [str(r[0]) for r in folded[1:]]) == sorted(review_ids())
+    assert all(str(r[1]) in ids and r[2] in ("完全重复", "近似重复") for r in folded[1:])
     order = {rid: i for i, rid in enumerate(review_ids())}
     assert [order[i] for i in ids] == sorted(order[i] for i in ids)
     return ids

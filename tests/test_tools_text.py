@@ -27,6 +27,16 @@ def test_exact_and_near_duplicates_are_removed_and_counted(tmp_path: Path) -> No
     assert [r["id"] for r in out.rows] == ["a", "d", "e"]
     assert [r["dup_count"] for r in out.rows] == [3, 1, 2]
     assert (out.exact_removed, out.near_removed) == (2, 1)
+    # every row left out is listed beside the row kept for it
+    folded = [(f.id, f.kept_id, f.how) for f in out.folded]
+    assert folded == [("b", "a", "完全重复"), ("c", "a", "近似重复"), ("f", "e", "完全重复")]
+    near = out.folded[1]
+    assert near.text == base[:-3] + "真不错" and near.kept_text == base and 0.8 <= near.similarity < 1
+
+
+def test_plain_strings_are_numbered_in_the_folded_list(tmp_path: Path) -> None:
+    out = call("text.dedupe", tmp_path, rows=["物流很快", "物流很快！", "包装破了"])
+    assert [(f.id, f.kept_id, f.similarity) for f in out.folded] == [("2", "1", 1.0)]
 
 
 def test_real_reviews_keep_distinct_texts(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import asyncio
 import re
 import unicodedata
 from collections import Counter
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,7 +53,8 @@ class NearDuplicates:
         # fixed seed: the same text always gets the same signature; drawn once, not per text (half the time)
         self.template = MinHash(num_perm=_PERMUTATIONS, seed=20261123)
 
-    def leader_or_add(self, i: int, grams: set[str]) -> int | None:
+    def leader_or_add(self, i: int, grams: set[str]) -> tuple[int, float] | None:
+        """The earliest text this one nearly repeats and their similarity, or None (then it leads its own group)."""
         from datasketch import MinHash
 
         signature = MinHash(num_perm=_PERMUTATIONS, permutations=self.template.permutations,
@@ -61,8 +62,9 @@ class NearDuplicates:
         signature.update_batch([g.encode() for g in grams])
         for other in sorted(self.index.query(signature)):
             shared = self.grams[other]
-            if len(grams & shared) / len(grams | shared) >= self.similarity:
-                return int(other)
+            similarity = len(grams & shared) / len(grams | shared)
+            if similarity >= self.similarity:
+                return int(other), similarity
         self.index.insert(i, signature)
         self.grams[i] = grams
         return None
@@ -78,12 +80,23 @@ class DedupeInput(BaseModel):
     min_length: int = Field(8, ge=1, description="texts shorter than this are only deduped exactly")
 
 
+class Folded(BaseModel):
+    id: str = Field(description="the folded row's id (its `id` field, else its number from 1)")
+    text: str
+    kept_id: str = Field(description="the id of the row kept in its place")
+    kept_text: str
+    similarity: float = Field(description="1 for the same text (ignoring spaces, punctuation and case), else the "
+                                          "Jaccard similarity of the two texts' character bigrams")
+    how: Literal["完全重复", "近似重复"]
+
+
 class DedupeOutput(BaseModel):
     rows: list[Any] = Field(description="the first row of each group, with dup_count")
     count: int
     removed: int
     exact_removed: int
     near_removed: int
+    folded: list[Folded] = Field(default_factory=list, description="every row left out, and the row kept for it")
 
 
 @tool("text.dedupe")
@@ -95,30 +108,39 @@ async def text_dedupe(args: DedupeInput, ctx: ToolContext) -> DedupeOutput:
 def dedupe(args: DedupeInput) -> DedupeOutput:
     texts = _texts(args.rows, args.field)
     keep: list[int] = []
-    group_of: dict[str, int] = {}
+    group_of: dict[str, tuple[int, float]] = {}  # a normalised text → the row kept for it, and their similarity
     counts: Counter[int] = Counter()
     near_index = NearDuplicates(args.similarity) if args.near else None
-    exact = near = 0
-    for i, text in enumerate(texts):
-        key = normalise(text)
-        if key in group_of:
-            counts[group_of[key]] += 1
-            exact += 1
-            continue
-        leader = None
-        if near_index is not None and len(key) >= args.min_length:
-            leader = near_index.leader_or_add(i, bigrams(key))
-        if leader is not None:
-            group_of[key] = leader
+    folded: list[tuple[int, int, float]] = []  # (row, kept row, similarity)
+    keys = [normalise(text) for text in texts]
+    for i, key in enumerate(keys):
+        found = group_of.get(key)
+        if found is None and near_index is not None and len(key) >= args.min_length:
+            found = near_index.leader_or_add(i, bigrams(key))
+            if found is not None:
+                group_of[key] = found
+        if found is not None:
+            leader, similarity = found
             counts[leader] += 1
-            near += 1
+            folded.append((i, leader, similarity))
             continue
-        group_of[key] = i
+        group_of[key] = (i, 1.0)
         keep.append(i)
         counts[i] += 1
     rows = [({**args.rows[i], "dup_count": counts[i]} if isinstance(args.rows[i], dict) else args.rows[i])
             for i in keep]
-    return DedupeOutput(rows=rows, count=len(rows), removed=exact + near, exact_removed=exact, near_removed=near)
+    out = [Folded(id=_row_id(args.rows, i), text=texts[i], kept_id=_row_id(args.rows, leader),
+                  kept_text=texts[leader], similarity=1.0 if keys[i] == keys[leader] else round(similarity, 3),
+                  how="完全重复" if keys[i] == keys[leader] else "近似重复")  # judged against the row kept
+           for i, leader, similarity in folded]
+    near = sum(f.how == "近似重复" for f in out)
+    return DedupeOutput(rows=rows, count=len(rows), removed=len(out), exact_removed=len(out) - near,
+                        near_removed=near, folded=out)
+
+
+def _row_id(rows: list[Any], i: int) -> str:
+    row = rows[i]
+    return str(row["id"]) if isinstance(row, dict) and row.get("id") not in (None, "") else str(i + 1)
 
 
 _STOP = {
