@@ -21,7 +21,10 @@ BUILTIN_ENTRY_POINT = "builtin"  # pyproject.toml: [project.entry-points."playbo
 
 
 class ToolArgumentError(ValueError):
-    """A tool's complaint about one of its arguments; the step's error names the argument."""
+    """A tool's complaint about one of its arguments; the step's error names the argument (unless
+    `about_the_argument` is false: the source it names is down or answered an error)."""
+
+    about_the_argument = True
 
     def __init__(self, argument: str, message: str) -> None:
         self.argument = argument

@@ -146,7 +146,7 @@ outputs: {denied: "${{ steps.denied.error.status }}"}
 """)
     done = cli("run", str(path), "-i", f"base={api.base}", cwd=project_dir)
     assert done.returncode == 1
-    assert f"'{api.base}/broken' answered HTTP 500 Internal Server Error: {{\"error\": \"database on fire\"}}" \
+    assert f"'{api.base}/broken' 返回 HTTP 500 Internal Server Error: {{\"error\": \"database on fire\"}}" \
         in done.stderr
     assert len([r for r in api.requests if r["path"] == "/broken"]) == 3  # one try and two retries
     assert len([r for r in api.requests if r["path"] == "/render"]) == 1  # a 401 is not retried

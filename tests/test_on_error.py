@@ -59,11 +59,11 @@ def test_a_map_goes_on_past_a_404_and_lists_it_with_status_and_url(project_dir: 
     done, urls = _fetch_all(project_dir, tmp_path, ["a.html", "missing.html", "b.html", "c.html"])
     assert done.returncode == 0, done.stderr
     assert "已完成，但有 1 处出错已按 on_error 跳过" in done.stdout
-    assert "1 of 4 items failed" in done.stdout and "HTTP 404" in done.stdout
+    assert "4 项中 1 项出错" in done.stdout and "HTTP 404" in done.stdout
     assert "fetched：3" in done.stdout and "failed：[404]" in done.stdout
     run_id = done.stdout.split("已按 on_error 跳过")[1].split()[0]
     shown = cli("runs", "show", run_id, cwd=project_dir)
-    assert "1 of 4 items failed" in shown.stdout and "missing.html" in shown.stdout
+    assert "4 项中 1 项出错" in shown.stdout and "missing.html" in shown.stdout
     report = (project_dir / ".playbook" / "runs" / run_id / "failed.md").read_text(encoding="utf-8")
     assert report.strip() == f"1 404 {urls[1]}"
     summary = json.loads((project_dir / ".playbook" / "runs" / run_id / "run.json").read_text(encoding="utf-8"))
@@ -158,7 +158,7 @@ def test_trend_scan_over_many_sources_finishes_past_a_404_a_hang_and_a_broken_fe
     report = Path(done.outputs["report"]).read_text(encoding="utf-8")
     assert "## 未能读取的来源（3）" in report
     assert f"- {hot[-1]}：" in report and "HTTP 404" in report
-    assert f"- {feeds[1]}：" in report and "not a readable RSS/Atom feed" in report
+    assert f"- {feeds[1]}：" in report and "不是可读的 RSS/Atom 订阅" in report
     assert f"- {feeds[2]}：" in report and "未响应（等待" in report, report.split("## 未能读取")[-1]
     assert {p["step"] for p in done.problems} == {"hot", "feeds"}
     assert len(done.outputs["items"]) >= 19 * 20 * 0.9  # the good sources all made it in

@@ -46,7 +46,7 @@ def test_gb2312_feed_built_from_the_same_items(tmp_path: Path) -> None:
 
 def test_not_a_feed_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "x.rss").write_text("hello", encoding="utf-8")
-    with pytest.raises(ValueError, match="not a readable RSS/Atom feed"):
+    with pytest.raises(ValueError, match="不是可读的 RSS/Atom 订阅"):
         call("feed.read", tmp_path, path=str(tmp_path / "x.rss"))
 
 

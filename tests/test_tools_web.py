@@ -95,7 +95,7 @@ steps:
 """)
         outcome = run_playbook(path)
     assert outcome.status == "failed"
-    assert outcome.error.startswith("step 'page': web.fetch: argument 'url': '") and "HTTP 404" in outcome.error
+    assert outcome.error.startswith("step 'page': web.fetch: '") and "返回 HTTP 404" in outcome.error
     with socket.socket() as silent:  # accepts connections (backlog) and never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
@@ -108,5 +108,5 @@ steps:
         outcome = run_playbook(slow)
     assert outcome.status == "failed"
     # a host that takes the connection and never answers: waited for twice, not once per retry (3)
-    expected = f"step 'page': web.fetch: argument 'url': 'http://127.0.0.1:{port}/': 未响应（等待 0.3 秒）（试了 2 次）"
+    expected = f"step 'page': web.fetch: 'http://127.0.0.1:{port}/': 未响应（等待 0.3 秒）（试了 2 次）"
     assert outcome.error.startswith(expected), outcome.error

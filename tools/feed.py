@@ -63,7 +63,7 @@ def parse_feed(content: bytes, source: str, limit: int | None = None,
 
     parsed = feedparser.parse(_declared_gb_as_gb18030(content))
     if parsed.bozo and not parsed.entries:
-        raise ValueError(f"'{source}' is not a readable RSS/Atom feed: {parsed.get('bozo_exception')}")
+        raise ValueError(f"'{source}' 不是可读的 RSS/Atom 订阅（{parsed.get('bozo_exception')}）")
     items = [_item(entry, source, timezone) for entry in parsed.entries]
     items.sort(key=lambda i: i.published or "", reverse=True)
     if limit:

@@ -94,7 +94,7 @@ class FileReadOutput(BaseModel):
 @tool("file.read")
 async def file_read(args: FileReadInput, ctx: ToolContext) -> FileReadOutput:
     """Read a text, markdown or json file (an earlier run's report, a brief, notes)."""
-    from tools.sheet import ENCODINGS
+    from runner.tables.files import ENCODINGS
 
     path = ctx.input_path(args.path)
     if not path.is_file():

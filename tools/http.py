@@ -26,9 +26,11 @@ class HttpStatusError(ToolArgumentError):
     """A page or API answered with an error status. Carries the status and URL, so a step's
     `on_error` and a later `when:` can tell a 404 from a 503 (`steps.x.error.status`)."""
 
+    about_the_argument = False  # the source's state, not a mistake in the argument
+
     def __init__(self, url: str, status: int, reason: str = "") -> None:
         self.url, self.status = url, status
-        super().__init__("url", f"'{url}' answered HTTP {status}{' ' + reason if reason else ''}")
+        super().__init__("url", f"'{url}' 返回 HTTP {status}{' ' + reason if reason else ''}")
 
     @property
     def details(self) -> dict[str, Any]:
@@ -37,6 +39,8 @@ class HttpStatusError(ToolArgumentError):
 
 class FetchFailed(ToolArgumentError):
     """No answer at all (timeout, refused connection) after every retry."""
+
+    about_the_argument = False
 
     def __init__(self, url: str, reason: str, kind: str) -> None:
         self.url, self.kind = url, kind
@@ -155,7 +159,7 @@ async def fetch(url: str, ctx: ToolContext, *, timeout: float | None = None) -> 
             if silent >= 2:  # a host that takes the connection and never answers: two waits, not one per retry
                 break
         except httpx.TransportError as exc:
-            last_error, kind = f"cannot connect ({type(exc).__name__})", "connection"
+            last_error, kind = f"连接失败（{type(exc).__name__}）", "connection"
         finally:
             await release()
         await asyncio.sleep(0.5 * 2 ** attempt)

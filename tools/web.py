@@ -54,8 +54,8 @@ async def web_fetch(args: WebFetchInput, ctx: ToolContext) -> WebFetchOutput:
         try:
             out.data = json.loads(html)
         except json.JSONDecodeError as exc:
-            raise ToolArgumentError("url", f"'{args.url}' did not return JSON ({exc.msg} at line {exc.lineno} "
-                                    f"column {exc.colno}); use extract: html to see what it returned") from None
+            raise ToolArgumentError("url", f"'{args.url}' 返回的不是 JSON（第 {exc.lineno} 行第 {exc.colno} 列："
+                                    f"{exc.msg}）；用 extract: html 看看它返回了什么") from None
         return out
     meta = page_metadata(html)
     if args.extract in ("article", "both"):

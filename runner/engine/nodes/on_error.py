@@ -62,7 +62,7 @@ def problems_of(steps: dict[str, Any]) -> list[dict[str, Any]]:
         elif errors:
             total = len(result.get("items") or errors)
             found.append({"step": step_id, "failed_items": len(errors), "items": total,
-                          "message": "; ".join(f"item {e.get('index')}: {e.get('message')}" for e in errors[:3])
+                          "message": "；".join(f"第 {e.get('index')} 项：{e.get('message')}" for e in errors[:3])
                           + (" …" if len(errors) > 3 else "")})
     return found
 
@@ -70,6 +70,6 @@ def problems_of(steps: dict[str, Any]) -> list[dict[str, Any]]:
 def describe(problem: dict[str, Any]) -> str:
     """One line for the console, `runs show` and notices."""
     if "items" in problem:
-        return f"step '{problem['step']}': {problem['failed_items']} of {problem['items']} items failed — " \
+        return f"步骤 {problem['step']}：{problem['items']} 项中 {problem['failed_items']} 项出错 — " \
                f"{problem['message']}"
-    return f"step '{problem['step']}' failed and was skipped (on_error) — {problem['message']}"
+    return f"步骤 {problem['step']} 出错，已按 on_error 跳过 — {problem['message']}"

@@ -36,10 +36,11 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
         try:
             result = await asyncio.wait_for(info.function(args, ctx.tool_context()), ctx.timeout)
         except TimeoutError:
-            raise RunError(f"{info.name} timed out after {ctx.timeout:g}s (raise `timeout:`)",
+            raise RunError(f"{info.name} 超过 {ctx.timeout:g} 秒没有完成（确实需要更久的话，调大这一步的 timeout:）",
                            step=ctx.step.id, details={"kind": "timeout"}) from None
         except ToolArgumentError as exc:
-            raise RunError(f"{info.name}: argument '{exc.argument}': {exc}", step=ctx.step.id,
+            where = f"argument '{exc.argument}': " if exc.about_the_argument else ""
+            raise RunError(f"{info.name}: {where}{exc}", step=ctx.step.id,
                            details=getattr(exc, "details", None)) from None
         except (ValueError, OSError, LookupError) as exc:
             raise RunError(f"{info.name}: {exc}", step=ctx.step.id) from None
