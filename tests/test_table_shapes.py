@@ -168,3 +168,14 @@ def test_a_gzip_bomb_and_a_broken_gzip_are_refused(tmp_path: Path, monkeypatch: 
     (tmp_path / "cut.csv.gz").write_bytes(packed[: len(packed) // 2])
     with pytest.raises(ToolArgumentError, match="is gzipped but does not unpack"):
         _read(tmp_path / "cut.csv.gz")
+
+
+def test_rows_that_leave_their_empty_ends_out_keep_the_header(tmp_path: Path) -> None:
+    (tmp_path / "short.csv").write_text("编号,评论,追评,备注\nA1,物流很快\nA2,包装破了\nA3,好用,还会再买\n",
+                                        encoding="utf-8")
+    out = _read(tmp_path / "short.csv")
+    assert out.rows == [  # type: ignore[attr-defined]
+        {"编号": "A1", "评论": "物流很快", "追评": None, "备注": None},
+        {"编号": "A2", "评论": "包装破了", "追评": None, "备注": None},
+        {"编号": "A3", "评论": "好用", "追评": "还会再买", "备注": None}]
+    assert out.notice is None  # type: ignore[attr-defined]

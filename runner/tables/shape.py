@@ -123,9 +123,9 @@ class NoHeader(Exception):
 
 
 def find_header(records: Sequence[Sequence[Any]]) -> int:
-    """The index of the header among the first records: the first row whose cells look like names — filled, as
-    many fields as the rows under it (a title line has fewer, or is padded with empty ones) — and under which the
-    rows are consistent. Raises NoHeader when that row reads as data."""
+    """The index of the header among the first records: the first row whose cells look like names — filled, at
+    least as many fields as the rows under it (a title line has fewer, or is padded with empty ones) — and under
+    which the rows are consistent. Raises NoHeader when that row reads as data."""
     look = [list(r) for r in records[:LOOK]]
     filled = [r for r in look if _filled(r)]
     if not filled:
@@ -133,7 +133,7 @@ def find_header(records: Sequence[Sequence[Any]]) -> int:
     width = Counter(len(r) for r in filled).most_common(1)[0][0]
     for i, record in enumerate(look[:HEADER_WITHIN]):
         names = [str(v).strip() for v in record if kind(v) != "empty"]
-        if len(record) != width or len(names) < width - (width >= 3):
+        if len(record) < width or len(names) < width - (width >= 3):  # longer: rows that leave empty ends out
             continue
         below = [r for r in look[i + 1:] if _filled(r)]
         if below and sum(len(r) >= width for r in below) < 0.8 * len(below):  # longer: a text split by a comma
