@@ -14,7 +14,7 @@ import json
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +73,9 @@ def read_table(path: Path, name: str, shape: Shape, *, limit: int | None = None)
     suffix, packed = kind_of(path, name)
     if suffix == ".xlsx":
         return _xlsx(path, name, shape, limit)
-    raw = _bytes(path, name, packed, None)
     if suffix in (".jsonl", ".ndjson"):
-        return _jsonl(raw.decode("utf-8", errors="replace").splitlines(), name)
-    table = _text(raw, name, shape, suffix, final=True, limit=limit)
+        return _jsonl(_bytes(path, name, packed, None).decode("utf-8", errors="replace").splitlines(), name)
+    table = _text(_bytes(path, name, packed, None), name, shape, suffix, final=True, limit=limit)
     if packed:
         table.notes.insert(0, "已解压 gzip")
     return table
@@ -152,6 +151,7 @@ def decode(raw: bytes, encoding: str | None, name: str, *, final: bool = True) -
 
 def _text(raw: bytes, name: str, shape: Shape, suffix: str, *, final: bool, limit: int | None) -> Table:
     text = decode(raw, shape.encoding, name, final=final)
+    del raw  # the bytes are not needed once decoded: a big export is not held twice while its rows are built
     if not final:
         text = text[: text.rfind("\n") + 1]  # the last line may be cut by the look: leave it out
     preferred = "\t" if suffix == ".tsv" else ","
@@ -175,7 +175,7 @@ def _split(text: str, separator: str, name: str) -> Iterator[tuple[int, list[str
     start = 1
     try:
         for record in reader:
-            if any(cell.strip() for cell in record):
+            if any(record) and (len(record) > 1 or record[0].strip()):  # not a blank line, not `,,,`
                 yield start, record
             start = reader.line_num + 1
     except csv.Error as exc:
@@ -195,20 +195,22 @@ def _shaped(records: Iterator[tuple[int, Sequence[Any]]], name: str, shape: Shap
     lines: list[int] = []
     mended: dict[int, list[int]] = {}
     broken: list[int] = []
-    for line, record in (*head[start:], *records):
+    for line, record in chain(head[start:], records):  # streamed: the file's rows are never held twice
         if limit is not None and len(rows) >= limit:
             break
-        cells = list(record)
-        while len(cells) > width and not str(cells[-1] or "").strip():
-            cells.pop()  # `a,b,c,,` — Excel's padding, nothing lost
-        if len(cells) > width:
-            fixed = mend([str(c) for c in cells], columns, separator) if separator != "" else None
-            if fixed is None:
-                broken.append(line)
-                continue
-            cells, column = fixed
-            mended.setdefault(column, []).append(line)
-        rows.append(dict(zip(header, [*cells, *[None] * (width - len(cells))], strict=True)))
+        if len(record) != width:
+            cells = list(record)
+            while len(cells) > width and not str(cells[-1] or "").strip():
+                cells.pop()  # `a,b,c,,` — Excel's padding, nothing lost
+            if len(cells) > width:
+                fixed = mend([str(c) for c in cells], columns, separator) if separator != "" else None
+                if fixed is None:
+                    broken.append(line)
+                    continue
+                cells, column = fixed
+                mended.setdefault(column, []).append(line)
+            record = [*cells, *[None] * (width - len(cells))]
+        rows.append(dict(zip(header, record, strict=True)))
         lines.append(line)
     if broken:
         raise ToolArgumentError("path", (
