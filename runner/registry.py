@@ -155,6 +155,7 @@ def tool(name: str) -> Callable[[ToolFunction], ToolFunction]:
 
 # (tool, argument) → a cheap look at a file given as a playbook input, before any run exists: fn(path, arguments)
 FileCheck = Callable[[Path, dict[str, Any]], None]
+NOT_KNOWN_YET = "<computed by the run>"  # a file check's argument whose value only the run computes
 _FILE_CHECKS: dict[tuple[str, str], FileCheck] = {}
 
 

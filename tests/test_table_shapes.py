@@ -16,7 +16,7 @@ import pytest
 
 from runner.registry import ToolArgumentError
 from runner.testing import FakeLLMServer, call_tool
-from tests.conftest import ROOT, cli
+from tests.conftest import ROOT, cli, write_playbook
 
 DIGEST = ROOT / "playbooks" / "feedback_digest.yaml"
 KPI = ROOT / "playbooks" / "kpi_report.yaml"
@@ -179,3 +179,25 @@ def test_rows_that_leave_their_empty_ends_out_keep_the_header(tmp_path: Path) ->
         {"编号": "A2", "评论": "包装破了", "追评": None, "备注": None},
         {"编号": "A3", "评论": "好用", "追评": "还会再买", "备注": None}]
     assert out.notice is None  # type: ignore[attr-defined]
+
+
+NAMES_FROM_A_STEP = """
+name: names_from_a_step
+inputs: {table: {type: file}}
+steps:
+  - {id: columns, tool: file.read, with: {path: columns.json}}
+  - {id: load, tool: sheet.read, with: {path: "${{ inputs.table }}", names: "${{ steps.columns.data }}"}}
+outputs: {first: "${{ steps.load.rows[0] }}"}
+"""
+
+
+def test_names_a_step_computes_are_not_guessed_before_the_run(project_dir: Path, server: FakeLLMServer) -> None:
+    """The check before a run sees only what the inputs decide; a header the run names is not refused for it."""
+    (project_dir / "columns.json").write_text('["day", "visitors"]', encoding="utf-8")
+    (project_dir / "n.csv").write_text("2026-11-01,100\n2026-11-02,120\n", encoding="utf-8")
+    path = write_playbook(project_dir, NAMES_FROM_A_STEP)
+    done = cli("run", str(path), "-i", "table=n.csv", cwd=project_dir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (summary,) = (project_dir / ".playbook" / "runs").glob("*/run.json")
+    assert json.loads(summary.read_text(encoding="utf-8"))["outputs"]["first"] == {"day": "2026-11-01",
+                                                                                   "visitors": "100"}

@@ -13,7 +13,7 @@ from runner.dsl.inputs import input_file, resolve_inputs
 from runner.dsl.templates import TemplateError, is_template, lone_expression, render
 from runner.dsl.validate import Playbook
 from runner.errors import Diagnostic, PlaybookValidationError, did_you_mean
-from runner.registry import ToolArgumentError, get_file_check, tool_names
+from runner.registry import NOT_KNOWN_YET, ToolArgumentError, get_file_check, tool_names
 
 
 def prepare_inputs(playbook: Playbook, given: dict[str, Any], project: Project, *, file: str) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def _known_arguments(arguments: dict[str, Any], values: dict[str, Any]) -> dict[
         try:
             known[key] = render(value, {"inputs": values}, seconds=1.0)
         except TemplateError:
-            continue  # it needs what the run computes
+            known[key] = NOT_KNOWN_YET  # it needs what the run computes: the check must not guess it
     return known
 
 

@@ -18,7 +18,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
-from runner.registry import ToolArgumentError
+from runner.registry import NOT_KNOWN_YET, ToolArgumentError
 from runner.tables.shape import (
     LOOK,
     WHITESPACE,
@@ -46,18 +46,22 @@ class Shape:
     encoding: str | None = None
     header_row: int | None = None  # the file line (sheet row) of the header; 0: there is none
     names: list[str] | None = None  # the columns' names, for a file without a header
+    told_by_the_run: bool = False  # header_row or names come from a step: before the run, a first row of data is
+                                   # not held against the file
 
     @classmethod
     def of(cls, args: dict[str, Any]) -> Shape:
         """From a tool's arguments as a pre-run check sees them (anything not of the right type is left to the
         tool's own validation)."""
         def text(key: str) -> str | None:
-            return args[key] if isinstance(args.get(key), str) else None
+            value = args.get(key)
+            return value if isinstance(value, str) and value != NOT_KNOWN_YET else None
 
         row = args.get("header_row")
         names = args.get("names")
         return cls(text("sheet"), text("encoding"), row if isinstance(row, int) and row >= 0 else None,
-                   [str(n) for n in names] if isinstance(names, list) and names else None)
+                   [str(n) for n in names] if isinstance(names, list) and names else None,
+                   NOT_KNOWN_YET in (row, names))
 
 
 @dataclass
@@ -89,6 +93,10 @@ def check_table(path: Path, args: dict[str, Any]) -> None:
     shape = Shape.of(args)
     suffix, packed = kind_of(path, name)
     if suffix == ".xlsx":
+        if args.get("sheet") == NOT_KNOWN_YET:
+            shape = Shape(told_by_the_run=True)  # which sheet the run will read is not known: the first one opens
+            _xlsx(path, name, shape, 2)
+            return
         rows = _xlsx(path, name, shape, 2).rows
     else:
         raw = _bytes(path, name, packed, SNIFF_BYTES)
@@ -241,6 +249,8 @@ def _header(head: list[tuple[int, Sequence[Any]]], name: str, shape: Shape,
         try:
             index = find_header([r for _, r in head])
         except NoHeader as exc:
+            if shape.told_by_the_run:
+                return header_names(head[0][1])[0], 1
             first = ", ".join(str(v) for v in exc.first[:6]) + (", …" if len(exc.first) > 6 else "")
             raise ToolArgumentError("names", (
                 f"'{name}': the first row looks like data, not column names ({first}); give the columns' names "
