@@ -6,6 +6,7 @@ Secrets come only from the environment: the config names the variable (`api_key_
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from runner.errors import Diagnostic, PlaybookError
-from runner.messages import merged
+from runner.errors import Diagnostic, PlaybookError, did_you_mean
+from runner.messages import clean_location, join_location, plain
 
 CONFIG_FILE = "playbook.toml"
 LOCAL = "local"
@@ -115,6 +116,53 @@ class QueueSettings(BaseModel):
                                                      "chunks it holds; three missed ones and others take over")
 
 
+class ChannelConfig(BaseModel):
+    """`[notify.channels.<name>]`: a group's robot (a webhook URL) or an app (cards whose buttons call back)."""
+    model_config = ConfigDict(extra="forbid")
+    platform: Literal["feishu", "lark", "dingtalk", "wecom", "slack", "feishu_app", "lark_app", "wecom_app"] = \
+        "feishu"
+    url_env: str | None = Field(None, description="robots: the variable holding the webhook URL")
+    secret_env: str | None = Field(None, description="DingTalk robots: the signing secret's variable; wecom_app: "
+                                                     "the app secret's")
+    app_id_env: str | None = Field(None, description="feishu_app / lark_app: the app id's variable")
+    app_secret_env: str | None = Field(None, description="feishu_app / lark_app: the app secret's variable")
+    chat_id: str | None = Field(None, description="feishu_app / lark_app: the group's chat id")
+    corp_id_env: str | None = Field(None, description="wecom_app: the corp id's variable")
+    agent_id: int | None = Field(None, description="wecom_app: the app's agent id")
+    touser: str = Field("@all", description="wecom_app: who receives the card")
+    api_base: str | None = Field(None, description="apps: the platform's API (a private deployment)")
+
+
+class NotifySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+
+
+class CallbackSecrets(BaseModel):
+    """`[server.im.<platform>]`: the variables holding what the platform's callbacks are checked against."""
+    model_config = ConfigDict(extra="forbid")
+    encrypt_key_env: str | None = None
+    verification_token_env: str | None = None
+    app_secret_env: str | None = None
+    token_env: str | None = None
+    aes_key_env: str | None = None
+
+
+class ServerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    base_url: str | None = Field(None, description="where the server is reached: links in cards and notices")
+    token: str | None = Field(None, description="the API and page token (or PLAYBOOK_SERVER_TOKEN)")
+    hosts: list[str] = Field(default_factory=list, description="more names this server answers for")
+    approval_channel: str | None = Field(None, description="where approval cards go: a [notify.channels] name")
+    notify_channel: str | None = Field(None, description="where done / failed notices go (default: the approval "
+                                                         "channel)")
+    im: dict[Literal["feishu", "dingtalk", "wecom"], CallbackSecrets] = Field(default_factory=dict)
+
+    @property
+    def notices_to(self) -> str | None:
+        return self.notify_channel if self.notify_channel is not None else self.approval_channel
+
+
 class ProjectFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     timezone: str = "Asia/Shanghai"
@@ -125,14 +173,26 @@ class ProjectFile(BaseModel):
     paths: dict[str, list[str]] = Field(default_factory=dict, description="write: extra writable paths; read: "
                                                                          "extra readable paths (the project "
                                                                          "folder always is)")
-    server: dict[str, Any] = Field(default_factory=dict)
-    notify: dict[str, Any] = Field(default_factory=dict)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     web: WebSettings = Field(default_factory=WebSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     local: LocalSettings = Field(default_factory=LocalSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
+
+    def unknown_channels(self) -> list[tuple[tuple[str, ...], str]]:
+        """(location, message) for a channel [server] names that [notify.channels] does not define: cards and
+        notices would go nowhere, silently."""
+        defined = list(self.notify.channels)
+        found: list[tuple[tuple[str, ...], str]] = []
+        for key in ("approval_channel", "notify_channel"):
+            name = getattr(self.server, key)
+            if name and name not in defined:
+                found.append((("server", key), f"no channel '{name}' under [notify.channels]"
+                              f"{did_you_mean(name, defined)} (channels: {', '.join(defined) or 'none'})"))
+        return found
 
 
 @dataclass
@@ -222,12 +282,74 @@ def load_project(root: Path | None = None) -> Project:
         except tomllib.TOMLDecodeError as exc:
             raise PlaybookError([Diagnostic(str(path), 0, 0, f"invalid TOML: {exc}")]) from None
     _apply_env(data)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
     try:
         settings = ProjectFile.model_validate(data)
     except PydanticValidationError as exc:
-        raise PlaybookError([Diagnostic(str(path), 0, 0, f"{where}: {message}")
-                             for where, message in merged(exc.errors())]) from None
+        raise PlaybookError([_diagnostic(path, text, err) for err in exc.errors()]) from None
+    if problems := settings.unknown_channels():
+        raise PlaybookError([Diagnostic(str(path), *toml_position(text, loc), f"{'.'.join(loc)}: {message}")
+                             for loc, message in problems])
     return Project(root, settings)
+
+
+def _diagnostic(path: Path, text: str, error: Any) -> Diagnostic:
+    """One config mistake, at its line in playbook.toml; an unknown key lists the section's keys and suggests the
+    closest (`[server] aproval_channel` → approval_channel)."""
+    loc = tuple(str(p) for p in clean_location(error.get("loc", ())))
+    where = join_location(loc)
+    if error.get("type") == "extra_forbidden":
+        valid = _keys_at(ProjectFile, loc[:-1])
+        message = f"unknown key '{loc[-1]}'{did_you_mean(loc[-1], valid)} (keys here: {', '.join(valid)})"
+    else:
+        message = plain(error)
+    return Diagnostic(str(path), *toml_position(text, loc), f"{where}: {message}")
+
+
+def _keys_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
+    """The keys the config model takes at `loc` (table names and map keys like a channel's name skipped)."""
+    current: Any = model
+    for part in loc:
+        field = current.model_fields.get(part) if isinstance(current, type) and issubclass(current, BaseModel) \
+            else None
+        if field is None:
+            continue  # a key of a dict section ([models.<alias>], [notify.channels.<name>])
+        current = _model_in(field.annotation)
+    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The BaseModel a field holds, directly or as the values of a dict or items of a list."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in reversed(getattr(annotation, "__args__", ())):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def toml_position(text: str, loc: tuple[str, ...]) -> tuple[int, int]:
+    """(line, column) of the key at `loc` in a TOML text — under its `[a.b]` table, or dotted, or inline — as near
+    as a plain reading finds it; (0, 0) when it is not written there (a value from the environment)."""
+    lines = text.splitlines()
+    for cut in range(len(loc) - 1, -1, -1):
+        table, key = loc[:cut], loc[cut] if cut < len(loc) else ""
+        start = 0
+        if table:
+            header = re.compile(r"^\s*\[+\s*" + r"\s*\.\s*".join(re.escape(p) for p in table) + r"\s*\]+")
+            start = next((n + 1 for n, line in enumerate(lines) if header.match(line)), -1)
+            if start < 0:
+                continue
+        written = re.compile(r"^\s*" + re.escape(key) + r"\s*[=.]")
+        for n in range(start, len(lines)):
+            if lines[n].lstrip().startswith("["):
+                break
+            if written.match(lines[n]):
+                return n + 1, lines[n].index(key) + 1
+        if table:
+            return start, 1
+    return 0, 0
 
 
 def _apply_env(data: dict[str, Any]) -> None:

@@ -53,17 +53,17 @@ def signature(secret: str, timestamp: str, platform: str) -> str:
 def _resolve(args: NotifyInput, ctx: ToolContext) -> tuple[str, str, str | None]:
     platform, url, secret = args.platform, args.url, args.secret
     if args.channel:
-        channels = (getattr(ctx.settings, "notify", None) or {}).get("channels", {})
+        channels = ctx.settings.notify.channels
         if args.channel not in channels:
             raise ValueError(f"no channel '{args.channel}' under [notify.channels] in playbook.toml "
                              f"(channels: {', '.join(channels) or 'none'})")
         channel = channels[args.channel]
-        platform = platform or channel.get("platform")
-        url = url or os.environ.get(channel.get("url_env", ""), "") or None
-        secret = secret or os.environ.get(channel.get("secret_env", ""), "") or None
+        platform = platform or channel.platform
+        url = url or os.environ.get(channel.url_env or "", "") or None
+        secret = secret or os.environ.get(channel.secret_env or "", "") or None
         if not url:
             raise ValueError(f"channel '{args.channel}': set the environment variable "
-                             f"{channel.get('url_env', '(url_env)')} to the webhook URL")
+                             f"{channel.url_env or '(url_env)'} to the webhook URL")
     if not platform or not url:
         raise ValueError("give platform and url, or a channel")
     return platform, url, secret
@@ -74,7 +74,7 @@ async def notify_webhook(args: NotifyInput, ctx: ToolContext) -> NotifyOutput:
     """Send a markdown message to a Feishu/Lark, DingTalk, WeCom or Slack robot."""
     platform, url, secret = _resolve(args, ctx)
     check_url(url, ctx)
-    base = (getattr(ctx.settings, "server", None) or {}).get("base_url")
+    base = ctx.settings.server.base_url
     link = args.link or (f"{base.rstrip('/')}/runs/{ctx.run_id}" if base else None)
     body = payload(platform, args.title, args.content, link)
     if secret and platform == "dingtalk":

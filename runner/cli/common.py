@@ -104,7 +104,7 @@ def report(outcome: Any, currency: str) -> None:
 
 def chat_cards(project: Any) -> Any:
     """The hook that sends approval cards and run notices, when playbook.toml names a channel."""
-    if not (project.settings.server.get("approval_channel") or project.settings.server.get("notify_channel")):
+    if not (project.settings.server.approval_channel or project.settings.server.notify_channel):
         return None
     from runner.server.im import ApprovalCards
 

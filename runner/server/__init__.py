@@ -17,7 +17,7 @@ from runner.server.service import Conflict, NotFound, Service
 
 
 def server_token(project: Project) -> str | None:
-    return os.environ.get("PLAYBOOK_SERVER_TOKEN") or project.settings.server.get("token") or None
+    return os.environ.get("PLAYBOOK_SERVER_TOKEN") or project.settings.server.token or None
 
 
 def create_app(project: Project, *, service: Service | None = None, bind: str | None = None) -> Starlette:
@@ -25,7 +25,7 @@ def create_app(project: Project, *, service: Service | None = None, bind: str | 
 
     svc = service or Service(project, hooks=[im.ApprovalCards(project)])
     server = project.settings.server
-    hosts = served_hosts(server.get("base_url"), bind, list(server.get("hosts") or []))
+    hosts = served_hosts(server.base_url, bind, list(server.hosts))
 
     async def errors(request: Request, exc: Exception) -> Response:
         handler = api.api_errors if request.url.path.startswith("/api/") else pages.handle_errors

@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from runner import atomic
-from runner.config import Project
+from runner.config import ChannelConfig, Project
 from runner.engine.events import Hooks
 from runner.server.service import Conflict, Decided, FieldErrors, NotFound, Service
 from runner.store import open_store
@@ -151,10 +151,11 @@ class Channels:
     """Secrets of the IM app per platform, from the environment named in `[server.im.<platform>]`."""
 
     def __init__(self, project: Project) -> None:
-        self.config: dict[str, Any] = project.settings.server.get("im", {})
+        self.config = project.settings.server.im
 
     def secret(self, platform: str, name: str) -> str | None:
-        env = (self.config.get(platform) or {}).get(f"{name}_env")
+        secrets = self.config.get(platform)  # type: ignore[call-overload]
+        env = getattr(secrets, f"{name}_env", None) if secrets is not None else None
         return os.environ.get(env, "") or None if env else None
 
 
@@ -255,9 +256,9 @@ class ApprovalCards(Hooks):
     def __init__(self, project: Project) -> None:
         self.project = project
         server = project.settings.server
-        self.approval_channel = server.get("approval_channel")
-        self.notify_channel = server.get("notify_channel", self.approval_channel)
-        self.base = str(server.get("base_url", "")).rstrip("/") or None
+        self.approval_channel = server.approval_channel
+        self.notify_channel = server.notices_to
+        self.base = (server.base_url or "").rstrip("/") or None
         self.sent: list[dict[str, Any]] = []
         self.pending: set[asyncio.Task[None]] = set()
 
@@ -287,10 +288,10 @@ class ApprovalCards(Hooks):
             run = store.get_run(run_id)
         finally:
             store.close()
-        config = (self.project.settings.notify.get("channels") or {}).get(channel) or {}
-        platform = config.get("platform", "feishu")
-        if run is None:
+        config = self.project.settings.notify.channels.get(channel)
+        if run is None or config is None:
             return
+        platform = config.platform
         if status == "waiting" and platform in APP_SENDERS:  # an app's card: its buttons call back
             try:
                 card = approval_card(platform.split("_")[0], run, self._link(run_id), card_secret(self.project))
@@ -299,7 +300,7 @@ class ApprovalCards(Hooks):
             except Exception as exc:  # a chat outage must not fail the run
                 self.sent.append({"channel": channel, "error": f"{type(exc).__name__}: {exc}"})
             return
-        url = os.environ.get(config.get("url_env", ""), "")
+        url = os.environ.get(config.url_env or "", "")
         if not url:
             return
         page = f"{self.base}/runs/{run_id}" if self.base else None
@@ -318,41 +319,41 @@ class ApprovalCards(Hooks):
                 self.sent.append({"channel": channel, "error": type(exc).__name__, "body": body})
 
 
-async def send_feishu_app(config: dict[str, Any], card: dict[str, Any]) -> None:
+async def send_feishu_app(config: ChannelConfig, card: dict[str, Any]) -> None:
     """A card sent by a Feishu/Lark app (not a group's custom bot), so its buttons call /im/feishu."""
     import httpx
 
-    base = config.get("api_base", "https://open.feishu.cn").rstrip("/")
+    base = (config.api_base or "https://open.feishu.cn").rstrip("/")
     async with httpx.AsyncClient(timeout=15) as client:
         auth = await client.post(f"{base}/open-apis/auth/v3/tenant_access_token/internal", json={
-            "app_id": os.environ.get(config.get("app_id_env", ""), ""),
-            "app_secret": os.environ.get(config.get("app_secret_env", ""), "")})
+            "app_id": os.environ.get(config.app_id_env or "", ""),
+            "app_secret": os.environ.get(config.app_secret_env or "", "")})
         token = auth.json().get("tenant_access_token")
         if not token:
             raise RuntimeError(f"Feishu refused the app credentials: {auth.text[:200]}")
         sent = await client.post(f"{base}/open-apis/im/v1/messages", params={"receive_id_type": "chat_id"},
                                  headers={"Authorization": f"Bearer {token}"},
-                                 json={"receive_id": config.get("chat_id"), "msg_type": "interactive",
+                                 json={"receive_id": config.chat_id, "msg_type": "interactive",
                                        "content": json.dumps(card["card"], ensure_ascii=False)})
         if sent.json().get("code", 0) != 0:
             raise RuntimeError(f"Feishu refused the card: {sent.text[:200]}")
 
 
-async def send_wecom_app(config: dict[str, Any], card: dict[str, Any]) -> None:
+async def send_wecom_app(config: ChannelConfig, card: dict[str, Any]) -> None:
     """A template card sent by a WeCom app (group robots cannot carry interactive buttons)."""
     import httpx
 
-    base = config.get("api_base", "https://qyapi.weixin.qq.com").rstrip("/")
+    base = (config.api_base or "https://qyapi.weixin.qq.com").rstrip("/")
     async with httpx.AsyncClient(timeout=15) as client:
         auth = await client.get(f"{base}/cgi-bin/gettoken", params={
-            "corpid": os.environ.get(config.get("corp_id_env", ""), ""),
-            "corpsecret": os.environ.get(config.get("secret_env", ""), "")})
+            "corpid": os.environ.get(config.corp_id_env or "", ""),
+            "corpsecret": os.environ.get(config.secret_env or "", "")})
         token = auth.json().get("access_token")
         if not token:
             raise RuntimeError(f"WeCom refused the app credentials: {auth.text[:200]}")
         sent = await client.post(f"{base}/cgi-bin/message/send", params={"access_token": token}, json={
-            "touser": config.get("touser", "@all"), "msgtype": "template_card",
-            "agentid": int(config.get("agent_id", 0)), "template_card": card["template_card"]})
+            "touser": config.touser, "msgtype": "template_card",
+            "agentid": config.agent_id or 0, "template_card": card["template_card"]})
         if sent.json().get("errcode", 0) != 0:
             raise RuntimeError(f"WeCom refused the card: {sent.text[:200]}")
 
