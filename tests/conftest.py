@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
+from runner.assembly import assemble
 from runner.config import load_project
 from runner.dsl.inputs import resolve_inputs
 from runner.dsl.validate import load_and_validate
-from runner.engine.execute import Runner, RunOutcome
+from runner.engine.execute import RunOutcome
 from runner.testing import FakeLLMServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +71,7 @@ outputs: {summary: "${{ steps.s.output }}"}
 
 def run_playbook(path: Path, inputs: dict[str, Any] | None = None, **kwargs: Any) -> RunOutcome:
     playbook = load_and_validate(path)
-    runner = Runner(load_project())
+    runner = assemble(load_project())
     try:
         values = resolve_inputs(playbook.spec, inputs or {}, file=str(path))
         return asyncio.run(runner.start(playbook, values, **kwargs))
@@ -79,7 +80,7 @@ def run_playbook(path: Path, inputs: dict[str, Any] | None = None, **kwargs: Any
 
 
 def resume(run_id: str, **kwargs: Any) -> RunOutcome:
-    runner = Runner(load_project())
+    runner = assemble(load_project())
     try:
         return asyncio.run(runner.resume(run_id, **kwargs))
     finally:

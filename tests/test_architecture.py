@@ -205,3 +205,30 @@ def test_validate_and_help_load_no_engine_model_or_network_library() -> None:
         assert libraries == "[]", (args, done.stderr[-500:])
         if args == ["--help"]:
             assert tool_modules == "[]", tool_modules
+
+
+def runner_built_outside_assembly(root: Path) -> list[str]:
+    """Places in runner/ and tools/ that call `Runner(...)` other than runner/assembly.py."""
+    found = []
+    for package in ("runner", "tools"):
+        for path in sorted((root / package).rglob("*.py")):
+            if path.relative_to(root).as_posix() == "runner/assembly.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.Call):
+                    continue
+                if getattr(node.func, "id", getattr(node.func, "attr", None)) == "Runner":
+                    found.append(f"{path.relative_to(root).as_posix()}:{node.lineno}")
+    return found
+
+
+def test_a_run_is_assembled_in_one_place() -> None:
+    """CLI, scheduler, web service, worker, chunk runner and evals all build their Runner with assemble(), so a
+    run gets the same hooks (chat cards and notices) wherever it runs."""
+    assert runner_built_outside_assembly(ROOT) == []
+
+
+def test_the_checker_finds_a_runner_built_elsewhere(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"runner/cli.py": "from runner.engine.execute import Runner\nr = Runner(p)\n",
+                          "runner/assembly.py": "r = Runner(p)\n", "tools/x.py": "r = execute.Runner(p)\n"})
+    assert runner_built_outside_assembly(tmp_path) == ["runner/cli.py:2", "tools/x.py:1"]

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from runner.cards import ApprovalCards, button_key, card_secret
 from runner.config import load_project
 from runner.server import create_app
-from runner.server.im import ApprovalCards, button_key, card_secret, wecom_signature
+from runner.server.im import wecom_signature
 from runner.server.service import Service
 from runner.testing import FakeLLMServer
 from tests.conftest import ROOT

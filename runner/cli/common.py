@@ -102,15 +102,6 @@ def report(outcome: Any, currency: str) -> None:
                       "还会在这里失败）", markup=False, soft_wrap=True)
 
 
-def chat_cards(project: Any) -> Any:
-    """The hook that sends approval cards and run notices, when playbook.toml names a channel."""
-    if not (project.settings.server.approval_channel or project.settings.server.notify_channel):
-        return None
-    from runner.server.im import ApprovalCards
-
-    return ApprovalCards(project)
-
-
 def project_with_runs(run_id: str) -> Any:
     """The project, when it has any runs at all; a command about an existing run given in a folder that
     never ran anything says so, without leaving a `.playbook/` folder behind there."""
@@ -128,21 +119,17 @@ def execute(action: Any, run_id: str | None = None, *, existing: bool = True) ->
     SIGTERM) cancels the run at once: in-flight requests are dropped, the run is marked interrupted with
     what finished kept in the journal, and the process exits 130 within a moment. `existing`: the action
     is about a run that must already be in this project (resume, approve, reject)."""
+    from runner.assembly import assemble, settled
     from runner.cli.progress import ConsoleProgress
-    from runner.engine.execute import Runner
 
     project = project_with_runs(run_id) if existing and run_id else project_here()
-    cards = chat_cards(project)
     progress = ConsoleProgress(out, project.settings.currency)
-    runner = Runner(project, hooks=[progress, *([cards] if cards else [])])
+    runner = assemble(project, hooks=[progress])
     if existing and run_id and (so_far := runner.store.get_run(run_id)) is not None:
         progress.tokens, progress.cost = so_far["tokens_in"] + so_far["tokens_out"], so_far["cost"]
 
     async def act() -> Any:
-        outcome = await action(runner, project)
-        if cards is not None:
-            await cards.flush()  # the approval card or the notice leaves before the process does
-        return outcome
+        return await settled(runner, action(runner, project))  # the card or notice leaves before the process
 
     from runner.cli.interrupt import drive
 

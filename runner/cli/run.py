@@ -174,10 +174,10 @@ def queued(project: Any, run_id: str, detach: bool, enqueue: Any) -> None:
 def claimed(project: Any, run_id: str, hand_over: Any) -> None:
     """Claim an existing run here (a decision recorded once, a resume taken once), hand it to the workers and
     follow it from where its events end now."""
+    from runner.assembly import assemble
     from runner.cli.follow import events_size
-    from runner.engine.execute import Runner
 
-    runner = Runner(project)
+    runner = assemble(project)
     try:
         full_id = (runner.store.get_run(run_id) or {"id": run_id})["id"]
         offset = events_size(project, full_id)
@@ -207,9 +207,9 @@ def os_user() -> str:
 def cancel(run_id: str) -> None:
     """Cancel a waiting or running run (a running one stops at its next step or batch)."""
     def act() -> None:
-        from runner.engine.execute import Runner
+        from runner.assembly import assemble
 
-        runner = Runner(project_with_runs(run_id))
+        runner = assemble(project_with_runs(run_id))
         try:
             out.print(f"{run_id}: {runner.cancel(run_id)}")
         finally:

@@ -10,26 +10,26 @@ from typing import Any
 import typer
 
 from runner.cli.app import app
-from runner.cli.common import chat_cards, err, execute, guard, out, project_here
+from runner.cli.common import err, execute, guard, out, project_here
 
 schedule_app = typer.Typer(help="List, pause, resume or start schedules now.", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
 
 
 def _with_scheduler(action: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
-    from runner.engine.execute import Runner
+    from runner.assembly import assemble, settled
     from runner.schedule.scheduler import Scheduler
 
     project = project_here()
-    cards = chat_cards(project)
-    runner = Runner(project, hooks=[cards] if cards else [])
+    runner = assemble(project)
 
     async def act(scheduler: Any) -> Any:
-        result = await action(scheduler)
-        await scheduler.wait()
-        if cards is not None:
-            await cards.flush()
-        return result
+        async def then_wait() -> Any:
+            result = await action(scheduler)
+            await scheduler.wait()
+            return result
+
+        return await settled(runner, then_wait())
 
     try:
         scheduler = Scheduler(project, runner)

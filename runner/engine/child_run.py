@@ -8,7 +8,9 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from runner.config import Project
 from runner.dsl import templates
 from runner.dsl.spec import Step
 from runner.dsl.validate import Playbook
@@ -21,6 +23,14 @@ from runner.store import checkpointer
 
 CHILD_OUTPUTS = "__outputs__"  # journal step under which a finished sub-playbook's outputs are kept unredacted
 
+
+
+def initial_state(project: Project, inputs: dict[str, Any], started: float) -> dict[str, Any]:
+    """The state a run starts from; `run.date` is the day it started in the project's timezone (a sub-playbook
+    gets its parent's: on a UTC server in the evening, the local day is already the next one)."""
+    tz = ZoneInfo(project.settings.timezone)
+    return {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
+            "run": {"date": datetime.fromtimestamp(started, tz).strftime("%Y-%m-%d")}}
 
 def render_outputs(rc: RunContext, final: dict[str, Any]) -> dict[str, Any]:
     """The playbook's `outputs:` from the run's final state; one that cannot be evaluated fails the run, naming
@@ -61,8 +71,7 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
                     started_at=run["started_at"], max_cost=parent.max_cost, spent=parent.spent,
                     tool_fixtures=parent.tool_fixtures, run_child=partial(run_child, nodes=nodes))
     config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
-    state = {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
-             "run": {"date": datetime.now().strftime("%Y-%m-%d")}}
+    state = initial_state(parent.project, inputs, parent.started_at)  # the parent's clock and timezone
     spent_before = parent.spent
     async with checkpointer(parent.project) as saver:
         graph = compile_graph(child, nodes(rc), checkpointer=saver)

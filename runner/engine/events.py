@@ -27,6 +27,8 @@ class Hooks:
     def on_run_end(self, **event: Any) -> None: ...
     def on_map_chunk(self, **event: Any) -> None: ...
 
+    async def flush(self) -> None:
+        """Wait for work the hook set off and has not finished (a card being sent); before a process exits."""
 
 HOOK_NAMES = ("on_run_start", "on_step_start", "on_step_end", "on_llm_call", "on_tool_call",
               "on_map_progress", "on_approval", "on_run_end", "on_map_chunk")

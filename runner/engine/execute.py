@@ -12,14 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from runner import atomic
 from runner.config import Project
 from runner.dsl import templates
 from runner.dsl.spec import Step
 from runner.dsl.validate import Playbook, load_and_validate
-from runner.engine.child_run import check_every_step_reached, render_outputs, run_child
+from runner.engine.child_run import check_every_step_reached, initial_state, render_outputs, run_child
 from runner.engine.compile import DURABILITY, compile_graph
 from runner.engine.events import EventsFile, HookList, Hooks, Redactor
 from runner.engine.gates import NodeFunction
@@ -137,6 +136,12 @@ class Runner:
     def close(self) -> None:
         self.store.close()
 
+    async def flush_hooks(self) -> None:
+        """Wait for what the hooks set off (cards and notices being sent) before the process goes."""
+        for hook in self.hooks:
+            if (flush := getattr(hook, "flush", None)) is not None:  # hooks may be any object with on_* methods
+                await flush()
+
     def _context(self, run: dict[str, Any], playbook: Playbook) -> RunContext:
         run_dir = self.project.run_dir(run["id"].split(".")[0])
         redact = Redactor(self.project.secret_values() +
@@ -164,7 +169,7 @@ class Runner:
         self.llm.preload_for(playbook.model_aliases())
         rc = self._context(run, playbook)
         rc.hooks.on_run_start(run_id=run_id, playbook=playbook.spec.name, inputs=run["inputs"])
-        return await self._drive(rc, None, self._initial_state(run["inputs"], run["started_at"]))
+        return await self._drive(rc, None, initial_state(self.project, run["inputs"], run["started_at"]))
 
     async def start(self, playbook: Playbook, inputs: dict[str, Any], *, run_id: str | None = None,
                     max_cost: float | None = None) -> RunOutcome:
@@ -178,12 +183,7 @@ class Runner:
         self.llm.preload_for(playbook.model_aliases())  # litellm loads while the first steps run
         rc = self._context(run, playbook)
         rc.hooks.on_run_start(run_id=run_id, playbook=playbook.spec.name, inputs=inputs)
-        return await self._drive(rc, None, self._initial_state(inputs, now))
-
-    def _initial_state(self, inputs: dict[str, Any], started: float) -> dict[str, Any]:
-        tz = ZoneInfo(self.project.settings.timezone)
-        return {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
-                "run": {"date": datetime.fromtimestamp(started, tz).strftime("%Y-%m-%d")}}
+        return await self._drive(rc, None, initial_state(self.project, inputs, now))
 
     def claim(self, run_id: str, decision: dict[str, Any]) -> None:
         """Record `decision` for the approval the run waits at, and move the run on, atomically; raises
@@ -246,7 +246,7 @@ class Runner:
                               **this_process())
         self.llm.preload_for(playbook.model_aliases())
         rc = self._context(run, playbook)
-        return await self._drive(rc, decision, self._initial_state(run["inputs"], run["started_at"]))
+        return await self._drive(rc, decision, initial_state(self.project, run["inputs"], run["started_at"]))
 
     async def _drive(self, rc: RunContext, decision: dict[str, Any] | None, fresh: dict[str, Any]) -> RunOutcome:
         """Run or continue the graph (with the decision for the approval it waits at). With no checkpoint yet (a

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from runner.assembly import assemble
 from runner.config import Project
 from runner.dsl.inputs import resolve_inputs
 from runner.dsl.validate import Playbook
 from runner.dsl.yaml_loader import safe_load
 from runner.engine.events import Hooks
-from runner.engine.execute import Runner
 from runner.errors import PlaybookError
 from runner.evals.suite import CaseSpec, Fixture, ScriptedDecision
 from runner.models.llm import ReplySource
@@ -122,7 +122,7 @@ async def run_case(case: CaseSpec, repeat: int, *, playbook: Playbook, project: 
                    replies: ReplySource | None, folder: Path) -> CaseRun:
     capture = Capture()
     result = CaseRun(case.id, repeat)
-    runner = Runner(project, hooks=[capture], tool_fixtures=fixtures)
+    runner = assemble(project, hooks=[capture], tool_fixtures=fixtures, notify=False)  # replays notify no one
     runner.llm.replies = replies
     started = time.monotonic()
     try:

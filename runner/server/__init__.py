@@ -23,7 +23,7 @@ def server_token(project: Project) -> str | None:
 def create_app(project: Project, *, service: Service | None = None, bind: str | None = None) -> Starlette:
     from runner.server import api, im, pages
 
-    svc = service or Service(project, hooks=[im.ApprovalCards(project)])
+    svc = service or Service(project)
     server = project.settings.server
     hosts = served_hosts(server.base_url, bind, list(server.hosts))
 

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.assembly import assemble
 from runner.config import Project
 from runner.dsl.output_schema import to_model
 from runner.dsl.validate import Playbook, load_and_validate
 from runner.engine import liveness, step_log
 from runner.engine.approvals import EditError, apply_edits, diff
 from runner.engine.events import Hooks
-from runner.engine.execute import Runner, new_run_id
+from runner.engine.execute import new_run_id
 from runner.engine.liveness import shown_status, this_process
 from runner.engine.preflight import prepare_inputs
 from runner.errors import DecisionTaken, PlaybookError, RunError
@@ -56,7 +57,7 @@ class Decided:
 class Service:
     def __init__(self, project: Project, *, hooks: list[Hooks] | None = None) -> None:
         self.project = project
-        self.runner = Runner(project, hooks=hooks)
+        self.runner = assemble(project, hooks=hooks or [])
         self.store = self.runner.store
         self.tasks: set[asyncio.Task[Any]] = set()
 

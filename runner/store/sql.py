@@ -12,6 +12,7 @@ from runner.store.batch_writer import BatchWriter
 
 Execute = Callable[[str, tuple[Any, ...]], Any]  # runs one statement in a transaction; returns its cursor
 
+ONCE = "~once"  # the journal "step" under which claim_once keeps its keys
 _JOURNAL_PUT = ("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step, visit, key) "
                 "DO UPDATE SET value = excluded.value, created = excluded.created")
 _CACHE_PUT = ("INSERT INTO llm_cache VALUES (?, ?, ?) ON CONFLICT (key) "
@@ -253,6 +254,13 @@ class SqlStore:
         values = tuple(json.dumps(fields.get(n), ensure_ascii=False) if n in ("edits", "diff")
                        else fields.get(n) for n in names)
         self._exec(f"INSERT INTO approvals VALUES ({', '.join('?' * len(names))})", values)
+
+    def claim_once(self, run_id: str, key: str) -> bool:
+        """True for the first caller only, in any process on any machine: what must happen once per run and
+        `key` (an approval card for one pause, a notice for one end) however many workers see it."""
+        with self._transaction() as execute:
+            return bool(execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step, visit, key) "
+                                "DO NOTHING", (run_id, ONCE, 0, key, "true", time.time())).rowcount)
 
     def claim_decision(self, run_id: str, step: str, visit: int, decision: dict[str, Any],
                        pid: int, pid_started: float | None = None,

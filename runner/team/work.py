@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from runner.assembly import assemble, settled
 from runner.config import load_project
 from runner.engine.execute import Runner
 from runner.engine.liveness import HEARTBEAT, run_alive, this_process
@@ -44,7 +45,7 @@ def team_runner() -> Runner:
     def offer(run_id: str, step: str, visit: int, number: int) -> None:
         queue.send_chunk(project, run_id, step, visit, number)
 
-    return Runner(project, distribute=chunks.distributor(offer, project.settings.queue.map_chunk))
+    return assemble(project, distribute=chunks.distributor(offer, project.settings.queue.map_chunk))
 
 
 def claim(store: Store, run: dict[str, Any]) -> bool:
@@ -64,9 +65,9 @@ def do_work(kind: str, run_id: str, decision: dict[str, Any] | None, *, worker: 
         log.info("run %s: %s", run_id, kind)
         with _heartbeat(runner.store, run_id):
             if kind == "start" and run["status"] == "queued":
-                outcome = asyncio.run(runner.begin(run_id))
+                outcome = asyncio.run(settled(runner, runner.begin(run_id)))
             else:  # a resume, a decision, or a start whose first worker died: the journal skips what finished
-                outcome = asyncio.run(runner.resume(run_id, decision=decision, claimed=True))
+                outcome = asyncio.run(settled(runner, runner.resume(run_id, decision=decision, claimed=True)))
         log.info("run %s: %s", run_id, outcome.status)
     finally:
         runner.close()

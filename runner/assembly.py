@@ -1,0 +1,42 @@
+"""The one place a Runner is assembled, for every entry point — the CLI, the scheduler, the web service, a team
+worker and its chunks, evals — so that a run behaves the same wherever it runs: the same project settings, and the
+approval cards and run notices `playbook.toml` asks for, whichever process reaches the pause or the end.
+(`tests/test_architecture.py` fails if a Runner is built anywhere else.)"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from runner.config import Project
+from runner.engine.events import Hooks
+from runner.engine.execute import Runner
+from runner.engine.nodes.base import MapDistributor
+from runner.registry import ToolFixtures
+
+
+def assemble(project: Project, *, hooks: Sequence[Hooks] = (), notify: bool = True,
+             distribute: MapDistributor | None = None, tool_fixtures: ToolFixtures | None = None) -> Runner:
+    """A Runner for `project`: the caller's hooks (console progress, eval capture), plus the chat cards and
+    notices when `[server]` names a channel and `notify` (evals replay runs: they notify no one)."""
+    cards = chat_cards(project) if notify else None
+    return Runner(project, hooks=[*hooks, *([cards] if cards is not None else [])], distribute=distribute,
+                  tool_fixtures=tool_fixtures)
+
+
+def chat_cards(project: Project) -> Hooks | None:
+    """The hook that sends approval cards and run notices, when playbook.toml names a channel."""
+    if not (project.settings.server.approval_channel or project.settings.server.notify_channel):
+        return None
+    from runner.cards import ApprovalCards
+
+    return ApprovalCards(project)
+
+
+async def settled(runner: Runner, work: Any) -> Any:
+    """Await `work` (a run's begin, resume or approve), then the cards and notices it set off: a process that
+    exits — a CLI command, a worker task whose event loop closes — must not drop them half-sent."""
+    try:
+        return await work
+    finally:
+        await runner.flush_hooks()

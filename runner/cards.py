@@ -1,0 +1,205 @@
+"""Approval cards and run notices in team chat, sent from whichever process reaches the pause or the end — the
+CLI, the scheduler, the web service or a team worker (`runner/assembly.py` adds the hook wherever playbook.toml names
+a channel). A card's buttons carry a key bound by this project's secret; `runner/server/im.py` checks the platform's
+callback and applies the decision. Each card and notice is sent once per pause and per end, whichever workers see it
+(the store's `claim_once`)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from typing import Any
+
+from runner import atomic
+from runner.config import ChannelConfig, Project
+from runner.engine.events import Hooks
+from runner.store import open_store
+
+
+def card_secret(project: Project) -> bytes:
+    """This project's key for card buttons (created once, readable by its owner only)."""
+    path = project.state_dir / "card.key"
+    if not path.exists():
+        atomic.write_bytes(path, secrets.token_bytes(32))
+        os.chmod(path, 0o600)
+    return path.read_bytes()
+
+
+def button_key(action: str, run_id: str, step: str, visit: int, secret: bytes) -> str:
+    """What a card's button sends back: the decision it stands for, bound by an HMAC the platform's request
+    cannot forge. A captured callback can only repeat its own decision (which is then `repeated`), never be
+    replayed for another run, step, visit or action."""
+    body = f"{action}|{run_id}|{step}|{visit}"
+    return f"{body}|{hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()[:24]}"
+
+
+def parse_key(key: str, secret: bytes) -> tuple[str, str, str, int]:
+    action, run_id, step, visit, tag = key.split("|")
+    expected = button_key(action, run_id, step, int(visit), secret).rsplit("|", 1)[1]
+    if not hmac.compare_digest(expected, tag):
+        raise ValueError("the button's key does not match this server's")
+    return action, run_id, step, int(visit)
+
+
+def approval_card(platform: str, run: dict[str, Any], link: str | None, secret: bytes) -> dict[str, Any]:
+    """The card a platform shows, with approve / reject buttons and a link to the approval page."""
+    pending = run["pending"]
+    title = f"待审核：{pending['title']}"
+    summary = f"剧本 **{run['playbook']}** · 运行 `{run['id']}`\n\n{pending.get('instructions') or ''}"
+    keys = {a: button_key(a, run["id"], pending["step"], pending["visit"], secret) for a in ("approve", "reject")}
+    if platform in ("feishu", "lark"):
+        actions: list[dict[str, Any]] = [
+            {"tag": "button", "type": "primary", "text": {"tag": "plain_text", "content": "通过"},
+             "value": {"key": keys["approve"]}},
+            {"tag": "button", "type": "danger", "text": {"tag": "plain_text", "content": "驳回"},
+             "value": {"key": keys["reject"]}}]
+        if link:
+            actions.append({"tag": "button", "text": {"tag": "plain_text", "content": "打开审核页（可修改）"},
+                            "url": link})
+        return {"msg_type": "interactive", "card": {
+            "config": {"wide_screen_mode": True, "update_multi": True},
+            "header": {"title": {"tag": "plain_text", "content": title}, "template": "orange"},
+            "elements": [{"tag": "markdown", "content": summary}, {"tag": "action", "actions": actions}]}}
+    if platform == "dingtalk":
+        buttons = [{"title": "通过", "actionURL": f"dtmd://dingtalkclient/sendMessage?content={keys['approve']}"},
+                   {"title": "驳回", "actionURL": f"dtmd://dingtalkclient/sendMessage?content={keys['reject']}"}]
+        if link:
+            buttons.append({"title": "打开审核页（可修改）", "actionURL": link})
+        return {"msgtype": "actionCard", "actionCard": {"title": title, "text": f"### {title}\n\n{summary}",
+                                                        "btnOrientation": "1", "btns": buttons}}
+    if platform == "wecom":
+        card: dict[str, Any] = {
+            "card_type": "button_interaction", "task_id": f"{run['id']}-{pending['step']}-{pending['visit']}"[:128],
+            "main_title": {"title": title[:26], "desc": f"{run['playbook']} · {run['id']}"},
+            "button_list": [{"text": "通过", "style": 1, "key": keys["approve"]},
+                            {"text": "驳回", "style": 2, "key": keys["reject"]}]}
+        if link:
+            card["card_action"] = {"type": 1, "url": link}
+        return {"msgtype": "template_card", "template_card": card}
+    raise ValueError(f"approval cards need feishu, lark, dingtalk or wecom, not '{platform}'")
+
+
+
+class ApprovalCards(Hooks):
+    """Sends the approval card when a run starts waiting, and a note when it finishes or fails."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        server = project.settings.server
+        self.approval_channel = server.approval_channel
+        self.notify_channel = server.notices_to
+        self.base = (server.base_url or "").rstrip("/") or None
+        self.sent: list[dict[str, Any]] = []
+        self.pending: set[asyncio.Task[None]] = set()
+
+    async def flush(self) -> None:
+        """Wait for cards and notices still being sent (a CLI process is about to exit)."""
+        while self.pending:
+            await asyncio.gather(*list(self.pending), return_exceptions=True)
+
+    def on_run_end(self, **event: Any) -> None:
+        run_id, status = event.get("run_id", ""), event.get("status")
+        if "." in run_id:  # sub-playbook runs report through their parent
+            return
+        channel = self.approval_channel if status == "waiting" else self.notify_channel
+        if channel and status in ("waiting", "done", "failed"):
+            task = asyncio.get_running_loop().create_task(self._send(channel, run_id, str(status), event.get("error")))
+            self.pending.add(task)
+            task.add_done_callback(self.pending.discard)
+
+    def _link(self, run_id: str) -> str | None:
+        return f"{self.base}/runs/{run_id}/approval" if self.base else None
+
+    async def _send(self, channel: str, run_id: str, status: str, error: str | None) -> None:
+        import httpx
+
+        store = open_store(self.project)
+        try:
+            run = store.get_run(run_id)
+            if run is not None and not store.claim_once(run_id, _occasion(run, status)):
+                return  # another process (a worker the run moved to) sent this card or notice already
+        finally:
+            store.close()
+        config = self.project.settings.notify.channels.get(channel)
+        if run is None or config is None:
+            return
+        platform = config.platform
+        if status == "waiting" and platform in APP_SENDERS:  # an app's card: its buttons call back
+            try:
+                card = approval_card(platform.split("_")[0], run, self._link(run_id), card_secret(self.project))
+                await APP_SENDERS[platform](config, card)
+                self.sent.append({"channel": channel, "status": 200, "app": platform})
+            except Exception as exc:  # a chat outage must not fail the run
+                self.sent.append({"channel": channel, "error": f"{type(exc).__name__}: {exc}"})
+            return
+        url = os.environ.get(config.url_env or "", "")
+        if not url:
+            return
+        page = f"{self.base}/runs/{run_id}" if self.base else None
+        if status == "waiting":
+            body = approval_card(platform, run, self._link(run_id), card_secret(self.project))
+        else:
+            from runner.chat import payload
+
+            title = f"{'✅ 完成' if status == 'done' else '❌ 失败'}：{run['playbook']}"
+            body = payload(platform, title, f"运行 `{run_id}`" + (f"\n\n{error}" if error else ""), page)
+        async with httpx.AsyncClient(timeout=15) as client:
+            try:
+                response = await client.post(url, json=body)
+                self.sent.append({"channel": channel, "status": response.status_code, "body": body})
+            except httpx.HTTPError as exc:  # a chat outage must not fail the run
+                self.sent.append({"channel": channel, "error": type(exc).__name__, "body": body})
+
+
+def _occasion(run: dict[str, Any], status: str) -> str:
+    """What a card or notice is sent once for: one pause (its step and visit), or one end of the run."""
+    if status == "waiting":
+        pending = run.get("pending") or {}
+        return f"card:{pending.get('step')}:{pending.get('visit')}"
+    return f"notice:{status}:{run.get('ended_at')}"
+
+
+async def send_feishu_app(config: ChannelConfig, card: dict[str, Any]) -> None:
+    """A card sent by a Feishu/Lark app (not a group's custom bot), so its buttons call /im/feishu."""
+    import httpx
+
+    base = (config.api_base or "https://open.feishu.cn").rstrip("/")
+    async with httpx.AsyncClient(timeout=15) as client:
+        auth = await client.post(f"{base}/open-apis/auth/v3/tenant_access_token/internal", json={
+            "app_id": os.environ.get(config.app_id_env or "", ""),
+            "app_secret": os.environ.get(config.app_secret_env or "", "")})
+        token = auth.json().get("tenant_access_token")
+        if not token:
+            raise RuntimeError(f"Feishu refused the app credentials: {auth.text[:200]}")
+        sent = await client.post(f"{base}/open-apis/im/v1/messages", params={"receive_id_type": "chat_id"},
+                                 headers={"Authorization": f"Bearer {token}"},
+                                 json={"receive_id": config.chat_id, "msg_type": "interactive",
+                                       "content": json.dumps(card["card"], ensure_ascii=False)})
+        if sent.json().get("code", 0) != 0:
+            raise RuntimeError(f"Feishu refused the card: {sent.text[:200]}")
+
+
+async def send_wecom_app(config: ChannelConfig, card: dict[str, Any]) -> None:
+    """A template card sent by a WeCom app (group robots cannot carry interactive buttons)."""
+    import httpx
+
+    base = (config.api_base or "https://qyapi.weixin.qq.com").rstrip("/")
+    async with httpx.AsyncClient(timeout=15) as client:
+        auth = await client.get(f"{base}/cgi-bin/gettoken", params={
+            "corpid": os.environ.get(config.corp_id_env or "", ""),
+            "corpsecret": os.environ.get(config.secret_env or "", "")})
+        token = auth.json().get("access_token")
+        if not token:
+            raise RuntimeError(f"WeCom refused the app credentials: {auth.text[:200]}")
+        sent = await client.post(f"{base}/cgi-bin/message/send", params={"access_token": token}, json={
+            "touser": config.touser, "msgtype": "template_card",
+            "agentid": config.agent_id or 0, "template_card": card["template_card"]})
+        if sent.json().get("errcode", 0) != 0:
+            raise RuntimeError(f"WeCom refused the card: {sent.text[:200]}")
+
+
+APP_SENDERS = {"feishu_app": send_feishu_app, "lark_app": send_feishu_app, "wecom_app": send_wecom_app}
