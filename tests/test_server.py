@@ -199,7 +199,7 @@ def test_approval_edits_are_validated_in_place_and_audited(project: Path, server
         assert http.get(f"/runs/{run['id']}/files/..%2Fstate.db").status_code == 404
 
 
-def _feishu_post(http: TestClient, body: dict[str, Any] | bytes, key: str = FEISHU_KEY, age: float = 0) -> Any:
+def feishu_post(http: TestClient, body: dict[str, Any] | bytes, key: str = FEISHU_KEY, age: float = 0) -> Any:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     stamp, nonce = str(int(time.time() - age)), "n0nce"
     signature = hashlib.sha256((stamp + nonce + key).encode() + raw).hexdigest()
@@ -222,14 +222,14 @@ def test_feishu_card_is_sent_and_its_callback_approves_once(project: Path, serve
         assert buttons[2]["url"] == f"http://ops.example/runs/{run['id']}/approval"
         press = {"open_id": "ou_123", "action": {"value": buttons[0]["value"]}}
         del http.headers["Authorization"]  # the platform has no token: its signature is what counts
-        forged = _feishu_post(http, press, key="not-the-key")
+        forged = feishu_post(http, press, key="not-the-key")
         assert forged.status_code == 401
         http.headers["Authorization"] = "Bearer s3cret-token"
         assert http.get(f"/api/runs/{run['id']}").json()["status"] == "waiting"  # the forgery changed nothing
         del http.headers["Authorization"]
-        first = _feishu_post(http, press)
+        first = feishu_post(http, press)
         assert first.status_code == 200 and first.json()["card"]["data"]["header"]["template"] == "green"
-        again = _feishu_post(http, press)
+        again = feishu_post(http, press)
         assert again.status_code == 200 and "已通过" in again.json()["toast"]["content"]
         http.headers["Authorization"] = "Bearer s3cret-token"
         done = wait_for(http, run["id"], "done")
@@ -412,10 +412,10 @@ def test_captured_or_stale_callbacks_change_nothing_and_junk_gets_401(project: P
         stale = http.post("/im/dingtalk", json={"text": {"content": key}}, headers=_ding_headers(age=3 * 3600))
         assert stale.status_code == 401
         press = {"open_id": "ou_1", "action": {"value": {"key": key}}}
-        assert _feishu_post(http, press, age=2 * 3600).status_code == 401  # a stale Feishu timestamp
+        assert feishu_post(http, press, age=2 * 3600).status_code == 401  # a stale Feishu timestamp
         for junk in (b"\xff\xfe not json", b"[1, 2", b""):
-            assert _feishu_post(http, junk, key="wrong").status_code == 401
-            assert _feishu_post(http, junk).status_code == 200  # signed junk: answered, nothing decided
+            assert feishu_post(http, junk, key="wrong").status_code == 401
+            assert feishu_post(http, junk).status_code == 200  # signed junk: answered, nothing decided
             assert http.post("/im/wecom", params={"timestamp": str(int(time.time())), "nonce": "1",
                                                   "msg_signature": "0"}, content=junk).status_code == 401
         assert http.get(f"/api/runs/{run['id']}").json()["status"] == "waiting"  # nothing was applied

@@ -467,3 +467,59 @@ steps:
     team.wait("tj")
     prompts = [r["prompt"] for r in server.requests]
     assert prompts.count("合并 skipped done") == 1 and prompts.count("发布") == 1 and "走A" not in prompts
+
+
+CARD_PLAYBOOK = """
+name: team_card
+steps:
+  - {id: draft, llm: {prompt: 写草稿}}
+  - {id: review, approval: {title: 审草稿, show: "${{ steps.draft.output }}"}}
+  - {id: publish, llm: {prompt: 发布}}
+"""
+
+
+def test_a_card_from_one_worker_is_decided_on_another_and_each_message_goes_once(
+        team: Team, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run waits on a worker: exactly one card reaches the chat; that worker is lost; the card's button resumes
+    the run on the other worker; exactly one finish notice follows."""
+    from starlette.testclient import TestClient
+
+    from runner.server import create_app
+    from tests.test_server import FEISHU_KEY, Robot, feishu_post
+
+    with Robot() as chat, (team.folder / "playbook.toml").open("a", encoding="utf-8") as toml:
+        toml.write('\n[server]\napproval_channel = "ops"\n\n[server.im.feishu]\nencrypt_key_env = "FEISHU_KEY"\n\n'
+                   '[notify.channels.ops]\nplatform = "feishu"\nurl_env = "OPS_WEBHOOK"\n')
+        toml.close()
+        for name, value in {"OPS_WEBHOOK": chat.url, "FEISHU_KEY": FEISHU_KEY}.items():
+            monkeypatch.setenv(name, value)
+            team.workers.env[name] = value
+        write_playbook(team.folder, CARD_PLAYBOOK)
+        team.workers.start("w1")
+        assert cli("run", "pb.yaml", "--run-id", "card", "--detach", cwd=team.folder).returncode == 0
+        team.wait("card", status="waiting")
+        deadline = time.monotonic() + 60
+        while not chat.received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        card = chat.received[0]["body"]["card"]
+        team.workers.start("w2")
+        team.workers.wait_ready()
+        team.workers.kill("w1")  # the worker that sent the card is gone: the decision must go to w2
+        approve = card["elements"][1]["actions"][0]["value"]
+        app = create_app(load_project(team.folder))
+        with TestClient(app, client=("198.51.100.7", 50000), base_url="http://127.0.0.1:8600") as http:
+            pressed = feishu_post(http, {"open_id": "ou_9", "action": {"value": approve}})
+        assert pressed.status_code == 200, pressed.text
+        done = team.wait("card")
+        while len(chat.received) < 2 and time.monotonic() < deadline + 60:
+            time.sleep(0.1)
+        bodies = [json.dumps(m["body"], ensure_ascii=False) for m in chat.received]
+        assert len(bodies) == 2 and "审草稿" in bodies[0] and "完成" in bodies[1], bodies
+        store = open_store(load_project(team.folder))
+        try:
+            claimed = store.journal_entries("card", "~once", 0)
+        finally:
+            store.close()
+        assert sorted(claimed) == ["card:review:1", f"notice:done:{done['ended_at']}"]
+        assert "run card: done" in (team.folder / "worker-w2.log").read_text(errors="replace")  # resumed on w2
+        assert [r["prompt"] for r in server.requests].count("发布") == 1
