@@ -523,3 +523,48 @@ def test_a_card_from_one_worker_is_decided_on_another_and_each_message_goes_once
         assert sorted(claimed) == ["card:review:1", f"notice:done:{done['ended_at']}"]
         assert "run card: done" in (team.folder / "worker-w2.log").read_text(errors="replace")  # resumed on w2
         assert [r["prompt"] for r in server.requests].count("发布") == 1
+
+
+HOLDER = """
+import asyncio, sys
+import runner.shared_limits as limits
+limits.LEASE, limits.RENEW = 3.0, 0.5
+
+async def hold():
+    async with limits.SharedLimiter(sys.argv[1], "model:lease-test", 1):
+        print("held", flush=True)
+        await asyncio.sleep(3600)
+
+asyncio.run(hold())
+"""
+
+
+def test_a_model_slot_lives_as_long_as_its_holder(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker holding a model-concurrency slot keeps it past its lease by renewing it; killed, it frees the slot
+    within one lease — not after five minutes during which every run on that model waits."""
+    import signal
+    import subprocess
+    import sys
+
+    import runner.shared_limits as limits
+
+    monkeypatch.setattr(limits, "LEASE", 3.0)
+
+    async def take_the_slot() -> None:
+        async with limits.SharedLimiter(redis_url, "model:lease-test", 1):
+            pass
+
+    async def scenario() -> None:
+        with pytest.raises(TimeoutError):  # three leases' time: renewed all along, still held
+            await asyncio.wait_for(take_the_slot(), 9.0)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        await asyncio.wait_for(take_the_slot(), 60.0)  # freed within a lease of the kill
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, redis_url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        asyncio.run(scenario())
+    finally:
+        holder.kill()
+        holder.wait()

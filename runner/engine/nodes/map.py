@@ -75,11 +75,14 @@ async def run_units(ctx: StepContext, items: list[Any], first: int, end: int, *,
     done = 0
     started = time.monotonic()
     executor = STEP_KINDS[ctx.step.kind]
+    billed = ctx.step.llm is not None or ctx.step.agent is not None or ctx.step.playbook is not None
 
     async def run_unit(start: int, chunk: list[Any]) -> None:
         nonlocal done
         async with limit:
-            ctx.run.check_cancel(ctx.step.id)
+            # before every billed call (a cancel stops new ones within a batch); a cheap tool item checks at most
+            # twice a second
+            ctx.run.check_cancel(ctx.step.id, every=0.0 if billed else 0.5)
             try:
                 if size > 1:
                     results = await run_llm_batch(ctx, chunk, start)
