@@ -15,8 +15,12 @@ machines):
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
 import uuid
+import weakref
+from collections import deque
 from typing import Any
 
 LEASE = 15.0  # seconds a concurrency slot outlives its holder's last renewal
@@ -60,41 +64,109 @@ return tostring(tonumber(oldest[2]) + window - now)
 """
 
 _clients: dict[tuple[str, int], Any] = {}
+AWAY_SECONDS = 5.0  # after Redis failed to answer, this process counts locally this long before asking again
+_away_until: dict[str, float] = {}  # url → when to try Redis again
+log = logging.getLogger("runner.shared_limits")
 
 
 def _client(url: str) -> Any:
-    """One asyncio Redis client per URL and event loop (a client is bound to the loop it was made on)."""
+    """One asyncio Redis client per URL and event loop (a client is bound to the loop it was made on); bounded
+    waits, so a Redis that went away is noticed in seconds, not hung on."""
     import redis.asyncio
 
     key = (url, id(asyncio.get_running_loop()))
     if key not in _clients:
-        _clients[key] = redis.asyncio.Redis.from_url(url)
+        _clients[key] = redis.asyncio.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
     return _clients[key]
+
+
+class _LocalLimit:
+    """What one process holds to while Redis is away: the same concurrency and rate, counted here only (a team of
+    N workers may then send up to N times the rate, until Redis answers again)."""
+
+    def __init__(self, concurrency: int, rate: int | None, window: float) -> None:
+        self.slots = asyncio.Semaphore(concurrency)
+        self.rate, self.window = rate, window
+        self.sent: deque[float] = deque()
+
+    async def __aenter__(self) -> None:
+        await self.slots.acquire()
+        loop = asyncio.get_running_loop()
+        while self.rate:
+            now = loop.time()
+            while self.sent and self.sent[0] <= now - self.window:
+                self.sent.popleft()
+            if len(self.sent) < self.rate:
+                self.sent.append(now)
+                break
+            await asyncio.sleep(self.sent[0] + self.window - now)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.slots.release()
 
 
 class SharedLimiter:
     """`async with limiter:` — one request, within `concurrency` in flight and `rate` per `window` seconds
-    across every process that uses the same Redis and name."""
+    across every process that uses the same Redis and name. While Redis does not answer (a restart), the limits
+    are held in this process instead — said once in the log — and a request is never failed for it."""
 
     def __init__(self, url: str, name: str, concurrency: int, rate: int | None = None,
                  window: float = 60.0) -> None:
         self.url = url
+        self.name = name
         self.slots_key = f"playbook:slots:{name}"
         self.rate_key = f"playbook:rate:{name}"
         self.concurrency = concurrency
         self.rate = rate
         self.window = window
-        self._tokens: list[str] = []
+        self._held: dict[asyncio.Task[Any] | None, list[str | _LocalLimit]] = {}  # per task: its entries, in order
+        self._locals: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LocalLimit] = \
+            weakref.WeakKeyDictionary()  # per event loop (a semaphore belongs to one)
         self._renewals: dict[str, asyncio.Task[None]] = {}
 
     async def __aenter__(self) -> None:
+        from redis.exceptions import RedisError
+
+        task, loop = asyncio.current_task(), asyncio.get_running_loop()
+        held = self._held.setdefault(task, [])
+        try:
+            if loop.time() >= _away_until.get(self.url, 0.0):
+                try:
+                    held.append(await self._take_shared())
+                    return
+                except RedisError as exc:
+                    self._redis_away(exc)
+            local = self._locals.setdefault(loop, _LocalLimit(self.concurrency, self.rate, self.window))
+            await local.__aenter__()
+            held.append(local)
+        finally:
+            if not held:
+                self._held.pop(task, None)  # nothing taken (cancelled while waiting)
+
+    async def __aexit__(self, *exc: object) -> None:
+        task = asyncio.current_task()
+        entry = self._held[task].pop()
+        if not self._held[task]:
+            del self._held[task]
+        if isinstance(entry, _LocalLimit):
+            await entry.__aexit__()
+        else:
+            await self._release(entry)
+
+    def _redis_away(self, exc: Exception) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() >= _away_until.get(self.url, 0.0):
+            log.warning("Redis at %s did not answer (%s): limit '%s' is counted in this process until it does",
+                        self.url.split("@")[-1], type(exc).__name__, self.name)
+        _away_until[self.url] = loop.time() + AWAY_SECONDS
+
+    async def _take_shared(self) -> str:
         client = _client(self.url)
         token = uuid.uuid4().hex
         wait = 0.01
         while not await client.eval(_SLOT, 1, self.slots_key, self.concurrency, token, LEASE):
             await asyncio.sleep(wait * (0.5 + random.random()))  # jitter: waiters on many workers do not align
             wait = min(wait * 2, 0.2)
-        self._tokens.append(token)
         self._renewals[token] = asyncio.get_running_loop().create_task(self._renew(client, token))
         try:
             while self.rate:
@@ -105,9 +177,7 @@ class SharedLimiter:
         except BaseException:
             await self._release(token)
             raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._release(self._tokens.pop())
+        return token
 
     async def _renew(self, client: Any, token: str) -> None:
         """Keep the lease alive while this process holds it; a Redis hiccup is retried at the next turn."""
@@ -120,9 +190,8 @@ class SharedLimiter:
                 continue
 
     async def _release(self, token: str) -> None:
-        if token in self._tokens:
-            self._tokens.remove(token)
         renewal = self._renewals.pop(token, None)
         if renewal is not None:
             renewal.cancel()
-        await _client(self.url).zrem(self.slots_key, token)
+        with contextlib.suppress(Exception):  # Redis away: the lease lapses by itself within LEASE seconds
+            await _client(self.url).zrem(self.slots_key, token)

@@ -568,3 +568,32 @@ def test_a_model_slot_lives_as_long_as_its_holder(redis_url: str, monkeypatch: p
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_redis_restart_mid_run_fails_no_run_and_asks_nothing_twice(project_dir: Path, server: FakeLLMServer,
+                                                                       postgres_url: str) -> None:
+    """The broker crashes and comes back empty while a worker drives a map: the model limit is held in the
+    worker meanwhile (said in its log), no call fails for it, and no batch is asked twice."""
+    from runner.testing.servers import RedisServer
+
+    with RedisServer() as redis:
+        with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
+            toml.write(f'\n[store]\nurl = "{postgres_url}"\n\n[queue]\nbroker = "{redis.url(0)}"\nmap_chunk = 2000\n')
+        workers = WorkerPool(project_dir)
+        team = Team(project_dir, workers, postgres_url, redis.url(0))
+        try:
+            write_playbook(project_dir, MAP)
+            server.latency = 0.3
+            workers.start("w1", concurrency=1)
+            assert cli("run", "pb.yaml", "-i", "n=800", "--run-id", "rr", "--detach", cwd=project_dir).returncode == 0
+            deadline = time.monotonic() + 120
+            while len(server.requests) < 8:
+                assert time.monotonic() < deadline, "the run never started"
+                time.sleep(0.05)
+            redis.restart()
+            run = team.wait("rr", timeout=240)
+            assert run["status"] == "done" and run["outputs"] == {"n": 800}
+            assert sorted(_batches(server).values()) == [1] * 40  # every batch asked once
+            assert "is counted in this process" in (project_dir / "worker-w1.log").read_text(errors="replace")
+        finally:
+            workers.close()

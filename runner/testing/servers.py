@@ -103,7 +103,7 @@ class RedisServer:
         program = shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(program).exists():
             raise ServerMissing("Redis is not installed (Debian package `redis-server`; scripts/setup installs it)")
-        with self.log.open("wb") as log:
+        with self.log.open("ab") as log:
             self._process = subprocess.Popen([program, "--port", str(self.port), "--bind", "127.0.0.1",
                                               "--dir", str(self.folder), "--save", "", "--appendonly", "no",
                                               "--databases", "64"], stdout=log, stderr=subprocess.STDOUT)
@@ -112,6 +112,13 @@ class RedisServer:
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def restart(self) -> None:
+        """kill -9 and start again on the same port, empty (no persistence): what a crashed broker does."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+        self.__enter__()
 
     def __exit__(self, *exc: object) -> None:
         if self._process is not None:
