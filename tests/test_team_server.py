@@ -597,3 +597,44 @@ def test_a_redis_restart_mid_run_fails_no_run_and_asks_nothing_twice(project_dir
             assert "is counted in this process" in (project_dir / "worker-w1.log").read_text(errors="replace")
         finally:
             workers.close()
+
+
+def test_a_postgres_restart_mid_run_leaves_a_run_that_finishes(project_dir: Path, server: FakeLLMServer,
+                                                               redis_url: str) -> None:
+    """Postgres stops (every connection cut) and starts again while a worker drives a map: the run is never left
+    `running` with nobody to move it — it finishes, or ends failed saying `playbook resume`, which finishes it —
+    and no batch answered before the outage is asked again."""
+    from runner.testing.servers import PostgresServer
+
+    with PostgresServer() as postgres:
+        store_url = postgres.new_database()
+        with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
+            toml.write(f'\n[store]\nurl = "{store_url}"\n\n[queue]\nbroker = "{redis_url}"\nmap_chunk = 2000\n')
+        workers = WorkerPool(project_dir)
+        team = Team(project_dir, workers, store_url, redis_url)
+        try:
+            write_playbook(project_dir, MAP)
+            server.latency = 0.3
+            workers.start("w1", concurrency=1)
+            assert cli("run", "pb.yaml", "-i", "n=800", "--run-id", "pg", "--detach", cwd=project_dir).returncode == 0
+            deadline = time.monotonic() + 120
+            while len(server.requests) < 8:
+                assert time.monotonic() < deadline, "the run never started"
+                time.sleep(0.05)
+            postgres.stop()
+            stopped_at = time.time()
+            time.sleep(2)  # the outage itself: two seconds without a database
+            postgres.start()
+            deadline = time.monotonic() + 240
+            while (run := team.run("pg"))["status"] not in ("done", "failed"):
+                assert time.monotonic() < deadline, f"the run stayed {run['status']}"
+                time.sleep(0.2)
+            if run["status"] == "failed":
+                assert "playbook resume pg" in (run["error"] or ""), run["error"]
+                resumed = cli("resume", "pg", cwd=project_dir)
+                assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+                run = team.wait("pg")
+            assert run["outputs"] == {"n": 800}
+            assert _asked_again(server, stopped_at) == []
+        finally:
+            workers.close()

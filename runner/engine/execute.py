@@ -284,7 +284,7 @@ class Runner:
             except templates.TemplateError as exc:
                 outcome.error, outcome.resumable = str(exc), False
             except Exception as exc:  # a bug or an unexpected library error: keep the run resumable
-                outcome.error = f"internal error: {type(exc).__name__}: {exc}"
+                outcome.error = _unexpected(exc, rc.run_id.split(".")[0])
             finally:
                 await close_resources()
             outcome.problems = await _problems(graph, config)
@@ -357,6 +357,16 @@ def _resume_command(rc: RunContext, snapshot: Any, decision: dict[str, Any] | No
         if recorded is not None:
             answers[pending.id] = recorded
     return Command(resume=answers or {waiting[0].id: decision})
+
+
+def _unexpected(exc: Exception, run_id: str) -> str:
+    """An error no step expected, said as what happened: the database going away mid-run (a Postgres restart:
+    psycopg's connection errors) is not a bug, and a resume continues once it is back."""
+    if type(exc).__module__.startswith("psycopg") and type(exc).__name__ == "OperationalError":
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection lost"
+        return (f"the database stopped answering during the run ({reason}); once it is back, "
+                f"`playbook resume {run_id}` continues from the last finished step")
+    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 async def _problems(graph: Any, config: dict[str, Any]) -> list[dict[str, Any]]:

@@ -4,12 +4,18 @@ database every worker, the scheduler and the web server share.
 One connection per store, in autocommit mode: each statement commits on its own, as in SQLite, and the
 transactions the store needs (a claim, a batch of journal writes) are explicit. Rows a decision or a claim
 races on are locked (SELECT … FOR UPDATE), where SQLite holds the whole file.
+
+A connection lost to a Postgres restart is replaced before the next statement, waiting for the database up to
+RECONNECT_SECONDS (a statement in flight when it went is not sent again: whether it committed is unknown). So a run
+whose step failed on the outage still records its end, with `playbook resume` to continue, instead of staying
+`running` with nobody to write otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
@@ -21,6 +27,7 @@ from runner.store.batch_writer import BatchWriter, Statements
 from runner.store.sql import Execute, SqlStore
 
 _MIGRATION_LOCK = 7_366_091  # pg_advisory_xact_lock key: one process migrates at a time
+RECONNECT_SECONDS = 60.0  # how long a store waits for its database to come back before it gives up
 
 
 @cache
@@ -46,10 +53,7 @@ class PostgresStore(SqlStore):
         try:
             self._db = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise PlaybookError(f"cannot connect to the store at {safe_url(url)} ({reason.rstrip('.')}); check "
-                                "[store] url in playbook.toml (or PLAYBOOK_STORE_URL) and that Postgres is "
-                                "running") from None
+            raise _unreachable(url, exc) from None
         self._writer = BatchWriter(self._commit_statements)
         with self._transaction() as execute:
             execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
@@ -64,12 +68,33 @@ class PostgresStore(SqlStore):
 
     def _exec(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
+            self._connected()
             return _rows(self._db.execute(_translated(sql), params))
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Execute]:
-        with self._lock, self._db.transaction():
-            yield lambda sql, params: self._db.execute(_translated(sql), params)
+        with self._lock:
+            self._connected()
+            with self._db.transaction():
+                yield lambda sql, params: self._db.execute(_translated(sql), params)
+
+    def _connected(self) -> None:
+        """A connection that works: the one we have, or a new one once the database is back (a restart)."""
+        import psycopg
+
+        if not (self._db.closed or self._db.broken):
+            return
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        wait = 0.2
+        while True:
+            try:
+                self._db = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+                return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() + wait > deadline:
+                    raise _unreachable(self.url, exc, waited=RECONNECT_SECONDS) from None
+                time.sleep(wait)
+                wait = min(wait * 2, 5.0)
 
     _FOR_UPDATE = " FOR UPDATE"
 
@@ -80,6 +105,13 @@ class PostgresStore(SqlStore):
         with self._transaction() as execute:
             for sql, params in statements:
                 execute(sql, params)
+
+
+def _unreachable(url: str, exc: Exception, waited: float = 0) -> PlaybookError:
+    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    after = f" for {waited:g} s" if waited else ""
+    return PlaybookError(f"cannot connect to the store at {safe_url(url)}{after} ({reason.rstrip('.')}); check "
+                         "[store] url in playbook.toml (or PLAYBOOK_STORE_URL) and that Postgres is running")
 
 
 def _rows(cursor: Any) -> list[tuple[Any, ...]]:

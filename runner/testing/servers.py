@@ -67,14 +67,22 @@ class PostgresServer:
             self._user = ["runuser", "-u", "postgres", "--"]
         subprocess.run([*self._user, str(bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "playbook",
                         "-E", "UTF8", "--locale=C.UTF-8"], check=True, capture_output=True)
-        subprocess.run([*self._user, str(bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
-                        "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-                        "-c max_connections=200", "start"], check=True, capture_output=True)
-        _wait_for_port(self.port, 30, "Postgres", self.log)
+        self.start()
         return self
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://playbook@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        """`pg_ctl -m immediate stop`: every connection cut, as a crash or a failover does (the data stays)."""
+        subprocess.run([*self._user, str(postgres_bin() / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
+                        "stop"], check=True, capture_output=True)
+
+    def start(self) -> None:
+        subprocess.run([*self._user, str(postgres_bin() / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
+                        "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+                        "-c max_connections=200", "start"], check=True, capture_output=True)
+        _wait_for_port(self.port, 30, "Postgres", self.log)
 
     def new_database(self) -> str:
         import psycopg
