@@ -359,13 +359,16 @@ def _resume_command(rc: RunContext, snapshot: Any, decision: dict[str, Any] | No
     return Command(resume=answers or {waiting[0].id: decision})
 
 
+DATABASE_LOST = "the database stopped answering during the run"
+
+
 def _unexpected(exc: Exception, run_id: str) -> str:
     """An error no step expected, said as what happened: the database going away mid-run (a Postgres restart:
     psycopg's connection errors) is not a bug, and a resume continues once it is back."""
     if type(exc).__module__.startswith("psycopg") and type(exc).__name__ == "OperationalError":
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection lost"
-        return (f"the database stopped answering during the run ({reason}); once it is back, "
-                f"`playbook resume {run_id}` continues from the last finished step")
+        return (f"{DATABASE_LOST} ({reason}); once it is back, `playbook resume {run_id}` continues from the "
+                "last finished step")
     return f"internal error: {type(exc).__name__}: {exc}"
 
 

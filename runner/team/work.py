@@ -18,12 +18,13 @@ from typing import Any
 
 from runner.assembly import assemble, settled
 from runner.config import load_project
-from runner.engine.execute import Runner
+from runner.engine.execute import DATABASE_LOST, Runner
 from runner.engine.liveness import HEARTBEAT, run_alive, this_process
 from runner.store import Store
 from runner.team import chunks, queue
 
 log = logging.getLogger("playbook.worker")
+AFTER_OUTAGE = 3  # times a run that failed on a database outage is handed on again by itself, then a resume is asked
 
 
 def register_tasks(app: Any) -> None:
@@ -69,6 +70,10 @@ def do_work(kind: str, run_id: str, decision: dict[str, Any] | None, *, worker: 
             else:  # a resume, a decision, or a start whose first worker died: the journal skips what finished
                 outcome = asyncio.run(settled(runner, runner.resume(run_id, decision=decision, claimed=True)))
         log.info("run %s: %s", run_id, outcome.status)
+        if outcome.status == "failed" and (outcome.error or "").startswith(DATABASE_LOST) \
+                and any(runner.store.claim_once(run_id, f"continue-after-outage:{n}") for n in range(AFTER_OUTAGE)):
+            log.info("run %s: the database is back; handing the run to the workers again", run_id)
+            queue.enqueue_continue(runner.project, runner.store, run_id)
     finally:
         runner.close()
 
