@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import importlib
 import json
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -151,6 +153,18 @@ def _litellm() -> Any:
     return litellm
 
 
+async def _client_ready(config: ModelConfig) -> None:
+    """The library that sends a request, imported (seconds for litellm, half a second for the openai SDK) off the
+    event loop. Done before a request takes its turn under the model's limits: a turn taken and then spent on an
+    import makes requests leave in a bunch later — a provider's window sees more than the limit let through."""
+    if openai_compatible.handles(config):
+        if "openai" not in sys.modules:
+            await asyncio.to_thread(importlib.import_module, "openai")
+        model_table.facts(config.model)  # read once, cached
+    elif not _LITELLM_READY.is_set():
+        await asyncio.to_thread(_litellm)
+
+
 def preload() -> None:
     """Start importing litellm (seconds of CPU) in a background thread, as soon as a run that will call a
     remote model starts: loading files, dedupe and clustering overlap it instead of the first call waiting."""
@@ -245,6 +259,8 @@ class LlmClient:
         # a plain loop, not tenacity: its per-call bookkeeping was 4% of the engine's CPU per LLM call
         attempts = max(1, request.retry.attempts)
         shared = self.project.settings.queue.broker if config.model != LOCAL else None  # the local model is per machine
+        if config.model != LOCAL:
+            await _client_ready(config)  # before the limiter: a request's turn is taken as close to its send as can be
         for attempt in range(1, attempts + 1):
             try:
                 async with _limiter(alias, config, shared):
