@@ -1,4 +1,5 @@
-"""A cancel stops new LLM calls within one batch wherever they are made: in a map inside a sub-playbook too."""
+"""A cancel stops new LLM calls within one batch wherever they are made (a map inside a sub-playbook too); a
+sub-playbook runs on its parent's clock."""
 
 from __future__ import annotations
 
@@ -54,3 +55,39 @@ def test_a_cancel_stops_the_map_of_a_sub_playbook_within_a_batch(project_dir: Pa
     assert "之后" not in prompts
     # at most the calls already in flight (concurrency 2) and one the check had just let through finish
     assert len(prompts) - asked[0] <= 3, (asked, len(prompts))
+
+
+DATED_CHILD = """
+name: dated_child
+steps:
+  - {id: stamp, tool: file.write, with: {path: child_date.txt, content: "${{ run.date }}"}}
+outputs: {date: "${{ run.date }}"}
+"""
+
+DATED_PARENT = """
+name: dated_parent
+steps:
+  - {id: sub, playbook: dated_child.yaml}
+outputs: {parent: "${{ run.date }}", child: "${{ steps.sub.date }}"}
+"""
+
+
+def test_a_sub_playbook_keeps_its_parents_day_in_the_project_timezone(project_dir: Path) -> None:
+    """On a server whose clock is UTC, the project's day (here UTC+14) is often already the next one: a
+    sub-playbook's `run.date` is its parent's, not the machine's."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    toml = project_dir / "playbook.toml"
+    toml.write_text('timezone = "Pacific/Kiritimati"\n' + toml.read_text(encoding="utf-8"), encoding="utf-8")
+    write_playbook(project_dir, DATED_CHILD, "dated_child.yaml")
+    outcome = run_playbook(write_playbook(project_dir, DATED_PARENT))
+    assert outcome.status == "done", outcome.error
+    store = SqliteStore(project_dir / ".playbook" / "state.db")
+    try:
+        run = store.get_run(outcome.run_id)
+    finally:
+        store.close()
+    assert run is not None
+    day = datetime.fromtimestamp(run["started_at"], ZoneInfo("Pacific/Kiritimati")).strftime("%Y-%m-%d")
+    assert outcome.outputs == {"parent": day, "child": day}
