@@ -11,8 +11,8 @@ from typing import Any
 __all__ = [
     "CompileError", "Diagnostic", "EvalOptions", "EvalResult", "FakeLLMServer", "Faults", "Hooks", "LoadError",
     "Playbook", "PlaybookError", "PlaybookValidationError", "RunError", "RunOutcome", "Runner", "Store",
-    "SuiteError", "ToolContext", "evaluate_suite", "load_and_validate", "load_project", "load_suite", "open_store",
-    "resolve_inputs", "tool",
+    "SuiteError", "ToolContext", "assemble", "evaluate_suite", "load_and_validate", "load_project", "load_suite",
+    "open_store", "prepare_inputs", "resolve_inputs", "tool",
 ]
 
 _WHERE = {
@@ -26,6 +26,7 @@ _WHERE = {
     "evaluate_suite": "runner.evals.session",
     "SuiteError": "runner.evals.load", "load_suite": "runner.evals.load",
     "Store": "runner.store", "open_store": "runner.store",
+    "assemble": "runner.assembly", "prepare_inputs": "runner.engine.preflight",
 }
 
 
