@@ -4,6 +4,7 @@ throw-away Postgres, the fake LLM server over HTTP. Workers are killed with kill
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -570,34 +571,40 @@ def test_a_model_slot_lives_as_long_as_its_holder(redis_url: str, monkeypatch: p
         holder.wait()
 
 
+@contextlib.contextmanager
+def _map_under_way(project_dir: Path, server: FakeLLMServer, store_url: str, broker: str,
+                   run_id: str) -> Iterator[Team]:
+    """A team of one worker on the given store and broker, an 800-item map of it past its first 8 requests."""
+    with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
+        toml.write(f'\n[store]\nurl = "{store_url}"\n\n[queue]\nbroker = "{broker}"\nmap_chunk = 2000\n')
+    workers = WorkerPool(project_dir)
+    try:
+        write_playbook(project_dir, MAP)
+        server.latency = 0.3
+        workers.start("w1", concurrency=1)
+        assert cli("run", "pb.yaml", "-i", "n=800", "--run-id", run_id, "--detach", cwd=project_dir).returncode == 0
+        deadline = time.monotonic() + 120
+        while len(server.requests) < 8:
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.05)
+        yield Team(project_dir, workers, store_url, broker)
+    finally:
+        workers.close()
+
+
 def test_a_redis_restart_mid_run_fails_no_run_and_asks_nothing_twice(project_dir: Path, server: FakeLLMServer,
                                                                        postgres_url: str) -> None:
     """The broker crashes and comes back empty while a worker drives a map: no call fails for it (the model limit
     is held in the worker while Redis is away), and no batch is asked twice."""
     from runner.testing.servers import RedisServer
 
-    with RedisServer() as redis:
-        with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
-            toml.write(f'\n[store]\nurl = "{postgres_url}"\n\n[queue]\nbroker = "{redis.url(0)}"\nmap_chunk = 2000\n')
-        workers = WorkerPool(project_dir)
-        team = Team(project_dir, workers, postgres_url, redis.url(0))
-        try:
-            write_playbook(project_dir, MAP)
-            server.latency = 0.3
-            workers.start("w1", concurrency=1)
-            assert cli("run", "pb.yaml", "-i", "n=800", "--run-id", "rr", "--detach", cwd=project_dir).returncode == 0
-            deadline = time.monotonic() + 120
-            while len(server.requests) < 8:
-                assert time.monotonic() < deadline, "the run never started"
-                time.sleep(0.05)
-            redis.restart()
-            run = team.wait("rr", timeout=240)
-            assert run["status"] == "done" and run["outputs"] == {"n": 800}
-            assert sorted(_batches(server).values()) == [1] * 40  # every batch asked once
-            # (whether a call met Redis away, and so counted in the process, depends on the moment of the restart;
-            # tests/test_shared_limits.py checks that fallback itself)
-        finally:
-            workers.close()
+    with RedisServer() as redis, _map_under_way(project_dir, server, postgres_url, redis.url(0), "rr") as team:
+        redis.restart()
+        run = team.wait("rr", timeout=240)
+        assert run["status"] == "done" and run["outputs"] == {"n": 800}
+        assert sorted(_batches(server).values()) == [1] * 40  # every batch asked once
+        # (whether a call met Redis away, and so counted in the process, depends on the moment of the restart;
+        # tests/test_shared_limits.py checks that fallback itself)
 
 
 def test_a_postgres_restart_mid_run_leaves_a_run_that_finishes(project_dir: Path, server: FakeLLMServer,
@@ -607,33 +614,18 @@ def test_a_postgres_restart_mid_run_leaves_a_run_that_finishes(project_dir: Path
     the database answers, and it finishes by itself — and no batch answered before the outage is asked again."""
     from runner.testing.servers import PostgresServer
 
-    with PostgresServer() as postgres:
-        store_url = postgres.new_database()
-        with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
-            toml.write(f'\n[store]\nurl = "{store_url}"\n\n[queue]\nbroker = "{redis_url}"\nmap_chunk = 2000\n')
-        workers = WorkerPool(project_dir)
-        team = Team(project_dir, workers, store_url, redis_url)
-        try:
-            write_playbook(project_dir, MAP)
-            server.latency = 0.3
-            workers.start("w1", concurrency=1)
-            assert cli("run", "pb.yaml", "-i", "n=800", "--run-id", "pg", "--detach", cwd=project_dir).returncode == 0
-            deadline = time.monotonic() + 120
-            while len(server.requests) < 8:
-                assert time.monotonic() < deadline, "the run never started"
-                time.sleep(0.05)
-            postgres.stop()
-            stopped_at = time.time()
-            time.sleep(2)  # the outage itself: two seconds without a database
-            postgres.start()
-            deadline = time.monotonic() + 240
-            while (run := team.run("pg"))["status"] != "done":  # `failed` for a moment, then handed on again
-                assert time.monotonic() < deadline, f"the run stayed {run['status']}: {run['error']}"
-                time.sleep(0.2)
-            assert run["outputs"] == {"n": 800}
-            log = (project_dir / "worker-w1.log").read_text(errors="replace")
-            if "run pg: failed" in log:  # the step that met the outage failed the run: its worker handed it on
-                assert "the database is back; handing the run to the workers again" in log
-            assert _asked_again(server, stopped_at) == []
-        finally:
-            workers.close()
+    with PostgresServer() as postgres, \
+            _map_under_way(project_dir, server, postgres.new_database(), redis_url, "pg") as team:
+        postgres.stop()
+        stopped_at = time.time()
+        time.sleep(2)  # the outage itself: two seconds without a database
+        postgres.start()
+        deadline = time.monotonic() + 240
+        while (run := team.run("pg"))["status"] != "done":  # `failed` for a moment, then handed on again
+            assert time.monotonic() < deadline, f"the run stayed {run['status']}: {run['error']}"
+            time.sleep(0.2)
+        assert run["outputs"] == {"n": 800}
+        log = (project_dir / "worker-w1.log").read_text(errors="replace")
+        if "run pg: failed" in log:  # the step that met the outage failed the run: its worker handed it on
+            assert "the database is back; handing the run to the workers again" in log
+        assert _asked_again(server, stopped_at) == []

@@ -113,6 +113,7 @@ class _Checker:
 
     def check_requirements(self) -> None:
         """Each `requires` is one expression of the declared inputs: it is checked before the run exists."""
+        before = len(self.errors)
         for i, requirement in enumerate(self.spec.requires):
             path = ("requires", i, "that")
             if templates.lone_expression(requirement.that) is None:
@@ -131,6 +132,7 @@ class _Checker:
                 elif len(ref.chain) > 1 and ref.chain[1] not in self.spec.inputs:
                     self.error(path, f"requires: no input '{ref.chain[1]}'"
                                      f"{did_you_mean(ref.chain[1], list(self.spec.inputs))}")
+        self.requirements_readable = len(self.errors) == before  # else a trigger's inputs are not held to them
 
     def check_inputs(self) -> None:
         for name, spec in self.spec.inputs.items():
@@ -171,7 +173,7 @@ class _Checker:
                 self.error(("triggers", i, "inputs", name) if name in given else ("triggers", i),
                            f"trigger {i + 1}: input '{name}': {exc}")
                 return
-        if self.spec.requires and not any(e.message.startswith("requires:") for e in self.errors):
+        if self.spec.requires and self.requirements_readable:
             for message in unmet_requirements(self.spec, values):
                 self.error(("triggers", i, "inputs"), f"trigger {i + 1}: {message}")
 
