@@ -5,7 +5,7 @@ approval cards and run notices `playbook.toml` asks for, whichever process reach
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from runner.config import Project
@@ -16,12 +16,13 @@ from runner.registry import ToolFixtures
 
 
 def assemble(project: Project, *, hooks: Sequence[Hooks] = (), notify: bool = True,
-             distribute: MapDistributor | None = None, tool_fixtures: ToolFixtures | None = None) -> Runner:
+             distribute: MapDistributor | None = None, tool_fixtures: ToolFixtures | None = None,
+             hand_on: Callable[[str], bool] | None = None) -> Runner:
     """A Runner for `project`: the caller's hooks (console progress, eval capture), plus the chat cards and
     notices when `[server]` names a channel and `notify` (evals replay runs: they notify no one)."""
     cards = chat_cards(project) if notify else None
     return Runner(project, hooks=[*hooks, *([cards] if cards is not None else [])], distribute=distribute,
-                  tool_fixtures=tool_fixtures)
+                  tool_fixtures=tool_fixtures, hand_on=hand_on)
 
 
 def chat_cards(project: Project) -> Hooks | None:

@@ -112,8 +112,12 @@ class QueueSettings(BaseModel):
     visibility_timeout: float = Field(3600.0, gt=0, description="seconds before Redis hands a task whose worker "
                                                                  "vanished (kill -9, a lost machine) to another "
                                                                  "worker")
-    heartbeat: float = Field(10.0, gt=0, description="seconds between a worker's signs of life on the runs and "
-                                                     "chunks it holds; three missed ones and others take over")
+    heartbeat: float = Field(10.0, gt=0, description="seconds between the signs of life a process writes on the "
+                                                     "runs and chunks it drives; four missed ones and others may "
+                                                     "take over")
+    stuck_after: float = Field(600.0, gt=0, description="seconds a run's process may make no progress (its event "
+                                                        "loop not answering) before it stops claiming the run, so "
+                                                        "another worker or `playbook resume` takes it over")
 
 
 class ChannelConfig(BaseModel):

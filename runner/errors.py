@@ -105,6 +105,11 @@ class RunCancelled(RunError):
     """`playbook cancel` was asked for this run."""
 
 
+class RunTakenOver(RunCancelled):
+    """Another process took this run over while this one made no progress: this one stops as on a cancel (so
+    whatever stops for a cancel stops for this), but writes nothing — the run is the new owner's now."""
+
+
 def interrupted(run_id: str) -> str:
     """The error an interrupted run keeps (Ctrl-C, SIGTERM, a kill the next command notices)."""
     return f"interrupted before it finished; finished work is kept — resume with `playbook resume {run_id}`"

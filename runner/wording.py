@@ -10,7 +10,7 @@ from typing import Any
 STATUS = {
     # runs
     "done": "已完成", "failed": "失败", "waiting": "待审核", "running": "运行中", "cancelled": "已取消",
-    "interrupted": "已中断", "queued": "排队中",
+    "interrupted": "已中断", "queued": "排队中", "moved": "已由其他进程接手",
     # steps
     "skipped": "已跳过", "approved": "已通过", "rejected": "已驳回",
     # decisions

@@ -97,3 +97,88 @@ def test_a_reused_pid_is_not_the_owner() -> None:
     assert process_alive(me, process_start(me))
     assert not process_alive(me, (process_start(me) or 0) - 1000)  # same number, another start: not our run
     assert not process_alive(2**22 + 12345, None)
+
+
+def test_a_run_whose_process_makes_no_progress_is_taken_over(project_dir: Path, server: FakeLLMServer) -> None:
+    """A process alive but making no progress (stopped with SIGSTOP: neither its steps nor its heartbeat go on)
+    holds its run only until its heartbeat is stale — its pid alone no longer keeps the run. `playbook resume` then
+    takes it over and finishes it; the old process, woken, stops at its next check: it asks nothing more, says
+    so, and does not write over the new owner's record."""
+    from runner.engine import liveness
+    from runner.store import open_store
+
+    with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
+        toml.write("\n[queue]\nheartbeat = 0.5\n")
+    path = write_playbook(project_dir, SLOW_MAP)
+    server.latency = 0.4
+    process = subprocess.Popen([sys.executable, "-m", "runner", "run", str(path), "--run-id", "stuck"],
+                               cwd=project_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = open_store(load_project(project_dir))
+    try:
+        deadline = time.monotonic() + 60
+        while sum(e.get("event") == "map_progress" for e in events(project_dir, "stuck")) < 3:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGSTOP)
+        while liveness.run_alive(run := store.get_run("stuck") or {}):  # stale after 4 missed beats
+            assert time.monotonic() < deadline + 60, run
+            time.sleep(0.1)
+        assert process_alive(process.pid, process_start(process.pid))  # alive all the same
+        resumed = cli("resume", "stuck", cwd=project_dir)
+        assert resumed.returncode == 0, resumed.stderr
+        asked = len(server.requests)
+        os.kill(process.pid, signal.SIGCONT)
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 1 and "已由其他进程接手" in stderr, stderr
+        run = store.get_run("stuck") or {}
+        assert run["status"] == "done" and run["outputs"] == {"count": 12}, run
+        # the woken process may finish the one call it had in flight; it starts none after
+        assert len(server.requests) - asked <= 1
+    finally:
+        store.close()
+        liveness.configure(10.0)
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)
+            process.kill()
+
+
+def test_a_process_whose_event_loop_is_wedged_stops_claiming_its_run(tmp_path: Path) -> None:
+    """The heartbeat is written from a thread, which lives on when the run's event loop is wedged: it beats only
+    while the loop answers, so a wedged run goes stale (others may take it over), and beats again if it wakes."""
+    import asyncio
+    import threading
+
+    from runner.engine import liveness
+    from runner.engine.heartbeat import Heartbeat
+    from runner.store import SqliteStore
+
+    store = SqliteStore(tmp_path / "state.db")
+    store.create_run(id="wedged", playbook="p", path="p.yaml", source="", status="running", started_at=time.time(),
+                     inputs={}, **liveness.this_process())
+    store.update_run("wedged", heartbeat=time.time())
+    liveness.configure(0.2)
+    went_stale, seen = threading.Event(), []
+
+    def watch() -> None:  # another process's view of the run
+        deadline = time.monotonic() + 60
+        while (alive := liveness.run_alive(store.get_run("wedged") or {})) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen.append("stale" if not alive else "still beating after 60 s")
+        went_stale.set()
+
+    async def drive() -> float:
+        with Heartbeat(store, "wedged", stuck_after=0.6):
+            threading.Thread(target=watch, daemon=True).start()
+            went_stale.wait(timeout=60)  # the loop wedged: nothing runs on it until the run is seen stale
+            woke = time.time()
+            while (store.get_run("wedged") or {}).get("heartbeat", 0) <= woke:  # beats again once it answers
+                await asyncio.sleep(0.05)
+            return woke
+
+    try:
+        woke = asyncio.run(asyncio.wait_for(drive(), 60))
+        assert seen == ["stale"]
+        assert liveness.run_alive(store.get_run("wedged") or {}) and woke > 0
+    finally:
+        liveness.configure(10.0)
+        store.close()

@@ -14,7 +14,7 @@ from rich.markup import escape
 from runner.errors import PlaybookError, RunError
 from runner.wording import readable, status
 
-EXIT = {"done": 0, "failed": 1, "waiting": 3, "cancelled": 4}  # 130: interrupted (runner/cli/interrupt.py)
+EXIT = {"done": 0, "failed": 1, "waiting": 3, "cancelled": 4, "moved": 1}  # 130: interrupted (runner/cli/interrupt.py)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 

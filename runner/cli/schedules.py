@@ -54,7 +54,7 @@ def scheduler() -> None:
             due = local_text(s.state(item)["next_due"], item.timezone)
             out.print(f"{item.id}: '{item.cron}' {item.timezone}, next {due}", markup=False)
         out.print(f"scheduler running ({len(s.schedules)} schedules); Ctrl-C to stop", markup=False)
-        await s.forever(stop=stop)
+        await s.forever(stop=stop, say=lambda text: err.print(text, markup=False))
         out.print("stopping; runs in progress continue with `playbook resume`", markup=False)
 
     guard(lambda: _with_scheduler(forever))

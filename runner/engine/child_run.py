@@ -69,7 +69,8 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
     rc = RunContext(run_id=run_id, playbook=child, project=parent.project, store=parent.store,
                     llm=parent.llm, hooks=parent.hooks, redact=parent.redact, run_dir=parent.run_dir,
                     started_at=run["started_at"], max_cost=parent.max_cost, spent=parent.spent,
-                    tool_fixtures=parent.tool_fixtures, run_child=partial(run_child, nodes=nodes))
+                    tool_fixtures=parent.tool_fixtures, run_child=partial(run_child, nodes=nodes),
+                    owner=parent.owner)
     config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
     state = initial_state(parent.project, inputs, parent.started_at)  # the parent's clock and timezone
     spent_before = parent.spent

@@ -22,16 +22,17 @@ from runner.engine.child_run import check_every_step_reached, initial_state, ren
 from runner.engine.compile import DURABILITY, compile_graph
 from runner.engine.events import EventsFile, HookList, Hooks, Redactor
 from runner.engine.gates import NodeFunction
+from runner.engine.heartbeat import Heartbeat
 from runner.engine.liveness import HOST, run_alive, this_process
 from runner.engine.nodes import STEP_KINDS, RunContext, StepContext
 from runner.engine.nodes.base import MapDistributor, skipped_result
 from runner.engine.nodes.map import run_map
 from runner.engine.nodes.on_error import error_record, fallback, problems_of, tolerable
 from runner.engine.step_log import StepLog
-from runner.errors import DecisionTaken, NoSuchRun, RunCancelled, RunError, interrupted
+from runner.errors import DecisionTaken, NoSuchRun, RunCancelled, RunError, RunTakenOver, interrupted
 from runner.models.llm import LlmClient
 from runner.registry import ToolFixtures, close_resources, run_started
-from runner.store import checkpointer, open_store
+from runner.store import checkpointer, open_store, store_lost
 
 DEFAULT_MAX_VISITS = 100
 
@@ -125,8 +126,11 @@ class Runner:
     """Starts and resumes runs of one project. All I/O of a run goes through here."""
 
     def __init__(self, project: Project, *, hooks: list[Hooks] | None = None,
-                 tool_fixtures: ToolFixtures | None = None, distribute: MapDistributor | None = None) -> None:
+                 tool_fixtures: ToolFixtures | None = None, distribute: MapDistributor | None = None,
+                 hand_on: Callable[[str], bool] | None = None) -> None:
         self.project = project
+        # a team worker's: hands a run that failed on a database outage to the workers again (True: handed on)
+        self.hand_on = hand_on
         self.hooks = list(hooks or [])
         self.tool_fixtures = tool_fixtures
         self.distribute = distribute  # a team worker's: large maps run in chunks across workers
@@ -254,6 +258,22 @@ class Runner:
         finished before, so nothing repeats."""
         config = {"configurable": {"thread_id": rc.run_id}, "recursion_limit": 10_000}
         outcome = RunOutcome(rc.run_id, "failed", run_dir=str(rc.run_dir))
+        me = this_process()
+        rc.owner = (me["pid"], me["host"])  # its steps stop should another process take the run over
+        with Heartbeat(self.store, rc.run_id, stuck_after=self.project.settings.queue.stuck_after):
+            try:
+                await self._drive_graph(rc, decision, fresh, config, outcome)
+            except RunTakenOver as exc:  # the new owner writes the record now: this process writes nothing
+                outcome.status, outcome.error = "moved", str(exc)
+                return outcome
+        if outcome.status == "failed" and self.hand_on is not None and (outcome.error or "").startswith(
+                DATABASE_LOST) and self.hand_on(rc.run_id):
+            outcome.status = "queued"  # another drive continues it: no end recorded, no failure notice sent
+            return outcome
+        return self._finish(rc, outcome)
+
+    async def _drive_graph(self, rc: RunContext, decision: dict[str, Any] | None, fresh: dict[str, Any],
+                           config: dict[str, Any], outcome: RunOutcome) -> None:
         async with checkpointer(self.project) as saver:
             graph = compile_graph(rc.playbook, node_factory(rc), checkpointer=saver)
             run_started()
@@ -277,6 +297,8 @@ class Runner:
                 outcome.error = interrupted(rc.run_id.split(".")[0])
                 self._finish(rc, outcome)
                 raise
+            except RunTakenOver:
+                raise
             except RunCancelled as exc:
                 outcome.status, outcome.error = "cancelled", str(exc)
             except RunError as exc:
@@ -288,7 +310,6 @@ class Runner:
             finally:
                 await close_resources()
             outcome.problems = await _problems(graph, config)
-        return self._finish(rc, outcome)
 
     def _outputs(self, rc: RunContext, final: dict[str, Any]) -> dict[str, Any]:
         return render_outputs(rc, final)
@@ -365,7 +386,7 @@ DATABASE_LOST = "the database stopped answering during the run"
 def _unexpected(exc: Exception, run_id: str) -> str:
     """An error no step expected, said as what happened: the database going away mid-run (a Postgres restart:
     psycopg's connection errors) is not a bug, and a resume continues once it is back."""
-    if type(exc).__module__.startswith("psycopg") and type(exc).__name__ == "OperationalError":
+    if store_lost(exc):
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection lost"
         return (f"{DATABASE_LOST} ({reason}); once it is back, `playbook resume {run_id}` continues from the "
                 "last finished step")

@@ -5,8 +5,9 @@ A run records its owner's pid and that process's start time. A pid alone is not 
 start time (from /proc, Linux) tells the original owner from a newcomer with the same number.
 
 On a team server the owner may be a worker on another machine, whose processes this one cannot see: a run
-also records its owner's host, and a worker writes a heartbeat on the runs it holds (runner/team/work.py).
-An owner elsewhere counts as alive while its heartbeat is fresh."""
+also records its owner's host, and whoever drives a run writes a heartbeat on it (runner/engine/heartbeat.py).
+An owner counts as alive while its heartbeat is fresh — and, on this machine, while its process lives: a process
+alive but wedged stops beating, and is then no owner either."""
 
 from __future__ import annotations
 
@@ -20,8 +21,15 @@ from runner.errors import interrupted
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 HOST = socket.gethostname()
-HEARTBEAT = 10.0  # seconds between a worker's heartbeats on what it holds
-STALE = 4 * HEARTBEAT  # an owner elsewhere silent this long is gone (killed, its machine lost)
+HEARTBEAT = 10.0  # seconds between heartbeats on what a process holds ([queue] heartbeat)
+STALE = 4 * HEARTBEAT  # an owner silent this long is gone (killed, its machine lost, wedged)
+
+
+def configure(heartbeat: float) -> None:
+    """Take the project's `[queue] heartbeat`: every process of a project reads the same playbook.toml, so all
+    agree on when an owner is gone."""
+    global HEARTBEAT, STALE
+    HEARTBEAT, STALE = heartbeat, 4 * heartbeat
 
 
 def _stat(pid: int) -> list[str]:
@@ -48,10 +56,13 @@ def this_process() -> dict[str, Any]:
 
 
 def holder_alive(pid: int | None, started: float | None, host: str | None, heartbeat: float | None) -> bool:
-    """Whether the process that holds a run (or a map chunk) is alive: by its pid on this machine, by its
-    heartbeat when it is on another."""
+    """Whether the process that holds a run (or a map chunk) is alive and beating: by its heartbeat, and on this
+    machine by its pid too (a kill -9 shows at once). A holder with no heartbeat yet (it has just claimed) is
+    judged by its pid alone."""
+    if heartbeat is not None and time.time() - heartbeat >= STALE:
+        return False
     if host and host != HOST:
-        return heartbeat is not None and time.time() - heartbeat < STALE
+        return heartbeat is not None
     return process_alive(pid, started)
 
 

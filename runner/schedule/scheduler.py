@@ -30,6 +30,7 @@ from runner.engine.execute import Runner, RunOutcome, new_run_id
 from runner.engine.liveness import this_process
 from runner.engine.preflight import prepare_inputs
 from runner.errors import PlaybookError, RunError
+from runner.store import store_lost
 from runner.team import queue
 
 
@@ -227,11 +228,29 @@ class Scheduler:
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
-    async def forever(self, *, stop: asyncio.Event | None = None, poll: float = 30.0) -> None:
-        await self.recover()
+    async def forever(self, *, stop: asyncio.Event | None = None, poll: float = 30.0,
+                      say: Callable[[str], None] = lambda text: None) -> None:
+        """Tick until `stop`. A store that stops answering (a Postgres restart or failover) pauses the ticks, said
+        once, and they go on when it is back: the claims in the store make a tick repeated after it safe."""
+        recovered, away = False, False
         while stop is None or not stop.is_set():
-            await self.tick()
-            dues = [self.state(s)["next_due"] for s in self.schedules]
-            pause = max(0.5, min([poll, *(d - self.clock() for d in dues)]))
+            pause = poll
+            try:
+                if not recovered:
+                    await self.recover()
+                    recovered = True
+                await self.tick()
+                dues = [self.state(s)["next_due"] for s in self.schedules]
+                pause = max(0.5, min([poll, *(d - self.clock() for d in dues)]))
+                if away:
+                    say("the store answers again; schedules go on")
+                away = False
+            except Exception as exc:
+                if not store_lost(exc):
+                    raise
+                if not away:
+                    say(f"the store is not answering ({str(exc).splitlines()[0]}); trying again every "
+                        f"{poll:g} s — due times are kept and start once it is back")
+                away = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait() if stop else asyncio.sleep(pause), timeout=pause)

@@ -17,7 +17,16 @@ from runner.errors import PlaybookError
 from runner.store.protocol import Store
 
 _POSTGRES = ("postgresql://", "postgres://")
+STORE_UNREACHABLE = "cannot connect to the store"
 _checkpoints_ready: set[str] = set()  # Postgres URLs whose checkpoint tables this process has set up
+
+
+def store_lost(exc: BaseException) -> bool:
+    """Whether `exc` says the store could not be reached: psycopg's connection errors, or the store's own error
+    once it has waited RECONNECT_SECONDS for a restarted database. Such work is tried again, not failed."""
+    if isinstance(exc, PlaybookError):
+        return str(exc).startswith(STORE_UNREACHABLE)
+    return type(exc).__module__.startswith("psycopg") and type(exc).__name__ in ("OperationalError", "PoolTimeout")
 
 
 def store_url(project: Project) -> str | None:
@@ -45,6 +54,9 @@ def store_location(project: Project) -> str:
 
 
 def open_store(project: Project) -> Store:
+    from runner.engine import liveness
+
+    liveness.configure(project.settings.queue.heartbeat)  # every reader of runs judges their owners alike
     url = store_url(project)
     if url:
         from runner.store.postgres import PostgresStore
@@ -63,24 +75,7 @@ async def checkpointer(project: Project) -> AsyncIterator[Any]:
     instead of failing with `database is locked`."""
     url = store_url(project)
     if url:
-        import psycopg
-        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-        from psycopg.rows import dict_row
-
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True, prepare_threshold=0,
-                                                         row_factory=dict_row) as connection:
-            saver = AsyncPostgresSaver(connection)
-            if url not in _checkpoints_ready:
-                # one process sets up the tables. Try, never wait inside a statement: the setup builds indexes
-                # CONCURRENTLY, which waits for every open transaction — a waiting lock call would deadlock it
-                while not (await (await connection.execute("SELECT pg_try_advisory_lock(7366092)")).fetchone()
-                           or {}).get("pg_try_advisory_lock"):
-                    await asyncio.sleep(0.05)
-                try:
-                    await saver.setup()
-                finally:
-                    await connection.execute("SELECT pg_advisory_unlock(7366092)")
-                _checkpoints_ready.add(url)
+        async with _postgres_checkpointer(url) as saver:
             yield saver
         return
     import aiosqlite
@@ -91,3 +86,38 @@ async def checkpointer(project: Project) -> AsyncIterator[Any]:
         await sqlite_connection.execute("PRAGMA journal_mode=WAL")
         await sqlite_connection.execute("PRAGMA synchronous=NORMAL")
         yield AsyncSqliteSaver(sqlite_connection)
+
+
+@contextlib.asynccontextmanager
+async def _postgres_checkpointer(url: str) -> AsyncIterator[Any]:
+    """A pool, not one connection: the pool checks a connection before lending it and replaces one that a Postgres
+    restart cut, waiting for the database up to the store's own RECONNECT_SECONDS — so a run whose database
+    restarted mid-step still writes its checkpoint when it stops, like the store its journal."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    from runner.store.postgres import RECONNECT_SECONDS
+
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        url, min_size=1, max_size=4, open=False, timeout=RECONNECT_SECONDS,
+        check=AsyncConnectionPool.check_connection,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row})
+    await pool.open(wait=True, timeout=RECONNECT_SECONDS)
+    try:
+        saver = AsyncPostgresSaver(pool)
+        if url not in _checkpoints_ready:
+            # one process sets up the tables. Try, never wait inside a statement: the setup builds indexes
+            # CONCURRENTLY, which waits for every open transaction — a waiting lock call would deadlock it
+            async with pool.connection() as connection:
+                while not (await (await connection.execute("SELECT pg_try_advisory_lock(7366092)")).fetchone()
+                           or {}).get("pg_try_advisory_lock"):
+                    await asyncio.sleep(0.05)
+                try:
+                    await saver.setup()
+                finally:
+                    await connection.execute("SELECT pg_advisory_unlock(7366092)")
+            _checkpoints_ready.add(url)
+        yield saver
+    finally:
+        await pool.close()

@@ -5,15 +5,18 @@ One connection per store, in autocommit mode: each statement commits on its own,
 transactions the store needs (a claim, a batch of journal writes) are explicit. Rows a decision or a claim
 races on are locked (SELECT … FOR UPDATE), where SQLite holds the whole file.
 
-A connection lost to a Postgres restart is replaced before the next statement, waiting for the database up to
-RECONNECT_SECONDS (a statement in flight when it went is not sent again: whether it committed is unknown). So a run
-whose step failed on the outage still records its end, with `playbook resume` to continue, instead of staying
-`running` with nobody to write otherwise.
+A connection lost to a Postgres restart is replaced, waiting for the database up to RECONNECT_SECONDS. A connection
+only says it is lost when a statement fails on it, so: a statement that is safe to run twice (a read, an upsert, an
+update that sets values — `_idempotent`) is sent again on the new connection; one that is not (an increment, a plain
+insert, a claim's transaction) is preceded by a check when the connection sat idle, so it is sent on a live one, and
+fails only when the database went away while it was in flight — whether it committed is then unknown. A journal
+batch is sent again when it failed before its COMMIT went, or when every statement in it is safe to repeat.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -24,10 +27,23 @@ from urllib.parse import urlsplit, urlunsplit
 from runner.errors import PlaybookError
 from runner.store import migrations
 from runner.store.batch_writer import BatchWriter, Statements
+from runner.store.factory import STORE_UNREACHABLE
 from runner.store.sql import Execute, SqlStore
 
 _MIGRATION_LOCK = 7_366_091  # pg_advisory_xact_lock key: one process migrates at a time
 RECONNECT_SECONDS = 60.0  # how long a store waits for its database to come back before it gives up
+IDLE_CHECK = 1.0  # seconds idle after which a connection is checked before a statement that must not be repeated
+_INCREMENT = re.compile(r"(\w+) = \1 [+-]")  # `tokens_in = tokens_in + ?`: sent twice, counted twice
+
+
+def _idempotent(sql: str) -> bool:
+    """Whether the statement leaves the same rows when sent twice (its first sending may have committed)."""
+    verb = sql.lstrip().split(None, 1)[0].upper()
+    if verb == "SELECT":
+        return True
+    if verb == "UPDATE":
+        return not _INCREMENT.search(sql)
+    return verb == "INSERT" and "ON CONFLICT" in sql and "DO UPDATE" in sql and not _INCREMENT.search(sql)
 
 
 @cache
@@ -50,6 +66,7 @@ class PostgresStore(SqlStore):
 
         self.url = url
         self._lock = threading.RLock()
+        self._used = time.monotonic()
         try:
             self._db = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
@@ -67,22 +84,41 @@ class PostgresStore(SqlStore):
         self._db.close()
 
     def _exec(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        import psycopg
+
         with self._lock:
-            self._connected()
-            return _rows(self._db.execute(_translated(sql), params))
+            repeatable = _idempotent(sql)
+            self._connected(check=not repeatable)
+            try:
+                rows = _rows(self._db.execute(_translated(sql), params))
+            except psycopg.OperationalError:
+                if not (repeatable and self._lost()):
+                    raise
+                self._connected()
+                rows = _rows(self._db.execute(_translated(sql), params))
+            self._used = time.monotonic()
+            return rows
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Execute]:
         with self._lock:
-            self._connected()
+            self._connected(check=True)
             with self._db.transaction():
                 yield lambda sql, params: self._db.execute(_translated(sql), params)
+            self._used = time.monotonic()
 
-    def _connected(self) -> None:
-        """A connection that works: the one we have, or a new one once the database is back (a restart)."""
+    def _lost(self) -> bool:
+        return bool(self._db.closed or self._db.broken)
+
+    def _connected(self, *, check: bool = False) -> None:
+        """A connection that works: the one we have, or a new one once the database is back (a restart). With
+        `check`, one idle for a while is asked first — a restart shows on a connection only when it is used."""
         import psycopg
 
-        if not (self._db.closed or self._db.broken):
+        if check and not self._lost() and time.monotonic() - self._used > IDLE_CHECK:
+            with contextlib.suppress(psycopg.OperationalError):
+                self._db.execute("SELECT 1")
+        if not self._lost():
             return
         deadline = time.monotonic() + RECONNECT_SECONDS
         wait = 0.2
@@ -102,6 +138,20 @@ class PostgresStore(SqlStore):
         execute("SELECT id FROM runs WHERE id = ? FOR UPDATE", (run_id,))
 
     def _commit_statements(self, statements: Statements) -> None:
+        """A batch of journal writes in one transaction; sent again on a new connection when the database went
+        away before its COMMIT was sent (nothing of it committed) or when it holds only upserts."""
+        import psycopg
+
+        committing = False
+        try:
+            with self._transaction() as execute:
+                for sql, params in statements:
+                    execute(sql, params)
+                committing = True
+            return
+        except psycopg.OperationalError:
+            if not self._lost() or (committing and not all(_idempotent(sql) for sql, _ in statements)):
+                raise
         with self._transaction() as execute:
             for sql, params in statements:
                 execute(sql, params)
@@ -110,7 +160,7 @@ class PostgresStore(SqlStore):
 def _unreachable(url: str, exc: Exception, waited: float = 0) -> PlaybookError:
     reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     after = f" for {waited:g} s" if waited else ""
-    return PlaybookError(f"cannot connect to the store at {safe_url(url)}{after} ({reason.rstrip('.')}); check "
+    return PlaybookError(f"{STORE_UNREACHABLE} at {safe_url(url)}{after} ({reason.rstrip('.')}); check "
                          "[store] url in playbook.toml (or PLAYBOOK_STORE_URL) and that Postgres is running")
 
 

@@ -84,8 +84,12 @@ class SqlStore:
                    "cost = cost + ? WHERE id = ?", (tokens_in, tokens_out, cost, run_id))
 
     def cancel_requested(self, run_id: str) -> bool:
-        rows = self._exec("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,))
-        return bool(rows and rows[0][0])
+        return self.run_control(run_id)[0]
+
+    def run_control(self, run_id: str) -> tuple[bool, int | None, str | None]:
+        """What a driving process checks between calls, in one read: cancel asked, and who owns the run now."""
+        rows = self._exec("SELECT cancel_requested, pid, host FROM runs WHERE id = ?", (run_id,))
+        return (bool(rows[0][0]), rows[0][1], rows[0][2]) if rows else (False, None, None)
 
     def run_cost(self, run_id: str) -> float:
         rows = self._exec("SELECT cost FROM runs WHERE id = ?", (run_id,))

@@ -19,7 +19,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from runner.engine.liveness import HEARTBEAT, HOST, holder_alive, this_process
+from runner.engine import liveness
+from runner.engine.liveness import HOST, holder_alive, this_process
 from runner.engine.nodes import RunContext, StepContext
 from runner.engine.nodes.map import map_items, run_units, unit_size
 from runner.errors import PlaybookError
@@ -139,7 +140,7 @@ async def run_offered_chunk(rc: RunContext, step_id: str, visit: int, number: in
 async def _heartbeat(beat: Callable[[], bool]) -> AsyncIterator[None]:
     async def beating() -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT)
+            await asyncio.sleep(liveness.HEARTBEAT)
             beat()
 
     task = asyncio.ensure_future(beating())

@@ -17,7 +17,7 @@ from runner.dsl import templates
 from runner.dsl.spec import Retry, Step
 from runner.dsl.validate import Playbook
 from runner.engine.events import HookList, Redactor
-from runner.errors import CostLimitReached, RunCancelled, TemplateFailed
+from runner.errors import CostLimitReached, RunCancelled, RunTakenOver, TemplateFailed
 from runner.models.llm import LlmClient, LlmRequest, LlmResult
 from runner.registry import ToolContext, ToolFixtures
 from runner.store import Store
@@ -53,6 +53,7 @@ class RunContext:
     # runs a sub-playbook to completion (the executor's); given here so that nodes never import the executor
     run_child: ChildRunner | None = None
     distribute: MapDistributor | None = None  # a team server's runs: large maps in chunks across workers
+    owner: tuple[int, str | None] | None = None  # the driving process (pid, host); chunk runners elsewhere: None
     extra: dict[str, Any] = field(default_factory=dict)
     # per (step, visit) whose journal was empty when this process first reached it: the keys it wrote since.
     # A key not among them cannot be journaled (one process drives a run), so it skips the lookup; None: look up.
@@ -96,7 +97,10 @@ class RunContext:
         if now - self._cancel_checked < every:
             return
         self._cancel_checked = now
-        if self.store.cancel_requested(self.run_id.split(".")[0]):
+        cancel, pid, host = self.store.run_control(self.run_id.split(".")[0])
+        if self.owner is not None and (pid, host) != self.owner:
+            raise RunTakenOver("another process took this run over while this one made no progress", step=step)
+        if cancel:
             raise RunCancelled("cancelled on request", step=step)
 
 
