@@ -18,7 +18,7 @@ from runner.engine.compile import DURABILITY, compile_graph
 from runner.engine.gates import NodeFunction, never_reached
 from runner.engine.liveness import this_process
 from runner.engine.nodes import RunContext, StepContext
-from runner.errors import RunError, TemplateFailed
+from runner.errors import RunCancelled, RunError, RunTakenOver, TemplateFailed
 from runner.store import checkpointer
 
 CHILD_OUTPUTS = "__outputs__"  # journal step under which a finished sub-playbook's outputs are kept unredacted
@@ -64,6 +64,8 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
     elif existing["status"] == "done":  # the journal keeps the outputs as they were; the run row is redacted
         recorded = parent.store.journal_get(run_id, CHILD_OUTPUTS, 0, "outputs")
         return (recorded["value"] if recorded is not None else existing["outputs"] or {}), {}
+    else:  # the parent resumed: its sub-playbook goes on, in this process
+        parent.store.update_run(run_id, status="running", error=None, ended_at=None, **this_process())
     run = parent.store.get_run(run_id)
     assert run is not None
     rc = RunContext(run_id=run_id, playbook=child, project=parent.project, store=parent.store,
@@ -74,10 +76,17 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
     config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
     state = initial_state(parent.project, inputs, parent.started_at)  # the parent's clock and timezone
     spent_before = parent.spent
-    async with checkpointer(parent.project) as saver:
-        graph = compile_graph(child, nodes(rc), checkpointer=saver)
-        started = bool((await graph.aget_state(config)).values)
-        final = await graph.ainvoke(None if started else state, config, durability=DURABILITY)
+    try:
+        async with checkpointer(parent.project) as saver:
+            graph = compile_graph(child, nodes(rc), checkpointer=saver)
+            started = bool((await graph.aget_state(config)).values)
+            final = await graph.ainvoke(None if started else state, config, durability=DURABILITY)
+    except BaseException as exc:  # the child's row ends as its parent's run will: never `running` with no driver
+        ended = "cancelled" if isinstance(exc, RunCancelled) and not isinstance(exc, RunTakenOver) else "failed"
+        if not isinstance(exc, RunTakenOver):  # taken over: the new owner writes
+            parent.store.update_run(run_id, status=ended, ended_at=time.time(),
+                                    error=parent.redact(str(exc) or type(exc).__name__))
+        raise
     # the parent's run row counts what its sub-playbooks used, so its tokens and cost are the whole story
     parent.store.add_usage(parent.run_id, rc.tokens_in, rc.tokens_out, rc.spent - parent.spent)
     parent.tokens_in += rc.tokens_in
