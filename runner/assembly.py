@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from runner.config import Project
+from runner.engine import liveness
 from runner.engine.events import Hooks
 from runner.engine.execute import Runner
 from runner.engine.nodes.base import MapDistributor
@@ -20,6 +21,7 @@ def assemble(project: Project, *, hooks: Sequence[Hooks] = (), notify: bool = Tr
              hand_on: Callable[[str], bool] | None = None) -> Runner:
     """A Runner for `project`: the caller's hooks (console progress, eval capture), plus the chat cards and
     notices when `[server]` names a channel and `notify` (evals replay runs: they notify no one)."""
+    liveness.configure(project.settings.queue.heartbeat)  # whoever drives or claims runs judges owners alike
     cards = chat_cards(project) if notify else None
     return Runner(project, hooks=[*hooks, *([cards] if cards is not None else [])], distribute=distribute,
                   tool_fixtures=tool_fixtures, hand_on=hand_on)

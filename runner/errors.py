@@ -38,6 +38,11 @@ class PlaybookError(Exception):
         super().__init__("\n".join(str(d) for d in self.diagnostics))
 
 
+class StoreUnreachable(PlaybookError):
+    """The store's database did not answer (down, restarting, a wrong URL): work that met it is tried again later,
+    not failed."""
+
+
 class LoadError(PlaybookError):
     """The file cannot be read or parsed, or does not match the DSL models."""
 

@@ -10,6 +10,8 @@ machines):
   every run on that model waiting out a fixed five minutes.
 - rate: a set of send times; a request may go when fewer than `limit` were sent in the last `window` seconds,
   otherwise the script says how long until the oldest leaves the window.
+- hold: when the provider answers 429 (or 503) with Retry-After, whichever worker got it sets a key that expires
+  then, and no worker sends on that model until it has: one refusal slows the whole team, not one request.
 """
 
 from __future__ import annotations
@@ -49,7 +51,14 @@ end
 return 0
 """
 
-_RATE = """
+_GATE = """
+local held = redis.call('PTTL', KEYS[2])
+if held > 0 then
+  return tostring(held / 1000)
+end
+if tonumber(ARGV[1]) <= 0 then
+  return '0'
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local window = tonumber(ARGV[2])
@@ -61,6 +70,13 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return tostring(tonumber(oldest[2]) + window - now)
+"""
+
+_HOLD = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 1
 """
 
 _clients: dict[tuple[str, int], Any] = {}
@@ -88,10 +104,13 @@ class _LocalLimit:
         self.slots = asyncio.Semaphore(concurrency)
         self.rate, self.window = rate, window
         self.sent: deque[float] = deque()
+        self.held_until = 0.0
 
     async def __aenter__(self) -> None:
         await self.slots.acquire()
         loop = asyncio.get_running_loop()
+        while (pause := self.held_until - loop.time()) > 0:
+            await asyncio.sleep(pause)
         while self.rate:
             now = loop.time()
             while self.sent and self.sent[0] <= now - self.window:
@@ -116,6 +135,7 @@ class SharedLimiter:
         self.name = name
         self.slots_key = f"playbook:slots:{name}"
         self.rate_key = f"playbook:rate:{name}"
+        self.hold_key = f"playbook:hold:{name}"
         self.concurrency = concurrency
         self.rate = rate
         self.window = window
@@ -153,6 +173,17 @@ class SharedLimiter:
         else:
             await self._release(entry)
 
+    async def hold(self, seconds: float) -> None:
+        """Nobody sends on this limit for `seconds` (the provider's Retry-After): every worker, or — Redis away —
+        this process."""
+        from redis.exceptions import RedisError
+
+        local = self._locals.setdefault(asyncio.get_running_loop(),
+                                        _LocalLimit(self.concurrency, self.rate, self.window))
+        local.held_until = max(local.held_until, asyncio.get_running_loop().time() + seconds)
+        with contextlib.suppress(RedisError):
+            await _client(self.url).eval(_HOLD, 1, self.hold_key, max(1, int(seconds * 1000)))
+
     def _redis_away(self, exc: Exception) -> None:
         loop = asyncio.get_running_loop()
         if loop.time() >= _away_until.get(self.url, 0.0):
@@ -168,11 +199,9 @@ class SharedLimiter:
             await asyncio.sleep(wait * (0.5 + random.random()))  # jitter: waiters on many workers do not align
             wait = min(wait * 2, 0.2)
         self._renewals[token] = asyncio.get_running_loop().create_task(self._renew(client, token))
-        try:
-            while self.rate:
-                pause = float(await client.eval(_RATE, 1, self.rate_key, self.rate, self.window, token))
-                if pause <= 0:
-                    break
+        try:  # the hold and the rate checked last, just before the request goes
+            while (pause := float(await client.eval(_GATE, 2, self.rate_key, self.hold_key, self.rate or 0,
+                                                    self.window, token))) > 0:
                 await asyncio.sleep(pause + 0.005 * random.random())
         except BaseException:
             await self._release(token)

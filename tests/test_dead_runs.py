@@ -114,6 +114,7 @@ def test_a_run_whose_process_makes_no_progress_is_taken_over(project_dir: Path, 
     process = subprocess.Popen([sys.executable, "-m", "runner", "run", str(path), "--run-id", "stuck"],
                                cwd=project_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     store = open_store(load_project(project_dir))
+    liveness.configure(0.5)  # as this project's processes do
     try:
         deadline = time.monotonic() + 60
         while sum(e.get("event") == "map_progress" for e in events(project_dir, "stuck")) < 3:

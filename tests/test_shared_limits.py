@@ -44,3 +44,31 @@ def test_limits_hold_in_this_process_while_redis_is_away(caplog: pytest.LogCaptu
     assert all(later - earlier >= 0.29 for earlier, later in zip(starts, starts[3:], strict=False))  # 3 per 0.3 s
     said = [r.getMessage() for r in caplog.records if "did not answer" in r.getMessage()]
     assert len(said) == 1 and "limit 'model:away' is counted in this process" in said[0]
+
+
+def test_a_retry_after_holds_every_worker_on_that_model(redis_url: str) -> None:
+    """One worker told to wait (a 429 with Retry-After) holds every worker sending on the same model until then —
+    the hold is in Redis, not in the process that got the 429 — and sends go again once it has passed."""
+    told = SharedLimiter(redis_url, "model:held", 4, rate=100, window=1.0)
+    other = SharedLimiter(redis_url, "model:held", 4, rate=100, window=1.0)  # another worker's view of it
+
+    async def send(limiter: SharedLimiter) -> None:
+        async with limiter:
+            pass
+
+    async def scenario() -> None:
+        await asyncio.wait_for(send(other), 30)  # free before
+        await told.hold(600)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(send(other), 2.0)
+        await told.hold(0.2)  # a shorter hold never shortens a longer one
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(send(other), 1.0)
+
+    async def after_a_short_hold() -> None:
+        short = SharedLimiter(redis_url, "model:briefly", 4)
+        await short.hold(0.3)
+        await asyncio.wait_for(send(SharedLimiter(redis_url, "model:briefly", 4)), 30)
+
+    asyncio.run(scenario())
+    asyncio.run(after_a_short_hold())

@@ -41,8 +41,11 @@ def print_warnings(playbook: Any) -> None:
 
 def project_here() -> Any:
     from runner.config import load_project
+    from runner.engine import liveness
 
-    return load_project()
+    project = load_project()
+    liveness.configure(project.settings.queue.heartbeat)  # `runs list` judges a run's owner as its driver does
+    return project
 
 
 def playbook_path(path: Path) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import hashlib
 import importlib
 import json
@@ -11,7 +10,6 @@ import os
 import random
 import sys
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,6 +23,7 @@ from runner.dsl.spec import Retry
 from runner.errors import RunError
 from runner.messages import summarise
 from runner.models import model_table, openai_compatible
+from runner.models.limits import model_limiter
 from runner.store import Store
 
 MAX_REPAIRS = 2
@@ -96,48 +95,6 @@ class ReplySource(Protocol):
     from one. `fetch` makes the real call (with retries and rate limits)."""
 
     async def reply(self, call: LlmCall, fetch: Callable[[], Awaitable[LlmReply]]) -> LlmReply: ...
-
-
-class _Limiter:
-    """Per-model concurrency and requests-per-minute, in this process."""
-
-    def __init__(self, concurrency: int, rpm: int | None, window: float = 60.0) -> None:
-        self.semaphore = asyncio.Semaphore(concurrency)
-        self.rpm = rpm
-        self.window = window
-        self.sent: collections.deque[float] = collections.deque()
-
-    async def __aenter__(self) -> None:
-        await self.semaphore.acquire()
-        while self.rpm:
-            now = time.monotonic()
-            while self.sent and now - self.sent[0] >= self.window:
-                self.sent.popleft()
-            if len(self.sent) < self.rpm:
-                break
-            await asyncio.sleep(self.window - (now - self.sent[0]) + 0.01)
-        self.sent.append(time.monotonic())
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.semaphore.release()
-
-
-_limiters: dict[tuple[str, int], Any] = {}
-
-
-def _limiter(alias: str, config: ModelConfig, shared: str | None) -> Any:
-    """The model's limiter: in this process, or across a team server's workers when `shared` (its Redis) is
-    given — keyed by what the provider sees (model, endpoint, key variable), not by the alias."""
-    key = (alias, id(asyncio.get_running_loop()))
-    if key not in _limiters:
-        if shared:
-            from runner.shared_limits import SharedLimiter
-
-            name = f"model:{config.model}@{config.api_base or ''}#{config.key_env()}"
-            _limiters[key] = SharedLimiter(shared, name, config.concurrency, config.rpm, config.rpm_window)
-        else:
-            _limiters[key] = _Limiter(config.concurrency, config.rpm, config.rpm_window)
-    return _limiters[key]
 
 
 _LITELLM_READY = threading.Event()  # set once `import litellm` has finished (in whichever thread ran it)
@@ -263,7 +220,7 @@ class LlmClient:
             await _client_ready(config)  # before the limiter: a request's turn is taken as close to its send as can be
         for attempt in range(1, attempts + 1):
             try:
-                async with _limiter(alias, config, shared):
+                async with model_limiter(alias, config, shared):
                     if config.model == LOCAL:
                         return await self._local(request, messages, schema)
                     return await self._remote(alias, config, request, messages, schema)
@@ -271,7 +228,10 @@ class LlmClient:
                 if attempt == attempts:
                     raise RunError(f"model '{alias}' ({config.model}) still failing after "
                                    f"{attempts} attempts: {exc}", step=request.step) from None
-                await asyncio.sleep(_backoff(request.retry, attempt, exc))
+                pause = _backoff(request.retry, attempt, exc)
+                if exc.retry_after is not None:  # the provider said when: every request on this model waits
+                    await model_limiter(alias, config, shared).hold(pause)
+                await asyncio.sleep(pause)
         raise AssertionError("unreachable")
 
     async def _local(self, request: LlmRequest, messages: list[dict[str, Any]],

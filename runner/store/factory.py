@@ -13,19 +13,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from runner.config import Project
-from runner.errors import PlaybookError
+from runner.errors import PlaybookError, StoreUnreachable
 from runner.store.protocol import Store
 
 _POSTGRES = ("postgresql://", "postgres://")
-STORE_UNREACHABLE = "cannot connect to the store"
 _checkpoints_ready: set[str] = set()  # Postgres URLs whose checkpoint tables this process has set up
 
 
 def store_lost(exc: BaseException) -> bool:
     """Whether `exc` says the store could not be reached: psycopg's connection errors, or the store's own error
     once it has waited RECONNECT_SECONDS for a restarted database. Such work is tried again, not failed."""
-    if isinstance(exc, PlaybookError):
-        return str(exc).startswith(STORE_UNREACHABLE)
+    if isinstance(exc, StoreUnreachable):
+        return True
     return type(exc).__module__.startswith("psycopg") and type(exc).__name__ in ("OperationalError", "PoolTimeout")
 
 
@@ -54,9 +53,6 @@ def store_location(project: Project) -> str:
 
 
 def open_store(project: Project) -> Store:
-    from runner.engine import liveness
-
-    liveness.configure(project.settings.queue.heartbeat)  # every reader of runs judges their owners alike
     url = store_url(project)
     if url:
         from runner.store.postgres import PostgresStore

@@ -24,10 +24,9 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from runner.errors import PlaybookError
+from runner.errors import StoreUnreachable
 from runner.store import migrations
 from runner.store.batch_writer import BatchWriter, Statements
-from runner.store.factory import STORE_UNREACHABLE
 from runner.store.sql import Execute, SqlStore
 
 _MIGRATION_LOCK = 7_366_091  # pg_advisory_xact_lock key: one process migrates at a time
@@ -157,10 +156,10 @@ class PostgresStore(SqlStore):
                 execute(sql, params)
 
 
-def _unreachable(url: str, exc: Exception, waited: float = 0) -> PlaybookError:
+def _unreachable(url: str, exc: Exception, waited: float = 0) -> StoreUnreachable:
     reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     after = f" for {waited:g} s" if waited else ""
-    return PlaybookError(f"{STORE_UNREACHABLE} at {safe_url(url)}{after} ({reason.rstrip('.')}); check "
+    return StoreUnreachable(f"cannot connect to the store at {safe_url(url)}{after} ({reason.rstrip('.')}); check "
                          "[store] url in playbook.toml (or PLAYBOOK_STORE_URL) and that Postgres is running")
 
 
