@@ -1,20 +1,24 @@
 """Chaos on a team server: a distributed map on two `playbook worker` processes (Celery on a throw-away Redis, state
 in a throw-away Postgres, the fake LLM over HTTP at 0.5 s a call), and one fault per trial at a random moment of the
 map: a worker killed (kill -9 of its process group), the run's coordinating worker killed, Redis restarted empty,
-Postgres restarted (`pg_ctl -m immediate` stop then start) and Postgres stopped for 20 s.
+Postgres restarted (`pg_ctl -m immediate` stop then start), Postgres stopped for 20 s and for 90 s (longer than a
+store waits for its database), and the coordinating worker frozen (SIGSTOP of its process group: alive, no
+progress) for 60 s, then let go on.
 
-    python benchmarks/chaos.py [--trials 5] [--seed 1] [--kinds worker,coordinator,redis,postgres,postgres_20s]
+    python benchmarks/chaos.py [--trials 5] [--seed 1] [--kinds worker,coordinator,redis,postgres,postgres_20s,...]
 
 Per trial: `by itself` (the run finished with nobody's help), `after resume` (it ended failed and one
 `playbook resume` finished it), `lost` (not finished, or not all 800 outputs), `stuck` (still running after 4
-minutes), and the answered calls asked again (a batch answered more than a second before the fault, asked again
-after it: the journal should make that 0)."""
+minutes), whether the run was ever shown `failed` on the way, and the answered calls asked again (a batch answered
+more than a second before the fault, asked again after it: the journal should make that 0)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import random
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,7 +46,7 @@ steps:
     llm: {{prompt: "标注第 ${{{{ item }}}} 条", output: {{tag: string}}}}
 outputs: {{n: "${{{{ steps.label.output | length }}}}"}}
 """
-KINDS = ("worker", "coordinator", "redis", "postgres", "postgres_20s")
+KINDS = ("worker", "coordinator", "redis", "postgres", "postgres_20s", "postgres_90s", "frozen")
 
 
 def cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -58,9 +62,9 @@ def run_row(folder: Path, run_id: str) -> dict[str, Any]:
         store.close()
 
 
-def wait_end(folder: Path, run_id: str, seconds: float) -> dict[str, Any]:
-    """The run once it is done or failed; as it is after `seconds` otherwise. (A failed run that its worker hands on
-    again after a database outage is failed for a moment: it counts only if it stays failed for 10 s.)"""
+def wait_end(folder: Path, run_id: str, seconds: float, seen: set[str]) -> dict[str, Any]:
+    """The run once it is done or failed (for 10 s); as it is after `seconds` otherwise. Every status it showed on
+    the way is added to `seen`."""
     deadline = time.monotonic() + seconds
     failed_since: float | None = None
     while True:
@@ -69,6 +73,7 @@ def wait_end(folder: Path, run_id: str, seconds: float) -> dict[str, Any]:
         except Exception:  # the database is down during the fault
             run = {"status": "unknown"}
         status = run.get("status")
+        seen.add(str(status))
         if status == "done" or time.monotonic() > deadline:
             return run
         if status == "failed":
@@ -131,21 +136,28 @@ def trial(kind: str, rng: random.Random, postgres: PostgresServer, redis: RedisS
                 workers.start(f"{name}b", concurrency=2)
             elif kind == "redis":
                 redis.restart()
+            elif kind == "frozen":
+                frozen = workers.processes[coordinator(workers, folder, "c")].pid
+                os.killpg(frozen, signal.SIGSTOP)
+                time.sleep(60)
+                os.killpg(frozen, signal.SIGCONT)
             else:
                 postgres.stop()
-                time.sleep(20 if kind == "postgres_20s" else 0)
+                time.sleep({"postgres_20s": 20, "postgres_90s": 90}.get(kind, 0))
                 postgres.start()
-            run = wait_end(folder, "c", 240)
+            seen: set[str] = set()
+            run = wait_end(folder, "c", 240, seen)
             outcome = "by itself" if run.get("status") == "done" else run.get("status") or "unknown"
             if run.get("status") == "failed":
                 cli(folder, "resume", "c")
-                run = wait_end(folder, "c", 240)
+                run = wait_end(folder, "c", 240, seen)
                 outcome = "after resume" if run.get("status") == "done" else "lost"
             elif run.get("status") != "done":
                 outcome = "stuck"
             if run.get("status") == "done" and run.get("outputs") != {"n": ITEMS}:
                 outcome = "lost"
             return {"kind": kind, "at": at, "outcome": outcome, "again": asked_again(server, fault_at),
+                    "shown_failed": "failed" in seen,
                     "seconds": round(time.time() - fault_at, 1), "error": (run.get("error") or "")[:120]}
         finally:
             scheduler.kill()
@@ -169,15 +181,17 @@ def main() -> None:
                 result = trial(kind, rng, postgres, redis, db)
                 results.append(result)
                 print(f"{result['kind']:<13} fault at request {result['at']:>2}: {result['outcome']:<12} "
-                      f"asked again {result['again']}  {result['seconds']:>6} s  {result['error']}", flush=True)
-    print("\n| fault | trials | finished by itself | after `playbook resume` | lost | stuck "
-          "| answered calls asked again |")
-    print("|---|---|---|---|---|---|---|")
+                      f"asked again {result['again']}  {result['seconds']:>6} s  "
+                      f"{'shown failed ' if result['shown_failed'] else ''}{result['error']}", flush=True)
+    print("\n| fault | trials | finished by itself | after `playbook resume` | lost | stuck | shown failed on the way "
+          "| answered calls asked again | seconds from the fault to the end (median) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for kind in args.kinds.split(","):
         mine = [r for r in results if r["kind"] == kind]
         counts = Counter(r["outcome"] for r in mine)
         print(f"| {kind} | {len(mine)} | {counts['by itself']} | {counts['after resume']} | {counts['lost']} | "
-              f"{counts['stuck']} | {sum(r['again'] for r in mine)} |")
+              f"{counts['stuck']} | {sum(r['shown_failed'] for r in mine)} | {sum(r['again'] for r in mine)} | "
+              f"{statistics.median(r['seconds'] for r in mine)} |")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from runner.engine import liveness
@@ -106,10 +106,19 @@ async def run_chunk(ctx: StepContext, items: list[Any], number: int) -> bool:
     rc.hooks.on_map_chunk(run_id=rc.run_id, step=step, chunk=number, first=first, end=end, status="started",
                           worker=WORKER["name"], holder=holder, host=HOST, delivery=chunk["runs"])
     started = time.monotonic()
+    beat = _Heartbeat(lambda: rc.store.chunk_update(rc.run_id, step, visit, number, holder, heartbeat=time.time()))
     try:
-        async with _heartbeat(lambda: rc.store.chunk_update(rc.run_id, step, visit, number, holder,
-                                                            heartbeat=time.time())):
+        async with beat:
             _, errors = await run_units(ctx, items, first, end, report=False)
+    except asyncio.CancelledError:
+        if not beat.lost:
+            raise
+        if (task := asyncio.current_task()) is not None:
+            task.uncancel()  # the cancel was ours, not the caller's
+        # another holder took the chunk while this process made no progress (stopped, starved): it runs it now
+        rc.hooks.on_map_chunk(run_id=rc.run_id, step=step, chunk=number, first=first, end=end, status="taken over",
+                              worker=WORKER["name"], holder=holder, host=HOST)
+        return False
     except BaseException as exc:  # the cost limit, a cancel, an error on_error does not tolerate
         rc.store.flush()
         rc.store.chunk_update(rc.run_id, step, visit, number, holder, status="failed", heartbeat=time.time())
@@ -136,17 +145,31 @@ async def run_offered_chunk(rc: RunContext, step_id: str, visit: int, number: in
     return await run_chunk(ctx, map_items(ctx), number)
 
 
-@contextlib.asynccontextmanager
-async def _heartbeat(beat: Callable[[], bool]) -> AsyncIterator[None]:
-    async def beating() -> None:
-        while True:
-            await asyncio.sleep(liveness.HEARTBEAT)
-            beat()
+class _Heartbeat:
+    """`async with`: beats on the chunk every HEARTBEAT seconds while the body runs; should a beat find the chunk no
+    longer this holder's, the body is cancelled (`lost`), so the old holder asks nothing more for it."""
 
-    task = asyncio.ensure_future(beating())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    def __init__(self, beat: Callable[[], bool]) -> None:
+        self.beat = beat
+        self.lost = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> None:
+        body = asyncio.current_task()
+
+        async def beating() -> None:
+            while True:
+                await asyncio.sleep(liveness.HEARTBEAT)
+                if not self.beat():
+                    self.lost = True
+                    if body is not None:
+                        body.cancel()
+                    return
+
+        self._task = asyncio.ensure_future(beating())
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
