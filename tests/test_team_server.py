@@ -662,3 +662,43 @@ def test_a_cancel_on_the_team_stops_a_sub_playbooks_map_and_reads_cancelled_ever
     finally:
         store.close()
     assert child["parent"] == "c" and child["status"] == "cancelled", child
+
+
+def test_a_frozen_worker_loses_its_run_and_asks_nothing_once_let_go(team: Team, server: FakeLLMServer) -> None:
+    """The coordinating worker frozen mid-map (SIGSTOP of its process group: alive, its heartbeat stopped too) holds
+    the run only until the heartbeat is stale; `playbook resume` then hands it to the other worker, which finishes
+    it; the frozen worker, let go, stops at its next check and asks nothing more."""
+    import os
+    import signal
+
+    with (team.folder / "playbook.toml").open("a", encoding="utf-8") as toml:
+        toml.write("heartbeat = 1\n")  # [queue] is the file's last section: stale after 4 s
+    write_playbook(team.folder, MAP)
+    server.latency = 0.3
+    team.workers.start("w1")
+    team.workers.wait_ready()
+    assert cli("run", "pb.yaml", "-i", "n=800", "--run-id", "fz", "--detach", cwd=team.folder).returncode == 0
+    deadline = time.monotonic() + 120
+    while len(server.requests) < 6:
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.05)
+    frozen = team.workers.processes["w1"].pid
+    os.killpg(frozen, signal.SIGSTOP)
+    frozen_at = time.time()
+    try:
+        team.workers.start("w2")
+        while (resumed := cli("resume", "fz", cwd=team.folder)).returncode != 0:  # follows the run to its end
+            assert "still running" in resumed.stderr and time.monotonic() < deadline + 60, resumed.stderr
+            time.sleep(0.5)
+        run = team.wait("fz", timeout=240)
+        assert run["outputs"] == {"n": 800}
+    finally:
+        os.killpg(frozen, signal.SIGCONT)
+    asked = len(server.requests)
+    log = team.folder / "worker-w1.log"
+    while "run fz: moved" not in log.read_text(errors="replace"):  # the woken worker's drive ends, writing nothing
+        assert time.monotonic() < deadline + 240, log.read_text(errors="replace")[-2000:]
+        time.sleep(0.2)
+    assert len(server.requests) - asked <= 2  # at most the calls it had in flight when frozen
+    assert team.run("fz")["status"] == "done"
+    assert _asked_again(server, frozen_at) == []

@@ -25,6 +25,7 @@ from typing import Any
 from runner.config import Project
 from runner.dsl.cron import next_time
 from runner.dsl.validate import load_and_validate
+from runner.engine import liveness
 from runner.engine.decisions import timeout_decision
 from runner.engine.execute import Runner, RunOutcome, new_run_id
 from runner.engine.liveness import this_process
@@ -242,6 +243,8 @@ class Scheduler:
                 await self.tick()
                 dues = [self.state(s)["next_due"] for s in self.schedules]
                 pause = max(0.5, min([poll, *(d - self.clock() for d in dues)]))
+                if queue.broker(self.project):  # a team server: a run whose owner is gone waits at most one beat
+                    pause = min(pause, liveness.HEARTBEAT)
                 if away:
                     say("the store answers again; schedules go on")
                 away = False
