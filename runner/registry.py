@@ -54,10 +54,30 @@ class ToolContext:
     def state_db(self) -> Path:
         return self.project_dir / getattr(self.settings, "state_dir", ".playbook") / "state.db"
 
+    def _bookkeeping(self, real: Path) -> bool:
+        """Whether `real` is the project's own bookkeeping — its state folder (the store, the key that signs card
+        buttons, saved logins) or another run's folder — which no tool reads or writes, whatever `[paths]` allow.
+        The run's own folder is the run's."""
+        own = self.run_dir.resolve()
+        if real == own or own in real.parents:
+            return False
+        state = self.project_dir / getattr(self.settings, "state_dir", ".playbook")
+        artifacts = getattr(getattr(self.settings, "store", None), "artifacts", None)
+        roots = [state, self.project_dir / ".playbook",  # (an eval case keeps its state elsewhere: both are kept)
+                 *([self.project_dir / Path(artifacts).expanduser() / "runs"] if artifacts else [])]
+        return any(real == root.resolve() or root.resolve() in real.parents for root in roots)
+
+    def _refuse_bookkeeping(self, name: str, real: Path, argument: str) -> None:
+        if self._bookkeeping(real) and real not in self.input_files:
+            raise ToolArgumentError(argument, f"'{name}' is the project's own bookkeeping ({real}): run state, keys, "
+                                              "saved logins and other runs' folders are not for tools; a run reads "
+                                              "the project's files and writes in its own run folder")
+
     def artifact_path(self, name: str, argument: str = "path") -> Path:
         """Resolve a path to write: inside the run folder unless the project allows the target."""
         candidate = Path(name)
         target = (candidate if candidate.is_absolute() else self.run_dir / candidate).resolve()
+        self._refuse_bookkeeping(name, target, argument)
         for root in (self.run_dir.resolve(), *(p.resolve() for p in self.allowed_paths)):
             if target == root or root in target.parents:
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +97,7 @@ class ToolContext:
         real = found.resolve()
         if any(real == Path(root) or Path(root) in real.parents for root in _NEVER_READ):
             raise ToolArgumentError(argument, f"'{name}' is a system path; tools do not read {real.parts[1]}/")
+        self._refuse_bookkeeping(name, real, argument)
         roots = (self.project_dir, self.run_dir, self.base_dir, *self.allowed_paths, *self.readable_paths)
         if real in self.input_files or any(root is not None and (real == root.resolve() or root.resolve()
                                                                  in real.parents) for root in roots):

@@ -49,3 +49,40 @@ outputs: {text: "${{ steps.read.text }}"}
     with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
         toml.write(f'\n[paths]\nread = ["{elsewhere}"]\n')
     assert cli("run", str(named), "-i", f"target={elsewhere / 'brief.md'}", cwd=project_dir).returncode == 0
+
+
+def test_the_projects_bookkeeping_is_not_a_tools_to_read_or_write(project_dir: Path) -> None:
+    """The key that signs card buttons, the store, saved logins and other runs' folders are refused to every tool
+    — even with the whole project under `[paths] write` — while a run reads and writes its own folder."""
+    state = project_dir / ".playbook"
+    (state / "auth").mkdir(parents=True)
+    (state / "card.key").write_text("secret-signing-key", encoding="utf-8")
+    (state / "auth" / "weibo.json").write_text('{"cookies": []}', encoding="utf-8")
+    (state / "runs" / "someone-elses" ).mkdir(parents=True)
+    (state / "runs" / "someone-elses" / "report.md").write_text("# 别人的报告", encoding="utf-8")
+    with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
+        toml.write('\n[paths]\nwrite = ["."]\nread = ["."]\n')
+    reader = write_playbook(project_dir, READ.replace("TOOL", "file.read"))
+    for target in (".playbook/card.key", str(state / "card.key"), ".playbook/state.db", ".playbook/auth/weibo.json",
+                   ".playbook/runs/someone-elses/report.md", ".playbook"):
+        done = cli("run", str(reader), "-i", f"target={target}", cwd=project_dir)
+        assert done.returncode != 0 and "bookkeeping" in done.stderr, (target, done.stdout, done.stderr)
+        assert "secret-signing-key" not in done.stdout + done.stderr
+    writer = write_playbook(project_dir, """
+name: writer
+inputs: {target: {type: string}}
+steps:
+  - {id: write, tool: file.write, with: {path: "${{ inputs.target }}", content: forged}}
+""", "writer.yaml")
+    done = cli("run", str(writer), "-i", f"target={state / 'card.key'}", cwd=project_dir)
+    assert done.returncode != 0 and "bookkeeping" in done.stderr, done.stderr
+    assert (state / "card.key").read_text(encoding="utf-8") == "secret-signing-key"
+    own = write_playbook(project_dir, """
+name: own
+steps:
+  - {id: write, tool: file.write, with: {path: note.md, content: 自己的}}
+  - {id: read, tool: file.read, with: {path: "${{ steps.write.path }}"}}
+outputs: {text: "${{ steps.read.text }}"}
+""", "own.yaml")
+    done = cli("run", str(own), cwd=project_dir)
+    assert done.returncode == 0 and "自己的" in done.stdout, done.stderr

@@ -76,7 +76,9 @@ def team_runner() -> Runner:
 
 
 def claim(store: Store, run: dict[str, Any]) -> bool:
-    held_here = run.get("pid") == os.getpid() and run.get("host") in (None, HOST)  # a drive of ours that ended
+    # a drive of ours that ended without releasing the run (its store went away): a prefork pool process runs one
+    # task at a time, so while it runs this one it drives nothing else
+    held_here = run.get("pid") == os.getpid() and run.get("host") in (None, HOST)
     if run["status"] == "queued" or (run["status"] == "running" and (held_here or not run_alive(run))):
         return store.take_over(run, **this_process())
     return False
