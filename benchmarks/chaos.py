@@ -158,7 +158,8 @@ def trial(kind: str, rng: random.Random, postgres: PostgresServer, redis: RedisS
                 outcome = "lost"
             return {"kind": kind, "at": at, "outcome": outcome, "again": asked_again(server, fault_at),
                     "shown_failed": "failed" in seen,
-                    "seconds": round(time.time() - fault_at, 1), "error": (run.get("error") or "")[:120]}
+                    "seconds": round((run.get("ended_at") or time.time()) - fault_at, 1),  # the end as the store has it
+                    "error": (run.get("error") or "")[:120]}
         finally:
             scheduler.kill()
             scheduler.wait()

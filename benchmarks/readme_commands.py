@@ -71,6 +71,8 @@ def main() -> None:
         print(f"| `playbook approve <run id>` | {seconds:.0f} s | {done.returncode} | {tokens(project, run_id):,} |",
               flush=True)
     with serve_directory(project / "examples" / "trends") as base:
+        # as the README says to: the stand-in server is on this machine, which tools reach only when allowed
+        (project / "playbook.toml").write_text('[web]\nallow_private = ["127.0.0.1"]\n', encoding="utf-8")
         command = [part.replace("{base}", base) for part in TREND_LOCAL]
         seconds, done = playbook(command, project, env)
         shown = " ".join(TREND_LOCAL).replace("{base}", "http://127.0.0.1:8000")

@@ -54,6 +54,9 @@ class WebSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     allow_hosts: list[str] = Field(default_factory=list, description="if set, only these hosts (and "
                                                                      "their subdomains) may be fetched")
+    allow_private: list[str] = Field(default_factory=list, description="private addresses tools may reach: ranges "
+                                     "('10.0.0.0/8'), addresses or host names ('intranet.example'); loopback, the "
+                                     "local network and cloud metadata are refused otherwise")
     per_host: int = Field(2, ge=1, description="requests in flight per host")
     delay: float = Field(0.5, ge=0, description="seconds between requests to one host")
     timeout: float = Field(20.0, gt=0)

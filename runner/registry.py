@@ -77,9 +77,9 @@ class ToolContext:
         """Resolve a path to write: inside the run folder unless the project allows the target."""
         candidate = Path(name)
         target = (candidate if candidate.is_absolute() else self.run_dir / candidate).resolve()
-        self._refuse_bookkeeping(name, target, argument)
         for root in (self.run_dir.resolve(), *(p.resolve() for p in self.allowed_paths)):
             if target == root or root in target.parents:
+                self._refuse_bookkeeping(name, target, argument)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 return target
         raise ToolArgumentError(argument, f"'{name}' is outside the run folder; allow it under [paths] write in "
@@ -97,10 +97,10 @@ class ToolContext:
         real = found.resolve()
         if any(real == Path(root) or Path(root) in real.parents for root in _NEVER_READ):
             raise ToolArgumentError(argument, f"'{name}' is a system path; tools do not read {real.parts[1]}/")
-        self._refuse_bookkeeping(name, real, argument)
         roots = (self.project_dir, self.run_dir, self.base_dir, *self.allowed_paths, *self.readable_paths)
         if real in self.input_files or any(root is not None and (real == root.resolve() or root.resolve()
                                                                  in real.parents) for root in roots):
+            self._refuse_bookkeeping(name, real, argument)
             return found
         raise ToolArgumentError(argument, f"'{name}' is outside the project folder ({real}); pass it as a file "
                                           "input, or add its folder to [paths] read in playbook.toml")

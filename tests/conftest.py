@@ -40,6 +40,12 @@ def project_dir(tmp_path: Path, server: FakeLLMServer, monkeypatch: pytest.Monke
     return tmp_path
 
 
+def allow_loopback(project_dir: Path) -> None:
+    """Let the project's web tools reach loopback, where the tests serve their pages (refused by default)."""
+    with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
+        toml.write('\n[web]\nallow_private = ["127.0.0.1"]\n')
+
+
 def write_playbook(folder: Path, text: str, name: str = "pb.yaml") -> Path:
     path = folder / name
     path.write_text(text, encoding="utf-8")

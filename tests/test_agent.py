@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner.testing import FakeLLMServer, serve_directory
-from tests.conftest import run_playbook, write_playbook
+from tests.conftest import allow_loopback, run_playbook, write_playbook
 
 FIXTURES = Path(__file__).parent / "fixtures" / "html"
 
 
 def test_agent_calls_tools_sees_errors_and_answers_in_schema(project_dir: Path, server: FakeLLMServer) -> None:
+    allow_loopback(project_dir)
     with serve_directory(FIXTURES) as base:
         server.add_rule("调研", {"content": "我先读文章", "tool_calls": [
             {"name": "web__fetch", "arguments": {"url": f"{base}/gmw_source.html", "extract": "article"}},

@@ -112,7 +112,8 @@ outputs:
 
 def test_post_with_a_bearer_token_retry_after_and_ok_status(project_dir: Path, api: Api,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    (project_dir / "playbook.toml").write_text("[web]\ndelay = 0\nretries = 3\n", encoding="utf-8")
+    (project_dir / "playbook.toml").write_text('[web]\ndelay = 0\nretries = 3\nallow_private = ["127.0.0.1"]\n',
+                                               encoding="utf-8")
     monkeypatch.setenv("RENDER_TOKEN", TOKEN)
     done = run_playbook(write_playbook(project_dir, CALLS), {"base": api.base})
     assert done.status == "done", done.error
@@ -127,7 +128,7 @@ def test_post_with_a_bearer_token_retry_after_and_ok_status(project_dir: Path, a
 
 def test_a_5xx_after_its_retries_and_a_401_fail_the_step_with_status_and_url(project_dir: Path, api: Api,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    (project_dir / "playbook.toml").write_text("[web]\ndelay = 0\n", encoding="utf-8")
+    (project_dir / "playbook.toml").write_text("[web]\ndelay = 0\nallow_private = [\"127.0.0.1\"]\n", encoding="utf-8")
     monkeypatch.setenv("RENDER_TOKEN", "wrong")
     path = write_playbook(project_dir, """
 name: failing
@@ -155,7 +156,8 @@ outputs: {denied: "${{ steps.denied.error.status }}"}
 
 
 def test_a_redirect_to_a_host_not_allowed_is_refused_before_it_is_followed(project_dir: Path, api: Api) -> None:
-    (project_dir / "playbook.toml").write_text('[web]\ndelay = 0\nallow_hosts = ["127.0.0.1"]\n', encoding="utf-8")
+    (project_dir / "playbook.toml").write_text('[web]\ndelay = 0\nallow_hosts = ["127.0.0.1"]\n'
+                                               'allow_private = ["127.0.0.1"]\n', encoding="utf-8")
     port = api.base.rsplit(":", 1)[1]
     path = write_playbook(project_dir, """
 name: hop

@@ -13,7 +13,7 @@ from runner.server import create_app
 from runner.testing import serve_directory
 from tests.conftest import cli, run_playbook, write_playbook
 
-FAST_WEB = '\n[web]\ndelay = 0\nretries = 1\ntimeout = 3\n'
+FAST_WEB = '\n[web]\ndelay = 0\nretries = 1\ntimeout = 3\nallow_private = ["127.0.0.1"]\n'
 
 FETCH_ALL = """
 name: fetch_all
@@ -132,7 +132,7 @@ def test_trend_scan_over_many_sources_finishes_past_a_404_a_hang_and_a_broken_fe
     from tests.conftest import ROOT
 
     with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
-        toml.write("\n[web]\ndelay = 0\nretries = 1\ntimeout = 2\nper_host = 8\n")
+        toml.write("\n[web]\ndelay = 0\nretries = 1\ntimeout = 2\nper_host = 8\nallow_private = [\"127.0.0.1\"]\n")
     topics = json.loads((ROOT / "examples/trends/weibo/2026-08-17.json").read_text(encoding="utf-8"))
     site = tmp_path / "sources"
     site.mkdir()

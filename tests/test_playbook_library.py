@@ -19,7 +19,7 @@ from runner.cli import app
 from runner.dsl.validate import load_and_validate
 from runner.engine.execute import RunOutcome
 from runner.testing import FakeLLMServer, serve_directory
-from tests.conftest import ROOT, resume, run_playbook
+from tests.conftest import ROOT, allow_loopback, resume, run_playbook
 
 PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yaml"))
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -117,6 +117,7 @@ def _topics(day: str) -> set[str]:
 
 
 def test_trend_scan_on_two_consecutive_days_reports_new_and_gone(project_dir: Path, server: FakeLLMServer) -> None:
+    allow_loopback(project_dir)
     playbook = ROOT / "playbooks" / "trend_scan.yaml"
     with serve_directory(EXAMPLES / "trends") as base:
         runs = [run_playbook(playbook, {"hot_lists": [f"{base}/weibo/{day}.json"], "feeds": [f"{base}/guardian.rss"],

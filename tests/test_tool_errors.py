@@ -24,7 +24,7 @@ from tests.conftest import resume, run_playbook, write_playbook
 ])
 def test_bad_tool_input(project_dir: Path, server: FakeLLMServer, step: str, expected: str) -> None:
     with (project_dir / "playbook.toml").open("a", encoding="utf-8") as fh:
-        fh.write('\n[web]\nallow_hosts = ["127.0.0.1"]\n')
+        fh.write('\n[web]\nallow_hosts = ["127.0.0.1"]\nallow_private = ["127.0.0.1"]\n')
     garbage = bytes(range(128, 256)) * 4
     (project_dir / "garbage.csv").write_bytes(b"id,text\n1," + (garbage if "encoding" in step else b"ok") + b"\n")
     path = write_playbook(project_dir, f"name: t\nsteps:\n  - {{id: first, llm: {{prompt: 先做的事}}}}\n  - {step}\n")

@@ -14,7 +14,7 @@ from runner.config import ProjectFile, WebSettings
 from runner.testing import call_tool, serve_directory
 
 RSS = Path(__file__).parent / "fixtures" / "rss"
-FAST = ProjectFile(web=WebSettings(delay=0))
+FAST = ProjectFile(web=WebSettings(delay=0, allow_private=["127.0.0.1"]))  # the pages are served on loopback
 
 
 def call(name: str, tmp_path: Path, **args: object) -> object:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.testing import call_tool, serve_directory
-from tests.conftest import run_playbook, write_playbook
+from tests.conftest import allow_loopback, run_playbook, write_playbook
 from tools.scrape import BROWSER
 
 PAGES = Path(__file__).parent / "fixtures" / "scrape"
@@ -28,6 +28,7 @@ def test_js_list_with_load_more_returns_every_item(tmp_path: Path) -> None:
 
 def test_fifty_pages_in_a_map_launch_the_browser_once(project_dir: Path) -> None:
     before = BROWSER.launches
+    allow_loopback(project_dir)
     with serve_directory(PAGES) as base:
         path = write_playbook(project_dir, f"""
 name: many_pages
@@ -67,6 +68,7 @@ def test_only_http_urls(tmp_path: Path, url: str) -> None:
 
 
 def test_login_saves_state_that_later_scrapes_reuse(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    allow_loopback(project_dir)
     monkeypatch.setenv("SITE_USER", "运营小王")
     monkeypatch.setenv("SITE_PASSWORD", "s3cret")
     with serve_directory(PAGES) as base:

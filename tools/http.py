@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from runner.registry import ToolArgumentError, ToolContext
+from tools.egress import guarded_transport
 
 if TYPE_CHECKING:  # httpx loads when a request is made, not when `playbook validate` lists tools
     import httpx
@@ -142,7 +143,8 @@ async def fetch(url: str, ctx: ToolContext, *, timeout: float | None = None) -> 
         shared = getattr(getattr(ctx.settings, "queue", None), "broker", None)
         release = await _gate.enter(host, per_host, delay, shared)
         try:
-            async with httpx.AsyncClient(follow_redirects=True, timeout=timeouts, headers=headers) as client:
+            async with httpx.AsyncClient(follow_redirects=True, timeout=timeouts, headers=headers,
+                                         transport=guarded_transport(ctx)) as client:
                 response = await client.get(url)
             for hop in [*response.history, response]:
                 check_url(str(hop.url), ctx)  # a redirect may not leave the allowlist

@@ -11,6 +11,7 @@ from urllib.parse import urljoin, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from runner.registry import ToolArgumentError, ToolContext, tool
+from tools.egress import guarded_transport
 from tools.http import USER_AGENT, FetchFailed, HttpStatusError, check_url, timed_out, waits
 
 if TYPE_CHECKING:  # httpx loads when a request is made, not when `playbook validate` lists tools
@@ -63,7 +64,8 @@ async def http_request(args: RequestInput, ctx: ToolContext) -> RequestOutput:
     import httpx
 
     silent = 0
-    async with httpx.AsyncClient(follow_redirects=False, timeout=waits(timeout)) as client:
+    async with httpx.AsyncClient(follow_redirects=False, timeout=waits(timeout),
+                                 transport=guarded_transport(ctx)) as client:
         for attempt in range(attempts):
             try:
                 response = await _send(client, args, headers, ctx)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runner import atomic
 from runner.registry import ToolArgumentError, ToolContext, on_run_end, tool
+from tools.egress import EgressPolicy, EgressRefused
 from tools.http import HttpStatusError, check_url
 
 CHROMIUM = "/usr/bin/chromium"
@@ -152,13 +153,26 @@ def _saved_state(args: ScrapeInput, ctx: ToolContext) -> str | None:
 async def _new_context(browser: Any, state: str | None, ctx: ToolContext) -> Any:
     context = await browser.new_context(storage_state=state, locale="zh-CN")
     allowed = getattr(getattr(ctx.settings, "web", None), "allow_hosts", [])
-    if allowed:  # what the page loads stays inside the allowlist too
-        async def guard(route: Any) -> None:
-            host = urlsplit(route.request.url).hostname or ""
-            ok = any(host == h or host.endswith("." + h) for h in allowed)
-            await (route.continue_() if ok else route.abort())
+    policy = EgressPolicy.of(ctx)
 
-        await context.route("**/*", guard)
+    async def guard(route: Any) -> None:
+        """Every request the page makes (redirects, frames, scripts, images) stays inside the allowlist and off
+        private addresses. The browser resolves names itself, so this checks the name's addresses just before it
+        connects, not the connection itself as the httpx tools do."""
+        parts = urlsplit(route.request.url)
+        if parts.scheme in ("data", "blob", "about"):
+            await route.continue_()
+            return
+        host = parts.hostname or ""
+        ok = not allowed or any(host == h or host.endswith("." + h) for h in allowed)
+        if ok and parts.scheme in ("http", "https", "ws", "wss"):
+            try:
+                await policy.vetted(host, parts.port or (443 if parts.scheme in ("https", "wss") else 80))
+            except (EgressRefused, OSError):
+                ok = False
+        await (route.continue_() if ok else route.abort("blockedbyclient"))
+
+    await context.route("**/*", guard)
     return context
 
 

@@ -77,6 +77,10 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
     use_fake = mode != "replay" and not real_models
     with _fake_llm(suite, use_fake) as fake_models, _pages(suite) as page_base:
         models = {**case_project.settings.models, **fake_models}
+        if page_base:  # the recorded pages are served on loopback: the case's tools may reach that address
+            web = case_project.settings.web
+            case_project = Project(project.root, case_project.settings.model_copy(update={"web": web.model_copy(
+                update={"allow_private": [*web.allow_private, "127.0.0.1"]})}))
 
         async def one(result: CaseResult, r: int) -> None:
             async with limit:
