@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pydantic
 import pytest
 
@@ -67,3 +69,41 @@ def test_full_json_schema_is_accepted_and_non_objects_are_wrapped() -> None:
 def test_bad_compact_schema_says_where() -> None:
     with pytest.raises(SchemaError, match=r"output.a.b: unknown type 'strin' \(did you mean 'string'\?\)"):
         to_json_schema({"a": {"b": "strin"}})
+
+
+def test_the_width_filters_work_and_stay_bounded() -> None:
+    """wordwrap and truncate take Jinja's environment first: bounded like center and indent, and they work."""
+    from runner.dsl import templates
+
+    assert templates.render("${{ 'aaa bbb ccc ddd' | wordwrap(7) }}", {}) == "aaa bbb\nccc ddd"
+    long_text = "${{ '这是一段很长很长的文字 用来测试截断效果' | truncate(12) }}"
+    assert templates.render(long_text, {}) == "这是一段很长很长的..."
+    assert templates.render("${{ 'x' | center(5) }}", {}) == "  x  "
+    for width_filter in ("wordwrap", "truncate", "center", "indent"):
+        with pytest.raises(templates.TemplateError, match="too large"):
+            templates.render(f"${{{{ 'x' | {width_filter}(10**9) }}}}", {})
+
+
+def test_a_template_nested_too_deeply_is_refused_by_validate_and_one_it_passes_runs(tmp_path: Path) -> None:
+    """90 nested brackets (or 400 `not`s) crashed validate with a RecursionError, or passed it and failed at run
+    time; now validate refuses what the run could not compile, at its line, and what it passes runs."""
+    from tests.conftest import cli, write_playbook
+
+    def nested(n: int) -> str:
+        return f"""
+name: deep
+steps:
+  - {{id: a, tool: file.write, with: {{path: a.md, content: "${{{{ {'[' * n}1{']' * n} | string }}}}"}}}}
+  - {{id: b, tool: file.write, with: {{path: b.md, content: "${{{{ {'not ' * n}true }}}}"}}}}
+"""
+
+    for n in (90, 400):
+        path = write_playbook(tmp_path, nested(n), f"deep{n}.yaml")
+        done = cli("validate", str(path), cwd=tmp_path)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert f"deep{n}.yaml:4:" in done.stderr and f"deep{n}.yaml:5:" in done.stderr and "nests too deeply" \
+            in done.stderr, done.stderr
+    passed = write_playbook(tmp_path, nested(50), "deep50.yaml")
+    assert cli("validate", str(passed), cwd=tmp_path).returncode == 0
+    ran = cli("run", str(passed), cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr

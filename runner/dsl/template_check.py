@@ -12,7 +12,7 @@ import jinja2
 from jinja2 import nodes
 from jinja2.parser import Parser
 
-from runner.dsl.templates import TemplateError, environment, lone_expression
+from runner.dsl.templates import TOO_DEEP, TemplateError, environment, lone_expression
 from runner.errors import did_you_mean
 
 _FOLLOWS = re.compile(r"expected token 'end of print statement', got '(.+)'")
@@ -43,10 +43,28 @@ def parse(text: str) -> nodes.Template:
                 got = parser.stream.current
                 raise jinja2.TemplateSyntaxError(f"expected token 'end of print statement', got '{got.value}'",
                                                  got.lineno, None, None)
-        return env.parse(text)
+        tree = env.parse(text)
     except jinja2.TemplateSyntaxError as exc:
         where = f" (template line {exc.lineno})" if exc.lineno and exc.lineno > 1 else ""
         raise TemplateError(f"{plain_syntax(exc.message or '')}{where}") from None
+    except RecursionError:  # Jinja's parser recurses once per level of nesting
+        raise TemplateError(TOO_DEEP) from None
+    if _depth(tree) > MAX_DEPTH:  # parsed, but compiling it at run time would recurse past Python's limit
+        raise TemplateError(TOO_DEEP)
+    return tree
+
+
+MAX_DEPTH = 60  # levels of a template's syntax tree: Jinja's compiler recurses once per level, a few frames each
+
+
+def _depth(tree: nodes.Node) -> int:
+    """How deep the syntax tree goes, counted without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in node.iter_child_nodes())
+    return deepest
 
 
 def plain_syntax(message: str) -> str:

@@ -7,6 +7,7 @@ the native value (a list stays a list); any other text renders to a string.
 from __future__ import annotations
 
 import builtins
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
@@ -166,11 +167,16 @@ def environment() -> _Environment:
 
 
 def _width_checked(original: Any) -> Any:
-    def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
-        for argument in (*args, *kwargs.values()):
+    """`original` with its width arguments bounded. wordwrap and truncate take the environment first (Jinja's
+    pass_environment mark, kept by `wraps`): the value and the widths come after it."""
+    skip = 2 if getattr(original, "jinja_pass_arg", None) is not None else 1
+
+    @functools.wraps(original)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        for argument in (*args[skip:], *kwargs.values()):
             if isinstance(argument, int | float) and not isinstance(argument, bool) and argument > sandbox.MAX_LENGTH:
                 raise sandbox.TemplateLimit(f"a width of {argument:,} is too large")
-        return original(value, *args, **kwargs)
+        return original(*args, **kwargs)
 
     return checked
 
@@ -227,6 +233,10 @@ def render(value: Any, context: Mapping[str, Any], *, seconds: float | None = No
             sandbox.release(token)
 
 
+TOO_DEEP = ("the expression nests too deeply (brackets, parentheses or operators inside one another, dozens of "
+            "levels); compute it in parts, a step or a variable each")
+
+
 def _render(value: Any, context: Mapping[str, Any]) -> Any:
     if isinstance(value, str):
         if not is_template(value):
@@ -238,7 +248,8 @@ def _render(value: Any, context: Mapping[str, Any]) -> Any:
             return _compiled_text(value).render(**context)
         except (jinja2.UndefinedError, SecurityError, jinja2.TemplateError, TypeError, sandbox.TemplateLimit,
                 ValueError, ZeroDivisionError, KeyError, IndexError, OverflowError, RecursionError) as exc:
-            raise TemplateError(f"cannot evaluate {_short(value)}: {exc}") from None
+            reason = TOO_DEEP if isinstance(exc, RecursionError) else exc
+            raise TemplateError(f"cannot evaluate {_short(value)}: {reason}") from None
     if isinstance(value, list):
         rendered = []
         for i, v in enumerate(value):
