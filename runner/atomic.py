@@ -10,13 +10,21 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+PARTIAL_SUFFIX = ".part"
+
+
+def is_partial(path: Path) -> bool:
+    """A write's temporary file (`.<name>.<random>.part`): a kill -9 mid-write leaves one behind; it is never an
+    artifact of the run."""
+    return path.name.startswith(".") and path.name.endswith(PARTIAL_SUFFIX)
+
 
 @contextlib.contextmanager
 def replacing(target: Path) -> Iterator[Path]:
     """Yield a temporary path to write `target`'s new content to; on success it replaces `target` atomically,
     on failure it is removed and `target` is untouched."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=PARTIAL_SUFFIX, dir=target.parent)
     os.close(handle)
     temporary = Path(name)
     try:

@@ -96,3 +96,26 @@ def test_an_append_repeated_by_a_rerun_of_its_step_is_written_once(tmp_path: Pat
     lines = (tmp_path / "out.csv").read_text(encoding="utf-8-sig").splitlines()
     assert lines == ["id,text", "1,好", "2,差", "3,中"]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]  # no temporary file left behind
+
+
+def test_a_write_cut_short_leaves_no_artifact_on_the_page_or_the_api(project_dir: Path) -> None:
+    """A kill -9 during a write leaves its temporary `.<name>.<random>.part` file in the run folder: never listed
+    as an artifact, nor served."""
+    from starlette.testclient import TestClient
+
+    from runner.config import load_project
+    from runner.server import create_app
+
+    path = write_playbook(project_dir, """
+name: one_file
+steps:
+  - {id: save, tool: file.write, with: {path: report.md, content: 报告}}
+""")
+    assert cli("run", str(path), "--run-id", "cut", cwd=project_dir).returncode == 0
+    (project_dir / ".playbook" / "runs" / "cut" / ".book.xlsx.k2j4x9.part").write_bytes(b"PK\x03\x04half")
+    with TestClient(create_app(load_project(project_dir)), client=("127.0.0.1", 50000),
+                    base_url="http://127.0.0.1:8600") as http:
+        assert http.get("/api/runs/cut").json()["artifacts"] == ["report.md"]
+        page = http.get("/runs/cut").text
+        assert "report.md" in page and ".part" not in page
+        assert http.get("/runs/cut/files/.book.xlsx.k2j4x9.part").status_code == 404

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner import atomic
 from runner.assembly import assemble
 from runner.config import Project
 from runner.dsl.output_schema import to_model
@@ -111,7 +112,9 @@ class Service:
         """Files of the run folder: what the run produced, and with `logs` its events.jsonl and run.json."""
         folder = self.project.run_dir(run_id.split(".")[0])
         hidden = set() if logs else {"events.jsonl", "run.json"}
-        return sorted(p for p in folder.iterdir() if p.is_file() and p.name not in hidden) if folder.exists() else []
+        if not folder.exists():
+            return []
+        return sorted(p for p in folder.iterdir() if p.is_file() and p.name not in hidden and not atomic.is_partial(p))
 
     def artifact(self, run_id: str, name: str) -> Path:
         for path in self.artifacts(run_id, logs=True):
