@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from starlette.testclient import TestClient
 
 from runner.config import load_project
@@ -80,3 +81,28 @@ outputs: {used: "${{ steps.use.output }}"}
     assert cli("resume", "p1", cwd=project_dir).returncode == 0
     downstream = server.prompts("下游用到")
     assert downstream[-1] == f"下游用到：token {SECRET} end"  # the real value, not the masked one
+
+
+def test_a_secret_echoed_url_encoded_or_in_base64_is_masked_too(project_dir: Path, server: FakeLLMServer,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key inside a query string travels URL-encoded, one in a Basic header or a cookie in base64: those forms
+    are the secret too, on every surface."""
+    import base64
+    from urllib.parse import quote
+
+    token = "pk+live/Zx9=&q7T2vR4m"
+    monkeypatch.setenv("PARTNER_TOKEN", token)
+    encoded, basic = quote(token, safe=""), base64.b64encode(f"ops:{token}".encode()).decode()
+    server.add_rule("写一段说明", {"summary": f"回调地址 https://x.example/cb?token={encoded}",
+                               "note": f"Authorization: Basic {basic}"})
+    path = write_playbook(project_dir, ECHO.replace("name: echo\n", "name: echo\nsecrets: [PARTNER_TOKEN]\n"))
+    waiting = cli("run", str(path), "--run-id", "echo2", cwd=project_dir)
+    assert waiting.returncode == 3, waiting.stderr
+    seen = [waiting.stdout + waiting.stderr, cli("runs", "show", "echo2", cwd=project_dir).stdout]
+    with TestClient(create_app(load_project()), client=("127.0.0.1", 50000), base_url="http://127.0.0.1:8600") as http:
+        seen += [http.get("/api/runs/echo2").text, http.get("/runs/echo2").text, http.get("/runs/echo2/approval").text]
+    run_dir = project_dir / ".playbook" / "runs" / "echo2"
+    seen += [(run_dir / "events.jsonl").read_text(encoding="utf-8")]
+    own = base64.b64encode(f"ops:{token}".encode()).decode()[4:-4]  # the part of the header that is the token's
+    leaks = [(i, form) for i, text in enumerate(seen) for form in (token, encoded, own) if form in text]
+    assert not leaks, leaks

@@ -6,10 +6,12 @@ Every hook method takes keyword arguments only, so a hook may accept just the on
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import quote, quote_plus
 
 from runner.wording import readable
 
@@ -86,10 +88,12 @@ class HookList(Hooks):
 
 
 class Redactor:
-    """Replaces secret values (API keys, `secrets.*`) wherever they would be written or shown."""
+    """Replaces secret values (API keys, `secrets.*`) wherever they would be written or shown — as written, and in
+    the forms they travel in: URL-encoded (a key in a query string), JSON-escaped, and base64 (a Basic
+    Authorization header, a token inside a cookie), whatever bytes came before it."""
 
     def __init__(self, secrets: list[str]) -> None:
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.secrets = sorted({form for s in secrets if s for form in secret_forms(s)}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
@@ -107,6 +111,19 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
+
+
+def secret_forms(secret: str) -> set[str]:
+    """`secret` and the encodings it may appear in; encoded forms shorter than 8 characters are left out (they
+    would match ordinary text)."""
+    forms = {secret, quote(secret, safe=""), quote_plus(secret, safe=""), json.dumps(secret)[1:-1],
+             json.dumps(secret, ensure_ascii=False)[1:-1]}
+    raw = secret.encode("utf-8")
+    for offset in range(3):  # base64 of the secret after 0, 1 or 2 other bytes: its own characters in the middle
+        encoded = base64.b64encode(b"\0" * offset + raw).decode("ascii")
+        own = encoded[(offset * 4 + 2) // 3:(offset + len(raw)) // 3 * 4]
+        forms |= {own, own.replace("+", "-").replace("/", "_")}
+    return {form for form in forms if form == secret or len(form) >= 8}
 
 
 class EventsFile(Hooks):
