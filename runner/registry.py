@@ -116,6 +116,7 @@ class ToolInfo:
     input_model: type[BaseModel]
     output_model: type[BaseModel] | None
     description: str
+    sends_secrets: bool = False  # its arguments carry credentials to a service (a header, a login form, a webhook)
 
 
 class ToolFixtures(Protocol):
@@ -156,8 +157,10 @@ async def close_resources() -> None:
 _loaded = False
 
 
-def tool(name: str) -> Callable[[ToolFunction], ToolFunction]:
-    """Register an async tool `fn(args: InputModel, ctx: ToolContext) -> OutputModel`."""
+def tool(name: str, *, sends_secrets: bool = False) -> Callable[[ToolFunction], ToolFunction]:
+    """Register an async tool `fn(args: InputModel, ctx: ToolContext) -> OutputModel`. `sends_secrets`: its
+    arguments are meant to carry credentials to a service; any other tool gets secret values masked (`***`), so a
+    key a model echoed never lands in a file, a sheet or a message."""
 
     def register(fn: ToolFunction) -> ToolFunction:
         hints = typing.get_type_hints(fn)
@@ -168,7 +171,7 @@ def tool(name: str) -> Callable[[ToolFunction], ToolFunction]:
         output = hints.get("return")
         output_model = output if isinstance(output, type) and issubclass(output, BaseModel) else None
         doc = inspect.getdoc(fn) or ""
-        _TOOLS[name] = ToolInfo(name, fn, input_model, output_model, doc.split("\n")[0])
+        _TOOLS[name] = ToolInfo(name, fn, input_model, output_model, doc.split("\n")[0], sends_secrets)
         return fn
 
     return register

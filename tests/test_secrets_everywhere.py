@@ -106,3 +106,27 @@ def test_a_secret_echoed_url_encoded_or_in_base64_is_masked_too(project_dir: Pat
     own = base64.b64encode(f"ops:{token}".encode()).decode()[4:-4]  # the part of the header that is the token's
     leaks = [(i, form) for i, text in enumerate(seen) for form in (token, encoded, own) if form in text]
     assert not leaks, leaks
+
+
+def test_a_key_a_model_echoes_is_masked_in_the_files_the_run_writes(project_dir: Path, server: FakeLLMServer) -> None:
+    """The model repeats the API key; the report and the workbook get `***` and the run says so — while a tool
+    meant to carry credentials (http.request's headers) is not touched (tests/test_http_request.py)."""
+    import openpyxl
+
+    server.add_rule("写一段说明", {"summary": f"我的密钥是 {SECRET}", "note": "无"})
+    path = write_playbook(project_dir, """
+name: writes
+steps:
+  - id: draft
+    llm: {prompt: 写一段说明, output: {summary: string, note: string}}
+  - {id: report, tool: file.write, with: {path: report.md, content: "${{ steps.draft.summary }}"}}
+  - {id: book, tool: sheet.write, with: {path: book.xlsx, rows: [{说明: "${{ steps.draft.summary }}"}]}}
+""")
+    done = cli("run", str(path), "--run-id", "writes", cwd=project_dir)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("已替换成 ***") == 2, done.stdout
+    run_dir = project_dir / ".playbook" / "runs" / "writes"
+    assert (run_dir / "report.md").read_text(encoding="utf-8") == "我的密钥是 ***"
+    workbook = openpyxl.load_workbook(run_dir / "book.xlsx", read_only=True)
+    assert [c.value for row in workbook.active.iter_rows() for c in row] == ["说明", "我的密钥是 ***"]
+    workbook.close()

@@ -54,7 +54,7 @@ class RequestOutput(BaseModel):
     text: str = Field(description="the body as text")
 
 
-@tool("http.request")
+@tool("http.request", sends_secrets=True)
 async def http_request(args: RequestInput, ctx: ToolContext) -> RequestOutput:
     """Call an HTTP API: method, headers, query, JSON or form body; retries 429/5xx; the JSON answer."""
     web = getattr(ctx.settings, "web", None)

@@ -69,7 +69,7 @@ def _resolve(args: NotifyInput, ctx: ToolContext) -> tuple[str, str, str | None]
     return platform, url, secret
 
 
-@tool("notify.webhook")
+@tool("notify.webhook", sends_secrets=True)
 async def notify_webhook(args: NotifyInput, ctx: ToolContext) -> NotifyOutput:
     """Send a markdown message to a Feishu/Lark, DingTalk, WeCom or Slack robot."""
     platform, url, secret = _resolve(args, ctx)

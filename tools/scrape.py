@@ -193,7 +193,7 @@ class LoginOutput(BaseModel):
     cookies: int
 
 
-@tool("web.login")
+@tool("web.login", sends_secrets=True)
 async def web_login(args: LoginInput, ctx: ToolContext) -> LoginOutput:
     """Log in to a site with a scripted form and save its login state for later web.scrape steps."""
     check_url(args.url, ctx)

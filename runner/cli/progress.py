@@ -58,6 +58,11 @@ class ConsoleProgress(Hooks):
         if isinstance(output, dict) and output.get("notice"):  # a tool's note on what it decided for the user
             self.console.print(f"    [dim]说明[/] {escape(str(output['notice']))}", highlight=False)
 
+    def on_tool_call(self, **e: Any) -> None:
+        if e.get("notice"):  # e.g. a secret masked in the tool's arguments
+            self._stop_bar()
+            self.console.print(f"    [dim]说明[/] {escape(str(e['notice']))}", highlight=False)
+
     def on_llm_call(self, **e: Any) -> None:
         self.tokens += int(e.get("tokens_in", 0)) + int(e.get("tokens_out", 0))
         self.cost += float(e.get("cost", 0.0))

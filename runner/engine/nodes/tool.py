@@ -19,10 +19,15 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
     assert ctx.step.tool is not None
     info = get_tool(ctx.step.tool)
     raw = ctx.render(ctx.step.with_ or {}, item, with_item=with_item, what="with")
+    masked = raw if info.sends_secrets else ctx.run.redact.value(raw)
+    said: dict[str, str] = {}
+    if masked != raw:  # a secret (a key a model echoed) is not written, sheeted or posted: `***` goes instead
+        said["notice"] = f"{info.name} 的参数里有密钥的值，已替换成 ***（模型复述了密钥？）"
+        raw = masked
     used, fixed = ctx.fixture_for(info.name, raw)
     if fixed is not None:
         ctx.run.hooks.on_tool_call(run_id=ctx.run.run_id, step=ctx.step.id, tool=info.name, args=raw,
-                                   seconds=0.0, fixture=True)
+                                   seconds=0.0, fixture=True, **said)
         return fixed[0]
     try:
         args = info.input_model.model_validate(used)
@@ -45,7 +50,7 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
         except (ValueError, OSError, LookupError) as exc:
             raise RunError(f"{info.name}: {exc}", step=ctx.step.id) from None
         ctx.run.hooks.on_tool_call(run_id=ctx.run.run_id, step=ctx.step.id, tool=info.name, args=raw,
-                                   seconds=round(time.monotonic() - started, 3))
+                                   seconds=round(time.monotonic() - started, 3), **said)
         if isinstance(result, pydantic.BaseModel):
             return result.model_dump(mode="json")
         return result
