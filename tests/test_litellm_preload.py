@@ -61,7 +61,8 @@ def test_litellm_is_loaded_while_the_first_step_still_waits(project_dir: Path, s
     """A provider litellm calls: imported from the run's start. An OpenAI-compatible `api_base` server
     (called through the openai SDK, runner/models/openai_compatible.py): never imported at all."""
     (project_dir / "playbook.toml").write_text(
-        f'[models.default]\nmodel = "{model}"\napi_base = "{server.url}"\n', encoding="utf-8")
+        f'[models.default]\nmodel = "{model}"\napi_base = "{server.url}"\n\n[web]\nallow_private = ["127.0.0.1"]\n',
+        encoding="utf-8")
     class Slow(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass

@@ -36,7 +36,7 @@ def test_every_section_refuses_an_unknown_key_at_its_line(tmp_path: Path) -> Non
     shown = [str(d).replace(str(tmp_path) + "/", "") for d in caught.value.diagnostics]
     assert shown == [
         "playbook.toml:4:1: web.per_hots: unknown key 'per_hots' (did you mean 'per_host'?) (keys here: "
-        "allow_hosts, per_host, delay, timeout, retries, user_agent)",
+        "allow_hosts, allow_private, per_host, delay, timeout, retries, user_agent)",
         "playbook.toml:8:1: server.aproval_channel: unknown key 'aproval_channel' (did you mean "
         "'approval_channel'?) (keys here: base_url, token, hosts, approval_channel, notify_channel, im)",
         "playbook.toml:11:1: server.im.feishu.encrypt_key_evn: unknown key 'encrypt_key_evn' (did you mean "
