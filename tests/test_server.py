@@ -88,10 +88,13 @@ def robot(monkeypatch: pytest.MonkeyPatch) -> Iterator[Robot]:
         yield chat
 
 
-def client(project: Path, host: str = "127.0.0.1") -> TestClient:
-    """A browser on this machine addressing the server as 127.0.0.1, or one elsewhere using base_url's name."""
+def client(project: Path, host: str = "127.0.0.1", *, token: bool = True) -> TestClient:
+    """A client on this machine addressing the server as 127.0.0.1 — with the token, as a script using the API's
+    writes must be (`token=False`: a browser's reads and forms) — or one elsewhere using base_url's name."""
     address = "http://127.0.0.1:8600" if host == "127.0.0.1" else "http://ops.example"
-    return TestClient(create_app(load_project()), client=(host, 50000), follow_redirects=False, base_url=address)
+    headers = {"Authorization": "Bearer s3cret-token"} if host == "127.0.0.1" and token else {}
+    return TestClient(create_app(load_project()), client=(host, 50000), follow_redirects=False, base_url=address,
+                      headers=headers)
 
 
 def wait_for(http: TestClient, run_id: str, status: str, timeout: float = 60) -> dict[str, Any]:
@@ -124,8 +127,12 @@ def test_non_local_requests_need_the_token(project: Path) -> None:
         landed = remote.get("/", params={"token": "s3cret-token"})
         assert landed.status_code == 303 and "token" not in landed.headers["location"]
         assert remote.get("/").status_code == 200  # the cookie set by that redirect
-    with client(project) as local:
-        assert local.get("/api/runs").status_code == 200  # loopback needs no token
+    with client(project, token=False) as local:
+        assert local.get("/api/runs").status_code == 200  # loopback reads need no token
+        assert local.get("/").status_code == 200
+        # the API's writes do, from this machine too: a local process is not thereby the reviewer
+        for path in ("/api/runs", "/api/runs/x/decision", "/api/runs/x/resume"):
+            assert local.post(path, json={"action": "approve"}).status_code == 401, path
         proxied = local.get("/api/runs", headers={"X-Forwarded-For": "203.0.113.9"})
         assert proxied.status_code == 401  # behind a reverse proxy every client looks local: not trusted
 
@@ -136,6 +143,10 @@ def test_without_a_configured_token_only_local_requests_are_served(project: Path
     with client(project, host="203.0.113.9") as remote:
         refused = remote.get("/", headers={"Authorization": "Bearer anything"})
         assert refused.status_code == 403 and "set [server] token" in refused.text
+    with client(project, token=False) as local:  # the page works; the API's writes say what they need
+        assert local.get("/").status_code == 200
+        refused = local.post("/api/runs/x/decision", json={"action": "approve"})
+        assert refused.status_code == 403 and "the page and the CLI work without one" in refused.text
 
 
 def test_forms_need_their_csrf_token_and_the_api_json(project: Path) -> None:

@@ -17,7 +17,8 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture
-def served(project_dir: Path) -> Iterator[str]:
+def served(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("PLAYBOOK_SERVER_TOKEN", "browser-token")  # the API's writes need it, from loopback too
     with served_project(project_dir, "feedback_digest") as base:
         yield base
 
@@ -27,7 +28,8 @@ def test_edit_a_theme_in_the_browser_and_approve(served: str, server: FakeLLMSer
     from playwright.sync_api import sync_playwright
 
     started = httpx.post(f"{served}/api/runs", json={"playbook": "feedback_digest", "inputs": {
-        "comments": str(ROOT / "examples" / "reviews_zh.csv"), "limit": 40}})
+        "comments": str(ROOT / "examples" / "reviews_zh.csv"), "limit": 40}},
+        headers={"Authorization": "Bearer browser-token"})
     run_id = started.json()["run_id"]
     waiting = wait_status(served, run_id, "waiting")
     themes = waiting["pending"]["draft"]["themes"]  # type: ignore[index]

@@ -103,7 +103,8 @@ def _asked_again(server: FakeLLMServer, killed_at: float) -> list[str]:
     return again
 
 
-def test_two_workers_run_a_scheduled_run_a_web_run_and_a_large_map(team: Team, server: FakeLLMServer) -> None:
+def test_two_workers_run_a_scheduled_run_a_web_run_and_a_large_map(team: Team, server: FakeLLMServer,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from runner.engine.execute import Runner
     from runner.schedule.scheduler import Scheduler
 
@@ -132,10 +133,12 @@ outputs: {text: "${{ steps.write.output }}"}
     assert [f.action for f in fires] == ["started"]
     runner.close()
 
+    monkeypatch.setenv("PLAYBOOK_SERVER_TOKEN", "team-token")  # the API's writes need it, from loopback too
     with served_project(team.folder) as base:
         import httpx
 
-        started = httpx.post(f"{base}/api/runs", json={"playbook": "morning", "inputs": {}}).json()
+        started = httpx.post(f"{base}/api/runs", json={"playbook": "morning", "inputs": {}},
+                             headers={"Authorization": "Bearer team-token"}).json()
         assert team.run(started["run_id"])["status"] in ("queued", "running", "done")
 
     for run_id in (fires[0].run_id, started["run_id"]):

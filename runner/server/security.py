@@ -1,5 +1,6 @@
-"""Who may use the server: loopback clients freely; anyone else only with the token. Forms carry a
-CSRF token (double-submit cookie) and the API takes only JSON, so another site cannot act for a user."""
+"""Who may use the server: loopback clients freely, except for the API's writes; anyone else only with the token.
+Forms carry a CSRF token (double-submit cookie) and the API takes only JSON, so another site cannot act for a
+user."""
 
 from __future__ import annotations
 
@@ -64,9 +65,17 @@ def token_gate(token: str | None, hosts: set[str]) -> Callable[[Request, Callabl
         if request_host(request) not in hosts:
             return PlainTextResponse(f"421: this server does not answer for host '{request_host(request)}'; add it "
                                      "to [server] hosts (or set [server] base_url) in playbook.toml", status_code=421)
-        if request.url.path.startswith("/im/") or is_local(request):
+        # the API's writes (start, decide, resume) need the token from this machine too: any local process —
+        # a script, a playbook's http.request where [web] allow_private opens loopback — is not thereby the reviewer
+        api_write = request.url.path.startswith("/api/") and request.method not in ("GET", "HEAD")
+        if request.url.path.startswith("/im/") or (is_local(request) and not api_write):
             return await call_next(request)  # IM callbacks prove themselves with the platform's signature
         if not token:
+            if api_write and is_local(request):
+                return PlainTextResponse("the API's writes need the token, from this machine too: set [server] "
+                                         "token in playbook.toml (or PLAYBOOK_SERVER_TOKEN) and send it as "
+                                         "Authorization: Bearer …; the page and the CLI work without one",
+                                         status_code=403)
             return PlainTextResponse("this server answers only local requests: set [server] token in "
                                      "playbook.toml (or PLAYBOOK_SERVER_TOKEN) to allow others", status_code=403)
         given = _given_token(request)
