@@ -34,3 +34,18 @@ def test_a_bomb_dropped_in_playbooks_does_not_stall_the_server(project_dir: Path
         seconds = time.monotonic() - started
     assert page.status_code == 200 and "kpi_report" in page.text
     print(f"playbooks page with a bomb beside: {seconds:.2f}s")
+
+
+def test_an_oversized_playbook_or_inputs_file_is_refused_before_it_is_parsed(project_dir: Path) -> None:
+    """A 50 MB playbook took 202 s to validate: a playbook is at most 1 MB, an --inputs file 5 MB, each refused
+    by its size with what to do instead."""
+    big = project_dir / "big.yaml"
+    big.write_text("name: big\nsteps:\n  - {id: a, tool: file.write, with: {path: a.md, content: '"
+                   + "数据" * 400_000 + "'}}\n", encoding="utf-8")
+    done = cli("validate", str(big), cwd=project_dir, timeout=60)
+    assert done.returncode == 2 and "a playbook is at most 1 MB" in done.stderr and "type: file" in done.stderr
+    inputs = project_dir / "inputs.yaml"
+    inputs.write_text("keywords: [" + ", ".join(["手机"] * 1_200_000) + "]\n", encoding="utf-8")
+    done = cli("run", str(ROOT / "playbooks" / "trend_scan.yaml"), "--inputs", str(inputs), cwd=project_dir,
+               timeout=60)
+    assert done.returncode == 2 and "an inputs file is at most 5 MB" in done.stderr, done.stderr

@@ -27,6 +27,8 @@ from runner.cli.common import (
 from runner.errors import PlaybookError
 from runner.team.queue import enqueue_continue, enqueue_start, send
 
+MAX_INPUTS_BYTES = 5_000_000  # an --inputs file of values; tables and documents go in as `file` inputs
+
 
 def parse_inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
     values: dict[str, Any] = {}
@@ -34,6 +36,9 @@ def parse_inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
         from runner.dsl.yaml_loader import safe_load
 
         try:
+            if (size := file.stat().st_size) > MAX_INPUTS_BYTES:
+                raise PlaybookError(f"{file}: an inputs file is at most {MAX_INPUTS_BYTES / 1e6:g} MB (this one is "
+                                    f"{size / 1e6:.1f} MB); pass a large table or document as a `type: file` input")
             data = safe_load(file.read_text(encoding="utf-8"), str(file))  # YAML, or JSON (a subset of it)
         except OSError as exc:
             raise PlaybookError(f"{file}: cannot read inputs: {exc.strerror}") from None

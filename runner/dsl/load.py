@@ -25,12 +25,19 @@ class LoadedPlaybook:
     text: str
 
 
+MAX_PLAYBOOK_BYTES = 1_000_000  # a playbook is instructions; data (a list, a document) goes in a file input
+
+
 def load_playbook(path: str | Path, text: str | None = None) -> LoadedPlaybook:
     """Load and model-check one playbook. `text` overrides the file's content (resume snapshots)."""
     file = Path(path)
     shown = str(path)
     if text is None:
         try:
+            if (size := file.stat().st_size) > MAX_PLAYBOOK_BYTES:
+                raise LoadError([Diagnostic(shown, 0, 0, f"is {size / 1e6:.1f} MB; a playbook is at most "
+                                                         f"{MAX_PLAYBOOK_BYTES / 1e6:g} MB — put data in a file and "
+                                                         "pass it as a `type: file` input")])
             text = file.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise LoadError([Diagnostic(shown, 0, 0, "no such file")]) from None
