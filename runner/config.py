@@ -160,6 +160,8 @@ class ServerSettings(BaseModel):
     base_url: str | None = Field(None, description="where the server is reached: links in cards and notices")
     token: str | None = Field(None, description="the API and page token (or PLAYBOOK_SERVER_TOKEN)")
     hosts: list[str] = Field(default_factory=list, description="more names this server answers for")
+    max_upload_mb: float = Field(100.0, gt=0, description="the largest request body (an uploaded input file) the "
+                                                          "server takes; beyond it: 413")
     approval_channel: str | None = Field(None, description="where approval cards go: a [notify.channels] name")
     notify_channel: str | None = Field(None, description="where done / failed notices go (default: the approval "
                                                          "channel)")

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from runner.config import Project
-from runner.server.security import LOOPBACK, served_hosts, token_gate
+from runner.server.security import LOOPBACK, BodyLimit, served_hosts, token_gate
 from runner.server.service import Conflict, NotFound, Service
 
 
@@ -32,7 +32,8 @@ def create_app(project: Project, *, service: Service | None = None, bind: str | 
         return handler(request, exc)
 
     app = Starlette(routes=[*pages.ROUTES, *api.ROUTES, *im.ROUTES],
-                    middleware=[Middleware(BaseHTTPMiddleware, dispatch=token_gate(server_token(project), hosts))],
+                    middleware=[Middleware(BodyLimit, max_bytes=int(server.max_upload_mb * 1e6)),
+                                Middleware(BaseHTTPMiddleware, dispatch=token_gate(server_token(project), hosts))],
                     exception_handlers={NotFound: errors, Conflict: errors})
     app.state.service = svc
     return app

@@ -280,7 +280,9 @@ async def _save_upload(svc: Service, upload: UploadFile) -> Path:
     folder = svc.project.artifacts_dir / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}-{safe}"
-    atomic.write_bytes(target, await upload.read())
+    with atomic.replacing(target) as temporary, temporary.open("wb") as written:  # in chunks: memory stays flat
+        while chunk := await upload.read(1 << 20):
+            written.write(chunk)
     return target
 
 
