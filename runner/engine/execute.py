@@ -277,6 +277,7 @@ class Runner:
         async with checkpointer(self.project) as saver:
             graph = compile_graph(rc.playbook, node_factory(rc), checkpointer=saver)
             run_started()
+            final: Any = None
             try:
                 snapshot = await graph.aget_state(config)
                 if snapshot.values and not snapshot.values.get("paths"):
@@ -309,7 +310,10 @@ class Runner:
                 outcome.error = _unexpected(exc, rc.run_id.split(".")[0])
             finally:
                 await close_resources()
-            outcome.problems = await _problems(graph, config)
+            # from the state in hand when the graph stopped; read back from the checkpoint only after an error (reading
+            # it back holds a second copy of every step's output: 200,000 rows twice)
+            outcome.problems = problems_of(final.get("steps") or {}) if isinstance(final, dict) \
+                else await _problems(graph, config)
 
     def _outputs(self, rc: RunContext, final: dict[str, Any]) -> dict[str, Any]:
         return render_outputs(rc, final)

@@ -191,6 +191,9 @@ def _split(text: str, separator: str, name: str) -> Iterator[tuple[int, list[str
                                         "that line, or save the file again as CSV") from None
 
 
+SHARED_VALUES = 50_000  # distinct short values kept for sharing; past it, a column is not categorical anyway
+
+
 def _shaped(records: Iterator[tuple[int, Sequence[Any]]], name: str, shape: Shape, separator: str,
             limit: int | None) -> Table:
     """Rows keyed by the header: found under any title lines (or as told), the rows under it fitted to its width."""
@@ -203,9 +206,12 @@ def _shaped(records: Iterator[tuple[int, Sequence[Any]]], name: str, shape: Shap
     lines: list[int] = []
     mended: dict[int, list[int]] = {}
     broken: list[int] = []
+    shared: dict[Any, Any] = {}  # one object per repeated short value (a date, a channel, a score): 200,000 rows
     for line, record in chain(head[start:], records):  # streamed: the file's rows are never held twice
         if limit is not None and len(rows) >= limit:
             break
+        if len(shared) < SHARED_VALUES:
+            record = [shared.setdefault(v, v) if isinstance(v, str) and len(v) <= 32 else v for v in record]
         if len(record) != width:
             cells = list(record)
             while len(cells) > width and not str(cells[-1] or "").strip():
