@@ -117,6 +117,7 @@ class ToolInfo:
     output_model: type[BaseModel] | None
     description: str
     sends_secrets: bool = False  # its arguments carry credentials to a service (a header, a login form, a webhook)
+    cpu_bound: bool = False  # seconds of CPU: it takes a CPU turn first, and its timeout counts from then
 
 
 class ToolFixtures(Protocol):
@@ -157,10 +158,11 @@ async def close_resources() -> None:
 _loaded = False
 
 
-def tool(name: str, *, sends_secrets: bool = False) -> Callable[[ToolFunction], ToolFunction]:
+def tool(name: str, *, sends_secrets: bool = False, cpu_bound: bool = False) -> Callable[[ToolFunction], ToolFunction]:
     """Register an async tool `fn(args: InputModel, ctx: ToolContext) -> OutputModel`. `sends_secrets`: its
     arguments are meant to carry credentials to a service; any other tool gets secret values masked (`***`), so a
-    key a model echoed never lands in a file, a sheet or a message."""
+    key a model echoed never lands in a file, a sheet or a message. `cpu_bound`: it waits for a CPU turn of this
+    machine (runner/cpu_slots.py) before its step's timeout starts."""
 
     def register(fn: ToolFunction) -> ToolFunction:
         hints = typing.get_type_hints(fn)
@@ -171,7 +173,8 @@ def tool(name: str, *, sends_secrets: bool = False) -> Callable[[ToolFunction], 
         output = hints.get("return")
         output_model = output if isinstance(output, type) and issubclass(output, BaseModel) else None
         doc = inspect.getdoc(fn) or ""
-        _TOOLS[name] = ToolInfo(name, fn, input_model, output_model, doc.split("\n")[0], sends_secrets)
+        _TOOLS[name] = ToolInfo(name, fn, input_model, output_model, doc.split("\n")[0], sends_secrets,
+                                cpu_bound)
         return fn
 
     return register

@@ -54,3 +54,61 @@ def test_two_steps_writing_one_workbook_at_once_keep_both_sheets(project_dir: Pa
     book = load_workbook(Path(outcome.run_dir) / "book.xlsx")
     assert sorted(book.sheetnames) == ["乙", "甲"]
     assert book["乙"]["A2"].value == "一" and book["甲"].max_row == 3001
+
+
+HOLD_A_TURN = """
+import asyncio, sys
+from runner.cpu_slots import cpu_turn
+
+async def hold():
+    async with cpu_turn():
+        print("held", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+asyncio.run(hold())
+"""
+
+
+def test_a_cpu_bound_step_waits_for_a_cpu_turn_and_its_timeout_counts_from_then(project_dir: Path,
+                                                                                 monkeypatch: Any) -> None:
+    """Another run holds this machine's only CPU turn for longer than the step's 2 s timeout: the step waits for
+    the turn, says so, and then runs to the end — waiting for a CPU is not hanging."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setenv("PLAYBOOK_CPU_SLOTS", "1")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_A_TURN], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        path = write_playbook(project_dir, """
+name: busy
+steps:
+  - id: dedupe
+    timeout: 2
+    tool: text.dedupe
+    with: {rows: [物流太慢了，等了一周, 物流太慢了，等了一周, 客服态度很好]}
+outputs: {kept: "${{ steps.dedupe.count }}"}
+""")
+        run = subprocess.Popen([sys.executable, "-m", "runner", "run", str(path), "--run-id", "busy"],
+                               cwd=project_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        events = project_dir / ".playbook" / "runs" / "busy" / "events.jsonl"
+        deadline = time.monotonic() + 60
+        while not (events.exists() and "在等 CPU" in events.read_text(encoding="utf-8")):
+            assert time.monotonic() < deadline and run.poll() is None, run.communicate()
+            time.sleep(0.05)
+        time.sleep(3)  # the turn stays held past the step's timeout
+        assert run.poll() is None  # still waiting, not failed by its timeout
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0 and "在等 CPU" in out, err
+        done = [json.loads(line) for line in events.read_text(encoding="utf-8").splitlines()]
+        assert any(e.get("event") == "run_end" and e.get("status") == "done" for e in done)
+    finally:
+        holder.kill()
+        holder.wait()

@@ -326,7 +326,7 @@ NO_CJK_FONT = ("no CJK font is installed, so Chinese labels would show as boxes.
                "(or install Noto Sans CJK SC from https://github.com/notofonts/noto-cjk)")
 
 
-@tool("metrics.chart")
+@tool("metrics.chart", cpu_bound=True)
 async def metrics_chart(args: ChartInput, ctx: ToolContext) -> ChartOutput:
     """A line chart as PNG, Chinese labels rendered with a CJK font, anomalies marked."""
     return await asyncio.to_thread(_draw, args, ctx)  # off the event loop

@@ -99,7 +99,7 @@ class DedupeOutput(BaseModel):
     folded: list[Folded] = Field(default_factory=list, description="every row left out, and the row kept for it")
 
 
-@tool("text.dedupe")
+@tool("text.dedupe", cpu_bound=True)
 async def text_dedupe(args: DedupeInput, ctx: ToolContext) -> DedupeOutput:
     """Remove exact and near-duplicate texts; each kept row says how many it stands for."""
     return await asyncio.to_thread(dedupe, args)  # seconds of CPU on big inputs: off the event loop
@@ -182,7 +182,7 @@ class KeywordsOutput(BaseModel):
     keywords: list[Keyword]
 
 
-@tool("text.keywords")
+@tool("text.keywords", cpu_bound=True)
 async def text_keywords(args: KeywordsInput, ctx: ToolContext) -> KeywordsOutput:
     """Chinese keywords over all texts (jieba TF-IDF), with how many texts mention each."""
     return await asyncio.to_thread(find_keywords, args)
@@ -228,7 +228,7 @@ class ClusterOutput(BaseModel):
     count: int
 
 
-@tool("text.cluster")
+@tool("text.cluster", cpu_bound=True)
 async def text_cluster(args: ClusterInput, ctx: ToolContext) -> ClusterOutput:
     """Group short texts by topic (TF-IDF over jieba words, k-means on unit vectors, fixed seed)."""
     return await asyncio.to_thread(cluster, args)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
 import pydantic
 
+from runner.cpu_slots import cpu_turn
 from runner.engine.nodes.base import StepContext, digest, step_kind
 from runner.errors import RunError
 from runner.messages import merged
@@ -36,10 +38,17 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
                              for where, message in merged(exc.errors())[:5])
         raise RunError(f"{info.name}: {problems}", step=ctx.step.id) from None
 
+    def waiting() -> None:  # said once per step (a map's items would say it for every item)
+        if ctx.step.map is None:
+            ctx.run.hooks.on_map_progress(run_id=ctx.run.run_id, step=ctx.step.id, done=0, total=1, rate=None,
+                                          batch_done=False, notice=f"{info.name} 在等 CPU（本机其他运行正在用）；"
+                                                                   "超时从拿到 CPU 时算起")
+
     async def call() -> Any:
         started = time.monotonic()
         try:
-            result = await asyncio.wait_for(info.function(args, ctx.tool_context()), ctx.timeout)
+            async with cpu_turn(waiting=waiting) if info.cpu_bound else contextlib.nullcontext():
+                result = await asyncio.wait_for(info.function(args, ctx.tool_context()), ctx.timeout)
         except TimeoutError:
             raise RunError(f"{info.name} 超过 {ctx.timeout:g} 秒没有完成（确实需要更久的话，调大这一步的 timeout:）",
                            step=ctx.step.id, details={"kind": "timeout"}) from None
