@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import shutil
@@ -251,8 +252,12 @@ def test_feishu_card_is_sent_and_its_callback_approves_once(project: Path, serve
         assert "完成" in json.dumps(robot.received[-1]["body"], ensure_ascii=False)  # the completion notice
 
 
+_ding_calls = itertools.count()
+
+
 def _ding_headers(secret: str = DING_SECRET, age: float = 0) -> dict[str, str]:
-    stamp = str(int((time.time() - age) * 1000))
+    """A callback's headers as DingTalk signs each one: its own millisecond timestamp."""
+    stamp = str(int((time.time() - age) * 1000) - next(_ding_calls))
     sign = base64.b64encode(hmac.new(secret.encode(), f"{stamp}\n{secret}".encode(), hashlib.sha256).digest())
     return {"timestamp": stamp, "sign": sign.decode()}
 
@@ -269,6 +274,13 @@ def test_dingtalk_callback_rejects_with_a_valid_signature_only(project: Path, se
         assert first.status_code == 200 and first.json()["decided"] == "reject"
         second = http.post("/im/dingtalk", json=message, headers=_ding_headers())
         assert second.json()["repeated"] is True
+        # headers captured from a callback, replayed with another body (another decision, another name): refused
+        captured = _ding_headers()
+        approve = button_key("approve", run["id"], pending["step"], pending["visit"], card_secret(load_project()))
+        assert http.post("/im/dingtalk", json={"text": {"content": approve}}, headers=captured).status_code == 200
+        swapped = {"text": {"content": key}, "senderStaffId": "boss"}
+        replay = http.post("/im/dingtalk", json=swapped, headers=captured)
+        assert replay.status_code == 409 and "replayed" in replay.text
         again = wait_for(http, run["id"], "waiting")  # on_reject: the themes were redone, a new draft waits
         assert again["pending"]["visit"] == 2
         assert [a["action"] for a in again["approvals"]] == ["reject"]

@@ -6,7 +6,9 @@ Signatures checked:
 - Feishu/Lark: sha256_hex(X-Lark-Request-Timestamp + X-Lark-Request-Nonce + Encrypt Key + body)
   == X-Lark-Signature (the app's card request URL, "Encrypt Key" from the app's event settings);
 - DingTalk: base64(HMAC-SHA256(app secret, timestamp + "\\n" + app secret)) == header `sign`, with
-  `timestamp` within an hour;
+  `timestamp` within an hour. That signature covers the time, not the body: headers captured from one callback
+  would carry any other body (another decision, another name) for the hour. So each signature is taken once
+  (recorded in the store): DingTalk signs every callback anew, and a replay finds its signature used;
 - WeCom: sha1(sorted(token, timestamp, nonce, Encrypt)) == msg_signature, then AES-256-CBC with the
   EncodingAESKey (key = base64(EncodingAESKey + "="), iv = key[:16]).
 """
@@ -132,10 +134,16 @@ async def feishu_callback(request: Request) -> Response:
     return JSONResponse(decided_card(decided))
 
 
+IM_CALLBACKS = "~im"  # the store's claim_once holder for signatures already taken
+
+
 async def dingtalk_callback(request: Request) -> Response:
     secret = Channels(request.app.state.service.project).secret("dingtalk", "app_secret")
     if not secret or not verify_dingtalk(request.headers, secret, time.time()):
         return PlainTextResponse("401: bad signature", status_code=401)
+    if not request.app.state.service.store.claim_once(IM_CALLBACKS, f"dingtalk-sign:{request.headers['sign']}"):
+        return PlainTextResponse("409: this signature was used before — a replayed callback; DingTalk signs each "
+                                 "callback anew", status_code=409)
     data = _json(await request.body())
     key = str((data.get("text") or {}).get("content", "")).strip() or str((data.get("value") or {}).get("key", ""))
     decided = _decide(request, key, f"dingtalk:{data.get('senderStaffId') or data.get('senderId', '?')}")
