@@ -107,3 +107,21 @@ steps:
     assert cli("validate", str(passed), cwd=tmp_path).returncode == 0
     ran = cli("run", str(passed), cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
+
+
+def test_growth_the_sandbox_did_not_see_is_bounded() -> None:
+    """Three ways past the bounds, found by benchmarks/template_dos.py: `~` doubling a string in a loop (past the
+    machine's memory), a format width taken from an argument (954 MB), and `sum(start=[])` adding lists (minutes)."""
+    from runner.dsl import templates
+
+    doubling = ("{% set s = namespace(v='ab') %}{% for i in range(60) %}{% set s.v = s.v ~ s.v %}{% endfor %}"
+                "${{ s.v | length }}")
+    with pytest.raises(templates.TemplateError, match="too large"):
+        templates.render(doubling, {})
+    with pytest.raises(templates.TemplateError, match="comes from an argument"):
+        templates.render("${{ '{:>{}}'.format('x', 10 ** 9) }}", {})
+    with pytest.raises(templates.TemplateError, match="took too long"):
+        templates.render("${{ ([[1] * 1000] * 20000) | sum(start=[]) | length }}", {}, seconds=0.5)
+    assert templates.render("${{ 'a' ~ 1 ~ 'b' }}", {}) == "a1b"  # and the ordinary uses still work
+    assert templates.render("${{ [{'n': 2}, {'n': 3}] | sum(attribute='n') }}", {}) == 5
+    assert templates.render("${{ '{:>4}'.format('x') }}", {}) == "   x"

@@ -33,11 +33,12 @@ class Budget:
     deadline: float
     iterations: int = 0
 
-    def tick(self, turns: int = 1) -> None:
+    def tick(self, turns: int = 1, *, costly: bool = False) -> None:
+        """Count loop turns; look at the clock every 1024 of them, or now for a costly one (a big sequence built)."""
         self.iterations += turns
         if self.iterations > MAX_ITERATIONS:
             raise TemplateLimit(f"loops ran more than {MAX_ITERATIONS:,} times in one template")
-        if self.iterations % 1024 == 0 and time.monotonic() > self.deadline:
+        if (costly or self.iterations % 1024 == 0) and time.monotonic() > self.deadline:
             raise TemplateLimit("the template took too long to render (raise the step's timeout if it is real work)")
 
 
@@ -56,10 +57,13 @@ def release(token: contextvars.Token[Budget | None]) -> None:
     _budget.reset(token)
 
 
-def _tick(turns: int = 1) -> None:
+def _tick(turns: int = 1, *, costly: bool = False) -> None:
     current = _budget.get()
     if current is not None:
-        current.tick(turns)
+        current.tick(turns, costly=costly)
+
+
+COSTLY = 10_000  # items or characters past which building a value is worth a look at the clock
 
 
 def bounded(items: Iterable[Any]) -> Iterator[Any]:
@@ -67,6 +71,15 @@ def bounded(items: Iterable[Any]) -> Iterator[Any]:
     for item in items:
         _tick()
         yield item
+
+
+def concat(parts: list[Any]) -> str:
+    """`a ~ b ~ …`, its length checked before it is built."""
+    texts = [part if isinstance(part, str) else str(part) for part in parts]
+    length = sum(map(len, texts))
+    _tick(costly=length > COSTLY)
+    _too_long(length)
+    return "".join(texts)
 
 
 def _size(value: Any) -> int:
@@ -84,7 +97,7 @@ def _int_bits(value: Any) -> int:
 
 def binop(operator_name: str, left: Any, right: Any) -> Any:
     """`**`, `*`, `+` and `%` with their results bounded before they are computed."""
-    _tick()
+    _tick(costly=_size(left) + _size(right) > COSTLY)
     if operator_name == "**" and isinstance(left, int) and isinstance(right, int) and right > 0 \
             and abs(left) > 1 and right * math.log2(abs(left)) > MAX_INT_BITS:
         raise TemplateLimit(f"{left} ** {right} is too large a number")
@@ -128,6 +141,12 @@ def check_replace(text: str, old: str, new: str) -> None:
     _too_long(len(text) + count * max(0, len(new) - len(old)))
 
 
+_NESTED_FIELD = re.compile(r"\{[^{}]*:[^{}]*\{")  # '{:>{}}': a width computed from an argument
+
+
 def check_format(template: str) -> None:
     if _WIDTH.search(template):
         raise TemplateLimit("a format with a width of a million or more is not allowed in templates")
+    if _NESTED_FIELD.search(template):
+        raise TemplateLimit("a format whose width or precision comes from an argument ('{:>{}}') is not allowed "
+                            "in templates; write the width as a number")

@@ -17,6 +17,7 @@ import jinja2
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 from runner.dsl import sandbox
 from runner.errors import did_you_mean
@@ -77,7 +78,18 @@ class _Environment(ImmutableSandboxedEnvironment):
         tree = super()._parse(source, name, filename)
         for loop in tree.find_all(nodes.For):  # every loop counts its turns against the render's budget
             loop.iter = nodes.Filter(loop.iter, "playbook_bounded", [], [], None, None, lineno=loop.lineno)
-        return tree
+        bounded: nodes.Template = _BoundedConcat().visit(tree)
+        return bounded
+
+
+class _BoundedConcat(NodeTransformer):
+    """`a ~ b` joins through a filter that checks the length first: `{% set s.v = s.v ~ s.v %}` in a loop doubled
+    a string past the machine's memory before any other bound saw it."""
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return nodes.Filter(nodes.List(node.nodes, lineno=node.lineno), "playbook_concat", [], [], None, None,
+                            lineno=node.lineno)
 
 
 def _to_json(value: Any, indent: int | None = None) -> str:
@@ -158,6 +170,8 @@ def environment() -> _Environment:
     env.filters["label"] = status  # `approve` → 通过, `done` → 已完成: status and decision words in Chinese
     env.filters["rank_by"] = _rank_by
     env.filters["playbook_bounded"] = sandbox.bounded
+    env.filters["playbook_concat"] = sandbox.concat
+    env.filters["sum"] = _sum
     for width_filter in ("center", "indent", "wordwrap", "truncate"):
         env.filters[width_filter] = _width_checked(env.filters[width_filter])
     env.filters["format"] = _format
@@ -179,6 +193,18 @@ def _width_checked(original: Any) -> Any:
         return original(*args, **kwargs)
 
     return checked
+
+
+@jinja2.pass_environment
+def _sum(environment: Any, iterable: Any, attribute: str | int | None = None, start: Any = 0) -> Any:
+    """Jinja's `sum`, one bounded `+` at a time: `lists | sum(start=[])` grows a list per item."""
+    from jinja2.filters import make_attrgetter
+
+    values = map(make_attrgetter(environment, attribute), iterable) if attribute is not None else iterable
+    total = start
+    for value in values:
+        total = sandbox.binop("+", total, value)
+    return total
 
 
 def _format(value: Any, *args: Any, **kwargs: Any) -> str:
@@ -233,8 +259,9 @@ def render(value: Any, context: Mapping[str, Any], *, seconds: float | None = No
             sandbox.release(token)
 
 
-TOO_DEEP = ("the expression nests too deeply (brackets, parentheses or operators inside one another, dozens of "
-            "levels); compute it in parts, a step or a variable each")
+TOO_DEEP = ("the template nests too deeply, or calls itself too deeply (brackets, parentheses or operators "
+            "inside one another, a macro calling itself: dozens of levels); compute it in parts, a step or a "
+            "variable each")
 
 
 def _render(value: Any, context: Mapping[str, Any]) -> Any:
