@@ -101,10 +101,14 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
                           capture_output=True, text=True, timeout=timeout)
 
 
+API_TOKEN = "served-project-token"
+API_HEADERS = {"Authorization": f"Bearer {API_TOKEN}"}  # what a script using the API's writes sends
+
+
 @contextlib.contextmanager
 def served_project(project_dir: Path, *playbooks: str) -> Iterator[str]:
-    """`playbook serve` on a free loopback port for a project holding copies of the shipped `playbooks`;
-    yields the base URL."""
+    """`playbook serve` on a free loopback port for a project holding copies of the shipped `playbooks`, its token
+    API_TOKEN; yields the base URL."""
     import shutil
     import threading
     import time
@@ -116,7 +120,12 @@ def served_project(project_dir: Path, *playbooks: str) -> Iterator[str]:
     (project_dir / "playbooks").mkdir(exist_ok=True)
     for name in playbooks:
         shutil.copy(ROOT / "playbooks" / f"{name}.yaml", project_dir / "playbooks")
-    server = uvicorn.Server(uvicorn.Config(create_app(load_project()), host="127.0.0.1", port=0, log_level="warning"))
+    os.environ["PLAYBOOK_SERVER_TOKEN"] = API_TOKEN  # the API's writes need it, from loopback too
+    try:
+        app = create_app(load_project())
+    finally:
+        del os.environ["PLAYBOOK_SERVER_TOKEN"]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from openpyxl import load_workbook
 
-from tests.conftest import served_project, wait_status
+from tests.conftest import API_HEADERS, served_project, wait_status
 
 CHROMIUM = "/usr/bin/chromium"
 INPUTS = {"product": "轻记 App", "goal": "双十一拉新", "budget": 200000, "start": "2026-11-01", "end": "2026-11-15",
@@ -28,7 +28,8 @@ def served(project_dir: Path) -> Iterator[str]:
 def test_edit_the_budget_table_through_the_form(served: str, project_dir: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    run_id = httpx.post(f"{served}/api/runs", json={"playbook": "campaign_plan", "inputs": INPUTS}).json()["run_id"]
+    run_id = httpx.post(f"{served}/api/runs", json={"playbook": "campaign_plan", "inputs": INPUTS},
+                        headers=API_HEADERS).json()["run_id"]
     waiting = wait_status(served, run_id, "waiting")
     channels = waiting["pending"]["draft"]["channels"]  # type: ignore[index]
     with sync_playwright() as p:

@@ -38,7 +38,8 @@ def test_every_section_refuses_an_unknown_key_at_its_line(tmp_path: Path) -> Non
         "playbook.toml:4:1: web.per_hots: unknown key 'per_hots' (did you mean 'per_host'?) (keys here: "
         "allow_hosts, allow_private, per_host, delay, timeout, retries, user_agent)",
         "playbook.toml:8:1: server.aproval_channel: unknown key 'aproval_channel' (did you mean "
-        "'approval_channel'?) (keys here: base_url, token, hosts, approval_channel, notify_channel, im)",
+        "'approval_channel'?) (keys here: base_url, token, hosts, max_upload_mb, approval_channel, notify_channel, "
+            "im)",
         "playbook.toml:11:1: server.im.feishu.encrypt_key_evn: unknown key 'encrypt_key_evn' (did you mean "
         "'encrypt_key_env'?) (keys here: encrypt_key_env, verification_token_env, app_secret_env, token_env, "
         "aes_key_env)",

@@ -11,14 +11,13 @@ import httpx
 import pytest
 
 from runner.testing import FakeLLMServer
-from tests.conftest import ROOT, served_project, wait_status
+from tests.conftest import API_HEADERS, ROOT, served_project, wait_status
 
 CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture
-def served(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("PLAYBOOK_SERVER_TOKEN", "browser-token")  # the API's writes need it, from loopback too
+def served(project_dir: Path) -> Iterator[str]:
     with served_project(project_dir, "feedback_digest") as base:
         yield base
 
@@ -29,7 +28,7 @@ def test_edit_a_theme_in_the_browser_and_approve(served: str, server: FakeLLMSer
 
     started = httpx.post(f"{served}/api/runs", json={"playbook": "feedback_digest", "inputs": {
         "comments": str(ROOT / "examples" / "reviews_zh.csv"), "limit": 40}},
-        headers={"Authorization": "Bearer browser-token"})
+        headers=API_HEADERS)
     run_id = started.json()["run_id"]
     waiting = wait_status(served, run_id, "waiting")
     themes = waiting["pending"]["draft"]["themes"]  # type: ignore[index]

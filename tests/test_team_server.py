@@ -21,7 +21,7 @@ from runner.config import load_project
 from runner.store import open_store
 from runner.testing import FakeLLMServer
 from runner.testing.servers import WorkerPool
-from tests.conftest import REVIEWED, cli, served_project, write_playbook
+from tests.conftest import API_HEADERS, REVIEWED, cli, served_project, write_playbook
 
 MAP = """
 name: bigmap
@@ -103,8 +103,7 @@ def _asked_again(server: FakeLLMServer, killed_at: float) -> list[str]:
     return again
 
 
-def test_two_workers_run_a_scheduled_run_a_web_run_and_a_large_map(team: Team, server: FakeLLMServer,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_workers_run_a_scheduled_run_a_web_run_and_a_large_map(team: Team, server: FakeLLMServer) -> None:
     from runner.engine.execute import Runner
     from runner.schedule.scheduler import Scheduler
 
@@ -133,12 +132,11 @@ outputs: {text: "${{ steps.write.output }}"}
     assert [f.action for f in fires] == ["started"]
     runner.close()
 
-    monkeypatch.setenv("PLAYBOOK_SERVER_TOKEN", "team-token")  # the API's writes need it, from loopback too
     with served_project(team.folder) as base:
         import httpx
 
         started = httpx.post(f"{base}/api/runs", json={"playbook": "morning", "inputs": {}},
-                             headers={"Authorization": "Bearer team-token"}).json()
+                             headers=API_HEADERS).json()
         assert team.run(started["run_id"])["status"] in ("queued", "running", "done")
 
     for run_id in (fires[0].run_id, started["run_id"]):
