@@ -65,7 +65,7 @@ class ToolContext:
         artifacts = getattr(getattr(self.settings, "store", None), "artifacts", None)
         roots = [state, self.project_dir / ".playbook",  # (an eval case keeps its state elsewhere: both are kept)
                  *([self.project_dir / Path(artifacts).expanduser() / "runs"] if artifacts else [])]
-        return any(real == root.resolve() or root.resolve() in real.parents for root in roots)
+        return any(real == root or root in real.parents for root in (r.resolve() for r in roots))
 
     def _refuse_bookkeeping(self, name: str, real: Path, argument: str) -> None:
         if self._bookkeeping(real) and real not in self.input_files:

@@ -14,7 +14,7 @@ from lxml import html as lxml_html
 
 from runner.config import ProjectFile, WebSettings
 from runner.testing import call_tool, serve_directory
-from tests.conftest import run_playbook, write_playbook
+from tests.conftest import allow_loopback, run_playbook, write_playbook
 
 FIXTURES = Path(__file__).parent / "fixtures" / "html"
 FAST = ProjectFile(web=WebSettings(delay=0, retries=2, timeout=5, allow_private=["127.0.0.1"]))  # pages on loopback
@@ -86,8 +86,7 @@ def test_disallowed_scheme_and_host_are_refused(tmp_path: Path) -> None:
 
 
 def test_404_and_timeout_fail_the_step_by_name_and_keep_finished_steps(project_dir: Path) -> None:
-    with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
-        toml.write('\n[web]\nallow_private = ["127.0.0.1"]\n')  # the pages are served on loopback
+    allow_loopback(project_dir)
     with serve_directory(FIXTURES) as base:
         path = write_playbook(project_dir, f"""
 name: fetcher
