@@ -12,7 +12,7 @@ import hmac
 import json
 import os
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 from runner import atomic
 from runner.config import ChannelConfig, Project
@@ -29,28 +29,45 @@ def card_secret(project: Project) -> bytes:
     return path.read_bytes()
 
 
-def button_key(action: str, run_id: str, step: str, visit: int, secret: bytes) -> str:
-    """What a card's button sends back: the decision it stands for, bound by an HMAC the platform's request
-    cannot forge. A captured callback can only repeat its own decision (which is then `repeated`), never be
-    replayed for another run, step, visit or action."""
-    body = f"{action}|{run_id}|{step}|{visit}"
+def button_key(action: str, run_id: str, step: str, visit: int, *, channel: str, secret: bytes) -> str:
+    """What a card's button sends back: the decision it stands for and the channel the card went to, bound by an
+    HMAC the platform's request cannot forge. A captured callback can only repeat its own decision (which is then
+    `repeated`), never be replayed for another run, step, visit, action or channel."""
+    body = f"{action}|{run_id}|{step}|{visit}|{channel}"
     return f"{body}|{hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()[:24]}"
 
 
-def parse_key(key: str, secret: bytes) -> tuple[str, str, str, int]:
-    action, run_id, step, visit, tag = key.split("|")
-    expected = button_key(action, run_id, step, int(visit), secret).rsplit("|", 1)[1]
-    if not hmac.compare_digest(expected, tag):
+class ButtonKey(NamedTuple):
+    action: str
+    run_id: str
+    step: str
+    visit: int
+    channel: str | None  # None: a card sent before keys named their channel (its channel is the approval channel)
+
+
+def parse_key(key: str, secret: bytes) -> ButtonKey:
+    parts = key.split("|")
+    if len(parts) == 5:  # action|run|step|visit|tag, as cards were keyed before they named their channel
+        body, tag = "|".join(parts[:4]), parts[4]
+        channel = None
+    elif len(parts) == 6:
+        body, tag, channel = "|".join(parts[:5]), parts[5], parts[4]
+    else:
+        raise ValueError("not a button key")
+    expected = hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()[:24]
+    if not parts[3].isdigit() or not hmac.compare_digest(expected, tag):
         raise ValueError("the button's key does not match this server's")
-    return action, run_id, step, int(visit)
+    return ButtonKey(parts[0], parts[1], parts[2], int(parts[3]), channel)
 
 
-def approval_card(platform: str, run: dict[str, Any], link: str | None, secret: bytes) -> dict[str, Any]:
-    """The card a platform shows, with approve / reject buttons and a link to the approval page."""
+def approval_card(platform: str, run: dict[str, Any], link: str | None, *, channel: str,
+                  secret: bytes) -> dict[str, Any]:
+    """The card a platform shows in `channel`, with approve / reject buttons and a link to the approval page."""
     pending = run["pending"]
     title = f"待审核：{pending['title']}"
     summary = f"剧本 **{run['playbook']}** · 运行 `{run['id']}`\n\n{pending.get('instructions') or ''}"
-    keys = {a: button_key(a, run["id"], pending["step"], pending["visit"], secret) for a in ("approve", "reject")}
+    keys = {a: button_key(a, run["id"], pending["step"], pending["visit"], channel=channel, secret=secret)
+            for a in ("approve", "reject")}
     if platform in ("feishu", "lark"):
         actions: list[dict[str, Any]] = [
             {"tag": "button", "type": "primary", "text": {"tag": "plain_text", "content": "通过"},
@@ -130,7 +147,8 @@ class ApprovalCards(Hooks):
         platform = config.platform
         if status == "waiting" and platform in APP_SENDERS:  # an app's card: its buttons call back
             try:
-                card = approval_card(platform.split("_")[0], run, self._link(run_id), card_secret(self.project))
+                card = approval_card(platform.split("_")[0], run, self._link(run_id), channel=channel,
+                                     secret=card_secret(self.project))
                 await APP_SENDERS[platform](config, card)
                 self.sent.append({"channel": channel, "status": 200, "app": platform})
             except Exception as exc:  # a chat outage must not fail the run
@@ -141,7 +159,7 @@ class ApprovalCards(Hooks):
             return
         page = f"{self.base}/runs/{run_id}" if self.base else None
         if status == "waiting":
-            body = approval_card(platform, run, self._link(run_id), card_secret(self.project))
+            body = approval_card(platform, run, self._link(run_id), channel=channel, secret=card_secret(self.project))
         else:
             from runner.chat import payload
 

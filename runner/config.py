@@ -133,7 +133,13 @@ class ChannelConfig(BaseModel):
                                                      "the app secret's")
     app_id_env: str | None = Field(None, description="feishu_app / lark_app: the app id's variable")
     app_secret_env: str | None = Field(None, description="feishu_app / lark_app: the app secret's variable")
-    chat_id: str | None = Field(None, description="feishu_app / lark_app: the group's chat id")
+    chat_id: str | None = Field(None, description="feishu_app / lark_app: the group the cards go to; with "
+                                                  "dingtalk and wecom_app too: a button pressed in any other "
+                                                  "conversation (a forwarded card) decides nothing")
+    approvers: list[str] = Field(default_factory=list, description="who may decide from this channel's cards, "
+                                                                   "by the platform's user id (Feishu open_id, "
+                                                                   "DingTalk staffId, WeCom userid); empty: "
+                                                                   "anyone in the conversation")
     corp_id_env: str | None = Field(None, description="wecom_app: the corp id's variable")
     agent_id: int | None = Field(None, description="wecom_app: the app's agent id")
     touser: str = Field("@all", description="wecom_app: who receives the card")

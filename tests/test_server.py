@@ -43,7 +43,9 @@ def project(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                  '[server.im.feishu]\nencrypt_key_env = "FEISHU_KEY"\n[server.im.dingtalk]\n'
                  'app_secret_env = "DING_SECRET"\n[server.im.wecom]\ntoken_env = "WECOM_TOKEN"\n'
                  'aes_key_env = "WECOM_AES"\n'
-                 '[notify.channels.ops]\nplatform = "feishu"\nurl_env = "OPS_WEBHOOK"\n')
+                 '[notify.channels.ops]\nplatform = "feishu"\nurl_env = "OPS_WEBHOOK"\n'
+                 '[notify.channels.ding]\nplatform = "dingtalk"\nurl_env = "DING_WEBHOOK"\n'
+                 '[notify.channels.wecom]\nplatform = "wecom_app"\n')
     for name, value in {"FEISHU_KEY": FEISHU_KEY, "DING_SECRET": DING_SECRET, "WECOM_TOKEN": WECOM_TOKEN,
                         "WECOM_AES": WECOM_AES}.items():
         monkeypatch.setenv(name, value)
@@ -266,7 +268,8 @@ def test_dingtalk_callback_rejects_with_a_valid_signature_only(project: Path, se
     with client(project) as http:
         run = start_waiting_run(http)
         pending = run["pending"]
-        key = button_key("reject", run["id"], pending["step"], pending["visit"], card_secret(load_project()))
+        key = button_key("reject", run["id"], pending["step"], pending["visit"], channel="ding",
+                         secret=card_secret(load_project()))
         message = {"msgtype": "text", "text": {"content": key}, "senderStaffId": "manager01"}
         assert http.post("/im/dingtalk", json=message, headers=_ding_headers("wrong")).status_code == 401
         assert http.get(f"/api/runs/{run['id']}").json()["status"] == "waiting"
@@ -276,7 +279,8 @@ def test_dingtalk_callback_rejects_with_a_valid_signature_only(project: Path, se
         assert second.json()["repeated"] is True
         # headers captured from a callback, replayed with another body (another decision, another name): refused
         captured = _ding_headers()
-        approve = button_key("approve", run["id"], pending["step"], pending["visit"], card_secret(load_project()))
+        approve = button_key("approve", run["id"], pending["step"], pending["visit"], channel="ding",
+                             secret=card_secret(load_project()))
         assert http.post("/im/dingtalk", json={"text": {"content": approve}}, headers=captured).status_code == 200
         swapped = {"text": {"content": key}, "senderStaffId": "boss"}
         replay = http.post("/im/dingtalk", json=swapped, headers=captured)
@@ -284,6 +288,60 @@ def test_dingtalk_callback_rejects_with_a_valid_signature_only(project: Path, se
         again = wait_for(http, run["id"], "waiting")  # on_reject: the themes were redone, a new draft waits
         assert again["pending"]["visit"] == 2
         assert [a["action"] for a in again["approvals"]] == ["reject"]
+
+
+def test_a_card_decides_only_from_its_own_channel_conversation_and_approvers(project: Path,
+                                                                             server: FakeLLMServer) -> None:
+    """DingTalk's signature does not cover the body, so the body's claims are checked against the card's channel:
+    the button key names the channel, the channel names its group (`chat_id`) and who may decide (`approvers`)."""
+    with (project / "playbook.toml").open("a", encoding="utf-8") as fh:
+        fh.write('[notify.channels.ding_ops]\nplatform = "dingtalk"\nurl_env = "DING_WEBHOOK"\n'
+                 'chat_id = "cid-ops"\napprovers = ["manager01", "dingtalk:lead02"]\n')
+    with client(project) as http:
+        run = start_waiting_run(http)
+        pending, secret = run["pending"], card_secret(load_project())
+        key = button_key("approve", run["id"], pending["step"], pending["visit"], channel="ding_ops", secret=secret)
+
+        def press(body: dict[str, Any], platform: str = "dingtalk") -> str:
+            if platform == "feishu":
+                return str(feishu_post(http, body).json()["toast"]["content"])
+            answer = http.post("/im/dingtalk", json=body, headers=_ding_headers())
+            assert answer.status_code == 200
+            return str(answer.json()["text"]["content"])
+
+        feishu_key = button_key("approve", run["id"], pending["step"], pending["visit"], channel="ops",
+                                secret=secret)
+        assert "已失效" in press({"text": {"content": feishu_key}, "conversationId": "cid-ops",
+                                  "senderStaffId": "manager01"})  # a Feishu card's key through DingTalk
+        assert "已失效" in press({"open_id": "manager01", "open_chat_id": "cid-ops",
+                                  "action": {"value": {"key": key}}}, platform="feishu")
+        forwarded = press({"text": {"content": key}, "conversationId": "cid-elsewhere", "senderStaffId": "manager01"})
+        assert "转发" in forwarded
+        outsider = press({"text": {"content": key}, "conversationId": "cid-ops", "senderStaffId": "intern07"})
+        assert "intern07" in outsider and "审核人名单" in outsider and "approvers" in outsider
+        body = f"approve|{run['id']}|{pending['step']}|{pending['visit']}"  # a card keyed before keys named channels
+        legacy = f"{body}|{hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()[:24]}"
+        assert "已失效" in press({"text": {"content": legacy}, "conversationId": "cid-ops",
+                                  "senderStaffId": "manager01"})  # it belongs to the approval channel: Feishu
+        assert http.get(f"/api/runs/{run['id']}").json()["status"] == "waiting"  # none of them decided
+        assert "已通过" in press({"text": {"content": f" {key} "}, "conversationId": "cid-ops",
+                                  "senderStaffId": "lead02"})
+        done = wait_for(http, run["id"], "done")
+        assert [(a["action"], a["by"]) for a in done["approvals"]] == [("approve", "dingtalk:lead02")]
+
+
+def test_each_platform_has_its_own_replay_window(project: Path, server: FakeLLMServer) -> None:
+    """DingTalk documents an hour; a Feishu card callback is answered within seconds, so ten minutes is stale."""
+    with client(project) as http:
+        run = start_waiting_run(http)
+        pending = run["pending"]
+        key = button_key("approve", run["id"], pending["step"], pending["visit"], channel="ops",
+                         secret=card_secret(load_project()))
+        assert feishu_post(http, {"open_id": "ou_1", "action": {"value": {"key": key}}}, age=600).status_code == 401
+        ding = button_key("approve", run["id"], pending["step"], pending["visit"], channel="ding",
+                          secret=card_secret(load_project()))
+        answer = http.post("/im/dingtalk", json={"text": {"content": ding}}, headers=_ding_headers(age=1800))
+        assert answer.status_code == 200 and answer.json()["decided"] == "approve"
 
 
 def _wecom_encrypt(xml: str) -> str:
@@ -301,7 +359,7 @@ def _wecom_encrypt(xml: str) -> str:
 def test_wecom_callback_decrypts_verifies_and_approves(project: Path, server: FakeLLMServer) -> None:
     with client(project) as http:
         run = start_waiting_run(http)
-        key = button_key("approve", run["id"], "review", 1, card_secret(load_project()))
+        key = button_key("approve", run["id"], "review", 1, channel="wecom", secret=card_secret(load_project()))
         encrypted = _wecom_encrypt(f"<xml><FromUserName>zhangsan</FromUserName><EventKey>{key}</EventKey></xml>")
         stamp, nonce = str(int(time.time())), "123"
         params = {"msg_signature": wecom_signature(WECOM_TOKEN, stamp, nonce, encrypted), "timestamp": stamp,
@@ -363,7 +421,8 @@ def test_feishu_app_sends_the_card_through_the_messages_api(project: Path, serve
     card = json.loads(message["body"]["content"])
     keys = [b.get("value", {}).get("key") for b in card["elements"][1]["actions"]]
     secret = card_secret(load_project())
-    assert keys[:2] == [button_key(a, run["id"], "review", 1, secret) for a in ("approve", "reject")]
+    assert keys[:2] == [button_key(a, run["id"], "review", 1, channel="ops_app", secret=secret)
+                        for a in ("approve", "reject")]
 
 
 def test_cli_runs_send_the_card_and_the_notice_too(project: Path, server: FakeLLMServer, robot: Robot) -> None:
@@ -374,7 +433,7 @@ def test_cli_runs_send_the_card_and_the_notice_too(project: Path, server: FakeLL
     assert waiting.returncode == 3, waiting.stderr
     assert len(robot.received) == 1 and robot.received[0]["body"]["msg_type"] == "interactive"
     run_id = waiting.stdout.split("playbook approve ")[1].split()[0]
-    key = button_key("approve", run_id, "review", 1, card_secret(load_project()))
+    key = button_key("approve", run_id, "review", 1, channel="ops", secret=card_secret(load_project()))
     assert key in json.dumps(robot.received[0]["body"])
     assert cli("approve", run_id, cwd=project).returncode == 0
     assert len(robot.received) == 2 and "完成" in json.dumps(robot.received[1]["body"], ensure_ascii=False)
@@ -426,12 +485,14 @@ def test_captured_or_stale_callbacks_change_nothing_and_junk_gets_401(project: P
         run = start_waiting_run(http)
         pending = run["pending"]
         unsigned = f"approve|{run['id']}|{pending['step']}|{pending['visit']}"  # the key without its tag
-        other = button_key("approve", "another-run", pending["step"], 1, card_secret(load_project()))
+        other = button_key("approve", "another-run", pending["step"], 1, channel="ding",
+                           secret=card_secret(load_project()))
         forged = f"{other.rsplit('|', 1)[0].replace('another-run', run['id'])}|{other.rsplit('|', 1)[1]}"
         for key in (unsigned, forged):  # a valid DingTalk signature, a key this server never issued
             answer = http.post("/im/dingtalk", json={"text": {"content": key}}, headers=_ding_headers())
             assert answer.status_code == 200 and "已失效" in answer.text
-        key = button_key("approve", run["id"], pending["step"], pending["visit"], card_secret(load_project()))
+        key = button_key("approve", run["id"], pending["step"], pending["visit"], channel="ding",
+                         secret=card_secret(load_project()))
         stale = http.post("/im/dingtalk", json={"text": {"content": key}}, headers=_ding_headers(age=3 * 3600))
         assert stale.status_code == 401
         press = {"open_id": "ou_1", "action": {"value": {"key": key}}}

@@ -11,6 +11,10 @@ Signatures checked:
   (recorded in the store): DingTalk signs every callback anew, and a replay finds its signature used;
 - WeCom: sha1(sorted(token, timestamp, nonce, Encrypt)) == msg_signature, then AES-256-CBC with the
   EncodingAESKey (key = base64(EncodingAESKey + "="), iv = key[:16]).
+
+A verified callback decides only through the channel its card went to (the button's key names it): a key coming
+back through another platform, from another conversation than the channel's `chat_id`, or pressed by someone not
+in the channel's `approvers` decides nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ from runner.server.service import Conflict, Decided, FieldErrors, NotFound, Serv
 LABEL = {"approve": "已通过", "reject": "已驳回"}
 
 
-FRESH_SECONDS = 3600  # platforms' callbacks older (or newer) than this are refused, as DingTalk documents
+# how old (or new) a platform's callback may be: DingTalk documents one hour; Feishu and WeCom document none, but
+# Feishu waits 3 s for a card's answer and WeCom retries within seconds, so five minutes covers clock drift
+FRESH_SECONDS = {"feishu": 300, "dingtalk": 3600, "wecom": 300}
 
 
 def decided_card(decided: Decided) -> dict[str, Any]:
@@ -52,7 +58,7 @@ def decided_card(decided: Decided) -> dict[str, Any]:
 # verification, one function per platform; each returns the decoded callback or None if forged
 def verify_feishu(headers: Any, body: bytes, encrypt_key: str, now: float) -> bool:
     stamp, nonce = headers.get("x-lark-request-timestamp", ""), headers.get("x-lark-request-nonce", "")
-    if not stamp.isdigit() or abs(now - int(stamp)) > FRESH_SECONDS:
+    if not stamp.isdigit() or abs(now - int(stamp)) > FRESH_SECONDS["feishu"]:
         return False
     expected = hashlib.sha256((stamp + nonce + encrypt_key).encode() + body).hexdigest()
     return hmac.compare_digest(expected, headers.get("x-lark-signature", ""))
@@ -60,7 +66,7 @@ def verify_feishu(headers: Any, body: bytes, encrypt_key: str, now: float) -> bo
 
 def verify_dingtalk(headers: Any, secret: str, now: float) -> bool:
     stamp = headers.get("timestamp", "")
-    if not stamp.isdigit() or abs(now * 1000 - int(stamp)) > FRESH_SECONDS * 1000:
+    if not stamp.isdigit() or abs(now * 1000 - int(stamp)) > FRESH_SECONDS["dingtalk"] * 1000:
         return False
     digest = hmac.new(secret.encode(), f"{stamp}\n{secret}".encode(), hashlib.sha256).digest()
     return hmac.compare_digest(base64.b64encode(digest).decode(), headers.get("sign", ""))
@@ -93,25 +99,44 @@ class Channels:
         return os.environ.get(env, "") or None if env else None
 
 
-def _decide(request: Request, key: str, by: str) -> Decided | None:
+EXPIRED = "这条审核已失效"
+PLATFORMS = {"feishu": ("feishu", "lark", "feishu_app", "lark_app"), "dingtalk": ("dingtalk",),
+             "wecom": ("wecom", "wecom_app")}
+
+
+def _decide(request: Request, key: str, platform: str, sender: str, conversation: str | None) -> Decided | str:
+    """Applies the decision a verified callback carries, or says (in the chat) why it decides nothing."""
     service: Service = request.app.state.service
+    project = service.project
     try:
-        action, run_id, step, visit = parse_key(key, card_secret(service.project))
+        action, run_id, step, visit, channel = parse_key(key, card_secret(project))
     except ValueError:
-        return None
+        return EXPIRED
+    name = channel or project.settings.server.approval_channel or ""
+    config = project.settings.notify.channels.get(name)
+    if config is None or config.platform not in PLATFORMS[platform]:
+        return EXPIRED  # a card this server never sent through this platform
+    if config.chat_id and conversation != config.chat_id:
+        return "这张卡片只能在它发到的群里处理（转发出来的卡片不算数）"
+    if config.approvers and sender not in config.approvers and f"{platform}:{sender}" not in config.approvers:
+        return f"{sender} 不在「{name}」的审核人名单里（playbook.toml 的 [notify.channels.{name}] approvers）"
     comment = "（在聊天卡片上驳回，未写意见）" if action == "reject" else None
     try:
-        return service.decide(run_id, action, by=by, comment=comment, step=step, visit=visit)
+        return service.decide(run_id, action, by=f"{platform}:{sender}", comment=comment, step=step, visit=visit)
     except (NotFound, Conflict, FieldErrors):
-        return None
+        return EXPIRED
 
 
 def _json(body: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(body or b"{}")
+        return _dict(json.loads(body or b"{}"))
     except (ValueError, UnicodeDecodeError):
         return {}
-    return data if isinstance(data, dict) else {}
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """A signed body is the platform's, but its shape is still only what it says: anything else reads as empty."""
+    return value if isinstance(value, dict) else {}
 
 
 async def feishu_callback(request: Request) -> Response:
@@ -126,11 +151,14 @@ async def feishu_callback(request: Request) -> Response:
             return JSONResponse({"challenge": data.get("challenge")})
         return PlainTextResponse("401: bad signature", status_code=401)
     data = _json(body)
-    action = data.get("action") or (data.get("event") or {}).get("action") or {}
-    operator = data.get("open_id") or ((data.get("event") or {}).get("operator") or {}).get("open_id", "?")
-    decided = _decide(request, str((action.get("value") or {}).get("key", "")), f"feishu:{operator}")
-    if decided is None:
-        return JSONResponse({"toast": {"type": "error", "content": "这条审核已失效"}})
+    event = _dict(data.get("event"))  # schema 2.0 callbacks nest what the old ones send at the top
+    action = _dict(data.get("action") or event.get("action"))
+    operator = data.get("open_id") or _dict(event.get("operator")).get("open_id", "?")
+    chat = data.get("open_chat_id") or _dict(event.get("context")).get("open_chat_id")
+    key = str(_dict(action.get("value")).get("key", ""))
+    decided = _decide(request, key, "feishu", str(operator), str(chat) if chat else None)
+    if isinstance(decided, str):
+        return JSONResponse({"toast": {"type": "error", "content": decided}})
     return JSONResponse(decided_card(decided))
 
 
@@ -145,10 +173,12 @@ async def dingtalk_callback(request: Request) -> Response:
         return PlainTextResponse("409: this signature was used before — a replayed callback; DingTalk signs each "
                                  "callback anew", status_code=409)
     data = _json(await request.body())
-    key = str((data.get("text") or {}).get("content", "")).strip() or str((data.get("value") or {}).get("key", ""))
-    decided = _decide(request, key, f"dingtalk:{data.get('senderStaffId') or data.get('senderId', '?')}")
-    if decided is None:
-        return JSONResponse({"msgtype": "text", "text": {"content": "这条审核已失效"}})
+    key = str(_dict(data.get("text")).get("content", "")).strip() or str(_dict(data.get("value")).get("key", ""))
+    sender = str(data.get("senderStaffId") or data.get("senderId") or "?")
+    conversation = data.get("conversationId")
+    decided = _decide(request, key, "dingtalk", sender, str(conversation) if conversation else None)
+    if isinstance(decided, str):
+        return JSONResponse({"msgtype": "text", "text": {"content": decided}})
     text = f"{LABEL.get(decided.action)}：{decided.run_id} 步骤 {decided.step}（{decided.by}）"
     return JSONResponse({"msgtype": "text", "text": {"content": text}, "decided": decided.action,
                          "repeated": decided.repeated})
@@ -167,7 +197,7 @@ async def wecom_callback(request: Request) -> Response:
             return PlainTextResponse("401: bad signature", status_code=401)
         return PlainTextResponse(wecom_decrypt(echo, aes_key))
     stamp = q.get("timestamp", "")
-    if not stamp.isdigit() or abs(time.time() - int(stamp)) > FRESH_SECONDS:
+    if not stamp.isdigit() or abs(time.time() - int(stamp)) > FRESH_SECONDS["wecom"]:
         return PlainTextResponse("401: stale or missing timestamp", status_code=401)
     try:
         encrypted = ET.fromstring(await request.body()).findtext("Encrypt") or ""
@@ -180,9 +210,10 @@ async def wecom_callback(request: Request) -> Response:
         event = ET.fromstring(wecom_decrypt(encrypted, aes_key))
     except (ValueError, ET.ParseError, struct.error, IndexError):
         return PlainTextResponse("401: cannot decrypt", status_code=401)
-    decided = _decide(request, event.findtext("EventKey") or "", f"wecom:{event.findtext('FromUserName') or '?'}")
+    decided = _decide(request, event.findtext("EventKey") or "", "wecom", event.findtext("FromUserName") or "?",
+                      event.findtext("ChatId"))
     # WeCom updates a card through its update_template_card API (needs an access token), not in the reply
-    return PlainTextResponse("success" if decided else "expired")
+    return PlainTextResponse("expired" if isinstance(decided, str) else "success")
 
 
 ROUTES = [Route("/im/feishu", feishu_callback, methods=["POST"]),
