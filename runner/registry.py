@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel
 
@@ -118,6 +118,24 @@ class ToolInfo:
     description: str
     sends_secrets: bool = False  # its arguments carry credentials to a service (a header, a login form, a webhook)
     cpu_bound: bool = False  # seconds of CPU: it takes a CPU turn first, and its timeout counts from then
+    journal: bool = True  # False: a read of local files, done again if a crash cuts its step (nothing recorded)
+
+
+# A tool output field already made of JSON values (a table reader's rows): handed on as it is, not copied by
+# pydantic's dump — for 200,000 rows that copy was 100 MB.
+PLAIN_JSON = "plain-json"
+JsonRows = Annotated[list[dict[str, Any]], PLAIN_JSON]
+
+
+def output_value(result: Any) -> Any:
+    """A tool's result as the step's output: a model dumped to JSON values, its PLAIN_JSON fields as they are."""
+    if not isinstance(result, BaseModel):
+        return result
+    fields = type(result).model_fields
+    plain = {name for name, info in fields.items() if PLAIN_JSON in info.metadata}
+    dumped = result.model_dump(mode="json", exclude=plain)
+    return {name: getattr(result, name) if name in plain else dumped[name] for name in fields
+            if name in plain or name in dumped}
 
 
 class ToolFixtures(Protocol):
@@ -158,11 +176,14 @@ async def close_resources() -> None:
 _loaded = False
 
 
-def tool(name: str, *, sends_secrets: bool = False, cpu_bound: bool = False) -> Callable[[ToolFunction], ToolFunction]:
+def tool(name: str, *, sends_secrets: bool = False, cpu_bound: bool = False,
+         journal: bool = True) -> Callable[[ToolFunction], ToolFunction]:
     """Register an async tool `fn(args: InputModel, ctx: ToolContext) -> OutputModel`. `sends_secrets`: its
     arguments are meant to carry credentials to a service; any other tool gets secret values masked (`***`), so a
     key a model echoed never lands in a file, a sheet or a message. `cpu_bound`: it waits for a CPU turn of this
-    machine (runner/cpu_slots.py) before its step's timeout starts."""
+    machine (runner/cpu_slots.py) before its step's timeout starts. `journal=False`: a read of local files
+    with no effect elsewhere — its result (maybe a 200,000-row table) is not recorded for a resume to reuse; a
+    crash inside its step reads the file again."""
 
     def register(fn: ToolFunction) -> ToolFunction:
         hints = typing.get_type_hints(fn)
@@ -174,7 +195,7 @@ def tool(name: str, *, sends_secrets: bool = False, cpu_bound: bool = False) -> 
         output_model = output if isinstance(output, type) and issubclass(output, BaseModel) else None
         doc = inspect.getdoc(fn) or ""
         _TOOLS[name] = ToolInfo(name, fn, input_model, output_model, doc.split("\n")[0], sends_secrets,
-                                cpu_bound)
+                                cpu_bound, journal)
         return fn
 
     return register

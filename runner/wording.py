@@ -5,6 +5,7 @@ console, the web page, the reports and the IM cards say the same thing."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 STATUS = {
@@ -40,19 +41,37 @@ def number(value: Any, decimals: int = 2, suffix: str = "") -> str:
 
 def readable(value: Any, limit: int = 200) -> str:
     """A value as one line a person reads (outputs on the console): numbers formatted, yes/no, "—" for nothing,
-    lists joined with 、 and objects as 键：值 — not JSON with its 9000.0, null and true."""
-
-    def text(v: Any) -> str:
-        if v is None:
-            return "—"
-        if isinstance(v, bool | int | float):
-            return number(v)
-        if isinstance(v, dict):
-            return "{" + "，".join(f"{k}：{text(x)}" for k, x in v.items()) + "}"
-        if isinstance(v, list | tuple):
-            return "[" + "；".join(text(x) for x in v) + "]" if any(isinstance(x, dict) for x in v) else \
-                "[" + "、".join(text(x) for x in v) + "]"
-        return str(v)
-
-    shown = text(value)
+    lists joined with 、 and objects as 键：值 — not JSON with its 9000.0, null and true. Built piece by piece
+    and stopped at the limit: a 200,000-row output costs its first pieces, not its whole text."""
+    pieces: list[str] = []
+    size = 0
+    for piece in _pieces(value):
+        pieces.append(piece)
+        size += len(piece)
+        if size > limit:
+            break
+    shown = "".join(pieces)
     return shown if len(shown) <= limit else shown[:limit] + "…"
+
+
+def _pieces(v: Any) -> Iterator[str]:
+    if v is None:
+        yield "—"
+    elif isinstance(v, bool | int | float):
+        yield number(v)
+    elif isinstance(v, dict):
+        yield "{"
+        for i, (k, x) in enumerate(v.items()):
+            yield f"{'，' if i else ''}{k}："
+            yield from _pieces(x)
+        yield "}"
+    elif isinstance(v, list | tuple):
+        separator = "；" if any(isinstance(x, dict) for x in v) else "、"
+        yield "["
+        for i, x in enumerate(v):
+            if i:
+                yield separator
+            yield from _pieces(x)
+        yield "]"
+    else:
+        yield str(v)

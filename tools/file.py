@@ -91,7 +91,7 @@ class FileReadOutput(BaseModel):
     data: Any = Field(None, description="the parsed value of a .json file")
 
 
-@tool("file.read")
+@tool("file.read", journal=False)
 async def file_read(args: FileReadInput, ctx: ToolContext) -> FileReadOutput:
     """Read a text, markdown or json file (an earlier run's report, a brief, notes)."""
     from runner.tables.files import ENCODINGS

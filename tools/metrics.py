@@ -144,7 +144,7 @@ def _sniff(path: Path, args: dict[str, Any]) -> None:
     check_table(path, args)
 
 
-@tool("metrics.load")
+@tool("metrics.load", journal=False)
 async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
     """Load a time series, a KPI table, or event rows rolled up by `aggregate`: times parsed, numbers cleaned."""
     from tools.sheet import read_table_arg

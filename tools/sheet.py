@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner import atomic
-from runner.registry import ToolArgumentError, ToolContext, file_check, tool
+from runner.registry import JsonRows, ToolArgumentError, ToolContext, file_check, tool
 from runner.tables import Shape, Table, check_table, read_table
 from tools.columns import text_and_id
 from tools.sheet_ledger import WIDTH_SAMPLE, Ledger
@@ -40,7 +40,7 @@ class SheetReadInput(BaseModel):
 
 
 class SheetReadOutput(BaseModel):
-    rows: list[dict[str, Any]]
+    rows: JsonRows
     count: int
     columns: list[str]
     notice: str | None = Field(None, description="what was decided for you (header row, separator, mended rows, "
@@ -49,7 +49,7 @@ class SheetReadOutput(BaseModel):
     id_column: str | None = Field(None, description="with text_column: the id column ('' when rows were numbered)")
 
 
-@tool("sheet.read")
+@tool("sheet.read", journal=False)
 async def sheet_read(args: SheetReadInput, ctx: ToolContext) -> SheetReadOutput:
     """Read rows from a csv, xlsx or jsonl file."""
     return await asyncio.to_thread(_read, args, ctx)  # a 200,000-row workbook takes seconds: off the event loop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,11 @@ class Playbook:
 
     def step(self, step_id: str) -> Step:
         return next(s for s in self.spec.steps if s.id == step_id)
+
+    @functools.cached_property
+    def mapped(self) -> dict[str, bool]:
+        """Every step id, in order, and whether that step is a map."""
+        return {s.id: s.map is not None for s in self.spec.steps}
 
     def model_aliases(self) -> set[str]:
         """Aliases its LLM and agent steps (and its sub-playbooks') call."""

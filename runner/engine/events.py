@@ -185,10 +185,39 @@ def brief(event: dict[str, Any], limit: int = 2000) -> dict[str, Any]:
     for name in ("output", "items", "args", "prompt"):
         if name in out:
             value = out[name]
-            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-            if len(text) > limit:  # the preview is read by people (the run page): formatted, not cut-off JSON
-                out[name] = text[:limit] + "…" if isinstance(value, str) else readable(value, limit)
+            if isinstance(value, str):
+                out[name] = value if len(value) <= limit else value[:limit] + "…"
+            elif json_longer_than(value, limit) or \
+                    len(json.dumps(value, ensure_ascii=False, default=str)) > limit:
+                out[name] = readable(value, limit)  # read by people (the run page): formatted, not cut-off JSON
     return out
+
+
+def json_longer_than(value: Any, limit: int) -> bool:
+    """Whether `value`'s JSON surely has more than `limit` characters — found by walking only as far as the
+    limit (at most a few more characters than the JSON, never its whole text: a 200,000-row output is not
+    encoded to learn it is long). False means "not sure": short, or just around the limit."""
+    left = limit
+
+    def spent(v: Any) -> bool:
+        nonlocal left
+        if isinstance(v, dict):
+            left -= 2
+            for k, x in v.items():
+                left -= len(str(k)) + 4
+                if left < 0 or spent(x):
+                    return True
+        elif isinstance(v, list | tuple):
+            left -= 2
+            for x in v:
+                left -= 1
+                if left < 0 or spent(x):
+                    return True
+        else:
+            left -= len(v) + 2 if isinstance(v, str) else len(str(v))
+        return left < 0
+
+    return spent(value)
 
 
 def position(events_path: Path, run_id: str, tail_bytes: int = 256 * 1024) -> dict[str, Any] | None:

@@ -57,9 +57,9 @@ def new_run_id(name: str) -> str:
 
 
 def _result(step: Step, output: Any, status: str = "done", **extra: Any) -> dict[str, Any]:
-    """What `steps.<id>` holds: the output, its fields lifted for convenience, and per-kind fields."""
-    lifted = output if isinstance(output, dict) and step.map is None else {}
-    return {**lifted, "output": output, "status": status, **extra}
+    """What the state keeps of a step: its output and per-kind fields (templates see the output's fields lifted
+    beside them: runner/engine/nodes/base.py StepsView)."""
+    return {"output": output, "status": status, **extra}
 
 
 class StepNode:

@@ -301,12 +301,25 @@ def _xlsx(path: Path, name: str, shape: Shape, limit: int | None) -> Table:
             sheets = ", ".join(book.sheetnames)
             raise ToolArgumentError("sheet", f"'{name}' has no sheet '{shape.sheet}' (sheets: {sheets})")
         sheet = book[shape.sheet] if shape.sheet else book.worksheets[0]
-        records = ((n, row) for n, row in enumerate(sheet.iter_rows(values_only=True), start=1)
+        records = ((n, _json_values(row)) for n, row in enumerate(sheet.iter_rows(values_only=True), start=1)
                    if any(v is not None and str(v).strip() for v in row))
         return _shaped(records, name, shape, "", limit)
     finally:
         book.close()
         handle.close()
+
+
+PLAIN = (str, int, float, bool, type(None))
+
+
+def _json_values(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A workbook row with its dates, times and durations as the JSON text pydantic would give them, so rows are
+    JSON values as read (and handed on without a copy)."""
+    if all(isinstance(v, PLAIN) for v in row):
+        return row
+    from pydantic_core import to_jsonable_python
+
+    return tuple(v if isinstance(v, PLAIN) else to_jsonable_python(v) for v in row)
 
 
 def _jsonl(lines: list[str], name: str) -> Table:

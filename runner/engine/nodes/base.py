@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -114,9 +114,9 @@ class StepContext:
                                                              "llm_calls": 0, "cached": 0})
 
     @functools.cached_property
-    def steps(self) -> dict[str, Any]:
+    def steps(self) -> StepsView:
         """`steps` as this step's templates see it — built once per step, not once per map item."""
-        return steps_view(self.run.playbook, self.state.get("steps") or {})
+        return StepsView(self.run.playbook, self.state.get("steps") or {})
 
     def template_context(self, item: Any = None, *, with_item: bool = False) -> dict[str, Any]:
         spec = self.run.playbook.spec
@@ -216,13 +216,34 @@ def skipped_result(step: Step) -> dict[str, Any]:
     return dict(NOT_RUN_MAP if step.map is not None else NOT_RUN)
 
 
-def steps_view(playbook: Playbook, results: dict[str, Any]) -> dict[str, Any]:
+class StepsView(Mapping[str, Any]):
     """`steps` as templates see it. A step that did not run on the path taken (a switch branch not
     chosen, a step after `goto: end`) reads like one skipped by `when`: status skipped, output null —
-    so `steps.x.output or …` works, and a reference to it is never an undefined-name error."""
-    if len(results) == len(playbook.spec.steps):
-        return results
-    return {**{s.id: NOT_RUN_MAP if s.map is not None else NOT_RUN for s in playbook.spec.steps}, **results}
+    so `steps.x.output or …` works, and a reference to it is never an undefined-name error. A step's output
+    fields are lifted beside `output` (`steps.load.rows` is `steps.load.output.rows`) here, as they are read:
+    the run's state holds each output once, and its checkpoint serializes it once."""
+
+    def __init__(self, playbook: Playbook, results: dict[str, Any]) -> None:
+        self.mapped = playbook.mapped
+        self.results = results
+        self.seen: dict[str, Any] = {}
+
+    def __getitem__(self, step_id: str) -> Any:
+        if step_id in self.seen:
+            return self.seen[step_id]
+        result = self.results.get(step_id)
+        if result is None:
+            result = NOT_RUN_MAP if self.mapped[step_id] else NOT_RUN  # KeyError: not a step of this playbook
+        output = result.get("output")
+        view = {**output, **result} if isinstance(output, dict) and not self.mapped.get(step_id) else result
+        self.seen[step_id] = view
+        return view
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.mapped)
+
+    def __len__(self) -> int:
+        return len(self.mapped)
 
 
 def digest(value: Any) -> str:

@@ -13,7 +13,7 @@ from runner.cpu_slots import cpu_turn
 from runner.engine.nodes.base import StepContext, digest, step_kind
 from runner.errors import RunError
 from runner.messages import merged
-from runner.registry import ToolArgumentError, get_tool
+from runner.registry import ToolArgumentError, get_tool, output_value
 
 
 @step_kind("tool")
@@ -60,8 +60,6 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
             raise RunError(f"{info.name}: {exc}", step=ctx.step.id) from None
         ctx.run.hooks.on_tool_call(run_id=ctx.run.run_id, step=ctx.step.id, tool=info.name, args=raw,
                                    seconds=round(time.monotonic() - started, 3), **said)
-        if isinstance(result, pydantic.BaseModel):
-            return result.model_dump(mode="json")
-        return result
+        return output_value(result)
 
-    return await ctx.once(f"tool:{digest(raw)}", call)
+    return await ctx.once(f"tool:{digest(raw)}", call) if info.journal else await call()
