@@ -224,4 +224,4 @@ def _read_rows(file: Path, sheet: str | None) -> tuple[list[dict[str, Any]], lis
         table = read_table(file, file.name, Shape(sheet=sheet))
     except ToolArgumentError as exc:
         raise SuiteError([Diagnostic(str(file), 0, 0, str(exc))]) from None
-    return table.rows, table.lines
+    return table.rows, list(table.lines)

@@ -17,6 +17,7 @@ from runner.dsl import templates
 from runner.dsl.spec import Retry, Step
 from runner.dsl.validate import Playbook
 from runner.engine.events import HookList, Redactor
+from runner.engine.spill import Spill
 from runner.errors import CostLimitReached, RunCancelled, RunTakenOver, TemplateFailed
 from runner.models.llm import LlmClient, LlmRequest, LlmResult
 from runner.registry import ToolContext, ToolFixtures
@@ -55,6 +56,12 @@ class RunContext:
     distribute: MapDistributor | None = None  # a team server's runs: large maps in chunks across workers
     owner: tuple[int, str | None] | None = None  # the driving process (pid, host); chunk runners elsewhere: None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @functools.cached_property
+    def spill(self) -> Spill:
+        """Where this run's big step outputs are kept (outside its state)."""
+        return Spill(self.run_dir, self.run_id)
+
     # per (step, visit) whose journal was empty when this process first reached it: the keys it wrote since.
     # A key not among them cannot be journaled (one process drives a run), so it skips the lookup; None: look up.
     journal_fresh: dict[tuple[str, int], set[str] | None] = field(default_factory=dict)
@@ -116,7 +123,7 @@ class StepContext:
     @functools.cached_property
     def steps(self) -> StepsView:
         """`steps` as this step's templates see it — built once per step, not once per map item."""
-        return StepsView(self.run.playbook, self.state.get("steps") or {})
+        return StepsView(self.run.playbook, self.state.get("steps") or {}, self.run.spill)
 
     def template_context(self, item: Any = None, *, with_item: bool = False) -> dict[str, Any]:
         spec = self.run.playbook.spec
@@ -223,9 +230,10 @@ class StepsView(Mapping[str, Any]):
     fields are lifted beside `output` (`steps.load.rows` is `steps.load.output.rows`) here, as they are read:
     the run's state holds each output once, and its checkpoint serializes it once."""
 
-    def __init__(self, playbook: Playbook, results: dict[str, Any]) -> None:
+    def __init__(self, playbook: Playbook, results: dict[str, Any], spill: Spill) -> None:
         self.mapped = playbook.mapped
         self.results = results
+        self.spill = spill
         self.seen: dict[str, Any] = {}
 
     def __getitem__(self, step_id: str) -> Any:
@@ -234,7 +242,9 @@ class StepsView(Mapping[str, Any]):
         result = self.results.get(step_id)
         if result is None:
             result = NOT_RUN_MAP if self.mapped[step_id] else NOT_RUN  # KeyError: not a step of this playbook
-        output = result.get("output")
+        held = result.get("output")
+        if (output := self.spill.value(step_id, held)) is not held:
+            result = {**result, "output": output}
         view = {**output, **result} if isinstance(output, dict) and not self.mapped.get(step_id) else result
         self.seen[step_id] = view
         return view
