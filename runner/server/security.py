@@ -133,10 +133,6 @@ def check_json(request: Request) -> str | None:
     return None
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """ASGI middleware: a request body over `max_bytes` gets 413 — at once when its Content-Length says so, else as
     soon as the bytes received pass it — so an upload never fills the server's memory or disk past the limit."""
@@ -152,20 +148,35 @@ class BodyLimit:
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send)
             return
-        received = 0
+        received, too_large, answered = 0, False, False
 
         async def counted() -> Any:
-            nonlocal received
+            # past the limit the app is told the client left (its form parsing stops): no exception has to make it
+            # back through the middlewares in between, which wrap exceptions of their own
+            nonlocal received, too_large
+            if too_large:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message.get("type") == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    too_large = True
+                    return {"type": "http.disconnect"}
             return message
 
+        async def guarded(message: dict[str, Any]) -> None:
+            nonlocal answered
+            if too_large:
+                return  # the app's answer to a body it never got whole is not sent: the 413 is
+            answered = answered or message.get("type") == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not too_large:
+                raise
+        if too_large and not answered:
             await self._refuse(send)
 
     async def _refuse(self, send: Any) -> None:
