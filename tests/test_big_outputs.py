@@ -4,6 +4,7 @@ encoding that fails deep in the file is noticed there and the file read again in
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from runner.config import load_project
@@ -89,3 +90,28 @@ outputs: {count: "${{ steps.load.count }}", last: "${{ steps.load.rows[-1].text 
     done = cli("run", "gbk.yaml", "-i", f"f={path}", cwd=project_dir)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "40,010" in done.stdout and "物流很快" in done.stdout
+
+
+def test_steps_named_like_the_views_own_fields_and_steps_as_json(project_dir: Path) -> None:
+    """`steps` is read lazily (each output's fields lifted as it is read), yet a step named `results` or `spill`
+    is that step, and `steps | tojson` is every step's view."""
+    write_playbook(project_dir, """
+name: names
+steps:
+  - {id: results, tool: file.write, with: {path: a.txt, content: "x"}}
+  - {id: spill, tool: file.write, with: {path: b.txt, content: "${{ steps.results.bytes }}"}}
+outputs:
+  first: "${{ steps.results.output.path }}"
+  second: "${{ steps.spill.bytes }}"
+  everything: "${{ steps | tojson }}"
+""", "names.yaml")
+    done = cli("run", "names.yaml", cwd=project_dir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (record,) = (project_dir / ".playbook" / "runs").glob("*/run.json")
+    outputs = json.loads(record.read_text(encoding="utf-8"))["outputs"]
+    everything = json.loads(outputs["everything"])
+    assert set(everything) == {"results", "spill"}
+    assert everything["results"]["output"]["path"] == outputs["first"] and outputs["first"].endswith("a.txt")
+    assert outputs["second"] == everything["spill"]["bytes"] == everything["spill"]["output"]["bytes"]
+    written = (record.parent / "b.txt").read_text(encoding="utf-8").strip()
+    assert written == str(everything["results"]["bytes"])  # `steps.results.bytes` was the step's, lifted

@@ -44,8 +44,8 @@ def test_every_section_refuses_an_unknown_key_at_its_line(tmp_path: Path) -> Non
         "'encrypt_key_env'?) (keys here: encrypt_key_env, verification_token_env, app_secret_env, token_env, "
         "aes_key_env)",
         "playbook.toml:15:1: notify.channels.ops.url_evn: unknown key 'url_evn' (did you mean 'url_env'?) "
-        "(keys here: platform, url_env, secret_env, app_id_env, app_secret_env, chat_id, corp_id_env, agent_id, "
-        "touser, api_base)"]
+        "(keys here: platform, url_env, secret_env, app_id_env, app_secret_env, chat_id, approvers, corp_id_env, "
+        "agent_id, touser, api_base)"]
 
 
 def test_a_channel_the_server_names_must_be_defined(tmp_path: Path) -> None:

@@ -95,7 +95,12 @@ class _BoundedConcat(NodeTransformer):
 def _to_json(value: Any, indent: int | None = None) -> str:
     import json
 
-    return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
+    return json.dumps(value, ensure_ascii=False, indent=indent, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    """A mapping that is not a dict (`steps` itself) as its items; anything else as its text."""
+    return dict(value) if isinstance(value, Mapping) else str(value)
 
 
 def _cross(left: Any, right: Any, left_name: str = "a", right_name: str = "b") -> list[dict[str, Any]]:

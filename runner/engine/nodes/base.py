@@ -230,30 +230,32 @@ class StepsView(Mapping[str, Any]):
     fields are lifted beside `output` (`steps.load.rows` is `steps.load.output.rows`) here, as they are read:
     the run's state holds each output once, and its checkpoint serializes it once."""
 
+    # its own attributes start with `_`: the sandbox never lets a template reach them, and `steps.<id>` of a step
+    # named like one (`results`, `spill`) is that step
     def __init__(self, playbook: Playbook, results: dict[str, Any], spill: Spill) -> None:
-        self.mapped = playbook.mapped
-        self.results = results
-        self.spill = spill
-        self.seen: dict[str, Any] = {}
+        self._mapped = playbook.mapped
+        self._results = results
+        self._spill = spill
+        self._seen: dict[str, Any] = {}
 
     def __getitem__(self, step_id: str) -> Any:
-        if step_id in self.seen:
-            return self.seen[step_id]
-        result = self.results.get(step_id)
+        if step_id in self._seen:
+            return self._seen[step_id]
+        result = self._results.get(step_id)
         if result is None:
-            result = NOT_RUN_MAP if self.mapped[step_id] else NOT_RUN  # KeyError: not a step of this playbook
+            result = NOT_RUN_MAP if self._mapped[step_id] else NOT_RUN  # KeyError: not a step of this playbook
         held = result.get("output")
-        if (output := self.spill.value(step_id, held)) is not held:
+        if (output := self._spill.value(step_id, held)) is not held:
             result = {**result, "output": output}
-        view = {**output, **result} if isinstance(output, dict) and not self.mapped.get(step_id) else result
-        self.seen[step_id] = view
+        view = {**output, **result} if isinstance(output, dict) and not self._mapped.get(step_id) else result
+        self._seen[step_id] = view
         return view
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.mapped)
+        return iter(self._mapped)
 
     def __len__(self) -> int:
-        return len(self.mapped)
+        return len(self._mapped)
 
 
 def digest(value: Any) -> str:
