@@ -97,7 +97,7 @@ class StepNode:
                              **({"items": result.get("items", [])} if step.map is not None else {}),
                              **{k: result[k] for k in ("error", "errors") if result.get(k)}, **usage)
         if step.switch is None:  # a switch's output is read by its gate, and is small anyway
-            result["output"] = rc.spill.keep(step.id, visit, result["output"])
+            result["output"] = await rc.spill.keep(step.id, visit, result["output"])
         update["steps"] = {step.id: result}
         return update
 

@@ -5,6 +5,7 @@ and a resume in another process (a worker on the shared folder) reads the file b
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any, TextIO
@@ -24,10 +25,14 @@ class Spill:
         self.run_id = run_id
         self.live: dict[str, tuple[str, Any]] = {}  # step → (its file, its value), the latest visit only
 
-    def keep(self, step_id: str, visit: int, output: Any) -> Any:
-        """What the state holds for `output`: the output itself when small, else a marker naming its file."""
+    async def keep(self, step_id: str, visit: int, output: Any) -> Any:
+        """What the state holds for `output`: the output itself when small, else a marker naming its file
+        (written off the event loop: 25 MB take a second)."""
         if not json_longer_than(output, SPILL_CHARS):
             return output
+        return await asyncio.to_thread(self._write, step_id, visit, output)
+
+    def _write(self, step_id: str, visit: int, output: Any) -> dict[str, str]:
         name = f"{self.run_id}.{step_id}.{visit}.json"
         with atomic.replacing(self.folder / name) as temporary, temporary.open("w", encoding="utf-8") as handle:
             write_json(output, handle)
