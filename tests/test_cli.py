@@ -83,6 +83,8 @@ steps:
     assert outcome.error.startswith("step 'load': sheet.read: argument 'path': file 'missing.csv' not found")
     listed = cli("runs", "list", cwd=project_dir)
     assert outcome.run_id in listed.stdout and "\t失败\t" in listed.stdout
+    assert listed.stdout.splitlines()[0] == "运行 id\t剧本\t状态\t开始\t耗时\ttokens\t费用（CNY）"
+    assert cli("runs", cwd=project_dir).stdout == listed.stdout  # `playbook runs` alone lists them too
     shown = cli("runs", "show", outcome.run_id, cwd=project_dir)
     assert "missing.csv" in shown.stdout
     logs = cli("runs", "logs", outcome.run_id, cwd=project_dir)

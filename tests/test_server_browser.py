@@ -40,6 +40,12 @@ def test_edit_a_theme_in_the_browser_and_approve(served: str, server: FakeLLMSer
         assert "待审核" in page.inner_text("h2")
         page.click("#go-approve")
         page.wait_for_selector("#editor-themes")
+        # a text field opens as text: no JSON error, no JSON switch, its form input holds the draft's text
+        assert page.inner_text("#editor-summary .json-error") == ""
+        assert not page.is_visible("#json-summary") and page.is_hidden("#edit_summary")
+        summary = page.locator('#editor-summary [data-path="summary"]')
+        assert summary.input_value() == waiting["pending"]["draft"]["summary"]  # type: ignore[index]
+        summary.fill("物流是最大的问题：先换快递")
         page.check("#json-themes")  # a power user edits the JSON behind the form
         assert themes[0]["name"] in page.inner_text("#draft")  # the draft is rendered readably
         edited = json.loads(page.input_value("#edit_themes"))
@@ -58,6 +64,7 @@ def test_edit_a_theme_in_the_browser_and_approve(served: str, server: FakeLLMSer
         browser.close()
     done = wait_status(served, run_id, "done")
     assert done["outputs"]["themes"][0]["name"] == "物流太慢"  # type: ignore[index]
+    assert done["outputs"]["summary"] == "物流是最大的问题：先换快递"  # type: ignore[index]
     (record,) = done["approvals"]  # type: ignore[misc]
     assert {"path": "themes[0].name", "before": themes[0]["name"], "after": "物流太慢"} in record["diff"]
     report = Path(done["outputs"]["report"]).read_text(encoding="utf-8")  # type: ignore[index]

@@ -7,8 +7,15 @@ import typer
 from runner.cli.app import app
 from runner.cli.common import guard, out, project_here
 
-runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
+runs_app = typer.Typer(help="List and inspect runs (alone: the recent runs, as `runs list`).")
 app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback(invoke_without_command=True)
+def runs_default(context: typer.Context) -> None:
+    """`playbook runs` alone lists the recent runs."""
+    if context.invoked_subcommand is None:
+        runs_list()
 
 
 @runs_app.command("list")

@@ -48,9 +48,11 @@ def print_runs(out: Console, project: Project, limit: int) -> None:
         return
     store = open_store(project)
     table = Table()
-    table.add_column("运行 id", no_wrap=True)
-    for name in ("剧本", "状态", "开始", "耗时", "tokens", "费用"):
-        table.add_column(name)
+    headers = ("运行 id", "剧本", "状态", "开始", "耗时", "tokens", f"费用（{project.settings.currency}）")
+    for i, name in enumerate(headers):
+        table.add_column(name, no_wrap=i == 0)
+    if not out.is_terminal:
+        print("\t".join(headers))  # piped: a header line, then one tab-separated line per run
     for run in store.list_runs(limit):
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started_at"]))
         row = (run["id"], run["playbook"], status(shown_status(run)), started, _duration(project, run),

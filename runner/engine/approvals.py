@@ -15,18 +15,35 @@ class EditError(ValueError):
     """Edits that are not allowed or do not fit the draft's schema; nothing was applied."""
 
 
-def parse_set(pairs: list[str]) -> dict[str, Any]:
-    """`--set field=value` pairs; a value that parses as JSON is taken as JSON, else as text."""
+def parse_set(pairs: list[str], draft: Any = None) -> dict[str, Any]:
+    """`--set field=value` pairs, read as the approval hint and `-i` inputs are written: a field the draft holds
+    as text takes the value as text; any other takes JSON or YAML flow (`[{name: 物流, count: 3}]`), else text."""
+    texts = {k for k, v in draft.items() if isinstance(v, str)} if isinstance(draft, dict) else set()
     edits: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
             raise EditError(f"--set '{pair}': write it as field=value")
         name, raw = pair.split("=", 1)
-        try:
-            edits[name.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            edits[name.strip()] = raw
+        edits[name.strip()] = raw if name.strip() in texts else _value(raw)
     return edits
+
+
+def _value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        pass
+    if raw.lstrip()[:1] in ("[", "{"):  # YAML flow, as the hint shows it; bounded like every YAML we read
+        from runner.dsl.yaml_loader import safe_load
+        from runner.errors import PlaybookError
+
+        try:
+            return safe_load(raw, "--set")
+        except PlaybookError as exc:
+            reason = exc.diagnostics[0].message if exc.diagnostics else str(exc)
+            raise EditError(f"--set value {raw!r} is neither JSON nor YAML flow ({reason}); write it like "
+                            "'[{name: 物流, count: 3}]'") from None
+    return raw
 
 
 def apply_edits(draft: Any, edits: dict[str, Any], editable: list[str],

@@ -27,7 +27,7 @@ def build_decision(store: Store, run_id: str, action: str, pairs: list[str],
     """Validate edits against the waiting draft's editable fields and schema; nothing is applied if bad."""
     _, pending = _pending(store, run_id)
     try:
-        edits = parse_set(pairs)
+        edits = parse_set(pairs, pending["draft"])
         if edits_file is not None:
             try:
                 loaded = json.loads(edits_file.read_text(encoding="utf-8"))

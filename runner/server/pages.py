@@ -178,8 +178,9 @@ async def approval_page(request: Request, errors: dict[str, str] | None = None,
     values = {n: submitted.get(f"edit_{n}", _editable_text(draft.get(n))) for n in pending.get("editable") or []}
     rows = {n: min(30, max(3, values[n].count("\n") + 2)) for n in values}
     field_schemas = {n: field_schema(pending.get("schema"), n) for n in pending.get("editable") or []}
+    texts = {n: isinstance(draft.get(n), str) for n in values}  # posted as text (approval_post), edited as text
     return page(request, "approval.html", status, run=run, pending=pending, values=values, rows=rows,
-                field_schemas=field_schemas,
+                field_schemas=field_schemas, texts=texts,
                 errors=errors or {}, comment=submitted.get("comment", ""), by=submitted.get("by", ""),
                 deadline=_when(pending.get("deadline")))
 

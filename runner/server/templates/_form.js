@@ -201,15 +201,22 @@
     const host = editor.querySelector(".form");
     const toggle = editor.querySelector(".json-toggle");
     const problem = editor.querySelector(".json-error");
+    // a text field (the draft holds a string there) is posted as the text itself, not as JSON: no JSON view
+    const plain = editor.getAttribute("data-text") === "1";
+    if (plain) toggle.closest("label").hidden = true;
     function render() {
       let value;
-      try { value = JSON.parse(area.value); } catch (e) {
+      if (plain) value = area.value;
+      else try { value = JSON.parse(area.value); } catch (e) {
         problem.textContent = "JSON 有误，先在 JSON 里改对：" + e.message;
         return false;
       }
       problem.textContent = "";
       host.textContent = "";
-      host.appendChild(build(schemas[name], value, function (v) { area.value = JSON.stringify(v, null, 2); }, name));
+      const schema = plain && kind(schemas[name]) !== "string" ? {type: "string"} : schemas[name];
+      host.appendChild(build(schema, value, function (v) {
+        area.value = plain ? String(v) : JSON.stringify(v, null, 2);
+      }, name));
       return true;
     }
     toggle.addEventListener("change", function () {
