@@ -75,3 +75,70 @@ def _pieces(v: Any) -> Iterator[str]:
         yield "]"
     else:
         yield str(v)
+
+
+def field_schema(schema: Any, key: str) -> Any:
+    """The schema of one field of an object schema, or None."""
+    if not isinstance(schema, dict):
+        return None
+    return (schema.get("properties") or {}).get(key)
+
+
+def item_schema(schema: Any) -> Any:
+    return schema.get("items") if isinstance(schema, dict) else None
+
+
+def label(key: Any, schema: Any) -> str:
+    """A field's label: its schema `title` when the playbook gave one, else its name."""
+    title = (field_schema(schema, str(key)) or {}).get("title")
+    if not title or title == str(key).replace("_", " ").title():  # pydantic's own title is just the name
+        return str(key)
+    return str(title)
+
+
+def outline(value: Any, schema: Any = None, *, max_lines: int = 80) -> str:
+    """A draft as a person reads it in a terminal — each field under its title, list items numbered, a row of a
+    table on one line as 标题：值 · 标题：值 — not JSON with its keys, quotes and 0.0."""
+    lines: list[str] = []
+    _outline(value, schema, 0, lines)
+    if len(lines) > max_lines:
+        lines = [*lines[:max_lines], f"…（还有 {len(lines) - max_lines} 行：完整内容见审核页）"]
+    return "\n".join(lines)
+
+
+def _inline(value: Any) -> str | None:
+    """A scalar, or a list of scalars, on one line; None for anything nested."""
+    if isinstance(value, list | tuple):
+        parts = [_inline(v) for v in value]
+        return None if any(p is None or isinstance(v, list | tuple) for p, v in zip(parts, value, strict=True)) \
+            else "、".join(p for p in parts if p is not None) or "（空）"
+    if isinstance(value, dict):
+        return None
+    return "—" if value is None else number(value) if isinstance(value, bool | int | float) else str(value)
+
+
+def _outline(value: Any, schema: Any, depth: int, lines: list[str]) -> None:
+    pad = "  " * depth
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            text = _inline(inner)
+            if text is not None:
+                lines.append(f"{pad}{label(key, schema)}：{text}".replace("\n", "\n" + pad + "  "))
+            else:
+                lines.append(f"{pad}{label(key, schema)}：")
+                _outline(inner, field_schema(schema, str(key)), depth + 1, lines)
+    elif isinstance(value, list | tuple):
+        item = item_schema(schema)
+        for number_, inner in enumerate(value, start=1):
+            if isinstance(inner, dict) and all(_inline(v) is not None for v in inner.values()):
+                lines.append(f"{pad}{number_}. " + " · ".join(f"{label(k, item)}：{_inline(v)}"
+                                                             for k, v in inner.items()))
+            elif (text := _inline(inner)) is not None:
+                lines.append(f"{pad}{number_}. {text}")
+            else:
+                lines.append(f"{pad}{number_}.")
+                _outline(inner, item, depth + 1, lines)
+        if not value:
+            lines.append(f"{pad}（空）")
+    else:
+        lines.append(pad + (_inline(value) or ""))

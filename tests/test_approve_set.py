@@ -1,5 +1,6 @@
-"""`playbook approve --set` takes values as the approval hint writes them: YAML flow for lists and objects (like
-`-i` inputs), the text itself for a field the draft holds as text — even text that starts with a bracket."""
+"""The console's approval block reads like the page (an outline under the schema's titles), and `playbook approve
+--set` takes values as its hint writes them: YAML flow for lists and objects (like `-i` inputs), the text itself
+for a field the draft holds as text — even text that starts with a bracket."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ def test_set_takes_yaml_flow_and_text_fields_as_text(project_dir: Path, server: 
     waiting = cli("run", str(PLAYBOOK), "-i", f"comments={REVIEWS}", "-i", "limit=40", cwd=project_dir)
     assert waiting.returncode == 3, waiting.stdout + waiting.stderr
     run_id = re.search(r"playbook approve (\S+)", waiting.stdout).group(1)  # type: ignore[union-attr]
+    # the draft is shown as an outline under the schema's titles, not JSON; the editable fields by title
+    assert "（可修改：主题、总结、用户需求、FAQ 候选）" in waiting.stdout
+    assert "\n主题：\n  1. 主题：" in waiting.stdout and " · 评论数：" in waiting.stdout
+    assert '"themes"' not in waiting.stdout and '"name"' not in waiting.stdout
 
     broken = cli("approve", run_id, "--set", "themes=[{name: 物流, count: 3", cwd=project_dir)
     said = broken.stdout + broken.stderr

@@ -119,3 +119,15 @@ def test_number_filter_scales_to_wan_and_yi_and_labels_decisions() -> None:
     shown = render("${{ 1234567 | number(1, '万') }} ${{ 3200000000 | number(2, '亿') }} ${{ 9000.0 | number }} "
                    "${{ 'approve' | label }} ${{ 'reject' | label }}", {})
     assert shown == "123.5万 32亿 9,000 通过 驳回"
+
+
+def test_an_outline_labels_nests_and_stops_at_its_line_limit() -> None:
+    from runner.wording import outline
+
+    schema = {"properties": {"plan": {"title": "计划", "items": {"properties": {"steps": {"title": "步骤"}}}},
+                             "ok": {"title": "可以发"}}}
+    draft = {"plan": [{"steps": [{"a": 1}], "note": None}], "ok": True, "empty": [], "ratio": 0.0}
+    assert outline(draft, schema).splitlines() == [
+        "计划：", "  1.", "    步骤：", "      1. a：1", "    note：—", "可以发：是", "empty：（空）", "ratio：0"]
+    long = outline({"rows": [[i, [i]] for i in range(100)]}, max_lines=5).splitlines()
+    assert len(long) == 6 and long[-1].startswith("…（还有")

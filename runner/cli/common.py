@@ -3,7 +3,6 @@ current folder, and running a Runner action with console progress (Ctrl-C aware)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from runner.errors import PlaybookError, RunError
-from runner.wording import readable, status
+from runner.wording import label, outline, readable, status
 
 EXIT = {"done": 0, "failed": 1, "waiting": 3, "cancelled": 4, "moved": 1}  # 130: interrupted (runner/cli/interrupt.py)
 out = Console(highlight=False, soft_wrap=True)
@@ -74,12 +73,13 @@ def report(outcome: Any, currency: str) -> None:
     if outcome.status == "waiting":
         p = outcome.pending or {}
         out.print(f"\n[bold yellow]‖ 等待审核[/]：{escape(str(p.get('title')))}（步骤 {p.get('step')}）")
-        out.print(json.dumps(p.get("draft"), ensure_ascii=False, indent=2)[:3000], markup=False)
+        out.print(outline(p.get("draft"), p.get("schema")), markup=False)
         out.print(f"\n运行 id：{outcome.run_id}   [dim]{usage}[/]")
         out.print(f"  通过：  playbook approve {outcome.run_id}", markup=False)
         if p.get("editable"):
+            fields = "、".join(label(name, p.get("schema")) for name in p["editable"])
             out.print(f"  修改：  playbook approve {outcome.run_id} --set {p['editable'][0]}='…'  "
-                      f"（可修改：{', '.join(p['editable'])}）", markup=False)
+                      f"（可修改：{fields}）", markup=False)
         out.print(f"  驳回：  playbook reject {outcome.run_id} --comment '…'", markup=False)
     elif outcome.status == "done":
         if outcome.problems:  # done, but not silently: say what the run went on past

@@ -20,7 +20,7 @@ from runner import atomic
 from runner.errors import PlaybookError
 from runner.server.security import check_form, csrf_token, with_csrf_cookie
 from runner.server.service import Conflict, FieldErrors, NotFound, Service
-from runner.wording import STATUS, number, status
+from runner.wording import STATUS, field_schema, item_schema, label, number, status
 
 LABELS = STATUS  # run and step statuses, decisions: what the page says for `done`, `approve`, …
 
@@ -33,25 +33,6 @@ def shorten(text: str, limit: int) -> str:
     breaks = [cut.rfind(mark) for mark in ("。", "；", "，", "、", ". ", "; ", ", ", " ")]
     at = max(breaks)
     return (cut[:at + 1] if at >= limit * 0.6 else cut).rstrip(" ，、；,;") + "…"
-
-
-def field_schema(schema: Any, key: str) -> Any:
-    """The schema of one field of an object schema, or None."""
-    if not isinstance(schema, dict):
-        return None
-    return (schema.get("properties") or {}).get(key)
-
-
-def item_schema(schema: Any) -> Any:
-    return schema.get("items") if isinstance(schema, dict) else None
-
-
-def label(key: Any, schema: Any) -> str:
-    """A field's label: its schema `title` when the playbook gave one, else its name."""
-    title = (field_schema(schema, str(key)) or {}).get("title")
-    if not title or title == str(key).replace("_", " ").title():  # pydantic's own title is just the name
-        return str(key)
-    return str(title)
 
 
 @lru_cache(maxsize=1)
