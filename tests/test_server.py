@@ -200,12 +200,16 @@ def test_approval_edits_are_validated_in_place_and_audited(project: Path, server
         assert ok.status_code == 303
         stale = http.post(f"/runs/{run['id']}/approval", data={**form, "action": "reject", "comment": "晚了一步"})
         assert stale.status_code == 409 and "运营小王" in stale.text  # the second reviewer learns it did not apply
+        assert "<h2>这份草稿已经处理过了</h2>" in stale.text  # a page, with the way back to the run
+        assert f'href="/runs/{run["id"]}" id="message-link"' in stale.text
         done = wait_for(http, run["id"], "done")
         assert done["outputs"]["themes"] == themes
         (record,) = done["approvals"]
         assert record["by"] == "运营小王" and any(d["path"].startswith("themes") for d in record["diff"])
         detail = http.get(f"/runs/{run['id']}").text
         assert "物流太慢" in detail
+        assert done["outputs"]["report"] not in detail  # the output is the report's download link, not its path
+        assert f'<dd><a href="/runs/{run["id"]}/files/report.md">report.md</a></dd>' in detail
         assert "reviews_zh.csv" in detail and "请标注" in detail  # what the load and label steps were given
         report = http.get(f"/runs/{run['id']}/files/report.md")
         assert report.status_code == 200 and "物流太慢" in report.text

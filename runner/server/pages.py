@@ -82,8 +82,11 @@ async def run_page(request: Request) -> Response:
             step["status"] = run["shown_status"]
     approvals = [{**a, "when": _when(a["at"])} for a in svc.store.approvals(run["id"])]
     schemas = svc.output_schemas(run)
-    return page(request, "run.html", run=run, steps=steps, approvals=approvals, artifacts=svc.artifacts(run["id"]),
-                schemas=schemas,
+    artifacts = svc.artifacts(run["id"])
+    # an output naming a file of the run (a report, a workbook) is shown as its download link, not a server path
+    links = {str(path): f"/runs/{run['id']}/files/{path.name}" for a in artifacts for path in (a, a.resolve())}
+    return page(request, "run.html", run=run, steps=steps, approvals=approvals, artifacts=artifacts,
+                schemas=schemas, links=links,
                 started=_when(run["started_at"]), duration=_seconds(run["duration"]),
                 refresh=3 if run["shown_status"] in ("running", "queued") else None)
 
@@ -208,8 +211,9 @@ async def approval_post(request: Request) -> Response:
     except FieldErrors as exc:
         return await approval_page(request, exc.errors, form, status=422)
     if decided.repeated:  # a stale page: someone (or a chat card) decided this draft already
-        return PlainTextResponse(f"409: 这份草稿已由 {decided.by} 处理（{decided.action}），你的提交没有生效。"
-                                 f"请打开 /runs/{run['id']} 查看最新状态。", status_code=409)
+        return page(request, "message.html", 409, heading="这份草稿已经处理过了",
+                    text=f"这份草稿已由 {decided.by} {status(decided.action)}，你的提交没有生效。",
+                    link=f"/runs/{run['id']}", link_text="查看这次运行的最新状态")
     return RedirectResponse(f"/runs/{run['id']}", status_code=303)
 
 
