@@ -117,7 +117,13 @@ class RunTakenOver(RunCancelled):
 
 def interrupted(run_id: str) -> str:
     """The error an interrupted run keeps (Ctrl-C, SIGTERM, a kill the next command notices)."""
-    return f"interrupted before it finished; finished work is kept — resume with `playbook resume {run_id}`"
+    return f"运行未完成就被中断了；已完成的部分都保存着，继续运行：playbook resume {run_id}"
+
+
+def was_interrupted(run_id: str, error: str | None) -> bool:
+    """Whether a failed run's error is the interrupted one (also as runs recorded before it was in Chinese)."""
+    return error in (interrupted(run_id), f"interrupted before it finished; finished work is kept — resume with "
+                                          f"`playbook resume {run_id}`")
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -47,7 +47,8 @@ def test_ctrl_c_stops_the_run_names_it_and_resume_repeats_nothing(project_dir: P
     assert process.returncode == 130, err
     run_id = err.split("继续运行：playbook resume ")[1].split()[0]
     shown = cli("runs", "show", run_id, cwd=project_dir)
-    assert "状态：已中断" in shown.stdout and "interrupted" in shown.stdout
+    assert "状态：已中断" in shown.stdout and "运行未完成就被中断了" in shown.stdout
+    assert "interrupted" not in shown.stdout  # the run's error in the user's language, as the Ctrl-C line was
     finished = [e for e in _events(project_dir) if e.get("event") == "llm_call"]
     server.latency = 0.0
     asked_before = len(server.requests)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner.errors import interrupted
+from runner.errors import was_interrupted
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 HOST = socket.gethostname()
@@ -99,7 +99,7 @@ def shown_status(run: dict[str, Any]) -> str:
     or SIGTERM, are `interrupted` — resumable, with finished work kept."""
     if run["status"] == "running" and not run_alive(run):
         return "interrupted"
-    if run["status"] == "failed" and run.get("error") == interrupted(str(run["id"]).split(".")[0]):
+    if run["status"] == "failed" and was_interrupted(str(run["id"]).split(".")[0], run.get("error")):
         return "interrupted"
     return str(run["status"])
 
