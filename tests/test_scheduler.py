@@ -133,9 +133,14 @@ def test_schedule_commands_list_pause_resume_and_run_now(tmp_path: Path, monkeyp
     monkeypatch.chdir(make_project(tmp_path, DAILY))
     listed = cli("schedule", "list", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
-    assert "morning#1" in listed.stdout and "0 9 * * *" in listed.stdout and "Asia/Shanghai" in listed.stdout
+    assert "时区：Asia/Shanghai" in listed.stdout
+    (row,) = [line for line in listed.stdout.splitlines() if "morning#1" in line]  # one line, in 80 columns
+    assert "0 9 * * *" in row and "补一次" in row and "启用" in row
+    from rich.cells import cell_len
+
+    assert max(cell_len(line) for line in listed.stdout.splitlines()) <= 80
     assert cli("schedule", "pause", "morning#1", cwd=tmp_path).returncode == 0
-    assert "paused" in cli("schedule", "list", cwd=tmp_path).stdout
+    assert "已暂停" in cli("schedule", "list", cwd=tmp_path).stdout
     clock = Clock(datetime.now(SHANGHAI).replace(year=2030))
     assert tick(clock) == []  # paused: nothing starts however late it is
     assert cli("schedule", "resume", "morning#1", cwd=tmp_path).returncode == 0

@@ -62,22 +62,40 @@ def scheduler() -> None:
 
 @schedule_app.command("list")
 def schedule_list() -> None:
-    """Every schedule: cron, timezone, next time, paused, last run."""
+    """Every schedule: cron, next time, what a missed time does, paused or not, the last run."""
     async def show(s: Any) -> None:
         from rich.table import Table
 
         from runner.dsl.cron import local_text
 
-        table = Table("schedule", "cron", "timezone", "next", "catch_up", "state", "last", box=None)
+        zones = {item.timezone for item in s.schedules}
+        one_zone = len(zones) == 1
+        if one_zone:  # one timezone for all: said once, so a row fits 80 columns
+            out.print(f"时区：{next(iter(zones))}", markup=False)
+        table = Table("计划", "cron", "下次运行", "错过时", "状态", "上次", box=None)
         for item in s.schedules:
             state = s.state(item)
             fires = s.store.schedule_fires(item.id, limit=1)
-            last = f"{fires[0]['action']} {fires[0]['run_id'] or ''}".strip() if fires else "—"
-            table.add_row(item.id, item.cron, item.timezone, local_text(state["next_due"], item.timezone),
-                          item.catch_up, "paused" if state["paused"] else "active", last)
+            next_due = local_text(state["next_due"], item.timezone).rsplit(" ", 1)[0]  # without the zone's letters
+            table.add_row(item.id, item.cron, next_due if one_zone else f"{next_due}（{item.timezone}）",
+                          CATCH_UP.get(item.catch_up, item.catch_up), "已暂停" if state["paused"] else "启用",
+                          _last(fires[0], item.timezone) if fires else "—")
         out.print(table)
 
     guard(lambda: _with_scheduler(show))
+
+
+CATCH_UP = {"once": "补一次", "skip": "不补"}
+
+
+def _last(fire: dict[str, Any], timezone: str) -> str:
+    """The last time a schedule fired and what came of it, short (`playbook runs` has the run)."""
+    from runner.dsl.cron import local_text
+
+    action = str(fire["action"])
+    word = {"started": "已启动", "error": "出错"}.get(action) or \
+        (f"跳过（{action.split(':', 1)[1].strip()}）" if action.startswith("skipped") else action)
+    return f"{local_text(fire['due'], timezone)[5:16]} {word}"
 
 
 def _set_paused(schedule_id: str, paused: bool) -> None:
@@ -85,7 +103,7 @@ def _set_paused(schedule_id: str, paused: bool) -> None:
         item = s.get(schedule_id)
         s.state(item)
         s.store.schedule_pause(item.id, paused)
-        out.print(f"{item.id}: {'paused' if paused else 'active'}", markup=False)
+        out.print(f"{item.id}：{'已暂停' if paused else '启用'}", markup=False)
 
     guard(lambda: _with_scheduler(act))
 
