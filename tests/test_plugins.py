@@ -1,32 +1,49 @@
-"""Third-party tools arrive through the `playbook.tools` entry point (tests/plugin_example, installed by
-the setup command) and behave like built-ins: listed, validated, run."""
+"""Third-party tools arrive through the `playbook.tools` entry point (tests/plugin_example) and behave like
+built-ins: listed, validated, run. The example is not installed into the project's environment (a newcomer's
+`playbook tools` does not list it): a test puts it on the path of the commands it runs, with the package
+metadata an install would write."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from runner.cli import app
-from runner.registry import all_tools
-from tests.conftest import run_playbook, write_playbook
+from tests.conftest import ROOT, cli, write_playbook
 
 
-def test_plugin_tool_is_registered_listed_validated_and_run(project_dir: Path) -> None:
-    assert "example.reverse" in all_tools()
-    assert "example.reverse" in CliRunner().invoke(app, ["tools"]).stdout
+def _with_plugin(folder: Path) -> dict[str, str]:
+    """The environment of a process that has the example plugin installed: its code and its dist-info (name,
+    version, the `playbook.tools` entry point) on PYTHONPATH, as pip would leave them in site-packages."""
+    site = folder / "site"
+    info = site / "playbook_plugin_example-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: playbook-plugin-example\nVersion: 0.1.0\n",
+                                   encoding="utf-8")
+    (info / "entry_points.txt").write_text("[playbook.tools]\nexample = playbook_plugin_example\n",
+                                           encoding="utf-8")
+    paths = [str(site), str(ROOT / "tests" / "plugin_example"), os.environ.get("PYTHONPATH", "")]
+    return {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
+def test_plugin_tool_is_registered_listed_validated_and_run(project_dir: Path, tmp_path: Path) -> None:
+    env = _with_plugin(tmp_path)
+    assert "example.reverse" in cli("tools", cwd=project_dir, env=env).stdout
+    assert "example.reverse" not in cli("tools", cwd=project_dir).stdout  # not in the project's own environment
     text = "name: p\nsteps:\n  - {id: r, tool: example.reverse, with: {txt: a}}\n"
     bad = write_playbook(project_dir, text, "bad.yaml")
-    result = CliRunner().invoke(app, ["validate", str(bad)])
-    assert result.exit_code == 2 and "has no argument 'txt' (did you mean 'text'?)" in result.output
+    result = cli("validate", str(bad), cwd=project_dir, env=env)
+    assert result.returncode == 2 and "has no argument 'txt' (did you mean 'text'?)" in result.stderr + result.stdout
     path = write_playbook(project_dir, """
 name: plugin_user
 steps:
   - {id: r, tool: example.reverse, with: {text: 运营周报}}
 outputs: {text: "${{ steps.r.text }}"}
 """)
-    assert run_playbook(path).outputs == {"text": "报周营运"}
+    done = cli("run", str(path), cwd=project_dir, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (record,) = (project_dir / ".playbook" / "runs").glob("*/run.json")
+    assert json.loads(record.read_text(encoding="utf-8"))["outputs"] == {"text": "报周营运"}
 
 
 def test_builtin_tools_arrive_only_through_the_entry_point(project_dir: Path) -> None:
