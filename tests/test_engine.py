@@ -121,7 +121,7 @@ outputs: {title: "${{ steps.review.output.title }}", points: "${{ steps.review.p
     assert second.status == "waiting"
     assert second.pending["visit"] == 2 and second.pending["draft"]["title"] == "第二稿标题"
     store = SqliteStore(project_dir / ".playbook" / "state.db")
-    for bad in (["points=9"], ['title=["not", "a", "string"]']):
+    for bad in (["points=9"], ["nope=1"], ["title"]):  # not editable, no such field, no value
         with pytest.raises(PlaybookError):
             build_decision(store, first.run_id, "approve", bad, None, None, "lead", time.time())
     decision = build_decision(store, first.run_id, "approve", ["title=终稿标题"], None, "好", "lead",
