@@ -23,6 +23,7 @@ def test_set_takes_yaml_flow_and_text_fields_as_text(project_dir: Path, server: 
     assert "（可修改：主题、总结、用户需求、FAQ 候选）" in waiting.stdout
     assert "\n主题：\n  1. 主题：" in waiting.stdout and " · 评论数：" in waiting.stdout
     assert '"themes"' not in waiting.stdout and '"name"' not in waiting.stdout
+    assert re.search(r"次 LLM 调用，[\d,]+ tokens，费用 [\d.]+ CNY · 累计", waiting.stdout)  # a cost with its currency
 
     broken = cli("approve", run_id, "--set", "themes=[{name: 物流, count: 3", cwd=project_dir)
     said = broken.stdout + broken.stderr

@@ -43,7 +43,7 @@ class ConsoleProgress(Hooks):
                 "rejected": "[yellow]←[/]", "failed": "[red]×[/]"}.get(e["status"], "•")
         calls = int(e.get("llm_calls", 0))
         step_tokens = int(e.get("tokens_in", 0) + e.get("tokens_out", 0))
-        step_usage = (f"{calls} 次 LLM 调用，{step_tokens:,} tokens，费用 {e.get('cost', 0):.4f} · "
+        step_usage = (f"{calls} 次 LLM 调用，{step_tokens:,} tokens，费用 {e.get('cost', 0):.4f} {self.currency} · "
                       if calls or step_tokens else "")
         self.console.print(f"  {mark} {escape(_where(e))} {status(e['status'])}，用时 {e['seconds']:.1f} 秒  "
                            f"[dim]{step_usage}累计：tokens {self.tokens:,} · 费用 {self.cost:.4f} {self.currency}[/]")
