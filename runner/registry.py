@@ -49,6 +49,9 @@ class ToolContext:
     readable_paths: tuple[Path, ...] = ()  # [paths] read
     input_files: frozenset[Path] = frozenset()  # the run's `file` inputs, resolved: readable wherever they are
     store: Any = None  # the run's store (runner.store.Store): runs.previous reads earlier runs from it
+    # the JSON Schema of an argument written as one expression of a step's output (its titles label a written
+    # table's columns), or None: see runner.dsl.labels.expression_schema
+    arg_schema: Callable[[str], Any] = lambda name: None
 
     @property
     def state_db(self) -> Path:

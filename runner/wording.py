@@ -39,13 +39,14 @@ def number(value: Any, decimals: int = 2, suffix: str = "") -> str:
     return text + suffix
 
 
-def readable(value: Any, limit: int = 200) -> str:
+def readable(value: Any, limit: int = 200, schema: Any = None) -> str:
     """A value as one line a person reads (outputs on the console): numbers formatted, yes/no, "—" for nothing,
     lists joined with 、 and objects as 键：值 — not JSON with its 9000.0, null and true. Built piece by piece
-    and stopped at the limit: a 200,000-row output costs its first pieces, not its whole text."""
+    and stopped at the limit: a 200,000-row output costs its first pieces, not its whole text. Keys are shown
+    by their title when the value's JSON Schema gives one."""
     pieces: list[str] = []
     size = 0
-    for piece in _pieces(value):
+    for piece in _pieces(value, schema):
         pieces.append(piece)
         size += len(piece)
         if size > limit:
@@ -54,7 +55,7 @@ def readable(value: Any, limit: int = 200) -> str:
     return shown if len(shown) <= limit else shown[:limit] + "…"
 
 
-def _pieces(v: Any) -> Iterator[str]:
+def _pieces(v: Any, schema: Any = None) -> Iterator[str]:
     if v is None:
         yield "—"
     elif isinstance(v, bool | int | float):
@@ -62,8 +63,8 @@ def _pieces(v: Any) -> Iterator[str]:
     elif isinstance(v, dict):
         yield "{"
         for i, (k, x) in enumerate(v.items()):
-            yield f"{'，' if i else ''}{k}："
-            yield from _pieces(x)
+            yield f"{'，' if i else ''}{label(k, schema)}："
+            yield from _pieces(x, field_schema(schema, str(k)))
         yield "}"
     elif isinstance(v, list | tuple):
         separator = "；" if any(isinstance(x, dict) for x in v) else "、"
@@ -71,7 +72,7 @@ def _pieces(v: Any) -> Iterator[str]:
         for i, x in enumerate(v):
             if i:
                 yield separator
-            yield from _pieces(x)
+            yield from _pieces(x, item_schema(schema))
         yield "]"
     else:
         yield str(v)

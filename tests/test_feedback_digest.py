@@ -31,7 +31,10 @@ def workbook_ids(run_dir: Path) -> list[str]:
     book = openpyxl.load_workbook(run_dir / "feedback_labelled.xlsx", read_only=True)
     assert book.sheetnames == ["标注", "聚类", "回复草稿", "用户需求", "重复"]
     rows = list(book["标注"].iter_rows(values_only=True))
-    assert rows[0] == ("id", "text", "dup_count", "sentiment", "topic", "good_case")
+    assert rows[0] == ("编号", "评论", "重复数", "情感", "话题", "好案例")  # headers a person reads
+    assert {r[5] for r in rows[1:]} <= {"是", "否"}  # booleans as a report writes them
+    requests = list(book["用户需求"].iter_rows(values_only=True))
+    assert requests[0] == ("优先级", "需求", "证据")  # no `columns:` header given: the output schema's titles
     assert all(r[3] in ("正面", "中性", "负面") for r in rows[1:])
     assert sum(int(r[2]) for r in rows[1:]) == len(review_ids())
     ids = [str(r[0]) for r in rows[1:]]

@@ -26,7 +26,7 @@ def test_feedback_digest_reads_a_file_whose_columns_are_not_id_and_text(project_
     run_dir = next((project_dir / ".playbook" / "runs").iterdir())
     sheet = openpyxl.load_workbook(run_dir / "feedback_labelled.xlsx")["标注"]
     header = [c.value for c in sheet[1]]
-    ids = [row[header.index("id")] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    ids = [row[header.index("编号")] for row in sheet.iter_rows(min_row=2, values_only=True)]
     # every comment kept its own id (near-duplicates are dropped by text.dedupe)
     assert len(ids) >= 2 and set(ids) <= {f"A{n:03d}" for n in range(1, 13)}
     report = (run_dir / "report.md").read_text(encoding="utf-8")

@@ -41,4 +41,4 @@ def test_readme_run_without_key_reaches_approval_and_finishes(tmp_path: Path) ->
     assert second.returncode == 0, second.stderr
     book = openpyxl.load_workbook(tmp_path / ".playbook" / "runs" / run_id / "feedback_labelled.xlsx")
     rows = list(book["标注"].iter_rows(values_only=True))
-    assert rows[0][3] == "sentiment" and len(rows) == 21 and all(r[3] in ("正面", "中性", "负面") for r in rows[1:])
+    assert rows[0][3] == "情感" and len(rows) == 21 and all(r[3] in ("正面", "中性", "负面") for r in rows[1:])

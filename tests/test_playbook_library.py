@@ -210,7 +210,7 @@ def test_feedback_digest_replies_are_tied_to_negative_comments(project_dir: Path
     assert done.status == "done", done.error
     labelled = {str(r[0]): r for r in sheet_rows(done.outputs["workbook"], "标注")[1:]}
     replies = sheet_rows(done.outputs["workbook"], "回复草稿")
-    assert replies[0] == ("id", "text", "reply", "addresses") and len(replies) == 13
+    assert replies[0] == ("编号", "评论", "回复草稿", "针对的问题") and len(replies) == 13
     for rid, text, reply, _ in replies[1:]:
         assert labelled[str(rid)][3] == "负面" and labelled[str(rid)][1] == text and reply
     report = Path(done.outputs["report"]).read_text(encoding="utf-8")

@@ -64,7 +64,7 @@ def test_gbk_and_utf8_bom_csv_read_back_the_same_rows(tmp_path: Path) -> None:
     assert bom.rows == [{"评论": r["text"]} for r in rows]
 
 
-def test_xlsx_with_10000_chinese_rows_reopens_identical(tmp_path: Path) -> None:
+def test_xlsx_with_10000_chinese_rows_reopens_identical_with_yes_no_for_booleans(tmp_path: Path) -> None:
     rows = [{"id": i, "评论": f"第{i}条：" + "这家店的服务真的很贴心，下次还来。" * (1 + i % 4),
              "情感": ["正面", "中性", "负面"][i % 3], "好案例": i % 7 == 0} for i in range(10_000)]
     out = call("sheet.write", tmp_path, path="labelled.xlsx", rows=rows, sheet="标注")
@@ -76,4 +76,4 @@ def test_xlsx_with_10000_chinese_rows_reopens_identical(tmp_path: Path) -> None:
     assert sheet.freeze_panes == "A2" and sheet["A1"].font.bold
     back = [dict(zip(["id", "评论", "情感", "好案例"], r, strict=True))
             for r in sheet.iter_rows(min_row=2, values_only=True)]
-    assert back == rows
+    assert back == [{**r, "好案例": "是" if r["好案例"] else "否"} for r in rows]  # a yes/no as a person reads it

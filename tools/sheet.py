@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from runner import atomic
 from runner.registry import JsonRows, ToolArgumentError, ToolContext, file_check, tool
 from runner.tables import Shape, Table, check_table, read_table
+from runner.wording import label
 from tools.columns import text_and_id
 from tools.sheet_ledger import WIDTH_SAMPLE, Ledger
 
@@ -141,8 +142,12 @@ def _write(args: SheetWriteInput, ctx: ToolContext, target: Path) -> SheetWriteO
     if suffix not in (".xlsx", ".csv", ".jsonl"):
         raise ToolArgumentError("path", f"'{args.path}': unsupported file type '{suffix}'; use .xlsx, .csv or .jsonl")
     fields = list(args.columns or _columns(args.rows))
-    headers = [args.columns[f] for f in fields] if isinstance(args.columns, dict) else fields
-    rows = [{h: _lookup(row, f) for f, h in zip(fields, headers, strict=True)} for row in args.rows] \
+    if isinstance(args.columns, dict):
+        headers = [args.columns[f] for f in fields]
+    else:  # a table a person opens gets the fields' titles as headers; a jsonl file stays data
+        headers = _titled(fields, ctx.arg_schema("rows")) if suffix != ".jsonl" else fields
+    shown = _yes_no if suffix != ".jsonl" else _as_is
+    rows = [{h: shown(_lookup(row, f)) for f, h in zip(fields, headers, strict=True)} for row in args.rows] \
         if args.columns or suffix != ".jsonl" else args.rows
     ledger = Ledger(ctx.run_dir, target)
     if not ledger.known() and target.exists() and (suffix == ".xlsx" or args.mode == "append"):
@@ -160,6 +165,25 @@ def _write(args: SheetWriteInput, ctx: ToolContext, target: Path) -> SheetWriteO
         notice = (f"去掉了 {sum(removed.values())} 个工作簿存不下的控制字符（{where}）；"
                   "其余文字原样保存")
     return SheetWriteOutput(path=str(target), count=len(args.rows), sheet=args.sheet, notice=notice)
+
+
+def _titled(fields: list[str], rows_schema: Any) -> list[str]:
+    """Each field's `title` from the rows' schema (a step output's `{name: {type: string, title: 主题}}`) where
+    there is one and it names no other column, else the field's name."""
+    item = rows_schema.get("items") if isinstance(rows_schema, dict) else None
+    headers: list[str] = []
+    for name in fields:
+        title = label(name, item)
+        headers.append(title if title not in headers and title not in fields else name)
+    return headers
+
+
+def _yes_no(value: Any) -> Any:
+    return ("是" if value else "否") if isinstance(value, bool) else value
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 def _seed(ledger: Ledger, target: Path, name: str) -> None:

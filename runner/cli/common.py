@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from runner.errors import PlaybookError, RunError
-from runner.wording import label, outline, readable, status
+from runner.wording import field_schema, label, outline, readable, status
 
 EXIT = {"done": 0, "failed": 1, "waiting": 3, "cancelled": 4, "moved": 1}  # 130: interrupted (runner/cli/interrupt.py)
 out = Console(highlight=False, soft_wrap=True)
@@ -66,7 +66,14 @@ def guard(fn: Any) -> None:
         raise fail(exc) from None
 
 
-def report(outcome: Any, currency: str) -> None:
+def schemas_of(run: dict[str, Any] | None) -> dict[str, Any]:
+    """The labels of a run's inputs and outputs (see runner.dsl.labels), from the playbook text it ran."""
+    from runner.dsl.validate import run_schemas
+
+    return run_schemas(run["path"], run["source"]) if run else {"steps": {}, "inputs": {}, "outputs": {}}
+
+
+def report(outcome: Any, currency: str, schemas: dict[str, Any] | None = None) -> None:
     from runner.engine.nodes.on_error import describe
 
     usage = f"tokens {outcome.tokens_in + outcome.tokens_out:,} · 费用 {outcome.cost:.4f} {currency}"
@@ -90,7 +97,8 @@ def report(outcome: Any, currency: str) -> None:
         else:
             out.print(f"\n[bold green]✓ 已完成[/] {outcome.run_id}   [dim]{usage}[/]")
         for key, value in outcome.outputs.items():
-            out.print(f"  {key}：{readable(value)}", markup=False)
+            shape = (schemas or {}).get("outputs")
+            out.print(f"  {label(key, shape)}：{readable(value, 200, field_schema(shape, key))}", markup=False)
         out.print(f"  运行目录：{outcome.run_dir}", markup=False)
     else:
         err.print(f"\n[bold red]× {status(outcome.status)}[/] {outcome.run_id}：", end="")
@@ -139,11 +147,12 @@ def execute(action: Any, run_id: str | None = None, *, existing: bool = True) ->
     try:
         outcome = drive(act(), project=project, run_id=run_id, on_stop=runner.close,
                         say=lambda text: err.print(f"\n{text}", markup=False))
+        if outcome.status == "queued":  # handed to a team server's workers (a schedule's run-now): follow it there
+            from runner.cli.follow import follow
+
+            outcome = follow(project, outcome.run_id, out)
+        schemas = schemas_of(runner.store.get_run(outcome.run_id))
     finally:
         runner.close()
-    if outcome.status == "queued":  # handed to a team server's workers (a schedule's run-now): follow it there
-        from runner.cli.follow import follow
-
-        outcome = follow(project, outcome.run_id, out)
-    report(outcome, project.settings.currency)
+    report(outcome, project.settings.currency, schemas)
     raise typer.Exit(EXIT[outcome.status])

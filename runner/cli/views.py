@@ -10,13 +10,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from runner.cli.common import schemas_of
 from runner.config import Project
 from runner.engine.liveness import duration, shown_status
 from runner.engine.nodes.on_error import describe
 from runner.engine.step_log import where_it_stopped
 from runner.errors import NoSuchRun
 from runner.store import Store, has_store, open_store, store_location
-from runner.wording import readable, status
+from runner.wording import field_schema, label, readable, status
 
 
 def print_tools(out: Console) -> None:
@@ -83,7 +84,9 @@ def show_run(out: Console, project: Project, run_id: str) -> None:
     out.print(f"[bold]{run['id']}[/]  {run['playbook']}  状态：[bold]{status(shown)}[/]")
     out.print(f"文件：{run['path']}   耗时：{_duration(project, run)}   tokens：输入 {run['tokens_in']:,} / 输出 "
               f"{run['tokens_out']:,}   费用：{run['cost']:.4f}", markup=False)
-    out.print("输入：" + readable(run["inputs"], 600), markup=False)
+    schemas = schemas_of(run)
+    out.print("输入：" + "；".join(f"{label(k, schemas['inputs'])}：{readable(v, 200)}"
+                                  for k, v in (run["inputs"] or {}).items()), markup=False)
     if shown == "interrupted" and run["status"] == "running":
         reached = where_it_stopped(store, project.run_dir(run["id"].split(".")[0]), run["id"])
         where = f"，停在步骤 {reached['step']}" if reached else ""
@@ -102,7 +105,8 @@ def show_run(out: Console, project: Project, run_id: str) -> None:
     if run["outputs"]:
         out.print("输出：", markup=False)
         for key, value in run["outputs"].items():
-            out.print(f"  {key}：{readable(value, 600)}", markup=False)
+            shape = schemas["outputs"]
+            out.print(f"  {label(key, shape)}：{readable(value, 600, field_schema(shape, key))}", markup=False)
     for decision in store.approvals(run["id"]):
         out.print(f"审核 {decision['step']}（第 {decision['visit']} 次）：{status(decision['action'])}，审核人 "
                   f"{decision['by']}，{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(decision['at']))}"

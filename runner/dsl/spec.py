@@ -60,6 +60,8 @@ InputType = Literal["string", "integer", "number", "boolean", "file", "list", "o
 
 class InputSpec(Model):
     type: InputType = "string"
+    title: str | None = Field(None, description="a short label for forms and reports (default: the description "
+                                                "up to its first comma or bracket, when that is short)")
     description: str | None = None
     default: Any = None
     required: bool | None = Field(None, description="defaults to true when there is no default")

@@ -10,7 +10,7 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel, TypeAdapter
 
-from runner.dsl import template_check, templates
+from runner.dsl import labels, template_check, templates
 from runner.dsl.inputs import coerce, unmet_requirements
 from runner.dsl.lint import foreign_templates
 from runner.dsl.load import LoadedPlaybook, load_playbook
@@ -52,6 +52,16 @@ class Playbook:
         """Every step id, in order, and whether that step is a map."""
         return {s.id: s.map is not None for s in self.spec.steps}
 
+    @functools.cached_property
+    def step_schemas(self) -> dict[str, Any]:
+        """Each step's output schema (a map's: the list of its items'), for labels: see runner.dsl.labels."""
+        return labels.step_schemas(self)
+
+    @functools.cached_property
+    def schemas(self) -> dict[str, Any]:
+        """Schemas that label a run's steps, inputs and outputs: see runner.dsl.labels."""
+        return labels.playbook_schemas(self)
+
     def model_aliases(self) -> set[str]:
         """Aliases its LLM and agent steps (and its sub-playbooks') call."""
         spec = self.spec
@@ -63,6 +73,16 @@ class Playbook:
 
 def load_and_validate(path: str | Path, text: str | None = None) -> Playbook:
     return validate(load_playbook(path, text))
+
+
+@functools.lru_cache(maxsize=64)  # a run page refreshes every few seconds; the source of a run never changes
+def run_schemas(path: str, source: str) -> dict[str, Any]:
+    """The schemas labelling a run (Playbook.schemas) from the playbook text it was started with; none when that
+    text no longer validates (a run of an older version)."""
+    try:
+        return load_and_validate(path, source).schemas
+    except PlaybookError:
+        return {"steps": {}, "inputs": {}, "outputs": {}}
 
 
 def validate(loaded: LoadedPlaybook, _stack: tuple[Path, ...] = ()) -> Playbook:

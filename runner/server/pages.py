@@ -17,6 +17,8 @@ from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from runner import atomic
+from runner.dsl.labels import input_title
+from runner.dsl.validate import Playbook
 from runner.errors import PlaybookError
 from runner.server.security import check_form, csrf_token, with_csrf_cookie
 from runner.server.service import Conflict, FieldErrors, NotFound, Service
@@ -81,12 +83,13 @@ async def run_page(request: Request) -> Response:
         if step["status"] == "running" and run["shown_status"] != "running":
             step["status"] = run["shown_status"]
     approvals = [{**a, "when": _when(a["at"])} for a in svc.store.approvals(run["id"])]
-    schemas = svc.output_schemas(run)
+    schemas = svc.schemas(run)
     artifacts = svc.artifacts(run["id"])
     # an output naming a file of the run (a report, a workbook) is shown as its download link, not a server path
     links = {str(path): f"/runs/{run['id']}/files/{path.name}" for a in artifacts for path in (a, a.resolve())}
     return page(request, "run.html", run=run, steps=steps, approvals=approvals, artifacts=artifacts,
-                schemas=schemas, links=links,
+                schemas=schemas["steps"], inputs_schema=schemas["inputs"],
+                outputs_schema=schemas["outputs"], links=links,
                 started=_when(run["started_at"]), duration=_seconds(run["duration"]),
                 refresh=3 if run["shown_status"] in ("running", "queued") else None)
 
@@ -223,7 +226,13 @@ async def playbooks_page(request: Request) -> Response:
 
 async def start_page(request: Request) -> Response:
     playbook = service(request).playbook(request.path_params["name"])
-    return page(request, "start.html", playbook=playbook, values={}, errors={})
+    return _start_form(request, playbook, 200, {}, {})
+
+
+def _start_form(request: Request, playbook: Playbook, status: int, values: dict[str, Any],
+                errors: dict[str, str]) -> Response:
+    titles = {name: input_title(name, spec) for name, spec in playbook.spec.inputs.items()}
+    return page(request, "start.html", status, playbook=playbook, titles=titles, values=values, errors=errors)
 
 
 async def start_post(request: Request) -> Response:
@@ -252,7 +261,7 @@ async def start_post(request: Request) -> Response:
             key = named.group(1) if named and named.group(1) in playbook.spec.inputs else ""
             errors[key] = f"{errors[key]}；{diagnostic.message}" if key in errors else diagnostic.message
         values = {n[3:]: v for n, v in form.items() if n.startswith("in_")}
-        return page(request, "start.html", 422, playbook=playbook, values=values, errors=errors)
+        return _start_form(request, playbook, 422, values, errors)
     return RedirectResponse(f"/runs/{run_id}", status_code=303)
 
 

@@ -5,7 +5,6 @@ approvals (once), start runs. Runs continue in background tasks of the server's 
 from __future__ import annotations
 
 import asyncio
-import functools
 import glob
 import re
 import time
@@ -17,7 +16,7 @@ from runner import atomic
 from runner.assembly import assemble
 from runner.config import Project
 from runner.dsl.output_schema import to_model
-from runner.dsl.validate import Playbook, load_and_validate
+from runner.dsl.validate import Playbook, load_and_validate, run_schemas
 from runner.engine import liveness, step_log
 from runner.engine.approvals import EditError, apply_edits, diff
 from runner.engine.events import Hooks
@@ -25,7 +24,6 @@ from runner.engine.execute import new_run_id
 from runner.engine.liveness import shown_status, this_process
 from runner.engine.preflight import prepare_inputs
 from runner.errors import DecisionTaken, PlaybookError, RunError
-from runner.registry import get_tool, tool_names
 from runner.team import queue
 
 
@@ -85,9 +83,10 @@ class Service:
             reached = step_log.where_it_stopped(self.store, run_dir, run["id"])
         return {**run, "shown_status": shown, "duration": liveness.duration(run, run_dir), "reached": reached}
 
-    def output_schemas(self, run: dict[str, Any]) -> dict[str, Any]:
-        """Each step's output schema (labels, bounds) from the playbook source the run was started with."""
-        return step_schemas(run["path"], run["source"])
+    def schemas(self, run: dict[str, Any]) -> dict[str, Any]:
+        """Schemas (labels, bounds) of each step's output and of the run's inputs and outputs, from the playbook
+        source the run was started with."""
+        return run_schemas(run["path"], run["source"])
 
     def step_rows(self, run_id: str) -> list[dict[str, Any]]:
         """The run's steps as the store keeps them (status, time, usage, map progress, first input, output)."""
@@ -213,39 +212,6 @@ class Service:
         """Wait for background runs (tests, shutdown)."""
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
-
-
-@functools.lru_cache(maxsize=64)  # the run page refreshes every few seconds; the source of a run never changes
-def step_schemas(path: str, source: str) -> dict[str, Any]:
-    try:
-        playbook = load_and_validate(path, source)
-    except PlaybookError:
-        return {}
-    schemas: dict[str, Any] = {}
-    for step in playbook.spec.steps:
-        if step.id in playbook.output_schemas:  # a map's output is the list of its items' outputs
-            schema = playbook.output_schemas[step.id]
-            schemas[step.id] = {"type": "array", "items": schema} if step.map is not None else schema
-        info = get_tool(step.tool) if step.tool in tool_names() else None
-        if info is not None and info.output_model is not None and step.map is None:
-            schemas[step.id] = inline_refs(info.output_model.model_json_schema())
-    return schemas
-
-
-def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    """A pydantic JSON Schema with its `$ref`s replaced by the definitions (pages walk it field by field)."""
-    defs = schema.get("$defs", {})
-
-    def walk(node: Any, depth: int = 0) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node and depth < 20:  # a recursive model stops being expanded here
-                return walk(defs.get(node["$ref"].split("/")[-1], {}), depth + 1)
-            return {k: walk(v, depth) for k, v in node.items() if k != "$defs"}
-        if isinstance(node, list):
-            return [walk(v, depth) for v in node]
-        return node
-
-    return dict(walk(schema))
 
 
 def _field_errors(message: str, editable: list[str]) -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from runner.config import Project
 from runner.dsl import templates
+from runner.dsl.labels import expression_schema
 from runner.dsl.spec import Retry, Step
 from runner.dsl.validate import Playbook
 from runner.engine.events import HookList, Redactor
@@ -208,7 +209,10 @@ class StepContext:
                            allowed_paths=self.run.project.writable_paths,
                            base_dir=self.run.playbook.path.parent, settings=self.run.project.settings,
                            playbook=self.run.playbook.spec.name, readable_paths=self.run.project.readable_paths,
-                           input_files=files, store=self.run.store)
+                           input_files=files, store=self.run.store, arg_schema=self.arg_schema)
+
+    def arg_schema(self, name: str) -> Any:
+        return expression_schema((self.step.with_ or {}).get(name), self.run.playbook.step_schemas)
 
 
 NOT_RUN: dict[str, Any] = {"output": None, "status": "skipped", "visits": 0}
