@@ -82,6 +82,14 @@ class SchedulerSettings(BaseModel):
     grace: float = Field(300.0, ge=0, description="seconds after its time that a run still counts as on time")
 
 
+class UiSettings(BaseModel):
+    """What a person reads: the language of the CLI, the pages, the notices and the reports."""
+
+    model_config = ConfigDict(extra="forbid")
+    language: Literal["zh_CN", "en"] | None = Field(None, description="zh_CN or en (default: the locale, else "
+                                                                      "zh_CN); read by runner.i18n")
+
+
 class LocalSettings(BaseModel):
     """The embedded llama.cpp model (`local`)."""
 
@@ -194,6 +202,7 @@ class ProjectFile(BaseModel):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     local: LocalSettings = Field(default_factory=LocalSettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
 

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from runner.i18n import LANGUAGES, N_, _, catalog
+
 
 @dataclass(frozen=True, order=True)
 class Diagnostic:
@@ -115,15 +117,21 @@ class RunTakenOver(RunCancelled):
     whatever stops for a cancel stops for this), but writes nothing — the run is the new owner's now."""
 
 
+INTERRUPTED = N_("Interrupted before it finished; what finished is kept. To continue: playbook resume {run_id}")
+
+
 def interrupted(run_id: str) -> str:
     """The error an interrupted run keeps (Ctrl-C, SIGTERM, a kill the next command notices)."""
-    return f"运行未完成就被中断了；已完成的部分都保存着，继续运行：playbook resume {run_id}"
+    return _(INTERRUPTED).format(run_id=run_id)
 
 
 def was_interrupted(run_id: str, error: str | None) -> bool:
-    """Whether a failed run's error is the interrupted one (also as runs recorded before it was in Chinese)."""
-    return error in (interrupted(run_id), f"interrupted before it finished; finished work is kept — resume with "
-                                          f"`playbook resume {run_id}`")
+    """Whether a failed run's error is the interrupted one, in any language (and as runs recorded before the
+    catalog said it)."""
+    said = {catalog(language).gettext(INTERRUPTED).format(run_id=run_id) for language in LANGUAGES}
+    return error in said | {f"运行未完成就被中断了；已完成的部分都保存着，继续运行：playbook resume {run_id}",
+                            f"interrupted before it finished; finished work is kept — resume with "
+                            f"`playbook resume {run_id}`"}
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

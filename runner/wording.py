@@ -8,20 +8,37 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+from runner.i18n import N_, _
+
 STATUS = {
     # runs
-    "done": "已完成", "failed": "失败", "waiting": "待审核", "running": "运行中", "cancelled": "已取消",
-    "interrupted": "已中断", "queued": "排队中", "moved": "已由其他进程接手",
+    "done": N_("status|done"), "failed": N_("status|failed"), "waiting": N_("status|waiting for approval"),
+    "running": N_("status|running"), "cancelled": N_("status|cancelled"), "interrupted": N_("status|interrupted"),
+    "queued": N_("status|queued"), "moved": N_("status|taken over by another process"),
     # steps
-    "skipped": "已跳过", "approved": "已通过", "rejected": "已驳回",
+    "skipped": N_("status|skipped"), "approved": N_("status|approved"), "rejected": N_("status|rejected"),
     # decisions
-    "approve": "通过", "reject": "驳回",
+    "approve": N_("decision|approve"), "reject": N_("decision|reject"),
 }
 
 
 def status(word: Any) -> str:
-    """A status or decision word in Chinese; anything unknown as it is."""
-    return STATUS.get(str(word), str(word)) if word is not None else "—"
+    """A status or decision word in the user's language; anything unknown as it is."""
+    if word is None:
+        return "—"
+    return worded(STATUS[str(word)]) if str(word) in STATUS else str(word)
+
+
+def statuses() -> dict[str, str]:
+    """Every status and decision word, in the user's language (the pages' `labels`)."""
+    return {key: worded(message) for key, message in STATUS.items()}
+
+
+def worded(message: str) -> str:
+    """A short word with its context (`status|done`): its translation, else the word after the bar (one English
+    word means different things in different places, so the catalog keeps them apart)."""
+    found = _(message)
+    return found.split("|", 1)[1] if found == message else found
 
 
 def number(value: Any, decimals: int = 2, suffix: str = "") -> str:
@@ -29,11 +46,11 @@ def number(value: Any, decimals: int = 2, suffix: str = "") -> str:
     suffix (e.g. '%') follows a number only, never the dash; '万' or '亿' also scales: 1234567, 1, '万' →
     '123.5万'. The page's and the templates' `number` filter both come here."""
     if isinstance(value, bool):
-        return "是" if value else "否"
+        return _("yes") if value else _("no")
     if not isinstance(value, int | float):
         return "—" if value is None else str(value)
     if isinstance(value, float) and not math.isfinite(value):
-        return "无穷" if math.isinf(value) else "无"
+        return _("infinite") if math.isinf(value) else _("not a number")
     rounded = round(float(value / {"万": 1e4, "亿": 1e8}.get(suffix, 1)), decimals)
     text = f"{rounded:,.0f}" if rounded == int(rounded) else f"{rounded:,.{decimals}f}".rstrip("0")
     return text + suffix
@@ -103,7 +120,8 @@ def outline(value: Any, schema: Any = None, *, max_lines: int = 80) -> str:
     lines: list[str] = []
     _outline(value, schema, 0, lines)
     if len(lines) > max_lines:
-        lines = [*lines[:max_lines], f"…（还有 {len(lines) - max_lines} 行：完整内容见审核页）"]
+        lines = [*lines[:max_lines], _("…({count} more lines: the approval page shows all of it)").format(
+            count=len(lines) - max_lines)]
     return "\n".join(lines)
 
 
@@ -112,7 +130,7 @@ def _inline(value: Any) -> str | None:
     if isinstance(value, list | tuple):
         parts = [_inline(v) for v in value]
         return None if any(p is None or isinstance(v, list | tuple) for p, v in zip(parts, value, strict=True)) \
-            else "、".join(p for p in parts if p is not None) or "（空）"
+            else _("、").join(p for p in parts if p is not None) or _("(empty)")
     if isinstance(value, dict):
         return None
     return "—" if value is None else number(value) if isinstance(value, bool | int | float) else str(value)
@@ -140,6 +158,6 @@ def _outline(value: Any, schema: Any, depth: int, lines: list[str]) -> None:
                 lines.append(f"{pad}{number_}.")
                 _outline(inner, item, depth + 1, lines)
         if not value:
-            lines.append(f"{pad}（空）")
+            lines.append(pad + _("(empty)"))
     else:
         lines.append(pad + (_inline(value) or ""))

@@ -67,7 +67,7 @@ def imports(root: Path) -> tuple[dict[str, set[str]], list[str]]:
                     edges[name].add(target)
                     if target == submodule:
                         bound[alias.asname or alias.name] = submodule
-                    if alias.name.startswith("_") and target != name:
+                    if alias.name.startswith("_") and alias.name != "_" and target != name:  # `_`: gettext's
                         violations.append(f"{where}: imports {alias.name} from {source}")
         for node in ast.walk(tree):
             if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")

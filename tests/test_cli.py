@@ -60,7 +60,7 @@ def test_graph_matches_snapshot() -> None:
 
 def test_tools_lists_arguments() -> None:
     result = CliRunner().invoke(app, ["tools"])
-    assert "sheet.read" in result.stdout and "path: str (required)" in result.stdout
+    assert "sheet.read" in result.stdout and "path: str (必填)" in result.stdout
 
 
 def test_bad_input_value_is_a_user_error(project_dir: Path) -> None:

@@ -7,7 +7,9 @@ from typing import Any
 
 from rich.markup import escape
 
+from runner.cli import click_words
 from runner.cli.app import app, main
+from runner.i18n import _
 
 # registered in this order, the order `playbook --help` lists them
 COMMAND_GROUPS = ("run", "runs", "authoring", "evals", "schedules", "serve", "team")
@@ -16,13 +18,16 @@ for _group in COMMAND_GROUPS:
 
 
 def _plain_help(typer_app: Any) -> None:
-    """Help text is plain text, not rich markup: `[[schedules]]` and `[paths] read` show as written."""
+    """Help text is plain text, not rich markup: `[[schedules]]` and `[paths] read` show as written. A command's
+    help is its docstring, in the user's language (scripts/catalog.py puts the docstrings in the catalog)."""
     for command in typer_app.registered_commands:
-        command.help = escape(command.help or inspect.getdoc(command.callback) or "")
+        doc = inspect.getdoc(command.callback)
+        command.help = escape(command.help or (_(doc) if doc else ""))
     for group in typer_app.registered_groups:
         _plain_help(group.typer_instance)
 
 
 _plain_help(app)
+click_words.install()
 
 __all__ = ["COMMAND_GROUPS", "app", "main"]

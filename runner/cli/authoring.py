@@ -7,14 +7,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from runner.cli.app import app
 from runner.cli.common import error_line, fail, out, playbook_path, print_warnings, project_here
 from runner.errors import PlaybookError
+from runner.i18n import _
 
 
 @app.command()
-def validate(playbooks: Annotated[list[Path], typer.Argument(help="playbook files")]) -> None:
+def validate(playbooks: Annotated[list[Path], typer.Argument(help=_("playbook files"))]) -> None:
     """Check playbooks without running them (no model, no network)."""
     from runner.dsl.validate import load_and_validate
     from runner.engine.preflight import model_problems
@@ -29,7 +31,7 @@ def validate(playbooks: Annotated[list[Path], typer.Argument(help="playbook file
             if problems := model_problems(playbook, project):
                 raise PlaybookValidationError(problems)
             print_warnings(playbook)
-            out.print(f"[green]ok[/] {path}")
+            out.print("[green]" + _("ok") + f"[/] {escape(str(path))}")
         except PlaybookError as exc:
             failed = True
             for diagnostic in exc.diagnostics:
@@ -50,8 +52,8 @@ def graph(playbook: Path) -> None:
 
 
 @app.command()
-def schema(output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
-           suite: Annotated[bool, typer.Option("--suite", help="the eval suite schema instead")] = False) -> None:
+def schema(output: Annotated[Path | None, typer.Option("--output", "-o", help=_("the file to write"))] = None,
+           suite: Annotated[bool, typer.Option("--suite", help=_("the eval suite schema instead"))] = False) -> None:
     """Write the playbook (or eval suite) JSON Schema, for editors, to a file or stdout."""
     from runner.dsl.json_schema import playbook_json_schema
     from runner.evals.suite import suite_json_schema
@@ -59,7 +61,7 @@ def schema(output: Annotated[Path | None, typer.Option("--output", "-o")] = None
     text = json.dumps(suite_json_schema() if suite else playbook_json_schema(), ensure_ascii=False, indent=2)
     if output:
         output.write_text(text + "\n", encoding="utf-8")
-        out.print(f"wrote {output}")
+        out.print(_("wrote {path}").format(path=output), markup=False)
     else:
         print(text)
 

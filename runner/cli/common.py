@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from runner.errors import PlaybookError, RunError
-from runner.wording import field_schema, label, outline, readable, status
+from runner.i18n import _
+from runner.wording import field_schema, label, number, outline, readable, status
 
 EXIT = {"done": 0, "failed": 1, "waiting": 3, "cancelled": 4, "moved": 1}  # 130: interrupted (runner/cli/interrupt.py)
 out = Console(highlight=False, soft_wrap=True)
@@ -28,13 +29,13 @@ def fail(exc: PlaybookError | RunError) -> typer.Exit:
 
 
 def error_line(text: str) -> None:
-    err.print("[red]error[/] ", end="")
+    err.print("[red]" + _("error") + "[/] ", end="")
     err.print(text, markup=False)
 
 
 def print_warnings(playbook: Any) -> None:
     for diagnostic in playbook.warnings:
-        err.print("[yellow]warning[/] ", end="")
+        err.print("[yellow]" + _("warning") + "[/] ", end="")
         err.print(str(diagnostic), markup=False, soft_wrap=True)
 
 
@@ -76,41 +77,44 @@ def schemas_of(run: dict[str, Any] | None) -> dict[str, Any]:
 def report(outcome: Any, currency: str, schemas: dict[str, Any] | None = None) -> None:
     from runner.engine.nodes.on_error import describe
 
-    usage = f"tokens {outcome.tokens_in + outcome.tokens_out:,} · 费用 {outcome.cost:.4f} {currency}"
+    usage = escape(_("tokens {tokens} · cost {cost} {currency}").format(
+        tokens=number(outcome.tokens_in + outcome.tokens_out), cost=f"{outcome.cost:.4f}", currency=currency))
     if outcome.status == "waiting":
         p = outcome.pending or {}
-        out.print(f"\n[bold yellow]‖ 等待审核[/]：{escape(str(p.get('title')))}（步骤 {p.get('step')}）")
+        waiting = _("{title} (step {step})").format(title=p.get("title"), step=p.get("step"))
+        out.print("\n[bold yellow]‖ " + _("Waiting for approval") + f"[/]：{escape(waiting)}")
         out.print(outline(p.get("draft"), p.get("schema")), markup=False)
-        out.print(f"\n运行 id：{outcome.run_id}   [dim]{usage}[/]")
-        out.print(f"  通过：  playbook approve {outcome.run_id}", markup=False)
+        out.print("\n" + _("Run id") + f"：{outcome.run_id}   [dim]{usage}[/]")
+        out.print(_("  approve:  playbook approve {run_id}").format(run_id=outcome.run_id), markup=False)
         if p.get("editable"):
-            fields = "、".join(label(name, p.get("schema")) for name in p["editable"])
-            out.print(f"  修改：  playbook approve {outcome.run_id} --set {p['editable'][0]}='…'  "
-                      f"（可修改：{fields}）", markup=False)
-        out.print(f"  驳回：  playbook reject {outcome.run_id} --comment '…'", markup=False)
+            fields = _("、").join(label(name, p.get("schema")) for name in p["editable"])
+            out.print(_("  edit:     playbook approve {run_id} --set {field}='…'  (editable: {fields})").format(
+                run_id=outcome.run_id, field=p["editable"][0], fields=fields), markup=False)
+        out.print(_("  reject:   playbook reject {run_id} --comment '…'").format(run_id=outcome.run_id), markup=False)
     elif outcome.status == "done":
         if outcome.problems:  # done, but not silently: say what the run went on past
-            out.print(f"\n[bold yellow]✓ 已完成，但有 {len(outcome.problems)} 处出错已按 on_error 跳过[/] "
-                      f"{outcome.run_id}   [dim]{usage}[/]")
+            went_on = _("✓ done, but {count} errors were skipped by on_error").format(count=len(outcome.problems))
+            out.print(f"\n[bold yellow]{escape(went_on)}[/] {outcome.run_id}   [dim]{usage}[/]")
             for problem in outcome.problems:
                 out.print(f"  [yellow]![/] {escape(describe(problem))}", soft_wrap=True)
         else:
-            out.print(f"\n[bold green]✓ 已完成[/] {outcome.run_id}   [dim]{usage}[/]")
+            out.print(f"\n[bold green]✓ {status('done')}[/] {outcome.run_id}   [dim]{usage}[/]")
         for key, value in outcome.outputs.items():
             shape = (schemas or {}).get("outputs")
             out.print(f"  {label(key, shape)}：{readable(value, 200, field_schema(shape, key))}", markup=False)
-        out.print(f"  运行目录：{outcome.run_dir}", markup=False)
+        out.print(_("  Run folder: {path}").format(path=outcome.run_dir), markup=False)
     else:
         err.print(f"\n[bold red]× {status(outcome.status)}[/] {outcome.run_id}：", end="")
         err.print(str(outcome.error), markup=False, soft_wrap=True)
         for problem in outcome.problems:
-            err.print(f"  出错后按 on_error 继续过：{describe(problem)}", markup=False, soft_wrap=True)
-        if outcome.status == "failed" and outcome.resumable:
-            err.print(f"  已完成的部分都保存着；排除原因后继续：playbook resume {outcome.run_id}",
+            err.print(_("  went on past an error (on_error): {problem}").format(problem=describe(problem)),
                       markup=False, soft_wrap=True)
+        if outcome.status == "failed" and outcome.resumable:
+            err.print(_("  What finished is kept; once the cause is fixed, continue: playbook resume {run_id}").format(
+                run_id=outcome.run_id), markup=False, soft_wrap=True)
         elif outcome.status == "failed":  # resume runs the same playbook text: only a corrected file gets past it
-            err.print("  这是 playbook 本身的问题：改好后用 playbook run 重新运行（resume 会用同一份 playbook，"
-                      "还会在这里失败）", markup=False, soft_wrap=True)
+            err.print(_("  This is a problem in the playbook itself: correct it and start again with playbook run "
+                        "(resume uses the same playbook and would fail here again)"), markup=False, soft_wrap=True)
 
 
 def project_with_runs(run_id: str) -> Any:

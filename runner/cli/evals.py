@@ -6,11 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from runner.cli.app import app
 from runner.cli.common import err, fail, out, project_here
 from runner.errors import PlaybookError
+from runner.i18n import _
+from runner.wording import number
 
 if TYPE_CHECKING:
     from runner.evals.engine import Mode
@@ -26,22 +29,24 @@ def suite_files(paths: list[Path]) -> list[Path]:
 
 @app.command("eval")
 def eval_command(
-    suites: Annotated[list[Path], typer.Argument(help="suite files, or folders of them (evals/)")],
-    record: Annotated[bool, typer.Option("--record", help="write every LLM reply into the suite's cassette")] = False,
-    replay: Annotated[bool, typer.Option("--replay", help="answer every LLM call from the cassette; no network")]
+    suites: Annotated[list[Path], typer.Argument(help=_("suite files, or folders of them (evals/)"))],
+    record: Annotated[bool, typer.Option("--record", help=_("write every LLM reply into the suite's cassette"))
+                      ] = False,
+    replay: Annotated[bool, typer.Option("--replay", help=_("answer every LLM call from the cassette; no network"))]
     = False,
-    repeat: Annotated[int | None, typer.Option("--repeat", min=1, help="runs per case (default: the suite's)")] = None,
-    k: Annotated[int | None, typer.Option("--k", min=1, help="a case passes if at least k runs pass")] = None,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="cases at once")] = None,
-    case: Annotated[list[str] | None, typer.Option("--case", help="only this case (repeatable)")] = None,
-    baseline: Annotated[Path | None, typer.Option("--baseline", help="compare with this report "
-                                                  "(default: the suite's saved baseline)")] = None,
-    save_baseline: Annotated[bool, typer.Option("--save-baseline", help="store this report as the baseline")]
+    repeat: Annotated[int | None, typer.Option("--repeat", min=1, help=_("runs per case (default: the suite's)"))
+                      ] = None,
+    k: Annotated[int | None, typer.Option("--k", min=1, help=_("a case passes if at least k runs pass"))] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help=_("cases at once"))] = None,
+    case: Annotated[list[str] | None, typer.Option("--case", help=_("only this case (repeatable)"))] = None,
+    baseline: Annotated[Path | None, typer.Option("--baseline", help=_("compare with this report (default: the "
+                                                                       "suite's saved baseline)"))] = None,
+    save_baseline: Annotated[bool, typer.Option("--save-baseline", help=_("store this report as the baseline"))]
     = False,
-    real_models: Annotated[bool, typer.Option("--real-models", help="ignore the suite's fake_llm and call the "
-                                              "models in playbook.toml")] = False,
-    report: Annotated[Path | None, typer.Option("--report", help="folder for the JSON, markdown, HTML and JUnit "
-                                                "reports")] = None,
+    real_models: Annotated[bool, typer.Option("--real-models", help=_("ignore the suite's fake_llm and call the "
+                                                                      "models in playbook.toml"))] = False,
+    report: Annotated[Path | None, typer.Option("--report", help=_("folder for the JSON, markdown, HTML and JUnit "
+                                                                   "reports"))] = None,
 ) -> None:
     """Run eval suites: assertions on outputs and steps, scripted approvals, record/replay, baselines.
 
@@ -50,7 +55,7 @@ def eval_command(
     from runner.evals.session import EvalOptions, evaluate_suite
 
     if record and replay:
-        err.print("[red]error[/] --record and --replay exclude each other", markup=True)
+        err.print("[red]" + _("error") + "[/] " + _("--record and --replay exclude each other"))
         raise typer.Exit(2)
     mode: Mode = "record" if record else "replay" if replay else "live"
     options = EvalOptions(mode=mode, repeat=repeat, k=k, concurrency=concurrency, cases=case or [],
@@ -66,16 +71,18 @@ def eval_command(
             worst = 2
             continue
         r = result.report
-        table = Table(title=f"{r['suite']} ({r['mode']}, N={r['repeat']['n']}, k={r['repeat']['k']})")
-        for column in ("case", "result", "pass rate", "score", "tokens", "cost", "s/run"):
+        modes = {"live": _("live models"), "record": _("recording"), "replay": _("replay")}
+        mode_word = modes.get(r["mode"], r["mode"])
+        table = Table(title=f"{r['suite']}（{mode_word}，N={r['repeat']['n']}，k={r['repeat']['k']}）")
+        for column in (_("Case"), _("Result"), _("Passed runs"), _("Score"), "tokens", _("Cost"), _("Seconds per run")):
             table.add_column(column)
         changes = {c["id"]: c for c in (r.get("comparison") or {}).get("cases", [])}
         for c in r["cases"]:
-            mark = "[green]pass[/]" if c["passed"] else "[red]FAIL[/]"
+            mark = "[green]" + _("pass") + "[/]" if c["passed"] else "[red]" + _("FAIL") + "[/]"
             if changes.get(c["id"], {}).get("change") == "regressed":
-                mark += " [red](regressed)[/]"
-            table.add_row(c["id"], mark, f"{c['passes']}/{c['runs']}", f"{c['mean_score']:.2f}", f"{c['tokens']:,}",
-                          f"{c['cost']:.4f}", f"{c['seconds']:.2f}")
+                mark += " [red]" + escape(_("(regressed)")) + "[/]"
+            table.add_row(c["id"], mark, f"{c['passes']}/{c['runs']}", number(c["mean_score"]), number(c["tokens"]),
+                          f"{c['cost']:.4f}", number(c["seconds"]))
         out.print(table)
         for c in r["cases"]:
             for line in failure_lines(c) if not c["passed"] else []:
@@ -84,15 +91,18 @@ def eval_command(
         comparison = r.get("comparison")
         if comparison:
             score = comparison["score"]
-            out.print(f"baseline: mean score {score['mean_delta']:+.3f} (95% {score['interval'][0]:+.3f} … "
-                      f"{score['interval'][1]:+.3f}); regressed cases: "
-                      f"{', '.join(comparison['regressed_cases']) or 'none'}", markup=False)
+            against = _("Against the baseline: mean score {delta} (95% {low} … {high}); regressed cases: {cases}")
+            out.print(against.format(
+                delta=f"{score['mean_delta']:+.3f}", low=f"{score['interval'][0]:+.3f}",
+                high=f"{score['interval'][1]:+.3f}", cases=", ".join(comparison["regressed_cases"]) or _("none")),
+                markup=False)
             for c in comparison["cases"]:
                 if c.get("diverged") and c["change"] in ("regressed", "still failing"):
-                    out.print(f"  {c['id']}: first diverging step {step_name(c['diverged']['step'])} "
-                              f"({c['diverged']['what']})", markup=False)
+                    out.print(_("  {case}: first diverging step {step} ({what})").format(
+                        case=c["id"], step=step_name(c["diverged"]["step"]), what=c["diverged"]["what"]), markup=False)
         t = r["totals"]
-        out.print(f"{t['passed']}/{t['cases']} cases passed · {t['tokens']:,} tokens · cost {t['cost']:.4f} · "
-                  f"reports: {result.files['html'].parent}", markup=False)
+        out.print(_("{passed}/{cases} cases passed · {tokens} tokens · cost {cost} · reports: {folder}").format(
+            passed=t["passed"], cases=t["cases"], tokens=number(t["tokens"]), cost=f"{t['cost']:.4f}",
+            folder=result.files["html"].parent), markup=False)
         worst = max(worst, 1 if result.failed else 0)
     raise typer.Exit(worst)

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from runner.cli.progress import ConsoleProgress
 from runner.engine.execute import RunOutcome
+from runner.i18n import _
 from runner.store import open_store
 
 _EVENT_HOOKS = {"run_start": "on_run_start", "step_start": "on_step_start", "step_end": "on_step_end",
@@ -45,8 +46,8 @@ def follow(project: Any, run_id: str, console: Console, *, offset: int = 0, poll
             settled = run is not None and run["status"] in _SETTLED  # read before the file: no event is missed
             if run is not None and run["status"] == "queued" and not noted and \
                     time.monotonic() - queued_since > NO_WORKER_NOTE:
-                console.print("排队中：还没有 worker 接手（playbook status 查看 worker；playbook worker 启动一个）",
-                              markup=False)
+                console.print(_("Queued: no worker has taken it yet (playbook status lists the workers; playbook "
+                                "worker starts one)"), markup=False)
                 noted = True
             if events.exists():
                 with events.open("rb") as stream:
@@ -60,8 +61,8 @@ def follow(project: Any, run_id: str, console: Console, *, offset: int = 0, poll
                 break
             time.sleep(poll)
     except KeyboardInterrupt:
-        console.print(f"\n不再跟随；运行 {run_id} 在 worker 上继续（playbook runs show {run_id}；"
-                      f"停止它：playbook cancel {run_id}）", markup=False)
+        console.print("\n" + _("No longer following; run {run_id} goes on on a worker (playbook runs show {run_id}; "
+                              "to stop it: playbook cancel {run_id})").format(run_id=run_id), markup=False)
         raise SystemExit(130) from None
     finally:
         store.close()

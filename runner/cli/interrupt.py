@@ -20,6 +20,7 @@ from typing import Any
 
 from runner.config import Project
 from runner.errors import interrupted
+from runner.i18n import _
 
 EXIT_INTERRUPTED = 130  # the shell's convention: 128 + SIGINT
 GRACE = 1.0  # seconds the run gets to stop cleanly
@@ -30,8 +31,8 @@ def drive(work: Coroutine[Any, Any, Any], *, project: Project, run_id: str | Non
     """Run `work` to completion and return its result, or exit 130 on Ctrl-C / SIGTERM."""
     loop = asyncio.new_event_loop()
     main = loop.create_task(work)
-    where = f"playbook resume {run_id}" if run_id else "playbook runs list，找到运行 id 后 playbook resume <运行 id>"
-    message = f"已中断；已完成的部分都保存着。继续运行：{where}"
+    where = f"playbook resume {run_id}" if run_id else _("playbook runs list, then playbook resume <run id>")
+    message = _("Interrupted; what finished is kept. To continue: {command}").format(command=where)
     hard_stop = threading.Timer(GRACE, _stop_hard, args=(project, run_id, lambda: _leave(say, message)))
     hard_stop.daemon = True
 

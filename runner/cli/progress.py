@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from runner.engine.events import Hooks
-from runner.wording import status
+from runner.i18n import _
+from runner.wording import number, status
 
 
 def _where(e: dict[str, Any]) -> str:
@@ -34,7 +35,7 @@ class ConsoleProgress(Hooks):
         self.last_plain = 0.0
 
     def on_step_start(self, **e: Any) -> None:
-        visit = f"（第 {e['visit']} 次）" if e.get("visit", 1) > 1 else ""
+        visit = _(" (visit {visit})").format(visit=e["visit"]) if e.get("visit", 1) > 1 else ""
         self.console.print(f"[bold cyan]▶[/] {escape(_where(e))} [dim]{e.get('kind', '')}{visit}[/]")
 
     def on_step_end(self, **e: Any) -> None:
@@ -43,25 +44,32 @@ class ConsoleProgress(Hooks):
                 "rejected": "[yellow]←[/]", "failed": "[red]×[/]"}.get(e["status"], "•")
         calls = int(e.get("llm_calls", 0))
         step_tokens = int(e.get("tokens_in", 0) + e.get("tokens_out", 0))
-        step_usage = (f"{calls} 次 LLM 调用，{step_tokens:,} tokens，费用 {e.get('cost', 0):.4f} {self.currency} · "
-                      if calls or step_tokens else "")
-        self.console.print(f"  {mark} {escape(_where(e))} {status(e['status'])}，用时 {e['seconds']:.1f} 秒  "
-                           f"[dim]{step_usage}累计：tokens {self.tokens:,} · 费用 {self.cost:.4f} {self.currency}[/]")
+        step_usage = _("{calls} LLM calls, {tokens} tokens, cost {cost} {currency} · ").format(
+            calls=calls, tokens=number(step_tokens), cost=f"{e.get('cost', 0):.4f}", currency=self.currency) \
+            if calls or step_tokens else ""
+        took = _("{status}, took {seconds} s").format(status=status(e["status"]), seconds=number(e["seconds"], 1))
+        total = _("so far: tokens {tokens} · cost {cost} {currency}").format(
+            tokens=number(self.tokens), cost=f"{self.cost:.4f}", currency=self.currency)
+        self.console.print(f"  {mark} {escape(_where(e))} {escape(took)}  [dim]{escape(step_usage + total)}[/]")
         if e.get("error"):  # tolerated by on_error: the run goes on, but the user hears of it now
-            self.console.print(f"    [yellow]![/] {escape(str(e['error'].get('message')))}（on_error：运行继续）",
-                               highlight=False)
+            self.console.print("    [yellow]![/] " + escape(_("{message} (on_error: the run goes on)").format(
+                message=e["error"].get("message"))), highlight=False)
         if errors := e.get("errors"):
             first = errors[0]
-            self.console.print(f"    [yellow]![/] {len(errors)} 项失败，已跳过；第一项：第 {first.get('index')} 项："
-                               f"{escape(str(first.get('message')))}", highlight=False)
+            self.console.print("    [yellow]![/] " + escape(_("{count} items failed and were skipped; the first, item "
+                                                             "{index}: {message}").format(
+                count=len(errors), index=first.get("index"), message=first.get("message"))), highlight=False)
         output = e.get("output")
         if isinstance(output, dict) and output.get("notice"):  # a tool's note on what it decided for the user
-            self.console.print(f"    [dim]说明[/] {escape(str(output['notice']))}", highlight=False)
+            self._note(output["notice"])
 
     def on_tool_call(self, **e: Any) -> None:
         if e.get("notice"):  # e.g. a secret masked in the tool's arguments
             self._stop_bar()
-            self.console.print(f"    [dim]说明[/] {escape(str(e['notice']))}", highlight=False)
+            self._note(e["notice"])
+
+    def _note(self, text: Any) -> None:
+        self.console.print("    [dim]" + _("note") + f"[/] {escape(str(text))}", highlight=False)
 
     def on_llm_call(self, **e: Any) -> None:
         self.tokens += int(e.get("tokens_in", 0)) + int(e.get("tokens_out", 0))
@@ -71,23 +79,26 @@ class ConsoleProgress(Hooks):
         total, done = e["total"], e["done"]
         if e.get("notice"):  # e.g. the model's concurrency limit caps this step's
             self._stop_bar()
-            self.console.print(f"    [dim]说明[/] {escape(str(e['notice']))}", highlight=False)
+            self._note(e["notice"])
         if not self.console.is_terminal:
             now = time.monotonic()
             if done in (0, total) or now - self.last_plain >= 5:
                 self.last_plain = now
-                rate = f"，{e['rate']} 项/秒" if e.get("rate") else ""
-                self.console.print(f"  {escape(_where(e))}：{done:,}/{total:,} 项{rate}，tokens {self.tokens:,}，"
-                                   f"费用 {self.cost:.4f} {self.currency}")
+                rate = _(", {rate} items/s").format(rate=e["rate"]) if e.get("rate") else ""
+                line = _("{done}/{total} items{rate}, tokens {tokens}, cost {cost} {currency}").format(
+                    done=number(done), total=number(total), rate=rate, tokens=number(self.tokens),
+                    cost=f"{self.cost:.4f}", currency=self.currency)
+                self.console.print(f"  {escape(_where(e))}：{escape(line)}")
             return
         if self.progress is None:
             self.progress = Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[rate]} 项/秒 · {task.fields[usage]}"),
+                                     TextColumn(_("{task.fields[rate]} items/s · {task.fields[usage]}")),
                                      TimeElapsedColumn(), console=self.console, transient=True)
             self.progress.start()
             self.task = self.progress.add_task(escape(_where(e)), total=total, rate="-", usage="")
         self.progress.update(self.task, completed=done, rate=e.get("rate") or "-",
-                             usage=f"tokens {self.tokens:,} · 费用 {self.cost:.4f} {self.currency}")
+                             usage=_("tokens {tokens} · cost {cost} {currency}").format(
+                                 tokens=number(self.tokens), cost=f"{self.cost:.4f}", currency=self.currency))
 
     def _stop_bar(self) -> None:
         if self.progress is not None:

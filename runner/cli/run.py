@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from runner.cli.app import app
 from runner.cli.common import (
@@ -25,6 +26,8 @@ from runner.cli.common import (
     report,
 )
 from runner.errors import PlaybookError
+from runner.i18n import _
+from runner.messages import kind_of
 from runner.team.queue import enqueue_continue, enqueue_start, send
 
 MAX_INPUTS_BYTES = 5_000_000  # an --inputs file of values; tables and documents go in as `file` inputs
@@ -37,30 +40,34 @@ def parse_inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
 
         try:
             if (size := file.stat().st_size) > MAX_INPUTS_BYTES:
-                raise PlaybookError(f"{file}: an inputs file is at most {MAX_INPUTS_BYTES / 1e6:g} MB (this one is "
-                                    f"{size / 1e6:.1f} MB); pass a large table or document as a `type: file` input")
+                raise PlaybookError(_("{file}: an inputs file is at most {limit:g} MB (this one is {size:.1f} MB); "
+                                      "pass a large table or document as a `type: file` input").format(
+                    file=file, limit=MAX_INPUTS_BYTES / 1e6, size=size / 1e6))
             data = safe_load(file.read_text(encoding="utf-8"), str(file))  # YAML, or JSON (a subset of it)
         except OSError as exc:
-            raise PlaybookError(f"{file}: cannot read inputs: {exc.strerror}") from None
+            raise PlaybookError(_("{file}: cannot read inputs: {reason}").format(file=file, reason=exc.strerror)) \
+                from None
         if not isinstance(data, dict):
-            raise PlaybookError(f"{file}: an inputs file holds name: value pairs, got {type(data).__name__}")
+            raise PlaybookError(_("{file}: an inputs file holds name: value pairs, not {kind}").format(
+                file=file, kind=kind_of(data)))
         values.update(data)
     for pair in pairs:
         if "=" not in pair:
-            raise PlaybookError(f"--input '{pair}': write it as name=value")
+            raise PlaybookError(_("--input '{pair}': write it as name=value").format(pair=pair))
         name, value = pair.split("=", 1)
         values[name.strip()] = value
     return values
 
 
 @app.command()
-def run(playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
-        input: Annotated[list[str], typer.Option("--input", "-i", help="name=value (repeatable)")] = [],  # noqa: B006
-        inputs_file: Annotated[Path | None, typer.Option("--inputs", help="YAML or JSON file of inputs")] = None,
-        max_cost: Annotated[float | None, typer.Option(help="override limits.max_cost")] = None,
-        run_id: Annotated[str | None, typer.Option(help="choose the run id")] = None,
-        detach: Annotated[bool, typer.Option("--detach", help="hand the run to the workers ([queue] broker) "
-                                                              "and return at once with its id")] = False) -> None:
+def run(playbook: Annotated[Path, typer.Argument(help=_("playbook YAML file"))],
+        input: Annotated[list[str], typer.Option("--input", "-i", help=_("name=value (repeatable)"))
+                         ] = [],  # noqa: B006
+        inputs_file: Annotated[Path | None, typer.Option("--inputs", help=_("YAML or JSON file of inputs"))] = None,
+        max_cost: Annotated[float | None, typer.Option(help=_("override limits.max_cost"))] = None,
+        run_id: Annotated[str | None, typer.Option(help=_("choose the run id"))] = None,
+        detach: Annotated[bool, typer.Option("--detach", help=_("hand the run to the workers ([queue] broker) "
+                                                                "and return at once with its id"))] = False) -> None:
     """Run a playbook. Pauses at approvals and prints the commands to continue. With a [queue] broker the
     run goes to `playbook worker`s; this command follows its progress (or, with --detach, returns)."""
     from runner.dsl.validate import load_and_validate
@@ -77,7 +84,7 @@ def run(playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
     for alias in sorted(loaded.model_aliases()):  # only these are resolved up front: no note about unused ones
         project.resolve_model(alias)
     for notice in project.notices:
-        err.print(f"[yellow]note[/] {notice}")
+        err.print("[yellow]" + _("note") + f"[/] {escape(notice)}")
 
     from runner.engine.execute import new_run_id
 
@@ -94,7 +101,7 @@ def run(playbook: Annotated[Path, typer.Argument(help="playbook YAML file")],
 
 
 @app.command()
-def resume(run_id: str, max_cost: Annotated[float | None, typer.Option(help="new cost limit")] = None
+def resume(run_id: str, max_cost: Annotated[float | None, typer.Option(help=_("new cost limit"))] = None
            ) -> None:
     """Continue a failed or interrupted run; finished LLM calls, tool calls and batches are not repeated."""
     from runner.engine.decisions import timeout_decision
@@ -122,17 +129,17 @@ def resume(run_id: str, max_cost: Annotated[float | None, typer.Option(help="new
 
 @app.command()
 def approve(run_id: str,
-            set_: Annotated[list[str], typer.Option("--set", help="field=value edit (repeatable)")] = [],  # noqa: B006
-            edits: Annotated[Path | None, typer.Option(help="JSON file of field edits")] = None,
-            comment: Annotated[str | None, typer.Option()] = None,
-            by: Annotated[str | None, typer.Option(help="who decides (default: OS user)")] = None) -> None:
+            set_: Annotated[list[str], typer.Option("--set", help=_("field=value edit (repeatable)"))] = [],  # noqa: B006
+            edits: Annotated[Path | None, typer.Option(help=_("JSON file of field edits"))] = None,
+            comment: Annotated[str | None, typer.Option(help=_("a note for the record"))] = None,
+            by: Annotated[str | None, typer.Option(help=_("who decides (default: OS user)"))] = None) -> None:
     """Approve the draft a run is waiting on, optionally with edits to its editable fields."""
     decide(run_id, "approve", set_, edits, comment, by)
 
 
 @app.command()
-def reject(run_id: str, comment: Annotated[str, typer.Option(help="what to change")],
-           by: Annotated[str | None, typer.Option()] = None) -> None:
+def reject(run_id: str, comment: Annotated[str, typer.Option(help=_("what to change"))],
+           by: Annotated[str | None, typer.Option(help=_("who decides (default: OS user)"))] = None) -> None:
     """Reject the draft; with on_reject the step re-runs with ${{ approval.comment }}."""
     decide(run_id, "reject", [], None, comment, by)
 
@@ -171,7 +178,8 @@ def queued(project: Any, run_id: str, detach: bool, enqueue: Any) -> None:
     finally:
         store.close()
     if detach:
-        out.print(f"{run_id}: queued for a worker (follow: playbook runs show {run_id})", markup=False)
+        out.print(_("{run_id}: queued for a worker (follow: playbook runs show {run_id})").format(run_id=run_id),
+                  markup=False)
         return
     followed(project, run_id)
 
@@ -216,7 +224,7 @@ def cancel(run_id: str) -> None:
 
         runner = assemble(project_with_runs(run_id))
         try:
-            out.print(f"{run_id}: {runner.cancel(run_id)}")
+            out.print(f"{run_id}：{runner.cancel(run_id)}", markup=False)
         finally:
             runner.close()
 

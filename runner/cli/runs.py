@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from runner.cli.app import app
 from runner.cli.common import guard, out, project_here
+from runner.i18n import _
 
-runs_app = typer.Typer(help="List and inspect runs (alone: the recent runs, as `runs list`).")
+runs_app = typer.Typer(help=_("List and inspect runs (alone: the recent runs, as `runs list`)."))
 app.add_typer(runs_app, name="runs")
 
 
@@ -19,7 +22,7 @@ def runs_default(context: typer.Context) -> None:
 
 
 @runs_app.command("list")
-def runs_list(limit: int = 30) -> None:
+def runs_list(limit: Annotated[int, typer.Option(help=_("how many runs, newest first"))] = 30) -> None:
     """Recent runs with status, duration, tokens and cost."""
     from runner.cli.views import print_runs
 
@@ -35,7 +38,7 @@ def runs_show(run_id: str) -> None:
 
 
 @runs_app.command("logs")
-def runs_logs(run_id: str, raw: bool = False) -> None:
+def runs_logs(run_id: str, raw: Annotated[bool, typer.Option(help=_("the JSON lines as written"))] = False) -> None:
     """The run's events (events.jsonl)."""
     from runner.cli.views import show_logs
 

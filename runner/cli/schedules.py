@@ -8,11 +8,13 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from runner.cli.app import app
 from runner.cli.common import err, execute, guard, out, project_here
+from runner.i18n import _
 
-schedule_app = typer.Typer(help="List, pause, resume or start schedules now.", no_args_is_help=True)
+schedule_app = typer.Typer(help=_("List, pause, resume or start schedules now."), no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
 
 
@@ -34,7 +36,7 @@ def _with_scheduler(action: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
     try:
         scheduler = Scheduler(project, runner)
         for problem in scheduler.problems:
-            err.print(f"[yellow]warning[/] {problem}", markup=True)
+            err.print("[yellow]" + _("warning") + f"[/] {escape(problem)}")
         return asyncio.run(act(scheduler))
     finally:
         runner.close()
@@ -52,10 +54,12 @@ def scheduler() -> None:
             loop.add_signal_handler(sig, stop.set)
         for item in s.schedules:
             due = local_text(s.state(item)["next_due"], item.timezone)
-            out.print(f"{item.id}: '{item.cron}' {item.timezone}, next {due}", markup=False)
-        out.print(f"scheduler running ({len(s.schedules)} schedules); Ctrl-C to stop", markup=False)
+            out.print(_("{id}: '{cron}' {timezone}, next {due}").format(
+                id=item.id, cron=item.cron, timezone=item.timezone, due=due), markup=False)
+        out.print(_("scheduler running ({count} schedules); Ctrl-C to stop").format(count=len(s.schedules)),
+                  markup=False)
         await s.forever(stop=stop, say=lambda text: err.print(text, markup=False))
-        out.print("stopping; runs in progress continue with `playbook resume`", markup=False)
+        out.print(_("stopping; runs in progress continue with `playbook resume`"), markup=False)
 
     guard(lambda: _with_scheduler(forever))
 
@@ -71,21 +75,25 @@ def schedule_list() -> None:
         zones = {item.timezone for item in s.schedules}
         one_zone = len(zones) == 1
         if one_zone:  # one timezone for all: said once, so a row fits 80 columns
-            out.print(f"时区：{next(iter(zones))}", markup=False)
-        table = Table("计划", "cron", "下次运行", "错过时", "状态", "上次", box=None)
+            out.print(_("Time zone: {zone}").format(zone=next(iter(zones))), markup=False)
+        table = Table(_("Schedule"), "cron", _("Next run"), _("When missed"), _("State"), _("Last"), box=None)
         for item in s.schedules:
             state = s.state(item)
             fires = s.store.schedule_fires(item.id, limit=1)
             next_due = local_text(state["next_due"], item.timezone).rsplit(" ", 1)[0]  # without the zone's letters
             table.add_row(item.id, item.cron, next_due if one_zone else f"{next_due}（{item.timezone}）",
-                          CATCH_UP.get(item.catch_up, item.catch_up), "已暂停" if state["paused"] else "启用",
+                          CATCH_UP.get(item.catch_up, item.catch_up), _paused(state["paused"]),
                           _last(fires[0], item.timezone) if fires else "—")
         out.print(table)
 
     guard(lambda: _with_scheduler(show))
 
 
-CATCH_UP = {"once": "补一次", "skip": "不补"}
+CATCH_UP = {"once": _("run once"), "skip": _("skip")}
+
+
+def _paused(paused: bool) -> str:
+    return _("paused") if paused else _("active")
 
 
 def _last(fire: dict[str, Any], timezone: str) -> str:
@@ -93,8 +101,8 @@ def _last(fire: dict[str, Any], timezone: str) -> str:
     from runner.dsl.cron import local_text
 
     action = str(fire["action"])
-    word = {"started": "已启动", "error": "出错"}.get(action) or \
-        (f"跳过（{action.split(':', 1)[1].strip()}）" if action.startswith("skipped") else action)
+    word = {"started": _("started"), "error": _("error")}.get(action) or \
+        (_("skipped ({why})").format(why=action.split(":", 1)[1].strip()) if action.startswith("skipped") else action)
     return f"{local_text(fire['due'], timezone)[5:16]} {word}"
 
 
@@ -103,7 +111,7 @@ def _set_paused(schedule_id: str, paused: bool) -> None:
         item = s.get(schedule_id)
         s.state(item)
         s.store.schedule_pause(item.id, paused)
-        out.print(f"{item.id}：{'已暂停' if paused else '启用'}", markup=False)
+        out.print(f"{item.id}：{_paused(paused)}", markup=False)
 
     guard(lambda: _with_scheduler(act))
 

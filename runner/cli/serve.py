@@ -8,17 +8,20 @@ import typer
 
 from runner.cli.app import app
 from runner.cli.common import guard, out, project_here
+from runner.i18n import _
 
 
 @app.command()
-def serve(host: Annotated[str, typer.Option(help="address to bind; anything but loopback needs a token")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="port")] = 8600) -> None:
+def serve(host: Annotated[str, typer.Option(help=_("address to bind; anything but loopback needs a token"))
+                          ] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help=_("port"))] = 8600) -> None:
     """Serve runs, approvals, run forms and schedules on http://HOST:PORT (Chinese interface)."""
     from runner.server import serve as run_server
 
     def start() -> None:
         project = project_here()
-        out.print(f"playbook server on http://{host}:{port} (Ctrl-C to stop)", markup=False)
+        out.print(_("playbook server on http://{host}:{port} (Ctrl-C to stop)").format(host=host, port=port),
+                  markup=False)
         run_server(project, host, port)
 
     guard(start)

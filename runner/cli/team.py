@@ -6,10 +6,13 @@ import os
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from runner.cli.app import app
 from runner.cli.common import err, guard, out, project_here
 from runner.errors import PlaybookError
+from runner.i18n import _
+from runner.wording import status as status_word
 
 
 def team_broker(project: Any) -> str:
@@ -17,20 +20,20 @@ def team_broker(project: Any) -> str:
 
     url = broker(project)
     if not url:
-        raise PlaybookError("no [queue] broker in playbook.toml (or PLAYBOOK_BROKER_URL): a team server hands runs "
-                            "to workers through Redis — see the README, Team server")
+        raise PlaybookError(_("no [queue] broker in playbook.toml (or PLAYBOOK_BROKER_URL): a team server hands runs "
+                              "to workers through Redis — see the README, Team server"))
     return url
 
 
 @app.command()
-def worker(concurrency: Annotated[int, typer.Option(help="runs and chunks this worker drives at once "
-                                                        "(one process each)")] = 2,
-           queues: Annotated[str, typer.Option(help="comma-separated: playbook.runs (starts, resumes, "
-                                                   "decisions, schedules), playbook.chunks (parts of large maps)")]
+def worker(concurrency: Annotated[int, typer.Option(help=_("runs and chunks this worker drives at once "
+                                                          "(one process each)"))] = 2,
+           queues: Annotated[str, typer.Option(help=_("comma-separated: playbook.runs (starts, resumes, "
+                                                     "decisions, schedules), playbook.chunks (parts of large maps)"))]
            = "playbook.runs,playbook.chunks",
-           name: Annotated[str | None, typer.Option(help="worker name (default: celery@<host>); unique per "
-                                                      "machine")] = None,
-           loglevel: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO") -> None:
+           name: Annotated[str | None, typer.Option(help=_("worker name (default: celery@<host>); unique per "
+                                                        "machine"))] = None,
+           loglevel: Annotated[str, typer.Option(help=_("log level: DEBUG, INFO, WARNING"))] = "INFO") -> None:
     """Run work from the queue ([queue] broker): a Celery worker. Ctrl-C or SIGTERM stops it gracefully:
     it takes no new work and finishes what it holds (a second Ctrl-C stops at once; the work goes to
     another worker)."""
@@ -42,7 +45,8 @@ def worker(concurrency: Annotated[int, typer.Option(help="runs and chunks this w
         team_broker(project)
         unknown = [q for q in queues.split(",") if q.strip() not in QUEUES]
         if unknown:
-            raise PlaybookError(f"--queues: unknown queue {', '.join(unknown)} (queues: {', '.join(QUEUES)})")
+            raise PlaybookError(_("--queues: unknown queue {unknown} (queues: {known})").format(
+                unknown=", ".join(unknown), known=", ".join(QUEUES)))
         os.environ["PLAYBOOK_PROJECT"] = str(project.root)  # the worker's processes load this same project
         argv = ["worker", f"--concurrency={concurrency}", f"--queues={queues}", f"--loglevel={loglevel}",
                 "--without-gossip", "--without-mingle"]
@@ -83,16 +87,18 @@ def status() -> None:
             replies = app_.control.inspect(timeout=1.5).active() or {}
         except Exception as exc:  # kombu's or redis's connection errors
             raise unreachable(project, exc) from None
-        out.print(f"workers: {len(replies)}", markup=False)
+        out.print(_("workers: {count}").format(count=len(replies)), markup=False)
         for worker_name, tasks in sorted(replies.items()):
             doing = ", ".join(f"{t['name'].split('.')[-1]} {t['kwargs'].get('run_id', '')}" for t in tasks)
-            out.print(f"  {worker_name}\t{len(tasks)} task(s)\t{doing}", markup=False)
+            out.print(_("  {worker}\t{count} task(s)\t{doing}").format(worker=worker_name, count=len(tasks),
+                                                                     doing=doing), markup=False)
         import redis
 
         client = redis.Redis.from_url(url)
         try:
             for queue_name in QUEUES:
-                out.print(f"queue {queue_name}: {client.llen(queue_name)} waiting", markup=False)
+                out.print(_("queue {queue}: {count} waiting").format(queue=queue_name, count=client.llen(queue_name)),
+                          markup=False)
         except redis.RedisError as exc:
             raise unreachable(project, exc) from None
         finally:
@@ -102,8 +108,10 @@ def status() -> None:
             counts = store.run_counts()
         finally:
             store.close()
-        out.print("runs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"), markup=False)
+        shown = "，".join(f"{status_word(k)} {v}" for k, v in sorted(counts.items())) or _("none")
+        out.print(_("runs: {counts}").format(counts=shown), markup=False)
         if not replies:
-            err.print("[yellow]note[/] no worker answered: start one with `playbook worker`")
+            nobody = _("no worker answered: start one with `playbook worker`")
+            err.print("[yellow]" + _("note") + "[/] " + escape(nobody))
 
     guard(show)

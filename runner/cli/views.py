@@ -16,8 +16,9 @@ from runner.engine.liveness import duration, shown_status
 from runner.engine.nodes.on_error import describe
 from runner.engine.step_log import where_it_stopped
 from runner.errors import NoSuchRun
+from runner.i18n import _
 from runner.store import Store, has_store, open_store, store_location
-from runner.wording import field_schema, label, readable, status
+from runner.wording import field_schema, label, number, readable, status
 
 
 def print_tools(out: Console) -> None:
@@ -27,7 +28,7 @@ def print_tools(out: Console) -> None:
         out.print(f"[bold]{name}[/] — {info.description}")
         for field_name, f in info.input_model.model_fields.items():
             kind = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
-            need = "required" if f.is_required() else f"default {_default_of(f)!r}"
+            need = _("required") if f.is_required() else _("default {value}").format(value=repr(_default_of(f)))
             desc = f" — {f.description}" if f.description else ""
             out.print(f"    {f.alias or field_name}: {kind} ({need}){desc}", markup=False)
 
@@ -39,17 +40,18 @@ def _default_of(f: Any) -> Any:
 
 def _duration(project: Project, run: dict[str, Any]) -> str:
     seconds = duration(run, project.run_dir(run["id"].split(".")[0]))
-    return f"{seconds:.1f} 秒" if seconds is not None else "-"
+    return _("{seconds} s").format(seconds=number(seconds, 1)) if seconds is not None else "—"
 
 
 def print_runs(out: Console, project: Project, limit: int) -> None:
     if not has_store(project):
-        out.print(f"{project.root} 下还没有运行记录（运行记录属于发起它的目录；用 --project DIR 或 "
-                  "PLAYBOOK_PROJECT=DIR 指向别的项目目录）", markup=False)
+        out.print(_("No runs under {folder} yet (runs belong to the folder they were started in; --project DIR or "
+                    "PLAYBOOK_PROJECT=DIR names another project folder)").format(folder=project.root), markup=False)
         return
     store = open_store(project)
     table = Table()
-    headers = ("运行 id", "剧本", "状态", "开始", "耗时", "tokens", f"费用（{project.settings.currency}）")
+    headers = (_("Run id"), _("Playbook"), _("Status"), _("Started"), _("Took"), "tokens",
+               _("Cost ({currency})").format(currency=project.settings.currency))
     for i, name in enumerate(headers):
         table.add_column(name, no_wrap=i == 0)
     if not out.is_terminal:
@@ -57,7 +59,7 @@ def print_runs(out: Console, project: Project, limit: int) -> None:
     for run in store.list_runs(limit):
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started_at"]))
         row = (run["id"], run["playbook"], status(shown_status(run)), started, _duration(project, run),
-               f"{run['tokens_in'] + run['tokens_out']:,}", f"{run['cost']:.4f}")
+               number(run["tokens_in"] + run["tokens_out"]), f"{run['cost']:.4f}")
         if out.is_terminal:
             table.add_row(*row)
         else:  # piped: one tab-separated line per run, easy to grep and cut
@@ -81,38 +83,45 @@ def _get(project: Project, run_id: str) -> tuple[Store, dict[str, Any]]:
 def show_run(out: Console, project: Project, run_id: str) -> None:
     store, run = _get(project, run_id)
     shown = shown_status(run)
-    out.print(f"[bold]{run['id']}[/]  {run['playbook']}  状态：[bold]{status(shown)}[/]")
-    out.print(f"文件：{run['path']}   耗时：{_duration(project, run)}   tokens：输入 {run['tokens_in']:,} / 输出 "
-              f"{run['tokens_out']:,}   费用：{run['cost']:.4f}", markup=False)
+    out.print(f"[bold]{run['id']}[/]  {escape(run['playbook'])}  " + _("Status") + f"：[bold]{status(shown)}[/]")
+    out.print(_("File: {path}   Took: {took}   tokens: in {tokens_in} / out {tokens_out}   Cost: {cost} {currency}"
+                ).format(path=run["path"], took=_duration(project, run), tokens_in=number(run["tokens_in"]),
+                         tokens_out=number(run["tokens_out"]), cost=f"{run['cost']:.4f}",
+                         currency=project.settings.currency), markup=False)
     schemas = schemas_of(run)
-    out.print("输入：" + "；".join(f"{label(k, schemas['inputs'])}：{readable(v, 200)}"
+    out.print(_("Inputs: ") + _("; ").join(f"{label(k, schemas['inputs'])}：{readable(v, 200)}"
                                   for k, v in (run["inputs"] or {}).items()), markup=False)
     if shown == "interrupted" and run["status"] == "running":
         reached = where_it_stopped(store, project.run_dir(run["id"].split(".")[0]), run["id"])
-        where = f"，停在步骤 {reached['step']}" if reached else ""
+        where = _(", stopped in step {step}").format(step=reached["step"]) if reached else ""
         if reached and reached.get("total"):
-            where += f"（已完成 {reached['done']:,} / {reached['total']:,} 项）"
-        out.print(f"[red]已中断：[/]运行它的进程（pid {run['pid']}）已经不在了{escape(where)}；已完成的部分都保存着，"
-                  f"继续运行：playbook resume {run['id'].split('.')[0]}", soft_wrap=True)
+            where += _(" ({done} of {total} items done)").format(done=number(reached["done"]),
+                                                                  total=number(reached["total"]))
+        gone = _("the process running it (pid {pid}) is gone{where}; what finished is kept. To continue: "
+                 "playbook resume {run_id}").format(pid=run["pid"], where=where, run_id=run["id"].split(".")[0])
+        out.print(f"[red]{status('interrupted')}：[/]{escape(gone)}", soft_wrap=True)
     elif run["error"]:
-        out.print("[red]错误：[/]", end="")
+        out.print("[red]" + _("Error") + "：[/]", end="")
         out.print(str(run["error"]), markup=False)
     for problem in run.get("problems") or []:
-        out.print("[yellow]出错后按 on_error 继续过：[/]", end="")
+        out.print("[yellow]" + escape(_("Went on past an error (on_error): ")) + "[/]", end="")
         out.print(describe(problem), markup=False, soft_wrap=True)
     if run["pending"]:
-        out.print(f"等待审核：{run['pending'].get('title')}（步骤 {run['pending'].get('step')}）", markup=False)
+        out.print(_("Waiting for approval: {title} (step {step})").format(
+            title=run["pending"].get("title"), step=run["pending"].get("step")), markup=False)
     if run["outputs"]:
-        out.print("输出：", markup=False)
+        out.print(_("Outputs:"), markup=False)
         for key, value in run["outputs"].items():
             shape = schemas["outputs"]
             out.print(f"  {label(key, shape)}：{readable(value, 600, field_schema(shape, key))}", markup=False)
     for decision in store.approvals(run["id"]):
-        out.print(f"审核 {decision['step']}（第 {decision['visit']} 次）：{status(decision['action'])}，审核人 "
-                  f"{decision['by']}，{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(decision['at']))}"
-                  f"{'，意见：' + decision['comment'] if decision['comment'] else ''}；改动："
-                  f"{', '.join(d['path'] for d in decision['diff'] or []) or '无'}", markup=False)
-    out.print(f"运行目录：{project.run_dir(run['id'])}", markup=False)
+        comment = _(", comment: {text}").format(text=decision["comment"]) if decision["comment"] else ""
+        changes = ", ".join(d["path"] for d in decision["diff"] or []) or _("none")
+        out.print(_("Approval of {step} (visit {visit}): {decision} by {by}, {when}{comment}; changed: {changes}")
+                  .format(step=decision["step"], visit=decision["visit"], decision=status(decision["action"]),
+                          by=decision["by"], when=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(decision["at"])),
+                          comment=comment, changes=changes), markup=False)
+    out.print(_("Run folder: {path}").format(path=project.run_dir(run["id"])), markup=False)
     store.close()
 
 
@@ -121,7 +130,7 @@ def show_logs(out: Console, project: Project, run_id: str, raw: bool) -> None:
     store.close()
     path = project.run_dir(run["id"]) / "events.jsonl"
     if not path.exists():
-        out.print("no events yet")
+        out.print(_("no events yet"))
         return
     for line in path.read_text(encoding="utf-8").splitlines():
         if raw:

@@ -22,9 +22,7 @@ from runner.dsl.validate import Playbook
 from runner.errors import PlaybookError
 from runner.server.security import check_form, csrf_token, with_csrf_cookie
 from runner.server.service import Conflict, FieldErrors, NotFound, Service
-from runner.wording import STATUS, field_schema, item_schema, label, number, status
-
-LABELS = STATUS  # run and step statuses, decisions: what the page says for `done`, `approve`, …
+from runner.wording import field_schema, item_schema, label, number, status, statuses
 
 
 def shorten(text: str, limit: int) -> str:
@@ -57,7 +55,7 @@ def _seconds(value: float | None) -> str:
 
 
 def page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
-    html = _templates().get_template(template).render(labels=LABELS, csrf=csrf_token(request), **context)
+    html = _templates().get_template(template).render(labels=statuses(), csrf=csrf_token(request), **context)
     return with_csrf_cookie(request, HTMLResponse(html, status_code=status))
 
 

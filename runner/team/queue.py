@@ -20,6 +20,7 @@ from typing import Any
 from runner.config import Project
 from runner.dsl.validate import Playbook
 from runner.errors import PlaybookError
+from runner.i18n import _
 from runner.store import Store
 
 RUNS_QUEUE = "playbook.runs"  # start, resume, decisions, scheduled starts
@@ -58,8 +59,9 @@ def unreachable(project: Project, exc: BaseException) -> PlaybookError:
     from runner.store.postgres import safe_url
 
     reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    return PlaybookError(f"cannot reach the queue at {safe_url(broker(project) or '')} ({reason.rstrip('.')}); "
-                         "check that Redis is running and [queue] broker in playbook.toml (or PLAYBOOK_BROKER_URL)")
+    return PlaybookError(_("cannot reach the queue at {url} ({reason}); check that Redis is running and [queue] "
+                           "broker in playbook.toml (or PLAYBOOK_BROKER_URL)").format(
+        url=safe_url(broker(project) or ""), reason=reason.rstrip(".")))
 
 
 def _send(project: Project, task: str, queue: str, kwargs: dict[str, Any]) -> None:
