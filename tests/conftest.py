@@ -17,12 +17,12 @@ import pytest
 # another language gives it to its subprocess (`[ui] language` or LANGUAGE).
 os.environ["LANGUAGE"] = "zh_CN"
 
-from runner.assembly import assemble  # noqa: E402
-from runner.config import load_project  # noqa: E402
-from runner.dsl.inputs import resolve_inputs  # noqa: E402
-from runner.dsl.validate import load_and_validate  # noqa: E402
-from runner.engine.execute import RunOutcome  # noqa: E402
-from runner.testing import FakeLLMServer  # noqa: E402
+from runner.assembly import assemble
+from runner.config import load_project
+from runner.dsl.inputs import resolve_inputs
+from runner.dsl.validate import load_and_validate
+from runner.engine.execute import RunOutcome
+from runner.testing import FakeLLMServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "sk-test-7f3a9c1e5b2d4a6f8e0c"

@@ -30,7 +30,7 @@ def test_broken_playbook_is_reported_at_its_source(path: Path) -> None:
     expected = f"{path}:{expectation(path)}"
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    lines = [line.removeprefix("error ") for line in result.output.splitlines()]
+    lines = [line.removeprefix("错误 ") for line in result.output.splitlines()]
     assert any(line.startswith(expected) for line in lines), f"wanted {expected!r} in:\n{result.output}"
 
 
@@ -74,7 +74,7 @@ steps:
 """, encoding="utf-8")
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 0, result.output
-    assert f"warning {path}:5:19: '{{{{ product }}}}' is not an expression here and is sent as written; " \
+    assert f"警告 {path}:5:19: '{{{{ product }}}}' is not an expression here and is sent as written; " \
            "did you mean '${{ inputs.product }}'?" in result.output
     assert "'{{#draft.slogan#}}' is not an expression here and is sent as written; did you mean " \
            "'${{ steps.draft.output.slogan }}'?" in result.output

@@ -13,10 +13,11 @@ from tests.conftest import ROOT, cli
 
 # modules whose every printed, raised and help sentence goes through the catalog (the rest follow: see the note
 # of issue 25); a module added here is checked by the test below
-CATALOGUED = sorted((ROOT / "runner" / "cli").glob("*.py")) + [ROOT / "runner" / "wording.py",
-                                                               ROOT / "runner" / "i18n.py"]
+CATALOGUED = [*sorted((ROOT / "runner" / "cli").glob("*.py")), ROOT / "runner" / "wording.py",
+              ROOT / "runner" / "i18n.py", ROOT / "runner" / "team" / "queue.py"]
 OUTPUT_CALLS = {"print", "echo", "secho", "Exit", "BadParameter", "Option", "Argument", "Typer", "add_row",
                 "Table"}
+INTERNAL = {"RuntimeError", "AssertionError", "TypeError", "NotImplementedError"}  # a bug of ours, not said to users
 SENTENCE = re.compile(r"[A-Za-z]{2,}[\s·,;:()]+[A-Za-z]{2,}|[\u4e00-\u9fff]")  # two words, or any Chinese
 MARKUP = re.compile(r"\[/?[a-z ]*\]")  # rich's [bold yellow] … [/] say nothing themselves
 
@@ -51,7 +52,8 @@ def test_no_user_facing_sentence_outside_the_catalog() -> None:
             if isinstance(node, ast.JoinedStr) and any(  # Babel cannot see a message inside an f-string
                     isinstance(n, ast.Call) and _called(n) in ("_", "N_") for n in ast.walk(node)):
                 problems.append(f"{path.name}:{node.lineno}: _() inside an f-string")
-            raised = isinstance(node, ast.Raise) and node.exc is not None
+            raised = isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and \
+                _called(node.exc) not in INTERNAL
             if raised or (isinstance(node, ast.Call) and _called(node) in OUTPUT_CALLS):
                 target = node.exc if raised else node  # type: ignore[union-attr]
                 args = [*target.args, *(k.value for k in target.keywords)] if isinstance(target, ast.Call) else []

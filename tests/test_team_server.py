@@ -288,9 +288,9 @@ def test_cancel_reaches_the_worker_and_status_shows_the_team(team: Team, server:
         time.sleep(0.1)
     shown = cli("status", cwd=team.folder)
     assert shown.returncode == 0, shown.stderr
-    assert "workers: 1" in shown.stdout and "w1@" in shown.stdout and "running 1" in shown.stdout
+    assert "worker：1 个" in shown.stdout and "w1@" in shown.stdout and "运行中 1" in shown.stdout
     cancelled = cli("cancel", "x", cwd=team.folder)
-    assert cancelled.returncode == 0 and "cancel requested" in cancelled.stdout
+    assert cancelled.returncode == 0 and "已请求取消" in cancelled.stdout
     assert team.wait("x", "cancelled", timeout=60)["status"] == "cancelled"
     asked = len(server.requests)
     time.sleep(2)

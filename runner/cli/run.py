@@ -29,6 +29,7 @@ from runner.errors import PlaybookError
 from runner.i18n import _
 from runner.messages import kind_of
 from runner.team.queue import enqueue_continue, enqueue_start, send
+from runner.wording import status
 
 MAX_INPUTS_BYTES = 5_000_000  # an --inputs file of values; tables and documents go in as `file` inputs
 
@@ -216,6 +217,15 @@ def os_user() -> str:
         return os.environ.get("USER", "unknown")
 
 
+def cancelled(result: str) -> str:
+    """What `Runner.cancel` did, in words."""
+    if result == "cancelled":
+        return status(result)
+    if result == "cancel requested":
+        return _("cancel requested: the run stops at its next step or batch")
+    return _("nothing to cancel: the run is {status}").format(status=status(result))
+
+
 @app.command()
 def cancel(run_id: str) -> None:
     """Cancel a waiting or running run (a running one stops at its next step or batch)."""
@@ -224,7 +234,7 @@ def cancel(run_id: str) -> None:
 
         runner = assemble(project_with_runs(run_id))
         try:
-            out.print(f"{run_id}：{runner.cancel(run_id)}", markup=False)
+            out.print(f"{run_id}：{cancelled(runner.cancel(run_id))}", markup=False)
         finally:
             runner.close()
 
