@@ -106,3 +106,44 @@ def test_the_checker_catches_what_it_should() -> None:
     assert offending("0.1234567", "x") and offending("| 1 | steady | 话题 |", "x")
     assert not offending("✓ load 已完成，用时 0.1 秒 tokens 1,234", "x")
     assert not offending("通过：playbook approve 20261127-x", "x") and not offending("达成率 91.23%", "x")
+
+
+# technical terms and placeholders a Chinese ops user reads as they are
+TERMS = {"tokens", "LLM", "JSON", "YAML", "HTML", "JUnit", "markdown", "mermaid", "Schema", "cron", "worker", "Celery",
+         "Redis", "broker", "playbook", "CNY", "Ctrl", "SIGTERM", "HOST", "PORT", "DIR", "id", "pid", "API", "README",
+         "Team", "server", "DEBUG", "INFO", "WARNING", "UUID", "OS", "MB", "N", "k", "bool", "celery", "host",
+         "http", "runs", "chunks", "approval", "comment", "max_cost", "limits", "catch_up", "triggers", "schedules",
+         "queue", "fake_llm", "on_reject", "on_error", "PLAYBOOK_PROJECT", "PLAYBOOK_BROKER_URL", "cassette",
+         # the commands themselves
+         "run", "resume", "approve", "reject", "cancel", "validate", "graph", "schema", "tools", "eval", "scheduler",
+         "schedule", "serve", "status", "list", "show", "logs", "pause", "now", "evals"}
+PLACEHOLDER = re.compile(r"\b[A-Z][A-Z_]+\b|\[[a-z_. ]+\]|\$\{\{[^}]*\}\}|<[^<>]+>|\b[a-z]+_[a-z_]+\b|"
+                         r"\b(?:double_eleven|retro)\b|/\S+|python -m runner|\S+\.toml\b|\b[A-Z][a-z]+/\w+")
+
+
+def english_words(text: str) -> list[str]:
+    words = []
+    for line in text.splitlines():
+        visible = PLACEHOLDER.sub(" ", ALLOWED.sub(" ", line))
+        words += [f"{w!r} in {line.strip()[:120]!r}" for w in re.findall(r"[A-Za-z][A-Za-z']+", visible)
+                  if w not in TERMS]
+    return words
+
+
+def test_help_status_schedules_and_an_eval_speak_chinese_without_english_words(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "playbooks", tmp_path / "playbooks")
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    shutil.copytree(ROOT / "evals", tmp_path / "evals")
+    (tmp_path / "playbook.toml").write_text(
+        '[[schedules]]\nname = "早报"\nplaybook = "playbooks/kpi_report.yaml"\ncron = "0 9 * * 1-5"\n'
+        'inputs = {table = "examples/kpi_page_views.csv"}\n', encoding="utf-8")
+    said = []
+    for args in (["--help"], ["run", "--help"], ["runs", "--help"], ["schedule", "--help"], ["eval", "--help"],
+                 ["schedule", "list"], ["status"], ["run", "--nope"], ["runs", "list", "--limit", "x"],
+                 ["eval", "evals/retro.yaml", "--replay"]):
+        done = cli(*args, cwd=tmp_path, env={"COLUMNS": "200"})
+        assert "Traceback" not in done.stderr, done.stderr
+        said.append((args, done.stdout + done.stderr))
+    assert "计划" in said[5][1] and "早报" in said[5][1]  # schedule list ran, in Chinese
+    assert "团队服务器" in said[6][1] and said[7][1].count("没有选项") == 1
+    assert [(args, words) for args, text in said if (words := english_words(text))] == []

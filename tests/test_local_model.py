@@ -31,11 +31,16 @@ def test_readme_run_without_key_reaches_approval_and_finishes(tmp_path: Path) ->
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("PLAYBOOK_") and not k.endswith("_API_KEY")}
     env_clean = {**env, "OPENAI_API_KEY": ""}
+    # every call takes longer than this: each step of the model says it is still working (no other settings)
+    (tmp_path / "playbook.toml").write_text("[local]\nnotice_after = 0.5\n", encoding="utf-8")
     first = cli("run", str(ROOT / "playbooks" / "feedback_digest.yaml"), "-i",
                 f"comments={ROOT / 'examples' / 'reviews_zh.csv'}", "-i", "limit=20", cwd=tmp_path,
                 env=env_clean)
     assert first.returncode == 3, first.stderr + first.stdout
     assert "embedded 'local' model" in first.stderr
+    assert "label：the embedded model" not in first.stdout  # in the user's language, under the step's name
+    still = r"说明\S* label：内置模型处理一次调用已 [\d.]+ 秒还没有回复（线程数：\d+）"
+    assert re.search(still, first.stdout), first.stdout
     run_id = re.search(r"playbook approve (\S+)", first.stdout).group(1)  # type: ignore[union-attr]
     second = cli("approve", run_id, cwd=tmp_path, env=env_clean)
     assert second.returncode == 0, second.stderr

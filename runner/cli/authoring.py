@@ -16,7 +16,7 @@ from runner.i18n import _
 
 
 @app.command()
-def validate(playbooks: Annotated[list[Path], typer.Argument(help=_("playbook files"))]) -> None:
+def validate(playbooks: Annotated[list[Path], typer.Argument(metavar="FILE…", help=_("playbook files"))]) -> None:
     """Check playbooks without running them (no model, no network)."""
     from runner.dsl.validate import load_and_validate
     from runner.engine.preflight import model_problems

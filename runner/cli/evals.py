@@ -29,7 +29,7 @@ def suite_files(paths: list[Path]) -> list[Path]:
 
 @app.command("eval")
 def eval_command(
-    suites: Annotated[list[Path], typer.Argument(help=_("suite files, or folders of them (evals/)"))],
+    suites: Annotated[list[Path], typer.Argument(metavar="SUITE…", help=_("suite files, or folders of them (evals/)"))],
     record: Annotated[bool, typer.Option("--record", help=_("write every LLM reply into the suite's cassette"))
                       ] = False,
     replay: Annotated[bool, typer.Option("--replay", help=_("answer every LLM call from the cassette; no network"))]

@@ -17,7 +17,7 @@ from runner.store import open_store
 
 _EVENT_HOOKS = {"run_start": "on_run_start", "step_start": "on_step_start", "step_end": "on_step_end",
                 "llm_call": "on_llm_call", "tool_call": "on_tool_call", "map_progress": "on_map_progress",
-                "approval": "on_approval", "run_end": "on_run_end"}
+                "approval": "on_approval", "run_end": "on_run_end", "notice": "on_notice"}
 _SETTLED = ("done", "failed", "cancelled", "waiting")
 
 

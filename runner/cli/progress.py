@@ -31,8 +31,8 @@ class ConsoleProgress(Hooks):
         self.tokens = tokens  # a resumed run's usage so far, so the running total goes on from there
         self.cost = cost
         self.progress: Progress | None = None
-        self.task: Any = None
-        self.last_plain = 0.0
+        self.tasks: dict[str, Any] = {}  # one bar per map step running now: two in parallel draw two lines
+        self.last_plain: dict[str, float] = {}
 
     def on_step_start(self, **e: Any) -> None:
         visit = _(" (visit {visit})").format(visit=e["visit"]) if e.get("visit", 1) > 1 else ""
@@ -68,6 +68,10 @@ class ConsoleProgress(Hooks):
             self._stop_bar()
             self._note(e["notice"])
 
+    def on_notice(self, **e: Any) -> None:
+        self._stop_bar()
+        self._note(f"{_where(e)}：{e['notice']}" if e.get("step") else e["notice"])
+
     def _note(self, text: Any) -> None:
         self.console.print("    [dim]" + _("note") + f"[/] {escape(str(text))}", highlight=False)
 
@@ -80,23 +84,25 @@ class ConsoleProgress(Hooks):
         if e.get("notice"):  # e.g. the model's concurrency limit caps this step's
             self._stop_bar()
             self._note(e["notice"])
+        where = _where(e)
         if not self.console.is_terminal:
             now = time.monotonic()
-            if done in (0, total) or now - self.last_plain >= 5:
-                self.last_plain = now
+            if done in (0, total) or now - self.last_plain.get(where, 0.0) >= 5:
+                self.last_plain[where] = now
                 rate = _(", {rate} items/s").format(rate=e["rate"]) if e.get("rate") else ""
                 line = _("{done}/{total} items{rate}, tokens {tokens}, cost {cost} {currency}").format(
                     done=number(done), total=number(total), rate=rate, tokens=number(self.tokens),
                     cost=f"{self.cost:.4f}", currency=self.currency)
-                self.console.print(f"  {escape(_where(e))}：{escape(line)}")
+                self.console.print(f"  {escape(where)}：{escape(line)}")
             return
         if self.progress is None:
             self.progress = Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn(_("{task.fields[rate]} items/s · {task.fields[usage]}")),
                                      TimeElapsedColumn(), console=self.console, transient=True)
             self.progress.start()
-            self.task = self.progress.add_task(escape(_where(e)), total=total, rate="-", usage="")
-        self.progress.update(self.task, completed=done, rate=e.get("rate") or "-",
+        if where not in self.tasks:
+            self.tasks[where] = self.progress.add_task(escape(where), total=total, rate="-", usage="")
+        self.progress.update(self.tasks[where], completed=done, rate=e.get("rate") or "-",
                              usage=_("tokens {tokens} · cost {cost} {currency}").format(
                                  tokens=number(self.tokens), cost=f"{self.cost:.4f}", currency=self.currency))
 
@@ -104,3 +110,4 @@ class ConsoleProgress(Hooks):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+            self.tasks.clear()

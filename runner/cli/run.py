@@ -61,7 +61,7 @@ def parse_inputs(pairs: list[str], file: Path | None) -> dict[str, Any]:
 
 
 @app.command()
-def run(playbook: Annotated[Path, typer.Argument(help=_("playbook YAML file"))],
+def run(playbook: Annotated[Path, typer.Argument(metavar="FILE", help=_("playbook YAML file"))],
         input: Annotated[list[str], typer.Option("--input", "-i", help=_("name=value (repeatable)"))
                          ] = [],  # noqa: B006
         inputs_file: Annotated[Path | None, typer.Option("--inputs", help=_("YAML or JSON file of inputs"))] = None,

@@ -28,6 +28,7 @@ class Hooks:
     def on_approval(self, **event: Any) -> None: ...
     def on_run_end(self, **event: Any) -> None: ...
     def on_map_chunk(self, **event: Any) -> None: ...
+    def on_notice(self, **event: Any) -> None: ...  # something the user should hear now: `notice`, `step`
 
     async def flush(self) -> None:
         """Wait for work the hook set off and has not finished (a card being sent); before a process exits."""
@@ -79,6 +80,9 @@ class HookList(Hooks):
 
     def on_map_chunk(self, **event: Any) -> None:
         self.emit("on_map_chunk", **event)
+
+    def on_notice(self, **event: Any) -> None:
+        self.emit("on_notice", **event)
 
     def close(self) -> None:
         """Close the files the hooks hold open (a worker process outlives the runs it works on)."""
@@ -176,6 +180,9 @@ class EventsFile(Hooks):
 
     def on_map_chunk(self, **event: Any) -> None:
         self._write("map_chunk", event)  # which worker ran which part of a distributed map
+
+    def on_notice(self, **event: Any) -> None:
+        self._write("notice", event)
 
 
 def brief(event: dict[str, Any], limit: int = 2000) -> dict[str, Any]:

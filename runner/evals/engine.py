@@ -22,8 +22,10 @@ from runner.evals.cassette import Cassette
 from runner.evals.load import Suite
 from runner.evals.run_case import CaseRun, Fixtures, run_case
 from runner.evals.suite import CaseSpec
+from runner.i18n import _
 from runner.models.llm import LlmClient, LlmRequest
 from runner.store import Store, open_store
+from runner.wording import number, status
 
 Mode = Literal["live", "record", "replay"]
 RULE = ("A run passes when its weighted assertion score reaches the case threshold and it finished without error; "
@@ -103,7 +105,9 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
                 result.scores.append(round(score, 4))
                 result.passes.append(ok)
                 if progress:
-                    progress(f"{case.id} #{r + 1}: {'pass' if ok else 'FAIL'} ({run.status}, {run.seconds:.1f}s)")
+                    progress(_("{case} #{n}: {result} ({status}, {seconds} s)").format(
+                        case=case.id, n=r + 1, result=_("pass") if ok else _("FAIL"), status=status(run.status),
+                        seconds=number(run.seconds, 1)))
 
         try:
             await asyncio.gather(*(one(res, r) for res in results for r in range(n)))

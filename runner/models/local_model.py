@@ -52,6 +52,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def default_threads(cores: int | None = None) -> int:
+    """Every core but one: the model's threads spin while they wait for work, so all of them would leave the
+    machine (the console, the web page, the other runs) sluggish for as long as a map of calls lasts."""
+    return max(1, (cores or os.cpu_count() or 1) - 1)
+
+
 def _load(threads: int | None = None, context: int = 8192) -> Any:
     """The one model server of this process, started on first use with `[local] threads` and `context`
     (PLAYBOOK_LOCAL_THREADS and PLAYBOOK_LOCAL_CTX override them)."""
@@ -60,7 +66,7 @@ def _load(threads: int | None = None, context: int = 8192) -> Any:
         if _server is None:
             import xllamacpp
 
-            threads = int(os.environ.get("PLAYBOOK_LOCAL_THREADS") or threads or os.cpu_count() or 1)
+            threads = int(os.environ.get("PLAYBOOK_LOCAL_THREADS") or threads or default_threads())
             params = xllamacpp.CommonParams()
             params.model.path = str(gguf_path())
             params.n_ctx = int(os.environ.get("PLAYBOOK_LOCAL_CTX") or context)

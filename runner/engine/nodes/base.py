@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from runner.config import Project
+from runner.config import LOCAL, Project
 from runner.dsl import templates
 from runner.dsl.labels import expression_schema
 from runner.dsl.spec import Retry, Step
@@ -20,9 +21,12 @@ from runner.dsl.validate import Playbook
 from runner.engine.events import HookList, Redactor
 from runner.engine.spill import Spill
 from runner.errors import CostLimitReached, RunCancelled, RunTakenOver, TemplateFailed
+from runner.i18n import _
 from runner.models.llm import LlmClient, LlmRequest, LlmResult
+from runner.models.local_model import default_threads
 from runner.registry import ToolContext, ToolFixtures
 from runner.store import Store
+from runner.wording import number
 
 # (parent run, sub-playbook, its inputs, child run id) → (the sub-playbook's outputs, what its LLM calls used)
 ChildRunner = Callable[["RunContext", Playbook, dict[str, Any], str], Awaitable[tuple[Any, dict[str, float]]]]
@@ -182,7 +186,7 @@ class StepContext:
     async def call_llm(self, request: LlmRequest) -> LlmResult:
         self.run.check_budget(self.step.id)
         started = time.monotonic()
-        result = await self.run.llm.complete(request)
+        result = await self.watched(self.run.llm.complete(request), request.alias)
         prompt = next((str(m.get("content")) for m in reversed(request.messages) if m.get("role") == "user"), "")
         self.run.charge(self.step.id, result, time.monotonic() - started, prompt)
         if result.cached:
@@ -193,6 +197,25 @@ class StepContext:
         self.usage["tokens_out"] += result.tokens_out
         self.usage["cost"] += result.cost
         return result
+
+    async def watched(self, call: Coroutine[Any, Any, LlmResult], alias: str) -> LlmResult:
+        """An embedded-model call, said on the console when it goes a while without a reply: on a busy
+        machine a call can take minutes, and a silent terminal looks hung."""
+        if self.run.project.resolve_model(alias)[1].model != LOCAL:
+            return await call
+        local = self.run.project.settings.local
+        task = asyncio.ensure_future(call)
+        try:
+            waited = 0.0
+            while not (await asyncio.wait({task}, timeout=local.notice_after))[0]:
+                waited += local.notice_after
+                self.run.hooks.on_notice(run_id=self.run.run_id, step=self.step.id, notice=_(
+                    "the embedded model has been working on one call for {seconds} s without a reply yet (threads: "
+                    "{threads}); it is slow on a busy machine — more threads make it faster: [local] threads in "
+                    "playbook.toml").format(seconds=number(waited), threads=local.threads or default_threads()))
+            return task.result()
+        finally:
+            task.cancel()  # the step was cancelled (Ctrl-C): the call goes with it
 
     def fixture_for(self, tool: str, args: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any] | None]:
         """(arguments to call with, (fixed output,) or None) — unchanged outside an eval."""
