@@ -83,4 +83,4 @@ steps:
 def test_playbook_tools_prints_required_for_required_arguments() -> None:
     result = CliRunner().invoke(app, ["tools"])
     assert "PydanticUndefined" not in result.output
-    assert "texts: list (required)" in result.output and "extra_words: list (default [])" in result.output
+    assert "texts: list (必填)" in result.output and "extra_words: list (默认 [])" in result.output

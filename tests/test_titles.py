@@ -4,6 +4,7 @@ description) labels the final outputs, `runs show`, the run page and a written w
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import openpyxl
@@ -39,6 +40,7 @@ outputs:
   best: ${{ steps.pick.output.best }}
   tags: ${{ steps.pick.tags }}
   count: ${{ steps.tag.items | length }}
+  saved: {value: "${{ steps.save.path }}", title: 标签表}
 """
 
 
@@ -51,6 +53,7 @@ def test_titles_label_outputs_runs_show_the_run_page_and_workbook_headers(projec
     assert done.returncode == 0, done.stderr
     assert "最佳标签：物流" in done.stdout and "全部标签：[{词：物流}；{词：价格}]" in done.stdout
     assert "count：2" in done.stdout  # an output with no schema keeps its key
+    assert re.search(r"标签表：\S+tags\.xlsx", done.stdout)  # `{value: …, title: …}`: the playbook's own label
     run_dir = next((project_dir / ".playbook" / "runs").iterdir())
 
     book = openpyxl.load_workbook(run_dir / "tags.xlsx", read_only=True)

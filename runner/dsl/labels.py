@@ -33,8 +33,28 @@ def step_schemas(playbook: Any) -> dict[str, Any]:
             schemas[step.id] = {"type": "array", "items": schema} if step.map is not None else schema
         info = get_tool(step.tool) if step.tool in tool_names() else None
         if info is not None and info.output_model is not None and step.map is None:
-            schemas[step.id] = inline_refs(info.output_model.model_json_schema())
+            schemas[step.id] = without_made_up_titles(inline_refs(info.output_model.model_json_schema()))
     return schemas
+
+
+def without_made_up_titles(schema: Any) -> Any:
+    """A pydantic schema without the titles pydantic made from names (`path` → "Path", the model's class name):
+    they would label an output `workbook` as "Path". Titles a tool author wrote stay."""
+    if isinstance(schema, list):
+        return [without_made_up_titles(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    kept = {k: without_made_up_titles(v) for k, v in schema.items() if k != "properties"}
+    if "properties" in schema:
+        kept.pop("title", None)  # a model's class name
+    if isinstance(schema.get("properties"), dict):
+        kept["properties"] = {}
+        for name, field in schema["properties"].items():
+            field = without_made_up_titles(field)
+            if isinstance(field, dict) and field.get("title") == name.replace("_", " ").title():
+                field = {k: v for k, v in field.items() if k != "title"}
+            kept["properties"][name] = field
+    return kept
 
 
 def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
@@ -97,9 +117,12 @@ def playbook_schemas(playbook: Any) -> dict[str, Any]:
     steps = playbook.step_schemas
     inputs = {name: {"title": input_title(name, spec)} for name, spec in playbook.spec.inputs.items()}
     outputs = {}
-    for name, value in playbook.spec.outputs.items():
+    titles = playbook.spec.output_titles
+    for name, value in playbook.spec.output_values.items():
         schema = expression_schema(value, steps, key=name)
-        if isinstance(schema, dict):
+        if name in titles:  # the playbook's own label wins over the field's
+            outputs[name] = {**(schema if isinstance(schema, dict) else {}), "title": titles[name]}
+        elif isinstance(schema, dict):
             outputs[name] = schema
     return {"steps": steps, "inputs": {"type": "object", "properties": inputs},
             "outputs": {"type": "object", "properties": outputs}}

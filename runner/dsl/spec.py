@@ -250,4 +250,22 @@ class PlaybookSpec(Model):
     limits: Limits = Field(default_factory=Limits)
     triggers: list[Trigger] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)
-    outputs: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, Any] = Field(default_factory=dict, description=(
+        "name: value (an expression or a literal); or name: {value: ..., title: 主题} to label it where a person "
+        "reads it (the console, runs show, the run page)"))
+
+    @property
+    def output_values(self) -> dict[str, Any]:
+        """The outputs to evaluate: a titled output's `value`, others as written."""
+        return {name: value["value"] if titled(value) else value for name, value in self.outputs.items()}
+
+    @property
+    def output_titles(self) -> dict[str, str]:
+        return {name: str(value.get("title") or value.get("description")) for name, value in self.outputs.items()
+                if titled(value)}
+
+
+def titled(output: Any) -> bool:
+    """An output written `{value: …, title: …}` (and/or `description:`), the form GitHub Actions uses."""
+    return isinstance(output, dict) and "value" in output and len(output) > 1 and \
+        set(output) <= {"value", "title", "description"}

@@ -37,7 +37,7 @@ def render_outputs(rc: RunContext, final: dict[str, Any]) -> dict[str, Any]:
     the output and the expression."""
     context = StepContext(rc, rc.playbook.spec.steps[-1], 0, final).template_context()
     try:
-        outputs: dict[str, Any] = templates.render(rc.playbook.spec.outputs, context)
+        outputs: dict[str, Any] = templates.render(rc.playbook.spec.output_values, context)
     except templates.TemplateError as exc:
         raise TemplateFailed(f"{exc.where('outputs')}: {exc}") from None
     return outputs
