@@ -94,8 +94,9 @@ class LocalSettings(BaseModel):
     """The embedded llama.cpp model (`local`)."""
 
     model_config = ConfigDict(extra="forbid")
-    threads: int | None = Field(None, ge=1, description="CPU threads it may use (default: every core but one, so "
-                                                       "the machine stays usable; more is faster)")
+    threads: int | None = Field(None, ge=1, description="CPU threads it may use (default: every core, at low "
+                                                       "priority, so the machine stays usable; fewer leaves more "
+                                                       "room for other work)")
     notice_after: float = Field(60.0, gt=0, description="seconds a call may go without a reply before the console "
                                                         "says the model is still working (and how to speed it up)")
     context: int = Field(8192, ge=512, description="context window in tokens")

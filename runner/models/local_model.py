@@ -53,9 +53,10 @@ def _sha256(path: Path) -> str:
 
 
 def default_threads(cores: int | None = None) -> int:
-    """Every core but one: the model's threads spin while they wait for work, so all of them would leave the
-    machine (the console, the web page, the other runs) sluggish for as long as a map of calls lasts."""
-    return max(1, (cores or os.cpu_count() or 1) - 1)
+    """Every core: the threads run at low priority and sleep instead of spinning while they wait (see `_load`),
+    so the rest of the machine goes first; one core fewer would make the model much slower on a small machine
+    (the README's quick start, 2 cores: 143 s on one thread against 85 s on two, benchmarks/README.md)."""
+    return max(1, cores or os.cpu_count() or 1)
 
 
 def _load(threads: int | None = None, context: int = 8192) -> Any:
@@ -71,8 +72,12 @@ def _load(threads: int | None = None, context: int = 8192) -> Any:
             params.model.path = str(gguf_path())
             params.n_ctx = int(os.environ.get("PLAYBOOK_LOCAL_CTX") or context)
             params.n_parallel = 1
-            params.cpuparams.n_threads = max(1, threads)
-            params.cpuparams_batch.n_threads = max(1, threads)
+            for cpu in (params.cpuparams, params.cpuparams_batch):
+                cpu.n_threads = max(1, threads)
+                # what leaves the machine usable while a map of calls runs: the model's threads yield to every
+                # other process (the console, the web page, the other runs) and do not busy-wait between tasks
+                cpu.priority = xllamacpp.ggml_sched_priority.GGML_SCHED_PRIO_LOW
+                cpu.poll = 0
             params.warmup = False
             params.verbosity = int(os.environ.get("PLAYBOOK_LOCAL_VERBOSITY", "-1"))
             _server = xllamacpp.Server(params)

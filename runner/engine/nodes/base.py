@@ -211,8 +211,9 @@ class StepContext:
                 waited += local.notice_after
                 self.run.hooks.on_notice(run_id=self.run.run_id, step=self.step.id, notice=_(
                     "the embedded model has been working on one call for {seconds} s without a reply yet (threads: "
-                    "{threads}); it is slow on a busy machine — more threads make it faster: [local] threads in "
-                    "playbook.toml").format(seconds=number(waited), threads=local.threads or default_threads()))
+                    "{threads}); it is slow on a busy or small machine — [local] threads in playbook.toml sets its "
+                    "threads, and a real model ([models.default]) is much faster").format(
+                        seconds=number(waited), threads=local.threads or default_threads()))
             return task.result()
         finally:
             task.cancel()  # the step was cancelled (Ctrl-C): the call goes with it
