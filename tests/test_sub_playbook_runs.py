@@ -91,3 +91,25 @@ def test_a_sub_playbook_keeps_its_parents_day_in_the_project_timezone(project_di
     assert run is not None
     day = datetime.fromtimestamp(run["started_at"], ZoneInfo("Pacific/Kiritimati")).strftime("%Y-%m-%d")
     assert outcome.outputs == {"parent": day, "child": day}
+
+
+def test_a_parent_failed_inside_its_sub_playbook_counts_the_tokens_spent_there(project_dir: Path,
+                                                                              server: FakeLLMServer) -> None:
+    server.add_rule("先总结", "一段总结")
+    write_playbook(project_dir, """
+name: child_fails
+steps:
+  - {id: s, llm: {prompt: 先总结}}
+  - {id: read, tool: file.read, with: {path: 不存在的文件.txt}}
+""", "child_fails.yaml")
+    path = write_playbook(project_dir, "name: parent_fails\nsteps:\n  - {id: sub, playbook: child_fails.yaml}\n")
+    outcome = run_playbook(path)
+    assert outcome.status == "failed"
+    store = SqliteStore(project_dir / ".playbook" / "state.db")
+    parent, child = store.get_run(outcome.run_id), store.get_run(f"{outcome.run_id}.sub-1")
+    assert parent is not None and child is not None and child["tokens_in"] > 0
+    # the sub-playbook's call is on its parent's row (it used to be added only when the sub-playbook finished)
+    assert (parent["tokens_in"], parent["tokens_out"], parent["cost"]) == \
+        (child["tokens_in"], child["tokens_out"], child["cost"])
+    assert outcome.tokens_in == child["tokens_in"]  # and in what the command prints
+    store.close()

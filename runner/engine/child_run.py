@@ -87,11 +87,10 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
             parent.store.update_run(run_id, status=ended, ended_at=time.time(),
                                     error=parent.redact(str(exc) or type(exc).__name__))
         raise
-    # the parent's run row counts what its sub-playbooks used, so its tokens and cost are the whole story
-    parent.store.add_usage(parent.run_id, rc.tokens_in, rc.tokens_out, rc.spent - parent.spent)
-    parent.tokens_in += rc.tokens_in
-    parent.tokens_out += rc.tokens_out
-    parent.spent = rc.spent
+    finally:  # what the sub-playbook used is the parent's too (its run row already counts it: RunContext.charge)
+        parent.tokens_in += rc.tokens_in
+        parent.tokens_out += rc.tokens_out
+        parent.spent = rc.spent
     if isinstance(final, dict) and final.get("__interrupt__"):
         raise RunError(f"sub-playbook '{child.spec.name}' asks for approval; approvals inside "
                        "sub-playbooks are not supported yet — move the approval to the parent")

@@ -86,8 +86,10 @@ class RunContext:
         self.tokens_out += result.tokens_out
         self.llm_calls += result.calls
         self.spent += result.cost
-        # committed with the journal entry of this reply (same loop turn): one commit for both
-        self.store.queue_usage(self.run_id, result.tokens_in, result.tokens_out, result.cost)
+        # committed with the journal entry of this reply (same loop turn): one commit for both. A sub-playbook's
+        # call counts in every run above it at once, so a parent killed or failed inside it still shows its tokens
+        for run_id in with_ancestors(self.run_id):
+            self.store.queue_usage(run_id, result.tokens_in, result.tokens_out, result.cost)
         self.hooks.on_llm_call(run_id=self.run_id, step=step, model=result.model, cached=False, calls=result.calls,
                                tokens_in=result.tokens_in, tokens_out=result.tokens_out,
                                cost=round(result.cost, 6), seconds=round(seconds, 3), prompt=prompt)
@@ -237,6 +239,13 @@ class StepContext:
 
     def arg_schema(self, name: str) -> Any:
         return expression_schema((self.step.with_ or {}).get(name), self.run.playbook.step_schemas)
+
+
+def with_ancestors(run_id: str) -> list[str]:
+    """A run and the runs whose steps run it: `a.feedback-1.x-2` → itself, `a.feedback-1`, `a` (a sub-playbook's run
+    id is its parent's, a dot, and the step that runs it; step ids hold no dot)."""
+    parts = run_id.split(".")
+    return [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
 
 
 NOT_RUN: dict[str, Any] = {"output": None, "status": "skipped", "visits": 0}
