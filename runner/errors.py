@@ -25,7 +25,7 @@ class Diagnostic:
     def __str__(self) -> str:
         if self.line:
             return f"{self.file}:{self.line}:{self.col}: {self.message}"
-        return f"{self.file}: {self.message}"
+        return f"{self.file}: {self.message}" if self.file else self.message
 
 
 class PlaybookError(Exception):

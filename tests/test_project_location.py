@@ -50,4 +50,4 @@ def test_a_run_id_from_another_folder_names_where_it_looked_and_how_to_point_at_
 
 def test_help_shows_brackets_as_written(project_dir: Path) -> None:
     shown = cli("--help", cwd=project_dir)
-    assert "[[schedules]]" in shown.stdout and "130 interrupted" in shown.stdout and "--project" in shown.stdout
+    assert "[[schedules]]" in shown.stdout and "130 已中断" in shown.stdout and "--project" in shown.stdout

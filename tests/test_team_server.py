@@ -121,7 +121,7 @@ outputs: {text: "${{ steps.write.output }}"}
     team.workers.start("w1", concurrency=2)
     team.workers.start("w2", concurrency=2)
     big = cli("run", "pb.yaml", "--input", "n=10000", "--run-id", "big", "--detach", cwd=team.folder)
-    assert big.returncode == 0 and "queued" in big.stdout, big.stderr
+    assert big.returncode == 0 and "已排队" in big.stdout, big.stderr
 
     clock = [time.time()]
     project = load_project(team.folder)
@@ -315,7 +315,7 @@ def test_a_worker_told_to_stop_finishes_its_run_first(team: Team, server: FakeLL
 def test_without_a_broker_detach_says_what_is_missing(project_dir: Path) -> None:
     write_playbook(project_dir, MAP)
     refused = cli("run", "pb.yaml", "--detach", cwd=project_dir)
-    assert refused.returncode == 2 and "no [queue] broker" in refused.stderr and "Traceback" not in refused.stderr
+    assert refused.returncode == 2 and "没有 [queue] broker" in refused.stderr and "Traceback" not in refused.stderr
     assert not (project_dir / ".playbook" / "state.db").exists()
 
 
@@ -419,12 +419,12 @@ def test_a_broker_that_does_not_answer_is_named_and_strands_nothing(project_dir:
     write_playbook(project_dir, MAP)
     env = {"PLAYBOOK_BROKER_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/0"}
     refused = cli("run", "pb.yaml", "--run-id", "nobroker", "--detach", cwd=project_dir, env=env)
-    assert refused.returncode == 2 and "cannot reach the queue at redis://:***@127.0.0.1" in refused.stderr
+    assert refused.returncode == 2 and "连不上队列 redis://:***@127.0.0.1" in refused.stderr
     assert "Traceback" not in refused.stderr and "hunter2" not in refused.stderr
     listed = cli("runs", "show", "nobroker", cwd=project_dir, env=env)
     assert "失败" in listed.stdout and "playbook resume nobroker" in listed.stdout  # not left queued forever
     status = cli("status", cwd=project_dir, env=env)
-    assert status.returncode == 2 and "cannot reach the queue" in status.stderr and "Traceback" not in status.stderr
+    assert status.returncode == 2 and "连不上队列" in status.stderr and "Traceback" not in status.stderr
 
 
 def test_resume_sends_again_a_queued_run_whose_message_was_lost(team: Team, server: FakeLLMServer) -> None:
@@ -656,7 +656,7 @@ def test_a_cancel_on_the_team_stops_a_sub_playbooks_map_and_reads_cancelled_ever
     assert "已取消" in listed and "已中断" not in listed and "运行中" not in listed, listed
     assert "状态：已取消" in cli("runs", "show", "c", cwd=team.folder).stdout
     status = cli("status", cwd=team.folder).stdout
-    assert "cancelled 1" in status and "failed" not in status and "running" not in status, status
+    assert "已取消 1" in status and "失败" not in status and "运行中" not in status, status
     store = open_store(load_project(team.folder))
     try:
         child = store.get_run("c.sub-1") or {}

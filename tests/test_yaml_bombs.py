@@ -48,4 +48,4 @@ def test_an_oversized_playbook_or_inputs_file_is_refused_before_it_is_parsed(pro
     inputs.write_text("keywords: [" + ", ".join(["手机"] * 1_200_000) + "]\n", encoding="utf-8")
     done = cli("run", str(ROOT / "playbooks" / "trend_scan.yaml"), "--inputs", str(inputs), cwd=project_dir,
                timeout=60)
-    assert done.returncode == 2 and "an inputs file is at most 5 MB" in done.stderr, done.stderr
+    assert done.returncode == 2 and "输入文件最大 5 MB" in done.stderr, done.stderr
