@@ -8,7 +8,7 @@ typer's own words (Usage, Options, "Missing argument") come from the same catalo
 
 Why gettext (stdlib) at run time and Babel only to extract and compile: looking a string up costs a dict
 lookup and no import beyond the standard library, so `playbook --help` stays cheap; Babel is the maintained
-tool for the catalog files themselves (extraction from Python and Jinja, `.po` merge, `.mo` compile).
+tool for the catalog files themselves (extraction, `.po` merge, `.mo` compile).
 """
 
 from __future__ import annotations
