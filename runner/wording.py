@@ -56,6 +56,12 @@ def number(value: Any, decimals: int = 2, suffix: str = "") -> str:
     return text + suffix
 
 
+def usage_line(tokens: int, cost: float, currency: str) -> str:
+    """`tokens 5,571 · 费用 0.0312 CNY`: what a run or a step has used so far."""
+    return _("tokens {tokens} · cost {cost} {currency}").format(tokens=number(tokens), cost=f"{cost:.4f}",
+                                                                currency=currency)
+
+
 def readable(value: Any, limit: int = 200, schema: Any = None) -> str:
     """A value as one line a person reads (outputs on the console): numbers formatted, yes/no, "—" for nothing,
     lists joined with 、 and objects as 键：值 — not JSON with its 9000.0, null and true. Built piece by piece

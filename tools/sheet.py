@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from runner import atomic
 from runner.registry import JsonRows, ToolArgumentError, ToolContext, file_check, tool
 from runner.tables import Shape, Table, check_table, read_table
-from runner.wording import label
+from runner.wording import item_schema, label, number
 from tools.columns import text_and_id
 from tools.sheet_ledger import WIDTH_SAMPLE, Ledger
 
@@ -170,7 +170,7 @@ def _write(args: SheetWriteInput, ctx: ToolContext, target: Path) -> SheetWriteO
 def _titled(fields: list[str], rows_schema: Any) -> list[str]:
     """Each field's `title` from the rows' schema (a step output's `{name: {type: string, title: 主题}}`) where
     there is one and it names no other column, else the field's name."""
-    item = rows_schema.get("items") if isinstance(rows_schema, dict) else None
+    item = item_schema(rows_schema)
     headers: list[str] = []
     for name in fields:
         title = label(name, item)
@@ -179,7 +179,7 @@ def _titled(fields: list[str], rows_schema: Any) -> list[str]:
 
 
 def _yes_no(value: Any) -> Any:
-    return ("是" if value else "否") if isinstance(value, bool) else value
+    return number(value) if isinstance(value, bool) else value  # 是/否, as the console and the pages say it
 
 
 def _as_is(value: Any) -> Any:

@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from runner.errors import PlaybookError, RunError
 from runner.i18n import _
-from runner.wording import field_schema, label, number, outline, readable, status
+from runner.wording import field_schema, label, outline, readable, status, usage_line
 
 EXIT = {"done": 0, "failed": 1, "waiting": 3, "cancelled": 4, "moved": 1}  # 130: interrupted (runner/cli/interrupt.py)
 out = Console(highlight=False, soft_wrap=True)
@@ -69,16 +69,16 @@ def guard(fn: Any) -> None:
 
 def schemas_of(run: dict[str, Any] | None) -> dict[str, Any]:
     """The labels of a run's inputs and outputs (see runner.dsl.labels), from the playbook text it ran."""
+    from runner.dsl.labels import NO_SCHEMAS
     from runner.dsl.validate import run_schemas
 
-    return run_schemas(run["path"], run["source"]) if run else {"steps": {}, "inputs": {}, "outputs": {}}
+    return run_schemas(run["path"], run["source"]) if run else NO_SCHEMAS
 
 
 def report(outcome: Any, currency: str, schemas: dict[str, Any] | None = None) -> None:
     from runner.engine.nodes.on_error import describe
 
-    usage = escape(_("tokens {tokens} · cost {cost} {currency}").format(
-        tokens=number(outcome.tokens_in + outcome.tokens_out), cost=f"{outcome.cost:.4f}", currency=currency))
+    usage = escape(usage_line(outcome.tokens_in + outcome.tokens_out, outcome.cost, currency))
     if outcome.status == "waiting":
         p = outcome.pending or {}
         waiting = _("{title} (step {step})").format(title=p.get("title"), step=p.get("step"))

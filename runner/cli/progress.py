@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from runner.engine.events import Hooks
 from runner.i18n import _
-from runner.wording import number, status
+from runner.wording import number, status, usage_line
 
 
 def _where(e: dict[str, Any]) -> str:
@@ -103,8 +103,7 @@ class ConsoleProgress(Hooks):
         if where not in self.tasks:
             self.tasks[where] = self.progress.add_task(escape(where), total=total, rate="-", usage="")
         self.progress.update(self.tasks[where], completed=done, rate=e.get("rate") or "-",
-                             usage=_("tokens {tokens} · cost {cost} {currency}").format(
-                                 tokens=number(self.tokens), cost=f"{self.cost:.4f}", currency=self.currency))
+                             usage=usage_line(self.tokens, self.cost, self.currency))
 
     def _stop_bar(self) -> None:
         if self.progress is not None:

@@ -20,6 +20,7 @@ _PATH = re.compile(r"^\s*steps\.(\w+)((?:\.\w+)*)\s*$")
 _STEP = re.compile(r"\bsteps\.(\w+)")
 _LAST_FIELD = re.compile(r"\)\s*\.(\w+)\s*$")
 _CLAUSE_END = re.compile(r"[（(，,；;。:：]")
+NO_SCHEMAS: dict[str, Any] = {"steps": {}, "inputs": {}, "outputs": {}}  # nothing to label with
 SHORT = 20  # a description longer than this (to its first clause end) is a sentence, not a label
 
 

@@ -82,7 +82,7 @@ def run_schemas(path: str, source: str) -> dict[str, Any]:
     try:
         return load_and_validate(path, source).schemas
     except PlaybookError:
-        return {"steps": {}, "inputs": {}, "outputs": {}}
+        return labels.NO_SCHEMAS
 
 
 def validate(loaded: LoadedPlaybook, _stack: tuple[Path, ...] = ()) -> Playbook:

@@ -59,6 +59,11 @@ def default_threads(cores: int | None = None) -> int:
     return max(1, cores or os.cpu_count() or 1)
 
 
+def thread_count(configured: int | None) -> int:
+    """The threads the model runs on: PLAYBOOK_LOCAL_THREADS, else `[local] threads`, else every core."""
+    return int(os.environ.get("PLAYBOOK_LOCAL_THREADS") or configured or default_threads())
+
+
 def _load(threads: int | None = None, context: int = 8192) -> Any:
     """The one model server of this process, started on first use with `[local] threads` and `context`
     (PLAYBOOK_LOCAL_THREADS and PLAYBOOK_LOCAL_CTX override them)."""
@@ -67,7 +72,7 @@ def _load(threads: int | None = None, context: int = 8192) -> Any:
         if _server is None:
             import xllamacpp
 
-            threads = int(os.environ.get("PLAYBOOK_LOCAL_THREADS") or threads or default_threads())
+            threads = thread_count(threads)
             params = xllamacpp.CommonParams()
             params.model.path = str(gguf_path())
             params.n_ctx = int(os.environ.get("PLAYBOOK_LOCAL_CTX") or context)

@@ -23,7 +23,7 @@ from runner.engine.spill import Spill
 from runner.errors import CostLimitReached, RunCancelled, RunTakenOver, TemplateFailed
 from runner.i18n import _
 from runner.models.llm import LlmClient, LlmRequest, LlmResult
-from runner.models.local_model import default_threads
+from runner.models.local_model import thread_count
 from runner.registry import ToolContext, ToolFixtures
 from runner.store import Store
 from runner.wording import number
@@ -215,7 +215,7 @@ class StepContext:
                     "the embedded model has been working on one call for {seconds} s without a reply yet (threads: "
                     "{threads}); it is slow on a busy or small machine — [local] threads in playbook.toml sets its "
                     "threads, and a real model ([models.default]) is much faster").format(
-                        seconds=number(waited), threads=local.threads or default_threads()))
+                        seconds=number(waited), threads=thread_count(local.threads)))
             return task.result()
         finally:
             task.cancel()  # the step was cancelled (Ctrl-C): the call goes with it
