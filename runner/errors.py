@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.i18n import LANGUAGES, N_, _, catalog
+from runner.wording import status
 
 
 @dataclass(frozen=True, order=True)
@@ -67,7 +68,7 @@ class RunError(Exception):
         self.step = step
         self.reason = message  # without the step's name, for per-item error lists
         self.details = details or {}  # e.g. {status: 404, url: …} of an HTTP error, for on_error and `when`
-        super().__init__(f"step '{step}': {message}" if step else message)
+        super().__init__(at_step(step, message) if step else message)
 
 
 class TemplateFailed(RunError):
@@ -81,9 +82,10 @@ class NoSuchRun(RunError):
     """A run id this project's store does not know — usually a command given in another folder."""
 
     def __init__(self, run_id: str, location: str) -> None:
-        super().__init__(f"no run '{run_id}' in {location}. Runs belong to the project folder they were started "
-                         "in (its .playbook/ folder): run the command there, or point at that folder with "
-                         "--project DIR or PLAYBOOK_PROJECT=DIR; `playbook runs list` shows this project's runs")
+        super().__init__(_("no run '{run_id}' in {location}. Runs belong to the project folder they were started "
+                           "in (its .playbook/ folder): run the command there, or point at that folder with "
+                           "--project DIR or PLAYBOOK_PROJECT=DIR; `playbook runs list` shows this project's runs")
+                         .format(run_id=run_id, location=location))
 
 
 class DecisionTaken(RunError):
@@ -92,11 +94,14 @@ class DecisionTaken(RunError):
     def __init__(self, run_id: str, step: str, recorded: dict[str, Any]) -> None:
         self.recorded = recorded
         if recorded.get("action") is None:
-            super().__init__(f"run '{run_id}' is no longer waiting for approval; nothing was applied")
+            super().__init__(_("run '{run_id}' is no longer waiting for approval; nothing was applied")
+                             .format(run_id=run_id))
             return
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(recorded.get("at") or 0))
-        super().__init__(f"run '{run_id}': step '{step}' was already decided — {recorded.get('action')} by "
-                         f"{recorded.get('by')} at {when}; this decision was not applied")
+        super().__init__(_("run '{run_id}': step '{step}' was already decided — {action} by {by} at {when}; this "
+                           "decision was not applied").format(run_id=run_id, step=step, when=when,
+                                                              action=status(recorded.get("action")),
+                                                              by=recorded.get("by")))
 
 
 class TooManyFailures(RunError):
@@ -139,8 +144,13 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     options = sorted(set(choices))
     close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
     if close:
-        return f" (did you mean '{close[0]}'?)"
+        return _(" (did you mean '{name}'?)").format(name=close[0])
     if not options:
         return ""
     shown = ", ".join(options[:12]) + (", …" if len(options) > 12 else "")
-    return f" (valid: {shown})"
+    return _(" (valid: {choices})").format(choices=shown)
+
+
+def at_step(step: str, message: str) -> str:
+    """A message about one step, framed with its id: `step 'load': …`."""
+    return _("step '{step}': {message}").format(step=step, message=message)

@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from runner.i18n import N_, _, ngettext
+
 # A union's members show up in an error's location as their class or tag names; a user never wrote them.
 _UNION_PART = re.compile(r"^(?:[A-Z]\w*|(?:literal|function-\w+|list|dict|str|int|float|bool|nullable|"
                          r"tagged-union|union|json-or-python|lax-or-strict|constrained-\w+)\[.*\]|"
@@ -18,34 +20,34 @@ _CLASS_WORDS = re.compile(r"\s*(?:or )?instance of \w+")
 
 # What a field that takes several forms looks like, for the forms' combined error.
 FORMS = {
-    "on_error": "on_error is one of: fail, skip, {default: <value>} or {goto: <step>}",
-    "switch": "switch is a mapping, not a list: switch: {cases: [{if: <condition>, goto: <step>}], "
-              "default: <step>}",
-    "output": "output is a compact schema ({field: type}, [type], {enum: [...]}) or a JSON Schema",
-    "max_failures": "max_failures is a count (3) or a percentage ('10%')",
+    "on_error": N_("on_error is one of: fail, skip, {default: <value>} or {goto: <step>}"),
+    "switch": N_("switch is a mapping, not a list: switch: {cases: [{if: <condition>, goto: <step>}], "
+                 "default: <step>}"),
+    "output": N_("output is a compact schema ({field: type}, [type], {enum: [...]}) or a JSON Schema"),
+    "max_failures": N_("max_failures is a count (3) or a percentage ('10%')"),
 }
 
 
 PATTERNS = {  # what a pattern allows, in words
-    r"^[A-Za-z_][A-Za-z0-9_]*$": "letters, digits and _, not starting with a digit",
-    r"^[A-Za-z0-9_\-.一-鿿]+$": "letters, digits, Chinese characters, _, - and ., without spaces",
+    r"^[A-Za-z_][A-Za-z0-9_]*$": N_("letters, digits and _, not starting with a digit"),
+    r"^[A-Za-z0-9_\-.一-鿿]+$": N_("letters, digits, Chinese characters, _, - and ., without spaces"),
 }
 
 
 def kind_of(value: Any) -> str:
     if value is None:
-        return "nothing (empty)"
+        return _("nothing (empty)")
     if isinstance(value, bool):
-        return f"{str(value).lower()}"
+        return str(value).lower()
     if isinstance(value, int | float):
-        return f"the number {value}"
+        return _("the number {value}").format(value=value)
     if isinstance(value, str):
-        return f"the text '{value[:40]}{'…' if len(value) > 40 else ''}'"
+        return _("the text '{text}'").format(text=value[:40] + ("…" if len(value) > 40 else ""))
     if isinstance(value, list):
-        return "a list"
+        return _("a list")
     if isinstance(value, dict):
-        return "a mapping"
-    return "a value of another kind"
+        return _("a mapping")
+    return _("a value of another kind")
 
 
 def clean_location(loc: Iterable[Any]) -> tuple[Any, ...]:
@@ -58,39 +60,52 @@ def plain(error: Mapping[str, Any]) -> str:
     kind, ctx, value = error.get("type", ""), error.get("ctx") or {}, error.get("input")
     msg = str(error.get("msg", ""))
     if isinstance(value, str) and "${{" in value and kind.split("_")[0] in ("int", "float", "bool", "decimal"):
-        return (f"takes a fixed value written in the playbook, not an expression ({value.strip()}); "
-                "expressions work in prompts, `with:`, `map:`, `when:`, approval and switch fields and outputs")
+        return _("takes a fixed value written in the playbook, not an expression ({expression}); expressions work "
+                 "in prompts, `with:`, `map:`, `when:`, approval and switch fields and outputs"
+                 ).format(expression=value.strip())
     if kind in ("model_type", "dict_type", "model_attributes_type", "mapping_type"):
-        return f"should be a mapping (name: value pairs), not {kind_of(value)}"
+        return _("should be a mapping (name: value pairs), not {value}").format(value=kind_of(value))
     if kind in ("list_type", "tuple_type", "set_type", "iterable_type"):
-        return f"should be a list, not {kind_of(value)}"
+        return _("should be a list, not {value}").format(value=kind_of(value))
     if kind in ("string_type", "string_sub_type"):
-        return f"should be text, not {kind_of(value)}"
+        return _("should be text, not {value}").format(value=kind_of(value))
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"should be a whole number, not {kind_of(value)}"
+        return _("should be a whole number, not {value}").format(value=kind_of(value))
     if kind in ("float_type", "float_parsing", "decimal_type", "decimal_parsing"):
-        return f"should be a number, not {kind_of(value)}"
+        return _("should be a number, not {value}").format(value=kind_of(value))
     if kind in ("bool_type", "bool_parsing"):
-        return f"should be true or false, not {kind_of(value)}"
-    bounds = {"greater_than_equal": ("at least", "ge"), "greater_than": ("more than", "gt"),
-              "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}
+        return _("should be true or false, not {value}").format(value=kind_of(value))
+    bounds = {"greater_than_equal": (N_("should be at least {limit}, not {value}"), "ge"),
+              "greater_than": (N_("should be more than {limit}, not {value}"), "gt"),
+              "less_than_equal": (N_("should be at most {limit}, not {value}"), "le"),
+              "less_than": (N_("should be less than {limit}, not {value}"), "lt")}
     if kind in bounds:
-        word, key = bounds[kind]
+        sentence, key = bounds[kind]
         limit = ctx.get(key)
-        return f"should be {word} {limit:g}, not {value!r}" if isinstance(limit, int | float) \
-            else f"should be {word} {limit}, not {value!r}"
+        shown = f"{limit:g}" if isinstance(limit, int | float) else str(limit)
+        return _(sentence).format(limit=shown, value=repr(value))
     if kind in ("too_short", "too_long"):
-        word, key = ("at least", "min_length") if kind == "too_short" else ("at most", "max_length")
-        count = ctx.get(key)
-        what = ("character" if isinstance(value, str) else "item") + ("" if count == 1 else "s")
-        return f"should have {word} {count} {what}"
+        count = int(ctx.get("min_length" if kind == "too_short" else "max_length") or 0)
+        if isinstance(value, str):
+            sentence = ngettext("should have at least {count} character", "should have at least {count} characters",
+                                count) if kind == "too_short" else \
+                ngettext("should have at most {count} character", "should have at most {count} characters", count)
+        else:
+            sentence = ngettext("should have at least {count} item", "should have at least {count} items",
+                                count) if kind == "too_short" else \
+                ngettext("should have at most {count} item", "should have at most {count} items", count)
+        return sentence.format(count=count)
     if kind == "string_pattern_mismatch":
-        allowed = PATTERNS.get(str(ctx.get("pattern")), f"the form {ctx.get('pattern')}")
-        return f"'{value}' is not allowed here: use {allowed}"
+        pattern = str(ctx.get("pattern"))
+        allowed = _(PATTERNS[pattern]) if pattern in PATTERNS else _("the form {pattern}").format(pattern=pattern)
+        return _("'{value}' is not allowed here: use {allowed}").format(value=value, allowed=allowed)
+    if kind in ("literal_error", "enum"):
+        expected = str(ctx.get("expected", "")).replace(" or ", ", ")  # pydantic's "'a', 'b' or 'c'"
+        return _("should be one of {expected}, not {value}").format(expected=expected, value=kind_of(value))
     if kind == "missing":
-        return "is required"
+        return _("is required")
     if kind == "extra_forbidden":
-        return "is not a known field"
+        return _("is not a known field")
     msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     msg = _CLASS_WORDS.sub("", msg.replace("Input should be", "should be"))
     return msg
@@ -117,9 +132,9 @@ def merged(errors: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
         if len(group) > 1:
             field = next((p for p in reversed(loc) if isinstance(p, str)), "")
             value = group[0].get("input")
-            message = FORMS.get(field) or "; or ".join(dict.fromkeys(plain(e) for e in group))
+            message = _(FORMS[field]) if field in FORMS else _("; or ").join(dict.fromkeys(plain(e) for e in group))
             if field in FORMS:
-                message = f"{kind_of(value)} does not fit: {message}"
+                message = _("{value} does not fit: {forms}").format(value=kind_of(value), forms=message)
         else:
             message = plain(group[0])
         out.append((join_location(loc), message))

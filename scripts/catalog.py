@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import inspect
 import io
+import string
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -103,6 +104,27 @@ def mo_bytes(catalog: Catalog) -> bytes:
     return buffer.getvalue()
 
 
+def fields(text: str) -> set[str]:
+    """The `{name}` placeholders of a message (what `.format()` fills); braces doubled to be literal are not."""
+    try:
+        return {name for _text, name, _spec, _conv in string.Formatter().parse(text) if name is not None}
+    except ValueError:  # not a format string at all (a message passed without .format)
+        return set()
+
+
+def wrong_placeholders(language: str, catalog: Catalog) -> list[str]:
+    """Translations whose placeholders differ from the source's: `.format()` would raise or drop a value."""
+    found = []
+    for message in catalog:
+        if not message.id or not message.string:
+            continue
+        source = message.id[0] if isinstance(message.id, tuple) else message.id
+        for text in message.string if isinstance(message.string, tuple) else (message.string,):
+            if text and fields(text) != fields(source):
+                found.append(f"{language}: placeholders differ: {source[:60]!r} → {text[:60]!r}")
+    return found
+
+
 def main(check: bool) -> int:
     messages = extracted()
     problems = []
@@ -110,6 +132,7 @@ def main(check: bool) -> int:
         catalog, missing = merged(language, messages)
         po, mo = po_path(language), po_path(language).with_suffix(".mo")
         problems += [f"{language}: untranslated: {m!r}" for m in missing]
+        problems += wrong_placeholders(language, catalog)
         wanted_po, wanted_mo = po_bytes(catalog), mo_bytes(catalog)
         for path, wanted in ((po, wanted_po), (mo, wanted_mo)):
             if path.exists() and path.read_bytes() == wanted:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from runner.i18n import _
+
 
 class CronError(ValueError):
     """A cron expression or timezone that cannot be used; the message says how to fix it."""
@@ -14,7 +16,8 @@ def _zone(timezone: str) -> ZoneInfo:
     try:
         return ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise CronError(f"unknown timezone '{timezone}' (use an IANA name such as Asia/Shanghai)") from None
+        raise CronError(_("unknown timezone '{timezone}' (use an IANA name such as Asia/Shanghai)").format(
+                            timezone=timezone)) from None
 
 
 def check_cron(expression: str, timezone: str) -> None:
@@ -27,12 +30,13 @@ def next_time(expression: str, timezone: str, after: float) -> float:
 
     zone = _zone(timezone)
     if len(expression.split()) != 5:
-        raise CronError(f"'{expression}' is not a five-field cron expression (minute hour day month weekday), "
-                        "e.g. '0 9 * * *'")
+        raise CronError(_("'{expression}' is not a five-field cron expression (minute hour day month weekday), "
+                          "e.g. '0 9 * * *'").format(expression=expression))
     try:
         moment = next(CronSim(expression, datetime.fromtimestamp(after, zone)))
     except CronSimError as exc:
-        raise CronError(f"invalid cron expression '{expression}': {exc}") from None
+        raise CronError(_("invalid cron expression '{expression}': {exc}").format(expression=expression,
+                                                                                   exc=exc)) from None
     return moment.timestamp()
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from runner.dsl.spec import InputSpec, PlaybookSpec
 from runner.errors import Diagnostic, PlaybookValidationError, did_you_mean
+from runner.i18n import _, ngettext
+from runner.messages import kind_of
 
 _TRUE = {"true", "yes", "1", "on", "是"}
 _FALSE = {"false", "no", "0", "off", "否"}
@@ -17,38 +19,40 @@ def coerce(name: str, spec: InputSpec, value: Any) -> Any:
     kind = spec.type
     if kind in ("string", "file"):
         if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise ValueError(f"expected text, got {type(value).__name__}")
+            raise ValueError(_("expected text, got {value}").format(value=kind_of(value)))
         value = str(value)
     elif kind == "integer":
         if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ValueError(f"expected an integer, got {value!r}")
+            raise ValueError(_("expected an integer, got {value!r}").format(value=value))
         try:
             value = int(value)
         except ValueError:
-            raise ValueError(f"expected an integer, got {value!r}") from None
+            raise ValueError(_("expected an integer, got {value!r}").format(value=value)) from None
     elif kind == "number":
         if isinstance(value, bool):
-            raise ValueError(f"expected a number, got {value!r}")
+            raise ValueError(_("expected a number, got {value!r}").format(value=value))
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"expected a number, got {value!r}") from None
+            raise ValueError(_("expected a number, got {value!r}").format(value=value)) from None
     elif kind == "boolean":
         if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
             value = value.lower() in _TRUE
         if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {value!r}")
+            raise ValueError(_("expected true or false, got {value!r}").format(value=value))
     elif kind in ("list", "object"):
         if isinstance(value, str):
             value = _flow(value, kind)
         wanted = list if kind == "list" else dict
         if not isinstance(value, wanted):
-            raise ValueError(f"expected a {kind}, got {type(value).__name__}")
+            wanted_said = _("expected a list, got {value}") if kind == "list" else _("expected a mapping, got {value}")
+            raise ValueError(wanted_said.format(value=kind_of(value)))
         if spec.min_items is not None and len(value) < spec.min_items:
-            raise ValueError(f"give at least {spec.min_items} item{'s' if spec.min_items > 1 else ''} "
-                             f"(got {len(value)}), e.g. --input {name}='[…]'")
+            raise ValueError(ngettext("give at least {count} item (got {got}), e.g. --input {name}='[…]'",
+                                      "give at least {count} items (got {got}), e.g. --input {name}='[…]'",
+                                      spec.min_items).format(count=spec.min_items, got=len(value), name=name))
     if spec.enum is not None and value not in spec.enum:
-        raise ValueError(f"{value!r} is not one of {spec.enum}")
+        raise ValueError(_("{value!r} is not one of {enum}").format(value=value, enum=spec.enum))
     return value
 
 
@@ -65,12 +69,14 @@ def _flow(text: str, kind: str) -> Any:
         if kind == "list" and not text.lstrip().startswith("["):
             return [v.strip() for v in text.split(",") if v.strip()]
         example = "[AI, 手机]" if kind == "list" else "{订单数: count, 销售额: sum(amount)}"
-        raise ValueError(f"cannot read {text!r} as {'an' if kind == 'object' else 'a'} {kind} ({reason}); "
-                         f"write it like '{example}'") from None
+        sentence = _("cannot read {text!r} as a list ({reason}); write it like '{example}'") if kind == "list" \
+            else _("cannot read {text!r} as an object ({reason}); write it like '{example}'")
+        raise ValueError(sentence.format(text=text, reason=reason, example=example)) from None
     if kind == "list" and not isinstance(value, list):
         return [v.strip() for v in text.split(",") if v.strip()]
     if kind == "object" and not isinstance(value, dict):
-        raise ValueError(f"expected a mapping like '{{订单数: count, 销售额: sum(amount)}}', got {text!r}")
+        raise ValueError(_("expected a mapping like '{{订单数: count, 销售额: sum(amount)}}', got {text!r}").format(
+                             text=text))
     return value
 
 
@@ -89,7 +95,8 @@ def resolve_inputs(spec: PlaybookSpec, given: dict[str, Any], *, file: str,
     problems: list[str] = []
     for name in given:
         if name not in spec.inputs:
-            problems.append(f"unknown input '{name}'{did_you_mean(name, spec.inputs)}")
+            problems.append(_("unknown input '{name}'{hint}").format(
+                                name=name, hint=did_you_mean(name, spec.inputs)))
     values: dict[str, Any] = {}
     for name, input_spec in spec.inputs.items():
         if name in given:
@@ -97,9 +104,9 @@ def resolve_inputs(spec: PlaybookSpec, given: dict[str, Any], *, file: str,
         elif input_spec.default is not None:
             raw = input_spec.default
         elif input_spec.is_required:
-            problems.append(f"missing input '{name}' ({input_spec.type}"
-                            f"{': ' + input_spec.description if input_spec.description else ''}); "
-                            f"pass --input {name}=…")
+            problems.append(_("missing input '{name}' ({type}{value}); pass --input {name}=…").format(
+                                name=name, type=input_spec.type,
+                                value=': ' + input_spec.description if input_spec.description else ''))
             continue
         else:
             values[name] = None
@@ -107,10 +114,11 @@ def resolve_inputs(spec: PlaybookSpec, given: dict[str, Any], *, file: str,
         try:
             values[name] = coerce(name, input_spec, raw)
         except ValueError as exc:
-            problems.append(f"input '{name}': {exc}")
+            problems.append(_("input '{name}': {exc}").format(name=name, exc=exc))
             continue
         if input_spec.type == "file" and name in given and not input_file(values[name], base_dir).exists():
-            problems.append(f"input '{name}': file '{values[name]}' does not exist")
+            problems.append(_("input '{name}': file '{name2}' does not exist").format(
+                                name=name, name2=values[name]))
     if not problems:
         problems = unmet_requirements(spec, values)
     if problems:
@@ -128,7 +136,7 @@ def unmet_requirements(spec: PlaybookSpec, values: dict[str, Any]) -> list[str]:
         try:
             holds = render(requirement.that, {"inputs": values}, seconds=1.0)
         except TemplateError as exc:
-            unmet.append(f"requires: {exc}")
+            unmet.append(_("requires: {exc}").format(exc=exc))
             continue
         if not holds:
             unmet.append(requirement.message)

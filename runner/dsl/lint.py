@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from runner.dsl.spec import PlaybookSpec
+from runner.i18n import _
 
 _FOREIGN = re.compile(r"(?<![$\w])\{\{\s*(#?)\s*([A-Za-z_][\w.]*)\s*#?\s*\}\}")
 
@@ -16,8 +17,10 @@ def foreign_templates(spec: PlaybookSpec) -> list[tuple[tuple[Any, ...], str]]:
     found = []
     for path, text in _texts(spec):
         for match in _FOREIGN.finditer(text):
-            found.append((path, f"'{match.group(0)}' is not an expression here and is sent as written; "
-                                f"did you mean '{_suggest(spec, match.group(1) == '#', match.group(2))}'?"))
+            found.append((path, _("'{value}' is not an expression here and is sent as written; did you mean "
+                                  "'{value2}'?").format(
+                                    value=match.group(0),
+                                    value2=_suggest(spec, match.group(1) == '#', match.group(2)))))
     return found
 
 

@@ -11,9 +11,10 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel
 
-from runner.dsl.spec import PlaybookSpec
+from runner.dsl.spec import PlaybookSpec, StepProblem
 from runner.dsl.yaml_loader import SourceMap, load_yaml
 from runner.errors import Diagnostic, LoadError, did_you_mean
+from runner.i18n import _
 from runner.messages import FORMS, clean_location, kind_of, merged, plain
 
 
@@ -35,20 +36,24 @@ def load_playbook(path: str | Path, text: str | None = None) -> LoadedPlaybook:
     if text is None:
         try:
             if (size := file.stat().st_size) > MAX_PLAYBOOK_BYTES:
-                raise LoadError([Diagnostic(shown, 0, 0, f"is {size / 1e6:.1f} MB; a playbook is at most "
-                                                         f"{MAX_PLAYBOOK_BYTES / 1e6:g} MB — put data in a file and "
-                                                         "pass it as a `type: file` input")])
+                raise LoadError([Diagnostic(shown, 0, 0, _("is {number:.1f} MB; a playbook is at most {number2:g} "
+                                                           "MB — put data in a file and pass it as a `type: file` "
+                                                           "input").format(
+                                                             number=size / 1000000.0,
+                                                             number2=MAX_PLAYBOOK_BYTES / 1000000.0))])
             text = file.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise LoadError([Diagnostic(shown, 0, 0, "no such file")]) from None
+            raise LoadError([Diagnostic(shown, 0, 0, _("no such file"))]) from None
         except UnicodeDecodeError as exc:
-            raise LoadError([Diagnostic(shown, 0, 0, f"not UTF-8 text ({exc.reason} at byte "
-                                                     f"{exc.start}); save the file as UTF-8")]) from None
+            said = _("not UTF-8 text ({reason} at byte {start}); save the file as UTF-8").format(reason=exc.reason,
+                                                                                                  start=exc.start)
+            raise LoadError([Diagnostic(shown, 0, 0, said)]) from None
         except OSError as exc:
-            raise LoadError([Diagnostic(shown, 0, 0, f"cannot read: {exc.strerror}")]) from None
+            said = _("cannot read: {reason}").format(reason=exc.strerror)
+            raise LoadError([Diagnostic(shown, 0, 0, said)]) from None
     data, source = load_yaml(text, shown)
     if not isinstance(data, dict):
-        raise LoadError([source.diag((), "a playbook is a mapping with at least 'name' and 'steps'")])
+        raise LoadError([source.diag((), _("a playbook is a mapping with at least 'name' and 'steps'"))])
     spec = model_check(PlaybookSpec, data, source)
     return LoadedPlaybook(spec, source, file, text)
 
@@ -84,14 +89,17 @@ def to_diagnostic(model: type[BaseModel], err: Any, source: SourceMap) -> Diagno
     msg = plain(err)
     field = next((p for p in reversed(loc) if isinstance(p, str)), "")
     if field in FORMS and kind in ("model_type", "dict_type", "model_attributes_type", "list_type"):
-        return source.diag(loc, f"{where}{kind_of(err.get('input'))} does not fit: {FORMS[field]}")
+        return source.diag(loc, where + _("{value} does not fit: {forms}").format(value=kind_of(err.get("input")),
+                                                                                 forms=_(FORMS[field])))
     if kind == "extra_forbidden":
         field = str(loc[-1])
         valid = _fields_at(model, loc[:-1])
-        return source.diag(loc, f"{where}unknown field '{field}'{did_you_mean(field, valid)}", key=True)
+        return source.diag(loc, _("{where}unknown field '{field}'{hint}").format(
+                                    where=where, field=field, hint=did_you_mean(field, valid)), key=True)
     if kind == "missing":
-        return source.diag(loc[:-1], f"{_describe(loc[:-1])}missing required field '{loc[-1]}'")
-    if kind == "value_error" and msg.startswith("step '"):
+        return source.diag(loc[:-1], _("{where}missing required field '{name}'").format(
+                                         where=_describe(loc[:-1]), name=loc[-1]))
+    if kind == "value_error" and isinstance((err.get("ctx") or {}).get("error"), StepProblem):
         return source.diag(loc, msg)
     return source.diag(loc, f"{where}{msg}")
 

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from runner.i18n import _
+
 _SCALARS: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool}
 _COMPACT_NAMES = {*_SCALARS, "object", "any"}
 _JSON_TYPES = {*_SCALARS, "object", "array", "null"}
@@ -52,25 +54,26 @@ def to_json_schema(spec: Any, where: str = "output") -> dict[str, Any]:
         name, optional = spec.rstrip("?"), spec.endswith("?")
         if name not in _COMPACT_NAMES:
             close = [n for n in _COMPACT_NAMES if n[:3] == name[:3]]
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise SchemaError(f"{where}: unknown type '{spec}'{hint}; use one of "
-                              f"{', '.join(sorted(_COMPACT_NAMES))}")
+            hint = _(" (did you mean '{name}'?)").format(name=close[0]) if close else ""
+            raise SchemaError(_("{where}: unknown type '{spec}'{hint}; use one of {joined}").format(
+                                  where=where, spec=spec, hint=hint, joined=', '.join(sorted(_COMPACT_NAMES))))
         schema: dict[str, Any] = {} if name == "any" else {"type": name}
         return {**schema, "x-optional": True} if optional else schema
     if isinstance(spec, list):
         if len(spec) != 1:
-            raise SchemaError(f"{where}: a list type is written [type] with exactly one element")
+            raise SchemaError(_("{where}: a list type is written [type] with exactly one element").format(
+                                  where=where))
         return {"type": "array", "items": to_json_schema(spec[0], f"{where}[]")}
     if isinstance(spec, dict):
         if "enum" in spec and set(spec) <= {"enum", *_LABELS}:
             if not isinstance(spec["enum"], list) or not spec["enum"]:
-                raise SchemaError(f"{where}: enum needs a non-empty list of values")
+                raise SchemaError(_("{where}: enum needs a non-empty list of values").format(where=where))
             return {"enum": list(spec["enum"]), **_labels(spec, where)}
         if isinstance(spec.get("type"), str) and set(spec) <= _FIELD_KEYS and \
                 spec["type"].rstrip("?") in (*_COMPACT_NAMES, "list"):
             return _field(spec, where)
         if not spec:
-            raise SchemaError(f"{where}: an object schema needs at least one field")
+            raise SchemaError(_("{where}: an object schema needs at least one field").format(where=where))
         props: dict[str, Any] = {}
         required: list[str] = []
         for key, sub in spec.items():
@@ -80,13 +83,15 @@ def to_json_schema(spec: Any, where: str = "output") -> dict[str, Any]:
             props[str(key)] = child
         return {"type": "object", "properties": props, "required": required,
                 "additionalProperties": False}
-    raise SchemaError(f"{where}: expected a type name, [type], {{enum: [...]}} or a mapping of fields")
+    raise SchemaError(_("{where}: expected a type name, [type], {{enum: [...]}} or a mapping of fields").format(
+                          where=where))
 
 
 def _labels(spec: dict[str, Any], where: str) -> dict[str, str]:
     for key in _LABELS:
         if key in spec and not isinstance(spec[key], str):
-            raise SchemaError(f"{where}: {key} is text, the label people see (got {spec[key]!r})")
+            raise SchemaError(_("{where}: {key} is text, the label people see (got {name!r})").format(
+                                  where=where, key=key, name=spec[key]))
     return {key: spec[key] for key in _LABELS if key in spec}
 
 
@@ -96,10 +101,11 @@ def _field(spec: dict[str, Any], where: str) -> dict[str, Any]:
     schema: dict[str, Any]
     if name == "list":
         if "items" not in spec:
-            raise SchemaError(f"{where}: a list needs `items:` — the type of each element")
+            raise SchemaError(_("{where}: a list needs `items:` — the type of each element").format(where=where))
         schema = {"type": "array", "items": to_json_schema(spec["items"], f"{where}[]")}
     elif "items" in spec:
-        raise SchemaError(f"{where}: `items:` belongs to `type: list`, not `type: {name}`")
+        raise SchemaError(_("{where}: `items:` belongs to `type: list`, not `type: {name}`").format(
+                              where=where, name=name))
     else:
         schema = to_json_schema(name, where)
     for key, keyword in _BOUNDS.items():
@@ -108,15 +114,18 @@ def _field(spec: dict[str, Any], where: str) -> dict[str, Any]:
         value = spec[key]
         if schema.get("type") not in _APPLIES[keyword]:
             fits = " or ".join("list" if k == "array" else k for k in _APPLIES[keyword])
-            raise SchemaError(f"{where}: {key} applies to {fits}, not {name}")
+            raise SchemaError(_("{where}: {key} applies to {fits}, not {name}").format(
+                                  where=where, key=key, fits=fits, name=name))
         if isinstance(value, bool) or not isinstance(value, int | float) or \
                 (keyword not in ("minimum", "maximum") and (not isinstance(value, int) or value < 0)):
             kind = "a number" if keyword in ("minimum", "maximum") else "a whole number ≥ 0"
-            raise SchemaError(f"{where}: {key} must be {kind} (got {value!r})")
+            raise SchemaError(_("{where}: {key} must be {kind} (got {value!r})").format(
+                                  where=where, key=key, kind=kind, value=value))
         schema[keyword] = value
     for low, high in (("minimum", "maximum"), ("minLength", "maxLength"), ("minItems", "maxItems")):
         if low in schema and high in schema and schema[low] > schema[high]:
-            raise SchemaError(f"{where}: the lower bound {schema[low]} is above the upper bound {schema[high]}")
+            raise SchemaError(_("{where}: the lower bound {name} is above the upper bound {name2}").format(
+                                  where=where, name=schema[low], name2=schema[high]))
     schema.update(_labels(spec, where))
     return {**schema, "x-optional": True} if spec["type"].endswith("?") else schema
 

@@ -12,6 +12,7 @@ from runner.dsl.reach import Reach
 from runner.dsl.spec import PlaybookSpec, Step
 from runner.dsl.template_check import Reference
 from runner.errors import did_you_mean
+from runner.i18n import _
 from runner.registry import get_tool, tool_names
 
 ROOT_NAMES = {"inputs", "steps", "run", "env", "secrets", "approval"}
@@ -45,7 +46,7 @@ class References:
             return None
         if root not in ROOT_NAMES:
             names = sorted(ROOT_NAMES | local)
-            return f"unknown name '{root}'{did_you_mean(root, names)}"
+            return _("unknown name '{root}'{hint}").format(root=root, hint=did_you_mean(root, names))
         if len(chain) < 2:
             return None
         name = chain[1]
@@ -53,31 +54,36 @@ class References:
             "inputs": self.spec.inputs, "env": self.spec.env, "secrets": self.spec.secrets,
             "run": RUN_FIELDS, "approval": APPROVAL_FIELDS, "steps": self.ids}
         if name not in allowed[root]:
-            hint = {"env": " (list it under `env:`)", "secrets": " (list it under `secrets:`)",
-                    "inputs": " (declare it under `inputs:`)"}.get(root, "")
-            noun = {"steps": "step", "inputs": "input", "secrets": "secret", "env": "environment variable",
-                    "run": "run field", "approval": "approval field"}[root]
-            return f"unknown {noun} '{name}'{did_you_mean(name, allowed[root])}{self.title_hint(root, name)}{hint}"
+            hint = {"env": _(" (list it under `env:`)"), "secrets": _(" (list it under `secrets:`)"),
+                    "inputs": _(" (declare it under `inputs:`)")}.get(root, "")
+            noun = {"steps": _("step"), "inputs": _("input"), "secrets": _("secret"),
+                    "env": _("environment variable"), "run": _("run field"), "approval": _("approval field")}[root]
+            return _("unknown {noun} '{name}'{hint}{value}{hint2}").format(
+                       noun=noun, name=name, hint=did_you_mean(name, allowed[root]),
+                       value=self.title_hint(root, name), hint2=hint)
         if root == "steps" and len(chain) >= 3:
             return self.field_problem(self.steps[name], chain[2:]) or self.path_problem(ref, reader)
         return None
 
     def title_hint(self, root: str, name: str) -> str:
         titled = step_titled(self.spec, name) if root == "steps" else None
-        return f" — '{name}' is the title of step '{titled}'; refer to it by its id" if titled else ""
+        return _(" — '{name}' is the title of step '{titled}'; refer to it by its id").format(
+                   name=name, titled=titled) if titled else ""
 
     def field_problem(self, step: Step, parts: tuple[str, ...]) -> str | None:
         fields = self.result_fields(step)
         if fields is not None and parts[0] not in fields:
-            return f"step '{step.id}' has no field '{parts[0]}'{did_you_mean(parts[0], fields)}"
+            return _("step '{step}' has no field '{name}'{hint}").format(
+                       step=step.id, name=parts[0], hint=did_you_mean(parts[0], fields))
         inside = parts[1:] if parts[0] == "output" else parts if parts[0] not in COMMON_RESULT_FIELDS else ()
         if not inside or step.map is not None:
             return None
         schema = self.output_schema(step)
         if schema is None:
             if step.kind in ("llm", "agent") and not hasattr(str, inside[0]):
-                return (f"step '{step.id}' has no `output:` schema, so its output is text without fields; "
-                        f"declare `output: {{{inside[0]}: string}}` to read `{inside[0]}` from it")
+                return (_("step '{step}' has no `output:` schema, so its output is text without fields; declare "
+                          "`output: {{{name}: string}}` to read `{name}` from it").format(
+                            step=step.id, name=inside[0]))
             return None
         return _schema_problem(step.id, schema, inside)
 
@@ -120,10 +126,11 @@ class References:
         if parts == ("output",) or self.reach.surely_ran(step, reader):
             return None
         read = ".".join(ref.chain)
-        who = f"'{reader}'" if reader else "the end of the run"
-        return (f"reads `{read}`, but step '{step}' does not run on every path to {who} (a switch, goto or error "
-                f"branch can leave it out), and then its output is null; guard the read: "
-                f"`{read} if steps.{step}.status == 'done' else …` or `{read} | default(…)`")
+        who = f"'{reader}'" if reader else _("the end of the run")
+        return (_("reads `{read}`, but step '{step}' does not run on every path to {who} (a switch, goto or error "
+                  "branch can leave it out), and then its output is null; guard the read: `{read} if "
+                  "steps.{step}.status == 'done' else …` or `{read} | default(…)`").format(
+                    read=read, step=step, who=who))
 
     def map_problem(self, expr: str) -> str | None:
         """`map:` over a value whose declared type is not a list."""
@@ -132,9 +139,11 @@ class References:
             kind = self.spec.inputs[parts[1]].type
             if kind in LIST_TYPES or kind == "object":
                 return None
-            fix = (f"; for comma-separated text, map over `${{{{ inputs.{parts[1]}.split(',') }}}}`, or declare "
-                   f"`{parts[1]}: {{type: list}}`") if kind == "string" else f"; declare `{parts[1]}: {{type: list}}`"
-            return f"map over input '{parts[1]}', which is declared {kind}, not a list{fix}"
+            fix = _("; for comma-separated text, map over `${{{{ inputs.{name}.split(',') }}}}`, or declare "
+                    "`{name}: {{type: list}}`") if kind == "string" else _("; declare `{name}: {{type: list}}`")
+            fix = fix.format(name=parts[1])
+            return _("map over input '{name}', which is declared {kind}, not a list{fix}").format(
+                       name=parts[1], kind=kind, fix=fix)
         if len(parts) >= 3 and parts[0] == "steps" and parts[1] in self.ids:
             step = self.steps[parts[1]]
             schema = self.output_schema(step) if step.map is None else None
@@ -143,7 +152,8 @@ class References:
                 schema = (schema or {}).get("properties", {}).get(part) if isinstance(schema, dict) else None
             declared = schema.get("type") if isinstance(schema, dict) else None
             if isinstance(declared, str) and declared not in ("array", "object"):
-                return f"map over `{expr}`, which the step's output declares {declared}, not a list"
+                return _("map over `{expr}`, which the step's output declares {declared}, not a list").format(
+                           expr=expr, declared=declared)
         return None
 
 
@@ -167,7 +177,8 @@ def _schema_problem(step: str, schema: dict[str, Any], parts: tuple[str, ...]) -
         if part not in properties:
             if schema.get("additionalProperties") not in (None, False):
                 return None
-            return f"`{where}` has no field '{part}'{did_you_mean(part, properties)} (its declared output)"
+            return _("`{where}` has no field '{part}'{hint} (its declared output)").format(
+                       where=where, part=part, hint=did_you_mean(part, properties))
         schema = properties[part] if isinstance(properties[part], dict) else {}
         where += f".{part}"
     return None

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from runner.i18n import _
+
 MAX_LENGTH = 5_000_000  # characters of one string, items of one list
 MAX_INT_BITS = 1_000_000  # about 300,000 decimal digits
 MAX_ITERATIONS = 2_000_000  # loop turns in one render
@@ -37,9 +39,11 @@ class Budget:
         """Count loop turns; look at the clock every 1024 of them, or now for a costly one (a big sequence built)."""
         self.iterations += turns
         if self.iterations > MAX_ITERATIONS:
-            raise TemplateLimit(f"loops ran more than {MAX_ITERATIONS:,} times in one template")
+            raise TemplateLimit(_("loops ran more than {limit:,} times in one template").format(
+                                    limit=MAX_ITERATIONS))
         if (costly or self.iterations % 1024 == 0) and time.monotonic() > self.deadline:
-            raise TemplateLimit("the template took too long to render (raise the step's timeout if it is real work)")
+            raise TemplateLimit(_("the template took too long to render (raise the step's timeout if it is real "
+                                  "work)"))
 
 
 _budget: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("template_budget", default=None)
@@ -88,7 +92,8 @@ def _size(value: Any) -> int:
 
 def _too_long(length: int) -> None:
     if length > MAX_LENGTH:
-        raise TemplateLimit(f"a value of {length:,} characters or items is too large (the limit is {MAX_LENGTH:,})")
+        raise TemplateLimit(_("a value of {length:,} characters or items is too large (the limit is {limit:,})").format(
+                                length=length, limit=MAX_LENGTH))
 
 
 def _int_bits(value: Any) -> int:
@@ -100,17 +105,17 @@ def binop(operator_name: str, left: Any, right: Any) -> Any:
     _tick(costly=_size(left) + _size(right) > COSTLY)
     if operator_name == "**" and isinstance(left, int) and isinstance(right, int) and right > 0 \
             and abs(left) > 1 and right * math.log2(abs(left)) > MAX_INT_BITS:
-        raise TemplateLimit(f"{left} ** {right} is too large a number")
+        raise TemplateLimit(_("{left} ** {right} is too large a number").format(left=left, right=right))
     if operator_name == "*":
         if _int_bits(left) + _int_bits(right) > MAX_INT_BITS:
-            raise TemplateLimit("the product is too large a number")
+            raise TemplateLimit(_("the product is too large a number"))
         for sequence, count in ((left, right), (right, left)):
             if _size(sequence) and isinstance(count, int) and not isinstance(count, bool):
                 _too_long(_size(sequence) * count)
     if operator_name == "+" and _size(left) and _size(right):
         _too_long(_size(left) + _size(right))
     if operator_name == "%" and isinstance(left, str) and (_WIDTH.search(left) or "*" in left):
-        raise TemplateLimit("a %-format with a huge or computed width is not allowed in templates")
+        raise TemplateLimit(_("a %-format with a huge or computed width is not allowed in templates"))
     return _OPERATORS[operator_name](left, right)
 
 
@@ -146,7 +151,7 @@ _NESTED_FIELD = re.compile(r"\{[^{}]*:[^{}]*\{")  # '{:>{}}': a width computed f
 
 def check_format(template: str) -> None:
     if _WIDTH.search(template):
-        raise TemplateLimit("a format with a width of a million or more is not allowed in templates")
+        raise TemplateLimit(_("a format with a width of a million or more is not allowed in templates"))
     if _NESTED_FIELD.search(template):
-        raise TemplateLimit("a format whose width or precision comes from an argument ('{:>{}}') is not allowed "
-                            "in templates; write the width as a number")
+        raise TemplateLimit(_("a format whose width or precision comes from an argument ('{:>{}}') is not allowed "
+                              "in templates; write the width as a number"))

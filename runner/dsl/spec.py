@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
+from runner.i18n import _
+
 STEP_KINDS = ("llm", "tool", "agent", "approval", "switch", "playbook")
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -16,12 +18,13 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, No
 def parse_duration(value: Any) -> float:
     """'90s', '5m', '24h', '1d' or a number of seconds → seconds."""
     if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like '60s', '5m', '24h'")
+        raise ValueError(_("a duration is a number of seconds or a string like '60s', '5m', '24h'"))
     if isinstance(value, int | float):
         return float(value)
     match = _DURATION.match(str(value))
     if not match:
-        raise ValueError(f"'{value}' is not a duration; write it like '60s', '5m', '24h' or '1d'")
+        raise ValueError(_("'{value}' is not a duration; write it like '60s', '5m', '24h' or '1d'").format(
+                             value=value))
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
@@ -76,7 +79,7 @@ class InputSpec(Model):
     @model_validator(mode="after")
     def _min_items_of_a_list(self) -> InputSpec:
         if self.min_items is not None and self.type != "list":
-            raise ValueError(f"min_items applies to list inputs; this input is a {self.type}")
+            raise ValueError(_("min_items applies to list inputs; this input is a {type}").format(type=self.type))
         return self
 
 
@@ -144,12 +147,17 @@ def parse_max_failures(value: Any) -> int | str | None:
         return value
     if isinstance(value, str) and (match := _MAX_FAILURES.match(value)) and float(match.group(1)) <= 100:
         return f"{float(match.group(1)):g}%"
-    raise ValueError(f"max_failures is a count of items (3) or a percentage ('10%'), not {value!r}")
+    raise ValueError(_("max_failures is a count of items (3) or a percentage ('10%'), not {value!r}").format(
+                         value=value))
 
 
 MaxFailures = Annotated[int | str | None, BeforeValidator(parse_max_failures), WithJsonSchema({
     "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\d+(\.\d+)?%$"}],
     "description": "map steps: fail the step when more items than this fail (a count or a percentage)"})]
+
+
+class StepProblem(ValueError):
+    """A step that breaks a rule across its fields: its message already names the step."""
 
 
 class Step(Model):
@@ -187,24 +195,27 @@ class Step(Model):
     def _one_kind(self) -> Step:
         kinds = [k for k in STEP_KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
-            found = ", ".join(kinds) if kinds else "none"
-            raise ValueError(f"step '{self.id}' needs exactly one of {', '.join(STEP_KINDS)} "
-                             f"(found: {found})")
+            found = ", ".join(kinds) if kinds else _("none")
+            raise StepProblem(_("step '{step}' needs exactly one of {joined} (found: {found})").format(
+                                 step=self.id, joined=', '.join(STEP_KINDS), found=found))
         if self.with_ is not None and self.kind not in ("tool", "playbook"):
-            raise ValueError(f"step '{self.id}': 'with' belongs to tool and playbook steps")
+            raise StepProblem(_("step '{step}': 'with' belongs to tool and playbook steps").format(step=self.id))
         if self.map is None and (self.as_ or self.batch or self.concurrency):
-            raise ValueError(f"step '{self.id}': 'as', 'batch' and 'concurrency' need 'map'")
+            raise StepProblem(_("step '{step}': 'as', 'batch' and 'concurrency' need 'map'").format(
+                                 step=self.id))
         if self.batch and self.batch > 1 and self.kind != "llm":
-            raise ValueError(f"step '{self.id}': 'batch' applies to llm steps only")
+            raise StepProblem(_("step '{step}': 'batch' applies to llm steps only").format(step=self.id))
         if self.map is not None and self.kind in ("approval", "switch"):
-            raise ValueError(f"step '{self.id}': {self.kind} steps cannot map")
+            raise StepProblem(_("step '{step}': {kind} steps cannot map").format(step=self.id, kind=self.kind))
         if self.on_error != "fail" and self.kind in ("approval", "switch"):
-            raise ValueError(f"step '{self.id}': on_error does not apply to {self.kind} steps")
+            raise StepProblem(_("step '{step}': on_error does not apply to {kind} steps").format(
+                                 step=self.id, kind=self.kind))
         if self.max_failures is not None and self.map is None:
-            raise ValueError(f"step '{self.id}': max_failures bounds the failed items of a map; add `map:` "
-                             "or remove it")
+            raise StepProblem(_("step '{step}': max_failures bounds the failed items of a map; add `map:` or "
+                               "remove it").format(step=self.id))
         if self.goto is not None and self.kind == "switch":
-            raise ValueError(f"step '{self.id}': a switch routes with its cases; remove 'goto'")
+            raise StepProblem(_("step '{step}': a switch routes with its cases; remove 'goto'").format(
+                                 step=self.id))
         return self
 
     @property

@@ -14,6 +14,7 @@ from jinja2.parser import Parser
 
 from runner.dsl.templates import TOO_DEEP, TemplateError, environment, lone_expression
 from runner.errors import did_you_mean
+from runner.i18n import _
 
 _FOLLOWS = re.compile(r"expected token 'end of print statement', got '(.+)'")
 _CHAR = re.compile(r"unexpected char '(.+?)'")
@@ -45,12 +46,12 @@ def parse(text: str) -> nodes.Template:
                                                  got.lineno, None, None)
         tree = env.parse(text)
     except jinja2.TemplateSyntaxError as exc:
-        where = f" (template line {exc.lineno})" if exc.lineno and exc.lineno > 1 else ""
+        where = _(" (template line {lineno})").format(lineno=exc.lineno) if exc.lineno and exc.lineno > 1 else ""
         raise TemplateError(f"{plain_syntax(exc.message or '')}{where}") from None
     except RecursionError:  # Jinja's parser recurses once per level of nesting
-        raise TemplateError(TOO_DEEP) from None
+        raise TemplateError(_(TOO_DEEP)) from None
     if _depth(tree) > MAX_DEPTH:  # parsed, but compiling it at run time would recurse past Python's limit
-        raise TemplateError(TOO_DEEP)
+        raise TemplateError(_(TOO_DEEP))
     return tree
 
 
@@ -70,18 +71,21 @@ def _depth(tree: nodes.Node) -> int:
 def plain_syntax(message: str) -> str:
     """Jinja's parser wording → what is wrong inside `${{ }}`."""
     if match := _FOLLOWS.search(message):
-        return (f"inside ${{{{ }}}}, '{match.group(1)}' cannot follow what comes before it: join two values with an "
-                "operator (+, ~, and, or, ==) or a filter (| name), and keep plain text outside ${{ }}")
+        return (_("inside ${{{{ }}}}, '{value}' cannot follow what comes before it: join two values with an "
+                  "operator (+, ~, and, or, ==) or a filter (| name), and keep plain text outside ${{{{ }}}}").format(
+                    value=match.group(1)))
     if match := _CHAR.search(message):
-        return (f"inside ${{{{ }}}}, the character '{match.group(1)}' is not part of an expression (full-width "
-                "punctuation? write it outside ${{ }}, or inside quotes)")
+        return (_("inside ${{{{ }}}}, the character '{value}' is not part of an expression (full-width "
+                  "punctuation? write it outside ${{{{ }}}}, or inside quotes)").format(value=match.group(1)))
     if "expected 'name'" in message:
-        return "inside ${{ }}, a name is missing: after `|` comes a filter's name, after `.` a field's name"
+        return _("inside ${{ }}, a name is missing: after `|` comes a filter's name, after `.` a field's name")
     if "unexpected end of template" in message:
-        return "a `${{` or `{%` is not closed (each `${{` needs its `}}`, each `{% if %}`/`{% for %}` its `{% end… %}`)"
+        return _("a `${{` or `{%` is not closed (each `${{` needs its `}}`, each `{% if %}`/`{% for %}` its "
+                 "`{% end… %}`)")
     if message.startswith("unexpected '}'") or message.startswith("unexpected ')'"):
-        return f"{message.split(chr(10))[0]}: a bracket is closed that was not opened, or one too many"
-    return f"template syntax error: {message}"
+        return _("{name}: a bracket is closed that was not opened, or one too many").format(
+                   name=message.split(chr(10))[0])
+    return _("template syntax error: {message}").format(message=message)
 
 
 def inspect(text: str) -> tuple[list[Reference], list[str]]:
@@ -113,12 +117,13 @@ def unknown_filters_and_tests(tree: nodes.Template) -> list[str]:
     for node in tree.find_all(nodes.Filter):
         if node.name not in env.filters:
             method = difflib.get_close_matches(node.name, methods, n=1, cutoff=0.8)
-            hint = f" (for text, call its method instead: `value.{method[0]}()`)" if method else \
+            hint = _(" (for text, call its method instead: `value.{name}()`)").format(name=method[0]) if method else \
                 did_you_mean(node.name, _public(env.filters))
-            problems.append(f"unknown filter '{node.name}'{hint}")
+            problems.append(_("unknown filter '{name}'{hint}").format(name=node.name, hint=hint))
     for test in tree.find_all(nodes.Test):
         if test.name not in env.tests:
-            problems.append(f"unknown test '{test.name}'{did_you_mean(test.name, env.tests)}")
+            problems.append(_("unknown test '{name}'{hint}").format(
+                                name=test.name, hint=did_you_mean(test.name, env.tests)))
     return list(dict.fromkeys(problems))
 
 

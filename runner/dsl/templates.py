@@ -21,6 +21,7 @@ from jinja2.visitor import NodeTransformer
 
 from runner.dsl import sandbox
 from runner.errors import did_you_mean
+from runner.i18n import N_, _
 from runner.messages import kind_of
 from runner.wording import number, status
 
@@ -130,11 +131,13 @@ class _Undefined(jinja2.StrictUndefined):
         if self._undefined_hint or obj is jinja2.utils.missing:
             return str(super()._undefined_message)
         if obj is None:
-            return f"no field '{name}': the value is null (a step that was skipped, or an empty output?)"
+            return _("no field '{name}': the value is null (a step that was skipped, or an empty output?)").format(
+                       name=name)
         if isinstance(obj, Mapping):
             fields = [str(k) for k in obj]
-            return f"no field '{name}'{did_you_mean(str(name), fields) if fields else ' (it has no fields)'}"
-        return f"no field '{name}' on {kind_of(obj)}"
+            return _("no field '{name}'{value}").format(
+                       name=name, value=did_you_mean(str(name), fields) if fields else _(" (it has no fields)"))
+        return _("no field '{name}' on {value}").format(name=name, value=kind_of(obj))
 
 
 def _finalize(value: Any) -> Any:
@@ -194,7 +197,7 @@ def _width_checked(original: Any) -> Any:
     def checked(*args: Any, **kwargs: Any) -> Any:
         for argument in (*args[skip:], *kwargs.values()):
             if isinstance(argument, int | float) and not isinstance(argument, bool) and argument > sandbox.MAX_LENGTH:
-                raise sandbox.TemplateLimit(f"a width of {argument:,} is too large")
+                raise sandbox.TemplateLimit(_("a width of {argument:,} is too large").format(argument=argument))
         return original(*args, **kwargs)
 
     return checked
@@ -216,7 +219,7 @@ def _format(value: Any, *args: Any, **kwargs: Any) -> str:
     text = str(value)
     sandbox.check_format(text)
     if "*" in text:
-        raise sandbox.TemplateLimit("a %-format with a computed width is not allowed in templates")
+        raise sandbox.TemplateLimit(_("a %-format with a computed width is not allowed in templates"))
     return text % (kwargs or args)
 
 
@@ -264,9 +267,9 @@ def render(value: Any, context: Mapping[str, Any], *, seconds: float | None = No
             sandbox.release(token)
 
 
-TOO_DEEP = ("the template nests too deeply, or calls itself too deeply (brackets, parentheses or operators "
-            "inside one another, a macro calling itself: dozens of levels); compute it in parts, a step or a "
-            "variable each")
+TOO_DEEP = N_("the template nests too deeply, or calls itself too deeply (brackets, parentheses or operators "
+              "inside one another, a macro calling itself: dozens of levels); compute it in parts, a step or a "
+              "variable each")
 
 
 def _render(value: Any, context: Mapping[str, Any]) -> Any:
@@ -280,8 +283,9 @@ def _render(value: Any, context: Mapping[str, Any]) -> Any:
             return _compiled_text(value).render(**context)
         except (jinja2.UndefinedError, SecurityError, jinja2.TemplateError, TypeError, sandbox.TemplateLimit,
                 ValueError, ZeroDivisionError, KeyError, IndexError, OverflowError, RecursionError) as exc:
-            reason = TOO_DEEP if isinstance(exc, RecursionError) else exc
-            raise TemplateError(f"cannot evaluate {_short(value)}: {reason}") from None
+            reason = _(TOO_DEEP) if isinstance(exc, RecursionError) else exc
+            raise TemplateError(_("cannot evaluate {value}: {reason}").format(value=_short(value),
+                                                                              reason=reason)) from None
     if isinstance(value, list):
         rendered = []
         for i, v in enumerate(value):

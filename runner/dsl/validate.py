@@ -20,6 +20,7 @@ from runner.dsl.references import References, step_titled
 from runner.dsl.spec import PlaybookSpec, Step
 from runner.dsl.topology import END, Topology, build_topology, error_target
 from runner.errors import Diagnostic, PlaybookError, PlaybookValidationError, did_you_mean
+from runner.i18n import _
 from runner.messages import kind_of, merged
 from runner.registry import get_tool, tool_names
 
@@ -132,9 +133,9 @@ class _Checker:
         seen: set[str] = set()
         for i, step in enumerate(self.spec.steps):
             if step.id in seen:
-                self.error(("steps", i, "id"), f"duplicate step id '{step.id}'")
+                self.error(("steps", i, "id"), _("duplicate step id '{step}'").format(step=step.id))
             if step.id == END:
-                self.error(("steps", i, "id"), "'end' is reserved for `goto: end`; rename the step")
+                self.error(("steps", i, "id"), _("'end' is reserved for `goto: end`; rename the step"))
             seen.add(step.id)
 
     def check_requirements(self) -> None:
@@ -143,21 +144,22 @@ class _Checker:
         for i, requirement in enumerate(self.spec.requires):
             path = ("requires", i, "that")
             if templates.lone_expression(requirement.that) is None:
-                self.error(path, "requires: write the condition as one expression, e.g. "
-                                 "`${{ inputs.feeds or inputs.pages }}`")
+                self.error(path, _("requires: write the condition as one expression, e.g. `${{ inputs.feeds or "
+                                   "inputs.pages }}`"))
                 continue
             try:
                 tree = template_check.parse(requirement.that)
             except templates.TemplateError as exc:
-                self.error(path, f"requires: {exc}")
+                self.error(path, _("requires: {exc}").format(exc=exc))
                 continue
             for ref in template_check.references(tree):
                 if ref.chain[0] != "inputs":
-                    self.error(path, f"requires: reads '{'.'.join(ref.chain)}', but a requirement is checked "
-                                     "before the run, from the inputs alone")
+                    self.error(path, _("requires: reads '{joined}', but a requirement is checked before the run, "
+                                       "from the inputs alone").format(joined='.'.join(ref.chain)))
                 elif len(ref.chain) > 1 and ref.chain[1] not in self.spec.inputs:
-                    self.error(path, f"requires: no input '{ref.chain[1]}'"
-                                     f"{did_you_mean(ref.chain[1], list(self.spec.inputs))}")
+                    self.error(path, _("requires: no input '{name}'{hint}").format(
+                                         name=ref.chain[1],
+                                         hint=did_you_mean(ref.chain[1], list(self.spec.inputs))))
         self.requirements_readable = len(self.errors) == before  # else a trigger's inputs are not held to them
 
     def check_inputs(self) -> None:
@@ -166,7 +168,8 @@ class _Checker:
                 try:
                     coerce(name, spec, spec.default)
                 except ValueError as exc:
-                    self.error(("inputs", name, "default"), f"input '{name}': default {exc}")
+                    self.error(("inputs", name, "default"), _("input '{name}': default {exc}").format(
+                                                                name=name, exc=exc))
 
     def check_triggers(self) -> None:
         from runner.dsl.cron import CronError, check_cron
@@ -175,11 +178,12 @@ class _Checker:
             try:
                 check_cron(trigger.cron, trigger.timezone)
             except CronError as exc:
-                self.error(("triggers", i, "cron"), f"trigger {i + 1}: {exc}")
+                self.error(("triggers", i, "cron"), _("trigger {number}: {exc}").format(number=i + 1, exc=exc))
             for name in trigger.inputs:
                 if name not in self.spec.inputs:
-                    self.error(("triggers", i, "inputs", name), f"trigger {i + 1}: unknown input '{name}'"
-                               f"{did_you_mean(name, list(self.spec.inputs))}", key=True)
+                    said = _("trigger {number}: unknown input '{name}'{hint}").format(
+                        number=i + 1, name=name, hint=did_you_mean(name, list(self.spec.inputs)))
+                    self.error(("triggers", i, "inputs", name), said, key=True)
             self.check_trigger_inputs(i, trigger.inputs)
 
     def check_trigger_inputs(self, i: int, given: dict[str, Any]) -> None:
@@ -189,19 +193,21 @@ class _Checker:
             raw = given.get(name, spec.default)
             if raw is None:
                 if spec.is_required:
-                    self.error(("triggers", i, "inputs"), f"trigger {i + 1}: missing input '{name}'; give it "
-                                                          f"under the trigger's inputs")
+                    self.error(("triggers", i, "inputs"), _("trigger {number}: missing input '{name}'; give it "
+                                                            "under the trigger's inputs").format(
+                                                              number=i + 1, name=name))
                 values[name] = None
                 continue
             try:
                 values[name] = coerce(name, spec, raw)
             except ValueError as exc:
                 self.error(("triggers", i, "inputs", name) if name in given else ("triggers", i),
-                           f"trigger {i + 1}: input '{name}': {exc}")
+                           _("trigger {number}: input '{name}': {exc}").format(number=i + 1, name=name, exc=exc))
                 return
         if self.spec.requires and self.requirements_readable:
             for message in unmet_requirements(self.spec, values):
-                self.error(("triggers", i, "inputs"), f"trigger {i + 1}: {message}")
+                self.error(("triggers", i, "inputs"), _("trigger {number}: {message}").format(
+                                                          number=i + 1, message=message))
 
     def check_target(self, path: tuple[Any, ...], target: str, what: str, allow_end: bool) -> None:
         if target == END and allow_end:
@@ -209,30 +215,33 @@ class _Checker:
         if target not in self.ids:
             choices = [*self.ids, END] if allow_end else self.ids
             titled = step_titled(self.spec, target)
-            hint = f" — '{target}' is the title of step '{titled}'; write its id, '{titled}'" if titled else \
+            hint = _(" — '{target}' is the title of step '{titled}'; write its id, '{titled}'").format(
+                       target=target, titled=titled) if titled else \
                 did_you_mean(str(target), choices)
-            self.error(path, f"{what}: unknown step '{target}'{hint}")
+            self.error(path, _("{what}: unknown step '{target}'{hint}").format(
+                                 what=what, target=target, hint=hint))
 
     def check_targets(self, i: int, step: Step) -> None:
-        where = f"step '{step.id}'"
+        where = _("step '{step}'").format(step=step.id)
         for j, need in enumerate(step.needs or []):
-            self.check_target(("steps", i, "needs", j), need, f"{where} needs", False)
+            self.check_target(("steps", i, "needs", j), need, _("{where} needs").format(where=where), False)
             if need == step.id:
-                self.error(("steps", i, "needs", j), f"{where} cannot need itself")
+                self.error(("steps", i, "needs", j), _("{where} cannot need itself").format(where=where))
         if step.goto is not None:
-            self.check_target(("steps", i, "goto"), step.goto, f"{where} goto", True)
+            self.check_target(("steps", i, "goto"), step.goto, _("{where} goto").format(where=where), True)
         if step.switch is not None:
             for j, case in enumerate(step.switch.cases):
                 self.check_target(("steps", i, "switch", "cases", j, "goto"), case.goto,
-                                  f"{where} goto", True)
+                                  _("{where} goto").format(where=where), True)
             if step.switch.default is not None:
                 self.check_target(("steps", i, "switch", "default"), step.switch.default,
-                                  f"{where} default", True)
+                                  _("{where} default").format(where=where), True)
         if step.approval is not None and step.approval.on_reject is not None:
             self.check_target(("steps", i, "approval", "on_reject"), step.approval.on_reject,
-                              f"{where} on_reject", False)
+                              _("{where} on_reject").format(where=where), False)
         if (target := error_target(step)) is not None:
-            self.check_target(("steps", i, "on_error", "goto"), target, f"{where} on_error goto", True)
+            self.check_target(("steps", i, "on_error", "goto"), target, _("{where} on_error goto").format(
+                                                                            where=where), True)
 
     def check_map(self, i: int, step: Step) -> None:
         """A literal that is not a list fails here, at its line, not halfway through a run."""
@@ -241,12 +250,14 @@ class _Checker:
             return
         if isinstance(value, str) and (expr := templates.lone_expression(value)) is not None:
             if (problem := self.refs.map_problem(expr)) is not None:
-                self.error(("steps", i, "map"), f"step '{step.id}': {problem}")
+                self.error(("steps", i, "map"), _("step '{step}': {problem}").format(
+                                                    step=step.id, problem=problem))
             return
-        shown = "text with an expression inside (it would render to text)" if templates.is_template(value) \
+        shown = _("text with an expression inside (it would render to text)") if templates.is_template(value) \
             else kind_of(value)
-        self.error(("steps", i, "map"), f"step '{step.id}': map needs a list — a YAML list, or one expression that "
-                                        f"gives a list, like `map: ${{{{ steps.load.rows }}}}` — not {shown}")
+        self.error(("steps", i, "map"), _("step '{step}': map needs a list — a YAML list, or one expression that "
+                                          "gives a list, like `map: ${{{{ steps.load.rows }}}}` — not {shown}").format(
+                                            step=step.id, shown=shown))
 
     def check_editable(self, i: int, step: Step) -> None:
         """Editable fields must be fields of the draft shown, when the draft's fields are known statically."""
@@ -260,8 +271,9 @@ class _Checker:
             if name not in fields:
                 shown = ", ".join(sorted(fields)) or "none"
                 self.error(("steps", i, "approval", "editable", j),
-                           f"step '{step.id}': editable field '{name}' is not a field of the draft shown"
-                           f"{did_you_mean(name, fields)} (fields: {shown})")
+                           _("step '{step}': editable field '{name}' is not a field of the draft shown{hint} "
+                             "(fields: {shown})").format(
+                               step=step.id, name=name, hint=did_you_mean(name, fields), shown=shown))
 
     def draft_fields(self, show: Any) -> set[str] | None:
         if isinstance(show, dict):
@@ -292,7 +304,8 @@ class _Checker:
         for j, name in enumerate(step.agent.tools):
             if name not in tools:
                 self.error(("steps", i, "agent", "tools", j),
-                           f"step '{step.id}': unknown tool '{name}'{did_you_mean(name, tools)}")
+                           _("step '{step}': unknown tool '{name}'{hint}").format(
+                               step=step.id, name=name, hint=did_you_mean(name, tools)))
         if step.agent.output is not None:
             self.check_output(i, step, "agent", step.agent.output)
 
@@ -303,14 +316,15 @@ class _Checker:
             self.playbook.output_models[step.id] = to_model(schema, f"{self.spec.name}_{step.id}")
             self.playbook.output_schemas[step.id] = schema
         except (SchemaError, pydantic.PydanticUserError, TypeError) as exc:
-            self.error(("steps", i, kind, "output"), f"step '{step.id}': {exc}")
+            self.error(("steps", i, kind, "output"), _("step '{step}': {exc}").format(step=step.id, exc=exc))
 
     def check_tool(self, i: int, step: Step) -> None:
         assert step.tool is not None
         tools = tool_names()
         if step.tool not in tools:
             self.error(("steps", i, "tool"),
-                       f"step '{step.id}': unknown tool '{step.tool}'{did_you_mean(step.tool, tools)}")
+                       _("step '{step}': unknown tool '{tool}'{hint}").format(
+                           step=step.id, tool=step.tool, hint=did_you_mean(step.tool, tools)))
             return
         model = get_tool(step.tool).input_model
         args = step.with_ or {}
@@ -318,55 +332,65 @@ class _Checker:
         for name, value in args.items():
             where = ("steps", i, "with", name)
             if name not in fields:
-                self.error(where, f"step '{step.id}': tool '{step.tool}' has no argument '{name}'"
-                                  f"{did_you_mean(name, fields)}", key=True)
+                said = _("step '{step}': tool '{tool}' has no argument '{name}'{hint}").format(
+                    step=step.id, tool=step.tool, name=name, hint=did_you_mean(name, fields))
+                self.error(where, said, key=True)
             elif not _has_template(value):
                 annotation: Any = fields[name].annotation  # None-able in pydantic's stubs; a field always has one
                 try:
                     TypeAdapter(annotation).validate_python(value)
                 except pydantic.ValidationError as exc:
                     first = merged(exc.errors())[0][1]
-                    self.error(where, f"step '{step.id}': argument '{name}' of '{step.tool}': {first}")
+                    self.error(where, _("step '{step}': argument '{name}' of '{tool}': {first}").format(
+                                          step=step.id, name=name, tool=step.tool, first=first))
         for name, f in fields.items():
             if f.is_required() and name not in args:
                 self.error(("steps", i, "with") if step.with_ else ("steps", i, "tool"),
-                           f"step '{step.id}': tool '{step.tool}' needs argument '{name}'")
+                           _("step '{step}': tool '{tool}' needs argument '{name}'").format(
+                               step=step.id, tool=step.tool, name=name))
         for problem in whole_model_problems(model, args, fields):
             self.error(("steps", i, "with") if step.with_ else ("steps", i, "tool"),
-                       f"step '{step.id}': {step.tool}: {problem}")
+                       _("step '{step}': {tool}: {problem}").format(
+                           step=step.id, tool=step.tool, problem=problem))
 
     def check_child(self, i: int, step: Step) -> None:
         assert step.playbook is not None
         path = (self.loaded.path.parent / step.playbook).resolve()
         where = ("steps", i, "playbook")
         if path in self.stack:
-            self.error(where, f"step '{step.id}': playbook '{step.playbook}' includes itself")
+            self.error(where, _("step '{step}': playbook '{playbook}' includes itself").format(
+                                  step=step.id, playbook=step.playbook))
             return
         try:
             child = validate(load_playbook(path), self.stack)
         except PlaybookError as exc:
             reasons = "; ".join(str(d) for d in exc.diagnostics[:3])
-            self.error(where, f"step '{step.id}': sub-playbook '{step.playbook}' is invalid: {reasons}")
+            self.error(where, _("step '{step}': sub-playbook '{playbook}' is invalid: {reasons}").format(
+                                  step=step.id, playbook=step.playbook, reasons=reasons))
             return
         self.playbook.children[step.id] = child
         for inner in child.spec.steps:  # a run cannot pause inside a sub-playbook; one behind `when:` may never ask
             if inner.approval is not None and inner.when is None:
-                self.error(where, f"step '{step.id}': sub-playbook '{step.playbook}' asks for approval (step "
-                                  f"'{inner.id}'), which a sub-playbook cannot do yet; move the approval to this "
-                                  "playbook, or put it behind a `when:` the sub-playbook's inputs turn off")
+                self.error(where, _("step '{step}': sub-playbook '{playbook}' asks for approval (step '{inner}'), "
+                                    "which a sub-playbook cannot do yet; move the approval to this playbook, or "
+                                    "put it behind a `when:` the sub-playbook's inputs turn off").format(
+                                      step=step.id, playbook=step.playbook, inner=inner.id))
         args = step.with_ or {}
         for name in args:
             if name not in child.spec.inputs:
-                self.error(("steps", i, "with", name), f"step '{step.id}': playbook '{step.playbook}' "
-                           f"has no input '{name}'{did_you_mean(name, child.spec.inputs)}", key=True)
+                self.error(("steps", i, "with", name), _("step '{step}': playbook '{playbook}' has no input "
+                                                         "'{name}'{hint}").format(
+                                                           step=step.id, playbook=step.playbook, name=name,
+                                                           hint=did_you_mean(name, child.spec.inputs)), key=True)
         for name, spec in child.spec.inputs.items():
             if spec.is_required and name not in args:
-                self.error(where, f"step '{step.id}': playbook '{step.playbook}' needs input '{name}'")
+                self.error(where, _("step '{step}': playbook '{playbook}' needs input '{name}'").format(
+                                      step=step.id, playbook=step.playbook, name=name))
 
     def check_templates(self, i: int, step: Step) -> None:
         base = ("steps", i)
         local = {step.item_name} if step.map is not None else set()
-        where = f"step '{step.id}'"
+        where = _("step '{step}'").format(step=step.id)
         self.check_templates_of((*base, "map"), step.map, set(), where)
         self.check_templates_of((*base, "when"), step.when, local, where)
         for kind in ("llm", "agent"):
@@ -398,8 +422,8 @@ class _Checker:
                 self.error(path, f"{where}: {exc}")
                 return
             for attr in sorted(set(template_check.unsafe_names(tree))):
-                self.error(path, f"{where}: access to '{attr}' is not allowed in templates (sandbox); "
-                                 "use only data fields")
+                self.error(path, _("{where}: access to '{attr}' is not allowed in templates (sandbox); use only "
+                                   "data fields").format(where=where, attr=attr))
             for unknown in template_check.unknown_filters_and_tests(tree):
                 self.error(path, f"{where}: {unknown}")
             reader = path[1] if path[0] == "steps" else None
@@ -417,8 +441,9 @@ class _Checker:
             first = circle[0]
             loop = " → ".join([*circle, first])
             self.error(("steps", by_id[first][0], "needs"),
-                       f"step '{first}': these steps need each other ({loop}), so none can start; a loop goes back "
-                       "with a `goto` or a switch case (and max_visits), not with `needs`")
+                       _("step '{first}': these steps need each other ({loop}), so none can start; a loop goes "
+                         "back with a `goto` or a switch case (and max_visits), not with `needs`").format(
+                           first=first, loop=loop))
         for component in topo.cycles():
             has_goto = any(t in component for s in component for t in topo.loop_routes.get(s, []))
             guarded = any(by_id[s][1].max_visits for s in component)
@@ -427,13 +452,14 @@ class _Checker:
                 i = by_id[first][0]
                 loop = " → ".join([*component, component[0]])
                 path = ("steps", i, "switch") if by_id[first][1].switch else ("steps", i, "goto")
-                self.error(path, f"step '{first}': the goto cycle {loop} has no guard; set max_visits "
-                                 "on one of its steps")
+                self.error(path, _("step '{first}': the goto cycle {loop} has no guard; set max_visits on one of "
+                                   "its steps").format(first=first, loop=loop))
         reached = topo.reachable()
         for step_id in topo.order:
             if step_id not in reached:
                 self.error(("steps", by_id[step_id][0], "id"),
-                           f"step '{step_id}' is unreachable: no step leads to it (add `needs` or a goto)")
+                           _("step '{step_id}' is unreachable: no step leads to it (add `needs` or a goto)").format(
+                               step_id=step_id))
 
 
 

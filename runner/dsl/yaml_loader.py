@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from runner.errors import Diagnostic, LoadError
+from runner.i18n import N_, _
 
 Path = tuple[Any, ...]
 KEY = "<key>"
@@ -56,9 +57,9 @@ class _Builder:
             for key_node, value_node in node.value:
                 key = self.loader.construct_object(key_node, deep=True)
                 if not isinstance(key, str | int | float | bool) and key is not None:
-                    raise self._error(key_node, "mapping keys must be plain scalars")
+                    raise self._error(key_node, _("mapping keys must be plain scalars"))
                 if key in result:
-                    raise self._error(key_node, f"duplicate key '{key}'")
+                    raise self._error(key_node, _("duplicate key '{key}'").format(key=key))
                 child = (*path, key)
                 self.source.marks[(*child, KEY)] = (key_node.start_mark.line + 1,
                                                     key_node.start_mark.column + 1)
@@ -73,8 +74,12 @@ class _Builder:
         return LoadError([Diagnostic(self.source.file, mark.line + 1, mark.column + 1, message)])
 
 
-_TOO_BIG = (f"the document expands to more than {MAX_VALUES:,} values (anchors and aliases repeating each other — "
-            "a YAML bomb?); write the values out or make the file smaller")
+_TOO_BIG = N_("the document expands to more than {limit:,} values (anchors and aliases repeating each other — a "
+              "YAML bomb?); write the values out or make the file smaller")
+
+
+def _too_big() -> str:
+    return _(_TOO_BIG).format(limit=MAX_VALUES)
 
 
 def expanded_size(node: yaml.Node, limit: int = MAX_VALUES) -> int:
@@ -106,14 +111,15 @@ def safe_load(text: str, file: str) -> Any:
         if node is None:
             return None
         if expanded_size(node) > MAX_VALUES:
-            raise LoadError([Diagnostic(file, node.start_mark.line + 1, node.start_mark.column + 1, _TOO_BIG)])
+            raise LoadError([Diagnostic(file, node.start_mark.line + 1, node.start_mark.column + 1, _too_big())])
         return loader.construct_document(node)
     except RecursionError:
-        raise LoadError([Diagnostic(file, 1, 1, "the document is nested too deeply")]) from None
+        raise LoadError([Diagnostic(file, 1, 1, _("the document is nested too deeply"))]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise LoadError([Diagnostic(file, line, col, f"invalid YAML: {exc.problem or exc.context}")]) from None
+        raise LoadError([Diagnostic(file, line, col, _("invalid YAML: {problem}").format(
+                                                         problem=exc.problem or exc.context))]) from None
     finally:
         loader.dispose()
 
@@ -125,13 +131,13 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     try:
         node = loader.get_single_node()
         if node is None:
-            raise LoadError([Diagnostic(file, 1, 1, "the file is empty; a playbook needs at least "
-                                                    "'name' and 'steps'")])
+            raise LoadError([Diagnostic(file, 1, 1, _("the file is empty; a playbook needs at least 'name' and "
+                                                      "'steps'"))])
         if expanded_size(node) > MAX_VALUES:
-            raise LoadError([Diagnostic(file, node.start_mark.line + 1, node.start_mark.column + 1, _TOO_BIG)])
+            raise LoadError([Diagnostic(file, node.start_mark.line + 1, node.start_mark.column + 1, _too_big())])
         return _Builder(loader, source).build(node, ()), source
     except RecursionError:
-        raise LoadError([Diagnostic(file, 1, 1, "the document is nested too deeply")]) from None
+        raise LoadError([Diagnostic(file, 1, 1, _("the document is nested too deeply"))]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -146,30 +152,38 @@ def yaml_sentence(exc: yaml.MarkedYAMLError, text: str) -> str:
     lines = text.splitlines()
     mark, start = exc.problem_mark, exc.context_mark
     if "found character '\\t'" in str(exc):
-        return "this line is indented with a tab; indent with spaces"
+        return _("this line is indented with a tab; indent with spaces")
     if mark is not None and "expected <block end>" in problem:
         here = _indent(lines, mark.line)
         block = _indent(lines, start.line) if start is not None else here
-        what = "deeper than" if here > block else "less than"
-        anchor = f" (line {start.line + 1}: `{lines[start.line].strip()}`)" if start is not None else ""
+        anchor = _(" (line {number}: `{text}`)").format(number=start.line + 1, text=lines[start.line].strip()) \
+            if start is not None else ""
         if "<block sequence start>" in problem or lines[mark.line].lstrip().startswith("- "):
-            return (f"this line is indented {what} the list it belongs to{anchor}; the items of one list — steps under "
-                    "`steps:` too — start with `- ` at the same indentation")
-        return (f"this line is indented {what} the lines it belongs with{anchor}; the keys of one mapping (the "
-                "fields of one step) line up at the same indentation")
+            sentence = _("this line is indented deeper than the list it belongs to{anchor}; the items of one list — "
+                         "steps under `steps:` too — start with `- ` at the same indentation") if here > block else \
+                _("this line is indented less than the list it belongs to{anchor}; the items of one list — steps "
+                  "under `steps:` too — start with `- ` at the same indentation")
+        else:
+            sentence = _("this line is indented deeper than the lines it belongs with{anchor}; the keys of one "
+                         "mapping (the fields of one step) line up at the same indentation") if here > block else \
+                _("this line is indented less than the lines it belongs with{anchor}; the keys of one mapping (the "
+                  "fields of one step) line up at the same indentation")
+        return sentence.format(anchor=anchor)
     if mark is not None and "mapping values are not allowed" in problem:
         above = next((i for i in range(mark.line - 1, -1, -1) if lines[i].strip()), None)
         first_colon = lines[mark.line].find(":") == mark.column  # the key's own colon, not one inside a value
         if above is not None and first_colon and _indent(lines, mark.line) > _indent(lines, above) \
                 and ":" in lines[above]:
-            return (f"this line is indented deeper than line {above + 1} (`{lines[above].strip()}`), so YAML reads it "
-                    f"as more of that value; line `{lines[mark.line].strip().split(':')[0]}:` up with the key above")
-        return f"invalid YAML: {problem}; quote values that contain ': '"
+            return (_("this line is indented deeper than line {number} (`{value}`), so YAML reads it as more of "
+                      "that value; line `{name}:` up with the key above").format(
+                        number=above + 1, value=lines[above].strip(), name=lines[mark.line].strip().split(':')[0]))
+        return _("invalid YAML: {problem}; quote values that contain ': '").format(problem=problem)
     if "stream end" in problem:
-        return f"invalid YAML: {problem}; a bracket or quote is not closed"
+        return _("invalid YAML: {problem}; a bracket or quote is not closed").format(problem=problem)
     if "expected ',' or '}'" in problem:
-        return f"invalid YAML: {problem}; inside {{…}} quote values that contain ? : , [ ] {{ }}, and close the {{"
-    return f"invalid YAML: {problem}"
+        return _("invalid YAML: {problem}; inside {{…}} quote values that contain ? : , [ ] {{ }}, and close the "
+                 "{{").format(problem=problem)
+    return _("invalid YAML: {problem}").format(problem=problem)
 
 
 def _indent(lines: list[str], index: int) -> int:
