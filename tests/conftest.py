@@ -29,6 +29,18 @@ SECRET = "sk-test-7f3a9c1e5b2d4a6f8e0c"
 
 
 @pytest.fixture
+def english(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Messages in English, in this process and the commands it starts: for tests that check what a message says
+    (the catalog test and the corpus checks keep the Chinese complete)."""
+    from runner import i18n
+
+    monkeypatch.setenv("LANGUAGE", "en")
+    i18n.use("en")
+    yield
+    i18n.use(None)
+
+
+@pytest.fixture
 def server() -> Iterator[FakeLLMServer]:
     with FakeLLMServer() as fake:
         yield fake

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from runner.cli import app
 from tests.conftest import cli
 
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
+
 BROKEN = sorted((Path(__file__).parent / "broken").glob("*.yaml"))
 
 
@@ -30,8 +32,41 @@ def test_broken_playbook_is_reported_at_its_source(path: Path) -> None:
     expected = f"{path}:{expectation(path)}"
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    lines = [line.removeprefix("错误 ") for line in result.output.splitlines()]
+    lines = [line.removeprefix("error ") for line in result.output.splitlines()]
     assert any(line.startswith(expected) for line in lines), f"wanted {expected!r} in:\n{result.output}"
+
+
+def test_every_broken_playbook_is_reported_in_chinese_at_the_same_place() -> None:
+    """The same corpus under zh_CN: each message at the same file:line:col, with no English sentence left (DSL
+    words, quoted names and code are what a Chinese user reads as written)."""
+    from runner import i18n
+    from tests.test_chinese_throughout import english_words
+
+    problems = []
+    i18n.use("zh_CN")
+    try:
+        for path in BROKEN:
+            output = CliRunner().invoke(app, ["validate", str(path)]).output
+            where = f"{path}:{expectation(path).split(' ', 1)[0]}"
+            lines = [line.removeprefix("错误 ") for line in output.splitlines()]
+            if not any(line.startswith(where) for line in lines):
+                problems.append(f"{path.name}: not at {where}: {output}")
+            said = QUOTED.sub(" ", output.replace(str(path), " "))
+            written = set(re.findall(r"[A-Za-z_]+", path.read_text(encoding="utf-8")))  # the names the user wrote
+            problems += [f"{path.name}: {word}" for word in english_words(said)
+                         if not DSL_WORD.search(word) and word.split("'")[1] not in written]
+    finally:
+        i18n.use("en")
+    assert problems == [], "\n".join(problems)
+
+
+QUOTED = re.compile(r"'[^'\n]*'|`[^`\n]*`|\{[^{}\n]*\}|\[[^\[\]\n]*\]|\S+:(?= )|\b\w+\.\w+\b")
+# the playbook language's own keys and values, written as they are in a Chinese sentence
+DSL_WORD = re.compile(r"^'(?:map|needs|goto|switch|requires|llm|tool|with|output|as|batch|concurrency|inputs?|steps?|"
+                      r"name|when|env|secrets|default|cases|enum|schema|items|type|list|object|string|true|false|null|"
+                      r"fail|skip|end|approval|agent|on_error|max_visits|max_failures|min_items|cron|tab|Tab|null|"
+                      r"prompt|system|title|show|editable|timeout|sandbox|filter|UTF|MB|byte|IANA|Asia|Shanghai|"
+                      r"or|and|if|else|default|split|any|boolean|integer|number)'")
 
 
 def test_real_cli_prints_no_traceback_and_exits_2(tmp_path: Path) -> None:
@@ -74,7 +109,7 @@ steps:
 """, encoding="utf-8")
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 0, result.output
-    assert f"警告 {path}:5:19: '{{{{ product }}}}' is not an expression here and is sent as written; " \
+    assert f"warning {path}:5:19: '{{{{ product }}}}' is not an expression here and is sent as written; " \
            "did you mean '${{ inputs.product }}'?" in result.output
     assert "'{{#draft.slogan#}}' is not an expression here and is sent as written; did you mean " \
            "'${{ steps.draft.output.slogan }}'?" in result.output
@@ -83,4 +118,4 @@ steps:
 def test_playbook_tools_prints_required_for_required_arguments() -> None:
     result = CliRunner().invoke(app, ["tools"])
     assert "PydanticUndefined" not in result.output
-    assert "texts: list (必填)" in result.output and "extra_words: list (默认 [])" in result.output
+    assert "texts: list (required)" in result.output and "extra_words: list (default [])" in result.output

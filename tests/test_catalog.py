@@ -62,6 +62,19 @@ def test_no_user_facing_sentence_outside_the_catalog() -> None:
     assert problems == []
 
 
+def test_no_module_that_translates_assigns_to_the_underscore() -> None:
+    """`_, x = …` in a module that imports `_` from runner.i18n shadows gettext: the next `_()` in that function
+    fails with "'tuple' is not callable" — on an error path, where a user meets it."""
+    offenders = []
+    for path in [*sorted((ROOT / "runner").rglob("*.py")), *sorted((ROOT / "tools").glob("*.py"))]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imports_it = any(isinstance(n, ast.ImportFrom) and n.module == "runner.i18n" and
+                         any(a.name == "_" for a in n.names) for n in tree.body)
+        offenders += [f"{path.relative_to(ROOT)}:{n.lineno}" for n in ast.walk(tree) if imports_it and
+                      isinstance(n, ast.Name) and n.id == "_" and isinstance(n.ctx, ast.Store)]
+    assert offenders == []
+
+
 def test_a_command_speaks_the_language_of_ui_language_then_the_locale(tmp_path: Path) -> None:
     (tmp_path / "playbook.toml").write_text('[ui]\nlanguage = "en"\n', encoding="utf-8")
     english = cli("runs", "list", cwd=tmp_path, env={"LANGUAGE": "zh_CN"})

@@ -10,6 +10,8 @@ import pytest
 from runner.dsl import template_check, templates
 from runner.dsl.output_schema import SchemaError, to_json_schema, to_model, unwrap
 
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
+
 
 def test_lone_expression_keeps_the_native_value() -> None:
     ctx = {"steps": {"load": {"rows": [{"a": 1}, {"a": 2}]}}}

@@ -21,7 +21,7 @@ def test_a_bomb_in_an_inputs_file_is_refused(project_dir: Path) -> None:
     inputs.write_text(LAUGHS + "\nkeywords: *i\n", encoding="utf-8")
     done = cli("run", str(ROOT / "playbooks" / "trend_scan.yaml"), "--inputs", str(inputs), cwd=project_dir,
                timeout=60)
-    assert done.returncode == 2 and "expands to more than 200,000 values" in done.stderr
+    assert done.returncode == 2 and "展开后超过 200,000 个值" in done.stderr
 
 
 def test_a_bomb_dropped_in_playbooks_does_not_stall_the_server(project_dir: Path) -> None:
@@ -43,7 +43,7 @@ def test_an_oversized_playbook_or_inputs_file_is_refused_before_it_is_parsed(pro
     big.write_text("name: big\nsteps:\n  - {id: a, tool: file.write, with: {path: a.md, content: '"
                    + "数据" * 400_000 + "'}}\n", encoding="utf-8")
     done = cli("validate", str(big), cwd=project_dir, timeout=60)
-    assert done.returncode == 2 and "a playbook is at most 1 MB" in done.stderr and "type: file" in done.stderr
+    assert done.returncode == 2 and "playbook 最大 1 MB" in done.stderr and "type: file" in done.stderr
     inputs = project_dir / "inputs.yaml"
     inputs.write_text("keywords: [" + ", ".join(["手机"] * 1_200_000) + "]\n", encoding="utf-8")
     done = cli("run", str(ROOT / "playbooks" / "trend_scan.yaml"), "--inputs", str(inputs), cwd=project_dir,

@@ -8,13 +8,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.i18n import N_, _
 from runner.registry import ToolArgumentError, ToolContext, tool
 
 _NUMBER = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?\s*(%|％|万|亿)?")
 _UNITS = {"万": 1e4, "亿": 1e8}
-NUMBER_RULE = ("文中的数字，只要计算结果里有某个数按文中的小数位四舍五入后与它相等，就算来自计算结果"
-               "（万 = ×10,000，亿 = ×100,000,000；百分数也可以是比值 × 100；不看正负号）；"
-               "计算结果里日期和标签中的数字也算")
+NUMBER_RULE = N_("a number in the text counts as coming from the computed results when some number there, rounded "
+                 "to the text's decimals, equals it (万 = ×10,000, 亿 = ×100,000,000; a percentage may also be a "
+                 "ratio × 100; signs are ignored); numbers inside the results' dates and labels count too")
 
 
 def fact_numbers(value: Any) -> list[float]:
@@ -74,9 +75,9 @@ async def check_numbers(args: NumbersInput, ctx: ToolContext) -> NumbersOutput:
         found.append(NumberFound(text=literal, computed=ok))
     invented = list(dict.fromkeys(n.text for n in found if not n.computed))
     if invented and args.fail:
-        raise ToolArgumentError("text", f"numbers not in the computed table: {', '.join(invented)} "
-                                f"(rule: {NUMBER_RULE})")
-    return NumbersOutput(ok=not invented, numbers=found, invented=invented, rule=NUMBER_RULE)
+        raise ToolArgumentError("text", _("numbers not in the computed table: {joined} (rule: {rule})").format(
+                                            joined=', '.join(invented), rule=_(NUMBER_RULE)))
+    return NumbersOutput(ok=not invented, numbers=found, invented=invented, rule=_(NUMBER_RULE))
 
 
 # Our own grouping of the absolute terms that 广告法 第九条(三) and market-regulator guidance forbid in ads.
@@ -131,8 +132,8 @@ async def check_ad_law(args: AdLawInput, ctx: ToolContext) -> AdLawOutput:
     for index, entry in enumerate(args.texts):
         if isinstance(entry, dict):
             if args.field not in entry:
-                raise ToolArgumentError("field", f"text {index + 1} has no '{args.field}' field "
-                                        f"(fields: {', '.join(entry)})")
+                raise ToolArgumentError("field", _("text {number} has no '{field}' field (fields: {joined})").format(
+                                                     number=index + 1, field=args.field, joined=', '.join(entry)))
             entry = entry[args.field]
         text = str(entry or "")
         hits = [AdLawHit(word=m.group(0), category=lookup[m.group(0).lower()],

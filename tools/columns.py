@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from runner.errors import did_you_mean
+from runner.i18n import _
 from runner.registry import ToolArgumentError
 from runner.tables.shape import kind
 
@@ -71,19 +72,21 @@ def text_and_id(rows: list[dict[str, Any]], text: str, id_: str,
     columns = list(rows[0]) if rows else []
     for column, argument in ((text, "text_column"), (id_, "id_column")):
         if column not in ("auto", "") and rows and column not in columns:
-            raise ToolArgumentError(argument, f"'{name}' has no column '{column}'{did_you_mean(column, columns)} "
-                                              f"(columns: {', '.join(columns)})")
+            raise ToolArgumentError(argument, _("'{name}' has no column '{column}'{hint} (columns: {joined})").format(
+                                                  name=name, column=column, hint=did_you_mean(column, columns),
+                                                  joined=', '.join(columns)))
     notes = []
     if text in ("auto", ""):
         text, lengths = _longest_text(rows, columns, name)
         if text != "text":
-            notes.append(f"文字取自「{text}」列（平均 {lengths:.1f} 字，是最长的文字列；要换一列请设 text_column）")
+            notes.append(_("text taken from column '{text}' (on average {lengths:.1f} characters, the longest text "
+                           "column; set text_column to use another)").format(text=text, lengths=lengths))
     if id_ in ("auto", ""):
         id_ = "id" if "id" in columns else next((c for c in columns if is_id_name(c) and c != text), "")
         if id_ and id_ != "id":
-            notes.append(f"编号取自「{id_}」列")
+            notes.append(_("ids taken from column '{column}'").format(column=id_))
         elif not id_:
-            notes.append("没有编号列：按行从 1 编号")
+            notes.append(_("no id column: rows are numbered from 1"))
     out = [{"id": str(row.get(id_)) if id_ and row.get(id_) not in (None, "") else str(n),
             "text": "" if row.get(text) is None else str(row.get(text))} for n, row in enumerate(rows, start=1)]
     return out, text, id_, notes
@@ -100,6 +103,6 @@ def _longest_text(rows: list[dict[str, Any]], columns: list[str], name: str) -> 
         if average > best_length:
             best, best_length = column, average
     if not best:
-        raise ToolArgumentError("text_column", f"'{name}' has no column of text (columns: {', '.join(columns)}); "
-                                               "set text_column")
+        raise ToolArgumentError("text_column", _("'{name}' has no column of text (columns: {joined}); set "
+                                                 "text_column").format(name=name, joined=', '.join(columns)))
     return best, best_length

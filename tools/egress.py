@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from runner.i18n import _
 from runner.registry import ToolArgumentError, ToolContext
 
 if TYPE_CHECKING:
@@ -31,9 +32,10 @@ class EgressRefused(ToolArgumentError):
 
     def __init__(self, host: str, addresses: Iterable[str]) -> None:
         shown = ", ".join(sorted(set(addresses))) or "no address"
-        super().__init__("url", f"'{host}' is a private address ({shown}): tools do not connect to this machine, "
-                                "the local network or cloud metadata unless [web] allow_private in playbook.toml "
-                                f"names it (e.g. allow_private = [\"{host}\"] or a range like \"10.0.0.0/8\")")
+        super().__init__("url", _("'{host}' is a private address ({shown}): tools do not connect to this machine, "
+                                  "the local network or cloud metadata unless [web] allow_private in playbook.toml "
+                                  "names it (e.g. allow_private = [\"{host}\"] or a range like \"10.0.0.0/8\")").format(
+                                    host=host, shown=shown))
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,10 @@ class GuardedBackend:
         try:
             addresses = await asyncio.wait_for(self.policy.vetted(host, port), timeout)
         except TimeoutError:
-            raise httpcore.ConnectTimeout(f"resolving {host} took longer than {timeout} s") from None
+            raise httpcore.ConnectTimeout(_("resolving {host} took longer than {timeout} s").format(
+                                              host=host, timeout=timeout)) from None
         except OSError as exc:  # the name does not resolve
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from None
+            raise httpcore.ConnectError(_("cannot resolve {host}: {exc}").format(host=host, exc=exc)) from None
         last: Exception | None = None
         for address in addresses:
             try:

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.i18n import _
 from runner.registry import ToolArgumentError, ToolContext, tool
 from tools.http import fetch
 
@@ -45,14 +46,14 @@ class FeedReadOutput(BaseModel):
 async def feed_read(args: FeedReadInput, ctx: ToolContext) -> FeedReadOutput:
     """Read an RSS or Atom feed into normalised items."""
     if (args.url is None) == (args.path is None):
-        raise ValueError("give exactly one of url or path")
+        raise ValueError(_("give exactly one of url or path"))
     if args.url is not None:
         content = (await fetch(args.url, ctx)).content
         source = args.url
     else:
         path = ctx.input_path(str(args.path))
         if not path.exists():
-            raise ToolArgumentError("path", f"file '{args.path}' not found")
+            raise ToolArgumentError("path", _("file '{path}' not found").format(path=args.path))
         content, source = path.read_bytes(), str(args.path)
     return parse_feed(content, source, args.limit, getattr(ctx.settings, "timezone", None) or "Asia/Shanghai")
 
@@ -63,7 +64,8 @@ def parse_feed(content: bytes, source: str, limit: int | None = None,
 
     parsed = feedparser.parse(_declared_gb_as_gb18030(content))
     if parsed.bozo and not parsed.entries:
-        raise ValueError(f"'{source}' 不是可读的 RSS/Atom 订阅（{parsed.get('bozo_exception')}）")
+        raise ValueError(_("'{source}' is not a readable RSS/Atom feed ({reason})").format(
+                             source=source, reason=parsed.get("bozo_exception")))
     items = [_item(entry, source, timezone) for entry in parsed.entries]
     items.sort(key=lambda i: i.published or "", reverse=True)
     if limit:

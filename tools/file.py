@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner import atomic
+from runner.i18n import _
 from runner.registry import ToolArgumentError, ToolContext, tool
 
 _CSS = ("body{font-family:'Noto Sans CJK SC','PingFang SC','Microsoft YaHei',sans-serif;max-width:960px;"
@@ -98,7 +99,8 @@ async def file_read(args: FileReadInput, ctx: ToolContext) -> FileReadOutput:
 
     path = ctx.input_path(args.path)
     if not path.is_file():
-        raise ToolArgumentError("path", f"file '{args.path}' not found (looked in {path.parent})")
+        raise ToolArgumentError("path", _("file '{path}' not found (looked in {parent})").format(
+                                            path=args.path, parent=path.parent))
     raw = path.read_bytes()
     for encoding in ENCODINGS:
         try:
@@ -107,12 +109,13 @@ async def file_read(args: FileReadInput, ctx: ToolContext) -> FileReadOutput:
         except UnicodeDecodeError:
             continue
     else:
-        raise ToolArgumentError("path", f"'{args.path}' is neither UTF-8 nor GBK text")
+        raise ToolArgumentError("path", _("'{path}' is neither UTF-8 nor GBK text").format(path=args.path))
     data = None
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ToolArgumentError("path", f"'{args.path}' line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+            raise ToolArgumentError("path", _("'{path}' line {lineno} column {colno}: {msg}").format(
+                path=args.path, lineno=exc.lineno, colno=exc.colno, msg=exc.msg)) from None
     return FileReadOutput(path=str(path), text=text[:args.max_chars], chars=len(text),
                           truncated=len(text) > args.max_chars, data=data)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from runner.i18n import _
 from runner.registry import ToolArgumentError, ToolContext
 from tools.egress import guarded_transport
 
@@ -31,7 +32,8 @@ class HttpStatusError(ToolArgumentError):
 
     def __init__(self, url: str, status: int, reason: str = "") -> None:
         self.url, self.status = url, status
-        super().__init__("url", f"'{url}' 返回 HTTP {status}{' ' + reason if reason else ''}")
+        super().__init__("url", _("'{url}' answered HTTP {status}{reason}").format(
+                                    url=url, status=status, reason=" " + reason if reason else ""))
 
     @property
     def details(self) -> dict[str, Any]:
@@ -99,12 +101,13 @@ def check_url(url: str, ctx: ToolContext) -> str:
     """The host of an allowed http(s) URL; ValueError otherwise. Nothing a page says widens this."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ToolArgumentError("url", f"'{url}' is not an http(s) URL")
+        raise ToolArgumentError("url", _("'{url}' is not an http(s) URL").format(url=url))
     host = parts.hostname.lower()
     allowed = [h.lower() for h in getattr(getattr(ctx.settings, "web", None), "allow_hosts", [])]
     if allowed and not any(host == h or host.endswith("." + h) for h in allowed):
-        raise ToolArgumentError("url", f"host '{host}' is not allowed; add it to [web] allow_hosts in playbook.toml "
-                         f"(allowed: {', '.join(allowed)})")
+        raise ToolArgumentError("url", _("host '{host}' is not allowed; add it to [web] allow_hosts in "
+                                         "playbook.toml (allowed: {joined})").format(
+                                           host=host, joined=', '.join(allowed)))
     return host
 
 
@@ -122,8 +125,8 @@ def timed_out(exc: Exception, limit: float) -> str:
     import httpx
 
     if isinstance(exc, httpx.ConnectTimeout):
-        return f"连接不上（等待 {min(limit, CONNECT_SECONDS):g} 秒）"
-    return f"未响应（等待 {limit:g} 秒）"
+        return _("could not connect (waited {seconds:g} s)").format(seconds=min(limit, CONNECT_SECONDS))
+    return _("no answer (waited {seconds:g} s)").format(seconds=limit)
 
 
 async def fetch(url: str, ctx: ToolContext, *, timeout: float | None = None) -> Fetched:
@@ -161,11 +164,15 @@ async def fetch(url: str, ctx: ToolContext, *, timeout: float | None = None) -> 
             if silent >= 2:  # a host that takes the connection and never answers: two waits, not one per retry
                 break
         except httpx.TransportError as exc:
-            last_error, kind = f"连接失败（{type(exc).__name__}）", "connection"
+            last_error, kind = _("connection failed ({reason})").format(reason=type(exc).__name__), "connection"
         finally:
             await release()
         await asyncio.sleep(0.5 * 2 ** attempt)
-    raise FetchFailed(url, f"{last_error}（试了 {attempt + 1} 次）", kind)
+    raise FetchFailed(url, tried(last_error, attempt + 1), kind)
+
+
+def tried(problem: str, attempts: int) -> str:
+    return _("{problem} (tried {count} times)").format(problem=problem, count=attempts)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

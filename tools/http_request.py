@@ -10,9 +10,10 @@ from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from runner.i18n import _
 from runner.registry import ToolArgumentError, ToolContext, tool
 from tools.egress import guarded_transport
-from tools.http import USER_AGENT, FetchFailed, HttpStatusError, check_url, timed_out, waits
+from tools.http import USER_AGENT, FetchFailed, HttpStatusError, check_url, timed_out, tried, waits
 
 if TYPE_CHECKING:  # httpx loads when a request is made, not when `playbook validate` lists tools
     import httpx
@@ -42,7 +43,7 @@ class RequestInput(BaseModel):
     @model_validator(mode="after")
     def _one_body(self) -> RequestInput:
         if self.json_body is not None and self.form is not None:
-            raise ValueError("give either json or form as the body, not both")
+            raise ValueError(_("give either json or form as the body, not both"))
         return self
 
 
@@ -75,7 +76,7 @@ async def http_request(args: RequestInput, ctx: ToolContext) -> RequestOutput:
                 if silent >= 2:  # an API that takes the request and never answers: two waits, not one per retry
                     break
             except httpx.TransportError as exc:
-                failure = (f"cannot connect ({type(exc).__name__})", "connection")
+                failure = (_("cannot connect ({reason})").format(reason=type(exc).__name__), "connection")
             else:
                 if response.status_code in RETRY_STATUSES and attempt + 1 < attempts \
                         and response.status_code not in args.ok_status:
@@ -84,7 +85,7 @@ async def http_request(args: RequestInput, ctx: ToolContext) -> RequestOutput:
                 return _answer(args, response)
             if attempt + 1 < attempts:
                 await asyncio.sleep(min(30.0, 0.5 * 2 ** attempt))
-    raise FetchFailed(args.url, f"{failure[0]}（试了 {attempt + 1} 次）", failure[1])
+    raise FetchFailed(args.url, tried(failure[0], attempt + 1), failure[1])
 
 
 async def _send(client: httpx.AsyncClient, args: RequestInput, headers: dict[str, str],
@@ -94,7 +95,7 @@ async def _send(client: httpx.AsyncClient, args: RequestInput, headers: dict[str
     body: dict[str, Any] = {"json": args.json_body} if args.json_body is not None else \
         {"data": args.form} if args.form is not None else {}
     params: dict[str, Any] | None = args.query or None
-    for _ in range(MAX_REDIRECTS + 1):
+    for _hop in range(MAX_REDIRECTS + 1):
         host = check_url(url, ctx)
         response = await client.request(method, url, headers=headers, params=params, **body)
         location = response.headers.get("location")
@@ -105,7 +106,8 @@ async def _send(client: httpx.AsyncClient, args: RequestInput, headers: dict[str
             method, body = "GET", {}  # as browsers do: the body is not sent on
         if (urlsplit(url).hostname or "").lower() != host:
             headers = {k: v for k, v in headers.items() if k.lower() not in _PRIVATE_HEADERS}
-    raise ToolArgumentError("url", f"'{args.url}': more than {MAX_REDIRECTS} redirects")
+    raise ToolArgumentError("url", _("'{url}': more than {MAX_REDIRECTS} redirects").format(
+                                       url=args.url, MAX_REDIRECTS=MAX_REDIRECTS))
 
 
 def _answer(args: RequestInput, response: httpx.Response) -> RequestOutput:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner import atomic
+from runner.i18n import _
 from runner.registry import ToolArgumentError, ToolContext, file_check, tool
 from runner.tables import Shape, Table, check_table
 from tools.columns import is_id_name, not_a_measure
@@ -41,7 +42,8 @@ def parse_time(value: Any) -> datetime:
     try:
         return datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"cannot read '{text}' as a date or time (e.g. 2026-11-23 or 2026-11-23 09:00)") from None
+        raise ValueError(_("cannot read '{text}' as a date or time (e.g. 2026-11-23 or 2026-11-23 09:00)").format(
+                             text=text)) from None
 
 
 def parse_number(value: Any, where: str) -> float | None:
@@ -51,7 +53,7 @@ def parse_number(value: Any, where: str) -> float | None:
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"{where}: '{value}' is not a number") from None
+        raise ValueError(_("{where}: '{value}' is not a number").format(where=where, value=value)) from None
 
 
 def stamper(times: list[datetime]) -> Callable[[datetime], str]:
@@ -62,12 +64,15 @@ def stamper(times: list[datetime]) -> Callable[[datetime], str]:
 
 def series(rows: list[dict[str, Any]], time_field: str, value_field: str) -> list[tuple[datetime, float]]:
     if rows and time_field not in rows[0]:
-        raise ToolArgumentError("time", f"no column '{time_field}' (columns: {', '.join(rows[0])})")
+        raise ToolArgumentError("time", _("no column '{time_field}' (columns: {joined})").format(
+                                            time_field=time_field, joined=', '.join(rows[0])))
     if rows and value_field not in rows[0]:
-        raise ToolArgumentError("values", f"no column '{value_field}' (columns: {', '.join(rows[0])})")
+        raise ToolArgumentError("values", _("no column '{value_field}' (columns: {joined})").format(
+                                              value_field=value_field, joined=', '.join(rows[0])))
     points = []
     for i, row in enumerate(rows):
-        number = parse_number(row.get(value_field), f"row {i + 1} column '{value_field}'")
+        number = parse_number(row.get(value_field), _("row {number} column '{value_field}'").format(
+                                                        number=i + 1, value_field=value_field))
         if number is not None:
             points.append((parse_time(row[time_field]), number))
     return sorted(points)
@@ -127,10 +132,10 @@ def _numeric_columns(raw: list[dict[str, Any]], columns: list[str], time: str) -
 def _parse_rows(table: Table, path: str, time: str, numbers: list[str]) -> list[tuple[datetime, dict[str, Any]]]:
     rows: list[tuple[datetime, dict[str, Any]]] = []
     for row, line in zip(table.rows, table.lines, strict=True):
-        where = f"'{path}' line {line}"
+        where = _("'{path}' line {line}").format(path=path, line=line)
         try:
             moment = parse_time(row.get(time))
-            parsed = {m: parse_number(row.get(m), f"{where} column '{m}'") for m in numbers}
+            parsed = {m: parse_number(row.get(m), _("{where} column '{m}'").format(where=where, m=m)) for m in numbers}
         except ValueError as exc:
             raise ToolArgumentError("path", f"{where}: {exc}" if str(exc).startswith("cannot") else str(exc)) from None
         rows.append((moment, {**row, **parsed}))
@@ -152,11 +157,13 @@ async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
     table = read_table_arg(args.path, ctx, Shape(args.sheet, args.encoding, args.header_row, args.names))
     raw = table.rows
     if not raw:
-        raise ToolArgumentError("path", f"'{args.path}' has no rows; there is nothing to report on")
+        raise ToolArgumentError("path", _("'{path}' has no rows; there is nothing to report on").format(
+                                            path=args.path))
     columns = list(raw[0])
     time_column = same_column(args.time, columns)
     if time_column is None:
-        raise ToolArgumentError("time", f"no column '{args.time}' in '{args.path}' (columns: {', '.join(columns)})")
+        raise ToolArgumentError("time", _("no column '{time}' in '{path}' (columns: {joined})").format(
+                                            time=args.time, path=args.path, joined=', '.join(columns)))
     values = [same_column(v, columns) or v for v in args.values] if args.values is not None else None
     args = args.model_copy(update={"time": time_column, "values": values})
     notice = "；".join(table.notes) or None
@@ -166,20 +173,24 @@ async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
     metrics = args.values if args.values is not None else [c for c in numeric if is_metric(raw, c)]
     for name in metrics:
         if raw and name not in columns:
-            raise ToolArgumentError("values", f"no column '{name}' in '{args.path}' (columns: {', '.join(columns)})")
+            raise ToolArgumentError("values", _("no column '{name}' in '{path}' (columns: {joined})").format(
+                                                  name=name, path=args.path, joined=', '.join(columns)))
         if is_id_name(name):
-            raise ToolArgumentError("values", f"'{name}' holds identifiers, not a metric; to count distinct ones "
-                                    f"use aggregate: {{{name}_count: nunique({name})}}")
+            raise ToolArgumentError("values", _("'{name}' holds identifiers, not a metric; to count distinct ones "
+                                                "use aggregate: {{{name}_count: nunique({name})}}").format(
+                                                  name=name))
     rows = _parse_rows(table, args.path, args.time, metrics)
     times = [m for m, _ in rows]
     repeated = len(times) - len(set(times))
     if repeated >= max(3, len(times) // 10):
         raise ToolArgumentError("aggregate", (
-            f"'{args.path}': {repeated} of {len(times)} rows repeat a time already seen — this looks like one row "
-            f"per order or event, not one row per day or time, and summing or charting "
-            f"it row by row would be wrong. Say how rows roll up to a day with `aggregate:` (rules: count, sum, "
-            f"mean, min, max, nunique), e.g.\n"
-            f"  {_again_with(ctx, args.path, suggest_aggregate(columns, [c for c in numeric if is_metric(raw, c)]))}"))
+            _("'{path}': {repeated} of {value} rows repeat a time already seen — this looks like one row per order "
+              "or event, not one row per day or time, and summing or charting it row by row would be wrong. Say "
+              "how rows roll up to a day with `aggregate:` (rules: count, sum, mean, min, max, nunique), e.g.\n  "
+              "{value2}").format(
+                path=args.path, repeated=repeated, value=len(times),
+                value2=_again_with(ctx, args.path,
+                                   suggest_aggregate(columns, [c for c in numeric if is_metric(raw, c)])))))
     stamp = stamper(times)
     out = [{**row, args.time: stamp(m)} for m, row in rows]
     return LoadOutput(rows=out, values=metrics, count=len(out), start=stamp(times[0]) if times else None,
@@ -269,8 +280,9 @@ async def metrics_anomalies(args: AnomalyInput, ctx: ToolContext) -> AnomalyOutp
 
 def anomaly_method(count: int, window: int, least: int, threshold: float, times: list[str]) -> str:
     """What was really done, including the points near the start that had less history than the window."""
-    text = (f"稳健 z 分数：每个点与它之前 {window} 个点的中位数和 MAD 比较，"
-            f"z = (x − 中位数) / (MAD / 0.6745)，|z| > {threshold:g} 记为异常")
+    text = _("robust z-score: each point is compared with the median and MAD of the {window} points before it, "
+             "z = (x − median) / (MAD / 0.6745), |z| > {threshold:g} counts as an anomaly").format(
+        window=window, threshold=threshold)
     unjudged = min(count, least)
     short = max(0, min(count, window) - unjudged)
     if unjudged:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from runner.i18n import _
 from runner.registry import ToolArgumentError
 from tools.columns import is_id_name
 
@@ -40,17 +41,22 @@ def parse_rules(aggregate: dict[str, str], columns: list[str]) -> list[Rule]:
     for name, text in aggregate.items():
         match = _RULE.match(str(text))
         if not match or match.group(1) not in FUNCTIONS:
-            raise ToolArgumentError("aggregate", f"{name}: '{text}' is not a rule; write count, or one of "
-                                    f"{', '.join(f + '(column)' for f in FUNCTIONS[1:])}")
+            raise ToolArgumentError("aggregate", _("{name}: '{text}' is not a rule; write count, or one of "
+                                                   "{joined}").format(
+                                                     name=name, text=text,
+                                                     joined=', '.join(f + '(column)' for f in FUNCTIONS[1:])))
         function, column = match.group(1), _unquoted(match.group(2) or "") or None
         if function != "count" and column is None:
-            raise ToolArgumentError("aggregate", f"{name}: {function} needs a column, e.g. {function}(amount)")
+            raise ToolArgumentError("aggregate", _("{name}: {function} needs a column, e.g. {function}(amount)").format(
+                                                     name=name, function=function))
         if column is not None and columns:
             found = same_column(column, columns)
             if found is None:
                 from runner.errors import did_you_mean
 
-                raise ToolArgumentError("aggregate", f"{name}: no column '{column}'{did_you_mean(column, columns)}")
+                raise ToolArgumentError("aggregate", _("{name}: no column '{column}'{hint}").format(
+                                                         name=name, column=column,
+                                                         hint=did_you_mean(column, columns)))
             column = found
         rules.append(Rule(str(name), function, column))
     return rules

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner.chat import payload
+from runner.i18n import _
 from runner.registry import ToolContext, tool
 from tools.http import check_url
 
@@ -55,17 +56,17 @@ def _resolve(args: NotifyInput, ctx: ToolContext) -> tuple[str, str, str | None]
     if args.channel:
         channels = ctx.settings.notify.channels
         if args.channel not in channels:
-            raise ValueError(f"no channel '{args.channel}' under [notify.channels] in playbook.toml "
-                             f"(channels: {', '.join(channels) or 'none'})")
+            raise ValueError(_("no channel '{channel}' under [notify.channels] in playbook.toml (channels: "
+                               "{channels})").format(channel=args.channel, channels=", ".join(channels) or _("none")))
         channel = channels[args.channel]
         platform = platform or channel.platform
         url = url or os.environ.get(channel.url_env or "", "") or None
         secret = secret or os.environ.get(channel.secret_env or "", "") or None
         if not url:
-            raise ValueError(f"channel '{args.channel}': set the environment variable "
-                             f"{channel.url_env or '(url_env)'} to the webhook URL")
+            raise ValueError(_("channel '{channel}': set the environment variable {value} to the webhook URL").format(
+                                 channel=args.channel, value=channel.url_env or '(url_env)'))
     if not platform or not url:
-        raise ValueError("give platform and url, or a channel")
+        raise ValueError(_("give platform and url, or a channel"))
     return platform, url, secret
 
 
@@ -90,7 +91,8 @@ async def notify_webhook(args: NotifyInput, ctx: ToolContext) -> NotifyOutput:
         try:
             response = await client.post(url, json=body)
         except httpx.HTTPError as exc:
-            raise ValueError(f"{platform} webhook unreachable: {type(exc).__name__}") from None
+            raise ValueError(_("{platform} webhook unreachable: {reason}").format(
+                                 platform=platform, reason=type(exc).__name__)) from None
     text = response.text[:500]
     failed = response.status_code >= 400
     try:
@@ -100,5 +102,6 @@ async def notify_webhook(args: NotifyInput, ctx: ToolContext) -> NotifyOutput:
     except ValueError:
         failed = failed or (platform == "slack" and text.strip() != "ok")
     if failed:
-        raise ValueError(f"{platform} webhook refused the message (HTTP {response.status_code}): {text}")
+        raise ValueError(_("{platform} webhook refused the message (HTTP {status_code}): {text}").format(
+                             platform=platform, status_code=response.status_code, text=text))
     return NotifyOutput(platform=platform, status=response.status_code, response=text)

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.i18n import _
 from runner.registry import ToolArgumentError, ToolContext, tool
 from tools.metrics import parse_number
 
@@ -64,8 +65,10 @@ class ScorecardOutput(BaseModel):
 
 def _column(rows: list[dict[str, Any]], name: str, argument: str) -> list[float]:
     if rows and name not in rows[0]:
-        raise ToolArgumentError(argument, f"no column '{name}' (columns: {', '.join(rows[0])})")
-    values = (parse_number(row.get(name), f"row {i + 1} column '{name}'") for i, row in enumerate(rows))
+        raise ToolArgumentError(argument, _("no column '{name}' (columns: {joined})").format(
+                                              name=name, joined=', '.join(rows[0])))
+    values = (parse_number(row.get(name), _("row {number} column '{name}'").format(number=i + 1, name=name))
+              for i, row in enumerate(rows))
     return [v for v in values if v is not None]
 
 
@@ -92,7 +95,8 @@ async def metrics_scorecard(args: ScorecardInput, ctx: ToolContext) -> Scorecard
     for goal in args.goals:
         if goal.metric in ("roi", "roas"):
             if roi is None:
-                raise ToolArgumentError("goals", f"goal '{goal.metric}' needs the revenue and cost columns")
+                raise ToolArgumentError("goals", _("goal '{metric}' needs the revenue and cost columns").format(
+                                                     metric=goal.metric))
             actual = (roi.roi_pct if goal.metric == "roi" else roi.roas) or 0.0
         else:
             actual = _aggregate(_column(args.rows, goal.metric, "goals"), goal.agg)

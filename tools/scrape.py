@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner import atomic
+from runner.i18n import _
 from runner.registry import ToolArgumentError, ToolContext, on_run_end, tool
 from tools.egress import EgressPolicy, EgressRefused
 from tools.http import HttpStatusError, check_url
@@ -46,8 +47,8 @@ class _Browser:
                     self.browser = await self.playwright.chromium.launch(
                         executable_path=executable, headless=True, args=CHROMIUM_ARGS)
                 except Exception as exc:
-                    raise ValueError(f"cannot start Chromium ({exc.__class__.__name__}); install Debian's "
-                                     "chromium package (apt-get install chromium)") from None
+                    raise ValueError(_("cannot start Chromium ({reason}); install Debian's chromium package "
+                                       "(apt-get install chromium)").format(reason=exc.__class__.__name__)) from None
                 self.launches += 1
         return self.browser
 
@@ -131,7 +132,8 @@ def login_state_path(site: str, ctx: ToolContext) -> Path:
     """Where web.login keeps a site's login state: `<state dir>/auth/<site>.json`, outside any run
     folder so later runs reuse it, and named by a plain site name so no argument can pick the path."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", site) or site.startswith("."):
-        raise ToolArgumentError("login", f"site name '{site}' may use only letters, digits, '_', '-' and '.'")
+        raise ToolArgumentError("login", _("site name '{site}' may use only letters, digits, '_', '-' and '.'").format(
+                                             site=site))
     return ctx.state_db.parent / "auth" / f"{site}.json"
 
 
@@ -139,13 +141,14 @@ def _saved_state(args: ScrapeInput, ctx: ToolContext) -> str | None:
     if args.login:
         path = login_state_path(args.login, ctx)
         if not path.exists():
-            raise ToolArgumentError("login", f"no login state saved for '{args.login}'; run a web.login step "
-                                    f"with site: {args.login} first")
+            raise ToolArgumentError("login", _("no login state saved for '{login}'; run a web.login step with "
+                                               "site: {login} first").format(login=args.login))
         return str(path)
     if args.storage_state:
         found = ctx.input_path(args.storage_state)
         if not found.exists():
-            raise ToolArgumentError("storage_state", f"file '{args.storage_state}' not found")
+            raise ToolArgumentError("storage_state", _("file '{storage_state}' not found").format(
+                                                         storage_state=args.storage_state))
         return str(found)
     return None
 
@@ -215,8 +218,9 @@ async def web_login(args: LoginInput, ctx: ToolContext) -> LoginOutput:
         try:
             await page.wait_for_selector(args.success)
         except Exception:
-            raise ToolArgumentError("success", f"'{args.success}' did not appear within {args.timeout:g}s; "
-                                    "the login failed or the selector is wrong") from None
+            raise ToolArgumentError("success", _("'{success}' did not appear within {timeout:g}s; the login failed "
+                                                 "or the selector is wrong").format(
+                                                   success=args.success, timeout=args.timeout)) from None
         target.parent.mkdir(parents=True, exist_ok=True)
         state = await context.storage_state(path=str(target))
         return LoginOutput(site=args.site, url=page.url, cookies=len(state.get("cookies", [])))
@@ -239,13 +243,14 @@ async def _try_selectors(page: Any, named: list[tuple[str, str | None]]) -> None
             try:
                 await page.query_selector(selector)
             except Exception as exc:
-                raise ToolArgumentError(argument, f"bad selector '{selector}': {str(exc).splitlines()[0]}") from None
+                raise ToolArgumentError(argument, _("bad selector '{selector}': {name}").format(
+                                                      selector=selector, name=str(exc).splitlines()[0])) from None
 
 
 async def _interact(page: Any, args: ScrapeInput) -> int:
     if args.wait_for:
         await page.wait_for_selector(args.wait_for)
-    for _ in range(args.scroll):
+    for _turn in range(args.scroll):
         await page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
         await page.wait_for_timeout(300)
     clicks = 0
@@ -280,7 +285,7 @@ def _explain(exc: Exception, timeout: float) -> Exception:
         return exc
     text = str(exc).split("\n")[0]
     if "is not a valid selector" in text or "Unexpected token" in text or "SyntaxError" in text:
-        return ValueError(f"bad selector: {text}")
+        return ValueError(_("bad selector: {text}").format(text=text))
     if "Timeout" in type(exc).__name__ or "Timeout" in text:
         return ValueError(f"等待 {timeout:g} 秒后超时：{text}")
     return ValueError(f"{type(exc).__name__}: {text}")

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner import atomic
+from runner.i18n import _
 from runner.registry import JsonRows, ToolArgumentError, ToolContext, file_check, tool
 from runner.tables import Shape, Table, check_table, read_table
 from runner.wording import item_schema, label, number
@@ -61,8 +62,8 @@ def _read(args: SheetReadInput, ctx: ToolContext) -> SheetReadOutput:
                            limit=args.limit)
     rows, notes = table.rows, table.notes
     if not rows and not args.allow_empty:
-        raise ToolArgumentError("path", f"'{args.path}' has no rows; check the export (or set allow_empty: true "
-                                        "if an empty file is expected)")
+        raise ToolArgumentError("path", _("'{path}' has no rows; check the export (or set allow_empty: true if an "
+                                          "empty file is expected)").format(path=args.path))
     if args.text_column is not None or args.id_column is not None:
         rows, text, id_, chosen = text_and_id(rows, args.text_column or "auto", args.id_column or "auto", args.path)
         return SheetReadOutput.model_construct(rows=rows, count=len(rows), columns=["id", "text"],
@@ -78,7 +79,8 @@ def read_table_arg(name: str, ctx: ToolContext, shape: Shape, *, limit: int | No
     """The table a tool's `path` argument names: resolved and allowed, read by the one table reader."""
     path = ctx.input_path(name)
     if not path.exists():
-        raise ToolArgumentError("path", f"file '{name}' not found (looked in {path.parent})")
+        raise ToolArgumentError("path", _("file '{name}' not found (looked in {parent})").format(
+                                            name=name, parent=path.parent))
     return read_table(path, name, shape, limit=limit)
 
 
@@ -96,8 +98,9 @@ def _select(rows: list[dict[str, Any]], columns: list[str] | dict[str, str] | No
     present = set(rows[0]) if rows else set(mapping)
     missing = [c for c in mapping if c not in present]
     if missing:
-        raise ToolArgumentError("columns", f"'{name}' has no column {', '.join(map(repr, missing))} "
-                         f"(columns: {', '.join(sorted(present))})")
+        raise ToolArgumentError("columns", _("'{name}' has no column {joined} (columns: {joined2})").format(
+                                               name=name, joined=', '.join(map(repr, missing)),
+                                               joined2=', '.join(sorted(present))))
     return [{new: row.get(old) for old, new in mapping.items()} for row in rows]
 
 
@@ -140,7 +143,8 @@ _LOCKS_LOCK = threading.Lock()
 def _write(args: SheetWriteInput, ctx: ToolContext, target: Path) -> SheetWriteOutput:
     suffix = target.suffix.lower()
     if suffix not in (".xlsx", ".csv", ".jsonl"):
-        raise ToolArgumentError("path", f"'{args.path}': unsupported file type '{suffix}'; use .xlsx, .csv or .jsonl")
+        raise ToolArgumentError("path", _("'{path}': unsupported file type '{suffix}'; use .xlsx, .csv or "
+                                          ".jsonl").format(path=args.path, suffix=suffix))
     fields = list(args.columns or _columns(args.rows))
     if isinstance(args.columns, dict):
         headers = [args.columns[f] for f in fields]
@@ -194,7 +198,7 @@ def _seed(ledger: Ledger, target: Path, name: str) -> None:
 
 
 def _render_csv(ledger: Ledger, temporary: Path) -> None:
-    for _, columns, rows in ledger.sheets():
+    for _title, columns, rows in ledger.sheets():
         with temporary.open("w", encoding="utf-8-sig", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
@@ -285,8 +289,8 @@ def _sheet_names(path: Path, name: str) -> list[str | None]:
     try:
         book = openpyxl.load_workbook(path, read_only=True)
     except (zipfile.BadZipFile, KeyError, OSError) as exc:
-        raise ToolArgumentError("path", f"'{name}' exists but is not a readable xlsx workbook ({exc}); move it "
-                                        "away or write to another path") from None
+        raise ToolArgumentError("path", _("'{name}' exists but is not a readable xlsx workbook ({exc}); move it "
+                                          "away or write to another path").format(name=name, exc=exc)) from None
     names: list[str | None] = list(book.sheetnames)
     book.close()
     return names

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.i18n import _
 from runner.registry import ToolContext, tool
 
 _NOISE = re.compile(r"[\s\W_]+", re.UNICODE)
@@ -27,7 +28,8 @@ def _texts(rows: list[Any], field: str) -> list[str]:
     for i, row in enumerate(rows):
         value = row.get(field) if isinstance(row, dict) else row
         if value is None and isinstance(row, dict):
-            raise ValueError(f"row {i} has no field '{field}' (fields: {', '.join(map(str, row))})")
+            raise ValueError(_("row {i} has no field '{field}' (fields: {joined})").format(
+                                 i=i, field=field, joined=', '.join(map(str, row))))
         out.append(str(value))
     return out
 

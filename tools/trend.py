@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.i18n import _
 from runner.registry import ToolArgumentError, ToolContext, tool
 
 
@@ -59,7 +60,8 @@ def _ranked(rows: list[dict[str, Any]], key: str, rank: str | None, argument: st
     ranked: Ranked = {}
     for position, row in enumerate(rows, start=1):
         if key not in row:
-            raise ToolArgumentError(argument, f"item {position} has no '{key}' field (fields: {', '.join(row)})")
+            raise ToolArgumentError(argument, _("item {position} has no '{key}' field (fields: {joined})").format(
+                                                  position=position, key=key, joined=', '.join(row)))
         value = int(row[rank]) if rank and row.get(rank) is not None else position
         ranked.setdefault(topic_key(row[key]), (value, row))  # a repeated topic keeps its best rank
     return ranked
@@ -85,8 +87,9 @@ async def trend_diff(args: DiffInput, ctx: ToolContext) -> DiffOutput:
         items = [item.model_copy(update={"status": "steady", "status_label": STATUS_LABELS["steady"]})
                  for item in items]
     groups = {s: [i for i in items if i.status == s] for s in ("new", "rising", "falling", "steady")}
-    rule = (f"同一话题 = 「{args.key}」做 NFKC 归一、忽略大小写、空格和 # 后相同；上升/下降 = 名次变化至少 "
-            f"{args.min_change} 位；新上榜 = 上一次没有；消失 = 只在上一次出现")
+    rule = _("same topic = '{key}' equal after NFKC normalisation, ignoring case, spaces and #; rising/falling = "
+             "rank changed by at least {min_change}; new = not there last time; gone = only there last time").format(
+        key=args.key, min_change=args.min_change)
     return DiffOutput(first_run=first, items=items, new=groups["new"], rising=groups["rising"],
                       falling=groups["falling"], gone=gone,
                       counts={**{s: len(v) for s, v in groups.items()}, "gone": len(gone)}, rule=rule)
@@ -139,8 +142,9 @@ def _entries(source: dict[str, Any], index: int) -> list[dict[str, Any]]:
         if found:
             return found
     if not any(source.get(f) is not None for f in ("data", "items", "links")):
-        raise ToolArgumentError("sources", f"source {index + 1} ('{source.get('name', '?')}') has no data, items "
-                                "or links list; pass a web.fetch (extract: json or links) or feed.read result")
+        raise ToolArgumentError("sources", _("source {number} ('{value}') has no data, items or links list; pass a "
+                                             "web.fetch (extract: json or links) or feed.read result").format(
+                                               number=index + 1, value=source.get('name', '?')))
     return []
 
 
@@ -203,7 +207,8 @@ async def runs_previous(args: PreviousInput, ctx: ToolContext) -> PreviousOutput
     """The outputs of the latest finished earlier run of a playbook (for run-over-run comparisons)."""
     missing = [name for name in args.match_inputs if name not in args.inputs]
     if missing:
-        raise ToolArgumentError("match_inputs", f"pass this run's value of {', '.join(missing)} under inputs:")
+        raise ToolArgumentError("match_inputs", _("pass this run's value of {joined} under inputs:").format(
+                                                    joined=', '.join(missing)))
     if ctx.store is None:  # called outside a run (runner.testing.call_tool): there are no earlier runs
         return PreviousOutput(found=False)
     runs = ctx.store.finished_runs(args.playbook or ctx.playbook, exclude=ctx.run_id.split(".")[0])

@@ -9,6 +9,7 @@ from urllib.parse import urldefrag, urljoin
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.i18n import _
 from runner.registry import ToolArgumentError, ToolContext, tool
 from tools.http import check_url, decode, fetch
 
@@ -54,8 +55,9 @@ async def web_fetch(args: WebFetchInput, ctx: ToolContext) -> WebFetchOutput:
         try:
             out.data = json.loads(html)
         except json.JSONDecodeError as exc:
-            raise ToolArgumentError("url", f"'{args.url}' 返回的不是 JSON（第 {exc.lineno} 行第 {exc.colno} 列："
-                                    f"{exc.msg}）；用 extract: html 看看它返回了什么") from None
+            raise ToolArgumentError("url", _("'{url}' did not answer JSON (line {lineno} column {colno}: {msg}); "
+                                             "use extract: html to see what it answers").format(
+                                               url=args.url, lineno=exc.lineno, colno=exc.colno, msg=exc.msg)) from None
         return out
     meta = page_metadata(html)
     if args.extract in ("article", "both"):

@@ -177,12 +177,12 @@ def yaml_sentence(exc: yaml.MarkedYAMLError, text: str) -> str:
             return (_("this line is indented deeper than line {number} (`{value}`), so YAML reads it as more of "
                       "that value; line `{name}:` up with the key above").format(
                         number=above + 1, value=lines[above].strip(), name=lines[mark.line].strip().split(':')[0]))
-        return _("invalid YAML: {problem}; quote values that contain ': '").format(problem=problem)
+        return _("invalid YAML: a value holds ': ' where YAML expects a new key; quote values that contain ': '")
+    # the parser's own words are replaced where the cause is known: a Chinese user reads the hint, not PyYAML
     if "stream end" in problem:
-        return _("invalid YAML: {problem}; a bracket or quote is not closed").format(problem=problem)
+        return _("invalid YAML: the file ends inside a bracket or quote that is not closed")
     if "expected ',' or '}'" in problem:
-        return _("invalid YAML: {problem}; inside {{…}} quote values that contain ? : , [ ] {{ }}, and close the "
-                 "{{").format(problem=problem)
+        return _("invalid YAML: inside {…} quote values that contain ? : , [ ] { }, and close the {")
     return _("invalid YAML: {problem}").format(problem=problem)
 
 

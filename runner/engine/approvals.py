@@ -8,6 +8,7 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel
 
+from runner.i18n import _
 from runner.messages import summarise
 
 
@@ -22,7 +23,7 @@ def parse_set(pairs: list[str], draft: Any = None) -> dict[str, Any]:
     edits: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise EditError(f"--set '{pair}': write it as field=value")
+            raise EditError(_("--set '{pair}': write it as field=value").format(pair=pair))
         name, raw = pair.split("=", 1)
         edits[name.strip()] = raw if name.strip() in texts else _value(raw)
     return edits
@@ -41,8 +42,8 @@ def _value(raw: str) -> Any:
             return safe_load(raw, "--set")
         except PlaybookError as exc:
             reason = exc.diagnostics[0].message if exc.diagnostics else str(exc)
-            raise EditError(f"--set value {raw!r} is neither JSON nor YAML flow ({reason}); write it like "
-                            "'[{name: 物流, count: 3}]'") from None
+            raise EditError(_("--set value {raw!r} is neither JSON nor YAML flow ({reason}); write it like "
+                              "'[{{name: 物流, count: 3}}]'").format(raw=raw, reason=reason)) from None
     return raw
 
 
@@ -53,16 +54,18 @@ def apply_edits(draft: Any, edits: dict[str, Any], editable: list[str],
     not_allowed = sorted(set(edits) - set(editable))
     if not_allowed:
         allowed = ", ".join(editable) if editable else "none"
-        raise EditError(f"field(s) {', '.join(not_allowed)} are not editable (editable: {allowed})")
+        raise EditError(_("field(s) {joined} are not editable (editable: {allowed})").format(
+                            joined=', '.join(not_allowed), allowed=allowed))
     if not isinstance(draft, dict):
-        raise EditError("this draft is not an object; it cannot be edited field by field")
+        raise EditError(_("this draft is not an object; it cannot be edited field by field"))
     edited = {**draft, **edits}
     if model is not None:
         try:
             edited = model.model_validate(edited).model_dump(mode="json")
         except pydantic.ValidationError as exc:
             problems = summarise(exc.errors())
-            raise EditError(f"the edited draft does not fit its schema: {problems}") from None
+            raise EditError(_("the edited draft does not fit its schema: {problems}").format(
+                problems=problems)) from None
     return edited
 
 

@@ -19,6 +19,7 @@ from runner.engine.gates import NodeFunction, never_reached
 from runner.engine.liveness import this_process
 from runner.engine.nodes import RunContext, StepContext
 from runner.errors import RunCancelled, RunError, RunTakenOver, TemplateFailed
+from runner.i18n import _
 from runner.store import checkpointer
 
 CHILD_OUTPUTS = "__outputs__"  # journal step under which a finished sub-playbook's outputs are kept unredacted
@@ -48,8 +49,9 @@ def check_every_step_reached(playbook: Playbook, final: dict[str, Any]) -> None:
     makes this impossible for a playbook that validates; this says so loudly if it ever is not)."""
     missed = never_reached(playbook.topology.order, final.get("paths") or {}, final.get("steps") or {})
     if missed:
-        raise RunError(f"the run ended before step '{missed[0]}' was reached or skipped; this is a bug in the "
-                       f"runner — please report it with the playbook file ({playbook.path})", step=missed[0])
+        raise RunError(_("the run ended before step '{name}' was reached or skipped; this is a bug in the runner — "
+                         "please report it with the playbook file ({path})").format(
+                           name=missed[0], path=playbook.path), step=missed[0])
 
 
 async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any], run_id: str, *,
@@ -92,8 +94,8 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
         parent.tokens_out += rc.tokens_out
         parent.spent = rc.spent
     if isinstance(final, dict) and final.get("__interrupt__"):
-        raise RunError(f"sub-playbook '{child.spec.name}' asks for approval; approvals inside "
-                       "sub-playbooks are not supported yet — move the approval to the parent")
+        raise RunError(_("sub-playbook '{name}' asks for approval; approvals inside sub-playbooks are not "
+                         "supported yet — move the approval to the parent").format(name=child.spec.name))
     check_every_step_reached(child, final)
     outputs = render_outputs(rc, final)
     parent.store.journal_put(run_id, CHILD_OUTPUTS, 0, "outputs", {"value": outputs})

@@ -20,6 +20,7 @@ from runner.engine.branches import Branch, plan_branches
 from runner.engine.gates import Gate, NodeFunction, merge_links, plan_units
 from runner.engine.nodes.base import skipped_result
 from runner.errors import CompileError
+from runner.i18n import _
 
 
 def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def compile_graph(playbook: Playbook, node_factory: Callable[[Step], NodeFunctio
     try:
         return graph.compile(checkpointer=checkpointer)
     except ValueError as exc:  # LangGraph's own structural checks
-        raise CompileError(f"{playbook.path}: cannot build the graph: {exc}") from None
+        raise CompileError(_("{path}: cannot build the graph: {exc}").format(path=playbook.path, exc=exc)) from None
 
 
 def branches_of(playbook: Playbook) -> tuple[Branch, ...]:
@@ -113,7 +114,7 @@ def _run_graph(playbook: Playbook, node_factory: Callable[[Step], NodeFunction])
             run = node_factory(steps[unit.node])
         router = steps[unit.node] if branch is None and is_routing(steps[unit.node]) else None
         gate = Gate(unit, run, OffPath([steps[s] for s in unit.steps]), router, topo)
-        graph.add_node(unit.node, gate, destinations=tuple(dict.fromkeys(node for *_, node, _ in unit.out)))
+        graph.add_node(unit.node, gate, destinations=tuple(dict.fromkeys(node for *_from, node, _via in unit.out)))
         if unit.starts:
             graph.add_edge(START, unit.node)
     return graph

@@ -10,6 +10,7 @@ from typing import Any
 from runner.dsl.output_schema import to_model
 from runner.engine.approvals import EditError, apply_edits, parse_set
 from runner.errors import NoSuchRun, PlaybookError, RunError
+from runner.i18n import _
 from runner.store import Store
 
 
@@ -18,28 +19,31 @@ def _pending(store: Store, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]
     if run is None:
         raise NoSuchRun(run_id, store.location)
     if run["status"] != "waiting" or not run["pending"]:
-        raise RunError(f"run '{run['id']}' is {run['status']}, not waiting for approval")
+        raise RunError(_("run '{id}' is {status}, not waiting for approval").format(
+                           id=run['id'], status=run['status']))
     return run, run["pending"]
 
 
 def build_decision(store: Store, run_id: str, action: str, pairs: list[str],
                    edits_file: Path | None, comment: str | None, by: str, at: float) -> dict[str, Any]:
     """Validate edits against the waiting draft's editable fields and schema; nothing is applied if bad."""
-    _, pending = _pending(store, run_id)
+    _run, pending = _pending(store, run_id)
     try:
         edits = parse_set(pairs, pending["draft"])
         if edits_file is not None:
             try:
                 loaded = json.loads(edits_file.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as exc:
-                raise EditError(f"{edits_file}: cannot read edits JSON: {exc}") from None
+                raise EditError(_("{edits_file}: cannot read edits JSON: {exc}").format(
+                                    edits_file=edits_file, exc=exc)) from None
             if not isinstance(loaded, dict):
-                raise EditError(f"{edits_file}: edits must be a JSON object of field: value")
+                raise EditError(_("{edits_file}: edits must be a JSON object of field: value").format(
+                                    edits_file=edits_file))
             edits.update(loaded)
         model = to_model(pending["schema"], "Draft") if pending.get("schema") else None
         apply_edits(pending["draft"], edits, pending.get("editable") or [], model)
     except EditError as exc:
-        raise PlaybookError(f"run {run_id}: {exc}") from None
+        raise PlaybookError(_("run {run_id}: {exc}").format(run_id=run_id, exc=exc)) from None
     return {"action": action, "comment": comment, "edits": edits, "by": by, "at": at}
 
 
@@ -54,8 +58,9 @@ def timeout_decision(store: Store, run_id: str) -> dict[str, Any] | None:
         return None
     policy = pending.get("on_timeout", "fail")
     if policy == "fail":
-        store.update_run(run["id"], status="failed", error=f"approval '{pending['step']}' timed out",
+        store.update_run(run["id"], status="failed", error=_("approval '{step}' timed out").format(
+                                                               step=pending['step']),
                          pending=None, ended_at=time.time())
-        raise RunError(f"approval '{pending['step']}' timed out (on_timeout: fail)")
-    return {"action": policy, "comment": "approval timed out", "edits": {}, "by": "timeout",
+        raise RunError(_("approval '{step}' timed out (on_timeout: fail)").format(step=pending['step']))
+    return {"action": policy, "comment": _("approval timed out"), "edits": {}, "by": "timeout",
             "at": time.time()}

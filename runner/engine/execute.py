@@ -30,6 +30,7 @@ from runner.engine.nodes.map import run_map
 from runner.engine.nodes.on_error import error_record, fallback, problems_of, tolerable
 from runner.engine.step_log import StepLog
 from runner.errors import DecisionTaken, NoSuchRun, RunCancelled, RunError, RunTakenOver, interrupted
+from runner.i18n import N_, _
 from runner.models.llm import LlmClient
 from runner.registry import ToolFixtures, close_resources, run_started
 from runner.store import checkpointer, open_store, store_lost
@@ -75,7 +76,8 @@ class StepNode:
         visit = (state.get("visits") or {}).get(step.id, 0) + 1
         limit = step.max_visits or DEFAULT_MAX_VISITS
         if visit > limit:
-            raise RunError(f"visited more than max_visits={limit} times; the loop did not end",
+            raise RunError(_("visited more than max_visits={limit} times; the loop did not end").format(
+                               limit=limit),
                            step=step.id)
         rc.check_cancel(step.id)
         ctx = StepContext(rc, step, visit, state)
@@ -211,19 +213,25 @@ class Runner:
         if run is None:
             raise NoSuchRun(run_id, self.store.location)
         if run["status"] in ("done", "cancelled"):
-            raise RunError(f"run '{run['id']}' is {run['status']}; nothing to resume")
+            raise RunError(_("run '{id}' is {status}; nothing to resume").format(
+                               id=run['id'], status=run['status']))
         if decision is None and run["status"] == "waiting":
-            raise RunError(f"run '{run['id']}' is waiting for approval; use `playbook approve` or "
-                           "`playbook reject`")
+            raise RunError(_("run '{id}' is waiting for approval; use `playbook approve` or `playbook reject`").format(
+                               id=run['id']))
         # a decision for a run another decision already moved on: say that, not that it is running
         if decision is not None and run["status"] != "waiting":
-            raise RunError(f"run '{run['id']}' is {run['status']}, not waiting for approval")
+            raise RunError(_("run '{id}' is {status}, not waiting for approval").format(
+                               id=run['id'], status=run['status']))
         # this process counts too: a run it drives right now (a server's background run) is not resumed twice
         if run["status"] in ("running", "queued") and (run["status"] == "queued" or run_alive(run)):
-            where = ("the queue, waiting for a worker" if run["status"] == "queued" else f"process {run['pid']}" +
-                     (f" on {run['host']}" if run.get("host") not in (None, HOST) else ""))
-            raise RunError(f"run '{run['id']}' is still running in {where}; wait for it "
-                           "or stop it with `playbook cancel`")
+            if run["status"] == "queued":
+                where = _("the queue, waiting for a worker")
+            elif run.get("host") not in (None, HOST):
+                where = _("process {pid} on {host}").format(pid=run["pid"], host=run["host"])
+            else:
+                where = _("process {pid}").format(pid=run["pid"])
+            raise RunError(_("run '{id}' is still running in {where}; wait for it or stop it with `playbook "
+                             "cancel`").format(id=run["id"], where=where))
         load_and_validate(run["path"], run["source"])  # a source this version cannot run fails before the claim
         if max_cost is not None:
             self.store.update_run(run["id"], max_cost=max_cost)
@@ -231,7 +239,8 @@ class Runner:
         if decision is not None:
             self.claim(run["id"], decision)  # the one decision applied; the run is now running
         elif not self.store.take_over(run, **this_process()):
-            raise RunError(f"run '{run['id']}' was resumed by another process just now; nothing was started here")
+            raise RunError(_("run '{id}' was resumed by another process just now; nothing was started here").format(
+                               id=run['id']))
         return run
 
     async def resume(self, run_id: str, *, decision: dict[str, Any] | None = None,
@@ -269,7 +278,7 @@ class Runner:
                 outcome.status, outcome.error = "moved", str(exc)
                 return outcome
         if outcome.status == "failed" and self.hand_on is not None and (outcome.error or "").startswith(
-                DATABASE_LOST) and self.hand_on(rc.run_id):
+                _(DATABASE_LOST)) and self.hand_on(rc.run_id):
             outcome.status = "queued"  # another drive continues it: no end recorded, no failure notice sent
             return outcome
         return self._finish(rc, outcome)
@@ -386,7 +395,7 @@ def _resume_command(rc: RunContext, snapshot: Any, decision: dict[str, Any] | No
     return Command(resume=answers or {waiting[0].id: decision})
 
 
-DATABASE_LOST = "the database stopped answering during the run"
+DATABASE_LOST = N_("the database stopped answering during the run")
 
 
 def _unexpected(exc: Exception, run_id: str) -> str:
@@ -394,8 +403,8 @@ def _unexpected(exc: Exception, run_id: str) -> str:
     psycopg's connection errors) is not a bug, and a resume continues once it is back."""
     if store_lost(exc):
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection lost"
-        return (f"{DATABASE_LOST} ({reason}); once it is back, `playbook resume {run_id}` continues from the "
-                "last finished step")
+        return _("{lost} ({reason}); once it is back, `playbook resume {run_id}` continues from the last finished "
+                 "step").format(lost=_(DATABASE_LOST), reason=reason, run_id=run_id)
     return f"internal error: {type(exc).__name__}: {exc}"
 
 

@@ -13,6 +13,7 @@ from runner.dsl.inputs import input_file, resolve_inputs
 from runner.dsl.templates import TemplateError, is_template, lone_expression, render
 from runner.dsl.validate import Playbook
 from runner.errors import Diagnostic, PlaybookValidationError, did_you_mean
+from runner.i18n import _
 from runner.registry import NOT_KNOWN_YET, ToolArgumentError, get_file_check, tool_names
 
 
@@ -35,12 +36,14 @@ def file_problems(playbook: Playbook, values: dict[str, Any]) -> list[str]:
         given = str(values[name])
         path = input_file(given, playbook.path.parent)
         if path.is_dir():
-            problems.append(f"input '{name}': '{given}' is a folder; give a file")
+            problems.append(_("input '{name}': '{given}' is a folder; give a file").format(
+                                name=name, given=given))
             continue
         try:
             path.open("rb").close()
         except OSError as exc:
-            problems.append(f"input '{name}': cannot read '{given}': {exc.strerror}")
+            problems.append(_("input '{name}': cannot read '{given}': {strerror}").format(
+                                name=name, given=given, strerror=exc.strerror))
             continue
         for step, tool, argument, args in readers(playbook, name, values):
             check = get_file_check(tool, argument)
@@ -49,7 +52,8 @@ def file_problems(playbook: Playbook, values: dict[str, Any]) -> list[str]:
             try:
                 check(path, args)
             except ToolArgumentError as exc:
-                problems.append(f"input '{name}' (read by {tool} in step '{step}'): {exc}")
+                problems.append(_("input '{name}' (read by {tool} in step '{step}'): {exc}").format(
+                                    name=name, tool=tool, step=step, exc=exc))
     return list(dict.fromkeys(problems))
 
 
@@ -96,8 +100,9 @@ def model_problems(playbook: Playbook, project: Project) -> list[Diagnostic]:
             continue
         where = ("steps", i, "model") if step.model else ("defaults", "model")
         found.append(playbook.loaded.source.diag(
-            where, f"step '{step.id}': model '{alias}' is not defined in playbook.toml{did_you_mean(alias, known)}; "
-                   f"add a [models.{alias}] section (model = \"provider/name\"), or use a defined alias"))
+            where, _("step '{step}': model '{alias}' is not defined in playbook.toml{hint}; add a [models.{alias}] "
+                     "section (model = \"provider/name\"), or use a defined alias").format(
+                       step=step.id, alias=alias, hint=did_you_mean(alias, known))))
     for child in playbook.children.values():
         found += model_problems(child, project)
     return found

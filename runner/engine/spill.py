@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from runner import atomic
 from runner.engine.events import json_longer_than
 from runner.errors import RunError
+from runner.i18n import _
 
 SPILL_CHARS = 1_000_000  # an output whose JSON is longer than this goes to a file
 FOLDER = ".outputs"  # hidden: the run page lists the run folder's own files, not this
@@ -50,8 +51,9 @@ class Spill:
             with (self.folder / Path(name).name).open(encoding="utf-8") as handle:
                 value = json.load(handle)
         except (OSError, ValueError) as exc:
-            raise RunError(f"the output of step '{step_id}' was kept in {self.folder / name}, which cannot be read "
-                           f"({exc}); was the run folder moved or cleaned? Start the run again",
+            raise RunError(_("the output of step '{step_id}' was kept in {number}, which cannot be read ({exc}); "
+                             "was the run folder moved or cleaned? Start the run again").format(
+                               step_id=step_id, number=self.folder / name, exc=exc),
                            step=step_id) from None
         self.live[step_id] = (name, value)
         return value

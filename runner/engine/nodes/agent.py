@@ -15,6 +15,7 @@ import pydantic
 from runner.dsl.output_schema import unwrap
 from runner.engine.nodes.base import StepContext, digest, step_kind
 from runner.errors import RunError
+from runner.i18n import _
 from runner.messages import summarise
 from runner.models.llm import LlmRequest, json_schema, parse_structured
 from runner.registry import ToolArgumentError, ToolInfo, get_tool
@@ -63,8 +64,8 @@ async def run_agent(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
 
             answer = await ctx.once(f"agent:{turn}:tool:{digest(call)}", use)
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": answer})
-    raise RunError(f"the agent did not finish within max_turns={spec.max_turns}; raise max_turns or narrow "
-                   "the task", step=ctx.step.id)
+    raise RunError(_("the agent did not finish within max_turns={max_turns}; raise max_turns or narrow the "
+                     "task").format(max_turns=spec.max_turns), step=ctx.step.id)
 
 
 async def _call_tool(ctx: StepContext, tools: dict[str, ToolInfo], call: dict[str, Any]) -> str:

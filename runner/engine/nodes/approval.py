@@ -11,6 +11,7 @@ from runner.dsl import templates
 from runner.engine.approvals import EditError, apply_edits, diff
 from runner.engine.nodes.base import StepContext, step_kind
 from runner.errors import RunError
+from runner.i18n import _
 
 
 def draft_source(ctx: StepContext) -> str | None:
@@ -72,6 +73,7 @@ async def run_approval(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
 
     await ctx.once("decision", record)
     if decision["action"] == "reject" and not spec.on_reject:
-        raise RunError(f"rejected by {decision.get('by')}: {decision.get('comment') or 'no comment'}",
+        raise RunError(_("rejected by {value}: {value2}").format(
+                           value=decision.get('by'), value2=decision.get('comment') or 'no comment'),
                        step=ctx.step.id)
     return {"draft": final, "decision": {**decision, "diff": changes}}

@@ -102,9 +102,10 @@ class RunContext:
             self.spent = max(self.spent, self.store.run_cost(self.run_id.split(".")[0]))
         if self.max_cost is not None and self.spent > self.max_cost:
             currency = self.project.settings.currency
-            raise CostLimitReached(f"cost limit reached: {self.spent:.4f} {currency} > max_cost "
-                                   f"{self.max_cost} {currency}; raise it and resume with "
-                                   f"`playbook resume {self.run_id} --max-cost N`", step=step)
+            raise CostLimitReached(_("cost limit reached: {spent:.4f} {currency} > max_cost {max_cost} {currency}; "
+                                     "raise it and resume with `playbook resume {run_id} --max-cost N`").format(
+                                       spent=self.spent, currency=currency, max_cost=self.max_cost,
+                                       run_id=self.run_id), step=step)
 
     def check_cancel(self, step: str, every: float = 0.5) -> None:
         now = time.monotonic()
@@ -113,9 +114,9 @@ class RunContext:
         self._cancel_checked = now
         cancel, pid, host = self.store.run_control(self.run_id.split(".")[0])
         if self.owner is not None and (pid, host) != self.owner:
-            raise RunTakenOver("another process took this run over while this one made no progress", step=step)
+            raise RunTakenOver(_("another process took this run over while this one made no progress"), step=step)
         if cancel:
-            raise RunCancelled("cancelled on request", step=step)
+            raise RunCancelled(_("cancelled on request"), step=step)
 
 
 @dataclass

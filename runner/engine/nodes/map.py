@@ -11,6 +11,8 @@ from runner.engine.nodes.base import STEP_KINDS, StepContext
 from runner.engine.nodes.llm import run_llm_batch
 from runner.engine.nodes.on_error import error_record, failure_bound, fallback, tolerable
 from runner.errors import RunError, TooManyFailures
+from runner.i18n import _
+from runner.messages import kind_of
 
 
 def model_cap(ctx: StepContext, requested: int) -> str | None:
@@ -22,8 +24,9 @@ def model_cap(ctx: StepContext, requested: int) -> str | None:
     used, config = ctx.run.project.resolve_model(alias)
     if config.concurrency >= requested:
         return None
-    return (f"模型 {used} 的并发上限是 {config.concurrency}（playbook.toml [models.{used}] concurrency），本步要求 "
-            f"{requested}：同时最多 {config.concurrency} 个请求")
+    return _("model {used} allows {concurrency} calls at once (playbook.toml [models.{used}] concurrency); this "
+             "step asks for {requested}: at most {concurrency} requests run at a time").format(
+        used=used, concurrency=config.concurrency, requested=requested)
 
 
 def map_items(ctx: StepContext) -> list[Any]:
@@ -31,7 +34,7 @@ def map_items(ctx: StepContext) -> list[Any]:
     if isinstance(items, dict):
         items = list(items.values())
     if not isinstance(items, list):
-        raise RunError(f"map needs a list, got {type(items).__name__}", step=ctx.step.id)
+        raise RunError(_("map needs a list, not {value}").format(value=kind_of(items)), step=ctx.step.id)
     return items
 
 
@@ -53,9 +56,12 @@ async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any], list[dict[str
     errors.sort(key=lambda e: e["index"])
     bound = failure_bound(ctx.step, len(items))
     if bound is not None and len(errors) > bound:
-        shown = "; ".join(f"item {e['index']}: {e['message']}" for e in errors[:3])
-        raise TooManyFailures(f"{len(errors)} of {len(items)} items failed, more than max_failures "
-                              f"{ctx.step.max_failures} allows — {shown}", step=ctx.step.id,
+        shown = _("; ").join(_("item {index}: {message}").format(index=e["index"], message=e["message"])
+                             for e in errors[:3])
+        raise TooManyFailures(_("{value} of {value2} items failed, more than max_failures {max_failures} allows — "
+                                "{shown}").format(
+                                  value=len(errors), value2=len(items), max_failures=ctx.step.max_failures,
+                                  shown=shown), step=ctx.step.id,
                               details={"errors": errors})
     merged = [_merge(item, out) for item, out in zip(items, outputs, strict=True)]
     return outputs, merged, errors

@@ -11,6 +11,7 @@ from typing import Any
 
 from runner.dsl.spec import Step
 from runner.errors import CostLimitReached, RunCancelled, RunError, TooManyFailures
+from runner.i18n import _
 
 
 def tolerable(step: Step, exc: BaseException, *, item: bool = False) -> bool:
@@ -62,7 +63,9 @@ def problems_of(steps: dict[str, Any]) -> list[dict[str, Any]]:
         elif errors:
             total = len(result.get("items") or errors)
             found.append({"step": step_id, "failed_items": len(errors), "items": total,
-                          "message": "；".join(f"第 {e.get('index')} 项：{e.get('message')}" for e in errors[:3])
+                          "message": _("; ").join(_("item {index}: {message}").format(index=e.get("index"),
+                                                                                      message=e.get("message"))
+                                                  for e in errors[:3])
                           + (" …" if len(errors) > 3 else "")})
     return found
 
@@ -70,6 +73,7 @@ def problems_of(steps: dict[str, Any]) -> list[dict[str, Any]]:
 def describe(problem: dict[str, Any]) -> str:
     """One line for the console, `runs show` and notices."""
     if "items" in problem:
-        return f"步骤 {problem['step']}：{problem['items']} 项中 {problem['failed_items']} 项出错 — " \
-               f"{problem['message']}"
-    return f"步骤 {problem['step']} 出错，已按 on_error 跳过 — {problem['message']}"
+        return _("step {step}: {failed} of {items} items failed — {message}").format(
+            step=problem["step"], failed=problem["failed_items"], items=problem["items"], message=problem["message"])
+    return _("step {step} failed and was skipped as on_error says — {message}").format(step=problem["step"],
+                                                                                       message=problem["message"])

@@ -12,6 +12,7 @@ import pydantic
 from runner.cpu_slots import cpu_turn
 from runner.engine.nodes.base import StepContext, digest, step_kind
 from runner.errors import RunError
+from runner.i18n import _
 from runner.messages import merged
 from runner.registry import ToolArgumentError, get_tool, output_value
 
@@ -24,7 +25,8 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
     masked = raw if info.sends_secrets else ctx.run.redact.value(raw)
     said: dict[str, str] = {}
     if masked != raw:  # a secret (a key a model echoed) is not written, sheeted or posted: `***` goes instead
-        said["notice"] = f"{info.name} 的参数里有密钥的值，已替换成 ***（模型复述了密钥？）"
+        said["notice"] = _("the arguments of {tool} held a secret's value, replaced by *** (did a model repeat a "
+                           "secret?)").format(tool=info.name)
         raw = masked
     used, fixed = ctx.fixture_for(info.name, raw)
     if fixed is not None:
@@ -34,15 +36,16 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
     try:
         args = info.input_model.model_validate(used)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(f"argument '{where}': {message}" if where else message
-                             for where, message in merged(exc.errors())[:5])
+        problems = _("; ").join(_("argument '{where}': {message}").format(where=where, message=message)
+                                if where else message for where, message in merged(exc.errors())[:5])
         raise RunError(f"{info.name}: {problems}", step=ctx.step.id) from None
 
     def waiting() -> None:  # said once per step (a map's items would say it for every item)
         if ctx.step.map is None:
             ctx.run.hooks.on_map_progress(run_id=ctx.run.run_id, step=ctx.step.id, done=0, total=1, rate=None,
-                                          batch_done=False, notice=f"{info.name} 在等 CPU（本机其他运行正在用）；"
-                                                                   "超时从拿到 CPU 时算起")
+                                          batch_done=False, notice=_(
+                                              "{name} is waiting for a CPU (other runs on this machine use them); "
+                                              "its timeout counts from when it gets one").format(name=info.name))
 
     async def call() -> Any:
         started = time.monotonic()
@@ -50,10 +53,12 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
             async with cpu_turn(waiting=waiting) if info.cpu_bound else contextlib.nullcontext():
                 result = await asyncio.wait_for(info.function(args, ctx.tool_context()), ctx.timeout)
         except TimeoutError:
-            raise RunError(f"{info.name} 超过 {ctx.timeout:g} 秒没有完成（确实需要更久的话，调大这一步的 timeout:）",
+            raise RunError(_("{name} did not finish within {timeout:g} s (if it really needs longer, raise this "
+                             "step's timeout:)").format(
+                               name=info.name, timeout=ctx.timeout),
                            step=ctx.step.id, details={"kind": "timeout"}) from None
         except ToolArgumentError as exc:
-            where = f"argument '{exc.argument}': " if exc.about_the_argument else ""
+            where = _("argument '{argument}': ").format(argument=exc.argument) if exc.about_the_argument else ""
             raise RunError(f"{info.name}: {where}{exc}", step=ctx.step.id,
                            details=getattr(exc, "details", None)) from None
         except (ValueError, OSError, LookupError) as exc:
