@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from runner.i18n import LANGUAGES, N_, _, catalog
@@ -22,6 +22,7 @@ class Diagnostic:
     line: int
     col: int
     message: str
+    about: str = field(default="", compare=False)  # the input or field it is about, for a form to show it there
 
     def __str__(self) -> str:
         if self.line:

@@ -41,6 +41,13 @@ def worded(message: str) -> str:
     return found.split("|", 1)[1] if found == message else found
 
 
+def fire_action(action: str) -> str:
+    """What a schedule's firing did (`started`, `error`, `skipped: why`), in the user's language."""
+    if action.startswith("skipped"):
+        return _("skipped ({why})").format(why=action.split(":", 1)[-1].strip())
+    return {"started": _("started"), "error": _("error")}.get(action, action)
+
+
 def number(value: Any, decimals: int = 2, suffix: str = "") -> str:
     """9000.0 → '9,000'; 0.12345 → '0.12'; None → '—'; booleans 是/否: numbers as a report shows them. The
     suffix (e.g. '%') follows a number only, never the dash; '万' or '亿' also scales: 1234567, 1, '万' →

@@ -1,5 +1,6 @@
 """Keep the message catalog in step with the code: extract every `_()` / `N_()` / `ngettext()` message from runner/
-and tools/ (and the docstrings of CLI commands, which typer shows as their help), merge them into
+and tools/ (and the docstrings of CLI commands, which typer shows as their help, and the `_()` of the web pages'
+templates), merge them into
 runner/locale/{zh_CN,en}/LC_MESSAGES/playbook.po (translations kept; an English catalog's new entry is its
 source text), drop the messages no longer used, and compile the .mo files gettext reads.
 
@@ -55,6 +56,11 @@ def extracted() -> dict[str | tuple[str, str], None]:
     for path in sorted((ROOT / "runner" / "cli").glob("*.py")):
         for doc in command_docstrings(path):
             found.setdefault(doc, None)
+    for path in sorted((ROOT / "runner" / "server" / "templates").iterdir()):  # the pages: `_()` and `_html()`
+        for _line, message, _comments, _context in extract_from_file(
+                "jinja2.ext:babel_extract", str(path), keywords={"_": None, "_html": None},
+                options={"trim_blocks": "true", "lstrip_blocks": "true"}):
+            found.setdefault(message, None)  # type: ignore[arg-type]
     return found
 
 

@@ -27,7 +27,7 @@ def test_set_takes_yaml_flow_and_text_fields_as_text(project_dir: Path, server: 
 
     broken = cli("approve", run_id, "--set", "themes=[{name: 物流, count: 3", cwd=project_dir)
     said = broken.stdout + broken.stderr
-    assert broken.returncode != 0 and "YAML flow" in said and "Traceback" not in said
+    assert broken.returncode != 0 and "YAML 行内写法" in said and "Traceback" not in said
     themes = "[{name: 物流, count: 3, quotes: [太慢了, 一周才到], action: 换一家快递}]"
     approved = cli("approve", run_id, "--set", f"themes={themes}", "--set", "summary=[重要] 物流最慢",
                    cwd=project_dir)

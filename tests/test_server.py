@@ -170,7 +170,7 @@ def test_start_form_shows_input_errors_next_to_the_field(project: Path, server: 
         http.get("/start/feedback_digest")
         bad = http.post("/start/feedback_digest", data={"csrf": http.cookies["playbook_csrf"],
                                                         "in_comments": str(REVIEWS), "in_limit": "二十"})
-        assert bad.status_code == 422 and "expected an integer" in bad.text and 'value="二十"' in bad.text
+        assert bad.status_code == 422 and "应是整数" in bad.text and 'value="二十"' in bad.text
         good = http.post("/start/feedback_digest", data={"csrf": http.cookies["playbook_csrf"],
                                                          "in_comments": str(REVIEWS), "in_limit": "20",
                                                          "in_review": "true"})  # the box is checked by default

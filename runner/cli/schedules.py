@@ -99,11 +99,9 @@ def _paused(paused: bool) -> str:
 def _last(fire: dict[str, Any], timezone: str) -> str:
     """The last time a schedule fired and what came of it, short (`playbook runs` has the run)."""
     from runner.dsl.cron import local_text
+    from runner.wording import fire_action
 
-    action = str(fire["action"])
-    word = {"started": _("started"), "error": _("error")}.get(action) or \
-        (_("skipped ({why})").format(why=action.split(":", 1)[1].strip()) if action.startswith("skipped") else action)
-    return f"{local_text(fire['due'], timezone)[5:16]} {word}"
+    return f"{local_text(fire['due'], timezone)[5:16]} {fire_action(str(fire['action']))}"
 
 
 def _set_paused(schedule_id: str, paused: bool) -> None:

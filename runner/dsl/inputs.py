@@ -92,11 +92,11 @@ def input_file(given: str, base_dir: Path | None) -> Path:
 def resolve_inputs(spec: PlaybookSpec, given: dict[str, Any], *, file: str,
                    base_dir: Path | None = None) -> dict[str, Any]:
     """Given values + defaults, each checked; all problems reported together."""
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []  # (the input it is about, the message)
     for name in given:
         if name not in spec.inputs:
-            problems.append(_("unknown input '{name}'{hint}").format(
-                                name=name, hint=did_you_mean(name, spec.inputs)))
+            problems.append(("", _("unknown input '{name}'{hint}").format(
+                                name=name, hint=did_you_mean(name, spec.inputs))))
     values: dict[str, Any] = {}
     for name, input_spec in spec.inputs.items():
         if name in given:
@@ -104,9 +104,9 @@ def resolve_inputs(spec: PlaybookSpec, given: dict[str, Any], *, file: str,
         elif input_spec.default is not None:
             raw = input_spec.default
         elif input_spec.is_required:
-            problems.append(_("missing input '{name}' ({type}{value}); pass --input {name}=…").format(
+            problems.append((name, _("missing input '{name}' ({type}{value}); pass --input {name}=…").format(
                                 name=name, type=input_spec.type,
-                                value=': ' + input_spec.description if input_spec.description else ''))
+                                value=": " + input_spec.description if input_spec.description else "")))
             continue
         else:
             values[name] = None
@@ -114,15 +114,16 @@ def resolve_inputs(spec: PlaybookSpec, given: dict[str, Any], *, file: str,
         try:
             values[name] = coerce(name, input_spec, raw)
         except ValueError as exc:
-            problems.append(_("input '{name}': {exc}").format(name=name, exc=exc))
+            problems.append((name, _("input '{name}': {exc}").format(name=name, exc=exc)))
             continue
         if input_spec.type == "file" and name in given and not input_file(values[name], base_dir).exists():
-            problems.append(_("input '{name}': file '{name2}' does not exist").format(
-                                name=name, name2=values[name]))
+            problems.append((name, _("input '{name}': file '{path}' does not exist").format(
+                                name=name, path=values[name])))
     if not problems:
-        problems = unmet_requirements(spec, values)
+        problems = [("", message) for message in unmet_requirements(spec, values)]
     if problems:
-        raise PlaybookValidationError([Diagnostic(file, 0, 0, p) for p in problems])
+        raise PlaybookValidationError([Diagnostic(file, 0, 0, message, about=name)
+                                        for name, message in problems])
     return values
 
 

@@ -9,11 +9,16 @@ import pydantic
 from pydantic import BaseModel
 
 from runner.i18n import _
-from runner.messages import summarise
+from runner.messages import merged, summarise
 
 
 class EditError(ValueError):
-    """Edits that are not allowed or do not fit the draft's schema; nothing was applied."""
+    """Edits that are not allowed or do not fit the draft's schema; nothing was applied. `problems`: (where in the
+    draft, what is wrong) for a form to show each beside its field."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [("", message)]
 
 
 def parse_set(pairs: list[str], draft: Any = None) -> dict[str, Any]:
@@ -63,9 +68,8 @@ def apply_edits(draft: Any, edits: dict[str, Any], editable: list[str],
         try:
             edited = model.model_validate(edited).model_dump(mode="json")
         except pydantic.ValidationError as exc:
-            problems = summarise(exc.errors())
             raise EditError(_("the edited draft does not fit its schema: {problems}").format(
-                problems=problems)) from None
+                problems=summarise(exc.errors())), merged(exc.errors())) from None
     return edited
 
 

@@ -35,9 +35,13 @@ from starlette.routing import Route
 
 from runner.cards import card_secret, parse_key
 from runner.config import Project
+from runner.i18n import N_, _
 from runner.server.service import Conflict, Decided, FieldErrors, NotFound, Service
+from runner.wording import status
 
-LABEL = {"approve": "已通过", "reject": "已驳回"}
+
+def _decided_word(action: str) -> str:
+    return status("approved" if action == "approve" else "rejected" if action == "reject" else action)
 
 
 # how old (or new) a platform's callback may be: DingTalk documents one hour; Feishu and WeCom document none, but
@@ -47,12 +51,14 @@ FRESH_SECONDS = {"feishu": 300, "dingtalk": 3600, "wecom": 300}
 
 def decided_card(decided: Decided) -> dict[str, Any]:
     """Feishu's answer to a button press replaces the card: the buttons become the decision."""
-    text = f"{LABEL.get(decided.action, decided.action)} · {decided.by} · 步骤 {decided.step}"
+    text = _("{decision} · {by} · step {step}").format(decision=_decided_word(decided.action), by=decided.by,
+                                                         step=decided.step)
     return {"toast": {"type": "success", "content": text},
             "card": {"type": "raw", "data": {
                 "header": {"title": {"tag": "plain_text", "content": text},
                            "template": "green" if decided.action == "approve" else "red"},
-                "elements": [{"tag": "markdown", "content": f"运行 `{decided.run_id}`：{text}"}]}}}
+                "elements": [{"tag": "markdown", "content": _("run `{run_id}`: {text}").format(
+                    run_id=decided.run_id, text=text)}]}}}
 
 
 # verification, one function per platform; each returns the decoded callback or None if forged
@@ -99,7 +105,7 @@ class Channels:
         return os.environ.get(env, "") or None if env else None
 
 
-EXPIRED = "这条审核已失效"
+EXPIRED = N_("this approval is no longer valid")
 PLATFORMS = {"feishu": ("feishu", "lark", "feishu_app", "lark_app"), "dingtalk": ("dingtalk",),
              "wecom": ("wecom", "wecom_app")}
 
@@ -111,20 +117,21 @@ def _decide(request: Request, key: str, platform: str, sender: str, conversation
     try:
         action, run_id, step, visit, channel = parse_key(key, card_secret(project))
     except ValueError:
-        return EXPIRED
+        return _(EXPIRED)
     name = channel or project.settings.server.approval_channel or ""
     config = project.settings.notify.channels.get(name)
     if config is None or config.platform not in PLATFORMS[platform]:
-        return EXPIRED  # a card this server never sent through this platform
+        return _(EXPIRED)  # a card this server never sent through this platform
     if config.chat_id and conversation != config.chat_id:
-        return "这张卡片只能在它发到的群里处理（转发出来的卡片不算数）"
+        return _("this card can be used only in the group it was sent to (a forwarded card does not count)")
     if config.approvers and sender not in config.approvers and f"{platform}:{sender}" not in config.approvers:
-        return f"{sender} 不在「{name}」的审核人名单里（playbook.toml 的 [notify.channels.{name}] approvers）"
-    comment = "（在聊天卡片上驳回，未写意见）" if action == "reject" else None
+        return _("{sender} is not among the reviewers of '{name}' ([notify.channels.{name}] approvers in "
+                 "playbook.toml)").format(sender=sender, name=name)
+    comment = _("(rejected on a chat card, without a comment)") if action == "reject" else None
     try:
         return service.decide(run_id, action, by=f"{platform}:{sender}", comment=comment, step=step, visit=visit)
     except (NotFound, Conflict, FieldErrors):
-        return EXPIRED
+        return _(EXPIRED)
 
 
 def _json(body: bytes) -> dict[str, Any]:
@@ -179,7 +186,8 @@ async def dingtalk_callback(request: Request) -> Response:
     decided = _decide(request, key, "dingtalk", sender, str(conversation) if conversation else None)
     if isinstance(decided, str):
         return JSONResponse({"msgtype": "text", "text": {"content": decided}})
-    text = f"{LABEL.get(decided.action)}：{decided.run_id} 步骤 {decided.step}（{decided.by}）"
+    text = _("{decision}: {run_id} step {step} ({by})").format(decision=_decided_word(decided.action),
+                                                                run_id=decided.run_id, step=decided.step, by=decided.by)
     return JSONResponse({"msgtype": "text", "text": {"content": text}, "decided": decided.action,
                          "repeated": decided.repeated})
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup, escape
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -19,10 +20,12 @@ from starlette.routing import Route
 from runner import atomic
 from runner.dsl.labels import input_title
 from runner.dsl.validate import Playbook
+from runner.engine.nodes.on_error import describe
 from runner.errors import PlaybookError
+from runner.i18n import _
 from runner.server.security import check_form, csrf_token, with_csrf_cookie
 from runner.server.service import Conflict, FieldErrors, NotFound, Service
-from runner.wording import field_schema, item_schema, label, number, status, statuses
+from runner.wording import field_schema, fire_action, item_schema, label, number, status, statuses, usage_line
 
 
 def shorten(text: str, limit: int) -> str:
@@ -42,8 +45,22 @@ def _templates() -> jinja2.Environment:
                              lstrip_blocks=True)
     env.filters["number"] = number
     env.filters["shorten"] = shorten
-    env.globals.update(label=label, field_schema=field_schema, item_schema=item_schema, status=status)
+    env.filters["code"] = lambda text: Markup("<code>{}</code>").format(text)
+    env.globals.update(label=label, field_schema=field_schema, item_schema=item_schema, status=status,
+                       describe=describe, fire_action=fire_action, _=_said, _html=_said_html)
     return env
+
+
+def _said(message: str, **values: Any) -> str:
+    """A template's `_("…", name=value)`: the message in the page's language, its `{name}`s filled (escaped by
+    the page like any text)."""
+    text = _(message)
+    return text.format(**values) if values else text
+
+
+def _said_html(message: str, **values: Any) -> Markup:
+    """`_html("… {command} …", command="<code>…</code>"|safe)`: the message escaped, values marked safe kept."""
+    return Markup(escape(_(message))).format(**values)
 
 
 def _when(moment: float | None) -> str:
@@ -51,7 +68,11 @@ def _when(moment: float | None) -> str:
 
 
 def _seconds(value: float | None) -> str:
-    return f"{value:.1f}s" if value is not None else "—"
+    return _("{seconds} s").format(seconds=number(value, 1)) if value is not None else "—"
+
+
+def _progress(done: Any, total: Any) -> str:
+    return _("{done}/{total} items").format(done=number(done), total=number(total))
 
 
 def page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
@@ -66,8 +87,9 @@ def service(request: Request) -> Service:
 
 async def runs_page(request: Request) -> Response:
     svc = service(request)
-    runs = [{**view, "started": _when(view["started_at"]), "duration": _seconds(view["duration"])}
-            for view in map(svc.view, svc.runs())]
+    currency = svc.project.settings.currency
+    runs = [{**view, "started": _when(view["started_at"]), "duration": _seconds(view["duration"]),
+             "cost_text": f"{number(view['cost'], 4)} {currency}"} for view in map(svc.view, svc.runs())]
     refresh = 5 if any(r["shown_status"] in ("running", "queued") for r in runs) else None
     return page(request, "runs.html", runs=runs, refresh=refresh)
 
@@ -75,7 +97,7 @@ async def runs_page(request: Request) -> Response:
 async def run_page(request: Request) -> Response:
     svc = service(request)
     run = svc.view(svc.run(request.path_params["run_id"]))
-    steps = [{**row, "progress": f"{row['done']:,}/{row['total']:,} 项" if row["total"] is not None else None}
+    steps = [{**row, "progress": _progress(row["done"], row["total"]) if row["total"] is not None else None}
              for row in svc.step_rows(run["id"])] or _steps_from_events(svc, run["id"])
     for step in steps:  # a step the run stopped in (an approval it waits at, an error, a kill) says so
         if step["status"] == "running" and run["shown_status"] != "running":
@@ -89,6 +111,7 @@ async def run_page(request: Request) -> Response:
                 schemas=schemas["steps"], inputs_schema=schemas["inputs"],
                 outputs_schema=schemas["outputs"], links=links,
                 started=_when(run["started_at"]), duration=_seconds(run["duration"]),
+                usage=usage_line(run["tokens_in"] + run["tokens_out"], run["cost"], svc.project.settings.currency),
                 refresh=3 if run["shown_status"] in ("running", "queued") else None)
 
 
@@ -99,7 +122,7 @@ def _steps_from_events(svc: Service, run_id: str) -> list[dict[str, Any]]:
     asked: dict[str, Any] = {}
     for event in svc.steps(run_id):
         if event["event"] == "map_progress":
-            progress[event["step"]] = f"{event['done']}/{event['total']} 项"
+            progress[event["step"]] = _progress(event["done"], event["total"])
         elif event["event"] in ("tool_call", "llm_call"):  # what the step was given: its first call's
             asked.setdefault(event["step"], event.get("args") or event.get("prompt"))
         elif event["event"] == "step_end":
@@ -199,22 +222,24 @@ async def approval_post(request: Request) -> Response:
         try:
             edits[name] = json.loads(text)
         except json.JSONDecodeError as exc:
-            errors[name] = f"不是有效的 JSON：第 {exc.lineno} 行第 {exc.colno} 列，{exc.msg}"
+            errors[name] = _("not valid JSON: line {line} column {column}, {reason}").format(
+                line=exc.lineno, column=exc.colno, reason=exc.msg)
     action = str(form.get("action", "approve"))
     comment = str(form.get("comment", "")).strip() or None
     if action == "reject" and not comment:
-        errors[""] = "驳回时请写审核意见，模型会按意见重做"
+        errors[""] = _("write a comment to reject: the model redoes the work by it")
     if errors:
         return await approval_page(request, errors, form, status=422)
     try:
-        decided = svc.decide(run["id"], action, by=str(form.get("by") or "网页审核"), comment=comment, edits=edits,
-                             step=str(form.get("step")), visit=int(str(form.get("visit", 0))))
+        decided = svc.decide(run["id"], action, by=str(form.get("by") or _("web page review")), comment=comment,
+                             edits=edits, step=str(form.get("step")), visit=int(str(form.get("visit", 0))))
     except FieldErrors as exc:
         return await approval_page(request, exc.errors, form, status=422)
     if decided.repeated:  # a stale page: someone (or a chat card) decided this draft already
-        return page(request, "message.html", 409, heading="这份草稿已经处理过了",
-                    text=f"这份草稿已由 {decided.by} {status(decided.action)}，你的提交没有生效。",
-                    link=f"/runs/{run['id']}", link_text="查看这次运行的最新状态")
+        return page(request, "message.html", 409, heading=_("This draft was decided already"),
+                    text=_("{by} decided this draft already ({decision}); your decision was not applied.").format(
+                        by=decided.by, decision=status(decided.action)),
+                    link=f"/runs/{run['id']}", link_text=_("See where the run is now"))
     return RedirectResponse(f"/runs/{run['id']}", status_code=303)
 
 
@@ -255,9 +280,8 @@ async def start_post(request: Request) -> Response:
     except PlaybookError as exc:
         errors: dict[str, str] = {}
         for diagnostic in exc.diagnostics:  # "input 'limit': expected an integer" → next to that field
-            named = re.search(r"input '([^']+)'", diagnostic.message)
-            key = named.group(1) if named and named.group(1) in playbook.spec.inputs else ""
-            errors[key] = f"{errors[key]}；{diagnostic.message}" if key in errors else diagnostic.message
+            key = diagnostic.about if diagnostic.about in playbook.spec.inputs else ""
+            errors[key] = errors[key] + _("; ") + diagnostic.message if key in errors else diagnostic.message
         values = {n[3:]: v for n, v in form.items() if n.startswith("in_")}
         return _start_form(request, playbook, 422, values, errors)
     return RedirectResponse(f"/runs/{run_id}", status_code=303)
@@ -291,7 +315,8 @@ async def schedules_page(request: Request) -> Response:
         fires = svc.store.schedule_fires(item.id, limit=1)
         rows.append({"id": item.id, "playbook": item.playbook.name, "cron": item.cron, "timezone": item.timezone,
                      "catch_up": item.catch_up, "paused": bool(state and state["paused"]),
-                     "next": local_text(state["next_due"], item.timezone) if state else "调度器尚未启动",
+                     "next": local_text(state["next_due"], item.timezone) if state else
+                     _("the scheduler has not started"),
                      "last": fires[0] if fires else None})
     return page(request, "schedules.html", schedules=rows, problems=problems)
 

@@ -24,6 +24,7 @@ from runner.engine.execute import new_run_id
 from runner.engine.liveness import shown_status, this_process
 from runner.engine.preflight import prepare_inputs
 from runner.errors import DecisionTaken, PlaybookError, RunError
+from runner.i18n import _
 from runner.team import queue
 
 
@@ -173,7 +174,7 @@ class Service:
             model = to_model(pending["schema"], "Draft") if pending.get("schema") else None
             final = apply_edits(pending["draft"], edits, pending.get("editable") or [], model)
         except EditError as exc:
-            raise FieldErrors(_field_errors(str(exc), pending.get("editable") or [])) from None
+            raise FieldErrors(_field_errors(exc.problems, pending.get("editable") or [])) from None
         decision = {"action": action, "comment": comment, "edits": edits, "by": by, "at": time.time()}
         try:
             self.runner.claim(run_id, decision)  # the store's compare-and-set: one decision, whoever asks
@@ -214,14 +215,14 @@ class Service:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
 
-def _field_errors(message: str, editable: list[str]) -> dict[str, str]:
-    """'the edited draft does not fit its schema: themes[0].count: …' → {'themes': '…'}."""
+def _field_errors(problems: list[tuple[str, str]], editable: list[str]) -> dict[str, str]:
+    """[('themes[0].count', '…')] → {'themes': 'themes[0].count: …'}: each problem beside its editable field."""
     errors: dict[str, str] = {}
-    detail = message.split(": ", 1)[1] if "does not fit its schema: " in message else message
-    for part in detail.split("; "):
-        name = re.split(r"[.\[:]", part, maxsplit=1)[0].strip()
+    for where, message in problems:
+        name = re.split(r"[.\[]", where, maxsplit=1)[0]
         key = name if name in editable else ""
-        errors[key] = f"{errors[key]}；{part}" if key in errors else part
+        said = f"{where}: {message}" if where else message
+        errors[key] = errors[key] + _("; ") + said if key in errors else said
     return errors
 
 

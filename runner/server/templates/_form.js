@@ -4,6 +4,18 @@
 (function () {
   "use strict";
   const schemas = JSON.parse(document.getElementById("schemas").textContent);
+  // the form's words, from the message catalog in the page's language
+  const WORDS = {{ {
+    "between": _("must be between {low} and {high}"), "at_least": _("must be at least {low}"),
+    "at_most": _("must be at most {high}"), "number": _("enter a number"), "integer": _("enter a whole number"),
+    "min_chars": _("at least {count} characters"), "max_chars": _("at most {count} characters"),
+    "min_items": _("at least {count} items"), "max_items": _("at most {count} items"),
+    "not_json": _("not valid JSON"), "bad_json": _("the JSON has a mistake; correct it in JSON first: {reason}"),
+    "up": _("Up"), "down": _("Down"), "remove": _("Remove"), "add": _("Add a row"),
+    "blocked": _("{count} places need correcting (marked in red)")} | tojson }};
+  function say(key, values) {
+    return WORDS[key].replace(/\{(\w+)\}/g, function (whole, name) { return String(values[name]); });
+  }
 
   function kind(schema) {
     if (!schema || typeof schema !== "object") return "any";
@@ -51,25 +63,25 @@
   }
   function bounds(s) {
     const lo = s.minimum, hi = s.maximum;
-    if (lo !== undefined && hi !== undefined) return "需在 " + lo + " 到 " + hi + " 之间";
-    if (lo !== undefined) return "不能小于 " + lo;
-    if (hi !== undefined) return "不能大于 " + hi;
+    if (lo !== undefined && hi !== undefined) return say("between", {low: lo, high: hi});
+    if (lo !== undefined) return say("at_least", {low: lo});
+    if (hi !== undefined) return say("at_most", {high: hi});
     return "";
   }
   // Check one scalar; returns the message to show, or "".
   function check(s, value, raw) {
     const k = kind(s);
     if ((k === "integer" || k === "number") && raw !== undefined) {
-      if (raw.trim() === "") return "请填写数字";
-      if (!isFinite(Number(raw))) return "请填写数字";
-      if (k === "integer" && !Number.isInteger(Number(raw))) return "请填写整数";
+      if (raw.trim() === "") return say("number");
+      if (!isFinite(Number(raw))) return say("number");
+      if (k === "integer" && !Number.isInteger(Number(raw))) return say("integer");
       if ((s.minimum !== undefined && value < s.minimum) || (s.maximum !== undefined && value > s.maximum)) {
         return bounds(s);
       }
     }
     if (k === "string" && typeof value === "string") {
-      if (s.minLength !== undefined && value.length < s.minLength) return "至少 " + s.minLength + " 个字";
-      if (s.maxLength !== undefined && value.length > s.maxLength) return "最多 " + s.maxLength + " 个字";
+      if (s.minLength !== undefined && value.length < s.minLength) return say("min_chars", {count: s.minLength});
+      if (s.maxLength !== undefined && value.length > s.maxLength) return say("max_chars", {count: s.maxLength});
     }
     return "";
   }
@@ -147,7 +159,7 @@
     raw.value = JSON.stringify(value === undefined ? null : value, null, 2);
     const error = el("span", {"class": "error field-error", "data-for": path});
     raw.addEventListener("input", function () {
-      try { set(JSON.parse(raw.value)); error.textContent = ""; } catch (e) { error.textContent = "不是合法的 JSON"; }
+      try { set(JSON.parse(raw.value)); error.textContent = ""; } catch (e) { error.textContent = say("not_json"); }
     });
     return el("span", {}, [raw, error]);
   }
@@ -162,7 +174,7 @@
         row.appendChild(el("span", {"class": "row-no", text: String(i + 1) + "."}));
         row.appendChild(build(s.items, item, function (v) { items[i] = v; changed(); }, path + "." + i));
         const tools = el("span", {"class": "row-tools"});
-        [["上移", -1], ["下移", 1]].forEach(function (move) {
+        [[say("up"), -1], [say("down"), 1]].forEach(function (move) {
           const b = el("button", {type: "button", "class": "move", text: move[0]});
           b.disabled = (move[1] < 0 && i === 0) || (move[1] > 0 && i === items.length - 1);
           b.addEventListener("click", function () {
@@ -172,21 +184,21 @@
           });
           tools.appendChild(b);
         });
-        const remove = el("button", {type: "button", "class": "remove", text: "删除"});
+        const remove = el("button", {type: "button", "class": "remove", text: say("remove")});
         remove.addEventListener("click", function () { items.splice(i, 1); changed(); redraw(); });
         tools.appendChild(remove);
         row.appendChild(tools);
         box.appendChild(row);
       });
-      const add = el("button", {type: "button", "class": "add", text: "添加一行"});
+      const add = el("button", {type: "button", "class": "add", text: say("add")});
       add.addEventListener("click", function () { items.push(blank(s.items)); changed(); redraw(); });
       box.appendChild(add);
       box.appendChild(note);
     }
     function changed() {
       let message = "";
-      if (s.minItems !== undefined && items.length < s.minItems) message = "至少 " + s.minItems + " 项";
-      if (s.maxItems !== undefined && items.length > s.maxItems) message = "最多 " + s.maxItems + " 项";
+      if (s.minItems !== undefined && items.length < s.minItems) message = say("min_items", {count: s.minItems});
+      if (s.maxItems !== undefined && items.length > s.maxItems) message = say("max_items", {count: s.maxItems});
       note.textContent = message;
       set(items);
     }
@@ -208,7 +220,7 @@
       let value;
       if (plain) value = area.value;
       else try { value = JSON.parse(area.value); } catch (e) {
-        problem.textContent = "JSON 有误，先在 JSON 里改对：" + e.message;
+        problem.textContent = say("bad_json", {reason: e.message});
         return false;
       }
       problem.textContent = "";
@@ -234,7 +246,7 @@
     if (action === "approve" && shown.length) {
       event.preventDefault();
       shown[0].scrollIntoView({block: "center"});
-      document.getElementById("form-blocked").textContent = "有 " + shown.length + " 处需要改正（见标红处）";
+      document.getElementById("form-blocked").textContent = say("blocked", {count: shown.length});
     }
   });
 })();
