@@ -10,9 +10,12 @@ import shutil
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT, cli
+
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the reports say, in English
 
 PLAYBOOK = """\
 name: push_copy
@@ -163,7 +166,7 @@ def test_baseline_comparison_names_regressed_case_and_first_diverging_step(tmp_p
     assert "http" not in html.split("<body>")[1]  # self-contained: nothing to fetch
     junit = ET.fromstring((tmp_path / "report" / "push.junit.xml").read_text(encoding="utf-8"))
     assert junit.get("failures") == "1" and junit.find("testcase/failure") is not None
-    assert "最早出现差异的步骤 draft (visit 2)" in result.stdout
+    assert "first diverging step draft (visit 2)" in result.stdout
 
 
 def test_bad_suite_files_give_file_line_col(tmp_path: Path) -> None:

@@ -73,7 +73,8 @@ def eval_command(
         r = result.report
         modes = {"live": _("live models"), "record": _("recording"), "replay": _("replay")}
         mode_word = modes.get(r["mode"], r["mode"])
-        table = Table(title=f"{r['suite']}（{mode_word}，N={r['repeat']['n']}，k={r['repeat']['k']}）")
+        table = Table(title=_("{suite} ({mode}, N={n}, k={k})").format(suite=r["suite"], mode=mode_word,
+                                                                       n=r["repeat"]["n"], k=r["repeat"]["k"]))
         for column in (_("Case"), _("Result"), _("Passed runs"), _("Score"), "tokens", _("Cost"), _("Seconds per run")):
             table.add_column(column)
         changes = {c["id"]: c for c in (r.get("comparison") or {}).get("cases", [])}

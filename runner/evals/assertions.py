@@ -13,6 +13,7 @@ from runner.dsl import templates
 from runner.errors import RunError
 from runner.evals.paths import STAR, PathMissing, parse_path, resolve
 from runner.evals.suite import Assertion, CaseSpec
+from runner.i18n import _
 
 JudgeFn = Callable[[str, Any, CaseSpec], Awaitable[tuple[float, str]]]  # rubric, value, case → (0–10, reason)
 
@@ -46,22 +47,24 @@ async def evaluate(assertion: Assertion, record: dict[str, Any], case: CaseSpec,
         verdict.step = assertion.approval_reached
         if not asked:
             verdict.passed, verdict.score = False, 0.0
-            verdict.reason = f"approval step '{assertion.approval_reached}' never asked for a decision"
+            verdict.reason = _("approval step '{approval_reached}' never asked for a decision").format(
+                                 approval_reached=assertion.approval_reached)
         else:
-            verdict.reason = f"asked {len(asked)} time(s)"
+            verdict.reason = _("asked {value} time(s)").format(value=len(asked))
         return verdict
     try:
         targets = resolve(parts, record)
     except PathMissing as exc:
         status = record.get("run", {}).get("status")
-        reason = f"no outputs: the run ended {status}" if parts[0] == "outputs" and status != "done" else str(exc)
+        ended = parts[0] == "outputs" and status != "done"
+        reason = _("no outputs: the run ended {status}").format(status=status) if ended else str(exc)
         verdict.passed, verdict.score, verdict.reason = False, 0.0, reason
         verdict.failed_at = [assertion.that]
         return verdict
     if assertion.check == "overlap" and STAR in parts:  # a set check is about the whole collection
         targets = [(assertion.that, [value for _, value in targets])]
     if not targets:
-        verdict.reason = "no items to check (an empty list)"
+        verdict.reason = _("no items to check (an empty list)")
         return verdict
     context = {"vars": case.vars, "inputs": case.inputs}
     scores, reasons = [], []
@@ -94,21 +97,24 @@ async def _check(a: Assertion, value: Any, context: dict[str, Any], case: CaseSp
     check = a.check
     if check == "equals":
         want = expected(a.equals)
-        _require(value == want, f"is {_short(value)}, expected {_short(want)}")
+        _require(value == want, _("is {value}, expected {value2}").format(
+                                    value=_short(value), value2=_short(want)))
     elif check in ("contains", "not_contains"):
         want = expected(a.contains if check == "contains" else a.not_contains)
         found = _contains(value, want)
         _require(found if check == "contains" else not found,
-                 f"{_short(value)} {'does not contain' if check == 'contains' else 'contains'} {_short(want)}")
+                 (_("{value} does not contain {wanted}") if check == "contains" else
+                  _("{value} contains {wanted}")).format(value=_short(value), wanted=_short(want)))
     elif check == "regex":
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        _require(re.search(str(a.regex), text) is not None, f"{_short(text)} does not match /{a.regex}/")
+        _require(re.search(str(a.regex), text) is not None, _("{value} does not match /{regex}/").format(
+                                                                value=_short(text), regex=a.regex))
     elif check == "json_schema":
         return _schema(a.json_schema or {}, value)
     elif check == "bounds":
         _in_bounds(_number(value), a.min, a.max, "")
     elif check == "length":
-        _require(isinstance(value, str | list | dict), f"{_short(value)} has no length")
+        _require(isinstance(value, str | list | dict), _("{value} has no length").format(value=_short(value)))
         assert a.length is not None
         _in_bounds(len(value), a.length.min, a.length.max, "length ")
     elif check == "overlap":
@@ -120,8 +126,9 @@ async def _check(a: Assertion, value: Any, context: dict[str, Any], case: CaseSp
         try:
             score, reason = await judge(a.judge.rubric, value, case)
         except RunError as exc:  # the judge's call failed (provider down, not in the cassette)
-            raise CheckFailed(f"the judge could not score: {exc}") from None
-        shown = f"{score:g}/10 (pass ≥ {a.judge.min_score}): {reason}"
+            raise CheckFailed(_("the judge could not score: {exc}").format(exc=exc)) from None
+        shown = _("{score:g}/10 (pass ≥ {min_score}): {reason}").format(
+                    score=score, min_score=a.judge.min_score, reason=reason)
         if score < a.judge.min_score:
             raise CheckFailed(shown, score / 10)
         return score / 10, shown
@@ -148,15 +155,17 @@ def _number(value: Any) -> float:
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise CheckFailed(f"{_short(value)} is not a number") from None
+            raise CheckFailed(_("{value} is not a number").format(value=_short(value))) from None
     return float(value)
 
 
 def _in_bounds(number: float, low: float | None, high: float | None, what: str) -> None:
     if low is not None and number < low:
-        raise CheckFailed(f"{what}{number:g} is below the minimum {low:g}")
+        raise CheckFailed(_("{what}{number:g} is below the minimum {low:g}").format(
+                              what=what, number=number, low=low))
     if high is not None and number > high:
-        raise CheckFailed(f"{what}{number:g} is above the maximum {high:g}")
+        raise CheckFailed(_("{what}{number:g} is above the maximum {high:g}").format(
+                              what=what, number=number, high=high))
 
 
 def _schema(schema: dict[str, Any], value: Any) -> tuple[float, str]:
@@ -182,34 +191,37 @@ def _overlap(a: Assertion, value: Any, expected: Callable[[Any], Any]) -> tuple[
     recall = len(both) / len(e) if e else 1.0
     precision = len(both) / len(f) if f else 1.0
     jaccard = len(both) / len(e | f) if e | f else 1.0
-    shown = f"recall {recall:.2f}, precision {precision:.2f}, jaccard {jaccard:.2f}"
+    shown = _("recall {recall:.2f}, precision {precision:.2f}, jaccard {jaccard:.2f}").format(
+                recall=recall, precision=precision, jaccard=jaccard)
     missing = sorted(e - f)[:5]
     for name, got, bound in (("recall", recall, a.overlap.min_recall), ("precision", precision,
                              a.overlap.min_precision), ("jaccard", jaccard, a.overlap.min_jaccard)):
         if bound is not None and got < bound:
-            raise CheckFailed(f"{name} {got:.2f} < {bound:g} ({shown}; missing: {', '.join(missing) or 'none'})")
+            raise CheckFailed(_("{name} {got:.2f} < {bound:g} ({shown}; missing: {value})").format(
+                                  name=name, got=got, bound=bound, shown=shown, value=', '.join(missing) or _('none')))
     return 1.0, shown
 
 
 def _python(target: str, value: Any, case: CaseSpec) -> tuple[float, str]:
-    module_name, _, function_name = target.partition(":")
+    module_name, _colon, function_name = target.partition(":")
     try:
         function = getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError) as exc:
-        raise CheckFailed(f"cannot load {target}: {exc}") from None
+        raise CheckFailed(_("cannot load {target}: {exc}").format(target=target, exc=exc)) from None
     try:
         result = function(value, case)
     except Exception as exc:  # the user's check failing is a failed check, not a crash of the suite
-        raise CheckFailed(f"{target} raised {type(exc).__name__}: {exc}") from None
+        raise CheckFailed(_("{target} raised {reason}: {exc}").format(
+                              target=target, reason=type(exc).__name__, exc=exc)) from None
     reason = ""
     if isinstance(result, tuple):
         result, reason = result[0], str(result[1])
     if isinstance(result, bool):
-        _require(result, reason or f"{target} returned False")
+        _require(result, reason or _("{target} returned False").format(target=target))
         return 1.0, reason
     score = float(result)
     if score < 0.5:
-        raise CheckFailed(reason or f"{target} scored {score:.2f} (< 0.5)", score)
+        raise CheckFailed(reason or _("{target} scored {score:.2f} (< 0.5)").format(target=target, score=score), score)
     return score, reason
 
 

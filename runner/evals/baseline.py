@@ -6,7 +6,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-REGRESSION_RULE = (
+from runner.i18n import N_, _
+
+REGRESSION_RULE = N_(
     "A case regresses when it passed in the baseline (at least k of N runs) and now fails (fewer than k of N). "
     "The suite's score regresses when the mean per-case score dropped and the 95% paired-bootstrap interval of "
     "that drop (2,000 resamples of the cases both reports share) lies entirely below zero.")
@@ -35,7 +37,7 @@ def compare(current: dict[str, Any], baseline: dict[str, Any], *, seed: int = 0)
     paired = [(before[c]["mean_score"], now[c]["mean_score"]) for c in now if c in before]
     score = bootstrap_drop(paired, seed=seed)
     regressed = [c["id"] for c in cases if c["change"] == "regressed"]
-    return {"baseline_created_at": baseline.get("created_at"), "rule": REGRESSION_RULE, "cases": cases,
+    return {"baseline_created_at": baseline.get("created_at"), "rule": _(REGRESSION_RULE), "cases": cases,
             "regressed_cases": regressed, "score": score,
             "regressed": bool(regressed) or score["regressed"]}
 
@@ -47,19 +49,20 @@ def first_divergence(old_steps: list[dict[str, Any]], new_steps: list[dict[str, 
     for step in new_steps:
         was = old.get(step["id"])
         if was is None:
-            return {"step": step["id"], "what": "this step did not run in the baseline", "before": None,
+            return {"step": step["id"], "what": _("this step did not run in the baseline"), "before": None,
                     "after": step.get("output")}
         if was.get("status") != step.get("status"):
-            return {"step": step["id"], "what": f"status {was.get('status')} → {step.get('status')}",
+            return {"step": step["id"], "what": _("status {value} → {value2}").format(
+                                                    value=was.get('status'), value2=step.get('status')),
                     "before": was.get("output"), "after": step.get("output")}
         if was.get("digest") != step.get("digest"):
-            return {"step": step["id"], "what": "output changed", "before": was.get("output"),
+            return {"step": step["id"], "what": _("output changed"), "before": was.get("output"),
                     "after": step.get("output")}
     ran = {s["id"] for s in new_steps}
     missing = [s["id"] for s in old_steps if s["id"] not in ran]
     if missing:
-        return {"step": missing[0], "what": "ran in the baseline but not now", "before": old[missing[0]].get("output"),
-                "after": None}
+        return {"step": missing[0], "what": _("ran in the baseline but not now"),
+                "before": old[missing[0]].get("output"), "after": None}
     return None
 
 

@@ -19,6 +19,7 @@ import yaml
 
 from runner.dsl.yaml_loader import safe_load
 from runner.errors import RunError
+from runner.i18n import _
 from runner.models.llm import LlmCall, LlmReply
 
 Mode = Literal["record", "replay"]
@@ -56,18 +57,20 @@ class Cassette:
 
     def _load(self) -> None:
         if not self.path.is_file():
-            raise CassetteError(f"no cassette {self.path}; record one with `playbook eval <suite> --record`")
+            raise CassetteError(_("no cassette {path}; record one with `playbook eval <suite> --record`").format(
+                                    path=self.path))
         try:
             data = safe_load(self.path.read_text(encoding="utf-8"), str(self.path)) or {}
         except yaml.YAMLError as exc:
-            raise CassetteError(f"{self.path}: not valid YAML: {exc}") from None
+            raise CassetteError(_("{path}: not valid YAML: {exc}").format(path=self.path, exc=exc)) from None
         if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
-            raise CassetteError(f"{self.path}: a cassette is a mapping with `entries:`")
+            raise CassetteError(_("{path}: a cassette is a mapping with `entries:`").format(path=self.path))
         self.header = {k: v for k, v in data.items() if k != "entries"}
         self.entries = data["entries"]
         for number, entry in enumerate(self.entries):
             if not isinstance(entry, dict) or not {"case", "key", "step", "reply"} <= set(entry):
-                raise CassetteError(f"{self.path}: entry {number} lacks case, key, step or reply")
+                raise CassetteError(_("{path}: entry {number} lacks case, key, step or reply").format(
+                                        path=self.path, number=number))
 
     def for_case(self, case: str, repeat: int) -> CaseReplies:
         return CaseReplies(self, case, repeat)
@@ -130,18 +133,21 @@ class CaseReplies:
 
     def _missing(self, call: LlmCall) -> str:
         path = self.cassette.path
-        message = (f"the cassette {path} has no recorded reply for this request (case '{self.case}'); "
-                   "the prompt, schema or model alias changed since it was recorded — re-record with "
-                   "`playbook eval <suite> --record`")
+        message = (_("the cassette {path} has no recorded reply for this request (case '{case}'); the prompt, "
+                     "schema or model alias changed since it was recorded — re-record with `playbook eval <suite> "
+                     "--record`").format(path=path, case=self.case))
         near = self.cassette.closest(self.case, call)
         if near is None:
-            return f"{message}. No request of step '{call.step}' was recorded at all."
+            return _("{message}. No request of step '{step}' was recorded at all.").format(
+                       message=message, step=call.step)
         diff = difflib.unified_diff(_request_text(near.get("request", {})).splitlines(),
                                     _request_text(request_of(call)).splitlines(),
                                     "recorded", "now", n=1, lineterm="")
         lines = list(diff)
-        shown = "\n".join(lines[:40]) + (f"\n… {len(lines) - 40} more diff lines" if len(lines) > 40 else "")
-        return f"{message}. Closest recorded request of this step, diffed against this one:\n{shown}"
+        more = _("\n… {number} more diff lines").format(number=len(lines) - 40) if len(lines) > 40 else ""
+        shown = "\n".join(lines[:40]) + more
+        return _("{message}. Closest recorded request of this step, diffed against this one:\n{shown}").format(
+                   message=message, shown=shown)
 
 
 def request_of(call: LlmCall) -> dict[str, Any]:

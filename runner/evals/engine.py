@@ -22,14 +22,14 @@ from runner.evals.cassette import Cassette
 from runner.evals.load import Suite
 from runner.evals.run_case import CaseRun, Fixtures, run_case
 from runner.evals.suite import CaseSpec
-from runner.i18n import _
+from runner.i18n import N_, _
 from runner.models.llm import LlmClient, LlmRequest
 from runner.store import Store, open_store
 from runner.wording import number, status
 
 Mode = Literal["live", "record", "replay"]
-RULE = ("A run passes when its weighted assertion score reaches the case threshold and it finished without error; "
-        "a case passes when at least k of its N runs pass.")
+RULE = N_("A run passes when its weighted assertion score reaches the case threshold and it finished without error; "
+          "a case passes when at least k of its N runs pass.")
 
 
 class JudgeVerdict(BaseModel):

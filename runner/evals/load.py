@@ -16,6 +16,7 @@ from runner.dsl.yaml_loader import SourceMap, load_yaml
 from runner.errors import Diagnostic, LoadError, PlaybookError, did_you_mean
 from runner.evals.paths import PathSyntaxError, parse_path
 from runner.evals.suite import CaseSpec, Dataset, SuiteSpec
+from runner.i18n import _
 from runner.messages import merged
 from runner.registry import tool_names
 
@@ -51,11 +52,11 @@ def load_suite(path: str | Path) -> Suite:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise SuiteError([Diagnostic(str(path), 0, 0, f"cannot read the suite: {exc}")]) from None
+        raise SuiteError([Diagnostic(str(path), 0, 0, _("cannot read the suite: {exc}").format(exc=exc))]) from None
     try:
         data, source = load_yaml(text, str(path))
         if not isinstance(data, dict):
-            raise SuiteError([source.diag((), "a suite is a mapping with `playbook` and `cases`")])
+            raise SuiteError([source.diag((), _("a suite is a mapping with `playbook` and `cases`"))])
         spec = model_check(SuiteSpec, data, source)
     except LoadError as exc:
         raise SuiteError(exc.diagnostics) from None
@@ -63,7 +64,8 @@ def load_suite(path: str | Path) -> Suite:
     try:
         playbook = load_and_validate(playbook_path)
     except PlaybookError as exc:
-        where = source.diag(("playbook",), f"the playbook under test does not load: {exc.diagnostics[0]}")
+        where = source.diag(("playbook",), _("the playbook under test does not load: {name}").format(
+                                               name=exc.diagnostics[0]))
         raise SuiteError([where, *exc.diagnostics[1:]]) from None
     cases = list(spec.cases)
     if spec.dataset is not None:
@@ -93,7 +95,7 @@ def _check_references(suite: Suite, data: dict[str, Any]) -> list[Diagnostic]:
     seen: set[str] = set()
     for where, case in _case_locations(suite, data):
         if case.id in seen and where[0] == "cases":
-            problems.append(source.diag((*where, "id"), f"case id '{case.id}' is used twice"))
+            problems.append(source.diag((*where, "id"), _("case id '{case}' is used twice").format(case=case.id)))
         seen.add(case.id)
     blocks = [(("defaults",), data.get("defaults") or {})] + [
         (("cases", i), raw) for i, raw in enumerate(data.get("cases") or []) if isinstance(raw, dict)]
@@ -104,11 +106,13 @@ def _check_references(suite: Suite, data: dict[str, Any]) -> list[Diagnostic]:
             reached = item.get("approval_reached") if isinstance(item, dict) else None
             if reached is not None and reached not in approvals:
                 problems.append(source.diag((*where, "assert", j, "approval_reached"),
-                                            f"'{reached}' is not an approval step of {spec.name}"
-                                            f"{did_you_mean(str(reached), approvals)}"))
+                                            _("'{reached}' is not an approval step of {name}{hint}").format(
+                                                reached=reached, name=spec.name,
+                                                hint=did_you_mean(str(reached), approvals))))
             if isinstance(item, dict) and "judge" in item and not suite.spec.judge_model:
                 problems.append(source.diag((*where, "assert", j, "judge"),
-                                            "a judge assertion needs a pinned `judge_model:` at the top of the suite"))
+                                            _("a judge assertion needs a pinned `judge_model:` at the top of the "
+                                              "suite")))
             if isinstance(item, dict) and isinstance(item.get("python"), str):
                 problem = _importable(item["python"], suite.folder)
                 if problem:
@@ -117,18 +121,20 @@ def _check_references(suite: Suite, data: dict[str, Any]) -> list[Diagnostic]:
             step = item.get("step") if isinstance(item, dict) else None
             if step not in approvals:
                 problems.append(source.diag((*where, "approvals", j, "step"),
-                                            f"'{step}' is not an approval step of {spec.name}"
-                                            f"{did_you_mean(str(step), approvals)}"))
+                                            _("'{step}' is not an approval step of {name}{hint}").format(
+                                                step=step, name=spec.name, hint=did_you_mean(str(step), approvals))))
         for j, item in enumerate(raw.get("fixtures") or []):
             tool = item.get("tool") if isinstance(item, dict) else None
             if tool not in tools:
                 problems.append(source.diag((*where, "fixtures", j, "tool"),
-                                            f"unknown tool '{tool}'{did_you_mean(str(tool), tools)}"))
+                                            _("unknown tool '{tool}'{hint}").format(
+                                                tool=tool, hint=did_you_mean(str(tool), tools))))
             for key in ("page", "output_file"):
                 named = item.get(key) if isinstance(item, dict) else None
                 if named is not None and not (suite.folder / str(named)).is_file():
                     problems.append(source.diag((*where, "fixtures", j, key),
-                                                f"no file '{named}' relative to the suite ({suite.folder})"))
+                                                _("no file '{named}' relative to the suite ({folder})").format(
+                                                    named=named, folder=suite.folder)))
     return problems
 
 
@@ -137,18 +143,20 @@ def _importable(target: str, folder: Path) -> str | None:
     import importlib
     import sys
 
-    module_name, _, function_name = target.partition(":")
+    module_name, _colon, function_name = target.partition(":")
     if not module_name or not function_name:
-        return f"'{target}': write module:function, e.g. checks:budget_adds_up"
+        return _("'{target}': write module:function, e.g. checks:budget_adds_up").format(target=target)
     if str(folder.resolve()) not in sys.path:
         sys.path.insert(0, str(folder.resolve()))
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # the user's module: any error in it is theirs to see, not a crash of ours
-        return f"cannot import '{module_name}' (from {folder}): {type(exc).__name__}: {exc}"
+        return _("cannot import '{module_name}' (from {folder}): {reason}: {exc}").format(
+                   module_name=module_name, folder=folder, reason=type(exc).__name__, exc=exc)
     if not callable(getattr(module, function_name, None)):
         names = [n for n in dir(module) if callable(getattr(module, n)) and not n.startswith("_")]
-        return f"'{module_name}' has no function '{function_name}'{did_you_mean(function_name, names)}"
+        return _("'{module_name}' has no function '{function_name}'{hint}").format(
+                   module_name=module_name, function_name=function_name, hint=did_you_mean(function_name, names))
     return None
 
 
@@ -161,10 +169,10 @@ def _check_path(source: SourceMap, where: tuple[Any, ...], that: Any, steps: dic
     try:
         parts = parse_path(str(that))
     except PathSyntaxError as exc:
-        return [source.diag((*where, "that"), f"bad path '{that}': {exc}")]
+        return [source.diag((*where, "that"), _("bad path '{that}': {exc}").format(that=that, exc=exc))]
     if parts[0] in ("steps", "approvals") and len(parts) > 1 and parts[1] not in steps:
-        return [source.diag((*where, "that"), f"no step '{parts[1]}' in the playbook"
-                                              f"{did_you_mean(str(parts[1]), steps)}")]
+        return [source.diag((*where, "that"), _("no step '{name}' in the playbook{hint}").format(
+                                                  name=parts[1], hint=did_you_mean(str(parts[1]), steps)))]
     return []
 
 
@@ -172,7 +180,8 @@ def _dataset_cases(dataset: Dataset, folder: Path, source: SourceMap) -> list[Ca
     file = folder / dataset.file
     shown = str(file)
     if not file.is_file():
-        raise SuiteError([source.diag(("dataset", "file"), f"no dataset file '{dataset.file}' next to the suite")])
+        raise SuiteError([source.diag(("dataset", "file"), _("no dataset file '{file}' next to the suite").format(
+                                                               file=dataset.file))])
     rows, lines = _read_rows(file, dataset.sheet)
     if dataset.limit:
         rows = rows[: dataset.limit]
@@ -183,25 +192,28 @@ def _dataset_cases(dataset: Dataset, folder: Path, source: SourceMap) -> list[Ca
             if column not in row:
                 shown_cols = ", ".join(map(str, row))
                 raise SuiteError([source.diag(("dataset", "columns", target),
-                                              f"column '{column}' is not in {shown} (columns: {shown_cols})")])
+                                              _("column '{column}' is not in {shown} (columns: {shown_cols})").format(
+                                                  column=column, shown=shown, shown_cols=shown_cols))])
             value = _cell(row[column])
-            head, _, rest = target.partition(".")
+            head, _dot, rest = target.partition(".")
             if head in ("inputs", "vars") and rest:
                 fields[head][rest] = value
             elif target in ("id", "description"):
                 fields[target] = str(value)
             else:
                 raise SuiteError([source.diag(("dataset", "columns", target),
-                                              f"'{target}': map columns to id, description, inputs.<name> or "
-                                              "vars.<name>")])
+                                              _("'{target}': map columns to id, description, inputs.<name> or "
+                                                "vars.<name>").format(target=target))])
         fields.setdefault("id", f"row{number}")
         try:
             cases.append(CaseSpec.model_validate(fields))
         except pydantic.ValidationError as exc:
             columns = {target: column for target, column in dataset.columns.items()}
-            problems = "; ".join(f"column '{columns.get(where, where)}' ({where}): {message}"
+            problems = "; ".join(_("column '{value}' ({where}): {message}").format(
+                                     value=columns.get(where, where), where=where, message=message)
                                  for where, message in merged(exc.errors())[:3])
-            raise SuiteError([Diagnostic(shown, number, 0, f"row {number}: {problems}")]) from None
+            raise SuiteError([Diagnostic(shown, number, 0, _("row {number}: {problems}").format(
+                                                               number=number, problems=problems))]) from None
     return cases
 
 

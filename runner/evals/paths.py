@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from runner.i18n import _
+
 STAR = "*"
 _TOKEN = re.compile(r"\.?([^.\[\]]+)|\[(\d+|\*|-\d+)\]")
 
@@ -24,14 +26,15 @@ def parse_path(text: str) -> list[str | int]:
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if match is None or match.end() == pos:
-            raise PathSyntaxError(f"unexpected '{text[pos:]}'; write a.b[0].c or a[*].b")
+            raise PathSyntaxError(_("unexpected '{name}'; write a.b[0].c or a[*].b").format(name=text[pos:]))
         name, index = match.groups()
         parts.append(name if name is not None else (STAR if index == STAR else int(index)))
         pos = match.end()
     if not parts or not isinstance(parts[0], str):
-        raise PathSyntaxError("a path starts with outputs, steps, run or approvals")
+        raise PathSyntaxError(_("a path starts with outputs, steps, run or approvals"))
     if parts[0] not in ("outputs", "steps", "run", "approvals"):
-        raise PathSyntaxError(f"'{parts[0]}' is not a root; start with outputs, steps, run or approvals")
+        raise PathSyntaxError(_("'{name}' is not a root; start with outputs, steps, run or approvals").format(
+                                  name=parts[0]))
     return parts
 
 
@@ -56,22 +59,26 @@ def _walk(value: Any, rest: list[str | int], done: list[str | int], found: list[
     head, tail = rest[0], rest[1:]
     if head == STAR:
         if not isinstance(value, list):
-            raise PathMissing(f"{show(done)} is {_kind(value)}, not a list, so [*] has nothing to go over")
+            raise PathMissing(_("{value} is {value2}, not a list, so [*] has nothing to go over").format(
+                                  value=show(done), value2=_kind(value)))
         for i, item in enumerate(value):
             _walk(item, tail, [*done, i], found)
         return
     if isinstance(head, int):
         if not isinstance(value, list):
-            raise PathMissing(f"{show(done)} is {_kind(value)}, not a list")
+            raise PathMissing(_("{value} is {value2}, not a list").format(value=show(done), value2=_kind(value)))
         if not -len(value) <= head < len(value):
-            raise PathMissing(f"{show(done)} has {len(value)} item(s); there is no [{head}]")
+            raise PathMissing(_("{value} has {value2} item(s); there is no [{head}]").format(
+                                  value=show(done), value2=len(value), head=head))
         _walk(value[head], tail, [*done, head], found)
         return
     if not isinstance(value, dict):
-        raise PathMissing(f"{show(done)} is {_kind(value)}; it has no field '{head}'")
+        raise PathMissing(_("{value} is {value2}; it has no field '{head}'").format(
+                              value=show(done), value2=_kind(value), head=head))
     if head not in value:
         fields = ", ".join(sorted(map(str, value))[:12]) or "none"
-        raise PathMissing(f"{show(done) or 'the run'} has no field '{head}' (fields: {fields})")
+        raise PathMissing(_("{value} has no field '{head}' (fields: {fields})").format(
+                              value=show(done) or 'the run', head=head, fields=fields))
     _walk(value[head], tail, [*done, head], found)
 
 

@@ -10,6 +10,8 @@ from xml.etree import ElementTree as ET
 
 from runner.evals.assertions import Verdict
 from runner.evals.engine import RULE, CaseResult, SuiteRun
+from runner.i18n import N_, _
+from runner.wording import number, status, worded
 
 MAX_STORED_OUTPUT = 8_000  # characters of one step's output kept in a report or baseline
 
@@ -20,7 +22,7 @@ def build_report(run: SuiteRun) -> dict[str, Any]:
     return {
         "suite": run.suite.name, "playbook": run.suite.spec.playbook, "mode": run.mode,
         "created_at": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": run.seconds,
-        "repeat": {"n": run.n, "k": run.k}, "rule": RULE, "workdir": str(run.workdir),
+        "repeat": {"n": run.n, "k": run.k}, "rule": _(RULE), "workdir": str(run.workdir),
         "totals": {"cases": len(cases), "passed": passed, "failed": len(cases) - passed,
                    "runs": sum(c["runs"] for c in cases), "tokens": sum(c["tokens"] for c in cases),
                    "cost": round(sum(c["cost"] for c in cases), 6),
@@ -85,7 +87,8 @@ def _capped(value: Any) -> Any:
     text = json.dumps(value, ensure_ascii=False, indent=1, default=str)
     if len(text) <= MAX_STORED_OUTPUT:
         return value
-    return text[:MAX_STORED_OUTPUT] + f"\n…(cut at {MAX_STORED_OUTPUT:,} of {len(text):,} characters)"
+    return text[:MAX_STORED_OUTPUT] + _("\n…(cut at {kept:,} of {total:,} characters)").format(
+        kept=MAX_STORED_OUTPUT, total=len(text))
 
 
 def failed(report: dict[str, Any]) -> bool:
@@ -93,56 +96,78 @@ def failed(report: dict[str, Any]) -> bool:
 
 
 def step_name(step_id: str) -> str:
-    step, _, visit = step_id.partition("#")
-    return f"{step} (visit {visit})" if visit and visit != "1" else step
+    step, _hash, visit = step_id.partition("#")
+    return _("{step} (visit {visit})").format(step=step, visit=visit) if visit and visit != "1" else step
+
+
+CHANGES = {"regressed": N_("change|regressed"), "fixed": N_("change|fixed"), "new": N_("change|new"),
+           "removed": N_("change|removed"), "same": N_("change|same")}
+
+
+def change_word(change: str) -> str:
+    """A case's change against the baseline, in the user's language."""
+    return worded(CHANGES[change]) if change in CHANGES else change
 
 
 def failure_lines(case: dict[str, Any]) -> list[str]:
     """Why a case failed, one line per reason: the run's error, then each failing assertion with its step."""
     lines = []
-    unexpected = [s for s in case.get("statuses", []) if s != case.get("expect_status", "done")]
+    expected = case.get("expect_status", "done")
+    unexpected = [s for s in case.get("statuses", []) if s != expected]
     if unexpected:
-        lines.append(f"run ended {', '.join(sorted(set(unexpected)))}; expected {case.get('expect_status', 'done')}")
-    if case.get("error") and case.get("expect_status", "done") == "done":
-        lines.append(f"error: {case['error']}")
+        lines.append(_("run ended {statuses}; expected {expected}").format(
+            statuses=", ".join(status(s) for s in sorted(set(unexpected))), expected=status(expected)))
+    if case.get("error") and expected == "done":
+        lines.append(_("error: {error}").format(error=case["error"]))
     for a in case["assertions"]:
         if not a["passed"]:
-            where = f" [step {a['step']}]" if a.get("step") else ""
-            lines.append(f"{a['label']}{where}: {a['reason']} (passed {a['passed_runs']}/{case['runs']})")
+            where = _(" [step {step}]").format(step=a["step"]) if a.get("step") else ""
+            lines.append(_("{label}{where}: {reason} (passed {passed}/{runs})").format(
+                label=a["label"], where=where, reason=a["reason"], passed=a["passed_runs"], runs=case["runs"]))
     return lines
 
 
-def to_markdown(report: dict[str, Any]) -> str:
+def summary_line(report: dict[str, Any]) -> str:
+    """`3/4 cases passed · 4 runs (replay, N=1, k=1) · mean score 0.91 · 1,234 tokens · cost 0.0123 · 2.1 s`."""
     t = report["totals"]
-    lines = [f"# Eval: {report['suite']} ({report['playbook']})", "",
-             f"{t['passed']}/{t['cases']} cases passed · {t['runs']} runs ({report['mode']}, "
-             f"N={report['repeat']['n']}, k={report['repeat']['k']}) · mean score {t['mean_score']:.2f} · "
-             f"{t['tokens']:,} tokens · cost {t['cost']:.4f} · {report['seconds']:.1f}s", "",
-             f"Rule: {report['rule']}", "",
-             "| case | result | pass rate | score | tokens | cost | s/run |", "|---|---|---|---|---|---|---|"]
+    return _("{passed}/{cases} cases passed · {runs} runs ({mode}, N={n}, k={k}) · mean score {score} · {tokens} "
+             "tokens · cost {cost} · {seconds} s").format(
+        passed=t["passed"], cases=t["cases"], runs=t["runs"], mode=report["mode"], n=report["repeat"]["n"],
+        k=report["repeat"]["k"], score=f"{t['mean_score']:.2f}", tokens=number(t["tokens"]),
+        cost=f"{t['cost']:.4f}", seconds=number(report["seconds"], 1))
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    lines = [_("# Eval: {suite} ({playbook})").format(suite=report["suite"], playbook=report["playbook"]), "",
+             summary_line(report), "", _("Rule: {rule}").format(rule=report["rule"]), "",
+             "| " + " | ".join([_("Case"), _("Result"), _("Pass rate"), _("Score"), "tokens", _("Cost"),
+                               _("s/run")]) + " |", "|---|---|---|---|---|---|---|"]
     for c in report["cases"]:
-        lines.append(f"| {c['id']} | {'✓ pass' if c['passed'] else '× FAIL'} | {c['passes']}/{c['runs']} | "
-                     f"{c['mean_score']:.2f} | {c['tokens']:,} | {c['cost']:.4f} | {c['seconds']:.2f} |")
+        result = _("✓ pass") if c["passed"] else _("× FAIL")
+        lines.append(f"| {c['id']} | {result} | {c['passes']}/{c['runs']} | "
+                     f"{c['mean_score']:.2f} | {number(c['tokens'])} | {c['cost']:.4f} | {c['seconds']:.2f} |")
     for c in report["cases"]:
         if not c["passed"]:
             lines += ["", f"## × {c['id']}", *[f"- {line}" for line in failure_lines(c)]]
     comparison = report.get("comparison")
     if comparison:
-        lines += ["", "## Against the baseline", "", f"Rule: {comparison['rule']}", ""]
+        lines += ["", _("## Against the baseline"), "", _("Rule: {rule}").format(rule=comparison["rule"]), ""]
         score = comparison["score"]
-        lines.append(f"Mean score change {score['mean_delta']:+.3f} (95% interval {score['interval'][0]:+.3f} … "
-                     f"{score['interval'][1]:+.3f}, {score['cases']} cases): "
-                     f"{'**regressed**' if score['regressed'] else 'within noise or better'}.")
+        lines.append(_("Mean score change {delta} (95% interval {low} … {high}, {cases} cases): {verdict}.").format(
+            delta=f"{score['mean_delta']:+.3f}", low=f"{score['interval'][0]:+.3f}",
+            high=f"{score['interval'][1]:+.3f}", cases=score["cases"],
+            verdict=_("**regressed**") if score["regressed"] else _("within noise or better")))
         for c in comparison["cases"]:
             if c["change"] in ("regressed", "fixed", "new", "removed") or c.get("newly_failing"):
-                line = f"- **{c['id']}**: {c['change']}"
+                line = f"- **{c['id']}**: {change_word(c['change'])}"
                 if c.get("diverged"):
-                    line += f"; first diverging step: `{step_name(c['diverged']['step'])}` ({c['diverged']['what']})"
+                    line += _("; first diverging step: `{step}` ({what})").format(
+                        step=step_name(c["diverged"]["step"]), what=c["diverged"]["what"])
                 if c.get("newly_failing"):
-                    line += f"; newly failing: {', '.join(c['newly_failing'])}"
+                    line += _("; newly failing: {assertions}").format(assertions=", ".join(c["newly_failing"]))
                 lines.append(line)
         if not comparison["regressed"]:
-            lines.append("- no regressions")
+            lines.append(_("- no regressions"))
     return "\n".join(lines) + "\n"
 
 
@@ -155,11 +180,13 @@ def to_junit(report: dict[str, Any]) -> str:
         case = ET.SubElement(suite, "testcase", classname=f"eval.{report['suite']}", name=c["id"],
                              time=f"{c['seconds']:.3f}")
         if not c["passed"] or c["id"] in regressed:
-            lines = failure_lines(c) or ["regressed against the baseline"]
+            lines = failure_lines(c) or [_("regressed against the baseline")]
             failure = ET.SubElement(case, "failure", message=lines[0][:500])
             failure.text = "\n".join(lines)
-        ET.SubElement(case, "system-out").text = (f"pass rate {c['passes']}/{c['runs']}, score {c['mean_score']:.2f}, "
-                                                   f"tokens {c['tokens']}, cost {c['cost']:.4f}")
+        ET.SubElement(case, "system-out").text = _("pass rate {passes}/{runs}, score {score}, tokens {tokens}, cost "
+                                                   "{cost}").format(passes=c["passes"], runs=c["runs"],
+                                                                    score=f"{c['mean_score']:.2f}",
+                                                                    tokens=c["tokens"], cost=f"{c['cost']:.4f}")
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 

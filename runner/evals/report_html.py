@@ -8,7 +8,9 @@ import json
 from html import escape
 from typing import Any
 
-from runner.evals.report import failure_lines, step_name
+from runner.evals.report import change_word, failure_lines, step_name, summary_line
+from runner.i18n import _
+from runner.wording import number
 
 STYLE = """
 body{font:14px/1.5 system-ui,"Noto Sans CJK SC",sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -21,29 +23,31 @@ table.diff{font:12px monospace;width:100%}.diff_add{background:#dfd}.diff_chg{ba
 
 
 def to_html(report: dict[str, Any]) -> str:
-    t = report["totals"]
     comparison = report.get("comparison") or {}
     changes = {c["id"]: c for c in comparison.get("cases", [])}
-    parts = [f"<!doctype html><html lang='zh'><head><meta charset='utf-8'><title>Eval {escape(report['suite'])}"
-             f"</title><style>{STYLE}</style></head><body>",
-             f"<h1>Eval: {escape(report['suite'])}</h1><p>{escape(report['playbook'])} · {report['mode']} · "
-             f"N={report['repeat']['n']}, k={report['repeat']['k']} · <b>{t['passed']}/{t['cases']}</b> cases passed · "
-             f"mean score {t['mean_score']:.2f} · {t['tokens']:,} tokens · cost {t['cost']:.4f}</p>",
+    language = _("en")
+    title = escape(_("Eval {suite}").format(suite=report["suite"]))
+    heading = escape(_("Eval: {suite} ({playbook})").format(suite=report["suite"], playbook=report["playbook"]))
+    parts = [f"<!doctype html><html lang='{language}'><head><meta charset='utf-8'><title>{title}</title>"
+             f"<style>{STYLE}</style></head><body><h1>{heading}</h1><p>{escape(summary_line(report))}</p>",
              f"<p class='muted'>{escape(report['rule'])}</p>"]
     if comparison:
         score = comparison["score"]
-        verdict = "<span class='fail'>regressed</span>" if comparison["regressed"] else "<span class='pass'>no " \
-                                                                                          "regression</span>"
-        parts.append(f"<h2>Against the baseline ({escape(str(comparison.get('baseline_created_at')))}): {verdict}</h2>"
-                     f"<p>Mean score change {score['mean_delta']:+.3f}, 95% interval {score['interval'][0]:+.3f} … "
-                     f"{score['interval'][1]:+.3f}.</p><p class='muted'>{escape(comparison['rule'])}</p>")
-    parts.append("<table><tr><th>case</th><th>result</th><th>pass rate</th><th>score</th><th>vs baseline</th>"
-                 "<th>tokens</th><th>cost</th></tr>")
+        verdict = "<span class='fail'>" + escape(change_word("regressed")) + "</span>" if comparison["regressed"] \
+            else "<span class='pass'>" + escape(_("no regression")) + "</span>"
+        against = escape(_("Against the baseline ({when}): ").format(when=comparison.get("baseline_created_at")))
+        change = _("Mean score change {delta}, 95% interval {low} … {high}.").format(
+            delta=f"{score['mean_delta']:+.3f}", low=f"{score['interval'][0]:+.3f}",
+            high=f"{score['interval'][1]:+.3f}")
+        parts.append(f"<h2>{against}{verdict}</h2><p>{escape(change)}</p>"
+                     f"<p class='muted'>{escape(comparison['rule'])}</p>")
+    parts.append(_row("th", [_("Case"), _("Result"), _("Pass rate"), _("Score"), _("Against the baseline"), "tokens",
+                             _("Cost")], "<table>"))
     for c in report["cases"]:
         change = changes.get(c["id"], {})
         parts.append(f"<tr><td><a href='#{escape(c['id'])}'>{escape(c['id'])}</a></td>{_result(c['passed'])}"
                      f"<td>{c['passes']}/{c['runs']}</td><td>{c['mean_score']:.2f}</td>"
-                     f"<td>{escape(change.get('change', '—'))}</td><td>{c['tokens']:,}</td>"
+                     f"<td>{escape(change_word(change.get('change', '—')))}</td><td>{number(c['tokens'])}</td>"
                      f"<td>{c['cost']:.4f}</td></tr>")
     parts.append("</table>")
     baseline_steps = {c["id"]: c.get("baseline_steps") for c in report["cases"]}
@@ -53,8 +57,13 @@ def to_html(report: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _row(cell: str, texts: list[str], before: str = "") -> str:
+    return before + "<tr>" + "".join(f"<{cell}>{escape(t)}</{cell}>" for t in texts) + "</tr>"
+
+
 def _result(passed: bool) -> str:
-    return "<td class='pass'>pass</td>" if passed else "<td class='fail'>FAIL</td>"
+    return "<td class='pass'>" + escape(_("pass")) + "</td>" if passed else \
+        "<td class='fail'>" + escape(_("FAIL")) + "</td>"
 
 
 def _case_section(case: dict[str, Any], change: dict[str, Any], baseline_steps: list[dict[str, Any]] | None) -> str:
@@ -63,8 +72,9 @@ def _case_section(case: dict[str, Any], change: dict[str, Any], baseline_steps: 
         out.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in failure_lines(case)) + "</ul>")
     if change.get("diverged"):
         d = change["diverged"]
-        out.append(f"<p>First diverging step: <b>{escape(step_name(d['step']))}</b> — {escape(d['what'])}</p>")
-    out.append("<table><tr><th>assertion</th><th>step</th><th>runs passed</th><th>score</th><th>detail</th></tr>")
+        said = _("First diverging step: {step} — {what}").format(step=step_name(d["step"]), what=d["what"])
+        out.append(f"<p>{escape(said)}</p>")
+    out.append(_row("th", [_("Assertion"), _("Step"), _("Runs passed"), _("Score"), _("Detail")], "<table>"))
     for a in case["assertions"]:
         out.append(f"<tr><td>{escape(a['label'])}</td><td>{escape(a.get('step') or '')}</td>{_result(a['passed'])[:-5]}"
                    f" {a['passed_runs']}/{case['runs']}</td><td>{a['mean_score']:.2f}</td>"
@@ -76,10 +86,12 @@ def _case_section(case: dict[str, Any], change: dict[str, Any], baseline_steps: 
         label = escape(step_name(step["id"]))
         if before is not None and before.get("digest") != step["digest"]:
             table = difflib.HtmlDiff(wrapcolumn=70).make_table(
-                _lines(before.get("output")), _lines(step.get("output")), "baseline", "now", context=True, numlines=2)
-            out.append(f"<details open><summary><b>{label}</b> changed</summary>{table}</details>")
+                _lines(before.get("output")), _lines(step.get("output")), _("baseline"), _("now"), context=True,
+                numlines=2)
+            changed = escape(_("changed"))
+            out.append(f"<details open><summary><b>{label}</b> {changed}</summary>{table}</details>")
         else:
-            note = " (same as baseline)" if before is not None else ""
+            note = escape(_(" (same as baseline)")) if before is not None else ""
             out.append(f"<details><summary>{label}{note}</summary><pre>{escape(_text(step.get('output')))}</pre>"
                        "</details>")
     return "".join(out)

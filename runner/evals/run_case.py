@@ -16,6 +16,7 @@ from runner.dsl.yaml_loader import safe_load
 from runner.engine.events import Hooks
 from runner.errors import PlaybookError
 from runner.evals.suite import CaseSpec, Fixture, ScriptedDecision
+from runner.i18n import _
 from runner.models.llm import ReplySource
 
 
@@ -162,8 +163,9 @@ class _Script:
         step = pending.get("step")
         found = next((d for d in self.left if d.step == step), None)
         if found is None:
-            self.problem = (f"the run waits at approval '{step}' (visit {pending.get('visit')}) and the case scripts "
-                            "no further decision for it; add one under `approvals:`")
+            self.problem = (_("the run waits at approval '{step}' (visit {value}) and the case scripts no further "
+                              "decision for it; add one under `approvals:`").format(
+                                step=step, value=pending.get('visit')))
             return None
         self.left.remove(found)
         return {"action": found.action, "comment": found.comment, "edits": found.edits, "by": found.by,

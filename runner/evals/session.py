@@ -16,6 +16,7 @@ from runner.evals.engine import Mode, run_suite
 from runner.evals.load import Suite, SuiteError, load_suite
 from runner.evals.report import build_report, failed, to_json, to_junit, to_markdown
 from runner.evals.report_html import to_html
+from runner.i18n import _
 
 
 @dataclass
@@ -49,7 +50,9 @@ def evaluate_suite(path: str | Path, options: EvalOptions | None = None, *, proj
     if options.cases:
         unknown = sorted(set(options.cases) - {c.id for c in suite.cases})
         if unknown:
-            raise SuiteError(f"{path}: no case {', '.join(unknown)} (cases: {', '.join(c.id for c in suite.cases)})")
+            raise SuiteError(_("{path}: no case {joined} (cases: {joined2})").format(
+                                 path=path, joined=', '.join(unknown),
+                                 joined2=', '.join(c.id for c in suite.cases)))
     order = [c.id for c in suite.cases]
     if options.cases:
         suite.cases = [c for c in suite.cases if c.id in options.cases]
@@ -86,14 +89,14 @@ def _read_baseline(given: Path | None, suite: Suite) -> dict[str, Any] | None:
     path = given or suite.baseline_path
     if not path.is_file():
         if given is not None:
-            raise SuiteError(f"{given}: no such baseline (save one with --save-baseline)")
+            raise SuiteError(_("{given}: no such baseline (save one with --save-baseline)").format(given=given))
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise SuiteError(f"{path}: cannot read the baseline: {exc}") from None
+        raise SuiteError(_("{path}: cannot read the baseline: {exc}").format(path=path, exc=exc)) from None
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
-        raise SuiteError(f"{path}: not an eval report (no `cases`)")
+        raise SuiteError(_("{path}: not an eval report (no `cases`)").format(path=path))
     return data
 
 

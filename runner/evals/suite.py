@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from runner.config import ModelConfig
+from runner.i18n import _
 
 CHECKS = ("equals", "contains", "not_contains", "regex", "json_schema", "min", "max", "length", "overlap",
           "approval_reached", "python", "judge")
@@ -65,9 +66,10 @@ class Assertion(_Strict):
         given = [c for c in CHECKS if c in self.model_fields_set]
         bounds = {"min", "max"}
         if not given:
-            raise ValueError(f"an assertion needs one check: {', '.join(CHECKS)}")
+            raise ValueError(_("an assertion needs one check: {joined}").format(joined=', '.join(CHECKS)))
         if len(given) > 1 and not set(given) <= bounds:
-            raise ValueError(f"one check per assertion, got {', '.join(given)}; split it into several")
+            raise ValueError(_("one check per assertion, got {joined}; split it into several").format(
+                                 joined=', '.join(given)))
         return self
 
     @property
@@ -98,7 +100,7 @@ class Fixture(_Strict):
     def _one_action(self) -> Fixture:
         actions = [a for a in ("page", "args", "output", "output_file") if a in self.model_fields_set]
         if len(actions) != 1:
-            raise ValueError("a fixture does one thing: page, args, output or output_file")
+            raise ValueError(_("a fixture does one thing: page, args, output or output_file"))
         return self
 
 
@@ -174,7 +176,7 @@ class SuiteSpec(_Strict):
     @model_validator(mode="after")
     def _has_cases(self) -> SuiteSpec:
         if not self.cases and self.dataset is None:
-            raise ValueError("a suite needs `cases`, a `dataset`, or both")
+            raise ValueError(_("a suite needs `cases`, a `dataset`, or both"))
         return self
 
 
