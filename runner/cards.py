@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from runner import atomic
 from runner.config import ChannelConfig, Project
 from runner.engine.events import Hooks
+from runner.i18n import _
 from runner.store import open_store
 
 
@@ -97,7 +98,8 @@ def approval_card(platform: str, run: dict[str, Any], link: str | None, *, chann
         if link:
             card["card_action"] = {"type": 1, "url": link}
         return {"msgtype": "template_card", "template_card": card}
-    raise ValueError(f"approval cards need feishu, lark, dingtalk or wecom, not '{platform}'")
+    raise ValueError(_("approval cards need feishu, lark, dingtalk or wecom, not '{platform}'").format(
+                         platform=platform))
 
 
 
@@ -192,13 +194,13 @@ async def send_feishu_app(config: ChannelConfig, card: dict[str, Any]) -> None:
             "app_secret": os.environ.get(config.app_secret_env or "", "")})
         token = auth.json().get("tenant_access_token")
         if not token:
-            raise RuntimeError(f"Feishu refused the app credentials: {auth.text[:200]}")
+            raise RuntimeError(_("Feishu refused the app credentials: {name}").format(name=auth.text[:200]))
         sent = await client.post(f"{base}/open-apis/im/v1/messages", params={"receive_id_type": "chat_id"},
                                  headers={"Authorization": f"Bearer {token}"},
                                  json={"receive_id": config.chat_id, "msg_type": "interactive",
                                        "content": json.dumps(card["card"], ensure_ascii=False)})
         if sent.json().get("code", 0) != 0:
-            raise RuntimeError(f"Feishu refused the card: {sent.text[:200]}")
+            raise RuntimeError(_("Feishu refused the card: {name}").format(name=sent.text[:200]))
 
 
 async def send_wecom_app(config: ChannelConfig, card: dict[str, Any]) -> None:
@@ -212,12 +214,12 @@ async def send_wecom_app(config: ChannelConfig, card: dict[str, Any]) -> None:
             "corpsecret": os.environ.get(config.secret_env or "", "")})
         token = auth.json().get("access_token")
         if not token:
-            raise RuntimeError(f"WeCom refused the app credentials: {auth.text[:200]}")
+            raise RuntimeError(_("WeCom refused the app credentials: {name}").format(name=auth.text[:200]))
         sent = await client.post(f"{base}/cgi-bin/message/send", params={"access_token": token}, json={
             "touser": config.touser, "msgtype": "template_card",
             "agentid": config.agent_id or 0, "template_card": card["template_card"]})
         if sent.json().get("errcode", 0) != 0:
-            raise RuntimeError(f"WeCom refused the card: {sent.text[:200]}")
+            raise RuntimeError(_("WeCom refused the card: {name}").format(name=sent.text[:200]))
 
 
 APP_SENDERS = {"feishu_app": send_feishu_app, "lark_app": send_feishu_app, "wecom_app": send_wecom_app}

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from runner.errors import Diagnostic, PlaybookError, did_you_mean
+from runner.i18n import _
 from runner.messages import clean_location, join_location, plain
 
 CONFIG_FILE = "playbook.toml"
@@ -217,8 +218,10 @@ class ProjectFile(BaseModel):
         for key in ("approval_channel", "notify_channel"):
             name = getattr(self.server, key)
             if name and name not in defined:
-                found.append((("server", key), f"no channel '{name}' under [notify.channels]"
-                              f"{did_you_mean(name, defined)} (channels: {', '.join(defined) or 'none'})"))
+                found.append((("server", key), _("no channel '{name}' under [notify.channels]{hint} (channels: "
+                                                 "{value})").format(
+                                                   name=name, hint=did_you_mean(name, defined),
+                                                   value=', '.join(defined) or 'none')))
         return found
 
 
@@ -272,8 +275,9 @@ class Project:
         config = models.get(alias) or ModelConfig(model=alias)
         if alias == "default" and (alias not in models or not _has_key(config)):
             reason = ("no model 'default' in playbook.toml" if alias not in models
-                      else f"{config.key_env()} is not set")
-            notice = f"model 'default' → embedded 'local' model ({reason}; answers are smoke-test quality)"
+                      else _("{value} is not set").format(value=config.key_env()))
+            notice = _("model 'default' → embedded 'local' model ({reason}; answers are smoke-test quality)").format(
+                         reason=reason)
             if notice not in self.notices:
                 self.notices.append(notice)
             return LOCAL, local
@@ -299,7 +303,8 @@ def load_project(root: Path | None = None) -> Project:
     if root is None and (named := os.environ.get("PLAYBOOK_PROJECT")):
         root = Path(named).expanduser()
         if not root.is_dir():
-            raise PlaybookError(f"PLAYBOOK_PROJECT (or --project) names '{named}', which is not a folder")
+            raise PlaybookError(_("PLAYBOOK_PROJECT (or --project) names '{named}', which is not a folder").format(
+                                    named=named))
     root = (root or Path.cwd()).resolve()
     path = root / CONFIG_FILE
     data: dict[str, Any] = {}
@@ -307,7 +312,7 @@ def load_project(root: Path | None = None) -> Project:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
-            raise PlaybookError([Diagnostic(str(path), 0, 0, f"invalid TOML: {exc}")]) from None
+            raise PlaybookError([Diagnostic(str(path), 0, 0, _("invalid TOML: {exc}").format(exc=exc))]) from None
     _apply_env(data)
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     try:
@@ -327,7 +332,8 @@ def _diagnostic(path: Path, text: str, error: Any) -> Diagnostic:
     where = join_location(loc)
     if error.get("type") == "extra_forbidden":
         valid = _keys_at(ProjectFile, loc[:-1])
-        message = f"unknown key '{loc[-1]}'{did_you_mean(loc[-1], valid)} (keys here: {', '.join(valid)})"
+        message = _("unknown key '{name}'{hint} (keys here: {joined})").format(
+                      name=loc[-1], hint=did_you_mean(loc[-1], valid), joined=', '.join(valid))
     else:
         message = plain(error)
     return Diagnostic(str(path), *toml_position(text, loc), f"{where}: {message}")

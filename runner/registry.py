@@ -15,6 +15,7 @@ from typing import Annotated, Any, Protocol
 from pydantic import BaseModel
 
 from runner.errors import PlaybookError, did_you_mean
+from runner.i18n import _
 
 ENTRY_POINT_GROUP = "playbook.tools"
 BUILTIN_ENTRY_POINT = "builtin"  # pyproject.toml: [project.entry-points."playbook.tools"] builtin = "tools"
@@ -72,9 +73,10 @@ class ToolContext:
 
     def _refuse_bookkeeping(self, name: str, real: Path, argument: str) -> None:
         if self._bookkeeping(real) and real not in self.input_files:
-            raise ToolArgumentError(argument, f"'{name}' is the project's own bookkeeping ({real}): run state, keys, "
-                                              "saved logins and other runs' folders are not for tools; a run reads "
-                                              "the project's files and writes in its own run folder")
+            raise ToolArgumentError(argument, _("'{name}' is the project's own bookkeeping ({real}): run state, "
+                                                "keys, saved logins and other runs' folders are not for tools; a "
+                                                "run reads the project's files and writes in its own run "
+                                                "folder").format(name=name, real=real))
 
     def artifact_path(self, name: str, argument: str = "path") -> Path:
         """Resolve a path to write: inside the run folder unless the project allows the target."""
@@ -85,8 +87,8 @@ class ToolContext:
                 self._refuse_bookkeeping(name, target, argument)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 return target
-        raise ToolArgumentError(argument, f"'{name}' is outside the run folder; allow it under [paths] write in "
-                         "playbook.toml or write a relative path")
+        raise ToolArgumentError(argument, _("'{name}' is outside the run folder; allow it under [paths] write in "
+                                            "playbook.toml or write a relative path").format(name=name))
 
     def input_path(self, name: str, argument: str = "path") -> Path:
         """Resolve a path to read: as given, else relative to the project, else to the playbook — and only
@@ -99,14 +101,16 @@ class ToolContext:
              if base is not None and (base / candidate).exists()), Path.cwd() / candidate)
         real = found.resolve()
         if any(real == Path(root) or Path(root) in real.parents for root in _NEVER_READ):
-            raise ToolArgumentError(argument, f"'{name}' is a system path; tools do not read {real.parts[1]}/")
+            raise ToolArgumentError(argument, _("'{name}' is a system path; tools do not read {name2}/").format(
+                                                  name=name, name2=real.parts[1]))
         roots = (self.project_dir, self.run_dir, self.base_dir, *self.allowed_paths, *self.readable_paths)
         if real in self.input_files or any(root is not None and (real == root.resolve() or root.resolve()
                                                                  in real.parents) for root in roots):
             self._refuse_bookkeeping(name, real, argument)
             return found
-        raise ToolArgumentError(argument, f"'{name}' is outside the project folder ({real}); pass it as a file "
-                                          "input, or add its folder to [paths] read in playbook.toml")
+        raise ToolArgumentError(argument, _("'{name}' is outside the project folder ({real}); pass it as a file "
+                                            "input, or add its folder to [paths] read in playbook.toml").format(
+                                              name=name, real=real))
 
 
 ToolFunction = Callable[[Any, ToolContext], Awaitable[Any]]
@@ -239,9 +243,10 @@ def _load_plugins() -> None:
     found = list(entry_points(group=ENTRY_POINT_GROUP))
     if not any(ep.name == BUILTIN_ENTRY_POINT for ep in found):
         raise PlaybookError(
-            f"the built-in tools are not registered: no '{BUILTIN_ENTRY_POINT}' entry point in the group "
-            f"'{ENTRY_POINT_GROUP}'. The package metadata is missing or stale; reinstall the project "
-            "(`pip install -e .` in the clone, or `./scripts/setup`)")
+            _("the built-in tools are not registered: no '{BUILTIN_ENTRY_POINT}' entry point in the group "
+              "'{ENTRY_POINT_GROUP}'. The package metadata is missing or stale; reinstall the project (`pip "
+              "install -e .` in the clone, or `./scripts/setup`)").format(
+                BUILTIN_ENTRY_POINT=BUILTIN_ENTRY_POINT, ENTRY_POINT_GROUP=ENTRY_POINT_GROUP))
     for ep in found:
         catalog = getattr(ep.load(), "TOOL_MODULES", None)
         if isinstance(catalog, dict):
@@ -269,8 +274,9 @@ def get_tool(name: str) -> ToolInfo:
         importlib.import_module(module)
         _LAZY.pop(name, None)
         if name not in _TOOLS:
-            raise PlaybookError(f"tool '{name}': its package lists it in {module}, which does not register it; "
-                                "the package's TOOL_MODULES catalog is out of date")
+            raise PlaybookError(_("tool '{name}': its package lists it in {module}, which does not register it; "
+                                  "the package's TOOL_MODULES catalog is out of date").format(
+                                    name=name, module=module))
     if name not in _TOOLS:
-        raise KeyError(f"unknown tool '{name}'{did_you_mean(name, tool_names())}")
+        raise KeyError(_("unknown tool '{name}'{hint}").format(name=name, hint=did_you_mean(name, tool_names())))
     return _TOOLS[name]

@@ -37,7 +37,7 @@ def test_readme_run_without_key_reaches_approval_and_finishes(tmp_path: Path) ->
                 f"comments={ROOT / 'examples' / 'reviews_zh.csv'}", "-i", "limit=20", cwd=tmp_path,
                 env=env_clean)
     assert first.returncode == 3, first.stderr + first.stdout
-    assert "embedded 'local' model" in first.stderr
+    assert "内置的 'local' 模型" in first.stderr
     assert "label：the embedded model" not in first.stdout  # in the user's language, under the step's name
     still = r"说明\S* label：内置模型处理一次调用已 [\d.]+ 秒还没有回复（线程数：\d+）"
     assert re.search(still, first.stdout), first.stdout

@@ -180,7 +180,7 @@ async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
                                                 "use aggregate: {{{name}_count: nunique({name})}}").format(
                                                   name=name))
     rows = _parse_rows(table, args.path, args.time, metrics)
-    times = [m for m, _ in rows]
+    times = [m for m, _row in rows]
     repeated = len(times) - len(set(times))
     if repeated >= max(3, len(times) // 10):
         raise ToolArgumentError("aggregate", (
@@ -258,11 +258,11 @@ class AnomalyOutput(BaseModel):
 async def metrics_anomalies(args: AnomalyInput, ctx: ToolContext) -> AnomalyOutput:
     """Flag points far from their recent history (rolling median and MAD, robust z-score)."""
     data = series(args.rows, args.time, args.value)
-    stamp = stamper([t for t, _ in data])
+    stamp = stamper([t for t, _value in data])
     points: list[Point] = []
     least = max(5, args.window // 4)  # fewer points of history than this: the point is not judged
     for i, (moment, value) in enumerate(data):
-        history = [v for _, v in data[max(0, i - args.window):i]]
+        history = [v for _time, v in data[max(0, i - args.window):i]]
         baseline = score = None
         if len(history) >= least:
             baseline = statistics.median(history)
@@ -370,7 +370,7 @@ def _draw_unlocked(args: ChartInput, ctx: ToolContext) -> ChartOutput:
         for metric in args.values:
             data = series(args.rows, args.time, metric)
             total += len(data)
-            axes.plot([t for t, _ in data], [v for _, v in data], label=metric, linewidth=1.2)
+            axes.plot([t for t, _value in data], [v for _time, v in data], label=metric, linewidth=1.2)
         if args.anomalies:
             axes.scatter([parse_time(p["time"]) for p in args.anomalies], [float(p["value"]) for p in args.anomalies],
                          color="#d62728", s=18, zorder=3, label="异常点")

@@ -90,7 +90,7 @@ def period_key(moment: datetime, period: str) -> str:
     if period == "day":
         return moment.strftime("%Y-%m-%d")
     if period == "week":
-        year, week, _ = moment.isocalendar()
+        year, week, _weekday = moment.isocalendar()
         return f"{year}-W{week:02d}"
     return moment.strftime("%Y-%m")
 

@@ -89,7 +89,7 @@ class ScrapeOutput(BaseModel):
 
 
 async def _read(element: Any, selector: str) -> Any:
-    css, _, attribute = selector.partition("@")
+    css, _at, attribute = selector.partition("@")
     target = element if not css else await element.query_selector(css)
     if target is None:
         return None

@@ -207,7 +207,7 @@ def _render_csv(ledger: Ledger, temporary: Path) -> None:
 
 def _render_jsonl(ledger: Ledger, temporary: Path) -> None:
     with temporary.open("w", encoding="utf-8") as fh:
-        for _, _, rows in ledger.sheets():
+        for _title, _columns, rows in ledger.sheets():
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
 

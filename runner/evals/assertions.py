@@ -62,7 +62,7 @@ async def evaluate(assertion: Assertion, record: dict[str, Any], case: CaseSpec,
         verdict.failed_at = [assertion.that]
         return verdict
     if assertion.check == "overlap" and STAR in parts:  # a set check is about the whole collection
-        targets = [(assertion.that, [value for _, value in targets])]
+        targets = [(assertion.that, [value for _path, value in targets])]
     if not targets:
         verdict.reason = _("no items to check (an empty list)")
         return verdict

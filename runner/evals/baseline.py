@@ -73,7 +73,7 @@ def bootstrap_drop(pairs: list[tuple[float, float]], *, seed: int = 0) -> dict[s
     deltas = [b - a for a, b in pairs]
     mean = sum(deltas) / len(deltas)
     rng = random.Random(seed)
-    means = sorted(sum(rng.choice(deltas) for _ in deltas) / len(deltas) for _ in range(RESAMPLES))
+    means = sorted(sum(rng.choice(deltas) for _draw in deltas) / len(deltas) for _round in range(RESAMPLES))
     low, high = means[int(0.025 * RESAMPLES)], means[int(0.975 * RESAMPLES) - 1]
     return {"mean_delta": round(mean, 4), "interval": [round(low, 4), round(high, 4)], "cases": len(deltas),
             "regressed": mean < 0 and high < 0}

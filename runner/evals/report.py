@@ -73,7 +73,7 @@ def _assertions(per_run: list[list[Verdict]]) -> list[dict[str, Any]]:
 
 
 def _step(name: str, steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    step_id, _, visit = name.partition("#")
+    step_id, _hash, visit = name.partition("#")
     entry = steps.get(step_id, {})
     this = next((v for v in entry.get("visits", []) if str(v["visit"]) == visit), entry)
     output = this.get("output")

@@ -21,6 +21,7 @@ from pydantic import ValidationError as PydanticValidationError
 from runner.config import LOCAL, ModelConfig, Project
 from runner.dsl.spec import Retry
 from runner.errors import RunError
+from runner.i18n import _
 from runner.messages import summarise
 from runner.models import model_table, openai_compatible
 from runner.models.limits import model_limiter
@@ -191,8 +192,9 @@ class LlmClient:
                 break
             except ValueError as exc:
                 if repair == MAX_REPAIRS:
-                    raise RunError(f"model '{alias}' did not return valid JSON for the output schema "
-                                   f"after {MAX_REPAIRS} repairs: {exc}", step=request.step) from None
+                    raise RunError(_("model '{alias}' did not return valid JSON for the output schema after "
+                                     "{MAX_REPAIRS} repairs: {exc}").format(
+                                       alias=alias, MAX_REPAIRS=MAX_REPAIRS, exc=exc), step=request.step) from None
                 messages = [*messages, {"role": "assistant", "content": text},
                             {"role": "user", "content": f"你的输出无效：{exc}。请只输出修正后的 JSON。"}]
         if use_cache and self.store is not None:
@@ -226,8 +228,9 @@ class LlmClient:
                     return await self._remote(alias, config, request, messages, schema)
             except _Retryable as exc:
                 if attempt == attempts:
-                    raise RunError(f"model '{alias}' ({config.model}) still failing after "
-                                   f"{attempts} attempts: {exc}", step=request.step) from None
+                    raise RunError(_("model '{alias}' ({model}) still failing after {attempts} attempts: {exc}").format(
+                                       alias=alias, model=config.model, attempts=attempts, exc=exc),
+                                   step=request.step) from None
                 pause = _backoff(request.retry, attempt, exc)
                 if exc.retry_after is not None:  # the provider said when: every request on this model waits
                     await model_limiter(alias, config, shared).hold(pause)
@@ -238,8 +241,8 @@ class LlmClient:
                      schema: dict[str, Any] | None) -> LlmReply:
         from runner.models import local_model
         if request.tools:
-            raise RunError("the embedded 'local' model cannot call tools; give this agent step a `model:` "
-                           "that supports function calling", step=request.step)
+            raise RunError(_("the embedded 'local' model cannot call tools; give this agent step a `model:` that "
+                             "supports function calling"), step=request.step)
         reply = await local_model.complete(messages, schema=schema, max_tokens=request.max_tokens or 2048,
                                            temperature=request.temperature or 0.0,
                                            settings=self.project.settings.local)
@@ -272,7 +275,7 @@ class LlmClient:
             else:
                 text, calls, tokens_in, tokens_out = await _through_litellm(_litellm(), config, api_key, params)
         except (AttributeError, IndexError) as exc:  # a 200 without choices or message: retried like a 5xx
-            raise _Retryable(f"malformed response: {exc}", None) from None
+            raise _Retryable(_("malformed response: {exc}").format(exc=exc), None) from None
         except Exception as exc:
             raise _classify(exc, alias, config, request.step) from None
         return LlmReply(text, calls, tokens_in, tokens_out, self._cost(config, prices, tokens_in, tokens_out))
@@ -338,11 +341,12 @@ def _classify(exc: Exception, alias: str, config: ModelConfig, step: str) -> Exc
                     status == 429 or status >= 500)):
         return _Retryable(f"{name} ({status}): {str(exc)[:200]}", _retry_after(exc))
     if name == "AuthenticationError" or status in (401, 403):
-        return RunError(f"model '{alias}' ({config.model}) rejected the API key ({status}); set "
-                        f"{config.key_env() or 'the key variable'} to a valid key. Provider said: "
-                        f"{str(exc)[:200]}", step=step)
-    return RunError(f"model '{alias}' ({config.model}) refused the request ({status or name}): "
-                    f"{str(exc)[:300]}", step=step)
+        return RunError(_("model '{alias}' ({model}) rejected the API key ({status}); set {value} to a valid key. "
+                          "Provider said: {name}").format(
+                            alias=alias, model=config.model, status=status,
+                            value=config.key_env() or 'the key variable', name=str(exc)[:200]), step=step)
+    return RunError(_("model '{alias}' ({model}) refused the request ({value}): {name}").format(
+                        alias=alias, model=config.model, value=status or name, name=str(exc)[:300]), step=step)
 
 
 def _retry_after(exc: Exception) -> float | None:
@@ -386,13 +390,15 @@ def parse_structured(text: str, model: type[BaseModel]) -> dict[str, Any]:
     start, end = body.find("{"), body.rfind("}")
     if start < 0 or end <= start:
         shown = " ".join(body.split())[:80]
-        raise ValueError(f"no JSON object in the reply ({f'it began: {shown!r}' if shown else 'it was empty'})")
+        said = _("no JSON object in the reply (it began: {text!r})").format(text=shown) if shown else \
+            _("no JSON object in the reply (it was empty)")
+        raise ValueError(said)
     try:
         data = json.loads(body[start:end + 1])
     except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON ({exc.msg} at char {exc.pos})") from None
+        raise ValueError(_("invalid JSON ({msg} at char {pos})").format(msg=exc.msg, pos=exc.pos)) from None
     try:
         return model.model_validate(data).model_dump(mode="json")
     except PydanticValidationError as exc:
         problems = summarise(exc.errors())
-        raise ValueError(f"does not match the schema: {problems}") from None
+        raise ValueError(_("does not match the schema: {problems}").format(problems=problems)) from None

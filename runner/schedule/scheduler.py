@@ -31,6 +31,7 @@ from runner.engine.execute import Runner, RunOutcome, new_run_id
 from runner.engine.liveness import this_process
 from runner.engine.preflight import prepare_inputs
 from runner.errors import PlaybookError, RunError
+from runner.i18n import _
 from runner.store import store_lost
 from runner.team import queue
 
@@ -56,7 +57,7 @@ def discover(project: Project) -> tuple[list[Schedule], list[str]]:
         try:
             playbook = load_and_validate(path)
         except PlaybookError as exc:
-            problems.append(f"{path}: not scheduled: {str(exc).splitlines()[0]}")
+            problems.append(_("{path}: not scheduled: {name}").format(path=path, name=str(exc).splitlines()[0]))
             continue
         for i, trigger in enumerate(playbook.spec.triggers, start=1):
             schedules.append(Schedule(f"{playbook.spec.name}#{i}", path.resolve(), trigger.cron, trigger.timezone,
@@ -93,7 +94,8 @@ class Scheduler:
             if schedule.id == schedule_id:
                 return schedule
         known = ", ".join(s.id for s in self.schedules) or "none"
-        raise PlaybookError(f"no schedule '{schedule_id}' (schedules: {known})")
+        raise PlaybookError(_("no schedule '{schedule_id}' (schedules: {known})").format(
+                                schedule_id=schedule_id, known=known))
 
     def state(self, schedule: Schedule) -> dict[str, Any]:
         state = self.store.schedule_state(schedule.id)
@@ -121,9 +123,11 @@ class Scheduler:
             latest = following
         grace = self.project.settings.scheduler.grace
         if schedule.catch_up == "skip" and now - latest > grace:
-            fire = Fire(schedule.id, latest, "skipped: missed", detail=f"{now - latest:.0f}s late, catch_up: skip")
+            fire = Fire(schedule.id, latest, "skipped: missed", detail=_("{number:.0f}s late, catch_up: skip").format(
+                                                                           number=now - latest))
         elif (active := self._active_run(schedule.id)) is not None:
-            fire = Fire(schedule.id, latest, "skipped: overlap", detail=f"run {active} has not finished")
+            fire = Fire(schedule.id, latest, "skipped: overlap", detail=_("run {active} has not finished").format(
+                                                                            active=active))
         else:
             fire = Fire(schedule.id, latest, "started", run_id=new_run_id(schedule.playbook.stem))
         # the due time is claimed together with the run id it starts: the README's promise, made true
@@ -252,8 +256,8 @@ class Scheduler:
                 if not store_lost(exc):
                     raise
                 if not away:
-                    say(f"the store is not answering ({str(exc).splitlines()[0]}); trying again every "
-                        f"{poll:g} s — due times are kept and start once it is back")
+                    say(_("the store is not answering ({name}); trying again every {poll:g} s — due times are kept "
+                          "and start once it is back").format(name=str(exc).splitlines()[0], poll=poll))
                 away = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait() if stop else asyncio.sleep(pause), timeout=pause)

@@ -14,6 +14,7 @@ from typing import Any
 
 from runner.config import Project
 from runner.errors import PlaybookError, StoreUnreachable
+from runner.i18n import _
 from runner.store.protocol import Store
 
 _POSTGRES = ("postgresql://", "postgres://")
@@ -31,8 +32,9 @@ def store_lost(exc: BaseException) -> bool:
 def store_url(project: Project) -> str | None:
     url = project.settings.store.url
     if url and not url.startswith(_POSTGRES):
-        raise PlaybookError(f"[store] url must start with postgresql:// (got '{url.split(':', 1)[0]}:…'); leave it "
-                            "out to keep runs in SQLite under the project's .playbook folder")
+        raise PlaybookError(_("[store] url must start with postgresql:// (got '{name}:…'); leave it out to keep "
+                              "runs in SQLite under the project's .playbook folder").format(
+                                name=url.split(':', 1)[0]))
     return url
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runner.errors import PlaybookError
+from runner.i18n import _
 
 # Written for SQLite; `for_postgres` maps the types. Timestamps are REAL (seconds): in Postgres that must be
 # DOUBLE PRECISION — its REAL is 4 bytes and would round a timestamp to minutes.
@@ -85,8 +86,9 @@ def migrate(execute: Callable[[str], list[tuple[Any, ...]]], *, postgres: bool, 
     rows = execute("SELECT version FROM schema_version")
     at = int(rows[0][0]) if rows else 0
     if at > LATEST:
-        raise PlaybookError(f"the store at {where} was written by a newer version of playbook runner (schema "
-                            f"{at}; this version knows up to {LATEST}); upgrade playbook runner to use it")
+        raise PlaybookError(_("the store at {where} was written by a newer version of playbook runner (schema "
+                              "{at}; this version knows up to {LATEST}); upgrade playbook runner to use it").format(
+                                where=where, at=at, LATEST=LATEST))
     for migration in MIGRATIONS[at:]:
         if callable(migration):
             migration(execute, postgres)

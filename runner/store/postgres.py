@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from runner.errors import StoreUnreachable
+from runner.i18n import _
 from runner.store import migrations
 from runner.store.batch_writer import BatchWriter, Statements
 from runner.store.sql import Execute, SqlStore
@@ -149,7 +150,7 @@ class PostgresStore(SqlStore):
                 committing = True
             return
         except psycopg.OperationalError:
-            if not self._lost() or (committing and not all(_idempotent(sql) for sql, _ in statements)):
+            if not self._lost() or (committing and not all(_idempotent(sql) for sql, _params in statements)):
                 raise
         with self._transaction() as execute:
             for sql, params in statements:
@@ -158,9 +159,10 @@ class PostgresStore(SqlStore):
 
 def _unreachable(url: str, exc: Exception, waited: float = 0) -> StoreUnreachable:
     reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    after = f" for {waited:g} s" if waited else ""
-    return StoreUnreachable(f"cannot connect to the store at {safe_url(url)}{after} ({reason.rstrip('.')}); check "
-                         "[store] url in playbook.toml (or PLAYBOOK_STORE_URL) and that Postgres is running")
+    after = _(" for {waited:g} s").format(waited=waited) if waited else ""
+    return StoreUnreachable(_("cannot connect to the store at {value}{after} ({value2}); check [store] url in "
+                              "playbook.toml (or PLAYBOOK_STORE_URL) and that Postgres is running").format(
+                                value=safe_url(url), after=after, value2=reason.rstrip('.')))
 
 
 def _rows(cursor: Any) -> list[tuple[Any, ...]]:

@@ -19,6 +19,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
+from runner.i18n import _
 from runner.registry import NOT_KNOWN_YET, ToolArgumentError
 from runner.tables.shape import (
     LOOK,
@@ -111,8 +112,8 @@ def check_table(path: Path, args: dict[str, Any]) -> None:
         if not final and not rows:
             return  # the look ended inside the first row (a cell of a megabyte): the file has more than a header
     if not rows and args.get("allow_empty") is not True:
-        raise ToolArgumentError("path", f"'{name}' has no rows under its header; check the export (or set "
-                                        "allow_empty: true if an empty file is expected)")
+        raise ToolArgumentError("path", _("'{name}' has no rows under its header; check the export (or set "
+                                          "allow_empty: true if an empty file is expected)").format(name=name))
 
 
 def kind_of(path: Path, name: str) -> tuple[str, bool]:
@@ -121,8 +122,9 @@ def kind_of(path: Path, name: str) -> tuple[str, bool]:
     packed = path.suffix.lower() == ".gz"
     suffix = Path(path.stem).suffix.lower() if packed else path.suffix.lower()
     if suffix not in SUFFIXES or (packed and suffix == ".xlsx"):
-        raise ToolArgumentError("path", f"'{name}': unsupported file type '{path.suffix.lower()}'; use .csv, "
-                                        ".xlsx or .jsonl (a .csv, .txt or .jsonl may be gzipped: .csv.gz)")
+        raise ToolArgumentError("path", _("'{name}': unsupported file type '{value}'; use .csv, .xlsx or .jsonl (a "
+                                          ".csv, .txt or .jsonl may be gzipped: .csv.gz)").format(
+                                            name=name, value=path.suffix.lower()))
     with path.open("rb") as handle:
         magic = handle.read(4)
     if suffix in TEXT_SUFFIXES and magic == b"PK\x03\x04" and zipfile.is_zipfile(path):
@@ -139,11 +141,11 @@ def _bytes(path: Path, name: str, packed: bool, budget: int | None) -> bytes:
         with gzip.open(path, "rb") as handle:
             data = handle.read(cap + 1)
     except (OSError, EOFError) as exc:
-        raise ToolArgumentError("path", f"'{name}' is gzipped but does not unpack ({exc}); download or export it "
-                                        "again") from None
+        raise ToolArgumentError("path", _("'{name}' is gzipped but does not unpack ({exc}); download or export it "
+                                          "again").format(name=name, exc=exc)) from None
     if budget is None and len(data) > cap:
-        raise ToolArgumentError("path", f"'{name}' unpacks to more than {cap // 2**20} MB; split it, or read "
-                                        "a part of it")
+        raise ToolArgumentError("path", _("'{name}' unpacks to more than {number} MB; split it, or read a part of "
+                                          "it").format(name=name, number=cap // 2 ** 20))
     return data[:cap]
 
 
@@ -160,8 +162,9 @@ def _text_file(path: Path, name: str, shape: Shape, suffix: str, limit: int | No
 
 
 def _undecodable(name: str) -> ToolArgumentError:
-    return ToolArgumentError("encoding", f"'{name}' is neither UTF-8 nor GBK (is it a csv file at all?); "
-                                         "pass encoding: explicitly, or export it again as CSV UTF-8")
+    return ToolArgumentError("encoding", _("'{name}' is neither UTF-8 nor GBK (is it a csv file at all?); pass "
+                                           "encoding: explicitly, or export it again as CSV UTF-8").format(
+                                             name=name))
 
 
 def decode(raw: bytes, encoding: str | None, name: str, *, final: bool = True) -> str:
@@ -210,8 +213,9 @@ def _split(lines: Iterator[str], separator: str, name: str) -> Iterator[tuple[in
                 yield start, record
             start = reader.line_num + 1
     except csv.Error as exc:
-        raise ToolArgumentError("path", f"'{name}' line {reader.line_num}: {exc}; check the quoting around "
-                                        "that line, or save the file again as CSV") from None
+        raise ToolArgumentError("path", _("'{name}' line {line_num}: {exc}; check the quoting around that line, or "
+                                          "save the file again as CSV").format(
+                                            name=name, line_num=reader.line_num, exc=exc)) from None
 
 
 def _lines(text: str) -> Iterator[str]:
@@ -239,7 +243,7 @@ def _shaped(records: Iterator[tuple[int, Sequence[Any]]], name: str, shape: Shap
     notes: list[str] = []
     header, start = _header(head, name, shape, notes)
     width = len(header)
-    columns = Columns.of([r for _, r in head[start:]], width)
+    columns = Columns.of([r for _line, r in head[start:]], width)
     rows: list[dict[str, Any]] = []
     lines = array("l")
     mended: dict[int, list[int]] = {}
@@ -266,9 +270,10 @@ def _shaped(records: Iterator[tuple[int, Sequence[Any]]], name: str, shape: Shap
         lines.append(line)
     if broken:
         raise ToolArgumentError("path", (
-            f"'{name}' line {_some(broken)}: more fields than the header's {width}, and no single text column "
-            f"explains them (an unquoted {_SHOWN.get(separator, repr(separator))} inside a text?); put that text "
-            "in quotes, or export the file again as CSV"))
+            _("'{name}' line {value}: more fields than the header's {width}, and no single text column explains "
+              "them (an unquoted {value2} inside a text?); put that text in quotes, or export the file again as "
+              "CSV").format(
+                name=name, value=_some(broken), width=width, value2=_SHOWN.get(separator, repr(separator)))))
     for column, where in mended.items():
         notes.append(f"第 {_some(where)} 行的字段比表头多：是「{header[column]}」列的文字里有未加引号的"
                      f"{separator_name(separator)}，已把多出的部分并回该列，原文没有丢")
@@ -281,39 +286,43 @@ def _header(head: list[tuple[int, Sequence[Any]]], name: str, shape: Shape,
     if not head and not shape.names:
         return [], 0
     if shape.header_row == 0 or (shape.names and shape.header_row is None):
-        width = max((len(r) for _, r in head), default=0)
+        width = max((len(r) for _line, r in head), default=0)
         header = shape.names or [f"col{j + 1}" for j in range(width)]
         return _given(header, width, name), 0
     if shape.header_row is not None:
-        index = next((i for i, (line, _) in enumerate(head) if line == shape.header_row), None)
+        index = next((i for i, (line, _row) in enumerate(head) if line == shape.header_row), None)
         if index is None:
-            raise ToolArgumentError("header_row", f"'{name}' has no row {shape.header_row} with anything in it "
-                                                  f"(rows with content start at {head[0][0] if head else 1})")
+            raise ToolArgumentError("header_row", _("'{name}' has no row {header_row} with anything in it (rows "
+                                                    "with content start at {value})").format(
+                                                      name=name, header_row=shape.header_row,
+                                                      value=head[0][0] if head else 1))
     else:
         try:
-            index = find_header([r for _, r in head])
+            index = find_header([r for _line, r in head])
         except NoHeader as exc:
             if shape.told_by_the_run:
                 return header_names(head[0][1])[0], 1
             first = ", ".join(str(v) for v in exc.first[:6]) + (", …" if len(exc.first) > 6 else "")
             raise ToolArgumentError("names", (
-                f"'{name}': the first row looks like data, not column names ({first}); give the columns' names "
-                f"in order with names: [{', '.join(f'col{j + 1}' for j in range(len(exc.first)))}] (or "
-                "header_row: 1 if that row is the header)")) from None
+                _("'{name}': the first row looks like data, not column names ({first}); give the columns' names in "
+                  "order with names: [{joined}] (or header_row: 1 if that row is the header)").format(
+                    name=name, first=first, joined=', '.join(f'col{j + 1}' for j in range(len(exc.first)))))) from None
     header, renamed = header_names(head[index][1])
     if shape.names:
         header = _given(shape.names, len(header), name)
     if index > 0:
-        title = " / ".join(",".join(str(v) for v in r if v not in (None, "")) for _, r in head[:index])
-        notes.append(f"表头取第 {head[index][0]} 行（上面是标题：「{title[:60]}」）；不对的话用 header_row: 指定")
+        title = " / ".join(",".join(str(v) for v in r if v not in (None, "")) for _line, r in head[:index])
+        notes.append(_("the header is line {line} (above it, a title: '{title}'); if that is wrong, give "
+                       "header_row:").format(line=head[index][0], title=title[:60]))
     notes.extend(renamed)
     return header, index + 1
 
 
 def _given(names: list[str], width: int, name: str) -> list[str]:
     if width and len(names) != width:
-        raise ToolArgumentError("names", f"names has {len(names)} names but '{name}' has {width} columns; give "
-                                         "one name per column, in order")
+        raise ToolArgumentError("names", _("names has {value} names but '{name}' has {width} columns; give one "
+                                           "name per column, in order").format(
+                                             value=len(names), name=name, width=width))
     return list(names)
 
 
@@ -332,12 +341,14 @@ def _xlsx(path: Path, name: str, shape: Shape, limit: int | None) -> Table:
         book = openpyxl.load_workbook(handle, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         handle.close()
-        raise ToolArgumentError("path", f"'{name}' is not a readable xlsx workbook ({exc}); open it in Excel "
-                                        "or WPS and save it again as .xlsx, or export it as .csv") from None
+        raise ToolArgumentError("path", _("'{name}' is not a readable xlsx workbook ({exc}); open it in Excel or "
+                                          "WPS and save it again as .xlsx, or export it as .csv").format(
+                                            name=name, exc=exc)) from None
     try:
         if shape.sheet is not None and shape.sheet not in book.sheetnames:
             sheets = ", ".join(book.sheetnames)
-            raise ToolArgumentError("sheet", f"'{name}' has no sheet '{shape.sheet}' (sheets: {sheets})")
+            raise ToolArgumentError("sheet", _("'{name}' has no sheet '{sheet}' (sheets: {sheets})").format(
+                                                 name=name, sheet=shape.sheet, sheets=sheets))
         sheet = book[shape.sheet] if shape.sheet else book.worksheets[0]
         records = ((n, _json_values(row)) for n, row in enumerate(sheet.iter_rows(values_only=True), start=1)
                    if any(v is not None and str(v).strip() for v in row))
@@ -368,10 +379,12 @@ def _jsonl(lines: list[str], name: str) -> Table:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ToolArgumentError("path", f"'{name}' line {number}: not JSON ({exc.msg} at column {exc.colno}); "
-                                            "a .jsonl file holds one JSON object per line") from None
+            raise ToolArgumentError("path", _("'{name}' line {number}: not JSON ({msg} at column {colno}); a "
+                                              ".jsonl file holds one JSON object per line").format(
+                                                name=name, number=number, msg=exc.msg, colno=exc.colno)) from None
         if not isinstance(row, dict):
-            raise ToolArgumentError("path", f"'{name}' line {number}: a JSON object {{…}} per line is expected")
+            raise ToolArgumentError("path", _("'{name}' line {number}: a JSON object {{…}} per line is "
+                                              "expected").format(name=name, number=number))
         rows.append(row)
         numbers.append(number)
     return Table(rows, numbers)

@@ -24,6 +24,7 @@ from runner.engine.liveness import HOST, holder_alive, this_process
 from runner.engine.nodes import RunContext, StepContext
 from runner.engine.nodes.map import map_items, run_units, unit_size
 from runner.errors import PlaybookError
+from runner.i18n import _
 
 SNAPSHOT = "__map_state__"  # journal step under which a distributed map's template state is kept
 POLL = 0.2  # seconds between the coordinator's looks at its chunks
@@ -72,7 +73,7 @@ def distributor(send_chunk: Callable[[str, str, int, int], None], chunk_items: i
                     send_chunk(run_id, step, visit, chunk["chunk"])
         except PlaybookError as exc:  # the broker is down: this worker runs every chunk itself
             ctx.run.hooks.on_map_progress(run_id=run_id, step=step, done=0, total=len(items), batch_done=False,
-                                          rate=None, notice=f"{exc} — running every chunk here")
+                                          rate=None, notice=_("{exc} — running every chunk here").format(exc=exc))
         reported = -1
         while True:
             ctx.run.check_cancel(step)
@@ -109,7 +110,7 @@ async def run_chunk(ctx: StepContext, items: list[Any], number: int) -> bool:
     beat = _Heartbeat(lambda: rc.store.chunk_update(rc.run_id, step, visit, number, holder, heartbeat=time.time()))
     try:
         async with beat:
-            _, errors = await run_units(ctx, items, first, end, report=False)
+            _outputs, errors = await run_units(ctx, items, first, end, report=False)
     except asyncio.CancelledError:
         if not beat.lost:
             raise

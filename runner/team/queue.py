@@ -50,7 +50,7 @@ def celery_app(broker_url: str, visibility_timeout: float) -> Any:
 def app_for(project: Project) -> Any:
     url = broker(project)
     if not url:
-        raise RuntimeError("no [queue] broker configured")
+        raise RuntimeError(_("no [queue] broker configured"))
     return celery_app(url, project.settings.queue.visibility_timeout)
 
 
@@ -104,5 +104,5 @@ def _or_stranded(project: Project, store: Store, run_id: str, kind: str, decisio
         send(project, kind, run_id, decision)
     except PlaybookError as exc:
         store.update_run(run_id, status="failed", ended_at=time.time(),
-                         error=f"{exc}; then: playbook resume {run_id}")
+                         error=_("{exc}; then: playbook resume {run_id}").format(exc=exc, run_id=run_id))
         raise
