@@ -286,10 +286,12 @@ def anomaly_method(count: int, window: int, least: int, threshold: float, times:
     unjudged = min(count, least)
     short = max(0, min(count, window) - unjudged)
     if unjudged:
-        text += f"；前 {unjudged} 个点之前不足 {least} 个点，不做判断"
+        text += _("; the first {count} points have fewer than {least} points before them and are not judged").format(
+            count=unjudged, least=least)
     if short:
-        text += (f"；接下来的 {short} 个点（到 {times[unjudged + short - 1]} 为止）只用之前的 {least}–{window - 1} "
-                 f"个点判断，少于窗口")
+        text += _("; the next {count} points (up to {until}) are judged on the {least}–{most} points before them, "
+                  "fewer than the window").format(count=short, until=times[unjudged + short - 1], least=least,
+                                                  most=window - 1)
     return text
 
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.i18n import _
 from runner.registry import ToolContext, tool
 from tools.metrics import series
 from tools.metrics_rollup import coverage_note, period_days, period_key
@@ -69,7 +70,7 @@ def _grouped(args: CompareInput, metric: str) -> list[tuple[str, float | None, i
         if args.period != "day" and first and last:
             note = coverage_note(first, last, spans[key])
         elif key in (keys[0], keys[-1]) and len(points) < usual:  # sub-daily points: a day cut short
-            note = f"只有 {len(points)} 个点，平时是 {usual:g} 个"
+            note = _("only {count} points, usually {usual:g}").format(count=len(points), usual=usual)
         out.append((key, value, len(points), note))
     return out
 
@@ -84,10 +85,10 @@ async def metrics_compare(args: CompareInput, ctx: ToolContext) -> CompareOutput
         for key, value, points, partial in _grouped(args, metric):
             previous, previous_partial = before if before else (None, None)
             value = None if value is None else round(value, 4)
-            note = f"不完整的周期：{partial}" if partial else None
+            note = _("partial period: {why}").format(why=partial) if partial else None
             comparable = before is not None and not partial and not previous_partial
             if before is not None and previous_partial and not partial:
-                note = f"未比较：上一周期不完整（{previous_partial}）"
+                note = _("not compared: the period before is partial ({why})").format(why=previous_partial)
             delta = value - previous if comparable and value is not None and previous is not None else None
             pct = round(delta / previous * 100, 2) if delta is not None and previous else None
             row = PeriodDelta(metric=metric, period=key, value=value, previous=previous,

@@ -114,7 +114,8 @@ def coverage_note(first: date, last: date, span: tuple[date, date]) -> str | Non
     if first <= start and end <= last:
         return None
     covered = (min(end, last) - max(start, first)).days + 1
-    return f"数据只覆盖 {(end - start).days + 1} 天中的 {max(covered, 0)} 天"
+    return _("the data covers {covered} of its {days} days").format(covered=max(covered, 0),
+                                                                     days=(end - start).days + 1)
 
 
 def _value(rule: Rule, rows: list[dict[str, Any]]) -> float | None:

@@ -287,5 +287,5 @@ def _explain(exc: Exception, timeout: float) -> Exception:
     if "is not a valid selector" in text or "Unexpected token" in text or "SyntaxError" in text:
         return ValueError(_("bad selector: {text}").format(text=text))
     if "Timeout" in type(exc).__name__ or "Timeout" in text:
-        return ValueError(f"等待 {timeout:g} 秒后超时：{text}")
+        return ValueError(_("timed out after waiting {timeout:g} s: {text}").format(timeout=timeout, text=text))
     return ValueError(f"{type(exc).__name__}: {text}")

@@ -165,9 +165,10 @@ def _write(args: SheetWriteInput, ctx: ToolContext, target: Path) -> SheetWriteO
             {".csv": _render_csv, ".jsonl": _render_jsonl}[suffix](ledger, temporary)
     notice = None
     if removed:
-        where = "，".join(f"{column} {count} 个" for column, count in removed.most_common())
-        notice = (f"去掉了 {sum(removed.values())} 个工作簿存不下的控制字符（{where}）；"
-                  "其余文字原样保存")
+        where = _(", ").join(_("{column} {count}").format(column=column, count=count)
+                             for column, count in removed.most_common())
+        notice = _("removed {count} control characters a workbook cannot hold ({where}); the rest of the text is "
+                   "kept as it was").format(count=sum(removed.values()), where=where)
     return SheetWriteOutput(path=str(target), count=len(args.rows), sheet=args.sheet, notice=notice)
 
 
