@@ -54,10 +54,10 @@ def parse_key(key: str, secret: bytes) -> ButtonKey:
     elif len(parts) == 6:
         body, tag, channel = "|".join(parts[:5]), parts[5], parts[4]
     else:
-        raise ValueError("not a button key")
+        raise ValueError(_("not a button key"))
     expected = hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()[:24]
     if not parts[3].isdigit() or not hmac.compare_digest(expected, tag):
-        raise ValueError("the button's key does not match this server's")
+        raise ValueError(_("the button's key does not match this server's"))
     return ButtonKey(parts[0], parts[1], parts[2], int(parts[3]), channel)
 
 

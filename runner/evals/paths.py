@@ -76,9 +76,9 @@ def _walk(value: Any, rest: list[str | int], done: list[str | int], found: list[
         raise PathMissing(_("{value} is {value2}; it has no field '{head}'").format(
                               value=show(done), value2=_kind(value), head=head))
     if head not in value:
-        fields = ", ".join(sorted(map(str, value))[:12]) or "none"
+        fields = ", ".join(sorted(map(str, value))[:12]) or _("none")
         raise PathMissing(_("{value} has no field '{head}' (fields: {fields})").format(
-                              value=show(done) or 'the run', head=head, fields=fields))
+                              value=show(done) or _("the run"), head=head, fields=fields))
     _walk(value[head], tail, [*done, head], found)
 
 

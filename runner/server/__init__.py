@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from runner.config import Project
+from runner.i18n import _
 from runner.server.security import LOOPBACK, BodyLimit, served_hosts, token_gate
 from runner.server.service import Conflict, NotFound, Service
 
@@ -45,8 +46,8 @@ def serve(project: Project, host: str, port: int) -> None:
     from runner.errors import PlaybookError
 
     if host not in LOOPBACK and not server_token(project):
-        raise PlaybookError(f"binding to {host} exposes the server beyond this machine: set [server] token in "
-                            "playbook.toml or PLAYBOOK_SERVER_TOKEN first")
+        raise PlaybookError(_("binding to {host} exposes the server beyond this machine: set [server] token in "
+                              "playbook.toml or PLAYBOOK_SERVER_TOKEN first").format(host=host))
     app = create_app(project, bind=host)
     config: dict[str, Any] = {"host": host, "port": port, "log_level": "warning"}
     uvicorn.run(app, **config)

@@ -71,7 +71,7 @@ class Service:
     def run(self, run_id: str) -> dict[str, Any]:
         run = self.store.get_run(run_id)
         if run is None:
-            raise NotFound(f"no run '{run_id}'")
+            raise NotFound(_("no run '{run_id}'").format(run_id=run_id))
         return run
 
     def view(self, run: dict[str, Any]) -> dict[str, Any]:
@@ -120,7 +120,7 @@ class Service:
         for path in self.artifacts(run_id, logs=True):
             if path.name == name:  # only files listed for the run, never a path the request builds
                 return path
-        raise NotFound(f"run '{run_id}' has no artifact '{name}'")
+        raise NotFound(_("run '{run_id}' has no artifact '{name}'").format(run_id=run_id, name=name))
 
     def playbooks(self) -> list[Playbook]:
         found = []
@@ -136,7 +136,7 @@ class Service:
         for playbook in self.playbooks():
             if playbook.spec.name == name:
                 return playbook
-        raise NotFound(f"no playbook '{name}'")
+        raise NotFound(_("no playbook '{name}'").format(name=name))
 
     # acting
     def start(self, playbook: Playbook, given: dict[str, Any]) -> str:
@@ -152,9 +152,10 @@ class Service:
         """Continue an interrupted or failed run in the background, once however often it is asked."""
         run = self.run(run_id)
         if shown_status(run) not in ("interrupted", "failed"):
-            raise Conflict(f"run '{run_id}' is {run['status']}; only an interrupted or failed run is resumed")
+            raise Conflict(_("run '{run_id}' is {status}; only an interrupted or failed run is resumed").format(
+                               run_id=run_id, status=run['status']))
         if not self.store.take_over(run, **this_process()):
-            raise Conflict(f"run '{run_id}' was resumed by someone else just now")
+            raise Conflict(_("run '{run_id}' was resumed by someone else just now").format(run_id=run_id))
         self._continue(run["id"], None)
 
     def decide(self, run_id: str, action: str, *, by: str, comment: str | None = None,
@@ -162,13 +163,14 @@ class Service:
         """Apply an approval decision once. A decision for a (step, visit) already decided returns what
         was recorded and changes nothing; edits that do not fit raise FieldErrors, also changing nothing."""
         if action not in ("approve", "reject"):
-            raise FieldErrors({"": f"unknown action '{action}' (approve or reject)"})
+            raise FieldErrors({"": _("unknown action '{action}' (approve or reject)").format(action=action)})
         run = self.run(run_id)
         pending = run["pending"] or {}
         if step is not None and (pending.get("step"), pending.get("visit")) != (step, visit):
             return self._recorded(run_id, step, visit)
         if run["status"] != "waiting" or not pending:
-            raise Conflict(f"run '{run_id}' is {run['status']}, not waiting for approval")
+            raise Conflict(_("run '{run_id}' is {status}, not waiting for approval").format(
+                               run_id=run_id, status=run['status']))
         edits = edits or {}
         try:
             model = to_model(pending["schema"], "Draft") if pending.get("schema") else None
@@ -195,7 +197,8 @@ class Service:
         if claimed is not None:  # decided, and the run is applying it right now
             return Decided(run_id, str(step), int(visit or 0), claimed["action"], claimed.get("by") or "", [],
                            repeated=True)
-        raise Conflict(f"run '{run_id}' is not waiting at step '{step}' (visit {visit})")
+        raise Conflict(_("run '{run_id}' is not waiting at step '{step}' (visit {visit})").format(
+                           run_id=run_id, step=step, visit=visit))
 
     def _continue(self, run_id: str, decision: dict[str, Any] | None) -> None:
         """Drive a run this process has just claimed: here, or on a worker."""

@@ -54,7 +54,7 @@ async def run_approval(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
     recorded = ctx.run.store.decision(ctx.run.run_id, ctx.step.id, ctx.visit)
     decision = recorded if recorded is not None else interrupt(payload)
     if not isinstance(decision, dict) or decision.get("action") not in ("approve", "reject"):
-        raise RunError(f"invalid approval decision {decision!r}", step=ctx.step.id)
+        raise RunError(_("invalid approval decision {decision!r}").format(decision=decision), step=ctx.step.id)
     try:
         final = apply_edits(draft, decision.get("edits") or {}, spec.editable, model)
     except EditError as exc:
@@ -74,6 +74,6 @@ async def run_approval(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
     await ctx.once("decision", record)
     if decision["action"] == "reject" and not spec.on_reject:
         raise RunError(_("rejected by {value}: {value2}").format(
-                           value=decision.get('by'), value2=decision.get('comment') or 'no comment'),
+                           value=decision.get('by'), value2=decision.get("comment") or _("no comment")),
                        step=ctx.step.id)
     return {"draft": final, "decision": {**decision, "diff": changes}}
