@@ -12,6 +12,7 @@ from runner.engine.approvals import EditError, apply_edits, parse_set
 from runner.errors import NoSuchRun, PlaybookError, RunError
 from runner.i18n import _
 from runner.store import Store
+from runner.wording import status as status_word
 
 
 def _pending(store: Store, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -20,7 +21,7 @@ def _pending(store: Store, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]
         raise NoSuchRun(run_id, store.location)
     if run["status"] != "waiting" or not run["pending"]:
         raise RunError(_("run '{id}' is {status}, not waiting for approval").format(
-                           id=run['id'], status=run['status']))
+                           id=run['id'], status=status_word(run['status'])))
     return run, run["pending"]
 
 

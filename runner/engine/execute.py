@@ -34,6 +34,7 @@ from runner.i18n import N_, _
 from runner.models.llm import LlmClient
 from runner.registry import ToolFixtures, close_resources, run_started
 from runner.store import checkpointer, open_store, store_lost
+from runner.wording import status as status_word
 
 DEFAULT_MAX_VISITS = 100
 
@@ -214,14 +215,14 @@ class Runner:
             raise NoSuchRun(run_id, self.store.location)
         if run["status"] in ("done", "cancelled"):
             raise RunError(_("run '{id}' is {status}; nothing to resume").format(
-                               id=run['id'], status=run['status']))
+                               id=run['id'], status=status_word(run['status'])))
         if decision is None and run["status"] == "waiting":
             raise RunError(_("run '{id}' is waiting for approval; use `playbook approve` or `playbook reject`").format(
                                id=run['id']))
         # a decision for a run another decision already moved on: say that, not that it is running
         if decision is not None and run["status"] != "waiting":
             raise RunError(_("run '{id}' is {status}, not waiting for approval").format(
-                               id=run['id'], status=run['status']))
+                               id=run['id'], status=status_word(run['status'])))
         # this process counts too: a run it drives right now (a server's background run) is not resumed twice
         if run["status"] in ("running", "queued") and (run["status"] == "queued" or run_alive(run)):
             if run["status"] == "queued":

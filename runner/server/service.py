@@ -26,6 +26,7 @@ from runner.engine.preflight import prepare_inputs
 from runner.errors import DecisionTaken, PlaybookError, RunError
 from runner.i18n import _
 from runner.team import queue
+from runner.wording import status as status_word
 
 
 class NotFound(LookupError):
@@ -153,7 +154,7 @@ class Service:
         run = self.run(run_id)
         if shown_status(run) not in ("interrupted", "failed"):
             raise Conflict(_("run '{run_id}' is {status}; only an interrupted or failed run is resumed").format(
-                               run_id=run_id, status=run['status']))
+                               run_id=run_id, status=status_word(run['status'])))
         if not self.store.take_over(run, **this_process()):
             raise Conflict(_("run '{run_id}' was resumed by someone else just now").format(run_id=run_id))
         self._continue(run["id"], None)
@@ -170,7 +171,7 @@ class Service:
             return self._recorded(run_id, step, visit)
         if run["status"] != "waiting" or not pending:
             raise Conflict(_("run '{run_id}' is {status}, not waiting for approval").format(
-                               run_id=run_id, status=run['status']))
+                               run_id=run_id, status=status_word(run['status'])))
         edits = edits or {}
         try:
             model = to_model(pending["schema"], "Draft") if pending.get("schema") else None
