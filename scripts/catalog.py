@@ -47,6 +47,20 @@ def command_docstrings(path: Path) -> list[str]:
     return found
 
 
+def tool_texts(path: Path) -> list[str]:
+    """What `playbook tools` shows of a tool module: each `@tool` function's docstring (the tool's description)
+    and each `Field(description=…)` (an argument's or a result field's)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef) and (doc := ast.get_docstring(node)) and any(
+                isinstance(d, ast.Call) and getattr(d.func, "id", "") == "tool" for d in node.decorator_list):
+            found.append(doc.split("\n")[0])  # the registry keeps the docstring's first line
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Field":
+            found += [k.value.value for k in node.keywords if k.arg == "description" and
+                      isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)]
+    return found
+
+
 def extracted() -> dict[str | tuple[str, str], None]:
     """Every message in the code, in a stable order (a dict as an ordered set)."""
     found: dict[str | tuple[str, str], None] = {}
@@ -56,6 +70,9 @@ def extracted() -> dict[str | tuple[str, str], None]:
     for path in sorted((ROOT / "runner" / "cli").glob("*.py")):
         for doc in command_docstrings(path):
             found.setdefault(doc, None)
+    for path in sorted((ROOT / "tools").glob("*.py")):
+        for text in tool_texts(path):
+            found.setdefault(text, None)
     for path in sorted((ROOT / "runner" / "server" / "templates").iterdir()):  # the pages: `_()` and `_html()`
         for _line, message, _comments, _context in extract_from_file(
                 "jinja2.ext:babel_extract", str(path), keywords={"_": None, "_html": None},

@@ -25,11 +25,12 @@ def print_tools(out: Console) -> None:
     from runner.registry import all_tools
 
     for name, info in all_tools().items():
-        out.print(f"[bold]{name}[/] — {info.description}")
+        out.print(f"[bold]{name}[/] — ", end="")
+        out.print(_(info.description), markup=False)  # a built-in tool's words are in the catalog (catalog.py)
         for field_name, f in info.input_model.model_fields.items():
             kind = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
             need = _("required") if f.is_required() else _("default {value}").format(value=repr(_default_of(f)))
-            desc = f" — {f.description}" if f.description else ""
+            desc = " — " + _(f.description) if f.description else ""
             out.print(f"    {f.alias or field_name}: {kind} ({need}){desc}", markup=False)
 
 
