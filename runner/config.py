@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from runner.errors import Diagnostic, PlaybookError, did_you_mean
+from runner.errors import Diagnostic, PlaybookError, did_you_mean, framed
 from runner.i18n import _
 from runner.messages import clean_location, join_location, plain
 
@@ -274,7 +274,7 @@ class Project:
             return LOCAL, local
         config = models.get(alias) or ModelConfig(model=alias)
         if alias == "default" and (alias not in models or not _has_key(config)):
-            reason = ("no model 'default' in playbook.toml" if alias not in models
+            reason = (_("no model 'default' in playbook.toml") if alias not in models
                       else _("{value} is not set").format(value=config.key_env()))
             notice = _("model 'default' → embedded 'local' model ({reason}; answers are smoke-test quality)").format(
                          reason=reason)
@@ -336,7 +336,7 @@ def _diagnostic(path: Path, text: str, error: Any) -> Diagnostic:
                       name=loc[-1], hint=did_you_mean(loc[-1], valid), joined=', '.join(valid))
     else:
         message = plain(error)
-    return Diagnostic(str(path), *toml_position(text, loc), f"{where}: {message}")
+    return Diagnostic(str(path), *toml_position(text, loc), framed(where, message))
 
 
 def _keys_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:

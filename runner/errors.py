@@ -152,6 +152,11 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return _(" (valid: {choices})").format(choices=shown)
 
 
+def framed(where: str, message: str) -> str:
+    """`where: message` — a location or a name, then what is wrong there — with the language's colon."""
+    return _("{where}: {message}").format(where=where, message=message)
+
+
 def at_step(step: str, message: str) -> str:
     """A message about one step, framed with its id: `step 'load': …`."""
     return _("step '{step}': {message}").format(step=step, message=message)

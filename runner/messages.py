@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from runner.errors import framed
 from runner.i18n import N_, _, ngettext
 
 # A union's members show up in an error's location as their class or tag names; a user never wrote them.
@@ -118,7 +119,7 @@ def join_location(loc: Iterable[Any]) -> str:
 
 def summarise(errors: Sequence[Mapping[str, Any]], limit: int = 5) -> str:
     """'a.b: message; c: message' for the first `limit` errors, a union's alternatives merged."""
-    return "; ".join(f"{where}: {message}" if where else message
+    return _("; ").join(framed(where, message) if where else message
                      for where, message in merged(errors)[:limit])
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from runner import atomic
+from runner.errors import framed
 from runner.i18n import _
 from runner.registry import ToolArgumentError, ToolContext, file_check, tool
 from runner.tables import Shape, Table, check_table
@@ -42,8 +43,12 @@ def parse_time(value: Any) -> datetime:
     try:
         return datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(_("cannot read '{text}' as a date or time (e.g. 2026-11-23 or 2026-11-23 09:00)").format(
+        raise NotATime(_("cannot read '{text}' as a date or time (e.g. 2026-11-23 or 2026-11-23 09:00)").format(
                              text=text)) from None
+
+
+class NotATime(ValueError):
+    """A time cell that is not a date or time; the row it is in is added by the caller."""
 
 
 def parse_number(value: Any, where: str) -> float | None:
@@ -137,7 +142,8 @@ def _parse_rows(table: Table, path: str, time: str, numbers: list[str]) -> list[
             moment = parse_time(row.get(time))
             parsed = {m: parse_number(row.get(m), _("{where} column '{m}'").format(where=where, m=m)) for m in numbers}
         except ValueError as exc:
-            raise ToolArgumentError("path", f"{where}: {exc}" if str(exc).startswith("cannot") else str(exc)) from None
+            said = framed(where, str(exc)) if isinstance(exc, NotATime) else str(exc)
+            raise ToolArgumentError("path", said) from None
         rows.append((moment, {**row, **parsed}))
     rows.sort(key=lambda pair: pair[0])
     return rows
@@ -187,7 +193,7 @@ async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
             _("'{path}': {repeated} of {value} rows repeat a time already seen — this looks like one row per order "
               "or event, not one row per day or time, and summing or charting it row by row would be wrong. Say "
               "how rows roll up to a day with `aggregate:` (rules: count, sum, mean, min, max, nunique), e.g.\n  "
-              "{value2}").format(
+              "`{value2}`").format(
                 path=args.path, repeated=repeated, value=len(times),
                 value2=_again_with(ctx, args.path,
                                    suggest_aggregate(columns, [c for c in numeric if is_metric(raw, c)])))))

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from runner.engine.events import Hooks
 from runner.i18n import _
-from runner.wording import number, status, usage_line
+from runner.wording import kind, number, status, usage_line
 
 
 def _where(e: dict[str, Any]) -> str:
@@ -36,7 +36,7 @@ class ConsoleProgress(Hooks):
 
     def on_step_start(self, **e: Any) -> None:
         visit = _(" (visit {visit})").format(visit=e["visit"]) if e.get("visit", 1) > 1 else ""
-        self.console.print(f"[bold cyan]▶[/] {escape(_where(e))} [dim]{e.get('kind', '')}{visit}[/]")
+        self.console.print(f"[bold cyan]▶[/] {escape(_where(e))} [dim]{kind(e.get('kind'))}{visit}[/]")
 
     def on_step_end(self, **e: Any) -> None:
         self._stop_bar()

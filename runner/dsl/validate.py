@@ -19,7 +19,7 @@ from runner.dsl.reach import reach
 from runner.dsl.references import References, step_titled
 from runner.dsl.spec import PlaybookSpec, Step
 from runner.dsl.topology import END, Topology, build_topology, error_target
-from runner.errors import Diagnostic, PlaybookError, PlaybookValidationError, did_you_mean
+from runner.errors import Diagnostic, PlaybookError, PlaybookValidationError, did_you_mean, framed
 from runner.i18n import _
 from runner.messages import kind_of, merged
 from runner.registry import get_tool, tool_names
@@ -419,20 +419,20 @@ class _Checker:
             try:
                 tree = template_check.parse(value)
             except templates.TemplateError as exc:
-                self.error(path, f"{where}: {exc}")
+                self.error(path, framed(where, str(exc)))
                 return
             for attr in sorted(set(template_check.unsafe_names(tree))):
                 self.error(path, _("{where}: access to '{attr}' is not allowed in templates (sandbox); use only "
                                    "data fields").format(where=where, attr=attr))
             for unknown in template_check.unknown_filters_and_tests(tree):
-                self.error(path, f"{where}: {unknown}")
+                self.error(path, framed(where, unknown))
             reader = path[1] if path[0] == "steps" else None
             for ref in template_check.references(tree):
                 if any(part.startswith("_") for part in ref.chain):
                     continue  # already reported as a sandbox violation
                 problem = self.refs.problem(ref, local, self.ids[reader] if isinstance(reader, int) else None)
                 if problem:
-                    self.error(path, f"{where}: {problem}")
+                    self.error(path, framed(where, problem))
 
     def check_graph(self) -> None:
         topo = self.playbook.topology

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.dsl import templates
-from runner.errors import RunError
+from runner.errors import RunError, framed
 from runner.evals.paths import STAR, PathMissing, parse_path, resolve
 from runner.evals.suite import Assertion, CaseSpec
 from runner.i18n import _
@@ -74,10 +74,10 @@ async def evaluate(assertion: Assertion, record: dict[str, Any], case: CaseSpec,
         except CheckFailed as exc:
             score = exc.score
             verdict.failed_at.append(where)
-            reasons.append(f"{where}: {exc}")
+            reasons.append(framed(where, str(exc)))
         else:
             if reason and not verdict.failed_at:
-                reasons.append(f"{where}: {reason}")
+                reasons.append(framed(where, reason))
         scores.append(score)
     verdict.score = sum(scores) / len(scores)
     verdict.passed = not verdict.failed_at

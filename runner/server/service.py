@@ -23,7 +23,7 @@ from runner.engine.events import Hooks
 from runner.engine.execute import new_run_id
 from runner.engine.liveness import shown_status, this_process
 from runner.engine.preflight import prepare_inputs
-from runner.errors import DecisionTaken, PlaybookError, RunError
+from runner.errors import DecisionTaken, PlaybookError, RunError, framed
 from runner.i18n import _
 from runner.team import queue
 from runner.wording import status as status_word
@@ -225,7 +225,7 @@ def _field_errors(problems: list[tuple[str, str]], editable: list[str]) -> dict[
     for where, message in problems:
         name = re.split(r"[.\[]", where, maxsplit=1)[0]
         key = name if name in editable else ""
-        said = f"{where}: {message}" if where else message
+        said = framed(where, message) if where else message
         errors[key] = errors[key] + _("; ") + said if key in errors else said
     return errors
 

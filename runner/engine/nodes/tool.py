@@ -11,7 +11,7 @@ import pydantic
 
 from runner.cpu_slots import cpu_turn
 from runner.engine.nodes.base import StepContext, digest, step_kind
-from runner.errors import RunError
+from runner.errors import RunError, framed
 from runner.i18n import _
 from runner.messages import merged
 from runner.registry import ToolArgumentError, get_tool, output_value
@@ -38,7 +38,7 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
     except pydantic.ValidationError as exc:
         problems = _("; ").join(_("argument '{where}': {message}").format(where=where, message=message)
                                 if where else message for where, message in merged(exc.errors())[:5])
-        raise RunError(f"{info.name}: {problems}", step=ctx.step.id) from None
+        raise RunError(framed(info.name, problems), step=ctx.step.id) from None
 
     def waiting() -> None:  # said once per step (a map's items would say it for every item)
         if ctx.step.map is None:
@@ -59,10 +59,10 @@ async def run_tool(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
                            step=ctx.step.id, details={"kind": "timeout"}) from None
         except ToolArgumentError as exc:
             where = _("argument '{argument}': ").format(argument=exc.argument) if exc.about_the_argument else ""
-            raise RunError(f"{info.name}: {where}{exc}", step=ctx.step.id,
+            raise RunError(framed(info.name, where + str(exc)), step=ctx.step.id,
                            details=getattr(exc, "details", None)) from None
         except (ValueError, OSError, LookupError) as exc:
-            raise RunError(f"{info.name}: {exc}", step=ctx.step.id) from None
+            raise RunError(framed(info.name, str(exc)), step=ctx.step.id) from None
         ctx.run.hooks.on_tool_call(run_id=ctx.run.run_id, step=ctx.step.id, tool=info.name, args=raw,
                                    seconds=round(time.monotonic() - started, 3), **said)
         return output_value(result)
