@@ -143,9 +143,9 @@ def test_help_status_schedules_and_an_eval_speak_chinese_without_english_words(t
         'inputs = {table = "examples/kpi_page_views.csv"}\n', encoding="utf-8")
     # one row per order, not per day: metrics.load fails the run, naming the rule to add (a tool's error, framed)
     (tmp_path / "events.csv").write_text("date,金额\n" + "2026-11-01,3\n" * 4 + "2026-11-02,5\n", encoding="utf-8")
-    (tmp_path / "events.yaml").write_text("name: events\ninputs: {table: {type: file}}\nsteps:\n  - id: load\n"
-                                          "    tool: metrics.load\n    with: {path: '${{ inputs.table }}', time: date}\n",
-                                          encoding="utf-8")
+    (tmp_path / "events.yaml").write_text(
+        "name: events\ninputs: {table: {type: file}}\nsteps:\n  - id: load\n    tool: metrics.load\n"
+        "    with: {path: '${{ inputs.table }}', time: date}\n", encoding="utf-8")
     said = []
     for args in (["--help"], ["run", "--help"], ["runs", "--help"], ["schedule", "--help"], ["eval", "--help"],
                  ["schedule", "list"], ["status"], ["run", "--nope"], ["runs", "list", "--limit", "x"],
