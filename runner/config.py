@@ -320,7 +320,7 @@ def load_project(root: Path | None = None) -> Project:
     except PydanticValidationError as exc:
         raise PlaybookError([_diagnostic(path, text, err) for err in exc.errors()]) from None
     if problems := settings.unknown_channels():
-        raise PlaybookError([Diagnostic(str(path), *toml_position(text, loc), f"{'.'.join(loc)}: {message}")
+        raise PlaybookError([Diagnostic(str(path), *toml_position(text, loc), framed(".".join(loc), message))
                              for loc, message in problems])
     return Project(root, settings)
 

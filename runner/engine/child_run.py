@@ -18,7 +18,7 @@ from runner.engine.compile import DURABILITY, compile_graph
 from runner.engine.gates import NodeFunction, never_reached
 from runner.engine.liveness import this_process
 from runner.engine.nodes import RunContext, StepContext
-from runner.errors import RunCancelled, RunError, RunTakenOver, TemplateFailed
+from runner.errors import RunCancelled, RunError, RunTakenOver, TemplateFailed, framed
 from runner.i18n import _
 from runner.store import checkpointer
 
@@ -40,7 +40,7 @@ def render_outputs(rc: RunContext, final: dict[str, Any]) -> dict[str, Any]:
     try:
         outputs: dict[str, Any] = templates.render(rc.playbook.spec.output_values, context)
     except templates.TemplateError as exc:
-        raise TemplateFailed(f"{exc.where('outputs')}: {exc}") from None
+        raise TemplateFailed(framed(exc.where("outputs"), str(exc))) from None
     return outputs
 
 

@@ -176,7 +176,7 @@ def _schema(schema: dict[str, Any], value: Any) -> tuple[float, str]:
         first = errors[0]
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.path)
         more = f" (+{len(errors) - 1} more)" if errors[1:] else ""
-        raise CheckFailed(f"{where or 'value'}: {first.message}{more}")
+        raise CheckFailed(framed(where or _("value"), first.message + more))
     return 1.0, ""
 
 

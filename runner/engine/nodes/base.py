@@ -20,7 +20,7 @@ from runner.dsl.spec import Retry, Step
 from runner.dsl.validate import Playbook
 from runner.engine.events import HookList, Redactor
 from runner.engine.spill import Spill
-from runner.errors import CostLimitReached, RunCancelled, RunTakenOver, TemplateFailed
+from runner.errors import CostLimitReached, RunCancelled, RunTakenOver, TemplateFailed, framed
 from runner.i18n import _
 from runner.models.llm import LlmClient, LlmRequest, LlmResult
 from runner.models.local_model import thread_count
@@ -154,7 +154,7 @@ class StepContext:
             return templates.render(value, self.template_context(item, with_item=with_item), seconds=self.timeout)
         except templates.TemplateError as exc:
             field = exc.where(what)
-            raise TemplateFailed(f"{field + ': ' if field else ''}{exc}", step=self.step.id) from None
+            raise TemplateFailed(framed(field, str(exc)) if field else str(exc), step=self.step.id) from None
 
     async def once(self, key: str, produce: Callable[[], Awaitable[Any]]) -> Any:
         """Journaled side effect: a recorded result is returned instead of doing the work again."""
