@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from runner.testing import FakeLLMServer, serve_directory
 from tests.conftest import allow_loopback, run_playbook, write_playbook
+
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
 
 FIXTURES = Path(__file__).parent / "fixtures" / "html"
 

@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from runner.testing import FakeLLMServer
 from tests.conftest import ROOT, cli
+
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
 
 DIGEST = ROOT / "playbooks" / "feedback_digest.yaml"
 

@@ -7,10 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from runner.config import load_project
 from runner.engine.spill import FOLDER
 from runner.server.service import Service
 from tests.conftest import cli, write_playbook
+
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
 
 ROWS = 30_000  # about 2 MB of JSON: over the 1,000,000 characters an output may take in the state
 

@@ -119,7 +119,10 @@ TERMS = {"tokens", "LLM", "JSON", "YAML", "HTML", "JUnit", "markdown", "mermaid"
          "schedule", "serve", "status", "list", "show", "logs", "pause", "now", "evals",
          # the rules `aggregate:` takes, named in the error that asks for it
          "count", "sum", "mean", "min", "max", "nunique"}
-PLACEHOLDER = re.compile(r"'[^'\s]*'|\b[A-Z][A-Z_]+\b|\[[a-z_. ]+\]|\$\{\{[^}]*\}\}|<[^<>]+>|\b[a-z]+_[a-z_]+\b|"
+# code a message suggests on its own line, run ids (their random hex suffix), quoted names, constants, brackets,
+# expressions, snake_case, paths
+PLACEHOLDER = re.compile(r"^\s+(?:aggregate: |playbook run ).*$|\b\d{8}-\d{6}-[\w.-]+|'[^'\s]*'|"
+                         r"\b[A-Z][A-Z_]+\b|\[[a-z_. ]+\]|\$\{\{[^}]*\}\}|<[^<>]+>|\b[a-z]+_[a-z_]+\b|"
                          r"\b(?:double_eleven|retro)\b|/\S+|python -m runner|\S+\.toml\b|\b[A-Z][a-z]+/\w+")
 
 

@@ -67,8 +67,8 @@ def test_bad_input_value_is_a_user_error(project_dir: Path) -> None:
     done = cli("run", str(PLAYBOOK), "-i", f"comments={ROOT / 'examples' / 'reviews_zh.csv'}",
                "-i", "limit=lots", "-i", "prodcut=x", cwd=project_dir)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "input 'limit': expected an integer, got 'lots'" in done.stderr
-    assert "unknown input 'prodcut' (did you mean 'product'?)" in done.stderr
+    assert "输入 'limit'：应是整数，而不是 'lots'" in done.stderr
+    assert "没有输入 'prodcut'（是不是 'product'？）" in done.stderr
 
 
 def test_runs_list_show_logs_and_missing_file_error(project_dir: Path) -> None:
@@ -80,7 +80,7 @@ steps:
 """)
     outcome = run_playbook(path)
     assert outcome.status == "failed"
-    assert outcome.error.startswith("step 'load': sheet.read: argument 'path': file 'missing.csv' not found")
+    assert outcome.error.startswith("步骤 'load'：sheet.read：参数 'path'：找不到文件 'missing.csv'")
     listed = cli("runs", "list", cwd=project_dir)
     assert outcome.run_id in listed.stdout and "\t失败\t" in listed.stdout
     assert listed.stdout.splitlines()[0] == "运行 id\t剧本\t状态\t开始\t耗时\ttokens\t费用（CNY）"

@@ -15,6 +15,8 @@ import pytest
 from runner.testing import FakeLLMServer
 from tests.conftest import cli, write_playbook
 
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
+
 REVIEWED = """
 name: reviewed
 steps:

@@ -9,8 +9,12 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import pytest
+
 from runner.testing.loopback import LoopbackHTTPServer
 from tests.conftest import REVIEWED, cli, served_project, wait_status, write_playbook
+
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
 
 DECIDE = """
 name: decider

@@ -65,7 +65,7 @@ steps:
 """, "runaway.yaml")
     outcome = run_playbook(runaway)
     assert outcome.status == "failed"
-    assert "step 'draft': visited more than max_visits=4 times" in (outcome.error or "")
+    assert "步骤 'draft'：访问超过了 max_visits=4 次" in (outcome.error or "")
 
 
 def _batch_reply(drop_last: bool) -> Any:
@@ -149,7 +149,7 @@ steps:
     llm: {prompt: "条目 ${{ item }} 的描述是一段较长的文字，用来消耗一些 token。", output: {tag: string}}
 """)
     stopped = run_playbook(path)
-    assert stopped.status == "failed" and "cost limit reached" in (stopped.error or "")
+    assert stopped.status == "failed" and "达到费用上限" in (stopped.error or "")
     assert stopped.cost > 0.001
     asked = len(server.requests)
     assert 0 < asked < 20
@@ -207,7 +207,7 @@ outputs: {title: "${{ steps.review.title }}"}
     store = SqliteStore(project_dir / ".playbook" / "state.db")
     edits = project_dir / "edits.json"
     edits.write_text('{"titel": "x"}', encoding="utf-8")
-    with pytest.raises(PlaybookError, match="titel are not editable"):
+    with pytest.raises(PlaybookError, match="字段 titel 不可修改"):
         build_decision(store, waiting.run_id, "approve", [], edits, None, "a", time.time())
     assert timeout_decision(store, waiting.run_id) is None  # not yet due
     time.sleep(0.3)

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from runner.config import load_project
 from runner.engine.execute import Runner
 from runner.testing import FakeLLMServer
 from tests.playbook_generator import CHILD, Tally, check_case, generate
+
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
 
 CASES = 300
 

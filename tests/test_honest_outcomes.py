@@ -45,7 +45,7 @@ def test_an_output_that_cannot_be_evaluated_fails_the_run(project_dir: Path) -> 
     done = cli("run", str(path), cwd=project_dir)
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert "✓ 已完成" not in done.stdout + done.stderr and "× 失败" in done.stderr
-    assert "outputs.size: cannot evaluate" in done.stderr and "division by zero" in done.stderr
+    assert "outputs.size：无法计算" in done.stderr and "division by zero" in done.stderr
     listing = cli("runs", "list", cwd=project_dir)
     assert "失败" in listing.stdout and "已完成" not in listing.stdout.split("\n", 2)[-1]
 

@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import cli, run_playbook, write_playbook
 
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
+
 TOKEN = "tok-5d1e9a7c3b"
 
 
@@ -147,11 +149,11 @@ outputs: {denied: "${{ steps.denied.error.status }}"}
 """)
     done = cli("run", str(path), "-i", f"base={api.base}", cwd=project_dir)
     assert done.returncode == 1
-    assert f"'{api.base}/broken' 返回 HTTP 500 Internal Server Error: {{\"error\": \"database on fire\"}}" \
+    assert f"'{api.base}/broken' answered HTTP 500 Internal Server Error: {{\"error\": \"database on fire\"}}" \
         in done.stderr
     assert len([r for r in api.requests if r["path"] == "/broken"]) == 3  # one try and two retries
     assert len([r for r in api.requests if r["path"] == "/render"]) == 1  # a 401 is not retried
-    shown = cli("runs", "show", done.stderr.split("× 失败 ")[1].split("：")[0], cwd=project_dir)
+    shown = cli("runs", "show", done.stderr.split("× failed ")[1].split("：")[0], cwd=project_dir)
     assert "HTTP 401" in shown.stdout and "wrong" not in shown.stdout
 
 
@@ -184,4 +186,4 @@ def test_an_api_that_takes_the_request_and_never_answers_costs_two_waits(tmp_pat
         with pytest.raises(Exception) as caught:
             asyncio.run(call_tool("http.request", {"url": f"http://127.0.0.1:{port}/api", "timeout": 0.3,
                                                    "retries": 5}, run_dir=tmp_path))
-    assert "未响应（等待 0.3 秒）（试了 2 次）" in str(caught.value), caught.value
+    assert "no answer (waited 0.3 s) (tried 2 times)" in str(caught.value), caught.value

@@ -43,7 +43,7 @@ def test_a_file_without_an_id_column_is_numbered_and_an_explicit_column_is_used(
     assert done.returncode == 0, done.stderr
     assert "没有编号列：按行从 1 编号" in done.stdout
     wrong = cli("run", str(DIGEST), "-i", f"comments={comments}", "-i", "text_column=留言", cwd=project_dir)
-    assert wrong.returncode == 1 and "has no column '留言' (did you mean '用户留言'?)" in wrong.stderr
+    assert wrong.returncode == 1 and "没有列 '留言'（是不是 '用户留言'？）" in wrong.stderr
 
 
 FEED = """<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>

@@ -78,7 +78,7 @@ def test_an_order_export_without_aggregate_stops_with_a_command_that_works_when_
     server.add_rule("数据截至", {"headline": "订单走势平稳", "narrative": "见下表。", "actions": ["一、关注复购"]})
     done = cli("run", str(ROOT / "playbooks" / "kpi_report.yaml"), "-i", f"table={ORDERS}", cwd=project_dir)
     assert done.returncode == 1, done.stdout
-    assert "repeat a time already seen" in done.stderr and "one row per order or event" in done.stderr
+    assert "行的时间与前面重复" in done.stderr and "每个订单或事件一行" in done.stderr
     hint = next(line.strip() for line in done.stderr.splitlines() if line.strip().startswith("playbook run "))
     assert "'aggregate={records: count, users: nunique(user_id), quantity: sum(quantity), amount: sum(amount)}'" \
         in hint
@@ -109,7 +109,7 @@ def test_identifier_columns_are_never_metrics(tmp_path: Path) -> None:
         f"2026-01-{d:02d},{d},{1000 + d},{7 * d},{100 + d}\n" for d in range(1, 11)), encoding="utf-8")
     loaded = asyncio.run(call_tool("metrics.load", {"path": str(table)}, run_dir=tmp_path))
     assert loaded.values == ["DAU"]
-    with pytest.raises(ValueError, match="holds identifiers"):
+    with pytest.raises(ValueError, match="是标识，不是指标"):
         asyncio.run(call_tool("metrics.load", {"path": str(table), "values": ["uid"]}, run_dir=tmp_path))
 
 
@@ -151,7 +151,7 @@ def test_chinese_identifiers_and_clock_times_are_never_metrics(tmp_path: Path) -
         rows.append(f"2026-03-{1 + i % 5:02d},MU{5100 + i},B-{6000 + i},{(6 + i % 16) * 100 + (i * 7) % 60},"
                     f"{13800138000 + i * 7919},{(i * 13) % 50},{5000 + i * 97}")
     table.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="repeat a time already seen") as caught:
+    with pytest.raises(ValueError, match="行的时间与前面重复") as caught:
         asyncio.run(call_tool("metrics.load", {"path": str(table), "time": "日期"}, run_dir=tmp_path))
     hint = str(caught.value)
     assert "sum(起飞延误（分钟）)" in hint or '"sum(起飞延误（分钟）)"' in hint

@@ -70,13 +70,13 @@ def test_a_map_goes_on_past_a_404_and_lists_it_with_status_and_url(project_dir: 
     assert summary["problems"][0]["failed_items"] == 1 and summary["problems"][0]["items"] == 4
     with TestClient(create_app(load_project()), client=("127.0.0.1", 50000), base_url="http://127.0.0.1:8600") as http:
         page = http.get(f"/runs/{run_id}").text
-    assert 'id="problems"' in page and "步骤 pages：1 / 4 项失败" in page and "missing.html" in page
+    assert 'id="problems"' in page and "步骤 pages：4 项中 1 项出错" in page and "missing.html" in page
 
 
 def test_max_failures_fails_the_step_when_too_many_items_fail(project_dir: Path, tmp_path: Path) -> None:
     done, _ = _fetch_all(project_dir, tmp_path, ["a.html", "x.html", "y.html", "c.html"], "max_failures: 25%")
     assert done.returncode == 1
-    assert "2 of 4 items failed, more than max_failures 25% allows" in done.stderr
+    assert "4 项中 2 项失败，超过了 max_failures 25% 的允许" in done.stderr
 
 
 def test_default_and_goto_stand_in_for_a_failed_step(project_dir: Path) -> None:
@@ -122,7 +122,7 @@ steps:
 """)
     done = cli("validate", str(path), cwd=tmp_path)
     assert done.returncode == 2
-    assert "pb.yaml:4:" in done.stderr and "unknown step 'explian' (did you mean 'explain'?)" in done.stderr
+    assert "pb.yaml:4:" in done.stderr and "没有步骤 'explian'（是不是 'explain'？）" in done.stderr
 
 
 def test_trend_scan_over_many_sources_finishes_past_a_404_a_hang_and_a_broken_feed(

@@ -168,8 +168,8 @@ def test_kpi_report_invented_number_fails_the_check_and_shows_it(project_dir: Pa
                                  "actions": ["观察"]})
     failed = run_playbook(ROOT / "playbooks" / "kpi_report.yaml", {"table": str(KPI)})
     assert failed.status == "failed"
-    assert failed.error is not None and "step 'verify'" in failed.error
-    assert "numbers not in the computed table: 12,345" in failed.error
+    assert failed.error is not None and "步骤 'verify'" in failed.error
+    assert "计算结果里没有的数字：12,345" in failed.error
     narratives = server.prompts("数据截至")
     assert len(narratives) == 2 and "上一稿出现了表中没有的数字：12,345" in narratives[1]
     assert not (Path(failed.run_dir) / "report.md").exists()  # no report with an invented number in it

@@ -9,7 +9,11 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, cli, write_playbook
+
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
 
 
 def _with_plugin(folder: Path) -> dict[str, str]:

@@ -11,6 +11,8 @@ from runner.config import load_project
 from runner.errors import PlaybookError
 from tests.conftest import ROOT, cli
 
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
+
 TYPOS = """timezone = "Asia/Shanghai"
 
 [web]

@@ -30,8 +30,8 @@ def test_a_run_id_from_another_folder_names_where_it_looked_and_how_to_point_at_
 
     lost = cli("approve", "far-away", cwd=elsewhere)
     assert lost.returncode == 1
-    assert f"no run 'far-away' in {elsewhere.resolve() / '.playbook' / 'state.db'}" in lost.stderr
-    assert "--project DIR or PLAYBOOK_PROJECT=DIR" in lost.stderr and "Traceback" not in lost.stderr
+    assert f"{elsewhere.resolve() / '.playbook' / 'state.db'} 里没有运行 'far-away'" in lost.stderr
+    assert "--project DIR 或 PLAYBOOK_PROJECT=DIR" in lost.stderr and "Traceback" not in lost.stderr
 
     shown = cli("--project", str(project_dir), "runs", "show", "far-away", cwd=elsewhere)
     assert shown.returncode == 0 and "待审核" in shown.stdout
@@ -45,7 +45,7 @@ def test_a_run_id_from_another_folder_names_where_it_looked_and_how_to_point_at_
     assert not (elsewhere / ".playbook").exists()
 
     missing = cli("--project", str(elsewhere / "nope"), "runs", "list", cwd=elsewhere)
-    assert missing.returncode == 2 and "which is not a folder" in missing.stderr
+    assert missing.returncode == 2 and "不是文件夹" in missing.stderr
 
 
 def test_help_shows_brackets_as_written(project_dir: Path) -> None:

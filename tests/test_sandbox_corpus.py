@@ -12,6 +12,8 @@ import pytest
 from runner.dsl import templates
 from tests.conftest import cli, write_playbook
 
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
+
 ESCAPES = [
     "${{ ''.__class__.__mro__[1].__subclasses__() }}",
     "${{ ().__class__.__bases__[0].__subclasses__() }}",

@@ -125,7 +125,7 @@ def test_a_run_waiting_for_approval_is_not_overlapped_and_times_out(tmp_path: Pa
     assert [f.action for f in tick(clock)] == ["started"]
     clock.set(at(25, 9, 0, 1))  # yesterday's run still waits (its 2 h deadline is in real time, not passed)
     fires = tick(clock)
-    assert [f.action for f in fires] == ["skipped: overlap"] and "has not finished" in (fires[0].detail or "")
+    assert [f.action for f in fires] == ["skipped: overlap"] and "还没有结束" in (fires[0].detail or "")
     assert len(runs(tmp_path)) == 1
 
 
@@ -148,7 +148,7 @@ def test_schedule_commands_list_pause_resume_and_run_now(tmp_path: Path, monkeyp
     assert now.returncode == 0, now.stderr
     assert len(runs(tmp_path)) == 1
     unknown = cli("schedule", "pause", "mornin#1", cwd=tmp_path)
-    assert unknown.returncode == 2 and "no schedule 'mornin#1' (schedules: morning#1)" in unknown.stderr
+    assert unknown.returncode == 2 and "没有定时任务 'mornin#1'（现有：morning#1）" in unknown.stderr
 
 
 def test_bad_cron_is_a_validation_error_with_its_location(tmp_path: Path) -> None:
@@ -157,7 +157,7 @@ def test_bad_cron_is_a_validation_error_with_its_location(tmp_path: Path) -> Non
                     "with: {path: a.txt, content: x}}\n", encoding="utf-8")
     result = cli("validate", str(path), cwd=tmp_path)
     assert result.returncode == 2
-    assert f"{path}:3:" in result.stderr and "invalid cron expression '0 25 * * *'" in result.stderr
+    assert f"{path}:3:" in result.stderr and "cron 表达式 '0 25 * * *' 有误" in result.stderr
 
 
 SLOW = """

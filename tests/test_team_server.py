@@ -325,7 +325,7 @@ def test_max_cost_holds_across_the_workers_of_a_distributed_map(team: Team, serv
     team.workers.start("w1", concurrency=2)
     team.workers.start("w2", concurrency=2)
     started = cli("run", "pb.yaml", "--run-id", "costly", "--max-cost", "0.05", cwd=team.folder)
-    assert started.returncode == 1 and "cost limit reached" in started.stderr, started.stderr
+    assert started.returncode == 1 and "达到费用上限" in started.stderr, started.stderr
     run = team.run("costly")
     assert run["status"] == "failed"
     calls = sum(_batches(server).values())  # a batch costs ≈ 0.0036: all 100 would cost ≈ 0.36
@@ -689,7 +689,7 @@ def test_a_frozen_worker_loses_its_run_and_asks_nothing_once_let_go(team: Team, 
     try:
         team.workers.start("w2")
         while (resumed := cli("resume", "fz", cwd=team.folder)).returncode != 0:  # follows the run to its end
-            assert "still running" in resumed.stderr and time.monotonic() < deadline + 60, resumed.stderr
+            assert "仍在" in resumed.stderr and time.monotonic() < deadline + 60, resumed.stderr
             time.sleep(0.5)
         run = team.wait("fz", timeout=240)
         assert run["outputs"] == {"n": 800}

@@ -9,6 +9,8 @@ import pytest
 from runner.testing import FakeLLMServer
 from tests.conftest import resume, run_playbook, write_playbook
 
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
+
 
 @pytest.mark.parametrize(("step", "expected"), [
     ("{id: bad, tool: sheet.read, with: {path: garbage.csv, encoding: utf-8}}",

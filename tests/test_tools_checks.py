@@ -12,6 +12,8 @@ import pytest
 from runner.dsl import templates
 from runner.testing import call_tool
 
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
+
 WEIBO = Path(__file__).parent / "fixtures" / "trends"
 
 

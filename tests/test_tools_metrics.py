@@ -10,7 +10,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from runner.testing import call_tool
+
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
 
 NAB = Path(__file__).parent / "fixtures" / "metrics"
 
@@ -42,7 +46,7 @@ def test_injected_spike_is_flagged_with_the_method_stated(tmp_path: Path) -> Non
     rows[100]["value"] = 400
     out = call("metrics.anomalies", tmp_path, rows=rows)
     assert [p.time for p in out.anomalies] == ["2026-11-05 04:00:00"]
-    assert "每个点与它之前 28 个点的中位数和 MAD 比较" in out.method
+    assert "compared with the median and MAD of the 28 points before it" in out.method
 
 
 def test_nab_ad_exchange_figures(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ import pytest
 from runner.config import ProjectFile
 from runner.testing import call_tool
 
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
+
 SECRET = "SEC0123456789abcdef"
 
 

@@ -11,6 +11,8 @@ from runner.testing import call_tool, serve_directory
 from tests.conftest import allow_loopback, run_playbook, write_playbook
 from tools.scrape import BROWSER
 
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
+
 PAGES = Path(__file__).parent / "fixtures" / "scrape"
 
 

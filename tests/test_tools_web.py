@@ -16,6 +16,8 @@ from runner.config import ProjectFile, WebSettings
 from runner.testing import call_tool, serve_directory
 from tests.conftest import allow_loopback, run_playbook, write_playbook
 
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
+
 FIXTURES = Path(__file__).parent / "fixtures" / "html"
 FAST = ProjectFile(web=WebSettings(delay=0, retries=2, timeout=5, allow_private=["127.0.0.1"]))  # pages on loopback
 
@@ -96,7 +98,7 @@ steps:
 """)
         outcome = run_playbook(path)
     assert outcome.status == "failed"
-    assert outcome.error.startswith("step 'page': web.fetch: '") and "返回 HTTP 404" in outcome.error
+    assert outcome.error.startswith("step 'page': web.fetch: '") and "answered HTTP 404" in outcome.error
     with socket.socket() as silent:  # accepts connections (backlog) and never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
@@ -109,5 +111,5 @@ steps:
         outcome = run_playbook(slow)
     assert outcome.status == "failed"
     # a host that takes the connection and never answers: waited for twice, not once per retry (3)
-    expected = f"step 'page': web.fetch: 'http://127.0.0.1:{port}/': 未响应（等待 0.3 秒）（试了 2 次）"
+    expected = f"step 'page': web.fetch: 'http://127.0.0.1:{port}/': no answer (waited 0.3 s) (tried 2 times)"
     assert outcome.error.startswith(expected), outcome.error

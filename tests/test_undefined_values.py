@@ -49,8 +49,9 @@ def test_an_undefined_value_fails_the_run_naming_where(project_dir: Path, server
     done = cli("run", str(path), cwd=project_dir)
     text = done.stdout + done.stderr
     assert done.returncode == 1, text
-    assert "× 失败" in done.stderr and f"{named}: cannot evaluate" in done.stderr, done.stderr
-    assert "no field 'y' (valid: x)" in done.stderr
+    named = named.replace("step 'a': ", "步骤 'a'：")
+    assert "× 失败" in done.stderr and f"{named}：无法计算" in done.stderr, done.stderr
+    assert "没有字段 'y'（可用：x）" in done.stderr
     assert "Traceback" not in text and "internal error" not in text and "UndefinedError" not in text
     assert "playbook resume" not in text and "改好后用 playbook run 重新运行" in done.stderr
     assert not any("Undefined" in r["prompt"] for r in server.requests)
@@ -60,11 +61,11 @@ def test_an_undefined_value_fails_the_run_naming_where(project_dir: Path, server
 
 def test_iterators_become_lists_and_undefined_inside_text_fails() -> None:
     assert templates.render("${{ [1, 2] | map('string') }}", {}) == ["1", "2"]
-    with pytest.raises(templates.TemplateError, match="no field 'y'"):
+    with pytest.raises(templates.TemplateError, match="没有字段 'y'"):
         templates.render("前缀 ${{ rows | map(attribute='y') | list }}", {"rows": [{"x": 1}]})
-    with pytest.raises(templates.TemplateError, match=r"no field 'conten' \(did you mean 'content'\?\)"):
+    with pytest.raises(templates.TemplateError, match=r"没有字段 'conten'（是不是 'content'？）"):
         templates.render("${{ d.conten }}", {"d": {"content": 1}})
-    with pytest.raises(templates.TemplateError, match="the value is null"):
+    with pytest.raises(templates.TemplateError, match="这个值是 null"):
         templates.render("${{ d.body }}", {"d": None})
     with pytest.raises(templates.TemplateError) as caught:
         templates.render({"a": [1, {"b": "${{ nope.x }}"}]}, {"nope": {}})

@@ -10,6 +10,8 @@ import pytest
 from runner.testing import FakeLLMServer
 from tests.conftest import ROOT, cli, write_playbook
 
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
+
 # name → (playbook, the line:col and the words validate must print)
 MISTAKES: dict[str, tuple[str, str]] = {
     "undeclared_output_field": ("""
