@@ -1,12 +1,13 @@
 """Time the README's commands exactly as written, on the embedded model (no key, no network).
 
-    python benchmarks/readme_commands.py [--threads N]
+    python benchmarks/readme_commands.py [--threads N] [--long]
 
 Copies the clone's playbooks/ and examples/ into a fresh temporary project with no playbook.toml (so `default`
 is the embedded `local` model, as on a newcomer's machine), then runs, as subprocesses of the real `playbook`
 command and in this order: the quick start (`feedback_digest`, limit=20) until it waits for approval, the
 `approve` that finishes it, and trend_scan with the embedded-model command the README gives (the Weibo
-snapshot served on loopback, as `python -m http.server` does there). Prints a markdown table of wall time,
+snapshot served on loopback, as `python -m http.server` does there); with --long also the feedback_digest
+command over all 2,000 reviews and retro, each to its approval and past it. Prints a markdown table of wall time,
 exit code and the run's tokens; the README's figures are copied from it.
 """
 
@@ -30,6 +31,9 @@ sys.path.insert(0, str(ROOT))
 from runner.testing import serve_directory  # noqa: E402
 
 QUICK_START = ["run", "playbooks/feedback_digest.yaml", "-i", "comments=examples/reviews_zh.csv", "-i", "limit=20"]
+FULL_DIGEST = ["run", "playbooks/feedback_digest.yaml", "-i", "comments=examples/reviews_zh.csv", "-i",
+               "product=我们的产品"]
+RETRO = ["run", "playbooks/retro.yaml", "--inputs", "examples/retro/inputs.yaml"]
 TREND_LOCAL = ["run", "playbooks/trend_scan.yaml", "-i", "hot_lists={base}/weibo/2026-08-17.json",
                "-i", "keywords=AI,手机,电商", "-i", "per_source=50"]
 
@@ -47,9 +51,26 @@ def tokens(project: Path, run_id: str) -> int:
     return int(row[0]) if row else 0
 
 
+def to_approval_and_past_it(command: list[str], project: Path, env: dict[str, str]) -> None:
+    """One README command until it waits for approval, then the `approve` that finishes it: a row each."""
+    seconds, done = playbook(command, project, env)
+    found = re.search(r"playbook approve (\S+)", done.stdout)
+    run_id = found.group(1) if found else "?"
+    print(f"| `playbook {' '.join(command)}` | {seconds:.0f} s | {done.returncode} | "
+          f"{tokens(project, run_id):,} |", flush=True)
+    if not found:
+        print(json.dumps(done.stderr[-800:], ensure_ascii=False))
+        return
+    seconds, done = playbook(["approve", run_id], project, env)
+    print(f"| `playbook approve <run id>` | {seconds:.0f} s | {done.returncode} | {tokens(project, run_id):,} |",
+          flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, help="[local] threads (default: every core)")
+    parser.add_argument("--long", action="store_true",
+                        help="also the 2,000-review command and retro, each to its approval and past it (minutes)")
     args = parser.parse_args()
     project = Path(tempfile.mkdtemp(prefix="readme-commands-"))
     shutil.copytree(ROOT / "playbooks", project / "playbooks")
@@ -61,15 +82,10 @@ def main() -> None:
     print(f"{os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.2f}")
     print("| command | wall | exit | tokens |")
     print("|---|---|---|---|")
-    seconds, done = playbook(QUICK_START, project, env)
-    found = re.search(r"playbook approve (\S+)", done.stdout)
-    run_id = found.group(1) if found else "?"
-    print(f"| `playbook {' '.join(QUICK_START)}` | {seconds:.0f} s | {done.returncode} | "
-          f"{tokens(project, run_id):,} |", flush=True)
-    if found:
-        seconds, done = playbook(["approve", run_id], project, env)
-        print(f"| `playbook approve <run id>` | {seconds:.0f} s | {done.returncode} | {tokens(project, run_id):,} |",
-              flush=True)
+    to_approval_and_past_it(QUICK_START, project, env)
+    if args.long:
+        to_approval_and_past_it(FULL_DIGEST, project, env)
+        to_approval_and_past_it(RETRO, project, env)
     with serve_directory(project / "examples" / "trends") as base:
         # as the README says to: the stand-in server is on this machine, which tools reach only when allowed
         (project / "playbook.toml").write_text('[web]\nallow_private = ["127.0.0.1"]\n', encoding="utf-8")
