@@ -75,7 +75,8 @@ def eval_command(
         mode_word = modes.get(r["mode"], r["mode"])
         table = Table(title=_("{suite} ({mode}, N={n}, k={k})").format(suite=r["suite"], mode=mode_word,
                                                                        n=r["repeat"]["n"], k=r["repeat"]["k"]))
-        for column in (_("Case"), _("Result"), _("Passed runs"), _("Score"), "tokens", _("Cost"), _("Seconds per run")):
+        cost = _("Cost ({currency})").format(currency=r.get("currency", "CNY"))
+        for column in (_("Case"), _("Result"), _("Passed runs"), _("Score"), "tokens", cost, _("Seconds per run")):
             table.add_column(column)
         changes = {c["id"]: c for c in (r.get("comparison") or {}).get("cases", [])}
         for c in r["cases"]:

@@ -58,6 +58,7 @@ class SuiteRun:
     results: list[CaseResult]
     seconds: float
     workdir: Path
+    currency: str = "CNY"  # the project's, for the costs a report shows
 
 
 async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repeat: int | None = None,
@@ -121,7 +122,8 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
         res.passes = [res.passes[i] for i in order]
     if cassette is not None and mode == "record":
         cassette.save(_cassette_header(suite, models), case_order, {c.id for c in suite.cases})
-    return SuiteRun(suite, mode, n, k, results, round(time.monotonic() - started, 3), workdir)
+    return SuiteRun(suite, mode, n, k, results, round(time.monotonic() - started, 3), workdir,
+                    project.settings.currency)
 
 
 def _score(run: CaseRun, verdicts: list[Verdict], case: CaseSpec) -> tuple[float, bool]:

@@ -22,7 +22,7 @@ def build_report(run: SuiteRun) -> dict[str, Any]:
     return {
         "suite": run.suite.name, "playbook": run.suite.spec.playbook, "mode": run.mode,
         "created_at": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": run.seconds,
-        "repeat": {"n": run.n, "k": run.k}, "rule": _(RULE), "workdir": str(run.workdir),
+        "repeat": {"n": run.n, "k": run.k}, "rule": _(RULE), "workdir": str(run.workdir), "currency": run.currency,
         "totals": {"cases": len(cases), "passed": passed, "failed": len(cases) - passed,
                    "runs": sum(c["runs"] for c in cases), "tokens": sum(c["tokens"] for c in cases),
                    "cost": round(sum(c["cost"] for c in cases), 6),
@@ -134,13 +134,14 @@ def summary_line(report: dict[str, Any]) -> str:
              "tokens · cost {cost} · {seconds} s").format(
         passed=t["passed"], cases=t["cases"], runs=t["runs"], mode=report["mode"], n=report["repeat"]["n"],
         k=report["repeat"]["k"], score=f"{t['mean_score']:.2f}", tokens=number(t["tokens"]),
-        cost=f"{t['cost']:.4f}", seconds=number(report["seconds"], 1))
+        cost=f"{t['cost']:.4f} {report.get('currency', 'CNY')}", seconds=number(report["seconds"], 1))
 
 
 def to_markdown(report: dict[str, Any]) -> str:
     lines = [_("# Eval: {suite} ({playbook})").format(suite=report["suite"], playbook=report["playbook"]), "",
              summary_line(report), "", _("Rule: {rule}").format(rule=report["rule"]), "",
-             "| " + " | ".join([_("Case"), _("Result"), _("Pass rate"), _("Score"), "tokens", _("Cost"),
+             "| " + " | ".join([_("Case"), _("Result"), _("Pass rate"), _("Score"), "tokens",
+                               _("Cost ({currency})").format(currency=report.get("currency", "CNY")),
                                _("s/run")]) + " |", "|---|---|---|---|---|---|---|"]
     for c in report["cases"]:
         result = _("✓ pass") if c["passed"] else _("× FAIL")
@@ -183,10 +184,11 @@ def to_junit(report: dict[str, Any]) -> str:
             lines = failure_lines(c) or [_("regressed against the baseline")]
             failure = ET.SubElement(case, "failure", message=lines[0][:500])
             failure.text = "\n".join(lines)
+        cost = f"{c['cost']:.4f} {report.get('currency', 'CNY')}"
         ET.SubElement(case, "system-out").text = _("pass rate {passes}/{runs}, score {score}, tokens {tokens}, cost "
                                                    "{cost}").format(passes=c["passes"], runs=c["runs"],
                                                                     score=f"{c['mean_score']:.2f}",
-                                                                    tokens=c["tokens"], cost=f"{c['cost']:.4f}")
+                                                                    tokens=c["tokens"], cost=cost)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 

@@ -42,7 +42,7 @@ def to_html(report: dict[str, Any]) -> str:
         parts.append(f"<h2>{against}{verdict}</h2><p>{escape(change)}</p>"
                      f"<p class='muted'>{escape(comparison['rule'])}</p>")
     parts.append(_row("th", [_("Case"), _("Result"), _("Pass rate"), _("Score"), _("Against the baseline"), "tokens",
-                             _("Cost")], "<table>"))
+                             _("Cost ({currency})").format(currency=report.get("currency", "CNY"))], "<table>"))
     for c in report["cases"]:
         change = changes.get(c["id"], {})
         parts.append(f"<tr><td><a href='#{escape(c['id'])}'>{escape(c['id'])}</a></td>{_result(c['passed'])}"
