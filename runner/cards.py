@@ -65,36 +65,38 @@ def approval_card(platform: str, run: dict[str, Any], link: str | None, *, chann
                   secret: bytes) -> dict[str, Any]:
     """The card a platform shows in `channel`, with approve / reject buttons and a link to the approval page."""
     pending = run["pending"]
-    title = f"待审核：{pending['title']}"
-    summary = f"剧本 **{run['playbook']}** · 运行 `{run['id']}`\n\n{pending.get('instructions') or ''}"
+    title = _("Waiting for approval: {title}").format(title=pending["title"])
+    summary = _("playbook **{playbook}** · run `{run_id}`").format(playbook=run["playbook"], run_id=run["id"]) + \
+        f"\n\n{pending.get('instructions') or ''}"
+    approve, reject, open_page = _("Approve"), _("Reject"), _("Open the review page (to edit)")
     keys = {a: button_key(a, run["id"], pending["step"], pending["visit"], channel=channel, secret=secret)
             for a in ("approve", "reject")}
     if platform in ("feishu", "lark"):
         actions: list[dict[str, Any]] = [
-            {"tag": "button", "type": "primary", "text": {"tag": "plain_text", "content": "通过"},
+            {"tag": "button", "type": "primary", "text": {"tag": "plain_text", "content": approve},
              "value": {"key": keys["approve"]}},
-            {"tag": "button", "type": "danger", "text": {"tag": "plain_text", "content": "驳回"},
+            {"tag": "button", "type": "danger", "text": {"tag": "plain_text", "content": reject},
              "value": {"key": keys["reject"]}}]
         if link:
-            actions.append({"tag": "button", "text": {"tag": "plain_text", "content": "打开审核页（可修改）"},
+            actions.append({"tag": "button", "text": {"tag": "plain_text", "content": open_page},
                             "url": link})
         return {"msg_type": "interactive", "card": {
             "config": {"wide_screen_mode": True, "update_multi": True},
             "header": {"title": {"tag": "plain_text", "content": title}, "template": "orange"},
             "elements": [{"tag": "markdown", "content": summary}, {"tag": "action", "actions": actions}]}}
     if platform == "dingtalk":
-        buttons = [{"title": "通过", "actionURL": f"dtmd://dingtalkclient/sendMessage?content={keys['approve']}"},
-                   {"title": "驳回", "actionURL": f"dtmd://dingtalkclient/sendMessage?content={keys['reject']}"}]
+        buttons = [{"title": approve, "actionURL": f"dtmd://dingtalkclient/sendMessage?content={keys['approve']}"},
+                   {"title": reject, "actionURL": f"dtmd://dingtalkclient/sendMessage?content={keys['reject']}"}]
         if link:
-            buttons.append({"title": "打开审核页（可修改）", "actionURL": link})
+            buttons.append({"title": open_page, "actionURL": link})
         return {"msgtype": "actionCard", "actionCard": {"title": title, "text": f"### {title}\n\n{summary}",
                                                         "btnOrientation": "1", "btns": buttons}}
     if platform == "wecom":
         card: dict[str, Any] = {
             "card_type": "button_interaction", "task_id": f"{run['id']}-{pending['step']}-{pending['visit']}"[:128],
             "main_title": {"title": title[:26], "desc": f"{run['playbook']} · {run['id']}"},
-            "button_list": [{"text": "通过", "style": 1, "key": keys["approve"]},
-                            {"text": "驳回", "style": 2, "key": keys["reject"]}]}
+            "button_list": [{"text": approve, "style": 1, "key": keys["approve"]},
+                            {"text": reject, "style": 2, "key": keys["reject"]}]}
         if link:
             card["card_action"] = {"type": 1, "url": link}
         return {"msgtype": "template_card", "template_card": card}
@@ -165,8 +167,10 @@ class ApprovalCards(Hooks):
         else:
             from runner.chat import payload
 
-            title = f"{'✅ 完成' if status == 'done' else '❌ 失败'}：{run['playbook']}"
-            body = payload(platform, title, f"运行 `{run_id}`" + (f"\n\n{error}" if error else ""), page)
+            title = (_("✅ done: {playbook}") if status == "done" else _("❌ failed: {playbook}")).format(
+                playbook=run["playbook"])
+            said = _("run `{run_id}`").format(run_id=run_id) + (f"\n\n{error}" if error else "")
+            body = payload(platform, title, said, page)
         async with httpx.AsyncClient(timeout=15) as client:
             try:
                 response = await client.post(url, json=body)

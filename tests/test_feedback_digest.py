@@ -135,8 +135,8 @@ def test_permanent_401_fails_at_once_naming_model_and_key_variable(project_dir: 
     started = time.monotonic()
     done = cli("run", str(PLAYBOOK), "-i", f"comments={REVIEWS}", "-i", "limit=40", cwd=project_dir)
     assert done.returncode == 1
-    assert "model 'default' (openai/fake) rejected the API key (401)" in done.stderr
-    assert "set FAKE_LLM_API_KEY" in done.stderr
+    assert "模型 'default'（openai/fake）拒绝了 API 密钥（401）" in done.stderr
+    assert "请把 FAKE_LLM_API_KEY 设为有效的密钥" in done.stderr
     assert len(server.requests) <= 2  # the two batches in parallel, no retries
     assert time.monotonic() - started < 30
     assert "Traceback" not in done.stderr

@@ -14,6 +14,8 @@ from runner.errors import RunError
 from runner.models.llm import LlmClient, LlmRequest
 from runner.testing import FakeLLMServer, Faults
 
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
+
 MODEL = to_model(to_json_schema({"sentiment": {"enum": ["正面", "负面"]}, "topic": "string"}))
 
 
@@ -71,7 +73,7 @@ def test_default_falls_back_to_local_without_a_key(tmp_path: Path, monkeypatch: 
     project = load_project()
     assert project.resolve_model("default")[0] == "local"
     project.resolve_model("default")
-    assert len(project.notices) == 1 and "内置的 'local' 模型" in project.notices[0]
+    assert len(project.notices) == 1 and "embedded 'local' model" in project.notices[0]
     monkeypatch.setenv("PLAYBOOK_MODEL_DEFAULT", "deepseek/deepseek-chat")
     monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-x")
     assert load_project().resolve_model("default") == ("default", load_project().settings.models["default"])

@@ -18,6 +18,8 @@ from runner.store.postgres import PostgresStore
 from runner.testing import FakeLLMServer
 from tests.conftest import REVIEWED, cli, write_playbook
 
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
+
 
 def _rows(url: str, sql: str) -> list[tuple[object, ...]]:
     with psycopg.connect(url) as db:

@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import cli, write_playbook
 
+pytestmark = pytest.mark.usefixtures("english")  # these tests check what the messages say, in English
+
 READ = """
 name: reader
 inputs: {target: {type: string}}

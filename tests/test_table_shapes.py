@@ -84,7 +84,7 @@ def test_a_row_no_column_explains_is_refused_before_the_run_naming_its_line(
                                        "A2,包装破了,2,2026-11-02,多余\nA3,好用,4,2026-11-03\n", encoding="utf-8")
     done = cli("run", str(DIGEST), "-i", "comments=c.csv", cwd=project_dir)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "'c.csv' line 3: more fields than the header's 4" in done.stderr and "Traceback" not in done.stderr
+    assert "'c.csv' 第 3 行：字段比表头的 4 个多" in done.stderr and "Traceback" not in done.stderr
     assert not server.requests
 
 
@@ -102,8 +102,8 @@ def test_a_whitespace_separated_gzipped_file_without_a_header(project_dir: Path,
     refused = cli("run", str(KPI), "-i", "table=CDNOW_master.txt.gz", "-i", "aggregate={orders: count}",
                   cwd=project_dir)
     assert refused.returncode == 2 and not server.requests
-    assert ("the first row looks like data, not column names (00001, 19970101, 1, 11.77); give the columns' "
-            "names in order with names: [col1, col2, col3, col4]") in refused.stderr
+    assert ("第一行看起来是数据而不是列名（00001, 19970101, 1, 11.77）；请用 names: [col1, col2, col3, col4] "
+            "按顺序给出列名") in refused.stderr
     server.add_rule("数据截至", {"headline": "订单走势平稳", "narrative": "见下表。", "actions": ["一、关注复购"]})
     done = cli("run", str(KPI), "-i", "table=CDNOW_master.txt.gz", "-i", "names=[user_id, date, quantity, amount]",
                "-i", "aggregate={orders: count, buyers: nunique(user_id), revenue: sum(amount)}", cwd=project_dir)
@@ -130,7 +130,7 @@ def test_header_row_and_names_say_what_detection_cannot(tmp_path: Path) -> None:
     told = _read(tmp_path / "t.csv", header_row=4, names=["day", "visitors", "orders"])
     assert told.rows == [{"day": "2026-11-02", "visitors": "120", "orders": "6"}]  # type: ignore[attr-defined]
     (tmp_path / "n.csv").write_text("2026-11-01,100,5\n2026-11-02,120,6\n", encoding="utf-8")
-    with pytest.raises(ToolArgumentError, match=r"names has 2 names but '.*n.csv' has 3 columns"):
+    with pytest.raises(ToolArgumentError, match=r"names 有 2 个名字，但 '.*n.csv' 有 3 列"):
         _read(tmp_path / "n.csv", names=["day", "visitors"])
     assert _read(tmp_path / "n.csv", header_row=0).rows[1] == {"col1": "2026-11-02", "col2": "120", "col3": "6"}  # type: ignore[attr-defined]
 
@@ -162,11 +162,11 @@ def test_a_gzip_bomb_and_a_broken_gzip_are_refused(tmp_path: Path, monkeypatch: 
 
     monkeypatch.setattr(files, "MAX_UNPACKED", 1024 * 1024)
     (tmp_path / "big.csv.gz").write_bytes(gzip.compress(b"a,b\n" + b"1,2\n" * 600_000))
-    with pytest.raises(ToolArgumentError, match="unpacks to more than 1 MB"):
+    with pytest.raises(ToolArgumentError, match="解压后超过 1 MB"):
         _read(tmp_path / "big.csv.gz")
     packed = gzip.compress("".join(f"{n},{n * n}\n" for n in range(5000)).encode())
     (tmp_path / "cut.csv.gz").write_bytes(packed[: len(packed) // 2])
-    with pytest.raises(ToolArgumentError, match="is gzipped but does not unpack"):
+    with pytest.raises(ToolArgumentError, match="是 gzip 压缩的，但解压失败"):
         _read(tmp_path / "cut.csv.gz")
 
 

@@ -381,7 +381,7 @@ def _draw_unlocked(args: ChartInput, ctx: ToolContext) -> ChartOutput:
             axes.plot([t for t, _value in data], [v for _time, v in data], label=metric, linewidth=1.2)
         if args.anomalies:
             axes.scatter([parse_time(p["time"]) for p in args.anomalies], [float(p["value"]) for p in args.anomalies],
-                         color="#d62728", s=18, zorder=3, label="异常点")
+                         color="#d62728", s=18, zorder=3, label=_("anomalies"))
         axes.set_title(args.title)
         axes.set_ylabel(args.ylabel)
         axes.grid(alpha=0.3)

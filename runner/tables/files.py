@@ -84,7 +84,7 @@ def read_table(path: Path, name: str, shape: Shape, *, limit: int | None = None)
     if not packed:
         return _text_file(path, name, shape, suffix, limit)
     table = _text(_bytes(path, name, packed, None), name, shape, suffix, final=True, limit=limit)
-    table.notes.insert(0, "已解压 gzip")
+    table.notes.insert(0, _("unpacked gzip"))
     return table
 
 
@@ -193,7 +193,7 @@ def _parse(lines: Iterator[str], name: str, shape: Shape, suffix: str, limit: in
     records = _split(chain(head, lines), separator, name)
     table = _shaped(records, name, shape, separator, limit)
     if separator != preferred:
-        table.notes.insert(0, f"按{separator_name(separator)}分列")
+        table.notes.insert(0, _("columns split at each {separator}").format(separator=separator_name(separator)))
     return table
 
 
@@ -273,10 +273,11 @@ def _shaped(records: Iterator[tuple[int, Sequence[Any]]], name: str, shape: Shap
             _("'{name}' line {value}: more fields than the header's {width}, and no single text column explains "
               "them (an unquoted {value2} inside a text?); put that text in quotes, or export the file again as "
               "CSV").format(
-                name=name, value=_some(broken), width=width, value2=_SHOWN.get(separator, repr(separator)))))
+                name=name, value=_some(broken), width=width, value2=separator_name(separator))))
     for column, where in mended.items():
-        notes.append(f"第 {_some(where)} 行的字段比表头多：是「{header[column]}」列的文字里有未加引号的"
-                     f"{separator_name(separator)}，已把多出的部分并回该列，原文没有丢")
+        notes.append(_("line {lines} had more fields than the header: the text of column '{column}' holds an unquoted "
+                       "{separator}; the extra parts were joined back into that column, nothing of the text was "
+                       "lost").format(lines=_some(where), column=header[column], separator=separator_name(separator)))
     return Table(rows, lines, notes)
 
 
@@ -326,11 +327,9 @@ def _given(names: list[str], width: int, name: str) -> list[str]:
     return list(names)
 
 
-_SHOWN = {",": "comma", "\t": "tab", ";": "semicolon", "|": "'|'", WHITESPACE: "space"}
-
-
 def _some(lines: list[int]) -> str:
-    return "、".join(map(str, lines[:10])) + (f" 等 {len(lines)} 行" if len(lines) > 10 else "")
+    shown = _(", ").join(map(str, lines[:10]))
+    return _("{lines} and more ({count} lines)").format(lines=shown, count=len(lines)) if len(lines) > 10 else shown
 
 
 def _xlsx(path: Path, name: str, shape: Shape, limit: int | None) -> Table:

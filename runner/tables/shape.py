@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from runner.i18n import N_, _
+from runner.wording import worded
+
 LOOK = 200  # records a decision looks at: enough to see the columns, cheap on a million-row file
 HEADER_WITHIN = 20  # a header further down than this is not found by itself (header_row: says where)
 SEPARATORS = (",", "\t", ";", "|")
@@ -41,7 +44,9 @@ def choose_separator(lines: Sequence[str], preferred: str) -> str:
 
 
 def separator_name(separator: str) -> str:
-    return {",": "逗号", "\t": "制表符", ";": "分号", "|": "竖线", WHITESPACE: "空格"}[separator]
+    names = {",": N_("separator|comma"), "\t": N_("separator|tab"), ";": N_("separator|semicolon"),
+             "|": N_("separator|vertical bar"), WHITESPACE: N_("separator|space")}
+    return worded(names[separator])
 
 
 def kind(value: Any) -> str:
@@ -154,7 +159,8 @@ def header_names(record: Sequence[Any]) -> tuple[list[str], list[str]]:
         name = str(value).strip() if kind(value) != "empty" else f"col{j + 1}"
         seen[name] += 1
         if seen[name] > 1:
-            renamed.append(f"第 {j + 1} 列「{name}」重名，改叫「{name}_{seen[name]}」")
+            renamed.append(_("column {number} '{name}' repeats a name: renamed '{new}'").format(
+                number=j + 1, name=name, new=f"{name}_{seen[name]}"))
             name = f"{name}_{seen[name]}"
         names.append(name)
     return names, renamed
