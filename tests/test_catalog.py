@@ -78,6 +78,29 @@ def test_no_module_that_translates_assigns_to_the_underscore() -> None:
     assert offenders == []
 
 
+def test_every_message_is_formatted_with_exactly_its_placeholders() -> None:
+    """`_("… {name} …").format(nmae=…)` raises KeyError — on an error path, where a user meets it; a value given
+    and never placed is a message that lost what it meant to say."""
+    import string
+
+    problems = []
+    for path in CATALOGUED:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format"
+                    and isinstance(node.func.value, ast.Call) and _called(node.func.value) == "_"
+                    and node.func.value.args and isinstance(node.func.value.args[0], ast.Constant)):
+                continue
+            if node.args or any(k.arg is None for k in node.keywords):
+                continue  # positional or **values: not checked here
+            wanted = {name for _t, name, _s, _c in string.Formatter().parse(str(node.func.value.args[0].value))
+                      if name}
+            given = {k.arg for k in node.keywords}
+            if {w.split(".")[0].split("[")[0] for w in wanted} != given:
+                problems.append(f"{path.relative_to(ROOT)}:{node.lineno}: wants {sorted(wanted)}, "
+                                f"given {sorted(given)}")
+    assert problems == []
+
+
 def test_a_command_speaks_the_language_of_ui_language_then_the_locale(tmp_path: Path) -> None:
     (tmp_path / "playbook.toml").write_text('[ui]\nlanguage = "en"\n', encoding="utf-8")
     english = cli("runs", "list", cwd=tmp_path, env={"LANGUAGE": "zh_CN"})
