@@ -219,9 +219,9 @@ class ProjectFile(BaseModel):
             name = getattr(self.server, key)
             if name and name not in defined:
                 found.append((("server", key), _("no channel '{name}' under [notify.channels]{hint} (channels: "
-                                                 "{value})").format(
+                                                 "{channels})").format(
                                                    name=name, hint=did_you_mean(name, defined),
-                                                   value=', '.join(defined) or 'none')))
+                                                   channels=', '.join(defined) or 'none')))
         return found
 
 

@@ -190,12 +190,12 @@ async def metrics_load(args: LoadInput, ctx: ToolContext) -> LoadOutput:
     repeated = len(times) - len(set(times))
     if repeated >= max(3, len(times) // 10):
         raise ToolArgumentError("aggregate", (
-            _("'{path}': {repeated} of {value} rows repeat a time already seen — this looks like one row per order "
+            _("'{path}': {repeated} of {rows} rows repeat a time already seen — this looks like one row per order "
               "or event, not one row per day or time, and summing or charting it row by row would be wrong. Say "
               "how rows roll up to a day with `aggregate:` (rules: count, sum, mean, min, max, nunique), e.g.\n  "
-              "{value2}").format(
-                path=args.path, repeated=repeated, value=len(times),
-                value2=_again_with(ctx, args.path,
+              "{suggestion}").format(
+                path=args.path, repeated=repeated, rows=len(times),
+                suggestion=_again_with(ctx, args.path,
                                    suggest_aggregate(columns, [c for c in numeric if is_metric(raw, c)])))))
     stamp = stamper(times)
     out = [{**row, args.time: stamp(m)} for m, row in rows]

@@ -98,9 +98,9 @@ def _select(rows: list[dict[str, Any]], columns: list[str] | dict[str, str] | No
     present = set(rows[0]) if rows else set(mapping)
     missing = [c for c in mapping if c not in present]
     if missing:
-        raise ToolArgumentError("columns", _("'{name}' has no column {joined} (columns: {joined2})").format(
-                                               name=name, joined=', '.join(map(repr, missing)),
-                                               joined2=', '.join(sorted(present))))
+        raise ToolArgumentError("columns", _("'{name}' has no column {missing} (columns: {columns})").format(
+                                               name=name, missing=', '.join(map(repr, missing)),
+                                               columns=', '.join(sorted(present))))
     return [{new: row.get(old) for old, new in mapping.items()} for row in rows]
 
 

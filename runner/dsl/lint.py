@@ -17,10 +17,10 @@ def foreign_templates(spec: PlaybookSpec) -> list[tuple[tuple[Any, ...], str]]:
     found = []
     for path, text in _texts(spec):
         for match in _FOREIGN.finditer(text):
-            found.append((path, _("'{value}' is not an expression here and is sent as written; did you mean "
-                                  "'{value2}'?").format(
-                                    value=match.group(0),
-                                    value2=_suggest(spec, match.group(1) == '#', match.group(2)))))
+            found.append((path, _("'{written}' is not an expression here and is sent as written; did you mean "
+                                  "'{meant}'?").format(
+                                    written=match.group(0),
+                                    meant=_suggest(spec, match.group(1) == '#', match.group(2)))))
     return found
 
 

@@ -124,8 +124,8 @@ def _field(spec: dict[str, Any], where: str) -> dict[str, Any]:
         schema[keyword] = value
     for low, high in (("minimum", "maximum"), ("minLength", "maxLength"), ("minItems", "maxItems")):
         if low in schema and high in schema and schema[low] > schema[high]:
-            raise SchemaError(_("{where}: the lower bound {name} is above the upper bound {name2}").format(
-                                  where=where, name=schema[low], name2=schema[high]))
+            raise SchemaError(_("{where}: the lower bound {low} is above the upper bound {high}").format(
+                                  where=where, low=schema[low], high=schema[high]))
     schema.update(_labels(spec, where))
     return {**schema, "x-optional": True} if spec["type"].endswith("?") else schema
 

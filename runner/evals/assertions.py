@@ -97,8 +97,8 @@ async def _check(a: Assertion, value: Any, context: dict[str, Any], case: CaseSp
     check = a.check
     if check == "equals":
         want = expected(a.equals)
-        _require(value == want, _("is {value}, expected {value2}").format(
-                                    value=_short(value), value2=_short(want)))
+        _require(value == want, _("is {got}, expected {wanted}").format(
+                                    got=_short(value), wanted=_short(want)))
     elif check in ("contains", "not_contains"):
         want = expected(a.contains if check == "contains" else a.not_contains)
         found = _contains(value, want)

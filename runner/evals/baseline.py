@@ -52,8 +52,8 @@ def first_divergence(old_steps: list[dict[str, Any]], new_steps: list[dict[str, 
             return {"step": step["id"], "what": _("this step did not run in the baseline"), "before": None,
                     "after": step.get("output")}
         if was.get("status") != step.get("status"):
-            return {"step": step["id"], "what": _("status {value} → {value2}").format(
-                                                    value=was.get('status'), value2=step.get('status')),
+            return {"step": step["id"], "what": _("status {before} → {after}").format(
+                                                    before=was.get('status'), after=step.get('status')),
                     "before": was.get("output"), "after": step.get("output")}
         if was.get("digest") != step.get("digest"):
             return {"step": step["id"], "what": _("output changed"), "before": was.get("output"),

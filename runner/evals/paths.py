@@ -59,26 +59,26 @@ def _walk(value: Any, rest: list[str | int], done: list[str | int], found: list[
     head, tail = rest[0], rest[1:]
     if head == STAR:
         if not isinstance(value, list):
-            raise PathMissing(_("{value} is {value2}, not a list, so [*] has nothing to go over").format(
-                                  value=show(done), value2=_kind(value)))
+            raise PathMissing(_("{path} is {kind}, not a list, so [*] has nothing to go over").format(
+                                  path=show(done), kind=_kind(value)))
         for i, item in enumerate(value):
             _walk(item, tail, [*done, i], found)
         return
     if isinstance(head, int):
         if not isinstance(value, list):
-            raise PathMissing(_("{value} is {value2}, not a list").format(value=show(done), value2=_kind(value)))
+            raise PathMissing(_("{path} is {kind}, not a list").format(path=show(done), kind=_kind(value)))
         if not -len(value) <= head < len(value):
-            raise PathMissing(_("{value} has {value2} item(s); there is no [{head}]").format(
-                                  value=show(done), value2=len(value), head=head))
+            raise PathMissing(_("{path} has {count} item(s); there is no [{head}]").format(
+                                  path=show(done), count=len(value), head=head))
         _walk(value[head], tail, [*done, head], found)
         return
     if not isinstance(value, dict):
-        raise PathMissing(_("{value} is {value2}; it has no field '{head}'").format(
-                              value=show(done), value2=_kind(value), head=head))
+        raise PathMissing(_("{path} is {kind}; it has no field '{head}'").format(
+                              path=show(done), kind=_kind(value), head=head))
     if head not in value:
         fields = ", ".join(sorted(map(str, value))[:12]) or _("none")
-        raise PathMissing(_("{value} has no field '{head}' (fields: {fields})").format(
-                              value=show(done) or _("the run"), head=head, fields=fields))
+        raise PathMissing(_("{path} has no field '{head}' (fields: {fields})").format(
+                              path=show(done) or _("the run"), head=head, fields=fields))
     _walk(value[head], tail, [*done, head], found)
 
 

@@ -50,9 +50,9 @@ def evaluate_suite(path: str | Path, options: EvalOptions | None = None, *, proj
     if options.cases:
         unknown = sorted(set(options.cases) - {c.id for c in suite.cases})
         if unknown:
-            raise SuiteError(_("{path}: no case {joined} (cases: {joined2})").format(
-                                 path=path, joined=', '.join(unknown),
-                                 joined2=', '.join(c.id for c in suite.cases)))
+            raise SuiteError(_("{path}: no case {unknown} (cases: {known})").format(
+                                 path=path, unknown=', '.join(unknown),
+                                 known=', '.join(c.id for c in suite.cases)))
     order = [c.id for c in suite.cases]
     if options.cases:
         suite.cases = [c for c in suite.cases if c.id in options.cases]

@@ -270,10 +270,10 @@ def _shaped(records: Iterator[tuple[int, Sequence[Any]]], name: str, shape: Shap
         lines.append(line)
     if broken:
         raise ToolArgumentError("path", (
-            _("'{name}' line {value}: more fields than the header's {width}, and no single text column explains "
-              "them (an unquoted {value2} inside a text?); put that text in quotes, or export the file again as "
+            _("'{name}' line {lines}: more fields than the header's {width}, and no single text column explains "
+              "them (an unquoted {separator} inside a text?); put that text in quotes, or export the file again as "
               "CSV").format(
-                name=name, value=_some(broken), width=width, value2=separator_name(separator))))
+                name=name, lines=_some(broken), width=width, separator=separator_name(separator))))
     for column, where in mended.items():
         notes.append(_("line {lines} had more fields than the header: the text of column '{column}' holds an unquoted "
                        "{separator}; the extra parts were joined back into that column, nothing of the text was "

@@ -182,5 +182,5 @@ def mend(record: list[str], columns: Columns, separator: str) -> tuple[list[str]
             fitting.append((columns.lengths[j], -j, merged))
     if not fitting:
         return None
-    _, minus_j, merged = max(fitting)
+    _length, minus_j, merged = max(fitting)
     return merged, -minus_j

@@ -73,7 +73,7 @@ async def run_approval(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
 
     await ctx.once("decision", record)
     if decision["action"] == "reject" and not spec.on_reject:
-        raise RunError(_("rejected by {value}: {value2}").format(
-                           value=decision.get('by'), value2=decision.get("comment") or _("no comment")),
+        raise RunError(_("rejected by {by}: {comment}").format(
+                           by=decision.get('by'), comment=decision.get("comment") or _("no comment")),
                        step=ctx.step.id)
     return {"draft": final, "decision": {**decision, "diff": changes}}

@@ -58,9 +58,9 @@ async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any], list[dict[str
     if bound is not None and len(errors) > bound:
         shown = _("; ").join(_("item {index}: {message}").format(index=e["index"], message=e["message"])
                              for e in errors[:3])
-        raise TooManyFailures(_("{value} of {value2} items failed, more than max_failures {max_failures} allows — "
+        raise TooManyFailures(_("{failed} of {total} items failed, more than max_failures {max_failures} allows — "
                                 "{shown}").format(
-                                  value=len(errors), value2=len(items), max_failures=ctx.step.max_failures,
+                                  failed=len(errors), total=len(items), max_failures=ctx.step.max_failures,
                                   shown=shown), step=ctx.step.id,
                               details={"errors": errors})
     merged = [_merge(item, out) for item, out in zip(items, outputs, strict=True)]
