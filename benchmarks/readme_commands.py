@@ -1,13 +1,14 @@
 """Time the README's commands exactly as written, on the embedded model (no key, no network).
 
-    python benchmarks/readme_commands.py [--threads N] [--long]
+    python benchmarks/readme_commands.py [--threads N] [--long] [--only quick,full,retro,trend]
 
 Copies the clone's playbooks/ and examples/ into a fresh temporary project with no playbook.toml (so `default`
 is the embedded `local` model, as on a newcomer's machine), then runs, as subprocesses of the real `playbook`
 command and in this order: the quick start (`feedback_digest`, limit=20) until it waits for approval, the
 `approve` that finishes it, and trend_scan with the embedded-model command the README gives (the Weibo
 snapshot served on loopback, as `python -m http.server` does there); with --long also the feedback_digest
-command over all 2,000 reviews and retro, each to its approval and past it. Prints a markdown table of wall time,
+command over all 2,000 reviews and retro, each to its approval and past it; --only picks some of them (the long
+ones take many minutes each). Prints a markdown table of wall time,
 exit code and the run's tokens; the README's figures are copied from it.
 """
 
@@ -71,7 +72,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="[local] threads (default: every core)")
     parser.add_argument("--long", action="store_true",
                         help="also the 2,000-review command and retro, each to its approval and past it (minutes)")
+    parser.add_argument("--only", help="comma-separated: quick, full, retro, trend (default: all that apply)")
     args = parser.parse_args()
+    long_ones = {"full", "retro"} if args.long else set()
+    chosen = set(args.only.split(",")) if args.only else {"quick", "trend"} | long_ones
     project = Path(tempfile.mkdtemp(prefix="readme-commands-"))
     shutil.copytree(ROOT / "playbooks", project / "playbooks")
     shutil.copytree(ROOT / "examples", project / "examples")
@@ -82,10 +86,12 @@ def main() -> None:
     print(f"{os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.2f}")
     print("| command | wall | exit | tokens |")
     print("|---|---|---|---|")
-    to_approval_and_past_it(QUICK_START, project, env)
-    if args.long:
-        to_approval_and_past_it(FULL_DIGEST, project, env)
-        to_approval_and_past_it(RETRO, project, env)
+    for name, command in (("quick", QUICK_START), ("full", FULL_DIGEST), ("retro", RETRO)):
+        if name in chosen:
+            to_approval_and_past_it(command, project, env)
+    if "trend" not in chosen:
+        shutil.rmtree(project, ignore_errors=True)
+        return
     with serve_directory(project / "examples" / "trends") as base:
         # as the README says to: the stand-in server is on this machine, which tools reach only when allowed
         (project / "playbook.toml").write_text('[web]\nallow_private = ["127.0.0.1"]\n', encoding="utf-8")

@@ -43,6 +43,8 @@ class ModelConfig(BaseModel):
     output_price: float | None = Field(None, description="per million output tokens, project currency")
     structured_output: bool | None = Field(None, description="send the JSON Schema as response_format; "
                                                              "default: what litellm says it supports")
+    vision: bool | None = Field(None, description="takes images (llm steps' `images:`); default: what litellm's "
+                                                  "model table says")
 
     def key_env(self) -> str:
         if self.api_key_env is not None:

@@ -62,7 +62,8 @@ def plain(error: Mapping[str, Any]) -> str:
     msg = str(error.get("msg", ""))
     if isinstance(value, str) and "${{" in value and kind.split("_")[0] in ("int", "float", "bool", "decimal"):
         return _("takes a fixed value written in the playbook, not an expression ({expression}); expressions work "
-                 "in prompts, `with:`, `map:`, `when:`, approval and switch fields and outputs"
+                 "in prompts and an llm step's parameters, `with:`, `map:`, `when:`, approval and switch fields and "
+                 "outputs"
                  ).format(expression=value.strip())
     if kind in ("model_type", "dict_type", "model_attributes_type", "mapping_type"):
         return _("should be a mapping (name: value pairs), not {value}").format(value=kind_of(value))

@@ -21,6 +21,9 @@ def coerce(name: str, spec: InputSpec, value: Any) -> Any:
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise ValueError(_("expected text, got {value}").format(value=kind_of(value)))
         value = str(value)
+        if spec.max_length is not None and len(value) > spec.max_length:
+            raise ValueError(_("{length} characters; at most {limit} are allowed — shorten it").format(
+                                 length=len(value), limit=spec.max_length))
     elif kind == "integer":
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise ValueError(_("expected an integer, got {value!r}").format(value=value))
@@ -40,6 +43,11 @@ def coerce(name: str, spec: InputSpec, value: Any) -> Any:
             value = value.lower() in _TRUE
         if not isinstance(value, bool):
             raise ValueError(_("expected true or false, got {value!r}").format(value=value))
+    elif kind == "history":
+        value = _history(_flow(value, kind) if isinstance(value, str) else value)
+        if spec.min_items is not None and len(value) < spec.min_items:
+            raise ValueError(ngettext("give at least {count} turn (got {got})", "give at least {count} turns "
+                                      "(got {got})", spec.min_items).format(count=spec.min_items, got=len(value)))
     elif kind in ("list", "object"):
         if isinstance(value, str):
             value = _flow(value, kind)
@@ -56,6 +64,20 @@ def coerce(name: str, spec: InputSpec, value: Any) -> Any:
     return value
 
 
+def _history(value: Any) -> list[dict[str, str]]:
+    """Earlier turns of a conversation: [{role: user or assistant (or system), content: text}], as chat APIs
+    and Dify's memory hold them."""
+    if not isinstance(value, list):
+        raise ValueError(_("expected a list of turns like '[{{role: user, content: 你好}}, {{role: assistant, "
+                           "content: 您好}}]', got {value}").format(value=kind_of(value)))
+    for j, turn in enumerate(value):
+        if not (isinstance(turn, dict) and turn.get("role") in ("user", "assistant", "system")
+                and isinstance(turn.get("content"), str) and set(turn) <= {"role", "content"}):
+            raise ValueError(_("turn {number} is not {{role: user or assistant, content: text}}: {value}").format(
+                                 number=j + 1, value=kind_of(turn) if not isinstance(turn, dict) else turn))
+    return value
+
+
 def _flow(text: str, kind: str) -> Any:
     """A list or object written on a command line or in a form, as people write them: YAML flow —
     `{订单数: count, 销售额: sum(amount)}`, `[AI, 手机]` — or JSON (a subset of it); a list also as `AI,手机`."""
@@ -68,9 +90,10 @@ def _flow(text: str, kind: str) -> Any:
         reason = str(exc.diagnostics[0].message) if exc.diagnostics else str(exc)
         if kind == "list" and not text.lstrip().startswith("["):
             return [v.strip() for v in text.split(",") if v.strip()]
-        example = "[AI, 手机]" if kind == "list" else "{订单数: count, 销售额: sum(amount)}"
-        sentence = _("cannot read {text!r} as a list ({reason}); write it like '{example}'") if kind == "list" \
-            else _("cannot read {text!r} as an object ({reason}); write it like '{example}'")
+        example = {"list": "[AI, 手机]", "history": "[{role: user, content: 你好}]"}.get(
+            kind, "{订单数: count, 销售额: sum(amount)}")
+        sentence = _("cannot read {text!r} as an object ({reason}); write it like '{example}'") if kind == "object" \
+            else _("cannot read {text!r} as a list ({reason}); write it like '{example}'")
         raise ValueError(sentence.format(text=text, reason=reason, example=example)) from None
     if kind == "list" and not isinstance(value, list):
         return [v.strip() for v in text.split(",") if v.strip()]

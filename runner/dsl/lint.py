@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from runner.dsl.llm_check import llm_templates
 from runner.dsl.spec import PlaybookSpec
 from runner.i18n import _
 
@@ -40,12 +41,12 @@ def _suggest(spec: PlaybookSpec, dify: bool, name: str) -> str:
 
 def _texts(spec: PlaybookSpec) -> Iterator[tuple[tuple[Any, ...], str]]:
     for i, step in enumerate(spec.steps):
-        for kind in ("llm", "agent"):
-            body = getattr(step, kind)
-            if body is not None:
-                for name in ("system", "prompt"):
-                    if isinstance(getattr(body, name), str):
-                        yield ("steps", i, kind, name), getattr(body, name)
+        if step.llm is not None:
+            for path, value, _reads_item in llm_templates(step):
+                yield from _strings(("steps", i, "llm", *path), value)
+        if step.agent is not None:
+            for name in ("system", "prompt"):
+                yield from _strings(("steps", i, "agent", name), getattr(step.agent, name))
         if step.approval is not None:
             for name in ("title", "instructions", "show"):
                 yield from _strings(("steps", i, "approval", name), getattr(step.approval, name))

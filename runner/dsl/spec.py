@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
+from runner.dsl.llm_spec import LlmSpec
 from runner.i18n import _
 
 STEP_KINDS = ("llm", "tool", "agent", "approval", "switch", "playbook")
@@ -58,7 +59,7 @@ class Limits(Model):
     concurrency: int = Field(8, ge=1, le=256, description="default concurrency of map steps")
 
 
-InputType = Literal["string", "integer", "number", "boolean", "file", "list", "object"]
+InputType = Literal["string", "integer", "number", "boolean", "file", "list", "object", "history"]
 
 
 class InputSpec(Model):
@@ -71,6 +72,8 @@ class InputSpec(Model):
     enum: list[Any] | None = None
     min_items: int | None = Field(None, ge=0, description="list inputs: at least this many items; fewer is "
                                                          "refused before the run starts, before anything is spent")
+    max_length: int | None = Field(None, ge=1, description="string inputs: at most this many characters; longer "
+                                                          "is refused before the run starts")
 
     @property
     def is_required(self) -> bool:
@@ -78,8 +81,10 @@ class InputSpec(Model):
 
     @model_validator(mode="after")
     def _min_items_of_a_list(self) -> InputSpec:
-        if self.min_items is not None and self.type != "list":
+        if self.min_items is not None and self.type not in ("list", "history"):
             raise ValueError(_("min_items applies to list inputs; this input is a {type}").format(type=self.type))
+        if self.max_length is not None and self.type != "string":
+            raise ValueError(_("max_length applies to string inputs; this input is a {type}").format(type=self.type))
         return self
 
 
@@ -87,15 +92,6 @@ class Requirement(Model):
     that: str = Field(description="a `${{ }}` expression of the inputs that must be true, e.g. "
                                   "`${{ inputs.feeds or inputs.pages }}`")
     message: str = Field(description="what the user is told when it is false: which input to give, with an example")
-
-
-class LlmSpec(Model):
-    system: str | None = Field(None, description="system message (template)")
-    prompt: str = Field(description="user message (template); `${{ }}` expressions allowed")
-    output: dict[str, Any] | list[Any] | str | None = Field(
-        None, description="compact schema ({field: type}, {enum: [...]}, [type]) or full JSON Schema")
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1)
 
 
 class AgentSpec(Model):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, TypeAdapter
 from runner.dsl import labels, template_check, templates
 from runner.dsl.inputs import coerce, unmet_requirements
 from runner.dsl.lint import foreign_templates
+from runner.dsl.llm_check import llm_problems, llm_templates
 from runner.dsl.load import LoadedPlaybook, load_playbook
 from runner.dsl.output_schema import SchemaError, to_json_schema, to_model
 from runner.dsl.reach import reach
@@ -289,6 +290,9 @@ class _Checker:
         return None
 
     def check_kind(self, i: int, step: Step) -> None:
+        if step.llm is not None:
+            for path, message in llm_problems(step):
+                self.error(("steps", i, "llm", *path), message)
         if step.llm is not None and step.llm.output is not None:
             self.check_output(i, step, "llm", step.llm.output)
         elif step.agent is not None:
@@ -393,11 +397,12 @@ class _Checker:
         where = _("step '{step}'").format(step=step.id)
         self.check_templates_of((*base, "map"), step.map, set(), where)
         self.check_templates_of((*base, "when"), step.when, local, where)
-        for kind in ("llm", "agent"):
-            spec = getattr(step, kind)
-            if spec is not None:
-                self.check_templates_of((*base, kind, "system"), spec.system, local, where)
-                self.check_templates_of((*base, kind, "prompt"), spec.prompt, local, where)
+        if step.llm is not None:
+            for path, value, reads_item in llm_templates(step):
+                self.check_templates_of((*base, "llm", *path), value, local if reads_item else set(), where)
+        if step.agent is not None:
+            self.check_templates_of((*base, "agent", "system"), step.agent.system, local, where)
+            self.check_templates_of((*base, "agent", "prompt"), step.agent.prompt, local, where)
         if step.with_ is not None:
             self.check_templates_of((*base, "with"), step.with_, local, where)
         if step.approval is not None:

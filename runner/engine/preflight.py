@@ -103,8 +103,31 @@ def model_problems(playbook: Playbook, project: Project) -> list[Diagnostic]:
             where, _("step '{step}': model '{alias}' is not defined in playbook.toml{hint}; add a [models.{alias}] "
                      "section (model = \"provider/name\"), or use a defined alias").format(
                        step=step.id, alias=alias, hint=did_you_mean(alias, known))))
+    found += _vision_problems(playbook, project)
     for child in playbook.children.values():
         found += model_problems(child, project)
+    return found
+
+
+def _vision_problems(playbook: Playbook, project: Project) -> list[Diagnostic]:
+    """Images sent to a model that takes none fail at the provider (or are silently dropped), after the steps
+    before were paid for."""
+    from runner.models.model_table import facts
+
+    found = []
+    for i, step in enumerate(playbook.spec.steps):
+        if step.llm is None or step.llm.images is None:
+            continue
+        alias = step.model or playbook.spec.defaults.model
+        config = project.resolve_model(alias)[1]
+        takes_images = config.vision if config.vision is not None else (
+            config.model != LOCAL and facts(config.model).supports_vision)
+        if not takes_images:
+            shown = _("the embedded model") if config.model == LOCAL else config.model
+            found.append(playbook.loaded.source.diag(("steps", i, "llm", "images"), _(
+                "step '{step}' sends images, but model '{alias}' ({model}) does not take images; use a "
+                "vision-capable model, or set `vision = true` under [models.{alias}] in playbook.toml if it does"
+            ).format(step=step.id, alias=alias, model=shown)))
     return found
 
 

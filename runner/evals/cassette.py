@@ -20,7 +20,7 @@ import yaml
 from runner.dsl.yaml_loader import safe_load
 from runner.errors import RunError
 from runner.i18n import _
-from runner.models.llm import LlmCall, LlmReply
+from runner.models.llm import LlmCall, LlmReply, message_text
 
 Mode = Literal["record", "replay"]
 
@@ -151,11 +151,13 @@ class CaseReplies:
 
 
 def request_of(call: LlmCall) -> dict[str, Any]:
-    request: dict[str, Any] = {"messages": [{"role": m.get("role"), "content": m.get("content")}
-                                            for m in call.messages]}
+    # an image part reads [image]: the cassette is for a reviewer, and its key already holds the image's bytes
+    request: dict[str, Any] = {"messages": [{"role": m.get("role"), "content": m.get("content") if not isinstance(
+        m.get("content"), list) else message_text(m)} for m in call.messages]}
     for name in ("temperature", "max_tokens"):
         if getattr(call, name) is not None:
             request[name] = getattr(call, name)
+    request.update(call.sampling)
     if call.schema is not None:
         request["schema_fields"] = sorted(call.schema.get("properties", {}))
     if call.tools:

@@ -44,6 +44,7 @@ class LlmRequest:
     step: str = ""
     schema: dict[str, Any] | None = None  # schema to send, when stricter than output_model
     tools: list[dict[str, Any]] | None = None  # OpenAI function-calling tool definitions
+    sampling: dict[str, Any] = field(default_factory=dict)  # top_p, penalties, seed, stop: as the provider takes them
 
 
 @dataclass
@@ -82,12 +83,14 @@ class LlmCall:
     max_tokens: int | None
     schema: dict[str, Any] | None
     tools: list[dict[str, Any]] | None
+    sampling: dict[str, Any] = field(default_factory=dict)
 
     def key(self) -> str:
         """Stable across machines: the alias, not the endpoint it resolves to, so a cassette recorded
-        against one server replays anywhere."""
-        blob = json.dumps([self.alias, self.messages, self.temperature, self.max_tokens, self.schema, self.tools],
-                          ensure_ascii=False, sort_keys=True)
+        against one server replays anywhere. Sampling parameters join the key only when set (cassettes
+        recorded before they existed keep their keys)."""
+        blob = json.dumps([self.alias, self.messages, self.temperature, self.max_tokens, self.schema, self.tools,
+                           *([self.sampling] if self.sampling else [])], ensure_ascii=False, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -157,7 +160,8 @@ class LlmClient:
         """The reply cache keys on what was really asked of whom: the resolved model id and its endpoint
         (two servers serving the same model id are different models), then the request itself."""
         blob = json.dumps([config.model, _endpoint(config), request.messages, request.temperature, request.max_tokens,
-                           schema, request.tools], ensure_ascii=False, sort_keys=True)
+                           schema, request.tools, *([request.sampling] if request.sampling else [])],
+                          ensure_ascii=False, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     async def complete(self, request: LlmRequest) -> LlmResult:
@@ -171,10 +175,10 @@ class LlmClient:
         if schema is not None and config.model == LOCAL:
             # the grammar enforces the schema; a small model only gets confused by its text
             fields = ", ".join(schema.get("properties", {}))
-            messages[-1]["content"] = f"{messages[-1]['content']}\n\n只输出 JSON，字段：{fields}。"
+            messages[-1] = with_text_appended(messages[-1], f"\n\n只输出 JSON，字段：{fields}。")
         elif schema is not None:
-            messages[-1]["content"] = (f"{messages[-1]['content']}{SCHEMA_INSTRUCTION}"
-                                       f"{json.dumps(schema, ensure_ascii=False)}")
+            messages[-1] = with_text_appended(messages[-1],
+                                              f"{SCHEMA_INSTRUCTION}{json.dumps(schema, ensure_ascii=False)}")
         result = LlmResult(None, "", alias)
         for repair in range(MAX_REPAIRS + 1):
             reply = await self._call(alias, config, request, messages, schema)
@@ -210,7 +214,7 @@ class LlmClient:
         # instruction, so a cassette recorded against a server replays where `default` resolves elsewhere
         written = [*request.messages, *messages[len(request.messages):]]
         call = LlmCall(request.step, request.alias, config.model, written, request.temperature, request.max_tokens,
-                       schema, request.tools)
+                       schema, request.tools, request.sampling)
         return await self.replies.reply(call, lambda: self._fetch(alias, config, request, messages, schema))
 
     async def _fetch(self, alias: str, config: ModelConfig, request: LlmRequest,
@@ -245,7 +249,7 @@ class LlmClient:
                              "supports function calling"), step=request.step)
         reply = await local_model.complete(messages, schema=schema, max_tokens=request.max_tokens or 2048,
                                            temperature=request.temperature or 0.0,
-                                           settings=self.project.settings.local)
+                                           settings=self.project.settings.local, sampling=request.sampling)
         return LlmReply(reply["text"], [], reply["tokens_in"], reply["tokens_out"], 0.0)
 
     async def _remote(self, alias: str, config: ModelConfig, request: LlmRequest,
@@ -254,7 +258,8 @@ class LlmClient:
         if not api_key and config.api_base:
             api_key = "none"  # OpenAI-compatible local servers often need no key
         params: dict[str, Any] = {"messages": messages, "timeout": request.timeout,
-                                  "temperature": request.temperature, "max_tokens": request.max_tokens}
+                                  "temperature": request.temperature, "max_tokens": request.max_tokens,
+                                  **request.sampling}
         if request.tools:
             params["tools"] = request.tools
         direct = openai_compatible.handles(config)
@@ -307,6 +312,28 @@ async def _through_litellm(litellm: Any, config: ModelConfig, api_key: str,
     usage = getattr(response, "usage", None)
     return (message.content or "", calls, int(getattr(usage, "prompt_tokens", 0) or 0),
             int(getattr(usage, "completion_tokens", 0) or 0))
+
+
+def with_text_appended(message: dict[str, Any], text: str) -> dict[str, Any]:
+    """The message with `text` added to its words (to its last text part when it carries images too)."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return {**message, "content": f"{content or ''}{text}"}
+    parts = [dict(part) for part in content]
+    last = max((i for i, part in enumerate(parts) if part.get("type") == "text"), default=None)
+    if last is None:
+        parts.insert(0, {"type": "text", "text": text.lstrip()})
+    else:
+        parts[last]["text"] = f"{parts[last]['text']}{text}"
+    return {**message, "content": parts}
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """What a message says, its images shown as [image] (for the run's events and pages)."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return str(content or "")
+    return "\n".join(str(part.get("text", "")) if part.get("type") == "text" else "[image]" for part in content)
 
 
 def _endpoint(config: ModelConfig) -> str:

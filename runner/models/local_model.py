@@ -104,6 +104,8 @@ def gemma_prompt(messages: list[dict[str, Any]]) -> str:
         if role == "user" and pending_system:
             content, pending_system = f"{pending_system}\n\n{content}", ""
         parts.append(f"<start_of_turn>{role}\n{content}<end_of_turn>\n")
+    if pending_system:  # a step with only a system message, or no user turn after it
+        parts.append(f"<start_of_turn>user\n{pending_system}<end_of_turn>\n")
     return "".join(parts) + "<start_of_turn>model\n"
 
 
@@ -163,11 +165,14 @@ def fit_schema(schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
 
 
 def _complete_sync(messages: list[dict[str, Any]], schema: dict[str, Any] | None,
-                   max_tokens: int, temperature: float, settings: Any = None) -> dict[str, Any]:
+                   max_tokens: int, temperature: float, settings: Any = None,
+                   sampling: dict[str, Any] | None = None) -> dict[str, Any]:
     server = _load(getattr(settings, "threads", None), getattr(settings, "context", 8192))
+    sampling = dict(sampling or {})
+    stop = sampling.pop("stop", [])
     request: dict[str, Any] = {"prompt": gemma_prompt(messages), "n_predict": max_tokens,
-                               "temperature": temperature, "stop": ["<end_of_turn>"], "seed": 42,
-                               "repeat_penalty": 1.2, "repeat_last_n": 64}
+                               "temperature": temperature, "seed": 42, "repeat_penalty": 1.2, "repeat_last_n": 64,
+                               **sampling, "stop": ["<end_of_turn>", *([stop] if isinstance(stop, str) else stop)]}
     if schema is not None:
         request["json_schema"] = fit_schema(schema, max_tokens)
     with _decode_lock:
@@ -182,6 +187,9 @@ def _complete_sync(messages: list[dict[str, Any]], schema: dict[str, Any] | None
 
 
 async def complete(messages: list[dict[str, Any]], *, schema: dict[str, Any] | None,
-                   max_tokens: int = 512, temperature: float = 0.0, settings: Any = None) -> dict[str, Any]:
-    """One completion; `settings` is the project's `[local]` (threads, context), used when the model starts."""
-    return await asyncio.to_thread(_complete_sync, messages, schema, max_tokens, temperature, settings)
+                   max_tokens: int = 512, temperature: float = 0.0, settings: Any = None,
+                   sampling: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One completion; `settings` is the project's `[local]` (threads, context), used when the model starts;
+    `sampling` the step's top_p, penalties, seed and stop (llama.cpp takes them under the same names)."""
+    return await asyncio.to_thread(_complete_sync, messages, schema, max_tokens, temperature, settings,
+                                   sampling or {})

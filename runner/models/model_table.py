@@ -17,6 +17,7 @@ class ModelFacts:
     input_cost_per_token: float = 0.0  # USD
     output_cost_per_token: float = 0.0
     supports_response_schema: bool = False
+    supports_vision: bool = False
 
 
 @lru_cache(maxsize=1)
@@ -40,4 +41,4 @@ def facts(model: str) -> ModelFacts:
     entry = table.get(model) or table.get(model.split("/", 1)[-1]) or {}
     return ModelFacts(float(entry.get("input_cost_per_token") or 0.0),
                       float(entry.get("output_cost_per_token") or 0.0),
-                      bool(entry.get("supports_response_schema")))
+                      bool(entry.get("supports_response_schema")), bool(entry.get("supports_vision")))

@@ -126,9 +126,9 @@ class FakeLLMServer:
     # request handling
     def _handle(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         messages = body.get("messages", [])
-        prompt = next((str(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+        prompt = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
         entry = {"time": time.time(), "model": body.get("model"), "messages": messages, "prompt": prompt,
-                 "response_format": body.get("response_format"), "status": 200,
+                 "response_format": body.get("response_format"), "status": 200, "body": body,
                  "tools": [t.get("function", {}).get("name") for t in body.get("tools") or []]}
         with self._lock:
             self.requests.append(entry)
@@ -230,6 +230,13 @@ class FakeLLMServer:
 
     def prompts(self, pattern: str = "") -> list[str]:
         return [r["prompt"] for r in self.requests if re.search(pattern, r["prompt"])]
+
+
+def _text(content: Any) -> str:
+    """A message's words: a string as it is, the text parts of a list of content parts (images left out)."""
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return str(content)
 
 
 def _cumulative(values: list[float]) -> Iterator[float]:

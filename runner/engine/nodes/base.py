@@ -22,7 +22,7 @@ from runner.engine.events import HookList, Redactor
 from runner.engine.spill import Spill
 from runner.errors import CostLimitReached, RunCancelled, RunTakenOver, TemplateFailed, framed
 from runner.i18n import _
-from runner.models.llm import LlmClient, LlmRequest, LlmResult
+from runner.models.llm import LlmClient, LlmRequest, LlmResult, message_text
 from runner.models.local_model import thread_count
 from runner.registry import ToolContext, ToolFixtures
 from runner.store import Store
@@ -190,7 +190,7 @@ class StepContext:
         self.run.check_budget(self.step.id)
         started = time.monotonic()
         result = await self.watched(self.run.llm.complete(request), request.alias)
-        prompt = next((str(m.get("content")) for m in reversed(request.messages) if m.get("role") == "user"), "")
+        prompt = next((message_text(m) for m in reversed(request.messages) if m.get("role") == "user"), "")
         self.run.charge(self.step.id, result, time.monotonic() - started, prompt)
         if result.cached:
             self.usage["cached"] += 1
