@@ -23,7 +23,8 @@ STATUS = {
 
 
 KINDS = {"llm": N_("kind|LLM"), "tool": N_("kind|tool"), "approval": N_("kind|approval"),
-         "switch": N_("kind|switch"), "playbook": N_("kind|sub-playbook"), "agent": N_("kind|agent")}
+         "switch": N_("kind|switch"), "playbook": N_("kind|sub-playbook"), "agent": N_("kind|agent"),
+         "template": N_("kind|template")}
 
 
 def kind(word: Any) -> str:

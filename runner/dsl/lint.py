@@ -51,6 +51,7 @@ def _texts(spec: PlaybookSpec) -> Iterator[tuple[tuple[Any, ...], str]]:
             for name in ("title", "instructions", "show"):
                 yield from _strings(("steps", i, "approval", name), getattr(step.approval, name))
         yield from _strings(("steps", i, "with"), step.with_)
+        yield from _strings(("steps", i, "template"), step.template)
     yield from _strings(("outputs",), spec.outputs)
 
 

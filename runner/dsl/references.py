@@ -98,6 +98,8 @@ class References:
                 return _object_of(f.alias or n for n, f in model.model_fields.items())
         if step.id in self.child_outputs:
             return _object_of(self.child_outputs[step.id])
+        if isinstance(step.template, dict):  # a mapping written out: its keys are the output's fields
+            return _object_of(str(key) for key in step.template)
         return None
 
     def result_fields(self, step: Step) -> set[str] | None:
@@ -114,6 +116,8 @@ class References:
         if step.playbook is not None:
             outputs = self.child_outputs.get(step.id)
             return fields | set(outputs) if outputs is not None else None
+        if step.template is not None:
+            return fields | {str(key) for key in step.template} if isinstance(step.template, dict) else None
         if step.approval is not None:
             return None
         return fields

@@ -10,7 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from runner.dsl.llm_spec import LlmSpec
 from runner.i18n import _
 
-STEP_KINDS = ("llm", "tool", "agent", "approval", "switch", "playbook")
+STEP_KINDS = ("llm", "tool", "agent", "approval", "switch", "playbook", "template")
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -167,6 +167,9 @@ class Step(Model):
     approval: ApprovalSpec | None = None
     switch: SwitchSpec | None = None
     playbook: str | None = Field(None, description="path of a sub-playbook, relative to this file")
+    template: Any = Field(None, description=(
+        "a value computed with no LLM or tool call: one `${{ }}` expression (its value kept: a list stays a list), "
+        "a multi-line text with expressions, or a mapping or list whose texts are rendered"))
     # modifiers
     map: Any = Field(None, description="list (expression) to fan out over")
     as_: StepId | None = Field(None, alias="as", description="name of the current item (default: item)")

@@ -405,6 +405,8 @@ class _Checker:
             self.check_templates_of((*base, "agent", "prompt"), step.agent.prompt, local, where)
         if step.with_ is not None:
             self.check_templates_of((*base, "with"), step.with_, local, where)
+        if step.template is not None:
+            self.check_templates_of((*base, "template"), step.template, local, where)
         if step.approval is not None:
             for name in ("title", "show", "instructions"):
                 self.check_templates_of((*base, "approval", name), getattr(step.approval, name),
