@@ -18,7 +18,7 @@ from runner.registry import get_tool, tool_names
 ROOT_NAMES = {"inputs", "steps", "run", "env", "secrets", "approval"}
 JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop", "true", "false",
                  "none", "True", "False", "None"}
-RUN_FIELDS = {"id", "started_at", "date", "dir", "playbook"}
+RUN_FIELDS = {"id", "started_at", "date", "dir", "playbook", "timezone"}
 APPROVAL_FIELDS = {"action", "comment", "by", "at", "edits", "step"}
 COMMON_RESULT_FIELDS = {"output", "status", "visits", "error"}
 SAFE_WHEN_SKIPPED = {"status", "visits", "error", "items", "errors"}  # a skipped step still has these

@@ -19,7 +19,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
-from runner.dsl import sandbox
+from runner.dsl import sandbox, template_helpers
 from runner.errors import did_you_mean
 from runner.i18n import N_, _
 from runner.messages import kind_of
@@ -173,6 +173,8 @@ def environment() -> _Environment:
                        undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
     env.filters["tojson"] = _to_json
     env.filters["json"] = _to_json
+    env.filters["to_json"] = _to_json
+    env.filters.update(template_helpers.FILTERS)
     env.filters["cross"] = _cross
     env.filters["number"] = _number
     env.filters["label"] = status  # `approve` → 通过, `done` → 已完成: status and decision words in Chinese

@@ -140,7 +140,7 @@ class StepContext:
             "steps": self.steps,
             "run": {"id": self.run.run_id, "started_at": self.run.started_at,
                     "date": self.state.get("run", {}).get("date"), "dir": str(self.run.run_dir),
-                    "playbook": spec.name},
+                    "playbook": spec.name, "timezone": self.run.project.settings.timezone},
             "env": {name: os.environ.get(name, "") for name in spec.env},
             "secrets": {name: os.environ.get(name, "") for name in spec.secrets},
             "approval": self.state.get("approval") or {"action": None, "comment": "", "by": None},
