@@ -24,7 +24,7 @@ STATUS = {
 
 KINDS = {"llm": N_("kind|LLM"), "tool": N_("kind|tool"), "approval": N_("kind|approval"),
          "switch": N_("kind|switch"), "playbook": N_("kind|sub-playbook"), "agent": N_("kind|agent"),
-         "template": N_("kind|template")}
+         "template": N_("kind|template"), "steps": N_("kind|inline body")}
 
 
 def kind(word: Any) -> str:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from runner.dsl.llm_spec import LlmSpec
 from runner.i18n import _
 
-STEP_KINDS = ("llm", "tool", "agent", "approval", "switch", "playbook", "template")
+STEP_KINDS = ("llm", "tool", "agent", "approval", "switch", "playbook", "template", "steps")
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -167,6 +167,11 @@ class Step(Model):
     approval: ApprovalSpec | None = None
     switch: SwitchSpec | None = None
     playbook: str | None = Field(None, description="path of a sub-playbook, relative to this file")
+    steps: list[Step] | None = Field(None, min_length=1, description=(
+        "an inline map body: these steps run for each item of `map:`, reading the item (`item` or the `as:` name), "
+        "the playbook's inputs and the values given in `with:`"))
+    outputs: dict[str, Any] | None = Field(None, description=(
+        "an inline body's result for each item: name: expression of its steps (default: its last step's output)"))
     template: Any = Field(None, description=(
         "a value computed with no LLM or tool call: one `${{ }}` expression (its value kept: a list stays a list), "
         "a multi-line text with expressions, or a mapping or list whose texts are rendered"))
@@ -197,8 +202,14 @@ class Step(Model):
             found = ", ".join(kinds) if kinds else _("none")
             raise StepProblem(_("step '{step}' needs exactly one of {joined} (found: {found})").format(
                                  step=self.id, joined=', '.join(STEP_KINDS), found=found))
-        if self.with_ is not None and self.kind not in ("tool", "playbook"):
+        if self.with_ is not None and self.kind not in ("tool", "playbook", "steps"):
             raise StepProblem(_("step '{step}': 'with' belongs to tool and playbook steps").format(step=self.id))
+        if self.steps is not None and self.map is None:
+            raise StepProblem(_("step '{step}': an inline body (`steps:`) runs once per item of `map:`; add `map:`, "
+                                "or write its steps in the playbook itself").format(step=self.id))
+        if self.outputs is not None and self.steps is None:
+            raise StepProblem(_("step '{step}': `outputs:` belongs to an inline body (`map:` with `steps:`)").format(
+                                  step=self.id))
         if self.map is None and (self.as_ or self.batch or self.concurrency):
             raise StepProblem(_("step '{step}': 'as', 'batch' and 'concurrency' need 'map'").format(
                                  step=self.id))

@@ -11,6 +11,7 @@ import pydantic
 from pydantic import BaseModel, TypeAdapter
 
 from runner.dsl import labels, template_check, templates
+from runner.dsl.inline_body import body_playbook
 from runner.dsl.inputs import coerce, unmet_requirements
 from runner.dsl.lint import foreign_templates
 from runner.dsl.llm_check import llm_problems, llm_templates
@@ -87,8 +88,9 @@ def run_schemas(path: str, source: str) -> dict[str, Any]:
         return labels.NO_SCHEMAS
 
 
-def validate(loaded: LoadedPlaybook, _stack: tuple[Path, ...] = ()) -> Playbook:
-    checker = _Checker(loaded, _stack)
+def validate(loaded: LoadedPlaybook, _stack: tuple[Path, ...] = (), *, bound: frozenset[str] = frozenset()) -> Playbook:
+    """`bound`: names every template may read besides the usual ones (an inline body's item and `with:` values)."""
+    checker = _Checker(loaded, _stack, bound)
     playbook = checker.run()
     if checker.errors:
         raise PlaybookValidationError(checker.errors)
@@ -96,14 +98,16 @@ def validate(loaded: LoadedPlaybook, _stack: tuple[Path, ...] = ()) -> Playbook:
 
 
 class _Checker:
-    def __init__(self, loaded: LoadedPlaybook, stack: tuple[Path, ...]) -> None:
+    def __init__(self, loaded: LoadedPlaybook, stack: tuple[Path, ...], bound: frozenset[str]) -> None:
         self.loaded = loaded
+        self.bound = set(bound)
         self.spec = loaded.spec
         self.source = loaded.source
         self.stack = (*stack, loaded.path.resolve())
         self.errors: list[Diagnostic] = []
         self.ids = [s.id for s in self.spec.steps]
         self.playbook = Playbook(loaded, build_topology(self.spec))
+        self.body_warnings: list[Diagnostic] = []
 
     def error(self, path: tuple[Any, ...], message: str, *, key: bool = False) -> None:
         self.errors.append(self.source.diag(path, message, key=key))
@@ -125,9 +129,10 @@ class _Checker:
                 self.check_templates(i, step)
                 self.check_map(i, step)
                 self.check_editable(i, step)
-            self.check_templates_of(("outputs",), self.spec.outputs, set(), "outputs")
+            self.check_templates_of(("outputs",), self.spec.outputs, set(self.bound), "outputs")
             self.check_graph()
         self.playbook.warnings = [self.source.diag(path, message) for path, message in foreign_templates(self.spec)]
+        self.playbook.warnings += self.body_warnings
         return self.playbook
 
     def check_ids(self) -> None:
@@ -301,6 +306,24 @@ class _Checker:
             self.check_tool(i, step)
         elif step.playbook is not None:
             self.check_child(i, step)
+        elif step.steps is not None:
+            self.check_body(i, step)
+
+    def check_body(self, i: int, step: Step) -> None:
+        """An inline map body, validated as the sub-playbook it runs as; its findings point into this file."""
+        bound = frozenset({*self.bound, step.item_name, *(step.with_ or {})})
+        try:
+            body = validate(body_playbook(self.loaded, i, step), self.stack, bound=bound)
+        except PlaybookValidationError as exc:
+            self.errors.extend(exc.diagnostics)
+            return
+        self.playbook.children[step.id] = body
+        self.body_warnings += body.warnings
+        for j, inner in enumerate(step.steps or []):
+            if inner.approval is not None:
+                self.error(("steps", i, "steps", j, "approval"), _(
+                    "step '{step}': an approval inside an inline body would ask once per item, which a run cannot "
+                    "do yet; review the items together in a step after the map").format(step=inner.id))
 
     def check_agent(self, i: int, step: Step) -> None:
         assert step.agent is not None
@@ -393,13 +416,13 @@ class _Checker:
 
     def check_templates(self, i: int, step: Step) -> None:
         base = ("steps", i)
-        local = {step.item_name} if step.map is not None else set()
+        local = self.bound | ({step.item_name} if step.map is not None else set())
         where = _("step '{step}'").format(step=step.id)
-        self.check_templates_of((*base, "map"), step.map, set(), where)
+        self.check_templates_of((*base, "map"), step.map, set(self.bound), where)
         self.check_templates_of((*base, "when"), step.when, local, where)
         if step.llm is not None:
             for path, value, reads_item in llm_templates(step):
-                self.check_templates_of((*base, "llm", *path), value, local if reads_item else set(), where)
+                self.check_templates_of((*base, "llm", *path), value, local if reads_item else set(self.bound), where)
         if step.agent is not None:
             self.check_templates_of((*base, "agent", "system"), step.agent.system, local, where)
             self.check_templates_of((*base, "agent", "prompt"), step.agent.prompt, local, where)

@@ -3,6 +3,7 @@ skipped, the outputs evaluated."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -26,12 +27,16 @@ CHILD_OUTPUTS = "__outputs__"  # journal step under which a finished sub-playboo
 
 
 
-def initial_state(project: Project, inputs: dict[str, Any], started: float) -> dict[str, Any]:
+def initial_state(project: Project, inputs: dict[str, Any], started: float,
+                  bound: dict[str, Any] | None = None) -> dict[str, Any]:
     """The state a run starts from; `run.date` is the day it started in the project's timezone (a sub-playbook
-    gets its parent's: on a UTC server in the evening, the local day is already the next one)."""
+    gets its parent's: on a UTC server in the evening, the local day is already the next one). `bound`: names an
+    inline body's templates read besides the usual ones (its item, its `with:` values)."""
     tz = ZoneInfo(project.settings.timezone)
-    return {"inputs": inputs, "steps": {}, "visits": {}, "approval": None,
-            "run": {"date": datetime.fromtimestamp(started, tz).strftime("%Y-%m-%d")}}
+    run: dict[str, Any] = {"date": datetime.fromtimestamp(started, tz).strftime("%Y-%m-%d")}
+    if bound:
+        run["bound"] = bound
+    return {"inputs": inputs, "steps": {}, "visits": {}, "approval": None, "run": run}
 
 def render_outputs(rc: RunContext, final: dict[str, Any]) -> dict[str, Any]:
     """The playbook's `outputs:` from the run's final state; one that cannot be evaluated fails the run, naming
@@ -54,10 +59,21 @@ def check_every_step_reached(playbook: Playbook, final: dict[str, Any]) -> None:
                            name=missed[0], path=playbook.path), step=missed[0])
 
 
-async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any], run_id: str, *,
+async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any], run_id: str,
+                    bound: dict[str, Any] | None = None, *,
                     nodes: Callable[[RunContext], Callable[[Step], NodeFunction]]) -> tuple[Any, dict[str, float]]:
     """Run a sub-playbook to completion inside the parent's step; returns its outputs and what its LLM calls
     used (the parent's step reports them as its own). `nodes`: the executor's step nodes for a run."""
+    # two equal items of a map are one child run: the second waits for the first and reads its outputs, instead
+    # of driving the same run (one checkpoint thread, one journal) at the same time
+    lock = parent.extra.setdefault("child_runs", {}).setdefault(run_id, asyncio.Lock())
+    async with lock:
+        return await _run_child(parent, child, inputs, run_id, bound, nodes)
+
+
+async def _run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any], run_id: str,
+                     bound: dict[str, Any] | None,
+                     nodes: Callable[[RunContext], Callable[[Step], NodeFunction]]) -> tuple[Any, dict[str, float]]:
     existing = parent.store.get_run(run_id)
     if existing is None:
         parent.store.create_run(id=run_id, playbook=child.spec.name, path=str(child.path),
@@ -76,7 +92,7 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
                     tool_fixtures=parent.tool_fixtures, run_child=partial(run_child, nodes=nodes),
                     owner=parent.owner)
     config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
-    state = initial_state(parent.project, inputs, parent.started_at)  # the parent's clock and timezone
+    state = initial_state(parent.project, inputs, parent.started_at, bound)  # the parent's clock and timezone
     spent_before = parent.spent
     try:
         async with checkpointer(parent.project) as saver:

@@ -28,8 +28,10 @@ from runner.registry import ToolContext, ToolFixtures
 from runner.store import Store
 from runner.wording import number
 
-# (parent run, sub-playbook, its inputs, child run id) → (the sub-playbook's outputs, what its LLM calls used)
-ChildRunner = Callable[["RunContext", Playbook, dict[str, Any], str], Awaitable[tuple[Any, dict[str, float]]]]
+# (parent run, sub-playbook, its inputs, child run id, names bound for an inline body) → (the sub-playbook's outputs,
+# what its LLM calls used)
+ChildRunner = Callable[["RunContext", Playbook, dict[str, Any], str, dict[str, Any] | None],
+                       Awaitable[tuple[Any, dict[str, float]]]]
 # (the map step, its items) → once every unit is journaled; a team server's workers share the work
 MapDistributor = Callable[["StepContext", list[Any]], Awaitable[None]]
 
@@ -145,6 +147,7 @@ class StepContext:
             "secrets": {name: os.environ.get(name, "") for name in spec.secrets},
             "approval": self.state.get("approval") or {"action": None, "comment": "", "by": None},
         }
+        context.update(self.state.get("run", {}).get("bound") or {})  # an inline body's item and `with:` values
         if with_item:
             context[self.step.item_name] = item
         return context

@@ -81,7 +81,7 @@ async def run_units(ctx: StepContext, items: list[Any], first: int, end: int, *,
     done = 0
     started = time.monotonic()
     executor = STEP_KINDS[ctx.step.kind]
-    billed = ctx.step.llm is not None or ctx.step.agent is not None or ctx.step.playbook is not None
+    billed = ctx.step.kind in ("llm", "agent", "playbook", "steps")
 
     async def run_unit(start: int, chunk: list[Any]) -> None:
         nonlocal done
