@@ -126,7 +126,9 @@ class FakeLLMServer:
     # request handling
     def _handle(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         messages = body.get("messages", [])
-        prompt = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+        # the last user message (a step with only a system message: that message), what rules match against
+        prompt = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"),
+                      _text(messages[-1].get("content")) if messages else "")
         entry = {"time": time.time(), "model": body.get("model"), "messages": messages, "prompt": prompt,
                  "response_format": body.get("response_format"), "status": 200, "body": body,
                  "tools": [t.get("function", {}).get("name") for t in body.get("tools") or []]}

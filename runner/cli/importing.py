@@ -1,0 +1,62 @@
+"""`playbook import dify APP.yml`: another tool's workflow → a playbook, with what could not be translated listed
+(exit 1 when anything was left out; the playbook written still validates once its code-node tools are installed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from runner.cli.app import app
+from runner.cli.common import error_line, out
+from runner.i18n import _
+
+import_app = typer.Typer(help=_("Translate another tool's workflow into a playbook."), no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("dify")
+def import_dify(source: Annotated[Path, typer.Argument(metavar="APP.yml", help=_("a Dify app's DSL export"))],
+                output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE", help=_(
+                    "where to write the playbook (default: playbooks/<app name>.yaml)"))] = None,
+                force: Annotated[bool, typer.Option("--force", help=_("overwrite an existing playbook"))] = False,
+                ) -> None:
+    """Translate a Dify workflow or chatflow (DSL 0.1.x–0.3.x) into a playbook."""
+    from runner.dsl.yaml_loader import safe_load
+    from runner.errors import PlaybookError
+    from runner.importers.dify import ImportRefused, translate
+    from runner.importers.write import playbook_text, plugin_package, report
+
+    try:
+        text = source.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        error_line(_("{path}: cannot read it: {reason}").format(path=source, reason=getattr(exc, "strerror", None)
+                                                                or exc))
+        raise typer.Exit(2) from None
+    from runner.importers.naming import slug
+
+    try:
+        result = translate(safe_load(text, str(source)), slug(output.stem, "imported") if output else None)
+    except PlaybookError as exc:
+        for diagnostic in exc.diagnostics:
+            error_line(str(diagnostic))
+        raise typer.Exit(2) from None
+    except ImportRefused as exc:
+        error_line(f"{source}: {exc}")
+        raise typer.Exit(2) from None
+    target = output or Path("playbooks") / f"{result.name}.yaml"
+    if target.exists() and not force:
+        error_line(_("{path} exists; pass --force to overwrite it, or -o to write elsewhere").format(path=target))
+        raise typer.Exit(2)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        package = plugin_package(result, target.parent)
+    except ValueError as exc:
+        error_line(f"{source}: {exc}")
+        raise typer.Exit(2) from None
+    target.write_text(playbook_text(result, source.name), encoding="utf-8")
+    for line in report(result, target, package):
+        out.print(escape(line))
+    raise typer.Exit(1 if result.left_out else 0)

@@ -1,0 +1,249 @@
+"""A Dify app's DSL (a workflow or a chatflow, DSL 0.1.x–0.3.x) → a playbook, as data, and the list of what could
+not be translated. References `{{#node.var#}}` become `${{ steps.<id>.output.<var> }}` / `${{ inputs.<var> }}`,
+node ids become readable step ids, and what a node reads is its `needs`. Pure: the caller reads and writes the
+files (runner/importers/write.py)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.i18n import _
+from runner.importers.dify_graph import BRANCHING, Graph, Node, read_graph
+from runner.importers.naming import Names, slug
+
+SUPPORTED = ("0.1", "0.2", "0.3")  # DSL versions the translation was written against
+_REFERENCE = re.compile(r"\{\{#([^#{}]+?)#\}\}")
+CHAT_ONLY = {"conversation_id", "dialogue_count"}  # sys.* a single run has no value for
+
+
+class ImportRefused(ValueError):
+    """A file this importer cannot translate at all (not a Dify app, not a workflow): the message says why."""
+
+
+@dataclass
+class LeftOut:
+    node: str
+    title: str
+    kind: str
+    reason: str
+
+
+@dataclass
+class CodeNode:
+    step: str
+    node: str
+    title: str
+    code: str
+    arguments: list[str]
+    outputs: dict[str, str]  # name → Dify type (string, number, object, array[string] …)
+
+
+@dataclass
+class Imported:
+    name: str
+    version: str
+    mode: str
+    playbook: dict[str, Any]
+    nodes: int  # work nodes on the canvas
+    left_out: list[LeftOut] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the user must do (set a secret, point a model)
+    canvas_notes: list[str] = field(default_factory=list)
+    code: list[CodeNode] = field(default_factory=list)
+
+    @property
+    def packages(self) -> list[str]:
+        """What the code nodes import beyond the standard library (their tool package depends on it)."""
+        return sorted({name for node in self.code for name in third_party_imports(node.code)})
+
+    @property
+    def translated(self) -> int:
+        return self.nodes - len({entry.node for entry in self.left_out})
+
+
+class Translator:
+    def __init__(self, app: dict[str, Any]) -> None:
+        if not isinstance(app, dict) or ("workflow" not in app and "app" not in app):
+            raise ImportRefused(_("not a Dify app export: it has no `app:` or `workflow:` section"))
+        self.meta = app.get("app") or {}
+        self.mode = str(self.meta.get("mode") or "workflow")
+        if self.mode not in ("workflow", "advanced-chat") or not isinstance(app.get("workflow"), dict):
+            raise ImportRefused(_("a Dify '{mode}' app has no workflow to translate; only workflow and chatflow "
+                                  "(advanced-chat) apps can be imported").format(mode=self.mode))
+        self.version = str(app.get("version") or "")
+        self.workflow: dict[str, Any] = app["workflow"]
+        self.graph: Graph = read_graph(self.workflow)
+        self.name = slug(str(self.meta.get("name") or ""), "imported")
+        self.names = Names()
+        self.step_of: dict[str, str] = {}  # node → the step whose output its variables are read from
+        self.exit_of: dict[str, str] = {}  # node → the step its successors need (a classifier's route)
+        self.inputs: dict[str, dict[str, Any]] = {}
+        self.secrets: list[str] = []
+        self.assigned: dict[str, list[tuple[str, str, str | None]]] = {}  # conversation var → (node, step, field)
+        self.result = Imported(self.name, self.version, self.mode, {}, 0)
+        self.models: dict[str, int] = {}
+        self.placeholders: set[str] = set()  # nodes that become a placeholder step (filled in by build)
+        for node in self.graph.nodes.values():
+            if node.type not in ("start",):
+                self.step_of[node.id] = self.exit_of[node.id] = self.names.claim(slug(node.title, node.type or "step"))
+
+    # references -------------------------------------------------------------------------------------------------
+    def reference(self, selector: Any, reader: Node, *, text: bool = True) -> str:
+        """A Dify value selector ([node, var, …]) as an expression read by `reader`."""
+        parts = [str(p) for p in selector] if isinstance(selector, list) else str(selector or "").split(".")
+        if len(parts) < 2:
+            return "none"
+        head, var, rest = parts[0], parts[1], parts[2:]
+        if head == "sys":
+            return self.system_variable(var, reader)
+        if head == "env":
+            return self.environment_variable(var)
+        if head == "conversation":
+            return self.conversation_variable(var, reader)
+        node = self.graph.nodes.get(head)
+        if node is None:
+            self.leave_out(reader, _("reads `{selector}`, a node that is not in the file").format(
+                                       selector=".".join(parts)))
+            return "none"
+        if node.type == "start":
+            return ".".join(["inputs", var, *rest])
+        if reader.parent is not None and head == reader.parent:  # the iteration's own item and index
+            if var == "item":
+                return ".".join(["item", *rest])
+            self.leave_out(reader, _("reads the iteration's `{var}`, which a map does not give").format(var=var))
+            return "none"
+        path = self.output_path(node, var, rest)
+        if reader.parent is not None and node.parent != reader.parent:  # outside the body: given through `with:`
+            return self.bind_outer(reader.parent, path, reader)
+        guarded = path.count(".") > 2 and not self.graph.surely_before(node.id, reader.id)
+        fallback = "''" if text else "none"  # off the path taken: Dify reads an empty value
+        return f"{path} | default({fallback})" if guarded else path
+
+    def output_path(self, node: Node, var: str, rest: list[str]) -> str:
+        """Where a node's variable lives in its step's output."""
+        base = f"steps.{self.step_of[node.id]}.output"
+        if node.id in self.placeholders:  # not translated: whatever is read of it is its one empty output
+            return base
+        whole = {"llm": "text", "template-transform": "output", "variable-aggregator": "output",
+                 "iteration": "output", "knowledge-retrieval": "result", "agent": "text",
+                 "document-extractor": "text", "list-operator": "result", "answer": "answer"}
+        if node.type == "llm" and var == "structured_output":
+            return ".".join([base, *rest])
+        if whole.get(node.type) == var:
+            return ".".join([base, *rest])
+        if node.type == "variable-aggregator":  # grouped: {{#agg.group.output#}}
+            return ".".join([base, var])
+        if node.type == "http-request":
+            return ".".join([base, {"body": "text", "status_code": "status_code"}.get(var, var), *rest])
+        if node.type == "question-classifier":
+            return f"{base}.class_name"
+        if node.type == "tool":
+            return ".".join([base, "text" if var == "text" else var, *rest])
+        return ".".join([base, var, *rest])
+
+    def system_variable(self, var: str, reader: Node) -> str:
+        if var in CHAT_ONLY:
+            self.leave_out(reader, _("reads `sys.{var}`, which only a chat conversation has; it became input "
+                                     "'{var}'").format(var=var))
+        known: dict[str, dict[str, Any]] = {
+            "query": {"type": "string", "title": "用户输入", "description": "the user's message (Dify: sys.query)"},
+            "files": {"type": "list", "default": [], "description": "files given with the message (Dify: "
+                                                                   "sys.files): paths or URLs"},
+            "dialogue_count": {"type": "integer", "default": 0}}
+        spec = known.get(var, {"type": "string", "default": "", "description": f"Dify: sys.{var}"})
+        self.inputs.setdefault(var, spec)
+        return f"inputs.{var}"
+
+    def environment_variable(self, var: str) -> str:
+        for item in self.workflow.get("environment_variables") or []:
+            if isinstance(item, dict) and item.get("name") == var and item.get("value_type") == "secret":
+                if var not in self.secrets:
+                    self.secrets.append(var)
+                    self.result.notes.append(_("secret '{var}' is read from the environment variable {var}; set "
+                                               "it before a run (its value was not copied)").format(var=var))
+                return f"secrets.{var}"
+        value = next((item.get("value") for item in self.workflow.get("environment_variables") or []
+                      if isinstance(item, dict) and item.get("name") == var), "")
+        self.inputs.setdefault(var, {"type": "number" if isinstance(value, int | float) else "string",
+                                     "default": value, "description": f"Dify environment variable {var}"})
+        return f"inputs.{var}"
+
+    def conversation_variable(self, var: str, reader: Node) -> str:
+        """A conversation variable: an input (its starting value) unless an assigner before the reader wrote it."""
+        declared = next((v for v in self.workflow.get("conversation_variables") or []
+                         if isinstance(v, dict) and v.get("name") == var), {})
+        kind = str(declared.get("value_type") or "string")
+        self.inputs.setdefault(var, {"type": "list" if kind.startswith("array") else
+                                     {"number": "number", "object": "object"}.get(kind, "string"),
+                                     "default": declared.get("value", [] if kind.startswith("array") else ""),
+                                     "description": declared.get("description") or f"Dify conversation variable "
+                                                                                   f"{var}"})
+        for node_id, step, key in reversed(self.assigned.get(var, [])):
+            if node_id != reader.id and self.graph.surely_before(node_id, reader.id):
+                return f"steps.{step}.output" + (f".{key}" if key else "")
+        return f"inputs.{var}"
+
+    def bind_outer(self, container: str, path: str, reader: Node) -> str:
+        """An outer value read inside an iteration body: given to the body under a name through `with:`."""
+        binds = self.outer_binds.setdefault(container, {})
+        for name, bound in binds.items():
+            if bound == path:
+                return name
+        name = self.names.claim(path.replace("steps.", "").replace(".output", "").replace(".", "_")[:30])
+        binds[name] = path
+        return name
+
+    outer_binds: dict[str, dict[str, str]]
+
+    def text(self, value: Any, reader: Node) -> str:
+        """Dify text with `{{#node.var#}}` references → a template; a literal `{%` or `${{` is kept literal."""
+        written = str(value or "")
+        written = written.replace("${{", "${{ '${{' }}").replace("{%", "${{ '{%' }}")
+        return _REFERENCE.sub(lambda m: m.group(0) if m.group(1) == "context" else  # an llm node's context slot
+                              "${{ " + self.reference(m.group(1).split("."), reader) + " }}", written)
+
+    def expression(self, selector: Any, reader: Node) -> str:
+        return "${{ " + self.reference(selector, reader, text=False) + " }}"
+
+    def leave_out(self, node: Node, reason: str) -> None:
+        self.result.left_out.append(LeftOut(node.id, node.title, node.type, reason))
+
+    def model(self, node: Node) -> None:
+        model = node.data.get("model") or {}
+        if model.get("name"):
+            key = f"{model.get('provider', '')}/{model['name']}".strip("/")
+            self.models[key] = self.models.get(key, 0) + 1
+
+    def is_branching(self, node_id: str) -> bool:
+        node = self.graph.nodes.get(node_id)
+        return node is not None and node.type in BRANCHING
+
+
+def third_party_imports(code: str) -> set[str]:
+    """Top-level modules `code` imports from outside the standard library, as distribution names (usually the
+    module's, `_` written `-`)."""
+    import ast
+    import sys
+
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+    names |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+              and node.module and not node.level}
+    return {name.replace("_", "-") for name in names if name not in sys.stdlib_module_names}
+
+
+def translate(app: dict[str, Any], name: str | None = None) -> Imported:
+    """The whole app (`name`: the playbook's, which also names its code-node tools; default: from the app's name).
+    See runner/importers/dify_steps.py for the nodes, one by one."""
+    from runner.importers.dify_steps import build
+
+    translator = Translator(app)
+    if name:
+        translator.name = translator.result.name = name
+    translator.outer_binds = {}
+    return build(translator)

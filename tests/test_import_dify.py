@@ -1,0 +1,204 @@
+"""`playbook import dify` on 46 real, user-written Dify apps (tests/fixtures/import/dify): each imports, validates
+and matches its reviewed snapshot; a few run end to end against the fake server (their HTTP APIs on loopback
+stand-ins); code nodes run the user's code through the generated plugin, found through the entry point; what cannot
+be translated is listed and makes the import exit 1."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sqlite3
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from runner.dsl.validate import load_and_validate
+from runner.importers.dify import Imported, translate
+from runner.importers.naming import slug
+from runner.importers.write import playbook_text, plugin_package
+from runner.testing import FakeLLMServer
+from tests.conftest import ROOT, cli, run_playbook
+
+pytestmark = pytest.mark.usefixtures("english")
+
+CORPUS = ROOT / "tests" / "fixtures" / "import" / "dify"
+APPS = sorted((CORPUS / "apps").glob("*.yml"))
+
+
+def imported(app: Path, folder: Path) -> tuple[Imported, Path]:
+    """The app imported into `folder` as `playbook import dify APP -o folder/<stem>.yaml` does; its code-node tools
+    registered in this process (the entry point is tested on its own below)."""
+    target = folder / f"{app.stem.strip()}.yaml"
+    result = translate(yaml.safe_load(app.read_text(encoding="utf-8")), slug(target.stem, "imported"))
+    package = plugin_package(result, folder)
+    target.write_text(playbook_text(result, app.name), encoding="utf-8")
+    if package is not None:
+        sys.path.insert(0, str(package))
+        importlib.import_module(package.name)
+    return result, target
+
+
+@pytest.mark.parametrize("app", APPS, ids=[p.stem.strip() for p in APPS])
+def test_a_real_app_imports_validates_and_matches_its_snapshot(app: Path, tmp_path: Path) -> None:
+    result, target = imported(app, tmp_path)
+    load_and_validate(target)  # raises on any problem
+    expected = CORPUS / "expected" / target.name
+    written = target.read_text(encoding="utf-8")
+    if os.environ.get("UPDATE_IMPORT_SNAPSHOTS"):
+        expected.parent.mkdir(exist_ok=True)
+        expected.write_text(written, encoding="utf-8")
+    assert written == expected.read_text(encoding="utf-8"), f"{target.name} changed: review it, then update"
+    assert result.translated + len({e.node for e in result.left_out}) == result.nodes
+    assert "REDACTED" not in written  # an API key in the app never reaches the playbook
+
+
+def _project(folder: Path, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    (folder / "playbook.toml").write_text(server.toml() + "vision = true\n", encoding="utf-8")
+    monkeypatch.setenv("FAKE_LLM_API_KEY", "sk-test")
+    monkeypatch.chdir(folder)
+
+
+def test_branches_and_an_aggregator_run_as_in_dify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeLLMServer() as server:
+        _project(tmp_path, server, monkeypatch)
+        server.add_rule("This is an", "初译")
+        server.add_rule("colloquially spoken in", "按地区的建议")
+        server.add_rule("give constructive criticisms", "通用建议")
+        server.add_rule("edit, a translation", "终译")
+        _, target = imported(CORPUS / "apps" / "translation_workflow.yml", tmp_path)
+        given = {"source_text": "hello", "source_lang": "English", "target_lang": "中文"}
+        plain = run_playbook(target, given)
+        regional = run_playbook(target, {**given, "country": "台湾"})
+    assert plain.status == "done" and regional.status == "done", (plain.error, regional.error)
+    assert plain.outputs == {"output": "终译"}
+    edits = [r["prompt"] for r in server.requests if "edit, a translation" in r["prompt"]]
+    assert "通用建议" in edits[0] and "按地区的建议" in edits[1]  # the branch taken fed the aggregator
+
+
+def test_a_question_classifier_routes_to_the_class_the_model_chose(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeLLMServer() as server:
+        _project(tmp_path, server, monkeypatch)
+        result, target = imported(CORPUS / "apps" / "根据用户的意图进行回复.yml", tmp_path)
+        classes = yaml.safe_load(target.read_text(encoding="utf-8"))
+        classifier = next(s for s in classes["steps"] if "output" in s.get("llm", {}))
+        names = classifier["llm"]["output"]["class_name"]["enum"]
+        server.add_rule("归入这些类别之一", {"class_name": names[1]})
+        outcome = run_playbook(target, {"query": "我想退货"})
+    assert outcome.status == "done", outcome.error
+    assert [e.kind for e in result.left_out] == ["knowledge-retrieval"]  # listed, and its step reads as empty
+    systems = [m["content"] for r in server.requests for m in r["messages"] if m["role"] == "system"]
+    assert any("app的官方客服人员" in text for text in systems)  # the branch of the class chosen ran …
+    assert not any("社群健康管家" in text for text in systems)  # … and not the other
+    assert len(server.requests) == 4  # intent, classifier, the branch's reply, the styled reply
+
+
+def test_a_code_node_runs_the_users_code_through_the_entry_point(tmp_path: Path) -> None:
+    app = CORPUS / "apps" / "春联生成器.yml"
+    project = tmp_path / "project"
+    project.mkdir()
+    site = tmp_path / "site"
+    with FakeLLMServer() as server:
+        server.add_rule("", {"top": "春回大地", "bottom": "福满人间", "banner": "万象更新"})
+        (project / "playbook.toml").write_text(server.toml(), encoding="utf-8")
+        done = cli("import", "dify", str(app), "-o", "playbooks/couplets.yaml", cwd=project)
+        assert done.returncode == 0, done.stdout + done.stderr
+        package = project / "playbooks" / "couplets_tools"
+        info = site / "couplets_tools-0.1.0.dist-info"  # what `pip install -e` leaves: metadata + entry point
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: couplets-tools\nVersion: 0.1.0\n",
+                                       encoding="utf-8")
+        (info / "entry_points.txt").write_text("[playbook.tools]\ncouplets = couplets_tools\n", encoding="utf-8")
+        env = {"PYTHONPATH": os.pathsep.join([str(site), str(package), os.environ.get("PYTHONPATH", "")]),
+               "FAKE_LLM_API_KEY": "sk-test"}
+        inputs = yaml.safe_load((project / "playbooks" / "couplets.yaml").read_text(encoding="utf-8"))["inputs"]
+        given = [f"{name}={spec['enum'][1] if spec.get('enum') else '新春'}" for name, spec in inputs.items()]
+        args = [part for pair in given for part in ("-i", pair)]
+        ran = cli("run", "playbooks/couplets.yaml", *args, cwd=project, env=env)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    with sqlite3.connect(project / ".playbook" / "state.db") as db:
+        (outputs,) = db.execute("SELECT outputs FROM runs").fetchone()
+    assert "春回大地" in outputs and "更新象万" in outputs  # the model's JSON, through the user's own code
+
+
+class CardApi:
+    """The image-card API the app calls, on loopback: records each request, answers as the real one does."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                api.requests.append({"key": self.headers.get("X-API-Key"),
+                                     "body": json.loads(self.rfile.read(length) or b"null")})
+                data = json.dumps({"code": 0, "data": {"url": "https://img.example/card.png"}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/pics"
+
+    def __enter__(self) -> CardApi:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_an_http_request_and_a_parameter_extractor_reach_their_stand_ins(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeLLMServer() as server, CardApi() as api:
+        _project(tmp_path, server, monkeypatch)
+        with (tmp_path / "playbook.toml").open("a", encoding="utf-8") as toml:
+            toml.write('\n[web]\nallow_private = ["127.0.0.1"]\n')
+        result, target = imported(CORPUS / "apps" / "Text to Card Iteration.yml", tmp_path)
+        text = target.read_text(encoding="utf-8")
+        steps = yaml.safe_load(text)["steps"]
+        request = next(s for s in steps if s.get("tool") == "http.request")
+        secret = next(name for name in yaml.safe_load(text)["secrets"])
+        monkeypatch.setenv(secret, "sk-card-key")
+        # the app's API is a public service: point it at its stand-in, as a user would at a test server
+        target.write_text(text.replace(request["with"]["url"], api.url), encoding="utf-8")
+        outcome = run_playbook(target, {"author": "小编", "body_text": "今天的三条新闻"})
+    assert outcome.status == "done", outcome.error
+    assert any("提取参数" in r["prompt"] for r in server.requests)
+    assert [r["key"] for r in api.requests] == ["sk-card-key"]  # the key from the environment, not the file
+    assert any(secret in note for note in result.notes)
+
+
+def test_the_import_lists_what_it_left_out_and_exits_1(tmp_path: Path) -> None:
+    done = cli("import", "dify", str(CORPUS / "apps" / "思考助手.yml"), "-o", "pb.yaml", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "not translated: node" in done.stdout and "knowledge-retrieval" in done.stdout
+    assert cli("validate", "pb.yaml", cwd=tmp_path).returncode == 0
+    again = cli("import", "dify", str(CORPUS / "apps" / "思考助手.yml"), "-o", "pb.yaml", cwd=tmp_path)
+    assert again.returncode == 2 and "--force" in again.stderr  # an existing playbook is not overwritten
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    ("app: {mode: chat, name: x}\nmodel_config: {}\n", "a Dify 'chat' app has no workflow to translate"),
+    ("- just\n- a list\n", "not a Dify app export"),
+    ("workflow: {graph: {nodes: [", "invalid YAML"),
+])
+def test_a_file_that_is_not_a_dify_workflow_is_refused_clearly(tmp_path: Path, content: str, said: str) -> None:
+    (tmp_path / "app.yml").write_text(content, encoding="utf-8")
+    done = cli("import", "dify", "app.yml", cwd=tmp_path)
+    assert done.returncode == 2 and said in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
