@@ -124,7 +124,7 @@ def test_a_code_node_runs_the_users_code_through_the_entry_point(tmp_path: Path)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     with sqlite3.connect(project / ".playbook" / "state.db") as db:
         (outputs,) = db.execute("SELECT outputs FROM runs").fetchone()
-    assert "春回大地" in outputs and "更新象万" in outputs  # the model's JSON, through the user's own code
+    assert "春回大地" in outputs and "新更象万" in outputs  # the model's JSON, through the user's own code
 
 
 class CardApi:
