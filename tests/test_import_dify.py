@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from runner.dsl.validate import load_and_validate
-from runner.importers.dify import Imported, translate
+from runner.importers.dify import Imported
+from runner.importers.dify_steps import translate
 from runner.importers.naming import slug
 from runner.importers.write import playbook_text, plugin_package
 from runner.testing import FakeLLMServer

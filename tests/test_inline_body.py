@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.dsl.validate import load_and_validate
-from runner.errors import PlaybookValidationError
+from runner.errors import PlaybookError, PlaybookValidationError
 from runner.testing import FakeLLMServer
 from tests.conftest import resume, run_playbook, write_playbook
 
@@ -31,7 +31,8 @@ steps:
       - id: label
         llm: {prompt: "分类：${{ comment }}", output: {topic: string}}
       - id: reply
-        llm: {prompt: "用${{ inputs.tone }}的语气，以${{ shop }}的身份回复（${{ steps.label.output.topic }}）：${{ comment }}"}
+        llm:
+          prompt: "用${{ inputs.tone }}的语气，以${{ shop }}的身份回复（${{ steps.label.output.topic }}）：${{ comment }}"
   - id: summary
     template: ${{ steps.per_comment.output }}
 outputs: {replies: "${{ steps.summary.output }}"}
@@ -112,7 +113,6 @@ steps:
 
 def test_a_body_needs_a_map(tmp_path: Path) -> None:
     path = write_playbook(tmp_path, "name: bad\nsteps:\n  - {id: each, steps: [{id: a, template: x}]}\n")
-    from runner.errors import PlaybookError
-
-    with pytest.raises(PlaybookError, match="an inline body .* runs once per item of `map:`"):
+    with pytest.raises(PlaybookError) as caught:
         load_and_validate(path)
+    assert "an inline body (`steps:`) runs once per item of `map:`" in str(caught.value)

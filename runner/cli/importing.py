@@ -26,7 +26,8 @@ def import_dify(source: Annotated[Path, typer.Argument(metavar="APP.yml", help=_
     """Translate a Dify workflow or chatflow (DSL 0.1.x–0.3.x) into a playbook."""
     from runner.dsl.yaml_loader import safe_load
     from runner.errors import PlaybookError
-    from runner.importers.dify import ImportRefused, translate
+    from runner.importers.dify import ImportRefused
+    from runner.importers.dify_steps import translate
     from runner.importers.write import playbook_text, plugin_package, report
 
     try:

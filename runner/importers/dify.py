@@ -1,7 +1,8 @@
 """A Dify app's DSL (a workflow or a chatflow, DSL 0.1.x–0.3.x) → a playbook, as data, and the list of what could
 not be translated. References `{{#node.var#}}` become `${{ steps.<id>.output.<var> }}` / `${{ inputs.<var> }}`,
-node ids become readable step ids, and what a node reads is its `needs`. Pure: the caller reads and writes the
-files (runner/importers/write.py)."""
+node ids become readable step ids, and what a node reads is its `needs`. This module reads a node's references;
+runner/importers/dify_steps.py (`translate`) builds the playbook, runner/importers/dify_nodes.py each node's steps.
+Pure: the caller reads and writes the files (runner/importers/write.py)."""
 
 from __future__ import annotations
 
@@ -84,6 +85,7 @@ class Translator:
         self.result = Imported(self.name, self.version, self.mode, {}, 0)
         self.models: dict[str, int] = {}
         self.placeholders: set[str] = set()  # nodes that become a placeholder step (filled in by build)
+        self.outer_binds: dict[str, dict[str, str]] = {}  # iteration → {name in its body: the outer value}
         for node in self.graph.nodes.values():
             if node.type not in ("start",):
                 self.step_of[node.id] = self.exit_of[node.id] = self.names.claim(slug(node.title, node.type or "step"))
@@ -194,8 +196,6 @@ class Translator:
         binds[name] = path
         return name
 
-    outer_binds: dict[str, dict[str, str]]
-
     def text(self, value: Any, reader: Node) -> str:
         """Dify text with `{{#node.var#}}` references → a template; a literal `{%` or `${{` is kept literal."""
         written = str(value or "")
@@ -235,15 +235,3 @@ def third_party_imports(code: str) -> set[str]:
     names |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
               and node.module and not node.level}
     return {name.replace("_", "-") for name in names if name not in sys.stdlib_module_names}
-
-
-def translate(app: dict[str, Any], name: str | None = None) -> Imported:
-    """The whole app (`name`: the playbook's, which also names its code-node tools; default: from the app's name).
-    See runner/importers/dify_steps.py for the nodes, one by one."""
-    from runner.importers.dify_steps import build
-
-    translator = Translator(app)
-    if name:
-        translator.name = translator.result.name = name
-    translator.outer_binds = {}
-    return build(translator)

@@ -25,6 +25,15 @@ _TEXT_COMPARISONS = {"contains": "{value} in ({var} or '')", "not contains": "{v
                      "not in": "{var} not in {value}", "exists": "{var}", "not exists": "not {var}"}
 
 
+def translate(app: dict[str, Any], name: str | None = None) -> Imported:
+    """A Dify app's DSL → the playbook and what was left out (`name`: the playbook's, which also names its
+    code-node tools; default: from the app's name)."""
+    translator = Translator(app)
+    if name:
+        translator.name = translator.result.name = name
+    return build(translator)
+
+
 def build(t: Translator) -> Imported:
     t.placeholders = {n.id for n in t.graph.nodes.values() if is_placeholder(n)}
     start = next((n for n in t.graph.nodes.values() if n.type == "start"), None)
