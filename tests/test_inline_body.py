@@ -32,7 +32,8 @@ steps:
         llm: {prompt: "分类：${{ comment }}", output: {topic: string}}
       - id: reply
         llm:
-          prompt: "用${{ inputs.tone }}的语气，以${{ shop }}的身份回复（${{ steps.label.output.topic }}）：${{ comment }}"
+          prompt: >-
+            用${{ inputs.tone }}的语气，以${{ shop }}的身份回复（${{ steps.label.output.topic }}）：${{ comment }}
   - id: summary
     template: ${{ steps.per_comment.output }}
 outputs: {replies: "${{ steps.summary.output }}"}
