@@ -12,6 +12,7 @@ from typing import Any
 
 from runner.i18n import _
 from runner.importers.dify_graph import BRANCHING, Graph, Node, read_graph
+from runner.importers.dify_tools import as_template
 from runner.importers.naming import Names, slug
 
 SUPPORTED = ("0.1", "0.2", "0.3")  # DSL versions the translation was written against
@@ -125,8 +126,8 @@ class Translator:
     def output_path(self, node: Node, var: str, rest: list[str]) -> str:
         """Where a node's variable lives in its step's output."""
         base = f"steps.{self.step_of[node.id]}.output"
-        if node.id in self.placeholders:  # not translated: whatever is read of it is its one empty output
-            return base
+        if node.id in self.placeholders or (node.type == "tool" and as_template(node.data) is not None):
+            return base  # a placeholder, or a tool that became a template step: its one output is the value
         whole = {"llm": "text", "template-transform": "output", "variable-aggregator": "output",
                  "iteration": "output", "knowledge-retrieval": "result", "agent": "text",
                  "document-extractor": "text", "list-operator": "result", "answer": "answer"}

@@ -11,14 +11,11 @@ from typing import Any
 from runner.i18n import N_, _
 from runner.importers.dify import CodeNode, Translator
 from runner.importers.dify_graph import Node
+from runner.importers.dify_tools import AS_TOOLS, as_template, tool_key
 
 Step = dict[str, Any]
 _PARAMETERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "max_tokens", "seed", "stop")
 _JINJA_VARIABLE = re.compile(r"(?<!\$)\{\{(-?)")
-# Dify tools that have an equivalent here: (provider, tool) → (our tool, {our argument: their parameter})
-_TOOLS = {("jina", "jina_reader"): ("web.fetch", {"url": "url"}),
-          ("webscraper", "webscraper"): ("web.fetch", {"url": "url"}),
-          ("firecrawl", "scrape"): ("web.fetch", {"url": "url"})}
 
 
 def _sampling(params: Any) -> dict[str, Any]:
@@ -247,11 +244,13 @@ def _pairs(t: Translator, node: Node, written: Any) -> dict[str, str]:
 
 def tool(t: Translator, node: Node) -> list[Step]:
     data = node.data
-    key = (str(data.get("provider_id") or data.get("provider_name") or "").split("/")[-1], str(data.get("tool_name")))
-    if key not in _TOOLS:
+    key = tool_key(data)
+    if (template := as_template(data)) is not None:
+        return [{"template": template}]
+    if key not in AS_TOOLS:
         return placeholder(t, node, _("Dify tool '{provider}/{name}' has no equivalent here").format(
                                       provider=key[0], name=key[1]))
-    ours, names = _TOOLS[key]
+    ours, names = AS_TOOLS[key]
     params = data.get("tool_parameters") or {}
     args = {}
     for argument, theirs in names.items():
@@ -280,9 +279,7 @@ def is_placeholder(node: Node) -> bool:
     """Whether the node becomes a placeholder step (so its variables are read as its one empty output)."""
     data = node.data
     if node.type == "tool":
-        key = (str(data.get("provider_id") or data.get("provider_name") or "").split("/")[-1], str(data.get(
-            "tool_name")))
-        return key not in _TOOLS
+        return tool_key(data) not in AS_TOOLS and as_template(data) is None
     if node.type == "code":
         return str(data.get("code_language") or "python3") != "python3"
     return node.type not in HANDLERS and node.type not in ("start", "end", "if-else", "iteration")
