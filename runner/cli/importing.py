@@ -1,10 +1,11 @@
-"""`playbook import dify APP.yml`: another tool's workflow → a playbook, with what could not be translated listed
-(exit 1 when anything was left out; the playbook written still validates once its code-node tools are installed)."""
+"""`playbook import dify APP.yml` / `import promptflow flow.dag.yaml`: another tool's workflow → a playbook, with
+what could not be translated listed (exit 1 when anything was left out; the playbook written still validates once its
+code-node tools are installed)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -12,6 +13,9 @@ from rich.markup import escape
 from runner.cli.app import app
 from runner.cli.common import error_line, out
 from runner.i18n import _
+
+if TYPE_CHECKING:
+    from runner.importers.dify import Imported
 
 import_app = typer.Typer(help=_("Translate another tool's workflow into a playbook."), no_args_is_help=True)
 app.add_typer(import_app, name="import")
@@ -28,13 +32,14 @@ def import_dify(source: Annotated[Path, typer.Argument(metavar="APP.yml", help=_
     from runner.errors import PlaybookError
     from runner.importers.dify import ImportRefused
     from runner.importers.dify_steps import translate
-    from runner.importers.write import playbook_text, plugin_package, report
-
     try:
         text = source.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        error_line(_("{path}: cannot read it: {reason}").format(path=source, reason=getattr(exc, "strerror", None)
-                                                                or exc))
+    except UnicodeDecodeError as exc:
+        error_line(_("{path}: not UTF-8 text (byte {start}); a Dify export is a UTF-8 YAML file").format(
+                       path=source, start=exc.start))
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        error_line(_("{path}: cannot read it: {reason}").format(path=source, reason=exc.strerror))
         raise typer.Exit(2) from None
     from runner.importers.naming import slug
 
@@ -47,7 +52,13 @@ def import_dify(source: Annotated[Path, typer.Argument(metavar="APP.yml", help=_
     except ImportRefused as exc:
         error_line(f"{source}: {exc}")
         raise typer.Exit(2) from None
-    target = output or Path("playbooks") / f"{result.name}.yaml"
+    _write(result, output or Path("playbooks") / f"{result.name}.yaml", force, source.name)
+
+
+def _write(result: Imported, target: Path, force: bool, source: str) -> None:
+    """The playbook and its code-node tools written, the report printed; exit 1 when anything was left out."""
+    from runner.importers.write import playbook_text, plugin_package, report
+
     if target.exists() and not force:
         error_line(_("{path} exists; pass --force to overwrite it, or -o to write elsewhere").format(path=target))
         raise typer.Exit(2)
@@ -57,7 +68,31 @@ def import_dify(source: Annotated[Path, typer.Argument(metavar="APP.yml", help=_
     except ValueError as exc:
         error_line(f"{source}: {exc}")
         raise typer.Exit(2) from None
-    target.write_text(playbook_text(result, source.name), encoding="utf-8")
+    target.write_text(playbook_text(result, source), encoding="utf-8")
     for line in report(result, target, package):
         out.print(escape(line))
     raise typer.Exit(1 if result.left_out else 0)
+
+
+@import_app.command("promptflow")
+def import_promptflow(source: Annotated[Path, typer.Argument(metavar="flow.dag.yaml", help=_(
+                          "a Prompt Flow flow (its folder holds the prompt and Python files it names)"))],
+                      output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE", help=_(
+                          "where to write the playbook (default: playbooks/<flow folder>.yaml)"))] = None,
+                      force: Annotated[bool, typer.Option("--force", help=_("overwrite an existing playbook"))] = False,
+                      ) -> None:
+    """Translate a Prompt Flow flow (flow.dag.yaml) into a playbook."""
+    from runner.importers import promptflow
+    from runner.importers.dify import ImportRefused
+    from runner.importers.naming import slug
+
+    flow_file = source / "flow.dag.yaml" if source.is_dir() else source
+    if not flow_file.is_file():
+        error_line(_("{path}: no such flow file").format(path=flow_file))
+        raise typer.Exit(2)
+    try:
+        result = promptflow.translate(flow_file, slug(output.stem, "imported") if output else None)
+    except ImportRefused as exc:
+        error_line(f"{flow_file}: {exc}")
+        raise typer.Exit(2) from None
+    _write(result, output or Path("playbooks") / f"{result.name}.yaml", force, flow_file.parent.name)

@@ -152,5 +152,19 @@ def _moment(value: Any, zone: ZoneInfo) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
 
 
+_ROLE_LINE = regex.compile(r"^[ \t]*#[ \t]*(system|user|assistant)[ \t]*:[ \t]*$", regex.M | regex.I)
+
+
+def role_messages(value: Any) -> list[dict[str, str]]:
+    """Text with `# system:` / `# user:` / `# assistant:` lines (Prompt Flow's prompt files) → chat messages; text
+    before the first marker is a user message."""
+    text = _text(value)
+    parts = _ROLE_LINE.split(text)
+    messages = [{"role": "user", "content": parts[0].strip()}] if parts[0].strip() else []
+    messages += [{"role": role.lower(), "content": content.strip()}
+                 for role, content in zip(parts[1::2], parts[2::2], strict=True)]
+    return messages
+
+
 FILTERS = {"regex_search": regex_search, "regex_findall": regex_findall, "regex_replace": regex_replace,
-           "from_json": from_json, "split": split, "date": date_format}
+           "from_json": from_json, "split": split, "date": date_format, "role_messages": role_messages}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.i18n import _
+from runner.importers.code_tool import distribution
 from runner.importers.dify_graph import BRANCHING, Graph, Node, read_graph
 from runner.importers.dify_tools import as_template
 from runner.importers.naming import Names, slug
@@ -39,7 +40,8 @@ class CodeNode:
     title: str
     code: str
     arguments: list[str]
-    outputs: dict[str, str]  # name → Dify type (string, number, object, array[string] …)
+    outputs: dict[str, str] | None  # name → Dify type (string, number, object, array[string] …); None: any value
+    function: str = "main"
 
 
 @dataclass
@@ -53,11 +55,12 @@ class Imported:
     notes: list[str] = field(default_factory=list)  # what the user must do (set a secret, point a model)
     canvas_notes: list[str] = field(default_factory=list)
     code: list[CodeNode] = field(default_factory=list)
+    origin: str = "dify"  # or "promptflow"
 
     @property
     def packages(self) -> list[str]:
         """What the code nodes import beyond the standard library (their tool package depends on it)."""
-        return sorted({name for node in self.code for name in third_party_imports(node.code)})
+        return sorted({name for node in self.code for name in third_party_imports(node.code)} - {"promptflow"})
 
     @property
     def translated(self) -> int:
@@ -235,4 +238,4 @@ def third_party_imports(code: str) -> set[str]:
              for alias in node.names}
     names |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
               and node.module and not node.level}
-    return {name.replace("_", "-") for name in names if name not in sys.stdlib_module_names}
+    return {distribution(name) for name in names if name not in sys.stdlib_module_names}

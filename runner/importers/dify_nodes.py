@@ -4,6 +4,7 @@ branch goes where) and `needs` are added by runner/importers/dify_steps.py. Pure
 from __future__ import annotations
 
 import json
+import keyword
 import re
 from collections.abc import Callable
 from typing import Any
@@ -177,10 +178,14 @@ def code(t: Translator, node: Node) -> list[Step]:
     if str(data.get("code_language") or "python3") != "python3":
         return placeholder(t, node, _("{language} code runs only in Dify's sandbox; rewrite it in Python").format(
                                       language=data.get("code_language")))
-    arguments = {str(v["variable"]): t.expression(v.get("value_selector"), node)
-                 for v in data.get("variables") or [] if isinstance(v, dict) and v.get("variable")}
+    names = [str(v["variable"]) for v in data.get("variables") or [] if isinstance(v, dict) and v.get("variable")]
     outputs = {str(name): str((spec or {}).get("type") or "string")
                for name, spec in (data.get("outputs") or {}).items()}
+    if bad := [name for name in [*names, *outputs] if not name.isidentifier() or keyword.iskeyword(name)]:
+        return placeholder(t, node, _("its variable '{name}' is not a Python name, so its code cannot be called "
+                                      "with it; rename it in Dify and import again").format(name=bad[0]))
+    arguments = {str(v["variable"]): t.expression(v.get("value_selector"), node)
+                 for v in data.get("variables") or [] if isinstance(v, dict) and v.get("variable")}
     step = t.step_of[node.id]
     t.result.code.append(CodeNode(step, node.id, node.title, str(data.get("code") or ""), list(arguments), outputs))
     return [{"tool": f"{t.name}.{step}", "with": arguments} if arguments else {"tool": f"{t.name}.{step}"}]
@@ -281,7 +286,9 @@ def is_placeholder(node: Node) -> bool:
     if node.type == "tool":
         return tool_key(data) not in AS_TOOLS and as_template(data) is None
     if node.type == "code":
-        return str(data.get("code_language") or "python3") != "python3"
+        names = [str(v.get("variable")) for v in data.get("variables") or [] if isinstance(v, dict)]
+        return str(data.get("code_language") or "python3") != "python3" or any(
+            not name.isidentifier() or keyword.iskeyword(name) for name in [*names, *(data.get("outputs") or {})])
     return node.type not in HANDLERS and node.type not in ("start", "end", "if-else", "iteration")
 
 

@@ -1,0 +1,108 @@
+"""`playbook import promptflow` on four flows of microsoft/promptflow (tests/fixtures/import/promptflow): each
+imports, validates and matches its reviewed snapshot; the python nodes run the user's functions unchanged (a stand-in
+for the retired `promptflow` package marks them); `activate` skips the nodes the flow skipped; role markers written
+in a loop become the messages the model gets."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.dsl.validate import load_and_validate
+from runner.importers import promptflow
+from runner.importers.dify import Imported
+from runner.importers.write import playbook_text, plugin_package
+from runner.testing import FakeLLMServer
+from tests.conftest import ROOT, cli, run_playbook
+
+pytestmark = pytest.mark.usefixtures("english")
+
+CORPUS = ROOT / "tests" / "fixtures" / "import" / "promptflow"
+FLOWS = sorted(p.parent for p in CORPUS.glob("*/flow.dag.yaml"))
+
+
+def imported(flow: Path, folder: Path) -> tuple[Imported, Path]:
+    """The flow imported into `folder` as `playbook import promptflow FLOW -o folder/<flow>.yaml` does, its
+    python-node tools registered in this process (the entry point itself is tested with the Dify import)."""
+    target = folder / f"{flow.name}.yaml"
+    result = promptflow.translate(flow / "flow.dag.yaml", flow.name.replace("-", "_"))
+    package = plugin_package(result, folder)
+    target.write_text(playbook_text(result, flow.name), encoding="utf-8")
+    if package is not None:
+        sys.path.insert(0, str(package))
+        importlib.import_module(package.name)
+    return result, target
+
+
+@pytest.mark.parametrize("flow", FLOWS, ids=[p.name for p in FLOWS])
+def test_a_flow_imports_validates_and_matches_its_snapshot(flow: Path, tmp_path: Path) -> None:
+    result, target = imported(flow, tmp_path)
+    load_and_validate(target)
+    expected = CORPUS / "expected" / target.name
+    written = target.read_text(encoding="utf-8")
+    if os.environ.get("UPDATE_IMPORT_SNAPSHOTS"):
+        expected.parent.mkdir(exist_ok=True)
+        expected.write_text(written, encoding="utf-8")
+    assert written == expected.read_text(encoding="utf-8"), f"{target.name} changed: review it, then update"
+    for node in result.code:  # the user's file, unchanged
+        assert (tmp_path / f"{result.name}_tools" / f"{result.name}_tools" / f"{node.step}.py").read_text(
+            encoding="utf-8").rstrip() == node.code.rstrip()
+
+
+def _project(folder: Path, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    (folder / "playbook.toml").write_text(server.toml(), encoding="utf-8")
+    monkeypatch.setenv("FAKE_LLM_API_KEY", "sk-test")
+    monkeypatch.chdir(folder)
+
+
+def test_activate_runs_only_the_node_the_flow_chose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeLLMServer() as server:
+        _project(tmp_path, server, monkeypatch)
+        server.add_rule("The user's query is", "product_info")
+        _, target = imported(CORPUS / "conditional-flow-for-switch", tmp_path)
+        outcome = run_playbook(target, {"query": "这个产品是谁生产的？"})
+    assert outcome.status == "done", outcome.error
+    assert outcome.outputs == {"response": "This product is produced by Microsoft."}  # the user's own functions
+    assert [r["messages"][0]["role"] for r in server.requests] == ["system"]  # one LLM call, the classifier
+
+
+def test_role_markers_in_a_loop_become_the_chat_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeLLMServer() as server:
+        _project(tmp_path, server, monkeypatch)
+        server.add_rule("退货要多久", "三天内到账")
+        _, target = imported(CORPUS / "chat-basic", tmp_path)
+        history = [{"inputs": {"question": "能退货吗"}, "outputs": {"answer": "可以"}}]
+        outcome = run_playbook(target, {"question": "退货要多久", "chat_history": history})
+    assert outcome.status == "done", outcome.error
+    assert outcome.outputs == {"answer": "三天内到账"}
+    (request,) = server.requests
+    assert [(m["role"], m["content"]) for m in request["messages"]] == [
+        ("system", "You are a helpful assistant."), ("user", "能退货吗"), ("assistant", "可以"),
+        ("user", "退货要多久")]
+    assert request["body"]["max_tokens"] == 256 and request["body"]["temperature"] == 0.7
+
+
+def test_a_node_whose_package_is_missing_fails_saying_what_to_install(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    if importlib.util.find_spec("bs4") is not None:
+        pytest.skip("bs4 is installed here")
+    with FakeLLMServer() as server:
+        _project(tmp_path, server, monkeypatch)
+        result, target = imported(CORPUS / "web-classification", tmp_path)
+        outcome = run_playbook(target, {"url": "http://127.0.0.1:9/"})
+    assert outcome.status == "failed"
+    assert "imports 'bs4', which is not installed: pip install beautifulsoup4" in str(outcome.error)
+    assert "beautifulsoup4" in result.packages and [e.kind for e in result.left_out] == ["variants"]
+
+
+def test_the_command_reports_variants_left_out_and_exits_1(tmp_path: Path) -> None:
+    done = cli("import", "promptflow", str(CORPUS / "web-classification"), "-o", "web.yaml", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "variants variant_1 of this node are not translated" in done.stdout
+    assert "pip install -e" in done.stdout
+    missing = cli("import", "promptflow", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert missing.returncode == 2 and "no such flow file" in missing.stderr
