@@ -86,6 +86,14 @@ def eval_command(
             table.add_row(c["id"], mark, f"{c['passes']}/{c['runs']}", number(c["mean_score"]), number(c["tokens"]),
                           f"{c['cost']:.4f}", number(c["seconds"]))
         out.print(table)
+        if r.get("variants"):  # the suite compares versions of a step: each one's totals, side by side
+            side = Table(title=_("Variants side by side"))
+            for column in (_("Variant"), _("Cases passed"), _("Mean score"), "tokens", cost):
+                side.add_column(column)
+            for v in r["variants"]:
+                side.add_row(v["variant"], f"{v['passed']}/{v['cases']}", number(v["score"]), number(v["tokens"]),
+                             f"{v['cost']:.4f}")
+            out.print(side)
         for c in r["cases"]:
             for line in failure_lines(c) if not c["passed"] else []:
                 out.print(f"  [red]×[/] {c['id']}: ", end="")

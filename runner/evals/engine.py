@@ -91,7 +91,7 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
                 settings = case_project.settings.model_copy(update={
                     "state_dir": str(workdir / f"{_safe(case.id)}-r{r}"), "models": models})
                 replies = cassette.for_case(case.id, r) if cassette else None
-                run = await run_case(case, r, playbook=suite.playbook, project=Project(project.root, settings),
+                run = await run_case(case, r, playbook=suite.playbook_of(case), project=Project(project.root, settings),
                                      fixtures=Fixtures(case.fixtures, suite.folder, page_base), replies=replies,
                                      folder=suite.folder)
                 # paths and ports differ per machine and per run; reports and baselines compare without them
@@ -145,6 +145,7 @@ def _case_project(suite: Suite, project: Project) -> Project:
 def _aliases(suite: Suite) -> set[str]:
     names = {"default"}
     pending = [suite.playbook]
+    pending += suite.variants.values()  # a variant may call another model
     while pending:  # the playbook and its sub-playbooks
         playbook = pending.pop()
         names |= {playbook.spec.defaults.model} | {s.model for s in playbook.spec.steps if s.model}

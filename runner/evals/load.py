@@ -4,7 +4,7 @@ against the playbook under test, each problem reported as `file:line:col`."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from runner.dsl.yaml_loader import SourceMap, load_yaml
 from runner.errors import Diagnostic, LoadError, PlaybookError, did_you_mean
 from runner.evals.paths import PathSyntaxError, parse_path
 from runner.evals.suite import CaseSpec, Dataset, SuiteSpec
+from runner.evals.variants import variant_cases, variant_playbooks
 from runner.i18n import _
 from runner.messages import merged
 from runner.registry import tool_names
@@ -33,6 +34,13 @@ class Suite:
     playbook: Playbook
     cases: list[CaseSpec]
     source: SourceMap
+    variants: dict[str, Playbook] = field(default_factory=dict)  # `<step>=<variant>` → the playbook so changed
+    variant_of: dict[str, str] = field(default_factory=dict)  # case id → the variant it runs
+
+    def playbook_of(self, case: CaseSpec) -> Playbook:
+        """The playbook a case runs: the variant it names, else the one under test."""
+        key = self.variant_of.get(case.id)
+        return self.variants[key] if key is not None else self.playbook
 
     @property
     def folder(self) -> Path:
@@ -72,8 +80,11 @@ def load_suite(path: str | Path) -> Suite:
         cases += _dataset_cases(spec.dataset, file.parent, source)
     suite = Suite(spec, file, spec.name or file.stem, playbook, [_merge(spec, c) for c in cases], source)
     problems = _check_references(suite, data)
+    suite.variants, wrong = variant_playbooks(playbook, spec.variants, source)
+    problems += wrong
     if problems:
         raise SuiteError(problems)
+    suite.cases, suite.variant_of = variant_cases(suite.cases, list(suite.variants))
     return suite
 
 

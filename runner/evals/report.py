@@ -10,6 +10,7 @@ from xml.etree import ElementTree as ET
 
 from runner.evals.assertions import Verdict
 from runner.evals.engine import RULE, CaseResult, SuiteRun
+from runner.evals.variants import by_variant
 from runner.i18n import N_, _
 from runner.wording import number, status, worded
 
@@ -27,7 +28,21 @@ def build_report(run: SuiteRun) -> dict[str, Any]:
                    "runs": sum(c["runs"] for c in cases), "tokens": sum(c["tokens"] for c in cases),
                    "cost": round(sum(c["cost"] for c in cases), 6),
                    "mean_score": round(sum(c["mean_score"] for c in cases) / len(cases), 4) if cases else 0.0},
-        "cases": cases, "comparison": None}
+        "cases": cases, "comparison": None, "variants": by_variant({"cases": cases})}
+
+
+def variant_lines(report: dict[str, Any]) -> list[str]:
+    """The variants side by side, as a markdown table (none when the suite has no variants)."""
+    rows = report.get("variants") or []
+    if not rows:
+        return []
+    lines = ["", _("## Variants side by side"), "",
+             "| " + " | ".join([_("Variant"), _("Cases passed"), _("Mean score"), "tokens",
+                               _("Cost ({currency})").format(currency=report.get("currency", "CNY"))]) + " |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['variant']} | {r['passed']}/{r['cases']} | {r['score']:.2f} | {number(r['tokens'])} | "
+              f"{r['cost']:.4f} |" for r in rows]
+    return lines
 
 
 def _case(res: CaseResult, k: int) -> dict[str, Any]:
@@ -147,6 +162,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         result = _("✓ pass") if c["passed"] else _("× FAIL")
         lines.append(f"| {c['id']} | {result} | {c['passes']}/{c['runs']} | "
                      f"{c['mean_score']:.2f} | {number(c['tokens'])} | {c['cost']:.4f} | {c['seconds']:.2f} |")
+    lines += variant_lines(report)
     for c in report["cases"]:
         if not c["passed"]:
             lines += ["", f"## × {c['id']}", *[f"- {line}" for line in failure_lines(c)]]

@@ -16,6 +16,7 @@ from runner.evals.engine import Mode, run_suite
 from runner.evals.load import Suite, SuiteError, load_suite
 from runner.evals.report import build_report, failed, to_json, to_junit, to_markdown
 from runner.evals.report_html import to_html
+from runner.evals.variants import base_case
 from runner.i18n import _
 
 
@@ -47,15 +48,16 @@ def evaluate_suite(path: str | Path, options: EvalOptions | None = None, *, proj
                    progress: Callable[[str], None] | None = None) -> EvalResult:
     options = options or EvalOptions()
     suite = load_suite(path)
-    if options.cases:
-        unknown = sorted(set(options.cases) - {c.id for c in suite.cases})
+    if options.cases:  # a case's id, or with its variant (`case@step=variant`)
+        named = {c.id for c in suite.cases} | {base_case(c.id) for c in suite.cases}
+        unknown = sorted(set(options.cases) - named)
         if unknown:
             raise SuiteError(_("{path}: no case {unknown} (cases: {known})").format(
                                  path=path, unknown=', '.join(unknown),
-                                 known=', '.join(c.id for c in suite.cases)))
+                                 known=', '.join(dict.fromkeys(base_case(c.id) for c in suite.cases))))
     order = [c.id for c in suite.cases]
     if options.cases:
-        suite.cases = [c for c in suite.cases if c.id in options.cases]
+        suite.cases = [c for c in suite.cases if c.id in options.cases or base_case(c.id) in options.cases]
     baseline = _read_baseline(options.baseline, suite)
     try:
         run = asyncio.run(run_suite(suite, project or load_project(), mode=options.mode, repeat=options.repeat,

@@ -158,6 +158,28 @@ class FakeLlm(_Strict):
     output_price: float | None = Field(None, description="per million output tokens")
 
 
+class Variant(_Strict):
+    """One version of an llm step to compare: its name and what it changes (the rest as the playbook writes it)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-.一-鿿]+$", description="shown in reports, e.g. v1 or shorter")
+    model: str | None = Field(None, description="another model alias for this step")
+    system: str | None = None
+    prompt: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    temperature: float | str | None = None
+    top_p: float | str | None = None
+    max_tokens: int | str | None = None
+    presence_penalty: float | str | None = None
+    frequency_penalty: float | str | None = None
+    seed: int | str | None = None
+    stop: str | list[str] | None = None
+
+    @property
+    def changes(self) -> dict[str, Any]:
+        """The llm fields this variant sets."""
+        return {k: v for k, v in self.model_dump(exclude={"name", "model"}, exclude_none=True).items()}
+
+
 class SuiteSpec(_Strict):
     name: str | None = Field(None, description="default: the file name")
     description: str = ""
@@ -172,6 +194,10 @@ class SuiteSpec(_Strict):
     defaults: CaseDefaults = Field(default_factory=CaseDefaults, description="merged into every case")
     dataset: Dataset | None = None
     cases: list[CaseSpec] = Field(default_factory=list)
+    variants: dict[str, list[Variant]] = Field(default_factory=dict, description=(
+        "versions of llm steps to compare, as Prompt Flow's node variants: step id → [{name, prompt, system, "
+        "model, temperature, …}]; every case runs once per variant (the other steps as written), reported side "
+        "by side as `<case>@<step>=<variant>`"))
 
     @model_validator(mode="after")
     def _has_cases(self) -> SuiteSpec:
