@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from runner.dsl.validate import load_and_validate
 from runner.importers import promptflow
@@ -96,13 +97,33 @@ def test_a_node_whose_package_is_missing_fails_saying_what_to_install(tmp_path: 
         outcome = run_playbook(target, {"url": "http://127.0.0.1:9/"})
     assert outcome.status == "failed"
     assert "imports 'bs4', which is not installed: pip install beautifulsoup4" in str(outcome.error)
-    assert "beautifulsoup4" in result.packages and [e.kind for e in result.left_out] == ["variants"]
+    assert "beautifulsoup4" in result.packages and result.left_out == []
 
 
-def test_the_command_reports_variants_left_out_and_exits_1(tmp_path: Path) -> None:
-    done = cli("import", "promptflow", str(CORPUS / "web-classification"), "-o", "web.yaml", cwd=tmp_path)
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "variants variant_1 of this node are not translated" in done.stdout
-    assert "pip install -e" in done.stdout
+def test_variants_data_and_evaluation_become_an_eval_suite(tmp_path: Path) -> None:
+    done = cli("import", "promptflow", str(CORPUS / "web-classification"), "-o", "playbooks/web.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "compares it with variant_1" in done.stdout and "pip install -e" in done.stdout
+    suite = yaml.safe_load((tmp_path / "evals" / "web.yaml").read_text(encoding="utf-8"))
+    assert suite["playbook"] == "../playbooks/web.yaml"
+    assert [v["name"] for v in suite["variants"]["summarize_text_content"]] == ["variant_0", "variant_1"]
+    assert suite["variants"]["summarize_text_content"][1]["max_tokens"] == 256
+    assert suite["dataset"]["columns"] == {"inputs.url": "url", "vars.answer": "answer"}  # run.yml's mapping
+    assert suite["defaults"]["assert"][0] | {"name": None} == {"name": None, "that": "outputs.category",
+                                                                "equals": "${{ vars.answer }}"}
+    data = (CORPUS / "web-classification" / "data.jsonl").read_text(encoding="utf-8")
+    assert (tmp_path / "evals" / "data" / "web.jsonl").read_text(encoding="utf-8") == data
+    again = cli("import", "promptflow", str(CORPUS / "web-classification"), "-o", "playbooks/web.yaml", cwd=tmp_path)
+    assert again.returncode == 2 and "--force" in again.stderr
     missing = cli("import", "promptflow", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert missing.returncode == 2 and "no such flow file" in missing.stderr
+
+
+def test_the_suite_loads_with_its_variants_validated(tmp_path: Path) -> None:
+    from runner.evals.load import load_suite
+    from runner.importers.write import eval_suite
+
+    result, target = imported(CORPUS / "web-classification", tmp_path)
+    suite = load_suite(eval_suite(result, target, tmp_path / "evals"))
+    assert set(suite.variants) == {"summarize_text_content=variant_0", "summarize_text_content=variant_1"}
+    assert len(suite.cases) == 2 * len((CORPUS / "web-classification" / "data.jsonl").read_text().splitlines())

@@ -55,13 +55,16 @@ def import_dify(source: Annotated[Path, typer.Argument(metavar="APP.yml", help=_
     _write(result, output or Path("playbooks") / f"{result.name}.yaml", force, source.name)
 
 
-def _write(result: Imported, target: Path, force: bool, source: str) -> None:
-    """The playbook and its code-node tools written, the report printed; exit 1 when anything was left out."""
-    from runner.importers.write import playbook_text, plugin_package, report
+def _write(result: Imported, target: Path, force: bool, source: str, evals: Path | None = None) -> None:
+    """The playbook, its code-node tools and its eval suite written, the report printed; exit 1 when anything was
+    left out."""
+    from runner.importers.write import eval_suite, playbook_text, plugin_package, report
 
-    if target.exists() and not force:
-        error_line(_("{path} exists; pass --force to overwrite it, or -o to write elsewhere").format(path=target))
-        raise typer.Exit(2)
+    suite_file = evals / f"{result.name}.yaml" if evals is not None and result.suite is not None else None
+    for path in (target, suite_file):
+        if path is not None and path.exists() and not force:
+            error_line(_("{path} exists; pass --force to overwrite it, or -o to write elsewhere").format(path=path))
+            raise typer.Exit(2)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         package = plugin_package(result, target.parent)
@@ -69,7 +72,8 @@ def _write(result: Imported, target: Path, force: bool, source: str) -> None:
         error_line(f"{source}: {exc}")
         raise typer.Exit(2) from None
     target.write_text(playbook_text(result, source), encoding="utf-8")
-    for line in report(result, target, package):
+    suite = eval_suite(result, target, evals) if evals is not None else None
+    for line in report(result, target, package, suite):
         out.print(escape(line))
     raise typer.Exit(1 if result.left_out else 0)
 
@@ -80,8 +84,11 @@ def import_promptflow(source: Annotated[Path, typer.Argument(metavar="flow.dag.y
                       output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE", help=_(
                           "where to write the playbook (default: playbooks/<flow folder>.yaml)"))] = None,
                       force: Annotated[bool, typer.Option("--force", help=_("overwrite an existing playbook"))] = False,
+                      evals: Annotated[Path, typer.Option("--evals", metavar="DIR", help=_(
+                          "where to write the flow's eval suite (its variants, data and evaluation), if it has one"
+                      ))] = Path("evals"),
                       ) -> None:
-    """Translate a Prompt Flow flow (flow.dag.yaml) into a playbook."""
+    """Translate a Prompt Flow flow (flow.dag.yaml) into a playbook, and its variants and data into an eval suite."""
     from runner.importers import promptflow
     from runner.importers.dify import ImportRefused
     from runner.importers.naming import slug
@@ -95,4 +102,4 @@ def import_promptflow(source: Annotated[Path, typer.Argument(metavar="flow.dag.y
     except ImportRefused as exc:
         error_line(f"{flow_file}: {exc}")
         raise typer.Exit(2) from None
-    _write(result, output or Path("playbooks") / f"{result.name}.yaml", force, flow_file.parent.name)
+    _write(result, output or Path("playbooks") / f"{result.name}.yaml", force, flow_file.parent.name, evals)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from runner.i18n import _
@@ -56,6 +57,8 @@ class Imported:
     canvas_notes: list[str] = field(default_factory=list)
     code: list[CodeNode] = field(default_factory=list)
     origin: str = "dify"  # or "promptflow"
+    suite: dict[str, Any] | None = None  # an eval suite for it (a Prompt Flow flow's variants, data and evaluation)
+    suite_data: Path | None = None  # the data file the suite's dataset reads, to copy beside it
 
     @property
     def packages(self) -> list[str]:

@@ -17,11 +17,13 @@ import yaml
 from runner.i18n import _
 from runner.importers.dify import CodeNode, Imported, ImportRefused, LeftOut
 from runner.importers.naming import Names, slug
+from runner.importers.promptflow_evals import suite_for
 
 _REFERENCE = re.compile(r"^\$\{([A-Za-z_][\w]*)\.(output|[A-Za-z_][\w]*)((?:\.[\w]+)*)\}$")
 _ROLE = re.compile(r"^[ \t]*#[ \t]*(system|user|assistant)[ \t]*:[ \t]*$", re.M | re.I)
 _BLOCK = re.compile(r"\{%-?\s*(for|if|endfor|endif|macro|endmacro)\b")
 _VARIABLE = re.compile(r"(?<!\$)\{\{(-?)")
+_JINJA_CODE = re.compile(r"\{\{(.*?)\}\}|\{%(.*?)%\}", re.S)
 _PARAMETERS = {"temperature", "top_p", "presence_penalty", "frequency_penalty", "max_tokens", "seed", "stop"}
 _IGNORED = {"deployment_name", "model", "response_format", "logit_bias", "user", "n", "suffix", "echo", "best_of",
             "logprobs", "tool_choice", "tools", "functions", "function_call"}
@@ -66,6 +68,7 @@ class _Flow:
         if steps and steps[0].get("needs") == []:
             del steps[0]["needs"]  # the first step needs nothing anyway
         self.result.playbook = {"name": self.result.name, "inputs": inputs, "steps": steps, "outputs": outputs}
+        self.result.suite, self.result.suite_data = suite_for(self)
         return self.result
 
     # references ---------------------------------------------------------------------------------------------------
@@ -133,9 +136,9 @@ class _Flow:
         default = str(variants.get("default_variant_id") or "")
         others = [v for v in (variants.get("variants") or {}) if v != default]
         if others:
-            self.result.left_out.append(LeftOut(name, name, "variants", _(
-                "variants {others} of this node are not translated (the default, {default}, is); compare them in "
-                "an eval").format(others=", ".join(others), default=default)))
+            self.result.notes.append(_("step '{step}' runs its default variant, {default}; the eval suite compares "
+                                       "it with {others}").format(step=self.ids[name], default=default,
+                                                                  others=", ".join(others)))
         chosen = ((variants.get("variants") or {}).get(default) or {}).get("node") or {}
         return {"name": name, **chosen}
 
@@ -155,8 +158,9 @@ class _Flow:
         variables = {k: v for k, v in inputs.items() if kind == "prompt" or k not in _PARAMETERS | _IGNORED}
         def sets(text: str) -> str:
             """The node's inputs this text uses, set from their values at its top."""
+            code = " ".join(a + b for a, b in _JINJA_CODE.findall(text))  # what its expressions and statements use
             return "".join("{% set " + str(k) + " = " + (self.expression(v) or json.dumps(v, ensure_ascii=False)) +
-                           " %}" for k, v in variables.items() if re.search(rf"\b{re.escape(str(k))}\b", text))
+                           " %}" for k, v in variables.items() if re.search(rf"\b{re.escape(str(k))}\b", code))
 
         def ours(text: str) -> str:
             return sets(text) + _VARIABLE.sub(lambda m: "${{" + m.group(1), text)

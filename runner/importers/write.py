@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import keyword
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +112,25 @@ def _field(name: str) -> str:
     return name
 
 
-def report(result: Imported, playbook: Path, package: Path | None) -> list[str]:
+def eval_suite(result: Imported, playbook: Path, folder: Path) -> Path | None:
+    """`<folder>/<name>.yaml`: the suite the import made (its data copied to `<folder>/data/`), or None."""
+    if result.suite is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    suite = {"playbook": os.path.relpath(playbook.resolve(), folder.resolve()), **result.suite}
+    if result.suite_data is not None and "dataset" in suite:
+        target = folder / suite["dataset"]["file"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result.suite_data, target)
+    path = folder / f"{result.name}.yaml"
+    header = _("# An eval suite for {playbook}, made by `playbook import promptflow`: `playbook eval {path}`.").format(
+        playbook=playbook.name, path=path)
+    path.write_text(header + "\n" + yaml.dump(suite, Dumper=_Dumper, allow_unicode=True, sort_keys=False,
+                                              width=10_000), encoding="utf-8")
+    return path
+
+
+def report(result: Imported, playbook: Path, package: Path | None, suite: Path | None = None) -> list[str]:
     lines = [_("wrote {path}: {translated} of {total} nodes translated").format(
                  path=playbook, translated=result.translated, total=result.nodes)]
     for entry in result.left_out:
@@ -120,6 +140,8 @@ def report(result: Imported, playbook: Path, package: Path | None) -> list[str]:
     if result.packages:
         lines.append(_("  the code nodes import {packages} (their tool package depends on them: installing it "
                        "installs them)").format(packages=", ".join(result.packages)))
+    if suite is not None:
+        lines.append(_("  wrote the eval suite {suite} (variants, data and checks of the flow)").format(suite=suite))
     if package is not None:
         lines.append(_("  the code nodes are tools in {package}: install them with `pip install -e {package}`, "
                        "then `playbook validate {path}`").format(package=package, path=playbook))
