@@ -201,3 +201,12 @@ steps:
     with pytest.raises(PlaybookValidationError, match="6 characters; at most 5 are allowed"):
         resolve_inputs(spec, {"title": "六个字太长了"}, file="x")
 
+
+
+def test_the_embedded_models_prompt_keeps_a_lone_system_message() -> None:
+    from runner.models.local_model import gemma_prompt
+
+    assert gemma_prompt([{"role": "system", "content": "只用系统消息回答"}]) == (
+        "<start_of_turn>user\n只用系统消息回答<end_of_turn>\n<start_of_turn>model\n")
+    assert gemma_prompt([{"role": "system", "content": "规则"}, {"role": "user", "content": "问题"}]) == (
+        "<start_of_turn>user\n规则\n\n问题<end_of_turn>\n<start_of_turn>model\n")
