@@ -127,3 +127,17 @@ def test_the_suite_loads_with_its_variants_validated(tmp_path: Path) -> None:
     suite = load_suite(eval_suite(result, target, tmp_path / "evals"))
     assert set(suite.variants) == {"summarize_text_content=variant_0", "summarize_text_content=variant_1"}
     assert len(suite.cases) == 2 * len((CORPUS / "web-classification" / "data.jsonl").read_text().splitlines())
+
+
+def test_a_yaml_bomb_or_an_oversized_file_is_refused_quickly(tmp_path: Path) -> None:
+    lines, previous = ["a: &a [x, x, x, x, x, x, x, x, x, x]"], "a"
+    for name in "bcdefgh":  # 10**8 values once expanded
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 10) + "]")
+        previous = name
+    (tmp_path / "flow.dag.yaml").write_text("\n".join([*lines, "nodes: []"]) + "\n", encoding="utf-8")
+    bomb = cli("import", "promptflow", ".", "-o", "x.yaml", cwd=tmp_path, timeout=120)
+    assert bomb.returncode == 2 and "YAML bomb" in bomb.stderr, bomb.stderr
+    with (tmp_path / "huge.yml").open("wb") as huge:
+        huge.truncate(21 * 2**20)
+    big = cli("import", "dify", "huge.yml", cwd=tmp_path, timeout=120)
+    assert big.returncode == 2 and "21 MB is not a Dify export" in big.stderr, big.stderr

@@ -17,6 +17,7 @@ from runner.i18n import _
 if TYPE_CHECKING:
     from runner.importers.dify import Imported
 
+MAX_APP_BYTES = 20 * 2**20  # the largest of 46 real exports is 0.1 MB
 import_app = typer.Typer(help=_("Translate another tool's workflow into a playbook."), no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
@@ -33,6 +34,10 @@ def import_dify(source: Annotated[Path, typer.Argument(metavar="APP.yml", help=_
     from runner.importers.dify import ImportRefused
     from runner.importers.dify_steps import translate
     try:
+        if source.stat().st_size > MAX_APP_BYTES:
+            error_line(_("{path}: {size} MB is not a Dify export (they are well under {limit} MB)").format(
+                           path=source, size=source.stat().st_size // 2**20, limit=MAX_APP_BYTES // 2**20))
+            raise typer.Exit(2)
         text = source.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         error_line(_("{path}: not UTF-8 text (byte {start}); a Dify export is a UTF-8 YAML file").format(

@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from runner.dsl.yaml_loader import safe_load
+from runner.errors import PlaybookError
 from runner.i18n import _
 from runner.importers.dify import CodeNode, Imported, ImportRefused, LeftOut
 from runner.importers.naming import Names, slug
@@ -33,9 +33,11 @@ _TYPES = {"string": "string", "int": "integer", "double": "number", "bool": "boo
 
 def translate(flow_file: Path, name: str | None = None) -> Imported:
     try:
-        flow = yaml.safe_load(flow_file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ImportRefused(_("not YAML: {reason}").format(reason=str(exc).splitlines()[0])) from None
+        flow = safe_load(flow_file.read_text(encoding="utf-8"), str(flow_file))  # bounded: a YAML bomb is refused
+    except UnicodeDecodeError as exc:
+        raise ImportRefused(_("not UTF-8 text (byte {start})").format(start=exc.start)) from None
+    except PlaybookError as exc:
+        raise ImportRefused(exc.diagnostics[0].message) from None
     if not isinstance(flow, dict) or not isinstance(flow.get("nodes"), list):
         raise ImportRefused(_("not a Prompt Flow flow: it has no `nodes:` list"))
     return _Flow(flow, flow_file.parent, name or slug(flow_file.parent.name, "imported")).build()

@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
+from runner.dsl.yaml_loader import safe_load
+from runner.errors import PlaybookError
 from runner.i18n import _
 from runner.importers.dify import Imported
 
@@ -97,7 +97,7 @@ def _checks(flow: FlowReader, columns: dict[str, str]) -> list[dict[str, Any]]:
 
 def _yaml(path: Path) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        loaded = safe_load(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError, PlaybookError):
         return {}
     return loaded if isinstance(loaded, dict) else {}
