@@ -115,7 +115,7 @@ TERMS = {"tokens", "LLM", "JSON", "YAML", "HTML", "JUnit", "markdown", "mermaid"
          "http", "runs", "chunks", "approval", "comment", "max_cost", "limits", "catch_up", "triggers", "schedules",
          "queue", "fake_llm", "on_reject", "on_error", "PLAYBOOK_PROJECT", "PLAYBOOK_BROKER_URL", "cassette",
          # the commands themselves
-         "run", "resume", "approve", "reject", "cancel", "validate", "graph", "schema", "tools", "eval", "scheduler",
+         "run", "import", "resume", "approve", "reject", "cancel", "validate", "graph", "schema", "tools", "eval", "scheduler",
          "schedule", "serve", "status", "list", "show", "logs", "pause", "now", "evals",
          # the rules `aggregate:` takes, named in the error that asks for it
          "count", "sum", "mean", "min", "max", "nunique"}
