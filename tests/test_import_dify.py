@@ -203,3 +203,58 @@ def test_a_file_that_is_not_a_dify_workflow_is_refused_clearly(tmp_path: Path, c
     assert done.returncode == 2 and said in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
 
+
+
+def _app(nodes: list[dict[str, object]], edges: list[tuple[str, str, str]]) -> dict[str, object]:
+    """A Dify 0.4+ app written from Dify's published node types (the corpus above has none of these nodes)."""
+    return {"version": "0.5.0", "kind": "app", "app": {"name": "新节点", "mode": "workflow"}, "workflow": {"graph": {
+        "nodes": [{"id": n["id"], "data": n} for n in nodes],
+        "edges": [{"source": s, "target": t, "sourceHandle": h} for s, t, h in edges]}}}
+
+
+@pytest.mark.parametrize(("config", "cron"), [
+    ({"mode": "visual", "frequency": "weekly", "visual_config": {"time": "9:30 AM", "weekdays": ["mon", "fri"]}},
+     "30 9 * * 1,5"),
+    ({"mode": "visual", "frequency": "daily", "visual_config": {"time": "2:05 PM"}}, "5 14 * * *"),
+    ({"mode": "visual", "frequency": "monthly", "visual_config": {"time": "08:00", "monthly_days": [1, "last"]}},
+     "0 8 1,L * *"),
+    ({"mode": "visual", "frequency": "hourly", "visual_config": {"on_minute": 15}}, "15 * * * *"),
+    ({"mode": "cron", "cron_expression": "0 9 * * 1-5"}, "0 9 * * 1-5"),
+])
+def test_a_schedule_trigger_becomes_a_playbook_trigger(tmp_path: Path, config: dict[str, object], cron: str) -> None:
+    app = _app([{"id": "t", "type": "trigger-schedule", "title": "每周", "timezone": "Asia/Shanghai", **config},
+                {"id": "w", "type": "llm", "title": "写", "prompt_template": [{"role": "user", "text": "写周报"}]},
+                {"id": "e", "type": "end", "title": "结束",
+                 "outputs": [{"variable": "r", "value_selector": ["w", "text"]}]}],
+               [("t", "w", "source"), ("w", "e", "source")])
+    result = translate(app, "weekly")
+    assert result.playbook["triggers"] == [{"cron": cron, "timezone": "Asia/Shanghai"}] and not result.left_out
+    target = tmp_path / "weekly.yaml"
+    target.write_text(playbook_text(result, "app.yml"), encoding="utf-8")
+    load_and_validate(target)
+
+
+def test_a_human_input_form_becomes_an_approval_of_its_fields(project_dir: Path, server: FakeLLMServer) -> None:
+    app = _app([{"id": "s", "type": "start", "title": "开始", "variables": [
+                    {"variable": "topic", "type": "text-input", "required": True}]},
+                {"id": "d", "type": "llm", "title": "起草", "prompt_template": [
+                    {"role": "user", "text": "为{{#s.topic#}}写一段文案"}]},
+                {"id": "h", "type": "human-input", "title": "人工审核", "form_content": "请检查：{{#$output.copy#}}",
+                 "inputs": [{"type": "paragraph", "output_variable_name": "copy",
+                             "default": {"type": "variable", "value": ["d", "text"]}}],
+                 "user_actions": [{"id": "ok", "title": "通过"}, {"id": "no", "title": "退回"}],
+                 "timeout": 2, "timeout_unit": "day"},
+                {"id": "p", "type": "llm", "title": "发布", "prompt_template": [
+                    {"role": "user", "text": "发布：{{#h.copy#}}"}]}],
+               [("s", "d", "source"), ("d", "h", "source"), ("h", "p", "ok")])
+    result = translate(app, "reviewed")
+    review = next(step for step in result.playbook["steps"] if "approval" in step)
+    assert review["approval"] == {"title": "人工审核", "show": {"copy": "${{ steps.qi_cao.output }}"},
+                                  "instructions": "请检查：", "editable": ["copy"], "timeout": "2d"}
+    assert not result.left_out  # the second action leads nowhere: a rejection ending the run is what it did
+    target = project_dir / "reviewed.yaml"
+    target.write_text(playbook_text(result, "app.yml"), encoding="utf-8")
+    server.add_rule("写一段文案", "春季新品八折")
+    outcome = run_playbook(target, {"topic": "新品"})
+    assert outcome.status == "waiting", outcome.error
+    assert [r["prompt"] for r in server.requests] == ["为新品写一段文案"]  # 发布 waits for the reviewer

@@ -289,7 +289,8 @@ def is_placeholder(node: Node) -> bool:
         names = [str(v.get("variable")) for v in data.get("variables") or [] if isinstance(v, dict)]
         return str(data.get("code_language") or "python3") != "python3" or any(
             not name.isidentifier() or keyword.iskeyword(name) for name in [*names, *(data.get("outputs") or {})])
-    return node.type not in HANDLERS and node.type not in ("start", "end", "if-else", "iteration")
+    return node.type not in HANDLERS and node.type not in ("start", "end", "if-else", "iteration", "human-input") \
+        and not node.type.startswith("trigger-")
 
 
 HANDLERS: dict[str, Callable[[Translator, Node], list[Step]]] = {

@@ -11,6 +11,7 @@ from runner.i18n import _
 from runner.importers.dify import Imported, Translator
 from runner.importers.dify_graph import Node
 from runner.importers.dify_nodes import HANDLERS, REASONS, is_placeholder, placeholder
+from runner.importers.dify_triggers import human_input, schedule
 
 Step = dict[str, Any]
 _INPUT_TYPES = {"text-input": "string", "paragraph": "string", "select": "string", "number": "number",
@@ -40,6 +41,10 @@ def build(t: Translator) -> Imported:
     if start is not None:
         _inputs(t, start)
     t.result.nodes = sum(1 for n in t.graph.nodes.values() if n.type not in ("start", "iteration-start"))
+    for node in t.graph.nodes.values():
+        if node.type.startswith("trigger-") and node.type != "trigger-schedule":
+            t.leave_out(node, _("a {kind} starts a Dify app from outside; start the playbook from the web API or "
+                                "the IM callbacks instead").format(kind=node.type))
     steps = _steps(t, None)
     playbook: dict[str, Any] = {"name": t.name}
     if t.meta.get("name") and str(t.meta["name"]) != t.name:
@@ -51,6 +56,16 @@ def build(t: Translator) -> Imported:
         playbook["secrets"] = t.secrets
     playbook["steps"] = steps
     playbook["outputs"] = _outputs(t)
+    triggers = []
+    for node in t.graph.nodes.values():
+        if node.type == "trigger-schedule":
+            trigger = schedule(node)
+            if trigger is None:
+                t.leave_out(node, _("a schedule that runs once is not a trigger; start that run by hand"))
+            else:
+                triggers.append(trigger)
+    if triggers:
+        playbook["triggers"] = triggers
     t.result.playbook = playbook
     t.result.canvas_notes = t.graph.notes
     if t.models:
@@ -88,7 +103,7 @@ def _steps(t: Translator, container: str | None) -> list[Step]:
     written: list[Step] = []
     entry: dict[str, str] = {}
     for node in nodes:
-        if node.type in ("start", "end"):
+        if node.type in ("start", "end") or node.type.startswith("trigger-"):
             continue
         made = _node_steps(t, node)
         if node.type in ("if-else", "question-classifier"):
@@ -120,6 +135,8 @@ def _node_steps(t: Translator, node: Node) -> list[Step]:
         return []
     if node.type == "iteration":
         return [_iteration(t, node)]
+    if node.type == "human-input":
+        return human_input(t, node)
     handler = HANDLERS.get(node.type)
     if handler is None:
         reason = REASONS.get(node.type)
