@@ -98,6 +98,13 @@ def _sampling(ctx: StepContext, item: Any, with_item: bool) -> dict[str, Any]:
     return values
 
 
+def _journal_key(messages: list[dict[str, Any]], sampling: dict[str, Any]) -> str:
+    """The messages, and the parameters added with `top_p` & co. (a resume with other values asks again).
+    Temperature and max_tokens never keyed the journal: a run recorded before those were added resumes as it was."""
+    added = {k: v for k, v in sampling.items() if k not in ("temperature", "max_tokens")}
+    return digest([messages, added] if added else messages)
+
+
 def _request(ctx: StepContext, messages: list[dict[str, Any]], model: type[BaseModel] | None,
              schema: dict[str, Any] | None = None, sampling: dict[str, Any] | None = None) -> LlmRequest:
     sampling = dict(sampling or {})
@@ -118,8 +125,7 @@ async def run_llm(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
         result = await ctx.call_llm(_request(ctx, messages, model, sampling=sampling))
         return unwrap(model, result.content) if model else result.content
 
-    # parameters computed from expressions key the journal too: a resume with other inputs asks again
-    return await ctx.once(f"llm:{digest([messages, sampling] if sampling else messages)}", call)
+    return await ctx.once(f"llm:{_journal_key(messages, sampling)}", call)
 
 
 def _batch_schema(ctx: StepContext, indexes: list[int]) -> tuple[type[BaseModel], dict[str, Any]]:
@@ -189,8 +195,7 @@ async def run_llm_batch(ctx: StepContext, items: list[Any], start: int) -> list[
             result = await ctx.call_llm(_request(ctx, messages, model, sent, sampling))
             return result.content
 
-        content = await ctx.once(f"batch:{pending[0]}:{digest([messages, sampling] if sampling else messages)}",
-                                 call)
+        content = await ctx.once(f"batch:{pending[0]}:{_journal_key(messages, sampling)}", call)
         for entry in content.get("items", []):
             index = entry.pop("index", None)
             if index in pending and index not in results:  # extra or repeated items are dropped
