@@ -703,3 +703,33 @@ def test_a_frozen_worker_loses_its_run_and_asks_nothing_once_let_go(team: Team, 
     assert len(server.requests) - asked <= 2  # at most the calls it had in flight when frozen
     assert team.run("fz")["status"] == "done"
     assert _asked_again(server, frozen_at) == []
+
+
+def test_an_inline_body_and_template_steps_run_the_same_on_workers(team: Team, server: FakeLLMServer) -> None:
+    """The new step kinds through the team server: an inline map body large enough to be split into chunks that
+    two workers share (each item's body a child run), template steps before and after it."""
+    write_playbook(team.folder, """
+name: team_body
+inputs: {n: {type: integer, default: 240}}
+steps:
+  - id: items
+    template: "${{ range(inputs.n) | list }}"
+  - id: each
+    map: ${{ steps.items.output }}
+    concurrency: 8
+    steps:
+      - {id: name, template: "第${{ item }}条"}
+      - {id: ask, llm: {prompt: "回答${{ steps.name.output }}"}}
+  - id: count
+    template: ${{ steps.each.output | length }}
+outputs: {count: "${{ steps.count.output }}"}
+""")
+    team.workers.start("w1", concurrency=2)
+    team.workers.start("w2", concurrency=2)
+    assert cli("run", "pb.yaml", "--run-id", "tb", "--detach", cwd=team.folder).returncode == 0
+    run = team.wait("tb")
+    assert run["outputs"] == {"count": 240}
+    asked = Counter(r["prompt"] for r in server.requests if r["status"] == 200)
+    assert len(asked) == 240 and set(asked.values()) == {1}  # every item's body once, none twice
+    started = [e for e in team.events("tb", "map_chunk") if e["status"] == "started"]
+    assert len(started) >= 2  # the map was split into chunks (map_chunk = 200), not run by one node
