@@ -3,6 +3,11 @@ and its `with:` values — without a separate file; validate checks its steps at
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +15,7 @@ import pytest
 from runner.dsl.validate import load_and_validate
 from runner.errors import PlaybookError, PlaybookValidationError
 from runner.testing import FakeLLMServer
-from tests.conftest import resume, run_playbook, write_playbook
+from tests.conftest import cli, resume, run_playbook, write_playbook
 
 pytestmark = pytest.mark.usefixtures("english")
 
@@ -117,3 +122,38 @@ def test_a_body_needs_a_map(tmp_path: Path) -> None:
     with pytest.raises(PlaybookError) as caught:
         load_and_validate(path)
     assert "an inline body (`steps:`) runs once per item of `map:`" in str(caught.value)
+
+
+def test_a_run_killed_inside_a_body_resumes_without_asking_again(project_dir: Path, server: FakeLLMServer) -> None:
+    """kill -9 while items' bodies run: `resume` finishes the run, and no body step whose answer was journaled
+    before the kill is asked again (a request in flight at the kill may rightly be asked once more)."""
+    path = write_playbook(project_dir, """
+name: killed_body
+steps:
+  - id: each
+    map: "${{ range(8) | list }}"
+    concurrency: 1
+    steps:
+      - {id: first, llm: {prompt: "一问${{ item }}"}}
+      - {id: second, llm: {prompt: "二问${{ item }}：${{ steps.first.output }}"}}
+outputs: {count: "${{ steps.each.output | length }}"}
+""")
+    server.latency = 0.3
+    process = subprocess.Popen([sys.executable, "-m", "runner", "run", str(path), "--run-id", "kb"],
+                               cwd=project_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while sum(r["status"] == 200 for r in server.requests) < 5:  # a few bodies under way
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = time.time()
+    before = list(server.requests)
+    server.latency = 0.0
+    resumed = cli("resume", "kb", cwd=project_dir)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    answered = {r["prompt"] for r in before if r["time"] + 0.3 < killed_at - 1.0}  # surely journaled
+    again = [r["prompt"] for r in server.requests[len(before):]]
+    assert not answered & set(again), answered & set(again)
+    assert {p for p in [*again, *(r["prompt"] for r in before)] if p.startswith("二问")} == {
+        f"二问{i}：ok" for i in range(8)}  # every item's body finished
