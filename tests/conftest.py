@@ -62,6 +62,12 @@ def allow_loopback(project_dir: Path) -> None:
         toml.write('\n[web]\nallow_private = ["127.0.0.1"]\n')
 
 
+def allow_images(project_dir: Path) -> None:
+    """Mark the project's `default` model (the fake server) as one that takes images."""
+    with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
+        toml.write("vision = true\n")  # still inside [models.default], the file's last table
+
+
 def write_playbook(folder: Path, text: str, name: str = "pb.yaml") -> Path:
     path = folder / name
     path.write_text(text, encoding="utf-8")

@@ -24,7 +24,7 @@ from runner.importers.dify_steps import translate
 from runner.importers.naming import slug
 from runner.importers.write import playbook_text, plugin_package
 from runner.testing import FakeLLMServer
-from tests.conftest import ROOT, cli, run_playbook
+from tests.conftest import ROOT, allow_images, allow_loopback, cli, run_playbook
 
 pytestmark = pytest.mark.usefixtures("english")
 
@@ -59,39 +59,32 @@ def test_a_real_app_imports_validates_and_matches_its_snapshot(app: Path, tmp_pa
     assert "REDACTED" not in written  # an API key in the app never reaches the playbook
 
 
-def _project(folder: Path, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    (folder / "playbook.toml").write_text(server.toml() + "vision = true\n", encoding="utf-8")
-    monkeypatch.setenv("FAKE_LLM_API_KEY", "sk-test")
-    monkeypatch.chdir(folder)
 
-
-def test_branches_and_an_aggregator_run_as_in_dify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with FakeLLMServer() as server:
-        _project(tmp_path, server, monkeypatch)
-        server.add_rule("This is an", "初译")
-        server.add_rule("colloquially spoken in", "按地区的建议")
-        server.add_rule("give constructive criticisms", "通用建议")
-        server.add_rule("edit, a translation", "终译")
-        _, target = imported(CORPUS / "apps" / "translation_workflow.yml", tmp_path)
-        given = {"source_text": "hello", "source_lang": "English", "target_lang": "中文"}
-        plain = run_playbook(target, given)
-        regional = run_playbook(target, {**given, "country": "台湾"})
+def test_branches_and_an_aggregator_run_as_in_dify(project_dir: Path, server: FakeLLMServer) -> None:
+    allow_images(project_dir)
+    server.add_rule("This is an", "初译")
+    server.add_rule("colloquially spoken in", "按地区的建议")
+    server.add_rule("give constructive criticisms", "通用建议")
+    server.add_rule("edit, a translation", "终译")
+    _, target = imported(CORPUS / "apps" / "translation_workflow.yml", project_dir)
+    given = {"source_text": "hello", "source_lang": "English", "target_lang": "中文"}
+    plain = run_playbook(target, given)
+    regional = run_playbook(target, {**given, "country": "台湾"})
     assert plain.status == "done" and regional.status == "done", (plain.error, regional.error)
     assert plain.outputs == {"output": "终译"}
     edits = [r["prompt"] for r in server.requests if "edit, a translation" in r["prompt"]]
     assert "通用建议" in edits[0] and "按地区的建议" in edits[1]  # the branch taken fed the aggregator
 
 
-def test_a_question_classifier_routes_to_the_class_the_model_chose(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    with FakeLLMServer() as server:
-        _project(tmp_path, server, monkeypatch)
-        result, target = imported(CORPUS / "apps" / "根据用户的意图进行回复.yml", tmp_path)
-        classes = yaml.safe_load(target.read_text(encoding="utf-8"))
-        classifier = next(s for s in classes["steps"] if "output" in s.get("llm", {}))
-        names = classifier["llm"]["output"]["class_name"]["enum"]
-        server.add_rule("归入这些类别之一", {"class_name": names[1]})
-        outcome = run_playbook(target, {"query": "我想退货"})
+def test_a_question_classifier_routes_to_the_class_the_model_chose(project_dir: Path,
+                                                                  server: FakeLLMServer) -> None:
+    allow_images(project_dir)
+    result, target = imported(CORPUS / "apps" / "根据用户的意图进行回复.yml", project_dir)
+    classes = yaml.safe_load(target.read_text(encoding="utf-8"))
+    classifier = next(s for s in classes["steps"] if "output" in s.get("llm", {}))
+    names = classifier["llm"]["output"]["class_name"]["enum"]
+    server.add_rule("归入这些类别之一", {"class_name": names[1]})
+    outcome = run_playbook(target, {"query": "我想退货"})
     assert outcome.status == "done", outcome.error
     assert [e.kind for e in result.left_out] == ["knowledge-retrieval"]  # listed, and its step reads as empty
     systems = [m["content"] for r in server.requests for m in r["messages"] if m["role"] == "system"]
@@ -162,13 +155,12 @@ class CardApi:
         self.httpd.server_close()
 
 
-def test_an_http_request_and_a_parameter_extractor_reach_their_stand_ins(tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    with FakeLLMServer() as server, CardApi() as api:
-        _project(tmp_path, server, monkeypatch)
-        with (tmp_path / "playbook.toml").open("a", encoding="utf-8") as toml:
-            toml.write('\n[web]\nallow_private = ["127.0.0.1"]\n')
-        result, target = imported(CORPUS / "apps" / "Text to Card Iteration.yml", tmp_path)
+def test_an_http_request_and_a_parameter_extractor_reach_their_stand_ins(
+        project_dir: Path, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    allow_images(project_dir)
+    allow_loopback(project_dir)
+    with CardApi() as api:
+        result, target = imported(CORPUS / "apps" / "Text to Card Iteration.yml", project_dir)
         text = target.read_text(encoding="utf-8")
         steps = yaml.safe_load(text)["steps"]
         request = next(s for s in steps if s.get("tool") == "http.request")

@@ -54,30 +54,20 @@ def test_a_flow_imports_validates_and_matches_its_snapshot(flow: Path, tmp_path:
             encoding="utf-8").rstrip() == node.code.rstrip()
 
 
-def _project(folder: Path, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    (folder / "playbook.toml").write_text(server.toml(), encoding="utf-8")
-    monkeypatch.setenv("FAKE_LLM_API_KEY", "sk-test")
-    monkeypatch.chdir(folder)
-
-
-def test_activate_runs_only_the_node_the_flow_chose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with FakeLLMServer() as server:
-        _project(tmp_path, server, monkeypatch)
-        server.add_rule("The user's query is", "product_info")
-        _, target = imported(CORPUS / "conditional-flow-for-switch", tmp_path)
-        outcome = run_playbook(target, {"query": "这个产品是谁生产的？"})
+def test_activate_runs_only_the_node_the_flow_chose(project_dir: Path, server: FakeLLMServer) -> None:
+    server.add_rule("The user's query is", "product_info")
+    _, target = imported(CORPUS / "conditional-flow-for-switch", project_dir)
+    outcome = run_playbook(target, {"query": "这个产品是谁生产的？"})
     assert outcome.status == "done", outcome.error
     assert outcome.outputs == {"response": "This product is produced by Microsoft."}  # the user's own functions
     assert [r["messages"][0]["role"] for r in server.requests] == ["system"]  # one LLM call, the classifier
 
 
-def test_role_markers_in_a_loop_become_the_chat_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with FakeLLMServer() as server:
-        _project(tmp_path, server, monkeypatch)
-        server.add_rule("退货要多久", "三天内到账")
-        _, target = imported(CORPUS / "chat-basic", tmp_path)
-        history = [{"inputs": {"question": "能退货吗"}, "outputs": {"answer": "可以"}}]
-        outcome = run_playbook(target, {"question": "退货要多久", "chat_history": history})
+def test_role_markers_in_a_loop_become_the_chat_turns(project_dir: Path, server: FakeLLMServer) -> None:
+    server.add_rule("退货要多久", "三天内到账")
+    _, target = imported(CORPUS / "chat-basic", project_dir)
+    history = [{"inputs": {"question": "能退货吗"}, "outputs": {"answer": "可以"}}]
+    outcome = run_playbook(target, {"question": "退货要多久", "chat_history": history})
     assert outcome.status == "done", outcome.error
     assert outcome.outputs == {"answer": "三天内到账"}
     (request,) = server.requests
@@ -87,14 +77,11 @@ def test_role_markers_in_a_loop_become_the_chat_turns(tmp_path: Path, monkeypatc
     assert request["body"]["max_tokens"] == 256 and request["body"]["temperature"] == 0.7
 
 
-def test_a_node_whose_package_is_missing_fails_saying_what_to_install(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_node_whose_package_is_missing_fails_saying_what_to_install(project_dir: Path) -> None:
     if importlib.util.find_spec("bs4") is not None:
         pytest.skip("bs4 is installed here")
-    with FakeLLMServer() as server:
-        _project(tmp_path, server, monkeypatch)
-        result, target = imported(CORPUS / "web-classification", tmp_path)
-        outcome = run_playbook(target, {"url": "http://127.0.0.1:9/"})
+    result, target = imported(CORPUS / "web-classification", project_dir)
+    outcome = run_playbook(target, {"url": "http://127.0.0.1:9/"})
     assert outcome.status == "failed"
     assert "imports 'bs4', which is not installed: pip install beautifulsoup4" in str(outcome.error)
     assert "beautifulsoup4" in result.packages and result.left_out == []

@@ -82,7 +82,7 @@ def concat(parts: list[Any]) -> str:
     texts = [part if isinstance(part, str) else str(part) for part in parts]
     length = sum(map(len, texts))
     _tick(costly=length > COSTLY)
-    _too_long(length)
+    check_length(length)
     return "".join(texts)
 
 
@@ -90,7 +90,8 @@ def _size(value: Any) -> int:
     return len(value) if isinstance(value, str | list | tuple | bytes) else 0
 
 
-def _too_long(length: int) -> None:
+def check_length(length: int) -> None:
+    """TemplateLimit when a string or list of `length` would pass the bound."""
     if length > MAX_LENGTH:
         raise TemplateLimit(_("a value of {length:,} characters or items is too large (the limit is {limit:,})").format(
                                 length=length, limit=MAX_LENGTH))
@@ -111,9 +112,9 @@ def binop(operator_name: str, left: Any, right: Any) -> Any:
             raise TemplateLimit(_("the product is too large a number"))
         for sequence, count in ((left, right), (right, left)):
             if _size(sequence) and isinstance(count, int) and not isinstance(count, bool):
-                _too_long(_size(sequence) * count)
+                check_length(_size(sequence) * count)
     if operator_name == "+" and _size(left) and _size(right):
-        _too_long(_size(left) + _size(right))
+        check_length(_size(left) + _size(right))
     if operator_name == "%" and isinstance(left, str) and (_WIDTH.search(left) or "*" in left):
         raise TemplateLimit(_("a %-format with a huge or computed width is not allowed in templates"))
     return _OPERATORS[operator_name](left, right)
@@ -136,14 +137,14 @@ def check_call(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> No
     if name in _WIDTH_METHODS:
         for value in (*args, *kwargs.values()):
             if isinstance(value, int):
-                _too_long(value)
+                check_length(value)
     elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
         check_replace(owner, args[0], args[1])
 
 
 def check_replace(text: str, old: str, new: str) -> None:
     count = len(text) + 1 if old == "" else text.count(old)
-    _too_long(len(text) + count * max(0, len(new) - len(old)))
+    check_length(len(text) + count * max(0, len(new) - len(old)))
 
 
 _NESTED_FIELD = re.compile(r"\{[^{}]*:[^{}]*\{")  # '{:>{}}': a width computed from an argument

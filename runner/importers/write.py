@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -146,7 +145,3 @@ def report(result: Imported, playbook: Path, package: Path | None, suite: Path |
         lines.append(_("  the code nodes are tools in {package}: install them with `pip install -e {package}`, "
                        "then `playbook validate {path}`").format(package=package, path=playbook))
     return lines
-
-
-def loaded(text: str) -> Any:
-    return yaml.safe_load(text)
