@@ -12,7 +12,7 @@ import pytest
 from runner.dsl.validate import load_and_validate
 from runner.errors import PlaybookError, PlaybookValidationError
 from runner.testing import FakeLLMServer
-from tests.conftest import cli, run_playbook, write_playbook
+from tests.conftest import allow_images, cli, run_playbook, write_playbook
 
 pytestmark = pytest.mark.usefixtures("english")
 
@@ -210,3 +210,20 @@ def test_the_embedded_models_prompt_keeps_a_lone_system_message() -> None:
         "<start_of_turn>user\n只用系统消息回答<end_of_turn>\n<start_of_turn>model\n")
     assert gemma_prompt([{"role": "system", "content": "规则"}, {"role": "user", "content": "问题"}]) == (
         "<start_of_turn>user\n规则\n\n问题<end_of_turn>\n<start_of_turn>model\n")
+
+
+@pytest.mark.parametrize(("image", "said"), [
+    ("big.png", "image 'big.png' is 21.0 MB; models take images up to 20 MB"),
+    ("/etc/hostname", "'/etc/hostname' is outside the project folder"),
+    ("nowhere.png", "cannot read image 'nowhere.png': No such file or directory"),
+])
+def test_an_image_that_cannot_be_sent_fails_before_the_call(project_dir: Path, server: FakeLLMServer, image: str,
+                                                            said: str) -> None:
+    allow_images(project_dir)
+    with (project_dir / "big.png").open("wb") as big:
+        big.truncate(21 * 2**20)
+    path = write_playbook(project_dir, "name: look\ninputs: {photo: {type: string}}\nsteps:\n"
+                                       "  - {id: look, llm: {prompt: 看图, images: ['${{ inputs.photo }}']}}\n")
+    outcome = run_playbook(path, {"photo": image})
+    assert outcome.status == "failed" and said in str(outcome.error), outcome.error
+    assert server.requests == []
