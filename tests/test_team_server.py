@@ -8,8 +8,9 @@ import contextlib
 import itertools
 import json
 import time
+import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -373,12 +374,46 @@ def _three_processes_worth(redis_url: str, name: str, concurrency: int, rate: in
     return most, sorted(starts)
 
 
+def _send_times_in_redis(redis_url: str, name: str, callers: Callable[[], object]) -> list[float]:
+    """When Redis itself granted each send of `name` while `callers` ran: the rate script's ZADD of the send time,
+    read from MONITOR. A time taken in the caller after its grant came back could be late by any amount on a
+    loaded machine (a thread not scheduled), so only Redis's own record can show two sends too close."""
+    import threading
+
+    import redis
+
+    sent: list[float] = []
+    stop = f"stop-{uuid.uuid4().hex}"
+    client = redis.Redis.from_url(redis_url)
+    with client.monitor() as monitor:
+        def listen() -> None:
+            for command in monitor.listen():
+                words = command["command"].split()
+                if stop in words:
+                    return
+                if command["client_type"] == "lua" and words[:2] == ["ZADD", f"playbook:rate:{name}"]:
+                    sent.append(float(words[2]))
+
+        listening = threading.Thread(target=listen)
+        listening.start()
+        try:
+            callers()
+        finally:
+            client.echo(stop)  # the monitor sees this after every command before it, then stops
+            listening.join(60)
+    assert not listening.is_alive()
+    return sorted(sent)
+
+
 def test_a_web_host_limit_holds_across_processes(redis_url: str) -> None:
     """A host's `per_host` (requests in flight) and `delay` (between requests), counted in Redis."""
     most, _ = _three_processes_worth(redis_url, "host:a.example", 2, None, 60.0)
     assert most == 2  # 15 callers wanted in at once; per process it would have been 2 × 3
-    most, starts = _three_processes_worth(redis_url, "host:b.example", 10, 1, 0.15)
-    assert min(later - earlier for earlier, later in itertools.pairwise(starts)) >= 0.14
+    sends = _send_times_in_redis(redis_url, "host:b.example",
+                                 lambda: _three_processes_worth(redis_url, "host:b.example", 10, 1, 0.15))
+    assert len(sends) == 15
+    # one send per 0.15 s; the stored time is rounded to 0.1 ms by Lua's number-to-text conversion
+    assert min(later - earlier for earlier, later in itertools.pairwise(sends)) >= 0.1498
 
 
 def test_the_cli_follows_a_worker_run_and_ctrl_c_leaves_it_running(team: Team, server: FakeLLMServer) -> None:
