@@ -250,3 +250,39 @@ def test_a_human_input_form_becomes_an_approval_of_its_fields(project_dir: Path,
     outcome = run_playbook(target, {"topic": "新品"})
     assert outcome.status == "waiting", outcome.error
     assert [r["prompt"] for r in server.requests] == ["为新品写一段文案"]  # 发布 waits for the reviewer
+
+
+def test_numbers_compare_as_numbers_and_a_file_input_gives_its_name(project_dir: Path) -> None:
+    """Dify compares `=` as numbers (a code node's 1 equals the '1' written in the condition) and passes a whole
+    number to an `int` argument as an int; a file variable's name and extension come from the input's path."""
+    code = "def main(level: int) -> dict:\n    return {'hit': 1 if ['a', 'b', 'c'][level] == 'c' else 0}\n"
+    app = _app([{"id": "s", "type": "start", "title": "开始", "variables": [
+                    {"variable": "doc", "type": "file", "required": True},
+                    {"variable": "level", "type": "number", "required": True}]},
+                {"id": "c", "type": "code", "title": "判断", "code": code, "code_language": "python3",
+                 "variables": [{"variable": "level", "value_selector": ["s", "level"]}],
+                 "outputs": {"hit": {"type": "number"}}},
+                {"id": "i", "type": "if-else", "title": "命中？", "cases": [{"case_id": "true", "conditions": [
+                    {"comparison_operator": "=", "value": "1", "variable_selector": ["c", "hit"]}]}]},
+                {"id": "y", "type": "template-transform", "title": "命中", "template": "命中 {{ n }}{{ e }}",
+                 "variables": [{"variable": "n", "value_selector": ["s", "doc", "name"]},
+                               {"variable": "e", "value_selector": ["s", "doc", "extension"]}]},
+                {"id": "n", "type": "template-transform", "title": "未命中", "template": "未命中",
+                 "variables": []},
+                {"id": "e", "type": "end", "title": "结束", "outputs": [
+                    {"variable": "said", "value_selector": ["y", "output"]},
+                    {"variable": "missed", "value_selector": ["n", "output"]}]}],
+               [("s", "c", "source"), ("c", "i", "source"), ("i", "y", "true"), ("i", "n", "false"),
+                ("y", "e", "source"), ("n", "e", "source")])
+    result = translate(app, "numbers")
+    assert not result.left_out, result.left_out
+    package = plugin_package(result, project_dir)
+    assert package is not None
+    sys.path.insert(0, str(package))
+    importlib.import_module(package.name)
+    target = project_dir / "numbers.yaml"
+    target.write_text(playbook_text(result, "app.yml"), encoding="utf-8")
+    (project_dir / "周报.CSV").write_text("a\n1\n", encoding="utf-8")
+    outcome = run_playbook(target, {"doc": str(project_dir / "周报.CSV"), "level": 2})
+    assert outcome.status == "done", outcome.error
+    assert outcome.outputs["said"] == "命中 周报.CSV.csv"  # level 2.0 reached the code as 2; 1 == '1'

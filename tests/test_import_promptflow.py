@@ -6,7 +6,9 @@ in a loop become the messages the model gets."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from runner.importers.dify import Imported
 from runner.importers.write import playbook_text, plugin_package
 from runner.testing import FakeLLMServer
 from tests.conftest import ROOT, cli, run_playbook
+from tests.test_import_dify_runs import StandInApi
 
 pytestmark = pytest.mark.usefixtures("english")
 
@@ -77,14 +80,46 @@ def test_role_markers_in_a_loop_become_the_chat_turns(project_dir: Path, server:
     assert request["body"]["max_tokens"] == 256 and request["body"]["temperature"] == 0.7
 
 
+@pytest.mark.parametrize("flow", FLOWS, ids=[p.name for p in FLOWS])
+def test_a_flow_runs_end_to_end_on_its_own_data(flow: Path, project_dir: Path, server: FakeLLMServer) -> None:
+    """The first row of the flow's own data.jsonl (its inputs' defaults where it has none); pages it fetches are
+    on a loopback stand-in; the model's classification is one of the flow's categories."""
+    server.add_rule("The user's query is", "order_search")  # conditional-flow-for-switch's classifier
+    server.add_rule("Classify the following", '{"category": "App", "evidence": "Both"}')  # web-classification
+    with StandInApi(None, on_get=False) as api:
+        _, target = imported(flow, project_dir)
+        text = target.read_text(encoding="utf-8")
+        target.write_text(re.sub(r"https?://[^\s'\"}]+", api.base + "/page", text), encoding="utf-8")
+        declared = yaml.safe_load(text).get("inputs") or {}
+        rows = (flow / "data.jsonl").read_text(encoding="utf-8").splitlines()
+        row = json.loads(rows[0]) if rows else {}
+        given = {name: re.sub(r"https?://\S+", api.base + "/page", row[name]) if isinstance(row[name], str)
+                 else row[name] for name in declared if name in row}  # its URLs on the stand-in too
+        outcome = run_playbook(target, given)
+    assert outcome.status == "done", outcome.error
+    assert outcome.outputs and all(value not in (None, "", [], {}) for value in outcome.outputs.values()), \
+        outcome.outputs
+    assert server.requests
+    if flow.name == "web-classification":  # the user's fetch (requests + bs4) read the stand-in's page
+        assert api.requests == ["GET /page"]
+        assert any("双十一活动规则" in r["prompt"] for r in server.requests)
+
+
 def test_a_node_whose_package_is_missing_fails_saying_what_to_install(project_dir: Path) -> None:
-    if importlib.util.find_spec("bs4") is not None:
-        pytest.skip("bs4 is installed here")
-    result, target = imported(CORPUS / "web-classification", project_dir)
-    outcome = run_playbook(target, {"url": "http://127.0.0.1:9/"})
+    flow = project_dir / "flow"
+    flow.mkdir()
+    (flow / "flow.dag.yaml").write_text(
+        "inputs:\n  text: {type: string}\noutputs:\n  out: {type: string, reference: '${clean.output}'}\n"
+        "nodes:\n- name: clean\n  type: python\n  source: {type: code, path: clean.py}\n"
+        "  inputs: {text: '${inputs.text}'}\n", encoding="utf-8")
+    (flow / "clean.py").write_text("import emoji_cleaner_kit\nfrom promptflow.core import tool\n\n\n@tool\n"
+                                   "def clean(text: str) -> str:\n"
+                                   "    return emoji_cleaner_kit.strip(text)\n", encoding="utf-8")
+    result, target = imported(flow, project_dir)
+    outcome = run_playbook(target, {"text": "好评👍"})
     assert outcome.status == "failed"
-    assert "imports 'bs4', which is not installed: pip install beautifulsoup4" in str(outcome.error)
-    assert "beautifulsoup4" in result.packages and result.left_out == []
+    assert "imports 'emoji_cleaner_kit', which is not installed: pip install emoji-cleaner-kit" in str(outcome.error)
+    assert result.packages == ["emoji-cleaner-kit"] and result.left_out == []
 
 
 def test_variants_data_and_evaluation_become_an_eval_suite(tmp_path: Path) -> None:

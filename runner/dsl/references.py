@@ -63,7 +63,22 @@ class References:
                        value=self.title_hint(root, name), hint2=hint)
         if root == "steps" and len(chain) >= 3:
             return self.field_problem(self.steps[name], chain[2:]) or self.path_problem(ref, reader)
+        if root == "inputs" and len(chain) >= 3:
+            return self.input_field_problem(name, chain[2])
         return None
+
+    def input_field_problem(self, name: str, part: str) -> str | None:
+        """A field read from an input whose type has none: a file input is its path, a text, not an object with
+        a size or a name (what a Dify file variable has)."""
+        kind = self.spec.inputs[name].type
+        plain = {"string": str, "file": str, "integer": int, "number": float, "boolean": bool, "list": list,
+                 "history": list}.get(kind)
+        if plain is None or hasattr(plain, part):
+            return None
+        fix = _("; a file input is its path: read the file with a tool (file.read, sheet.read)") \
+            if kind == "file" else ""
+        return _("input '{name}' is a {kind}, which has no field '{part}'{fix}").format(
+                   name=name, kind=kind, part=part, fix=fix)
 
     def title_hint(self, root: str, name: str) -> str:
         titled = step_titled(self.spec, name) if root == "steps" else None

@@ -40,8 +40,9 @@ async def run_main(module: str, title: str, arguments: dict[str, Any], output: t
         missing = (exc.name or str(exc)).split(".")[0]
         raise ValueError(_("the code of node '{title}' imports '{name}', which is not installed: pip install "
                            "{package}").format(title=title, name=missing, package=distribution(missing))) from None
+    main = getattr(code, function)
     try:
-        result = await asyncio.to_thread(getattr(code, function), **arguments)
+        result = await asyncio.to_thread(main, **_as_annotated(main, arguments))
     except Exception as exc:  # the user's code: whatever it raises is its node's failure, said plainly
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == code.__file__]
         where = _(" (line {line} of {file})").format(line=frames[-1].lineno, file=f"{module.split('.')[-1]}.py") \
@@ -58,6 +59,24 @@ async def run_main(module: str, title: str, arguments: dict[str, Any], output: t
     except PydanticValidationError as exc:
         raise ValueError(_("the code of node '{title}' returned outputs of the wrong type: {problems}").format(
                              title=title, problems=summarise(exc.errors()))) from None
+
+
+def _as_annotated(main: Any, arguments: dict[str, Any]) -> dict[str, Any]:
+    """A whole number given as 1.0 to an argument the code annotates `int` (`level: int`) passed as 1, as Dify
+    passes it (a playbook's numbers are floats; `challenges[level]` needs an int). Nothing else is changed: Dify
+    does not enforce annotations, and neither do we."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(main).parameters
+    except (TypeError, ValueError):
+        return arguments
+    fixed = dict(arguments)
+    for name, value in arguments.items():
+        annotation = parameters[name].annotation if name in parameters else None
+        if annotation in (int, "int") and isinstance(value, float) and value.is_integer():
+            fixed[name] = int(value)
+    return fixed
 
 
 def _promptflow_stand_in() -> None:

@@ -116,7 +116,7 @@ class Translator:
                                        selector=".".join(parts)))
             return "none"
         if node.type == "start":
-            return ".".join(["inputs", var, *rest])
+            return self.start_variable(node, var, rest, reader)
         if reader.parent is not None and head == reader.parent:  # the iteration's own item and index
             if var == "item":
                 return ".".join(["item", *rest])
@@ -150,6 +150,23 @@ class Translator:
         if node.type == "tool":
             return ".".join([base, "text" if var == "text" else var, *rest])
         return ".".join([base, var, *rest])
+
+    def start_variable(self, start: Node, var: str, rest: list[str], reader: Node) -> str:
+        """An input; a Dify file variable's attributes read from its path, the only thing a file input is."""
+        declared = next((v for v in start.data.get("variables") or []
+                         if isinstance(v, dict) and v.get("variable") == var), {})
+        if declared.get("type") != "file" or not rest:
+            return ".".join(["inputs", var, *rest])
+        attribute = rest[0]
+        if attribute in ("url", "remote_url", "path"):
+            return f"inputs.{var}"
+        if attribute in ("name", "filename"):
+            return f"inputs.{var}.replace('\\\\', '/').split('/')[-1]"
+        if attribute == "extension":
+            return f"'.' + inputs.{var}.rsplit('.', 1)[-1].lower()"
+        self.leave_out(reader, _("reads the file's `{attribute}`, which a file input (a path) does not carry; it "
+                                 "became null — read the file with a tool instead").format(attribute=attribute))
+        return "none"
 
     def system_variable(self, var: str, reader: Node) -> str:
         if var in CHAT_ONLY:
@@ -214,7 +231,9 @@ class Translator:
         return "${{ " + self.reference(selector, reader, text=False) + " }}"
 
     def leave_out(self, node: Node, reason: str) -> None:
-        self.result.left_out.append(LeftOut(node.id, node.title, node.type, reason))
+        entry = LeftOut(node.id, node.title, node.type, reason)
+        if entry not in self.result.left_out:  # a node reading `sys.dialogue_count` in five conditions: said once
+            self.result.left_out.append(entry)
 
     def model(self, node: Node) -> None:
         model = node.data.get("model") or {}

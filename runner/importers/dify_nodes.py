@@ -216,8 +216,11 @@ def http_request(t: Translator, node: Node) -> list[Step]:
     extra: list[Step] = []
     body = data.get("body") or {}
     kind = body.get("type")
-    if kind == "json" and str(body.get("data") or "").strip():
-        raw = body["data"] if isinstance(body["data"], str) else json.dumps(body["data"], ensure_ascii=False)
+    written = body.get("data")
+    if kind == "json" and isinstance(written, list):  # DSL 0.1.4 on: [{key: '', type: text, value: '<the JSON>'}]
+        written = next((row.get("value") for row in written if isinstance(row, dict)), "")
+    if kind == "json" and str(written or "").strip():
+        raw = written if isinstance(written, str) else json.dumps(written, ensure_ascii=False)
         try:
             args["json"] = json.loads(raw)  # constant JSON: written as it is
         except json.JSONDecodeError:

@@ -16,6 +16,7 @@ from runner.importers.dify_triggers import human_input, schedule
 Step = dict[str, Any]
 _INPUT_TYPES = {"text-input": "string", "paragraph": "string", "select": "string", "number": "number",
                 "file": "file", "file-list": "list", "checkbox": "boolean", "json_object": "object"}
+_NUMERIC = {"=", "≠", ">", "<", "≥", "≤", ">=", "<="}  # Dify's number comparisons (text has is / is not)
 _TEXT_COMPARISONS = {"contains": "{value} in ({var} or '')", "not contains": "{value} not in ({var} or '')",
                      "start with": "({var} or '').startswith({value})", "end with": "({var} or '').endswith({value})",
                      "is": "{var} == {value}", "=": "{var} == {value}", "is not": "{var} != {value}",
@@ -196,8 +197,11 @@ def _condition(t: Translator, node: Node, case: dict[str, Any]) -> str:
             written = t.text(value, node)
             value_text = written[4:-3] if written.startswith("${{ ") and written.endswith(" }}") else json.dumps(
                 written, ensure_ascii=False)
-        elif condition.get("varType") == "number" and isinstance(value, str) and value.strip():
-            value_text = value.strip()
+        elif (number := _number(value)) is not None and (operator in _NUMERIC or
+                                                          condition.get("varType") == "number"):
+            value_text = number
+            if operator in _NUMERIC:  # Dify compares these as numbers: a code node's 1 equals the written '1'
+                var = f"({var}) | float"
         else:
             value_text = json.dumps(value, ensure_ascii=False)
         pattern = _TEXT_COMPARISONS.get(operator)
@@ -209,6 +213,18 @@ def _condition(t: Translator, node: Node, case: dict[str, Any]) -> str:
         parts.append("(" + pattern.format(var=f"({var})", value=value_text) + ")")
     joiner = " or " if case.get("logical_operator") == "or" else " and "
     return joiner.join(parts) or "true"
+
+
+def _number(value: Any) -> str | None:
+    """A number written in a condition (Dify keeps them as text: '1', '0.5'), as an expression literal."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return repr(value)
+    try:
+        return repr(float(value)) if "." in str(value) else str(int(str(value).strip()))
+    except (TypeError, ValueError):
+        return None
 
 
 def _iteration(t: Translator, node: Node) -> Step:

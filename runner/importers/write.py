@@ -16,9 +16,10 @@ import yaml
 from runner.i18n import _
 from runner.importers.dify import CodeNode, Imported
 
-_PYTHON_TYPES = {"string": "str", "number": "float", "integer": "int", "boolean": "bool", "object": "dict[str, Any]",
-                 "array[string]": "list[str]", "array[number]": "list[float]", "array[object]": "list[dict[str, Any]]",
-                 "array[boolean]": "list[bool]"}
+# Dify's number keeps an integer an integer (a level or an index read back into the next node): int | float
+_PYTHON_TYPES = {"string": "str", "number": "int | float", "integer": "int", "boolean": "bool",
+                 "object": "dict[str, Any]", "array[string]": "list[str]", "array[number]": "list[int | float]",
+                 "array[object]": "list[dict[str, Any]]", "array[boolean]": "list[bool]"}
 
 
 class _Dumper(yaml.SafeDumper):
