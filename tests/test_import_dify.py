@@ -286,3 +286,58 @@ def test_numbers_compare_as_numbers_and_a_file_input_gives_its_name(project_dir:
     outcome = run_playbook(target, {"doc": str(project_dir / "周报.CSV"), "level": 2})
     assert outcome.status == "done", outcome.error
     assert outcome.outputs["said"] == "命中 周报.CSV.csv"  # level 2.0 reached the code as 2; 1 == '1'
+
+
+def _rewrite_loop(count: int, break_at: int) -> dict[str, object]:
+    """start → loop(write → 'perfect?' → exit loop | assign draft and tries += 1), broken off at `break_at`
+    tries or after `count` passes → end. Written from Dify's loop node type (the corpus has no loop)."""
+    inside = {"loop_id": "L", "isInLoop": True}
+    return _app([{"id": "s", "type": "start", "title": "开始", "variables": [
+                      {"variable": "topic", "type": "text-input", "required": True}]},
+                 {"id": "L", "type": "loop", "title": "反复改写", "loop_count": count, "logical_operator": "and",
+                  "start_node_id": "Ls", "loop_variables": [
+                      {"label": "draft", "var_type": "string", "value_type": "constant", "value": "（无）"},
+                      {"label": "tries", "var_type": "number", "value_type": "constant", "value": "0"}],
+                  "break_conditions": [{"variable_selector": ["L", "tries"], "comparison_operator": "≥",
+                                        "value": str(break_at), "varType": "number"}]},
+                 {"id": "Ls", "type": "loop-start", "title": "", **inside},
+                 {"id": "w", "type": "llm", "title": "改写", **inside, "prompt_template": [
+                     {"role": "user", "text": "改写这版{{#s.topic#}}文案（第 {{#L.index#}} 轮）：{{#L.draft#}}"}]},
+                 {"id": "i", "type": "if-else", "title": "够好了？", **inside, "cases": [{"case_id": "true",
+                  "conditions": [{"comparison_operator": "contains", "value": "完美",
+                                  "variable_selector": ["w", "text"]}]}]},
+                 {"id": "x", "type": "loop-end", "title": "退出循环", **inside},
+                 {"id": "a", "type": "assigner", "title": "记下", "version": "2", **inside, "items": [
+                     {"variable_selector": ["L", "draft"], "input_type": "variable", "operation": "over-write",
+                      "value": ["w", "text"]},
+                     {"variable_selector": ["L", "tries"], "input_type": "constant", "operation": "+=",
+                      "value": 1}]},
+                 {"id": "e", "type": "end", "title": "结束", "outputs": [
+                     {"variable": "draft", "value_selector": ["L", "draft"]},
+                     {"variable": "tries", "value_selector": ["L", "tries"]}]}],
+                [("s", "L", "source"), ("Ls", "w", "source"), ("w", "i", "source"), ("i", "x", "true"),
+                 ("i", "a", "false"), ("L", "e", "source")])
+
+
+@pytest.mark.parametrize(("count", "break_at", "replies", "calls", "outputs"), [
+    (5, 3, ["稿子"], 3, {"draft": "稿子", "tries": 3}),  # the break condition, after the third pass
+    (2, 9, ["稿子"], 2, {"draft": "稿子", "tries": 2}),  # loop_count passes at most
+    (5, 9, ["初稿", "完美的稿子"], 2, {"draft": "初稿", "tries": 1}),  # "exit loop" before the assigner ran
+])
+def test_a_loop_becomes_a_goto_loop_that_ends_as_dify_ends_it(project_dir: Path, server: FakeLLMServer,
+                                                             count: int, break_at: int, replies: list[str],
+                                                             calls: int, outputs: dict[str, object]) -> None:
+    for reply in replies[:-1]:
+        server.add_rule("改写", reply, times=1)
+    server.add_rule("改写", replies[-1])
+    result = translate(_rewrite_loop(count, break_at), "rewrite")
+    assert not result.left_out, result.left_out
+    target = project_dir / "rewrite.yaml"
+    target.write_text(playbook_text(result, "app.yml"), encoding="utf-8")
+    outcome = run_playbook(target, {"topic": "春季上新"})
+    assert outcome.status == "done", outcome.error
+    assert outcome.outputs == outputs
+    prompts = [r["prompt"] for r in server.requests]
+    assert len(prompts) == calls
+    assert prompts[0] == "改写这版春季上新文案（第 0 轮）：（无）"
+    assert prompts[1] == f"改写这版春季上新文案（第 1 轮）：{replies[0]}"  # the variable the last pass assigned

@@ -6,6 +6,8 @@ Pure: the caller reads and writes the files (runner/importers/write.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +95,8 @@ class Translator:
         self.models: dict[str, int] = {}
         self.placeholders: set[str] = set()  # nodes that become a placeholder step (filled in by build)
         self.outer_binds: dict[str, dict[str, str]] = {}  # iteration → {name in its body: the outer value}
+        self.loop_heads: dict[str, str] = {}  # loop node → its first step (the one its passes count)
+        self.loop_exits: dict[str, str] = {}  # loop node → the step after its passes
         for node in self.graph.nodes.values():
             if node.type not in ("start",):
                 self.step_of[node.id] = self.exit_of[node.id] = self.names.claim(slug(node.title, node.type or "step"))
@@ -117,13 +121,16 @@ class Translator:
             return "none"
         if node.type == "start":
             return self.start_variable(node, var, rest, reader)
+        if node.type == "loop":
+            return self.loop_value(node, var, rest, reader)
         if reader.parent is not None and head == reader.parent:  # the iteration's own item and index
             if var == "item":
                 return ".".join(["item", *rest])
             self.leave_out(reader, _("reads the iteration's `{var}`, which a map does not give").format(var=var))
             return "none"
         path = self.output_path(node, var, rest)
-        if reader.parent is not None and node.parent != reader.parent:  # outside the body: given through `with:`
+        if reader.parent is not None and node.parent != reader.parent and self.in_iteration(reader):
+            # outside an iteration's body: given to it through `with:` (a loop's body is steps of the playbook)
             return self.bind_outer(reader.parent, path, reader)
         guarded = path.count(".") > 2 and not self.graph.surely_before(node.id, reader.id)
         fallback = "''" if text else "none"  # off the path taken: Dify reads an empty value
@@ -210,6 +217,54 @@ class Translator:
                 return f"steps.{step}.output" + (f".{key}" if key else "")
         return f"inputs.{var}"
 
+    def loop_value(self, loop: Node, var: str, rest: list[str], reader: Node) -> str:
+        """A loop variable: after the loop, the loop's last step's; in the body, the head step's (its value as the
+        pass began) unless an assigner surely ran before the reader in this pass; in the loop's own steps (the
+        break condition), the value its last assigner wrote if one ran, else its starting value. `index`: the
+        pass, from 0."""
+        head = self.loop_heads.get(loop.id, self.step_of[loop.id])
+        writers = self.loop_writers(loop.id, var)
+        if reader.parent != loop.id and reader.id != loop.id and loop.id in self.loop_exits:
+            # `| default`: validate cannot tell the loop's last step runs on every path when an "exit loop"
+            # branch also leads to it
+            return ".".join([f"steps.{self.loop_exits[loop.id]}.output", var, *rest]) + " | default(none)"
+        if reader.parent == loop.id and var != "index" and not any(
+                self.graph.surely_before(node, reader.id) for node, _step, _field in writers):
+            return ".".join([f"steps.{head}.output", var, *rest])
+        declared = next((v for v in loop.data.get("loop_variables") or []
+                         if isinstance(v, dict) and v.get("label") == var), None)
+        if declared is None:
+            if var == "index":
+                return f"(steps.{head}.visits - 1)"
+            self.leave_out(reader, _("reads `{var}` of loop '{title}', which is not one of its variables").format(
+                                       var=var, title=loop.title))
+            return "none"
+        if declared.get("value_type") == "variable":
+            value = self.reference(declared.get("value"), loop, text=False)
+        else:
+            value = _constant(declared.get("value"), str(declared.get("var_type") or "string"))
+        for _node, step, field_name in writers:
+            read = f"steps.{step}.output" + (f".{field_name}" if field_name else "")
+            value = f"({read} if steps.{step}.status == 'done' else {value})"
+        return ".".join([value, *rest]) if rest else value
+
+    def loop_writers(self, loop: str, var: str) -> list[tuple[str, str, str | None]]:
+        """The assigners in a loop's body that write `var` of the loop, in order: node, step, and where in the
+        step's output the value is (None: the output is the value, as when an assigner writes one variable)."""
+        writers = []
+        for node in self.graph.inside(loop):
+            if node.type != "assigner":
+                continue
+            targets = [[str(p) for p in item.get("variable_selector") or []]
+                       for item in node.data.get("items") or [] if isinstance(item, dict)]
+            if [loop, var] in targets:
+                writers.append((node.id, self.step_of[node.id], None if len(targets) == 1 else var))
+        return writers
+
+    def in_iteration(self, reader: Node) -> bool:
+        container = self.graph.nodes.get(reader.parent or "")
+        return container is not None and container.type == "iteration"
+
     def bind_outer(self, container: str, path: str, reader: Node) -> str:
         """An outer value read inside an iteration body: given to the body under a name through `with:`."""
         binds = self.outer_binds.setdefault(container, {})
@@ -244,6 +299,31 @@ class Translator:
     def is_branching(self, node_id: str) -> bool:
         node = self.graph.nodes.get(node_id)
         return node is not None and node.type in BRANCHING
+
+
+def _constant(value: Any, kind: str) -> str:
+    """A loop variable's starting value written in Dify (text, even for a number or an array) as an expression."""
+
+    if isinstance(value, str) and kind != "string":
+        with contextlib.suppress(json.JSONDecodeError):
+            value = json.loads(value)
+    if value is None or value == "":
+        value = {"number": 0, "object": {}}.get(kind, [] if kind.startswith("array") else "")
+    return literal(value)
+
+
+def literal(value: Any) -> str:
+    """A JSON-like value as an expression literal (`none`, `true`, not JSON's `null`, `true`)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k), ensure_ascii=False)}: {literal(v)}" for k, v in value.items()) \
+            + "}"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def third_party_imports(code: str) -> set[str]:

@@ -150,10 +150,13 @@ def assigner(t: Translator, node: Node) -> list[Step]:
         {"variable_selector": data.get("assigned_variable_selector"), "operation": data.get("write_mode"),
          "value": data.get("input_variable_selector"), "input_type": "variable"}]
     values: dict[str, str] = {}
+    conversation: set[str] = set()  # what later readers of a conversation variable read from this step
     for item in items or []:
         target = [str(p) for p in item.get("variable_selector") or []]
         if len(target) < 2:
             continue
+        if target[0] == "conversation":
+            conversation.add(target[1])
         current = t.reference(target, node, text=False)
         given = t.reference(item.get("value"), node, text=False) if item.get("input_type", "variable") == \
             "variable" else json.dumps(item.get("value"), ensure_ascii=False)
@@ -168,7 +171,7 @@ def assigner(t: Translator, node: Node) -> list[Step]:
         values[target[1]] = "${{ " + expression + " }}"
     step = t.step_of[node.id]
     single = len(values) == 1
-    for var in values:
+    for var in values.keys() & conversation:  # a loop's variables are found by the loop (Translator.loop_writers)
         t.assigned.setdefault(var, []).append((node.id, step, None if single else var))
     return [{"template": next(iter(values.values())) if single else values or ""}]
 
@@ -306,4 +309,5 @@ REASONS = {"knowledge-retrieval": N_("knowledge retrieval needs a knowledge base
                        "tools"),
            "document-extractor": N_("document extraction from uploaded files has no translation yet"),
            "list-operator": N_("list operations on files have no translation yet"),
-           "loop": N_("loop nodes have no translation yet; write a `goto` loop with max_visits")}
+           "loop": N_("a loop inside an iteration has no translation; make the iteration's body a sub-playbook "
+                      "with a `goto` loop")}

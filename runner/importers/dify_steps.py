@@ -9,7 +9,7 @@ from typing import Any
 
 from runner.i18n import _
 from runner.importers.dify import Imported, Translator
-from runner.importers.dify_graph import Node
+from runner.importers.dify_graph import BRANCHING, Node
 from runner.importers.dify_nodes import HANDLERS, REASONS, is_placeholder, placeholder
 from runner.importers.dify_triggers import human_input, schedule
 
@@ -97,8 +97,9 @@ def _inputs(t: Translator, start: Node) -> None:
         t.inputs[str(variable["variable"])] = spec
 
 
-def _steps(t: Translator, container: str | None) -> list[Step]:
-    """The steps of the top level (container None) or of one iteration's body, in order."""
+def _steps(t: Translator, container: str | None, fallback: str = "end") -> list[Step]:
+    """The steps of the top level (container None) or of one iteration's or loop's body, in order. `fallback`:
+    where a branch that leads nowhere goes (a loop's body: to the end of the pass)."""
     nodes = t.graph.inside(container)
     routes: dict[str, Step] = {}  # a branching node → its switch step, its cases filled in once all ids exist
     written: list[Step] = []
@@ -115,7 +116,7 @@ def _steps(t: Translator, container: str | None) -> list[Step]:
         for j, step in enumerate(made):
             step.setdefault("id", t.step_of[node.id])
             step.setdefault("title", node.title)
-            if j:
+            if j and "needs" not in step:  # a loop's steps come with their own
                 step["needs"] = [made[j - 1]["id"]]
         entry[node.id] = made[0]["id"]
         t.exit_of[node.id] = made[-1]["id"]
@@ -126,8 +127,14 @@ def _steps(t: Translator, container: str | None) -> list[Step]:
                   if e.source in routes]
         first["needs"] = list(dict.fromkeys(preds))
         written += made
+        if node.type not in BRANCHING and any(t.graph.nodes[e.target].type == "loop-end"
+                                             for e in t.graph.outgoing(node.id)):
+            made[-1]["goto"] = fallback_exit(t, container)  # "exit loop": the loop ends here
+    for node in t.graph.nodes.values():  # a branch to a loop's "exit loop" marker leaves the loop
+        if node.type == "loop-end" and node.parent == container and container is not None:
+            entry[node.id] = fallback_exit(t, container)
     for node_id, route in routes.items():
-        _fill_switch(t, t.graph.nodes[node_id], route, entry)
+        _fill_switch(t, t.graph.nodes[node_id], route, entry, fallback)
     return [_tidy(dict(step), written[i - 1] if i else None) for i, step in enumerate(written)]
 
 
@@ -136,6 +143,8 @@ def _node_steps(t: Translator, node: Node) -> list[Step]:
         return []
     if node.type == "iteration":
         return [_iteration(t, node)]
+    if node.type == "loop" and node.parent is None:
+        return _loop(t, node)
     if node.type == "human-input":
         return human_input(t, node)
     handler = HANDLERS.get(node.type)
@@ -162,14 +171,14 @@ def _branch_step(t: Translator, routes: dict[str, Step], source: str, handle: st
     return str(fans[handle]["id"])
 
 
-def _fill_switch(t: Translator, node: Node, route: Step, entry: dict[str, str]) -> None:
+def _fill_switch(t: Translator, node: Node, route: Step, entry: dict[str, str], fallback: str = "end") -> None:
     fans = route.pop("_fans", {})
 
     def goto(handle: str) -> str:
         if handle in fans:
             return str(fans[handle]["id"])
         targets = [entry[e.target] for e in t.graph.outgoing(node.id) if e.handle == handle and e.target in entry]
-        return targets[0] if targets else "end"
+        return targets[0] if targets else fallback
 
     cases = []
     if node.type == "question-classifier":
@@ -177,7 +186,7 @@ def _fill_switch(t: Translator, node: Node, route: Step, entry: dict[str, str]) 
         for klass in node.data.get("classes") or []:
             cases.append({"if": "${{ " + answer + " == " + json.dumps(str(klass.get("name")), ensure_ascii=False)
                           + " }}", "goto": goto(str(klass.get("id")))})
-        route["switch"] = {"cases": cases, "default": "end"}
+        route["switch"] = {"cases": cases, "default": fallback}
         return
     written = node.data.get("cases") or [{"case_id": "true", "conditions": node.data.get("conditions") or [],
                                           "logical_operator": node.data.get("logical_operator", "and")}]
@@ -251,6 +260,56 @@ def _iteration(t: Translator, node: Node) -> Step:
     if data.get("error_handle_mode") in ("continue-on-error", "remove-abnormal-output"):
         step["on_error"] = "skip"
     return step
+
+
+def fallback_exit(t: Translator, loop: str | None) -> str:
+    """The step after a loop's passes (where its "exit loop" leads)."""
+    return t.loop_exits.get(loop or "", "end")
+
+
+def _loop(t: Translator, node: Node) -> list[Step]:
+    """A Dify loop → a `goto` loop: a head step (its variables' values as the pass begins; its visits count the
+    passes), the body's steps, a switch that ends the loop when a break condition holds or `loop_count` passes
+    are done and otherwise goes back to the head, and a step after it (the variables' final values)."""
+    data = node.data
+    head = t.loop_heads[node.id] = t.step_of[node.id]
+    done = t.loop_exits[node.id] = t.names.claim(f"{head}_done")
+    check = t.names.claim(f"{head}_check")
+    count = max(1, int(data.get("loop_count") or 10))
+    names = [str(v["label"]) for v in data.get("loop_variables") or [] if isinstance(v, dict) and v.get("label")]
+
+    def values() -> dict[str, str] | str:
+        return {name: "${{ " + t.loop_value(node, name, [], node) + " }}" for name in names} or ""
+
+    first: Step = {"id": head, "title": node.title, "template": values(), "max_visits": count}
+    body = _steps(t, node.id, fallback=check)
+    needs: list[list[str]] = []
+    for i, step in enumerate(body):  # what each step waits for, said out (the body's first steps wait for the head)
+        wanted = step.get("needs", [body[i - 1]["id"]] if i else [head])
+        needs.append(wanted or [head])
+        step["needs"] = needs[-1]
+    needed = {name for wanted in needs for name in wanted}
+    routes_to_check = [s["id"] for s in body if check in _targets(s)]
+    ends = [s["id"] for s in body if s["id"] not in needed and "switch" not in s and "goto" not in s]
+    breaking = [s["id"] for s in body if done in _targets(s)]
+    condition = _condition(t, node, {"conditions": data.get("break_conditions") or [],
+                                     "logical_operator": data.get("logical_operator", "and")}) \
+        if data.get("break_conditions") else ""
+    stop = (f"({condition}) or " if condition else "") + f"steps.{head}.visits >= {count}"
+    test: Step = {"id": check, "title": _("{title}: another pass?").format(title=node.title),
+                  "needs": list(dict.fromkeys([*ends, *routes_to_check])) or [head],
+                  "switch": {"cases": [{"if": "${{ " + stop + " }}", "goto": done}], "default": head}}
+    after: Step = {"id": done, "title": _("{title}: done").format(title=node.title),
+                   "needs": list(dict.fromkeys([check, *breaking])), "template": values()}
+    return [first, *body, test, after]
+
+
+def _targets(step: Step) -> set[str]:
+    """Where a step routes: its switch's cases and default, its goto."""
+    switch = step.get("switch") or {}
+    return {str(case.get("goto")) for case in switch.get("cases") or []} | (
+        {str(switch["default"])} if switch.get("default") else set()) | ({str(step["goto"])} if "goto" in step
+                                                                         else set())
 
 
 def _outputs(t: Translator) -> dict[str, Any]:
