@@ -10,6 +10,7 @@ TOOL_MODULES = {
     "file.read": "tools.file",
     "file.write": "tools.file",
     "http.request": "tools.http_request",
+    "kb.search": "tools.kb",
     "metrics.anomalies": "tools.metrics",
     "metrics.chart": "tools.metrics",
     "metrics.compare": "tools.metrics_compare",

@@ -12,7 +12,7 @@ from runner.cli.app import app, main
 from runner.i18n import _
 
 # registered in this order, the order `playbook --help` lists them
-COMMAND_GROUPS = ("run", "runs", "authoring", "importing", "evals", "schedules", "serve", "team")
+COMMAND_GROUPS = ("run", "runs", "authoring", "importing", "kb", "evals", "schedules", "serve", "team")
 for _group in COMMAND_GROUPS:
     importlib.import_module(f"runner.cli.{_group}")
 

@@ -19,7 +19,7 @@ from runner.i18n import _
 def validate(playbooks: Annotated[list[Path], typer.Argument(metavar="FILE…", help=_("playbook files"))]) -> None:
     """Check playbooks without running them (no model, no network)."""
     from runner.dsl.validate import load_and_validate
-    from runner.engine.preflight import model_problems
+    from runner.engine.preflight import kb_problems, model_problems
     from runner.errors import PlaybookValidationError
 
     failed = False
@@ -28,7 +28,7 @@ def validate(playbooks: Annotated[list[Path], typer.Argument(metavar="FILE…", 
         try:
             playbook = load_and_validate(playbook_path(path))
             project = project or project_here()  # the model aliases it calls must be defined in playbook.toml
-            if problems := model_problems(playbook, project):
+            if problems := model_problems(playbook, project) + kb_problems(playbook, project):
                 raise PlaybookValidationError(problems)
             print_warnings(playbook)
             out.print("[green]" + _("ok") + f"[/] {escape(str(path))}")

@@ -127,6 +127,19 @@ def unknown_filters_and_tests(tree: nodes.Template) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
+def loop_outside_for(tree: nodes.Template) -> list[str]:
+    """`loop.index` read where no `{% for %}` body is around it (in the loop's own `in …`, or outside any loop):
+    Jinja only says `'loop' is undefined` when the step runs."""
+    inside: set[int] = set()
+    for loop in tree.find_all(nodes.For):
+        for part in (*loop.body, *loop.else_):
+            inside.add(id(part))
+            inside.update(id(n) for n in part.find_all(nodes.Node))
+    if any(n.name == "loop" and n.ctx == "load" and id(n) not in inside for n in tree.find_all(nodes.Name)):
+        return [_("`loop` (loop.index, loop.first …) exists only inside a `{% for %}` body")]
+    return []
+
+
 def _public(names: dict[str, object]) -> list[str]:
     return [n for n in names if not n.startswith("playbook_")]
 

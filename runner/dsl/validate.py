@@ -454,7 +454,7 @@ class _Checker:
             for attr in sorted(set(template_check.unsafe_names(tree))):
                 self.error(path, _("{where}: access to '{attr}' is not allowed in templates (sandbox); use only "
                                    "data fields").format(where=where, attr=attr))
-            for unknown in template_check.unknown_filters_and_tests(tree):
+            for unknown in [*template_check.unknown_filters_and_tests(tree), *template_check.loop_outside_for(tree)]:
                 self.error(path, framed(where, unknown))
             reader = path[1] if path[0] == "steps" else None
             for ref in template_check.references(tree):

@@ -23,6 +23,7 @@ def prepare_inputs(playbook: Playbook, given: dict[str, Any], project: Project, 
     values = resolve_inputs(playbook.spec, given, file=file, base_dir=playbook.path.parent)
     problems = [Diagnostic(file, 0, 0, p) for p in file_problems(playbook, values)]
     problems += model_problems(playbook, project)
+    problems += kb_problems(playbook, project, values)
     if problems:
         raise PlaybookValidationError(problems)
     return values
@@ -106,6 +107,41 @@ def model_problems(playbook: Playbook, project: Project) -> list[Diagnostic]:
     found += _vision_problems(playbook, project)
     for child in playbook.children.values():
         found += model_problems(child, project)
+    return found
+
+
+def kb_problems(playbook: Playbook, project: Project, values: dict[str, Any] | None = None) -> list[Diagnostic]:
+    """A kb.search of a knowledge base that does not exist or holds nothing: today the step would fail after the
+    steps before it were paid for. The name is checked when it is written in the step, or is an input whose value
+    (`values`; at validate, its default) is known."""
+    from runner.kb.index import KnowledgeBaseError, kb_root, manifest
+
+    root = kb_root(project.root, project.settings)
+    found = []
+    for i, step in enumerate(playbook.spec.steps):
+        if step.tool != "kb.search" or not isinstance(step.with_, dict):
+            continue
+        name = step.with_.get("kb")
+        expression = lone_expression(name) if isinstance(name, str) else None
+        if expression is not None and expression.startswith("inputs.") and expression.count(".") == 1:
+            given = (values or {}).get(expression[7:]) if values is not None else \
+                getattr(playbook.spec.inputs.get(expression[7:]), "default", None)
+            name = given if isinstance(given, str) and given else None
+        if not isinstance(name, str) or is_template(name):
+            continue
+        problem = None
+        try:
+            if manifest(root, name)["chunks"] == 0:
+                problem = _("kb '{name}' holds no passage: playbook kb add {name} FOLDER with documents that have "
+                            "text").format(name=name)
+        except KnowledgeBaseError as exc:
+            problem = str(exc)
+        if problem:
+            found.append(playbook.loaded.source.diag(("steps", i, "with", "kb"), _("step '{step}': {problem}").format(
+                step=step.id, problem=problem)))
+    for step in playbook.spec.steps:  # an inline map body reads the playbook's inputs; a sub-playbook has its own
+        if step.id in playbook.children:
+            found += kb_problems(playbook.children[step.id], project, values if step.steps is not None else None)
     return found
 
 

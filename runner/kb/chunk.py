@@ -148,6 +148,7 @@ def _pieces(text: str) -> Iterator[str]:
 def _plain(title: str) -> str:
     """A heading's words without markdown marks: `**x**`, `` `x` ``, links."""
     title = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", title)
+    title = re.sub(r"\\(.)", r"\1", title)  # `\<script setup\>`: markdown's escapes
     return re.sub(r"[*_`]", "", title).strip()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,11 +96,23 @@ def _html_lines(path: Path) -> Iterator[str]:
     """A page's headings as markdown headings and its paragraphs, list items and table cells as lines; scripts,
     styles and navigation left out."""
     import lxml.html
+    from lxml.etree import ParserError
 
-    tree = lxml.html.parse(str(path))
-    root = tree.getroot()
-    if root is None:
-        raise Unreadable(_("is an empty page"))
+    raw = path.read_bytes()
+    declared = re.search(rb"<meta[^>]+charset=[\"']?([A-Za-z0-9_-]+)", raw[:4096], re.IGNORECASE)
+    text = None
+    for encoding in ([declared.group(1).decode()] if declared else []) + ["utf-8", "gb18030"]:
+        try:
+            text = raw.decode(encoding)
+            break
+        except (UnicodeDecodeError, LookupError):
+            continue
+    if text is None:
+        raise Unreadable(_("is neither UTF-8 nor GBK text"))
+    try:
+        root = lxml.html.fromstring(text)
+    except ParserError:
+        raise Unreadable(_("is an empty page")) from None
     for bad in root.xpath("//script|//style|//nav|//footer|//noscript"):
         bad.getparent().remove(bad)
     for element in root.iter("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "td", "th", "pre", "dt", "dd"):
