@@ -64,6 +64,51 @@ def speed(root: Path) -> tuple[float, float, float]:
     return fresh, again, time.perf_counter() - started
 
 
+MAP = """
+name: per_comment
+inputs:
+  comments: {type: list}
+steps:
+  - id: each
+    map: ${{ inputs.comments }}
+    as: comment
+    concurrency: 50
+    %s
+outputs:
+  n: ${{ steps.each.output | length }}
+"""
+
+
+def map_cost(root: Path) -> tuple[float, float]:
+    """Seconds of a run whose map looks up 1,000 comments in the FAQ knowledge base, and of the same run whose map
+    only copies each comment (the map's own cost): their difference is what kb.search adds."""
+    import asyncio
+    import os
+
+    from runner.assembly import assemble
+    from runner.config import load_project
+    from runner.dsl.validate import load_and_validate
+
+    project = root.parent / "project"
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "playbook.toml").write_text("", encoding="utf-8")
+    os.chdir(project)
+    build(project / ".playbook" / "kb", "faq", CORPUS / "faq")
+    questions = [q["q"] for q in yaml.safe_load((CORPUS / "questions.yaml").read_text(encoding="utf-8"))]
+    comments = [questions[i % len(questions)] + f"（{i}）" for i in range(1000)]
+    seconds = []
+    for body in ('tool: kb.search\n    with: {kb: faq, query: "${{ comment }}", k: 3}', "template: ${{ comment }}"):
+        path = project / "pb.yaml"
+        path.write_text(MAP % body, encoding="utf-8")
+        runner = assemble(load_project())
+        started = time.perf_counter()
+        outcome = asyncio.run(runner.start(load_and_validate(path), {"comments": comments}))
+        seconds.append(time.perf_counter() - started)
+        runner.close()
+        assert outcome.status == "done" and outcome.outputs["n"] == 1000, outcome.error
+    return seconds[0], seconds[1]
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         recall, mrr, missed = quality(Path(tmp) / "kb")
@@ -75,6 +120,11 @@ def main() -> None:
         print(f"10,000 passages: indexed in {statistics.median(r[0] for r in runs):.2f} s (median of 3), "
               f"re-indexed unchanged in {statistics.median(r[1] for r in runs):.2f} s; 1,000 queries in "
               f"{statistics.median(r[2] for r in runs):.2f} s")
+        costs = [map_cost(Path(tmp) / f"map{i}" / "kb") for i in range(3)]
+        searched = statistics.median(c[0] for c in costs)
+        copied = statistics.median(c[1] for c in costs)
+        print(f"a run mapping 1,000 comments: {searched:.2f} s with kb.search, {copied:.2f} s copying them "
+              f"(median of 3): kb.search adds {searched - copied:.2f} s")
 
 
 if __name__ == "__main__":
