@@ -14,8 +14,8 @@ class KbSearchInput(BaseModel):
     kb: str = Field(description="the knowledge base's name (`playbook kb list`)")
     query: str = Field(description="the question, or the text to find passages for")
     k: int = Field(3, ge=1, le=50, description="passages at most")
-    min_score: float = Field(0.0, ge=0, description="leave out passages scoring less (BM25; about 2 is a weak "
-                                                    "match on a short question, 5 a strong one)")
+    min_score: float = Field(0.0, ge=0, description="leave out passages scoring less (BM25: the scale depends on "
+                                                    "the knowledge base; `playbook kb search` shows the scores)")
 
 
 class Source(BaseModel):
