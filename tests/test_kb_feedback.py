@@ -40,8 +40,9 @@ def model(body: dict[str, Any]) -> Any:
         return {"items": [{"index": i, "sentiment": "负面", "topic": "售后", "good_case": False}
                           for i, _body in _sections(prompt)]}
     if "起一个 4-10 字的名字" in prompt:  # cluster_notes: each cluster asks one of the questions
-        return {"items": [{"index": i, "name": f"第{i}组", "gist": "售后问题", "lean": "负面", "request": "说清售后规则",
-                           "faq_question": QUESTIONS[i % len(QUESTIONS)]} for i, _body in _sections(prompt)]}
+        return {"items": [{"index": i, "name": f"第{i}组", "gist": "售后问题", "lean": "负面",
+                           "request": "说清售后规则", "faq_question": QUESTIONS[i % len(QUESTIONS)]}
+                          for i, _body in _sections(prompt)]}
     if "用户评论：" in prompt:  # replies
         return {"items": [{"index": i, "reply": f"您好，{_first_cite(part)}。", "addresses": "售后",
                            "basis": _first_cite(part)} for i, part in _sections(prompt)]}
@@ -62,9 +63,9 @@ def test_every_reply_and_faq_answer_cites_a_real_passage_or_says_no_basis(projec
                                                                           server: FakeLLMServer) -> None:
     docs = project_dir / "docs"
     docs.mkdir()
-    (docs / "退换货政策.md").write_text("# 退换货政策\n\n## 七天无理由\n\n签收后七天内可无理由退货，退货运费由买家承担；"
-                                   "质量问题运费由商家承担。\n\n## 退款时效\n\n退货签收后 1-3 个工作日原路退款到账。\n",
-                                   encoding="utf-8")
+    (docs / "退换货政策.md").write_text(
+        "# 退换货政策\n\n## 七天无理由\n\n签收后七天内可无理由退货，退货运费由买家承担；质量问题运费由商家承担。\n\n"
+        "## 退款时效\n\n退货签收后 1-3 个工作日原路退款到账。\n", encoding="utf-8")
     (docs / "发票.md").write_text("# 发票\n\n## 电子发票下载\n\n确认收货后，在订单详情页点「查看发票」下载电子发票。\n",
                                 encoding="utf-8")
     build(project_dir / ".playbook" / "kb", "shop", docs)
