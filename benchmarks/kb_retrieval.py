@@ -1,5 +1,5 @@
-"""Knowledge-base retrieval on a real Chinese FAQ corpus (tests/fixtures/kb/faq: the ant-design and vant FAQ pages,
-MIT) with 59 questions written apart from it (tests/fixtures/kb/questions.yaml): recall@3 and MRR of BM25, and
+"""Knowledge-base retrieval on a real Chinese FAQ corpus (examples/kb/faq: the ant-design and vant FAQ pages,
+MIT) with 59 questions written apart from it (examples/kb/questions.yaml): recall@3 and MRR of BM25, and
 how long indexing 10,000 passages and answering 1,000 queries take.
 
     python benchmarks/kb_retrieval.py
@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from runner.kb.index import build, load, words  # noqa: E402
 
-CORPUS = ROOT / "tests" / "fixtures" / "kb"
+CORPUS = ROOT / "examples" / "kb"
 
 
 def quality(root: Path) -> tuple[float, float, list[str]]:

@@ -70,3 +70,11 @@ def retro_numbers(outputs: dict[str, Any], case: Any) -> tuple[bool, str]:
     }
     wrong = [name for name, ok in checks.items() if not ok]
     return not wrong, f"wrong: {', '.join(wrong)}" if wrong else "all four match"
+
+
+def answers_cite_their_passages(answers: list[dict[str, Any]], case: Any) -> tuple[bool, str]:
+    """kb_answer: each answer's basis is one of the passages found for its question, or 无依据 — never a source
+    the knowledge base does not have."""
+    wrong = [a["question"] for a in answers
+             if a["basis"] != "无依据" and not all(part.strip() in a["sources"] for part in a["basis"].split("；"))]
+    return not wrong, f"cites a passage it was not given: {', '.join(wrong)}" if wrong else "every basis is real"

@@ -20,7 +20,7 @@ from tests.conftest import cli, run_playbook, write_playbook
 
 pytestmark = pytest.mark.usefixtures("english")
 
-CORPUS = Path(__file__).parent / "fixtures" / "kb"
+CORPUS = Path(__file__).parent.parent / "examples" / "kb"
 
 
 def _docx(path: Path, paragraphs: list[tuple[str, str]]) -> None:

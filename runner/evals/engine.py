@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,10 +20,11 @@ from pydantic import BaseModel, Field
 from runner.config import ModelConfig, Project
 from runner.evals.assertions import Verdict, evaluate
 from runner.evals.cassette import Cassette
-from runner.evals.load import Suite
+from runner.evals.load import Suite, SuiteError
 from runner.evals.run_case import CaseRun, Fixtures, run_case
 from runner.evals.suite import CaseSpec
 from runner.i18n import N_, _
+from runner.kb.index import KnowledgeBaseError, build, kb_root
 from runner.models.llm import LlmClient, LlmRequest
 from runner.store import Store, open_store
 from runner.wording import number, status
@@ -72,6 +74,7 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
     workdir = project.state_dir / "evals" / suite.name / stamp
     case_project = _case_project(suite, project)
+    knowledge = _knowledge(suite, workdir / "kb")
     cassette = Cassette(suite.cassette_path, "replay" if mode == "replay" else "record") \
         if mode != "live" else None
     judge_store = open_store(project)
@@ -91,6 +94,8 @@ async def run_suite(suite: Suite, project: Project, *, mode: Mode = "live", repe
                 settings = case_project.settings.model_copy(update={
                     "state_dir": str(workdir / f"{_safe(case.id)}-r{r}"), "models": models})
                 replies = cassette.for_case(case.id, r) if cassette else None
+                if knowledge is not None:  # each case's own copy, where its kb.search steps look
+                    shutil.copytree(knowledge, kb_root(project.root, settings), dirs_exist_ok=True)
                 run = await run_case(case, r, playbook=suite.playbook_of(case), project=Project(project.root, settings),
                                      fixtures=Fixtures(case.fixtures, suite.folder, page_base), replies=replies,
                                      folder=suite.folder)
@@ -135,6 +140,18 @@ def _score(run: CaseRun, verdicts: list[Verdict], case: CaseSpec) -> tuple[float
     ended_as_expected = run.status == case.expect_status and (run.error is None) == (case.expect_status == "done")
     threshold = 1.0 if case.threshold is None else case.threshold
     return score, ended_as_expected and weighted_pass >= threshold - 1e-9
+
+
+def _knowledge(suite: Suite, root: Path) -> Path | None:
+    """The suite's knowledge bases, indexed under `root`; None when it has none."""
+    if not suite.spec.knowledge:
+        return None
+    for name, folder in suite.spec.knowledge.items():
+        try:
+            build(root, name, suite.folder / folder)
+        except KnowledgeBaseError as exc:
+            raise SuiteError([suite.source.diag(("knowledge", name), str(exc))]) from None
+    return root
 
 
 def _case_project(suite: Suite, project: Project) -> Project:

@@ -193,6 +193,9 @@ class SuiteSpec(_Strict):
     threshold: float = Field(1.0, ge=0, le=1, description="a run passes at this weighted score")
     defaults: CaseDefaults = Field(default_factory=CaseDefaults, description="merged into every case")
     dataset: Dataset | None = None
+    knowledge: dict[str, str] = Field(default_factory=dict, description=(
+        "knowledge bases every case's project has (for kb.search): name → folder of documents, relative to the "
+        "suite; indexed once per eval run"))
     cases: list[CaseSpec] = Field(default_factory=list)
     variants: dict[str, list[Variant]] = Field(default_factory=dict, description=(
         "versions of llm steps to compare, as Prompt Flow's node variants: step id → [{name, prompt, system, "
