@@ -51,6 +51,9 @@ def markdown_chunks(lines: Iterable[str], file: str) -> Iterator[Chunk]:
         heading = None if fenced else _HEADING.match(line)
         if heading is None:
             body.append(line)
+            if len(body) > 5000 and not fenced:  # a huge page without headings: passed on in parts, bounded memory
+                yield from section_chunks("\n".join(body), file, _joined(path))
+                body = []
             continue
         yield from section_chunks("\n".join(body), file, _joined(path))
         body = []
@@ -71,7 +74,7 @@ def text_chunks(lines: Iterable[str], file: str) -> Iterator[Chunk]:
             body, heading = [], stripped.strip("【】：:")
             continue
         body.append(line)
-        if sum(len(part) for part in body) > 50 * MAX_CHARS:  # a huge file without headings: bounded memory
+        if len(body) > 5000:  # a huge file without headings: passed on in parts, bounded memory
             yield from section_chunks("\n".join(body), file, heading)
             body = []
     yield from section_chunks("\n".join(body), file, heading)
