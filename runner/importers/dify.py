@@ -303,7 +303,6 @@ class Translator:
 
 def _constant(value: Any, kind: str) -> str:
     """A loop variable's starting value written in Dify (text, even for a number or an array) as an expression."""
-
     if isinstance(value, str) and kind != "string":
         with contextlib.suppress(json.JSONDecodeError):
             value = json.loads(value)
