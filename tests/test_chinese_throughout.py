@@ -116,7 +116,7 @@ TERMS = {"tokens", "LLM", "JSON", "YAML", "HTML", "JUnit", "markdown", "mermaid"
          "queue", "fake_llm", "on_reject", "on_error", "PLAYBOOK_PROJECT", "PLAYBOOK_BROKER_URL", "cassette",
          # the commands themselves
          "run", "import", "resume", "approve", "reject", "cancel", "validate", "graph", "schema", "tools", "eval",
-         "scheduler", "schedule", "serve", "status", "list", "show", "logs", "pause", "now", "evals",
+         "scheduler", "schedule", "serve", "status", "list", "show", "logs", "pause", "now", "evals", "kb",
          # the rules `aggregate:` takes, named in the error that asks for it
          "count", "sum", "mean", "min", "max", "nunique"}
 # code a message suggests on its own line, run ids (their random hex suffix), quoted names, constants, brackets,

@@ -98,8 +98,10 @@ steps:
 
 def test_feedback_digest_cluster_notes_does_not_wait_for_label() -> None:
     playbook = load_and_validate(Path(__file__).parents[1] / "playbooks" / "feedback_digest.yaml")
-    assert ("clusters", "cluster_notes") in [(b.entry, b.exit) for b in branches_of(playbook)]
-    assert playbook.topology.deps["replies"] == ["review"]  # replies runs beside good_cases
+    # clusters → cluster_notes → faq_grounds (the knowledge base's passages for each question) as one branch
+    assert ("clusters", "faq_grounds") in [(b.entry, b.exit) for b in branches_of(playbook)]
+    assert "label" not in playbook.topology.deps["cluster_notes"]
+    assert playbook.topology.deps["replies"] == ["review", "reply_grounds"]  # replies runs beside good_cases
 
 
 def test_a_branch_entry_reached_by_a_route_and_resume_after_approval(project_dir: Path,
