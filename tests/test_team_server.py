@@ -768,3 +768,43 @@ outputs: {count: "${{ steps.count.output }}"}
     assert len(asked) == 240 and set(asked.values()) == {1}  # every item's body once, none twice
     started = [e for e in team.events("tb", "map_chunk") if e["status"] == "started"]
     assert len(started) >= 2  # the map was split into chunks (map_chunk = 200), not run by one node
+
+
+def test_kb_search_runs_the_same_on_workers_and_a_missing_kb_is_refused_before_queueing(team: Team) -> None:
+    """Workers read the knowledge base where the project keeps it (each loading it once), a map of searches split
+    across them; a run naming a knowledge base that does not exist is refused when handed over, nothing queued."""
+    from runner.kb.index import build, kb_root
+
+    docs = team.folder / "docs"
+    docs.mkdir()
+    (docs / "售后.md").write_text("# 售后\n\n## 退款时效\n\n退货签收后 1-3 个工作日原路退款。\n\n## 发票\n\n"
+                                "确认收货后在订单详情页下载电子发票。\n", encoding="utf-8")
+    project = load_project(team.folder)
+    build(kb_root(project.root, project.settings), "shop", docs)
+    write_playbook(team.folder, """
+name: team_kb
+inputs: {kb: {type: string, default: shop}, n: {type: integer, default: 300}}
+steps:
+  - id: questions
+    template: "${{ (['退款几天到账', '发票在哪下载'] * (inputs.n // 2)) }}"
+  - id: find
+    map: ${{ steps.questions.output }}
+    concurrency: 8
+    tool: kb.search
+    with: {kb: "${{ inputs.kb }}", query: "${{ item }}", k: 1}
+outputs:
+  cites: ${{ steps.find.output | map(attribute='passages') | map('first') | map(attribute='cite') | list }}
+""")
+    team.workers.start("w1", concurrency=2)
+    team.workers.start("w2", concurrency=2)
+    assert cli("run", "pb.yaml", "--run-id", "kb1", "--detach", cwd=team.folder).returncode == 0
+    cites = team.wait("kb1")["outputs"]["cites"]
+    assert cites == ["售后.md › 售后 › 退款时效", "售后.md › 售后 › 发票"] * 150
+    assert len([e for e in team.events("kb1", "map_chunk") if e["status"] == "started"]) >= 2
+    refused = cli("run", "pb.yaml", "-i", "kb=faq", "--run-id", "kb2", "--detach", cwd=team.folder)
+    assert refused.returncode == 2 and "知识库 'faq' 不存在" in refused.stderr, refused.stderr
+    store = open_store(project)
+    try:
+        assert store.get_run("kb2") is None
+    finally:
+        store.close()
