@@ -100,6 +100,12 @@ def names(root: Path) -> list[str]:
 
 def manifest(root: Path, name: str) -> dict[str, Any]:
     """The current version's manifest; KnowledgeBaseError when there is none."""
+    data: dict[str, Any] = json.loads((_existing(root, name) / "manifest.json").read_text(encoding="utf-8"))
+    return data
+
+
+def _existing(root: Path, name: str) -> Path:
+    """The current version's folder, or KnowledgeBaseError saying how to make one."""
     version = _current(root, name)
     if version is None:
         known = names(root)
@@ -107,8 +113,7 @@ def manifest(root: Path, name: str) -> dict[str, Any]:
                                              else "")
         raise KnowledgeBaseError(_("kb '{name}' does not exist: playbook kb add {name} FOLDER{also}").format(
                                      name=name, also=also))
-    data: dict[str, Any] = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
-    return data
+    return version
 
 
 def build(root: Path, name: str, folder: Path, *,
@@ -196,11 +201,11 @@ class Index:
         self.passages = [json.loads(line) for line in (version / "chunks.jsonl").open(encoding="utf-8")]
         for passage in self.passages:
             passage.pop("words", None)  # only the build needs them
-        self.retriever = bm25s.BM25.load(str(version / "bm25"), load_vocab=True) if self.passages else None
+        self.retriever = bm25s.BM25.load(str(version / "bm25"), load_vocab=True)  # a build never saves an empty one
 
     def search(self, query: str, k: int = 3, min_score: float = 0.0) -> list[Passage]:
         asked = words(query)
-        if self.retriever is None or not asked or not any(w in self.retriever.vocab_dict for w in asked):
+        if not any(w in self.retriever.vocab_dict for w in asked):
             return []
         import numpy
 
@@ -224,10 +229,7 @@ _loading = threading.Lock()
 
 def load(root: Path, name: str) -> Index:
     """The current version, loaded once per process (again only after a build switched versions)."""
-    version = _current(root, name)
-    if version is None:
-        manifest(root, name)  # says it does not exist
-        raise AssertionError  # pragma: no cover — manifest raised
+    version = _existing(root, name)
     key = (root.resolve(), name)
     with _loading:
         cached = _loaded.get(key)
