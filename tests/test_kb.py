@@ -212,3 +212,17 @@ def test_validate_and_run_refuse_a_knowledge_base_that_does_not_exist(documents:
     assert ran.returncode == 2 and "kb 'faq' does not exist" in ran.stderr  # before the run: nothing spent
     runs = project_dir / ".playbook" / "runs"
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_two_builds_of_one_knowledge_base_at_once_wait_for_each_other(documents: Path, project_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    both = [subprocess.Popen([sys.executable, "-m", "runner", "kb", "add", "shop", str(documents)], cwd=project_dir,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    finished = [p.communicate(timeout=300) for p in both]
+    assert [p.returncode for p in both] == [0, 0], finished
+    assert sorted("7 read" in out for out, _err in finished) == [False, True]  # the second found nothing changed
+    versions = [v.name for v in (project_dir / ".playbook" / "kb" / "shop").glob("v*")]
+    assert len(versions) == 1
+    assert load(project_dir / ".playbook" / "kb", "shop").search("发票")[0].file == "客服话术.csv"
