@@ -1,12 +1,24 @@
 """kb.search: passages of a project's knowledge base (`playbook kb add`) that answer a question, with their
-source to cite. The index is loaded once per process, so a map of one query per comment pays for it once."""
+source to cite. The index is loaded once per process, so a map of one query per comment pays for it once; with
+`[models.embed]` each query is also embedded (one call, remembered for the process) and the rankings fused."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.kb import dense
 from runner.kb.index import KnowledgeBaseError, kb_root, load
+from runner.models.embed import EmbedError, configured
 from runner.registry import ToolArgumentError, ToolContext, tool
+
+
+class EmbeddingFailed(ToolArgumentError):
+    """The embedding model could not embed the query: the model's state, not a mistake in the argument."""
+
+    about_the_argument = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__("query", message)
 
 
 class KbSearchInput(BaseModel):
@@ -14,8 +26,9 @@ class KbSearchInput(BaseModel):
     kb: str = Field(description="the knowledge base's name (`playbook kb list`)")
     query: str = Field(description="the question, or the text to find passages for")
     k: int = Field(3, ge=1, le=50, description="passages at most")
-    min_score: float = Field(0.0, ge=0, description="leave out passages scoring less (BM25: the scale depends on "
-                                                    "the knowledge base; `playbook kb search` shows the scores)")
+    min_score: float = Field(0.0, ge=0, description="leave out passages scoring less (BM25 alone: the scale depends "
+                                                    "on the knowledge base; with [models.embed]: the fused score, "
+                                                    "at most 0.033; `playbook kb search` shows the scores)")
 
 
 class Source(BaseModel):
@@ -42,6 +55,16 @@ async def kb_search(args: KbSearchInput, ctx: ToolContext) -> KbSearchOutput:
         index = load(kb_root(ctx.project_dir, ctx.settings), args.kb)
     except KnowledgeBaseError as exc:
         raise ToolArgumentError("kb", str(exc)) from None
-    found = index.search(args.query, args.k, args.min_score)
+    vector = None
+    if index.dense_model is not None:
+        if problem := dense.mismatch(args.kb, index.dense_model, ctx.settings):
+            raise ToolArgumentError("kb", problem)
+        config = configured(ctx.settings)
+        assert config is not None  # mismatch() said it is the model the vectors came from
+        try:
+            vector = await dense.query_vector(config, args.query)
+        except EmbedError as exc:
+            raise EmbeddingFailed(str(exc)) from None
+    found = index.search(args.query, args.k, args.min_score, vector)
     return KbSearchOutput(passages=[KbPassage(text=p.text, source=Source(file=p.file, heading=p.heading, row=p.row),
                                               cite=p.cite, score=p.score) for p in found])

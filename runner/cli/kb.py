@@ -24,6 +24,11 @@ def _root() -> Path:
     return kb_root(project.root, project.settings)
 
 
+def _how(data: dict[str, Any]) -> str:
+    model = (data.get("dense") or {}).get("model")
+    return _("BM25 and vectors of {model}").format(model=model) if model else _("BM25")
+
+
 def _failing(action: Any) -> Any:
     from runner.kb.index import KnowledgeBaseError
 
@@ -42,16 +47,18 @@ def add(name: Annotated[str, typer.Argument(help=_("its name, e.g. faq"))],
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from runner.kb.index import build
+    from runner.models.embed import configured
 
     root = _root()
+    embed_with = configured(project_here().settings)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[file]}"), console=err, transient=True) as bar:
         task = bar.add_task(_("indexing"), total=None, file="")
 
-        def progress(done: int, total: int, file: str) -> None:
-            bar.update(task, completed=done, total=total, file=file)
+        def progress(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, file=what)
 
-        report = _failing(lambda: build(root, name, folder, progress=progress))
+        report = _failing(lambda: build(root, name, folder, embed_with=embed_with, progress=progress))
     out.print(_("kb '{name}': {chunks} passages from {files} files ({read} read, {kept} unchanged, {removed} "
                 "removed)").format(name=name, chunks=report.chunks, files=len(report.read) + len(report.kept),
                                    read=len(report.read), kept=len(report.kept), removed=len(report.removed)),
@@ -71,18 +78,23 @@ def list_() -> None:
         out.print(_("no knowledge base yet: playbook kb add NAME FOLDER"), markup=False)
     for name in known:
         data = manifest(root, name)
-        out.print(_("{name}: {chunks} passages from {files} files of {folder}").format(
-            name=name, chunks=data["chunks"], files=len(data["files"]), folder=data["folder"]), markup=False)
+        out.print(_("{name}: {chunks} passages from {files} files of {folder} ({how})").format(
+            name=name, chunks=data["chunks"], files=len(data["files"]), folder=data["folder"], how=_how(data)),
+            markup=False)
 
 
 @kb_app.command("show")
 def show(name: str) -> None:
     """A knowledge base's files, their passages, and what was skipped."""
     from runner.kb.index import manifest
+    from runner.models.embed import configured
 
     data = _failing(lambda: manifest(_root(), name))
-    out.print(_("{name}: {chunks} passages, from {folder}").format(name=name, chunks=data["chunks"],
-                                                                  folder=data["folder"]), markup=False)
+    out.print(_("{name}: {chunks} passages, from {folder}; searched with {how}").format(
+        name=name, chunks=data["chunks"], folder=data["folder"], how=_how(data)), markup=False)
+    if not data.get("dense") and configured(project_here().settings) is not None:
+        out.print(_("  [models.embed] is set since it was indexed: playbook kb add {name} FOLDER adds the "
+                    "vectors").format(name=name), markup=False)
     for file, entry in data["files"].items():
         out.print(_("  {file}: {chunks} passages").format(file=file, chunks=entry["chunks"]), markup=False)
     for file, why in data.get("skipped") or []:
@@ -93,9 +105,28 @@ def show(name: str) -> None:
 def search(name: str, question: str,
            k: Annotated[int, typer.Option("-k", min=1, max=50, help=_("passages at most"))] = 3) -> None:
     """The passages a kb.search step would get for a question."""
-    from runner.kb.index import load
+    import asyncio
 
-    found = _failing(lambda: load(_root(), name).search(question, k))
+    from runner.kb import dense
+    from runner.kb.index import KnowledgeBaseError, load
+    from runner.models.embed import EmbedError, configured
+
+    def find() -> Any:
+        index = load(_root(), name)
+        vector = None
+        if index.dense_model is not None:
+            settings = project_here().settings
+            if problem := dense.mismatch(name, index.dense_model, settings):
+                raise KnowledgeBaseError(problem)
+            config = configured(settings)
+            assert config is not None
+            try:
+                vector = asyncio.run(dense.query_vector(config, question))
+            except EmbedError as exc:
+                raise KnowledgeBaseError(str(exc)) from None
+        return index.search(question, k, query_vector=vector)
+
+    found = _failing(find)
     if not found:
         out.print(_("nothing relevant found"), markup=False)
     for passage in found:

@@ -114,6 +114,7 @@ def kb_problems(playbook: Playbook, project: Project, values: dict[str, Any] | N
     """A kb.search of a knowledge base that does not exist or holds nothing: today the step would fail after the
     steps before it were paid for. The name is checked when it is written in the step, or is an input whose value
     (`values`; at validate, its default) is known."""
+    from runner.kb.dense import mismatch
     from runner.kb.index import KnowledgeBaseError, kb_root, manifest
 
     root = kb_root(project.root, project.settings)
@@ -131,9 +132,12 @@ def kb_problems(playbook: Playbook, project: Project, values: dict[str, Any] | N
             continue
         problem = None
         try:
-            if manifest(root, name)["chunks"] == 0:
+            data = manifest(root, name)
+            if data["chunks"] == 0:
                 problem = _("kb '{name}' holds no passage: playbook kb add {name} FOLDER with documents that have "
                             "text").format(name=name)
+            else:  # vectors of another model than [models.embed] would fail at the first search
+                problem = mismatch(name, (data.get("dense") or {}).get("model"), project.settings)
         except KnowledgeBaseError as exc:
             problem = str(exc)
         if problem:

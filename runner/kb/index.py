@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.config import ModelConfig
 from runner.errors import did_you_mean
 from runner.i18n import _
+from runner.kb import dense
 from runner.kb.chunk import Chunk
 from runner.kb.read import Unreadable, chunks_of, content_hash, documents
+from runner.models.embed import EmbedError, identity
 
 NAME = re.compile(r"[A-Za-z0-9_\-\u4e00-\u9fff]{1,64}")
 _STOP = frozenset((  # question words and particles every FAQ entry shares: they would match them all
@@ -116,25 +119,29 @@ def _existing(root: Path, name: str) -> Path:
     return version
 
 
-def build(root: Path, name: str, folder: Path, *,
+def build(root: Path, name: str, folder: Path, *, embed_with: ModelConfig | None = None,
           progress: Callable[[int, int, str], None] = lambda done, total, file: None) -> BuildReport:
-    """Index `folder` as knowledge base `name` (creating or updating it). `progress(done, total, file)` is called
-    for each file."""
+    """Index `folder` as knowledge base `name` (creating or updating it), with dense vectors from `embed_with`
+    (the project's `[models.embed]`) when given. `progress(done, total, what)` is called for each file, then for
+    each batch of passages embedded."""
     check_name(name)
     if not folder.is_dir():
         raise KnowledgeBaseError(_("'{folder}' is not a folder; give the folder of documents to index").format(
                                      folder=folder))
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root / f"{name}.lock"):
-        return _build(root, name, folder.resolve(), progress)
+        return _build(root, name, folder.resolve(), embed_with, progress)
 
 
-def _build(root: Path, name: str, folder: Path, progress: Callable[[int, int, str], None]) -> BuildReport:
+def _build(root: Path, name: str, folder: Path, embed_with: ModelConfig | None,
+           progress: Callable[[int, int, str], None]) -> BuildReport:
     import bm25s
 
     report = BuildReport()
-    old_version = _current(root, name)
-    old = _previous(old_version)
+    old = _previous(_current(root, name))
+    model = identity(embed_with) if embed_with is not None else None
+    old_vectors = old.vectors if model is not None and old.model == model else None
+    reused: list[int | None] = []  # per passage: its row in the last version's vectors, or None to embed it
     files = documents(folder)
     version = root / name / f"v{time.time_ns()}"
     version.mkdir(parents=True)
@@ -146,7 +153,7 @@ def _build(root: Path, name: str, folder: Path, progress: Callable[[int, int, st
             progress(done, len(files), file)
             try:
                 digest = content_hash(path)
-                passages = old[1].get(file) if old[0].get(file) == digest else None
+                passages = old.passages.get(file) if old.hashes.get(file) == digest else None
                 if passages is None:
                     passages = [{"text": c.text, "file": c.file, "heading": c.heading, "row": c.row,
                                  "words": words(f"{c.heading}\n{c.text}")} for c in chunks_of(path, file)]
@@ -158,10 +165,12 @@ def _build(root: Path, name: str, folder: Path, progress: Callable[[int, int, st
                 continue
             entries[file] = {"sha256": digest, "chunks": len(passages)}
             for passage in passages:
+                line = passage.pop("line", None)
+                reused.append(line if old_vectors is not None else None)
                 out.write(json.dumps(passage, ensure_ascii=False) + "\n")
                 tokens.append(passage["words"])
         progress(len(files), len(files), "")
-    report.removed = sorted(set(old[0]) - {p.relative_to(folder).as_posix() for p in files})
+    report.removed = sorted(set(old.hashes) - {p.relative_to(folder).as_posix() for p in files})
     report.chunks = len(tokens)
     if not tokens:  # nothing to search: the last good version (if any) stays
         shutil.rmtree(version, ignore_errors=True)
@@ -171,9 +180,19 @@ def _build(root: Path, name: str, folder: Path, progress: Callable[[int, int, st
     retriever = bm25s.BM25()
     retriever.index(tokens, show_progress=False)
     retriever.save(str(version / "bm25"), show_progress=False)
+    dims = None
+    if embed_with is not None:
+        try:
+            vectors = _vectors(version, embed_with, reused, old_vectors, progress)
+        except EmbedError as exc:  # nothing switched: the last good version stays
+            shutil.rmtree(version, ignore_errors=True)
+            raise KnowledgeBaseError(str(exc)) from None
+        dense.save(version, vectors)
+        dims = int(vectors.shape[1])
     (version / "manifest.json").write_text(json.dumps({
         "name": name, "folder": str(folder), "built_at": time.time(), "chunks": len(tokens), "files": entries,
-        "skipped": report.skipped}, ensure_ascii=False, indent=1), encoding="utf-8")
+        "skipped": report.skipped, **({"dense": {"model": model, "dims": dims}} if model else {})},
+        ensure_ascii=False, indent=1), encoding="utf-8")
     pointer = root / name / "current.tmp"
     pointer.write_text(version.name, encoding="utf-8")
     os.replace(pointer, root / name / "current")  # the switch: one rename
@@ -181,6 +200,36 @@ def _build(root: Path, name: str, folder: Path, progress: Callable[[int, int, st
         if stale != version:
             shutil.rmtree(stale, ignore_errors=True)
     return report
+
+
+def _vectors(version: Path, config: ModelConfig, reused: list[int | None], old_vectors: Any,
+             progress: Callable[[int, int, str], None]) -> Any:
+    """Every passage's vector: those of unchanged files copied from the last version, the rest embedded."""
+    import numpy
+
+    todo = [i for i, line in enumerate(reused) if line is None]
+    if todo:
+        texts = []
+        with (version / "chunks.jsonl").open(encoding="utf-8") as lines:
+            wanted = set(todo)
+            for i, text in enumerate(lines):
+                if i in wanted:
+                    passage = json.loads(text)
+                    texts.append(dense.passage_text(passage.get("heading") or "", passage["text"]))
+        label = _("embedding passages")
+        progress(0, len(texts), label)
+        fresh = dense.vectors_of(config, texts, lambda done: progress(done, len(texts), label))
+    dims = fresh.shape[1] if todo else old_vectors.shape[1]
+    if old_vectors is not None and todo and old_vectors.shape[1] != dims:
+        raise EmbedError(_("embedding model '{model}' now answers vectors of {dims} numbers, not {old}").format(
+            model=identity(config), dims=dims, old=old_vectors.shape[1]))
+    vectors = numpy.empty((len(reused), dims), dtype=numpy.float32)
+    for row, line in enumerate(reused):
+        if line is not None:
+            vectors[row] = old_vectors[line]
+    if todo:
+        vectors[todo] = fresh
+    return vectors
 
 
 def remove(root: Path, name: str) -> None:
@@ -202,24 +251,32 @@ class Index:
         for passage in self.passages:
             passage.pop("words", None)  # only the build needs them
         self.retriever = bm25s.BM25.load(str(version / "bm25"), load_vocab=True)  # a build never saves an empty one
+        data = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
+        self.dense_model: str | None = (data.get("dense") or {}).get("model")  # None: BM25 alone
+        self.vectors = dense.load(version) if self.dense_model else None
 
-    def search(self, query: str, k: int = 3, min_score: float = 0.0) -> list[Passage]:
+    def search(self, query: str, k: int = 3, min_score: float = 0.0, query_vector: Any = None) -> list[Passage]:
+        """The best `k` passages: by BM25 alone, or — given the query's vector and an index with vectors — BM25
+        and cosine similarity fused by reciprocal rank (`score` is then the fused score, at most 2/61)."""
         asked = words(query)
-        if not any(w in self.retriever.vocab_dict for w in asked):
-            return []
-        import numpy
-
+        known = any(w in self.retriever.vocab_dict for w in asked)
         # get_scores and a partial sort: bm25s's retrieve() costs 25 times more per query (its batching set-up)
-        scores = self.retriever.get_scores(asked)
-        k = min(k, len(self.passages))
-        best = numpy.argpartition(-scores, k - 1)[:k]
+        scores = self.retriever.get_scores(asked) if known else None
+        fused = query_vector is not None and self.vectors is not None
+        if fused:
+            lexical = dense.ranked(scores, positive=True) if scores is not None else []
+            best = dense.fuse(lexical, dense.ranked(self.vectors @ query_vector))
+        elif scores is not None:
+            best = [(i, float(scores[i])) for i in dense.ranked(scores, k, positive=True)]
+        else:
+            return []
         found = []
-        for index in best[numpy.argsort(-scores[best], kind="stable")]:
-            score = float(scores[index])
-            if score <= 0 or score < min_score:
+        for index, score in best[:k]:
+            if score < min_score:
                 continue
-            p = self.passages[int(index)]
-            found.append(Passage(p["text"], p["file"], p.get("heading") or "", p.get("row"), round(score, 4)))
+            p = self.passages[index]
+            found.append(Passage(p["text"], p["file"], p.get("heading") or "", p.get("row"),
+                                 round(score, 6 if fused else 4)))  # fused scores are small
         return found
 
 
@@ -246,18 +303,28 @@ def _current(root: Path, name: str) -> Path | None:
     return version if (version / "manifest.json").is_file() else None
 
 
-def _previous(version: Path | None) -> tuple[dict[str, str], dict[str, list[dict[str, Any]]]]:
-    """The last version's files → hash, and files → their passages (with their words)."""
+@dataclass
+class _Last:
+    """What the last version has that a new build can keep: files → hash, files → their passages (with their
+    words and their line in chunks.jsonl), and its vectors and the model that made them."""
+    hashes: dict[str, str] = field(default_factory=dict)
+    passages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    model: str | None = None
+    vectors: Any = None
+
+
+def _previous(version: Path | None) -> _Last:
     if version is None:
-        return {}, {}
+        return _Last()
     data = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
-    hashes = {file: entry["sha256"] for file, entry in data.get("files", {}).items()}
-    passages: dict[str, list[dict[str, Any]]] = {}
+    last = _Last(hashes={file: entry["sha256"] for file, entry in data.get("files", {}).items()},
+                 model=(data.get("dense") or {}).get("model"), vectors=dense.load(version))
     with (version / "chunks.jsonl").open(encoding="utf-8") as lines:
-        for line in lines:
+        for number, line in enumerate(lines):
             passage = json.loads(line)
-            passages.setdefault(passage["file"], []).append(passage)
-    return hashes, passages
+            passage["line"] = number
+            last.passages.setdefault(passage["file"], []).append(passage)
+    return last
 
 
 @contextlib.contextmanager

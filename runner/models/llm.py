@@ -104,7 +104,8 @@ class ReplySource(Protocol):
 _LITELLM_READY = threading.Event()  # set once `import litellm` has finished (in whichever thread ran it)
 
 
-def _litellm() -> Any:
+def litellm_module() -> Any:
+    """litellm, imported once and set up (its cost map read locally, no debug banner, unknown parameters dropped)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
@@ -123,7 +124,7 @@ async def _client_ready(config: ModelConfig) -> None:
             await asyncio.to_thread(importlib.import_module, "openai")
         model_table.facts(config.model)  # read once, cached
     elif not _LITELLM_READY.is_set():
-        await asyncio.to_thread(_litellm)
+        await asyncio.to_thread(litellm_module)
 
 
 def preload() -> None:
@@ -131,7 +132,7 @@ def preload() -> None:
     remote model starts: loading files, dedupe and clustering overlap it instead of the first call waiting."""
     if _LITELLM_READY.is_set() or any(t.name == "litellm-import" for t in threading.enumerate()):
         return
-    threading.Thread(target=_litellm, name="litellm-import", daemon=True).start()
+    threading.Thread(target=litellm_module, name="litellm-import", daemon=True).start()
 
 
 class _Retryable(Exception):
@@ -268,7 +269,7 @@ class LlmClient:
         native = facts.supports_response_schema
         if not direct:
             if not _LITELLM_READY.is_set():  # the first import takes seconds: keep the loop (and Ctrl-C) live
-                await asyncio.to_thread(_litellm)  # (waits on the import lock if the preload thread is mid-import)
+                await asyncio.to_thread(litellm_module)  # (waits on the import lock if the preload thread is mid-it)
             native = _supports_schema(config.model)  # litellm also knows what whole providers support
         if schema is not None and not request.tools:
             params["response_format"] = _response_format(
@@ -278,7 +279,7 @@ class LlmClient:
                 reply = await openai_compatible.chat(config, api_key, params)
                 text, calls, tokens_in, tokens_out = reply.text, reply.tool_calls, reply.tokens_in, reply.tokens_out
             else:
-                text, calls, tokens_in, tokens_out = await _through_litellm(_litellm(), config, api_key, params)
+                text, calls, tokens_in, tokens_out = await _through_litellm(litellm_module(), config, api_key, params)
         except (AttributeError, IndexError) as exc:  # a 200 without choices or message: retried like a 5xx
             raise _Retryable(_("malformed response: {exc}").format(exc=exc), None) from None
         except Exception as exc:
@@ -354,7 +355,7 @@ def _response_format(native: bool, schema: dict[str, Any]) -> dict[str, Any]:
 @lru_cache(maxsize=256)
 def _supports_schema(model: str) -> bool:
     try:
-        return bool(_litellm().supports_response_schema(model=model))
+        return bool(litellm_module().supports_response_schema(model=model))
     except Exception:
         return False
 

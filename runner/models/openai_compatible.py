@@ -75,3 +75,13 @@ async def chat(config: ModelConfig, api_key: str, request: dict[str, Any]) -> Ch
     usage = response.usage
     return ChatReply(message.content or "", calls, int(getattr(usage, "prompt_tokens", 0) or 0),
                      int(getattr(usage, "completion_tokens", 0) or 0))
+
+
+async def embeddings(config: ModelConfig, api_key: str, texts: list[str], timeout: float) -> tuple[list[list[float]],
+                                                                                                  int]:
+    """Vectors for `texts` in order, and the input tokens the server counted."""
+    assert config.api_base is not None
+    response = await _client(config.api_base, api_key).embeddings.create(
+        model=config.model.removeprefix(PREFIX), input=texts, timeout=timeout)
+    rows = sorted(response.data, key=lambda row: row.index)
+    return [list(row.embedding) for row in rows], int(getattr(response.usage, "prompt_tokens", 0) or 0)

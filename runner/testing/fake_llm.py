@@ -85,7 +85,7 @@ class FakeLLMServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                server._handle(self, body)
+                server._handle(self, body, embeddings=self.path.rstrip("/").endswith("/embeddings"))
 
         self._httpd = LoopbackHTTPServer(("127.0.0.1", self.port), Handler)
         self.port = self._httpd.server_address[1]
@@ -124,13 +124,16 @@ class FakeLLMServer:
         self.rules.append(Rule(pattern, reply, times, delay=delay))
 
     # request handling
-    def _handle(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+    def _handle(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], *, embeddings: bool = False) -> None:
         messages = body.get("messages", [])
+        texts = [body["input"]] if isinstance(body.get("input"), str) else list(body.get("input") or [])
         # the last user message (a step with only a system message: that message), what rules match against
-        prompt = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"),
-                      _text(messages[-1].get("content")) if messages else "")
+        prompt = "\n".join(map(str, texts)) if embeddings else next(
+            (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"),
+            _text(messages[-1].get("content")) if messages else "")
         entry = {"time": time.time(), "model": body.get("model"), "messages": messages, "prompt": prompt,
                  "response_format": body.get("response_format"), "status": 200, "body": body,
+                 "embeddings": embeddings,
                  "tools": [t.get("function", {}).get("name") for t in body.get("tools") or []]}
         with self._lock:
             self.requests.append(entry)
@@ -165,6 +168,8 @@ class FakeLLMServer:
             return self._send(handler, 500, {"error": {"message": "internal error", "type": "server"}})
         if bucket == 2:
             time.sleep(f.hang_seconds)
+        if embeddings:
+            return self._send(handler, 200, _embeddings(body, texts))
         content, tool_calls = self._reply(body, prompt)
         entry["reply"] = content
         if bucket == 3:
@@ -232,6 +237,41 @@ class FakeLLMServer:
 
     def prompts(self, pattern: str = "") -> list[str]:
         return [r["prompt"] for r in self.requests if re.search(pattern, r["prompt"])]
+
+
+def text_vector(text: str, dims: int = 1024) -> list[float]:
+    """The fake server's embedding of a text: its Chinese characters and character pairs and its Latin words,
+    each hashed to one of `dims` signed slots, length 1. Deterministic and lexical (texts sharing words and
+    characters point the same way), so retrieval tests and benchmarks have a dense ranker that is not BM25."""
+    features: list[tuple[str, float]] = []
+    for run in re.findall(r"[\u4e00-\u9fff]+|[a-z0-9]+", text.lower()):
+        if run[0].isascii():
+            features.append((run, 1.0))
+        else:
+            features += [(c, 0.5) for c in run] + [(run[i:i + 2], 1.0) for i in range(len(run) - 1)]
+    vector = [0.0] * dims
+    for feature, weight in features:
+        digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+        vector[int.from_bytes(digest[:4], "little") % dims] += weight if digest[4] & 1 else -weight
+    norm = sum(v * v for v in vector) ** 0.5 or 1.0
+    return [v / norm for v in vector]
+
+
+def _embeddings(body: dict[str, Any], texts: list[Any]) -> dict[str, Any]:
+    """An OpenAI embeddings answer; base64 float32 when asked (the openai SDK asks so by default)."""
+    import base64
+    import struct
+
+    dims = int(body.get("dimensions") or 1024)
+    data = []
+    for i, text in enumerate(texts):
+        vector = text_vector(str(text), dims)
+        encoded: Any = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode() \
+            if body.get("encoding_format") == "base64" else vector
+        data.append({"object": "embedding", "index": i, "embedding": encoded})
+    tokens = sum(len(str(t)) for t in texts) // 2 + 1
+    return {"object": "list", "model": body.get("model", "fake"), "data": data,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 def _text(content: Any) -> str:
