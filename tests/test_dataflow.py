@@ -134,6 +134,29 @@ outputs: {final: "${{ steps.after.output }}", visits: "${{ steps.draft.visits }}
     assert prompts.count("旁路") == 1 and prompts.count("另一支") == 1
 
 
+def test_every_approval_field_validate_allows_reads_before_and_after_an_approval(project_dir: Path,
+                                                                                server: FakeLLMServer) -> None:
+    """`approval.step` passed validate and then failed the run ("no field 'step'") when no approval had been decided
+    yet, and `approval.edits` after one: the context now has every field validate allows."""
+    from runner.dsl.references import APPROVAL_FIELDS
+
+    reads = " ".join(f"{name}=${{{{ approval.{name} }}}}" for name in sorted(APPROVAL_FIELDS))
+    path = write_playbook(project_dir, f"""
+name: fields
+steps:
+  - {{id: before, template: "{reads}"}}
+  - {{id: review, approval: {{title: 审稿, show: 草稿, editable: []}}}}
+  - {{id: after, template: "{reads}"}}
+outputs: {{before: "${{{{ steps.before.output }}}}", after: "${{{{ steps.after.output }}}}"}}
+""")
+    first = run_playbook(path)
+    assert first.status == "waiting", first.error
+    done = resume(first.run_id, decision={"action": "approve", "by": "小王", "comment": "好"})
+    assert done.status == "done", done.error
+    assert "step=None" in done.outputs["before"] and "action=None" in done.outputs["before"]
+    assert "step=review" in done.outputs["after"] and "by=小王" in done.outputs["after"]
+
+
 def test_a_loop_step_joining_a_step_outside_the_loop_runs_on_every_turn(project_dir: Path,
                                                                          server: FakeLLMServer) -> None:
     """It used to end 'done' without running the steps after the join (the join waited for a step that does not

@@ -14,7 +14,7 @@ from openpyxl import load_workbook
 
 from runner.kb.index import build, load
 from runner.testing import FakeLLMServer
-from tests.conftest import ROOT, run_playbook
+from tests.conftest import ROOT, cli, resume, run_playbook
 
 PLAYBOOK = ROOT / "playbooks" / "feedback_digest.yaml"
 COMMENTS = ["退货的运费到底谁出，客服说不清楚", "发票一直没收到，不知道去哪下载", "快递太慢了，一周还没到，差评",
@@ -44,7 +44,7 @@ def model(body: dict[str, Any]) -> Any:
                            "request": "说清售后规则", "faq_question": QUESTIONS[i % len(QUESTIONS)]}
                           for i, _body in _sections(prompt)]}
     if "用户评论：" in prompt:  # replies
-        return {"items": [{"index": i, "reply": f"您好，{_first_cite(part)}。", "addresses": "售后",
+        return {"items": [{"index": i, "reply": "您好，这件事我们会按规则处理。", "addresses": "售后",
                            "basis": _first_cite(part)} for i, part in _sections(prompt)]}
     if "合并为 3-6 个主题" in prompt:  # themes: one FAQ entry per question, cited as given
         faq = []
@@ -59,8 +59,9 @@ def model(body: dict[str, Any]) -> Any:
     return {"cases": []}
 
 
-def test_every_reply_and_faq_answer_cites_a_real_passage_or_says_no_basis(project_dir: Path,
-                                                                          server: FakeLLMServer) -> None:
+def _shop(project_dir: Path, server: FakeLLMServer) -> tuple[set[str], Path]:
+    """The knowledge base `shop` (return and invoice rules), the comments file, the fake model answering as the
+    prompt asks; returns the cites that exist and the comments file."""
     docs = project_dir / "docs"
     docs.mkdir()
     (docs / "退换货政策.md").write_text(
@@ -73,6 +74,12 @@ def test_every_reply_and_faq_answer_cites_a_real_passage_or_says_no_basis(projec
     comments = project_dir / "comments.csv"
     comments.write_text("id,text\n" + "".join(f"{i},{t}\n" for i, t in enumerate(COMMENTS)), encoding="utf-8")
     server.add_rule("", model)
+    return cites, comments
+
+
+def test_every_reply_and_faq_answer_cites_a_real_passage_or_says_no_basis(project_dir: Path,
+                                                                          server: FakeLLMServer) -> None:
+    cites, comments = _shop(project_dir, server)
 
     outcome = run_playbook(PLAYBOOK, {"comments": str(comments), "kb": "shop", "review": False, "clusters": 4})
 
@@ -88,3 +95,46 @@ def test_every_reply_and_faq_answer_cites_a_real_passage_or_says_no_basis(projec
     assert "退换货政策.md › 退换货政策 › 七天无理由" in bases and "无依据" in bases  # the colour complaint
     report = (Path(outcome.run_dir) / "report.md").read_text(encoding="utf-8")
     assert "（依据：发票.md › 发票 › 电子发票下载）" in report
+
+
+def test_the_reviewer_sees_the_cited_passage_beside_each_faq_answer_and_each_reply(
+        project_dir: Path, server: FakeLLMServer) -> None:
+    from starlette.testclient import TestClient
+
+    from runner.config import load_project
+    from runner.server import create_app
+
+    cites, comments = _shop(project_dir, server)
+    first = run_playbook(PLAYBOOK, {"comments": str(comments), "kb": "shop", "clusters": 4})
+    assert first.status == "waiting" and first.pending["step"] == "review"
+    invoice = "发票.md › 发票 › 电子发票下载"
+    assert {"cite": invoice, "text": "确认收货后，在订单详情页点「查看发票」下载电子发票。"} in first.pending["sources"]
+    with TestClient(create_app(load_project()), base_url="http://127.0.0.1:8600", client=("127.0.0.1", 5000)) as http:
+        page = http.get(f"/runs/{first.run_id}/approval").text
+        # the FAQ answer's 依据 cell carries the passage it names, under it
+        assert re.search(rf"<td>{re.escape(invoice)}<blockquote class=\"passage\"><small>{re.escape(invoice)}</small>"
+                         r"<br>确认收货后，在订单详情页点「查看发票」下载电子发票。</blockquote></td>", page), page
+        second = resume(first.run_id, decision={"action": "approve", "by": "运营小王"})
+        assert second.status == "waiting" and second.pending["step"] == "review_replies"
+        replies = second.pending["draft"]
+        assert [set(r) for r in replies[:1]] == [{"编号", "评论", "回复草稿", "依据"}] and len(replies) == len(COMMENTS)
+        page = http.get(f"/runs/{first.run_id}/approval").text
+        assert "审核回复草稿" in page
+        for reply in replies:  # each reply cites a passage that exists, shown under it, or says 无依据
+            assert reply["依据"] in cites or reply["依据"] == "无依据"
+            if reply["依据"] != "无依据":
+                assert f"<td>{reply['依据']}<blockquote class=\"passage\"><small>{reply['依据']}</small>" in page
+        assert page.count('class="passage"') == sum(r["依据"] != "无依据" for r in replies)
+    rejected = resume(first.run_id, decision={"action": "reject", "comment": "第 2 条别承诺时效", "by": "运营小王"})
+    assert rejected.status == "waiting" and rejected.pending["step"] == "review_replies"
+    assert any("审核人对上一版回复的意见：第 2 条别承诺时效" in p for p in server.prompts("用户评论："))
+    done = resume(first.run_id, decision={"action": "approve", "by": "运营小王"})
+    assert done.status == "done", done.error
+    rows = list(load_workbook(Path(done.run_dir) / "feedback_labelled.xlsx")["回复草稿"].values)
+    assert len(rows) == len(COMMENTS) + 1
+    # the console's approval block lists the passages the draft cites, under the draft
+    shown = cli("run", str(PLAYBOOK), "-i", f"comments={comments}", "-i", "kb=shop", "-i", "clusters=4",
+                cwd=project_dir)
+    assert shown.returncode == 3, shown.stderr
+    cited = shown.stdout.split("草稿引用的资料原文：", 1)[1]
+    assert f"  [{invoice}] 确认收货后，在订单详情页点「查看发票」下载电子发票。" in cited.splitlines()

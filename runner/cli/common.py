@@ -76,6 +76,7 @@ def schemas_of(run: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def report(outcome: Any, currency: str, schemas: dict[str, Any] | None = None) -> None:
+    from runner.engine.approvals import cited
     from runner.engine.nodes.on_error import describe
 
     usage = escape(usage_line(outcome.tokens_in + outcome.tokens_out, outcome.cost, currency))
@@ -84,6 +85,10 @@ def report(outcome: Any, currency: str, schemas: dict[str, Any] | None = None) -
         waiting = _("{title} (step {step})").format(title=p.get("title"), step=p.get("step"))
         out.print("\n[bold yellow]‖ " + _("Waiting for approval") + f"[/]：{escape(waiting)}")
         out.print(outline(p.get("draft"), p.get("schema")), markup=False)
+        if quoted := cited(p.get("draft"), p.get("sources") or []):  # what the draft cites, to check it against
+            out.print("\n" + _("Passages it cites:"), markup=False)
+            for source in quoted:
+                out.print(f"  [{source['cite']}] {source['text'][:300]}", markup=False, soft_wrap=True)
         out.print("\n" + _("Run id") + f"：{outcome.run_id}   [dim]{usage}[/]")
         out.print(_("  approve:  playbook approve {run_id}").format(run_id=outcome.run_id), markup=False)
         if p.get("editable"):

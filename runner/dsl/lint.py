@@ -48,7 +48,7 @@ def _texts(spec: PlaybookSpec) -> Iterator[tuple[tuple[Any, ...], str]]:
             for name in ("system", "prompt"):
                 yield from _strings(("steps", i, "agent", name), getattr(step.agent, name))
         if step.approval is not None:
-            for name in ("title", "instructions", "show"):
+            for name in ("title", "instructions", "show", "sources"):
                 yield from _strings(("steps", i, "approval", name), getattr(step.approval, name))
         yield from _strings(("steps", i, "with"), step.with_)
         yield from _strings(("steps", i, "template"), step.template)

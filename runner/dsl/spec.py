@@ -111,6 +111,9 @@ class ApprovalSpec(Model):
     editable: list[str] = Field(default_factory=list, description="fields of the draft the reviewer "
                                                                   "may change")
     on_reject: StepId | None = Field(None, description="step to re-run with ${{ approval.comment }}")
+    sources: Any = Field(None, description="the passages the draft may cite (template; kb.search's passages: each "
+                                           "with `cite` and `text`): each is shown beside the draft's values that "
+                                           "name its cite, on the approval page and in the console")
     timeout: Duration | None = None
     on_timeout: Literal["approve", "reject", "fail"] = "fail"
 

@@ -431,7 +431,7 @@ class _Checker:
         if step.template is not None:
             self.check_templates_of((*base, "template"), step.template, local, where)
         if step.approval is not None:
-            for name in ("title", "show", "instructions"):
+            for name in ("title", "show", "instructions", "sources"):
                 self.check_templates_of((*base, "approval", name), getattr(step.approval, name),
                                         local, where)
         if step.switch is not None:

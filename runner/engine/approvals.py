@@ -9,7 +9,7 @@ import pydantic
 from pydantic import BaseModel
 
 from runner.i18n import _
-from runner.messages import merged, summarise
+from runner.messages import kind_of, merged, summarise
 
 
 class EditError(ValueError):
@@ -84,3 +84,35 @@ def diff(before: Any, after: Any, path: str = "") -> list[dict[str, Any]]:
         return [d for i, (b, a) in enumerate(zip(before, after, strict=True))
                 for d in diff(b, a, f"{path}[{i}]")]
     return [] if before == after else [{"path": path or "$", "before": before, "after": after}]
+
+
+MAX_SOURCES = 200  # passages kept with a pending approval: enough for a map of replies, bounded for the page
+
+
+def sources_of(value: Any) -> list[dict[str, str]]:
+    """An approval's `sources` as rendered — kb.search's passages, a list of them, or one list per item of a map
+    (lists are flattened) — as [{cite, text}], each cite once. ValueError saying what was given otherwise."""
+    found: dict[str, str] = {}
+
+    def take(node: Any) -> None:
+        if node is None:
+            return
+        if isinstance(node, list):
+            for item in node:
+                take(item)
+        elif isinstance(node, dict) and isinstance(node.get("passages"), list):
+            take(node["passages"])  # a kb.search output, or an item carrying one
+        elif isinstance(node, dict) and isinstance(node.get("cite"), str) and isinstance(node.get("text"), str):
+            found.setdefault(node["cite"], node["text"])
+        else:
+            raise ValueError(_("approval.sources must give passages with cite and text, as kb.search returns them "
+                               "(or lists of them), not {value}").format(value=kind_of(node)))
+
+    take(value)
+    return [{"cite": cite, "text": text} for cite, text in list(found.items())[:MAX_SOURCES]]
+
+
+def cited(draft: Any, sources: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The sources a draft names somewhere in its text, in the order given."""
+    words = json.dumps(draft, ensure_ascii=False)
+    return [s for s in sources if s["cite"] and s["cite"] in words]

@@ -16,6 +16,7 @@ from typing import Any
 from runner import atomic
 from runner.config import Project
 from runner.dsl import templates
+from runner.dsl.references import APPROVAL_FIELDS
 from runner.dsl.spec import Step
 from runner.dsl.validate import Playbook, load_and_validate
 from runner.engine.child_run import check_every_step_reached, initial_state, render_outputs, run_child
@@ -116,8 +117,7 @@ class StepNode:
             decision = output["decision"]
             status = "rejected" if decision["action"] == "reject" else "approved"
             result = _result(step, output["draft"], status, decision=decision)
-            update["approval"] = {k: decision.get(k) for k in ("action", "comment", "by", "at")}
-            update["approval"]["step"] = step.id
+            update["approval"] = {**{k: decision.get(k) for k in APPROVAL_FIELDS}, "step": step.id}
         else:
             result = _result(step, await STEP_KINDS[step.kind](ctx, None, with_item=False))
         return result

@@ -188,7 +188,7 @@ async def approval_page(request: Request, errors: dict[str, str] | None = None,
     field_schemas = {n: field_schema(pending.get("schema"), n) for n in pending.get("editable") or []}
     texts = {n: isinstance(draft.get(n), str) for n in values}  # posted as text (approval_post), edited as text
     return page(request, "approval.html", status, run=run, pending=pending, values=values, rows=rows,
-                field_schemas=field_schemas, texts=texts,
+                field_schemas=field_schemas, texts=texts, sources=pending.get("sources") or [],
                 errors=errors or {}, comment=submitted.get("comment", ""), by=submitted.get("by", ""),
                 deadline=_when(pending.get("deadline")))
 

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from runner.dsl import templates
-from runner.engine.approvals import EditError, apply_edits, diff
+from runner.engine.approvals import EditError, apply_edits, diff, sources_of
 from runner.engine.nodes.base import StepContext, step_kind
 from runner.errors import RunError
 from runner.i18n import _
@@ -36,12 +36,17 @@ async def run_approval(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
     spec = ctx.step.approval
     assert spec is not None
     draft = ctx.render(spec.show, what="approval.show")
+    try:
+        sources = sources_of(ctx.render(spec.sources, what="approval.sources")) if spec.sources is not None else []
+    except ValueError as exc:
+        raise RunError(str(exc), step=ctx.step.id) from None
     model = draft_model(ctx)
     payload = {
         "step": ctx.step.id, "visit": ctx.visit,
         "title": ctx.render(spec.title, what="approval.title"),
         "instructions": ctx.render(spec.instructions, what="approval.instructions"),
         "draft": draft, "editable": spec.editable,
+        "sources": sources,  # passages the draft may cite: shown beside the values that name them
         # the JSON Schema the step declared: bounds, enums and labels for the approval form (and the checks)
         "schema": ctx.run.playbook.output_schemas.get(source) if model is not None and (source := draft_source(ctx))
         else None,

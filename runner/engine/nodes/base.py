@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from runner.config import LOCAL, Project
 from runner.dsl import templates
 from runner.dsl.labels import expression_schema
+from runner.dsl.references import APPROVAL_FIELDS
 from runner.dsl.spec import Retry, Step
 from runner.dsl.validate import Playbook
 from runner.engine.events import HookList, Redactor
@@ -145,7 +146,9 @@ class StepContext:
                     "playbook": spec.name, "timezone": self.run.project.settings.timezone},
             "env": {name: os.environ.get(name, "") for name in spec.env},
             "secrets": {name: os.environ.get(name, "") for name in spec.secrets},
-            "approval": self.state.get("approval") or {"action": None, "comment": "", "by": None},
+            # every field validate lets a template read, before any approval too (a run saved before a field was
+            # added still has them all)
+            "approval": {**dict.fromkeys(APPROVAL_FIELDS), "comment": "", **(self.state.get("approval") or {})},
         }
         context.update(self.state.get("run", {}).get("bound") or {})  # an inline body's item and `with:` values
         if with_item:
