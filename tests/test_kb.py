@@ -226,3 +226,23 @@ def test_two_builds_of_one_knowledge_base_at_once_wait_for_each_other(documents:
     versions = [v.name for v in (project_dir / ".playbook" / "kb" / "shop").glob("v*")]
     assert len(versions) == 1
     assert load(project_dir / ".playbook" / "kb", "shop").search("发票")[0].file == "客服话术.csv"
+
+
+def test_a_file_found_damaged_part_way_is_skipped_whole(documents: Path, tmp_path: Path) -> None:
+    """A Word file cut short (a download that stopped) gives its first paragraphs, then its XML breaks: it used to
+    end `kb add` with a traceback. Now it is listed as skipped, and none of its passages stay in the index."""
+    w = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+    body = "".join(f'<w:p><w:pPr><w:pStyle w:val="Heading2"/></w:pPr><w:r><w:t>第{i}节</w:t></w:r></w:p>'
+                   f'<w:p><w:r><w:t>{"售后规则正文" * 60}</w:t></w:r></w:p>' for i in range(30))
+    xml = f'<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="{w}"><w:body>{body}'
+    with zipfile.ZipFile(documents / "cut.docx", "w") as archive:
+        archive.writestr("word/document.xml", xml[:-10])
+    root = tmp_path / "kb"
+    report = build(root, "shop", documents)
+    assert [file for file, _why in report.skipped if file == "cut.docx"] == ["cut.docx"]
+    assert "cannot be read as docx" in dict(report.skipped)["cut.docx"]
+    index = load(root, "shop")
+    assert len(index.passages) == report.chunks == manifest(root, "shop")["chunks"]
+    assert not [p for p in index.passages if p["file"] == "cut.docx"]
+    assert index.search("售后规则正文") == []
+    assert index.search("会员积分")[0].file == "会员FAQ.xlsx"  # the passages after it line up with their scores

@@ -135,50 +135,57 @@ def build(root: Path, name: str, folder: Path, *, embed_with: ModelConfig | None
 
 def _build(root: Path, name: str, folder: Path, embed_with: ModelConfig | None,
            progress: Callable[[int, int, str], None]) -> BuildReport:
+    """Passages are streamed to chunks.jsonl as they are cut (a file's, or an unchanged file's from the last
+    version), and only their words' ids are kept, as int32 arrays: a 100 MB document is indexed in bounded memory."""
     import bm25s
+    import numpy
 
     report = BuildReport()
     old = _previous(_current(root, name))
     model = identity(embed_with) if embed_with is not None else None
     old_vectors = old.vectors if model is not None and old.model == model else None
     reused: list[int | None] = []  # per passage: its row in the last version's vectors, or None to embed it
+    vocabulary: dict[str, int] = {}
+    ids: list[Any] = []  # per passage: its words as ids into `vocabulary`
     files = documents(folder)
     version = root / name / f"v{time.time_ns()}"
     version.mkdir(parents=True)
     entries: dict[str, Any] = {}
-    tokens: list[list[str]] = []
     with (version / "chunks.jsonl").open("w", encoding="utf-8") as out:
         for done, path in enumerate(files):
             file = path.relative_to(folder).as_posix()
             progress(done, len(files), file)
+            start, count = out.tell(), len(ids)
             try:
                 digest = content_hash(path)
-                passages = old.passages.get(file) if old.hashes.get(file) == digest else None
-                if passages is None:
-                    passages = [{"text": c.text, "file": c.file, "heading": c.heading, "row": c.row,
-                                 "words": words(f"{c.heading}\n{c.text}")} for c in chunks_of(path, file)]
-                    report.read.append(file)
-                else:
-                    report.kept.append(file)
-            except (Unreadable, OSError) as exc:
+                kept = old.hashes.get(file) == digest and file in old.spans
+                passages: Iterator[dict[str, Any]] = old.passages_of(file) if kept else (
+                    {"text": c.text, "file": c.file, "heading": c.heading, "row": c.row,
+                     "words": words(f"{c.heading}\n{c.text}")} for c in chunks_of(path, file))
+                for passage in passages:
+                    line = passage.pop("line", None)
+                    reused.append(line if old_vectors is not None else None)
+                    ids.append(numpy.fromiter((vocabulary.setdefault(w, len(vocabulary)) for w in passage["words"]),
+                                              dtype=numpy.int32))
+                    out.write(json.dumps(passage, ensure_ascii=False) + "\n")
+            except (Unreadable, OSError) as exc:  # what this file wrote is taken back; the rest goes on
+                out.seek(start)
+                out.truncate()
+                del ids[count:], reused[count:]
                 report.skipped.append((file, str(exc) if isinstance(exc, Unreadable) else exc.strerror or str(exc)))
                 continue
-            entries[file] = {"sha256": digest, "chunks": len(passages)}
-            for passage in passages:
-                line = passage.pop("line", None)
-                reused.append(line if old_vectors is not None else None)
-                out.write(json.dumps(passage, ensure_ascii=False) + "\n")
-                tokens.append(passage["words"])
+            (report.kept if kept else report.read).append(file)
+            entries[file] = {"sha256": digest, "chunks": len(ids) - count}
         progress(len(files), len(files), "")
     report.removed = sorted(set(old.hashes) - {p.relative_to(folder).as_posix() for p in files})
-    report.chunks = len(tokens)
-    if not tokens:  # nothing to search: the last good version (if any) stays
+    report.chunks = len(ids)
+    if not ids:  # nothing to search: the last good version (if any) stays
         shutil.rmtree(version, ignore_errors=True)
         raise KnowledgeBaseError(_("no passage was found in '{folder}' ({files} files; {skipped} could not be "
                                    "read): a knowledge base needs documents with text").format(
                                      folder=folder, files=len(files), skipped=len(report.skipped)))
     retriever = bm25s.BM25()
-    retriever.index(tokens, show_progress=False)
+    retriever.index((ids, vocabulary), show_progress=False)
     retriever.save(str(version / "bm25"), show_progress=False)
     dims = None
     if embed_with is not None:
@@ -190,7 +197,7 @@ def _build(root: Path, name: str, folder: Path, embed_with: ModelConfig | None,
         dense.save(version, vectors)
         dims = int(vectors.shape[1])
     (version / "manifest.json").write_text(json.dumps({
-        "name": name, "folder": str(folder), "built_at": time.time(), "chunks": len(tokens), "files": entries,
+        "name": name, "folder": str(folder), "built_at": time.time(), "chunks": len(ids), "files": entries,
         "skipped": report.skipped, **({"dense": {"model": model, "dims": dims}} if model else {})},
         ensure_ascii=False, indent=1), encoding="utf-8")
     pointer = root / name / "current.tmp"
@@ -305,25 +312,40 @@ def _current(root: Path, name: str) -> Path | None:
 
 @dataclass
 class _Last:
-    """What the last version has that a new build can keep: files → hash, files → their passages (with their
-    words and their line in chunks.jsonl), and its vectors and the model that made them."""
+    """What the last version has that a new build can keep: files → hash, files → where their passages are in its
+    chunks.jsonl (byte offset, count, first line), and its vectors and the model that made them."""
     hashes: dict[str, str] = field(default_factory=dict)
-    passages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    spans: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    chunks: Path | None = None
     model: str | None = None
     vectors: Any = None
+
+    def passages_of(self, file: str) -> Iterator[dict[str, Any]]:
+        """A kept file's passages (with their words and their line, the row of their vector), read one by one."""
+        assert self.chunks is not None
+        offset, count, first = self.spans[file]
+        with self.chunks.open("rb") as lines:
+            lines.seek(offset)
+            for number in range(first, first + count):
+                passage = json.loads(lines.readline())
+                passage["line"] = number
+                yield passage
 
 
 def _previous(version: Path | None) -> _Last:
     if version is None:
         return _Last()
     data = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
-    last = _Last(hashes={file: entry["sha256"] for file, entry in data.get("files", {}).items()},
+    chunks = version / "chunks.jsonl"
+    last = _Last(hashes={file: entry["sha256"] for file, entry in data.get("files", {}).items()}, chunks=chunks,
                  model=(data.get("dense") or {}).get("model"), vectors=dense.load(version))
-    with (version / "chunks.jsonl").open(encoding="utf-8") as lines:
+    offset = 0
+    with chunks.open("rb") as lines:  # a build writes a file's passages together
         for number, line in enumerate(lines):
-            passage = json.loads(line)
-            passage["line"] = number
-            last.passages.setdefault(passage["file"], []).append(passage)
+            file = json.loads(line)["file"]
+            start, count, first = last.spans.get(file, (offset, 0, number))
+            last.spans[file] = (start, count + 1, first)
+            offset += len(line)
     return last
 
 

@@ -65,7 +65,8 @@ def chunks_of(path: Path, name: str) -> Iterator[Chunk]:
             yield from _sheet_chunks(path, name)
     except Unreadable:
         raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # a damaged or mislabelled file
+    # a damaged or mislabelled file; SyntaxError: lxml's, for a Word file cut short (found mid-way, after passages)
+    except (OSError, ValueError, KeyError, SyntaxError, zipfile.BadZipFile) as exc:
         raise Unreadable(_("cannot be read as {kind}: {reason}").format(kind=suffix.lstrip("."),
                                                                        reason=exc)) from None
 
