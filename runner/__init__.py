@@ -6,7 +6,22 @@ The public API. Names load lazily, so `import runner` (and `playbook --help`) st
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers see: the real names (at run time they load lazily, below)
+    from runner.assembly import assemble
+    from runner.config import load_project
+    from runner.dsl.inputs import resolve_inputs
+    from runner.dsl.validate import Playbook, load_and_validate
+    from runner.engine.events import Hooks
+    from runner.engine.execute import Runner, RunOutcome
+    from runner.engine.preflight import prepare_inputs
+    from runner.errors import CompileError, Diagnostic, LoadError, PlaybookError, PlaybookValidationError, RunError
+    from runner.evals.load import SuiteError, load_suite
+    from runner.evals.session import EvalOptions, EvalResult, evaluate_suite
+    from runner.registry import ToolContext, tool
+    from runner.store import Store, open_store
+    from runner.testing import FakeLLMServer, Faults
 
 __all__ = [
     "CompileError", "Diagnostic", "EvalOptions", "EvalResult", "FakeLLMServer", "Faults", "Hooks", "LoadError",

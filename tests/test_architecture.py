@@ -232,3 +232,18 @@ def test_the_checker_finds_a_runner_built_elsewhere(tmp_path: Path) -> None:
     write_tree(tmp_path, {"runner/cli.py": "from runner.engine.execute import Runner\nr = Runner(p)\n",
                           "runner/assembly.py": "r = Runner(p)\n", "tools/x.py": "r = execute.Runner(p)\n"})
     assert runner_built_outside_assembly(tmp_path) == ["runner/cli.py:2", "tools/x.py:1"]
+
+
+def test_the_public_api_is_typed_for_a_type_checker(tmp_path: Path) -> None:
+    """`from runner import Runner` was `Any` to mypy (the names load lazily through `__getattr__`): a script misusing
+    the API passed its type check. The TYPE_CHECKING imports in runner/__init__.py give the real types."""
+    from mypy import api
+
+    script = tmp_path / "uses_api.py"
+    script.write_text("from runner import Runner, load_project\n\nwrong: int = load_project\n"
+                      "runner: Runner = Runner(load_project())\n", encoding="utf-8")
+    report, _errors, status = api.run([str(script), "--strict", "--cache-dir", str(ROOT / ".mypy_cache"),
+                                       "--config-file", str(ROOT / "pyproject.toml")])
+    assert status == 1, report
+    assert 'Incompatible types in assignment (expression has type "Callable[[Path | None], Project]"' in report
+    assert report.count("error:") == 1, report  # the right use type-checks

@@ -16,7 +16,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from runner.i18n import _
 from runner.registry import ToolArgumentError, ToolContext
@@ -135,7 +135,9 @@ def guarded_transport(ctx: ToolContext) -> httpx.AsyncHTTPTransport:
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=pool._ssl_context, max_connections=pool._max_connections,
         max_keepalive_connections=pool._max_keepalive_connections, keepalive_expiry=pool._keepalive_expiry,
-        http1=pool._http1, http2=pool._http2, network_backend=GuardedBackend(EgressPolicy.of(ctx)))
+        http1=pool._http1, http2=pool._http2,
+        # GuardedBackend has the backend's methods; it is not a subclass only so httpcore loads when first used
+        network_backend=cast("httpcore.AsyncNetworkBackend", GuardedBackend(EgressPolicy.of(ctx))))
     return transport
 
 

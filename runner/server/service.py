@@ -213,11 +213,6 @@ class Service:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def settle(self) -> None:
-        """Wait for background runs (tests, shutdown)."""
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
-
 
 def _field_errors(problems: list[tuple[str, str]], editable: list[str]) -> dict[str, str]:
     """[('themes[0].count', '…')] → {'themes': 'themes[0].count: …'}: each problem beside its editable field."""

@@ -184,9 +184,6 @@ class SqlStore:
         self._exec(_JOURNAL_PUT,
                    (run_id, step, visit, key, json.dumps(value, ensure_ascii=False), time.time()))
 
-    def journal_count(self, run_id: str) -> int:
-        return int(self._exec("SELECT COUNT(*) FROM journal WHERE run_id = ?", (run_id,))[0][0])
-
     # LLM response cache
     def cache_get(self, key: str) -> Any | None:
         rows = self._exec("SELECT value FROM llm_cache WHERE key = ?", (key,))
