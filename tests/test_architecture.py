@@ -188,7 +188,8 @@ def test_the_checker_finds_runner_importing_tools(tmp_path: Path) -> None:
 def test_validate_and_help_load_no_engine_model_or_network_library() -> None:
     """`playbook --help` and `playbook validate` stay light: litellm, langgraph, httpx and the openai SDK (and the
     heavy tool libraries) load only when a run needs them; `--help` imports no tool module at all, and validate
-    only the families the playbook uses (tests/test_plugins.py)."""
+    only the families the playbook uses (tests/test_plugins.py); neither loads the team queue, the store or the
+    server (`run.py` imported the queue at load time: 567 modules for --help, 395 without)."""
     import subprocess
     import sys
 
@@ -196,13 +197,16 @@ def test_validate_and_help_load_no_engine_model_or_network_library() -> None:
              "playwright")
     probe = ("import sys\nsys.argv = ['playbook', *sys.argv[1:]]\nfrom runner.cli import main\ntry:\n    main()\n"
              "except SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('runner.team', 'runner.store', 'runner.server'))),"
+             " file=sys.stderr)\n"
              "print(sorted(m for m in sys.modules if m.startswith('tools.')), file=sys.stderr)\n"
              f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})), file=sys.stderr)\n")
     for args in (["--help"], ["validate", "playbooks/feedback_digest.yaml"]):
         done = subprocess.run([sys.executable, "-c", probe, *args], cwd=ROOT, capture_output=True, text=True,
                               timeout=120)
-        tool_modules, libraries = done.stderr.strip().splitlines()[-2:]
+        server_side, tool_modules, libraries = done.stderr.strip().splitlines()[-3:]
         assert libraries == "[]", (args, done.stderr[-500:])
+        assert server_side == "[]", (args, server_side)  # the queue, the store, the server: a run's business
         if args == ["--help"]:
             assert tool_modules == "[]", tool_modules
 

@@ -28,7 +28,6 @@ from runner.cli.common import (
 from runner.errors import PlaybookError
 from runner.i18n import _
 from runner.messages import kind_of
-from runner.team.queue import enqueue_continue, enqueue_start, send
 from runner.wording import status
 
 MAX_INPUTS_BYTES = 5_000_000  # an --inputs file of values; tables and documents go in as `file` inputs
@@ -91,6 +90,8 @@ def run(playbook: Annotated[Path, typer.Argument(metavar="FILE", help=_("playboo
 
     run_id = run_id or new_run_id(loaded.spec.name)
     if project.settings.queue.broker or detach:
+        from runner.team.queue import enqueue_start
+
         guard(lambda: queued(project, run_id, detach, lambda store: enqueue_start(
             project, store, loaded, inputs, run_id, max_cost)))
         return
@@ -108,6 +109,8 @@ def resume(run_id: str, max_cost: Annotated[float | None, typer.Option(help=_("n
     from runner.engine.decisions import timeout_decision
 
     if (project := project_with_runs(run_id)).settings.queue.broker:
+        from runner.team.queue import enqueue_continue, send
+
         def hand_over(runner: Any) -> None:
             queued_run = runner.store.get_run(run_id)
             if queued_run is not None and queued_run["status"] == "queued":  # its message lost (Redis restarted
@@ -150,6 +153,8 @@ def decide(run_id: str, action_name: str, pairs: list[str], edits_file: Path | N
     from runner.engine.decisions import build_decision
 
     if (project := project_with_runs(run_id)).settings.queue.broker:
+        from runner.team.queue import enqueue_continue
+
         def hand_over(runner: Any) -> None:
             decision = build_decision(runner.store, run_id, action_name, pairs, edits_file, comment,
                                       by or os_user(), time.time())
