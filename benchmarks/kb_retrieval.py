@@ -3,7 +3,8 @@ MIT) with 59 questions written apart from it (examples/kb/questions.yaml): recal
 server's embedding (hashed characters and character pairs, over HTTP on loopback) and of both fused by reciprocal
 rank, and how long indexing 10,000 passages and answering 1,000 queries take.
 
-    python benchmarks/kb_retrieval.py
+    python benchmarks/kb_retrieval.py          # quality and speed
+    python benchmarks/kb_retrieval.py --big    # peak memory of `playbook kb add` on one 100 MB document
 """
 
 from __future__ import annotations
@@ -132,7 +133,37 @@ def map_cost(root: Path, embed_with: ModelConfig | None = None) -> tuple[float, 
     return seconds[0], seconds[1]
 
 
+def big_file_memory(tmp: Path, megabytes: int = 100) -> tuple[float, float]:
+    """Peak resident memory (MB) and seconds of `playbook kb add` (a subprocess) on one markdown file of `megabytes`
+    MB: sections of the FAQ's paragraphs, shuffled."""
+    import random
+    import resource
+    import subprocess
+
+    paragraphs = [p for p in (CORPUS / "faq" / "antd-faq.zh-CN.md").read_text(encoding="utf-8").split("\n\n")
+                  if p.strip()]
+    chooser = random.Random(1)
+    (tmp / "docs").mkdir()
+    (tmp / "project").mkdir()
+    (tmp / "project" / "playbook.toml").write_text("", encoding="utf-8")
+    with (tmp / "docs" / "big.md").open("w", encoding="utf-8") as out:
+        written, section = 0, 0
+        while written < megabytes * 1_000_000:
+            section += 1
+            block = f"## 第 {section} 节\n\n" + "\n\n".join(chooser.choice(paragraphs) for _ in range(6)) + "\n\n"
+            written += out.write(block) and len(block.encode())
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "runner", "kb", "add", "big", str(tmp / "docs")], cwd=tmp / "project",
+                   check=True, capture_output=True)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, time.perf_counter() - started
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--big"]:
+        with tempfile.TemporaryDirectory() as tmp:
+            peak, seconds = big_file_memory(Path(tmp))
+            print(f"kb add of one 100 MB markdown file: peak {peak:.0f} MB resident, {seconds:.0f} s")
+        return
     with tempfile.TemporaryDirectory() as tmp, FakeLLMServer() as server:
         n = len(yaml.safe_load((CORPUS / "questions.yaml").read_text(encoding="utf-8")))
         fake = ModelConfig(model="openai/fake-embed", api_base=server.url, api_key_env="FAKE_LLM_API_KEY")

@@ -30,7 +30,7 @@ from runner.engine.nodes.base import MapDistributor, skipped_result
 from runner.engine.nodes.map import run_map
 from runner.engine.nodes.on_error import error_record, fallback, problems_of, tolerable
 from runner.engine.step_log import StepLog
-from runner.errors import DecisionTaken, NoSuchRun, RunCancelled, RunError, RunTakenOver, interrupted
+from runner.errors import CompileError, DecisionTaken, NoSuchRun, RunCancelled, RunError, RunTakenOver, interrupted
 from runner.i18n import N_, _
 from runner.models.llm import LlmClient
 from runner.registry import ToolFixtures, close_resources, run_started
@@ -70,6 +70,9 @@ class StepNode:
     looking for subgraphs, which cost ~1.5 ms per step on every compile."""
 
     def __init__(self, rc: RunContext, step: Step) -> None:
+        if step.kind not in STEP_KINDS:  # a kind the DSL accepts with no executor: refused before anything runs
+            raise CompileError(_("step '{step}': no executor is registered for {kind} steps (registered: "
+                                 "{kinds})").format(step=step.id, kind=step.kind, kinds=", ".join(sorted(STEP_KINDS))))
         self.rc = rc
         self.step = step
 
