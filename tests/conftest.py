@@ -28,6 +28,19 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET = "sk-test-7f3a9c1e5b2d4a6f8e0c"
 
 
+@pytest.fixture(autouse=True)
+def interpreter_left_as_found() -> Iterator[None]:
+    """A test that changes the interpreter for the rest of the session fails, naming itself: mypy run in-process
+    raised the recursion limit 16 times and a later test's hostile template took 44 s instead of half a second."""
+    limit = sys.getrecursionlimit()
+    yield
+    if sys.getrecursionlimit() != limit:
+        changed = sys.getrecursionlimit()
+        sys.setrecursionlimit(limit)
+        pytest.fail(f"this test changed the recursion limit from {limit} to {changed}; run what does it in a "
+                    "subprocess")
+
+
 @pytest.fixture
 def english(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Messages in English, in this process and the commands it starts: for tests that check what a message says
