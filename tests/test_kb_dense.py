@@ -132,3 +132,21 @@ def test_an_embedding_model_that_refuses_leaves_the_last_index_in_place(
     kept = cli("kb", "search", "shop", "会员积分能抵钱吗", cwd=project_dir)
     assert kept.returncode == 0 and kept.stdout.startswith("会员FAQ.xlsx › 会员积分怎么用")
     assert "新规则.md" not in manifest(project_dir / ".playbook" / "kb", "shop")["files"]
+
+
+def test_a_model_outside_the_openai_compatible_path_embeds_through_litellm(server: FakeLLMServer,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model id without `openai/` goes through litellm.aembedding (here litellm's OpenAI provider, pointed at the
+    fake server): the same vectors as the direct path, in order."""
+    import asyncio
+
+    from runner.config import ModelConfig
+    from runner.models import embed, openai_compatible
+
+    monkeypatch.setenv("FAKE_LLM_API_KEY", "sk-fake-key-123")
+    config = ModelConfig(model="text-embedding-3-small", api_base=server.url, api_key_env="FAKE_LLM_API_KEY")
+    assert not openai_compatible.handles(config)
+    vectors = asyncio.run(embed.embed(config, ["退货运费谁出", "发票在哪下载"]))
+    assert [numpy.round(v, 5).tolist() for v in vectors] == \
+        [numpy.round(text_vector(t), 5).tolist() for t in ("退货运费谁出", "发票在哪下载")]
+    assert server.requests[-1]["embeddings"] and server.requests[-1]["model"] == "text-embedding-3-small"

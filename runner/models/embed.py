@@ -92,12 +92,17 @@ async def _call(config: ModelConfig, texts: list[str]) -> list[list[float]]:
         if api_key:
             kwargs["api_key"] = api_key
         response = await litellm.aembedding(**kwargs)
-        rows = sorted(response.data, key=lambda row: row["index"])
-        vectors = [list(row["embedding"]) for row in rows]
+        rows = sorted(response.data, key=lambda row: _field(row, "index"))
+        vectors = [list(_field(row, "embedding")) for row in rows]
     if len(vectors) != len(texts) or any(not v for v in vectors):
         raise EmbedError(_("embedding model '{alias}' ({model}) answered {got} vectors for {sent} texts").format(
             alias=ALIAS, model=config.model, got=len(vectors), sent=len(texts)))
     return vectors
+
+
+def _field(row: Any, name: str) -> Any:
+    """A field of one of litellm's embedding rows: a dict from some providers, an object from others."""
+    return row[name] if isinstance(row, dict) else getattr(row, name)
 
 
 def _refusal(exc: Exception, config: ModelConfig) -> EmbedError:
