@@ -304,7 +304,9 @@ HANDLERS: dict[str, Callable[[Translator, Node], list[Step]]] = {
     "template-transform": template_transform, "variable-aggregator": variable_aggregator,
     "variable-assigner": variable_aggregator, "assigner": assigner, "code": code, "http-request": http_request,
     "tool": tool, "answer": answer}
-REASONS = {"knowledge-retrieval": N_("knowledge retrieval needs a knowledge base, which this project does not have"),
+REASONS = {"knowledge-retrieval": N_("knowledge retrieval searches a Dify dataset, which the export does not carry: "
+                                     "index its documents with `playbook kb add NAME FOLDER` and search them with a "
+                                     "kb.search step (this node is not translated yet)"),
            "agent": N_("agent nodes run Dify marketplace strategies and plugins; write an `agent` step with our "
                        "tools"),
            "document-extractor": N_("document extraction from uploaded files has no translation yet"),
