@@ -46,6 +46,12 @@ class ModelConfig(BaseModel):
     vision: bool | None = Field(None, description="takes images (llm steps' `images:`); default: what litellm's "
                                                   "model table says")
 
+    def api_key(self) -> str:
+        """The key to send: the variable's value; "none" for a named endpoint without one (OpenAI-compatible local
+        servers often need no key, and the SDK insists on some value)."""
+        key = os.environ.get(env, "") if (env := self.key_env()) else ""
+        return key or ("none" if self.api_base else "")
+
     def key_env(self) -> str:
         if self.api_key_env is not None:
             return self.api_key_env

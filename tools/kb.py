@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from runner.kb import dense
-from runner.kb.index import KnowledgeBaseError, kb_root, load
-from runner.models.embed import EmbedError, configured
+from runner.kb.index import KnowledgeBaseError, kb_root, load, query_vector_for
+from runner.models.embed import EmbedError
 from runner.registry import ToolArgumentError, ToolContext, tool
 
 
@@ -53,18 +52,11 @@ async def kb_search(args: KbSearchInput, ctx: ToolContext) -> KbSearchOutput:
     """Passages of a knowledge base that answer a question, best first, each with its source."""
     try:
         index = load(kb_root(ctx.project_dir, ctx.settings), args.kb)
+        vector = await query_vector_for(index, args.kb, args.query, ctx.settings)
     except KnowledgeBaseError as exc:
         raise ToolArgumentError("kb", str(exc)) from None
-    vector = None
-    if index.dense_model is not None:
-        if problem := dense.mismatch(args.kb, index.dense_model, ctx.settings):
-            raise ToolArgumentError("kb", problem)
-        config = configured(ctx.settings)
-        assert config is not None  # mismatch() said it is the model the vectors came from
-        try:
-            vector = await dense.query_vector(config, args.query)
-        except EmbedError as exc:
-            raise EmbeddingFailed(str(exc)) from None
+    except EmbedError as exc:
+        raise EmbeddingFailed(str(exc)) from None
     found = index.search(args.query, args.k, args.min_score, vector)
     return KbSearchOutput(passages=[KbPassage(text=p.text, source=Source(file=p.file, heading=p.heading, row=p.row),
                                               cite=p.cite, score=p.score) for p in found])

@@ -107,23 +107,15 @@ def search(name: str, question: str,
     """The passages a kb.search step would get for a question."""
     import asyncio
 
-    from runner.kb import dense
-    from runner.kb.index import KnowledgeBaseError, load
-    from runner.models.embed import EmbedError, configured
+    from runner.kb.index import KnowledgeBaseError, load, query_vector_for
+    from runner.models.embed import EmbedError
 
     def find() -> Any:
         index = load(_root(), name)
-        vector = None
-        if index.dense_model is not None:
-            settings = project_here().settings
-            if problem := dense.mismatch(name, index.dense_model, settings):
-                raise KnowledgeBaseError(problem)
-            config = configured(settings)
-            assert config is not None
-            try:
-                vector = asyncio.run(dense.query_vector(config, question))
-            except EmbedError as exc:
-                raise KnowledgeBaseError(str(exc)) from None
+        try:
+            vector = asyncio.run(query_vector_for(index, name, question, project_here().settings))
+        except EmbedError as exc:
+            raise KnowledgeBaseError(str(exc)) from None
         return index.search(question, k, query_vector=vector)
 
     found = _failing(find)

@@ -31,7 +31,7 @@ from runner.i18n import _
 from runner.kb import dense
 from runner.kb.chunk import Chunk
 from runner.kb.read import Unreadable, chunks_of, content_hash, documents
-from runner.models.embed import EmbedError, identity
+from runner.models.embed import EmbedError, configured, identity
 
 NAME = re.compile(r"[A-Za-z0-9_\-\u4e00-\u9fff]{1,64}")
 _STOP = frozenset((  # question words and particles every FAQ entry shares: they would match them all
@@ -285,6 +285,18 @@ class Index:
             found.append(Passage(p["text"], p["file"], p.get("heading") or "", p.get("row"),
                                  round(score, 6 if fused else 4)))  # fused scores are small
         return found
+
+
+async def query_vector_for(index: Index, name: str, query: str, settings: Any) -> Any:
+    """The query's vector when knowledge base `name` has vectors (None: BM25 alone). KnowledgeBaseError when they
+    came from another model than the project's `[models.embed]`; EmbedError when that model cannot be called."""
+    if index.dense_model is None:
+        return None
+    if problem := dense.mismatch(name, index.dense_model, settings):
+        raise KnowledgeBaseError(problem)
+    config = configured(settings)
+    assert config is not None  # mismatch() said it is the model the vectors came from
+    return await dense.query_vector(config, query)
 
 
 _loaded: dict[tuple[Path, str], Index] = {}

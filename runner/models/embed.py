@@ -9,7 +9,6 @@ provider answered."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from collections.abc import Callable
 from typing import Any
@@ -17,13 +16,12 @@ from typing import Any
 from runner.config import ModelConfig
 from runner.i18n import _
 from runner.models import openai_compatible
+from runner.models.retry import refused_key, retry_after, transient
 
 ALIAS = "embed"
 BATCH = 32
 ATTEMPTS = 4
 TIMEOUT = 120.0
-_RETRIED = ("Timeout", "APITimeoutError", "APIConnectionError", "RateLimitError", "InternalServerError",
-            "ServiceUnavailableError", "BadGatewayError")
 
 
 class EmbedError(Exception):
@@ -68,18 +66,15 @@ async def _with_retries(config: ModelConfig, texts: list[str]) -> list[list[floa
         except EmbedError:
             raise
         except Exception as exc:
-            status = getattr(exc, "status_code", None)
-            retried = type(exc).__name__ in _RETRIED or (isinstance(status, int) and (status == 429 or status >= 500))
-            if not retried or attempt == ATTEMPTS:
+            if not transient(exc) or attempt == ATTEMPTS:
                 raise _refusal(exc, config) from None
-            await asyncio.sleep(_pause(exc, attempt))
+            asked = retry_after(exc)
+            await asyncio.sleep(min(30.0, asked) if asked is not None else random.uniform(0.5, 1.0) * 2 ** attempt)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _call(config: ModelConfig, texts: list[str]) -> list[list[float]]:
-    api_key = os.environ.get(env, "") if (env := config.key_env()) else ""
-    if not api_key and config.api_base:
-        api_key = "none"  # OpenAI-compatible local servers often need no key
+    api_key = config.api_key()
     if openai_compatible.handles(config):
         vectors, _tokens = await openai_compatible.embeddings(config, api_key, texts, TIMEOUT)
     else:
@@ -107,19 +102,10 @@ def _field(row: Any, name: str) -> Any:
 
 def _refusal(exc: Exception, config: ModelConfig) -> EmbedError:
     status = getattr(exc, "status_code", None)
-    if type(exc).__name__ == "AuthenticationError" or status in (401, 403):
+    if refused_key(exc):
         return EmbedError(_("embedding model '{alias}' ({model}) rejected the API key ({status}); set {env} to a "
                             "valid key").format(alias=ALIAS, model=config.model, status=status,
                                                 env=config.key_env() or "the key variable"))
     return EmbedError(_("embedding model '{alias}' ({model}) could not embed the texts ({what}): {said}").format(
         alias=ALIAS, model=config.model, what=status or type(exc).__name__, said=str(exc)[:300]))
 
-
-def _pause(exc: Exception, attempt: int) -> float:
-    headers = getattr(getattr(exc, "response", None), "headers", None)
-    after = headers.get("retry-after") if headers is not None and hasattr(headers, "get") else None
-    backoff: float = random.uniform(0.5, 1.0) * 2 ** attempt
-    try:
-        return min(30.0, max(0.0, float(str(after)))) if after is not None else backoff
-    except ValueError:
-        return backoff

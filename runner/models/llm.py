@@ -25,6 +25,7 @@ from runner.i18n import _
 from runner.messages import summarise
 from runner.models import model_table, openai_compatible
 from runner.models.limits import model_limiter
+from runner.models.retry import refused_key, retry_after, transient
 from runner.store import Store
 
 MAX_REPAIRS = 2
@@ -255,9 +256,7 @@ class LlmClient:
 
     async def _remote(self, alias: str, config: ModelConfig, request: LlmRequest,
                       messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> LlmReply:
-        api_key = os.environ.get(key_env, "") if (key_env := config.key_env()) else ""
-        if not api_key and config.api_base:
-            api_key = "none"  # OpenAI-compatible local servers often need no key
+        api_key = config.api_key()
         params: dict[str, Any] = {"messages": messages, "timeout": request.timeout,
                                   "temperature": request.temperature, "max_tokens": request.max_tokens,
                                   **request.sampling}
@@ -364,31 +363,15 @@ def _classify(exc: Exception, alias: str, config: ModelConfig, step: str) -> Exc
     """Retry on 429, 5xx, timeouts and connection errors; fail at once on other 4xx."""
     status = getattr(exc, "status_code", None)
     name = type(exc).__name__
-    if name in ("Timeout", "APITimeoutError", "APIConnectionError", "RateLimitError", "InternalServerError",
-                "ServiceUnavailableError", "BadGatewayError") or (isinstance(status, int) and (
-                    status == 429 or status >= 500)):
-        return _Retryable(f"{name} ({status}): {str(exc)[:200]}", _retry_after(exc))
-    if name == "AuthenticationError" or status in (401, 403):
+    if transient(exc):
+        return _Retryable(f"{name} ({status}): {str(exc)[:200]}", retry_after(exc))
+    if refused_key(exc):
         return RunError(_("model '{alias}' ({model}) rejected the API key ({status}); set {value} to a valid key. "
                           "Provider said: {name}").format(
                             alias=alias, model=config.model, status=status,
                             value=config.key_env() or 'the key variable', name=str(exc)[:200]), step=step)
     return RunError(_("model '{alias}' ({model}) refused the request ({value}): {name}").format(
                         alias=alias, model=config.model, value=status or name, name=str(exc)[:300]), step=step)
-
-
-def _retry_after(exc: Exception) -> float | None:
-    value = None
-    for headers in (getattr(exc, "litellm_response_headers", None), getattr(exc, "headers", None),
-                    getattr(getattr(exc, "response", None), "headers", None)):
-        if headers and hasattr(headers, "get"):
-            value = headers.get("retry-after") or headers.get("Retry-After")
-            if value is not None:
-                break
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _backoff(policy: Retry, attempt: int, exc: _Retryable) -> float:
