@@ -150,3 +150,19 @@ def test_a_model_outside_the_openai_compatible_path_embeds_through_litellm(serve
     assert [numpy.round(v, 5).tolist() for v in vectors] == \
         [numpy.round(text_vector(t), 5).tolist() for t in ("退货运费谁出", "发票在哪下载")]
     assert server.requests[-1]["embeddings"] and server.requests[-1]["model"] == "text-embedding-3-small"
+
+
+def test_a_model_that_changes_its_vectors_length_is_named_not_a_traceback(
+        documents: Path, project_dir: Path, server: FakeLLMServer) -> None:  # noqa: F811
+    """The same model id answering vectors of another length (a provider's new version) cannot be compared with
+    the index: the search says so and what to run, in the CLI and in a run."""
+    _embed_with(project_dir, server)
+    assert cli("kb", "add", "shop", str(documents), cwd=project_dir).returncode == 0
+    server.embedding_dims = 256
+    searched = cli("kb", "search", "shop", "发票", cwd=project_dir)
+    assert searched.returncode == 2 and "Traceback" not in searched.stderr
+    assert "now answers vectors of 256 numbers, not 1024; index kb 'shop' again with playbook kb add shop FOLDER" \
+        in searched.stderr
+    outcome = run_playbook(write_playbook(project_dir, ANSWER), {"comments": ["发票怎么开"]})
+    assert outcome.status == "failed" and "now answers vectors of 256 numbers" in (outcome.error or "")
+    assert "internal error" not in (outcome.error or "")

@@ -296,7 +296,13 @@ async def query_vector_for(index: Index, name: str, query: str, settings: Any) -
         raise KnowledgeBaseError(problem)
     config = configured(settings)
     assert config is not None  # mismatch() said it is the model the vectors came from
-    return await dense.query_vector(config, query)
+    vector = await dense.query_vector(config, query)
+    if index.vectors is not None and vector.shape[0] != index.vectors.shape[1]:  # the provider changed the model
+        raise KnowledgeBaseError(_("embedding model '{model}' now answers vectors of {dims} numbers, not {old}; "
+                                   "index kb '{name}' again with playbook kb add {name} FOLDER").format(
+                                     model=index.dense_model, dims=vector.shape[0], old=index.vectors.shape[1],
+                                     name=name))
+    return vector
 
 
 _loaded: dict[tuple[Path, str], Index] = {}

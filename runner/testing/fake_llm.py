@@ -63,6 +63,7 @@ class FakeLLMServer:
     seed: int = 0
     port: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    embedding_dims: int = 1024  # numbers per /embeddings vector (a request's `dimensions` wins)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -169,7 +170,7 @@ class FakeLLMServer:
         if bucket == 2:
             time.sleep(f.hang_seconds)
         if embeddings:
-            return self._send(handler, 200, _embeddings(body, texts))
+            return self._send(handler, 200, _embeddings(body, texts, self.embedding_dims))
         content, tool_calls = self._reply(body, prompt)
         entry["reply"] = content
         if bucket == 3:
@@ -257,12 +258,12 @@ def text_vector(text: str, dims: int = 1024) -> list[float]:
     return [v / norm for v in vector]
 
 
-def _embeddings(body: dict[str, Any], texts: list[Any]) -> dict[str, Any]:
+def _embeddings(body: dict[str, Any], texts: list[Any], dims: int) -> dict[str, Any]:
     """An OpenAI embeddings answer; base64 float32 when asked (the openai SDK asks so by default)."""
     import base64
     import struct
 
-    dims = int(body.get("dimensions") or 1024)
+    dims = int(body.get("dimensions") or dims)
     data = []
     for i, text in enumerate(texts):
         vector = text_vector(str(text), dims)
