@@ -792,13 +792,28 @@ steps:
     concurrency: 8
     tool: kb.search
     with: {kb: "${{ inputs.kb }}", query: "${{ item }}", k: 1}
+  - id: before
+    template: "${{ approval.step }}"
+  - id: review
+    approval:
+      title: 审核依据
+      show: {依据: "${{ steps.find.output[0].passages[0].cite }}"}
+      sources: ${{ steps.find.output[:2] }}
 outputs:
   cites: ${{ steps.find.output | map(attribute='passages') | map('first') | map(attribute='cite') | list }}
+  before: ${{ steps.before.output }}
 """)
     team.workers.start("w1", concurrency=2)
     team.workers.start("w2", concurrency=2)
     assert cli("run", "pb.yaml", "--run-id", "kb1", "--detach", cwd=team.folder).returncode == 0
-    cites = team.wait("kb1")["outputs"]["cites"]
+    # a worker's approval carries the passages the draft cites, as a local run's does (and reads approval.step)
+    pending = team.wait("kb1", "waiting")["pending"]
+    assert pending["sources"] == [{"cite": "售后.md › 售后 › 退款时效", "text": "退货签收后 1-3 个工作日原路退款。"},
+                                  {"cite": "售后.md › 售后 › 发票", "text": "确认收货后在订单详情页下载电子发票。"}]
+    assert cli("approve", "kb1", cwd=team.folder).returncode == 0
+    done = team.wait("kb1")
+    assert done["outputs"]["before"] is None
+    cites = done["outputs"]["cites"]
     assert cites == ["售后.md › 售后 › 退款时效", "售后.md › 售后 › 发票"] * 150
     assert len([e for e in team.events("kb1", "map_chunk") if e["status"] == "started"]) >= 2
     refused = cli("run", "pb.yaml", "-i", "kb=faq", "--run-id", "kb2", "--detach", cwd=team.folder)
