@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from runner import observe
 from runner.config import Project
 from runner.engine import liveness
 from runner.engine.events import Hooks
@@ -23,7 +24,9 @@ def assemble(project: Project, *, hooks: Sequence[Hooks] = (), notify: bool = Tr
     notices when `[server]` names a channel and `notify` (evals replay runs: they notify no one)."""
     liveness.configure(project.settings.queue.heartbeat)  # whoever drives or claims runs judges owners alike
     cards = chat_cards(project) if notify else None
-    return Runner(project, hooks=[*hooks, *([cards] if cards is not None else [])], distribute=distribute,
+    # the process's logs and metrics (serve, scheduler, worker, run --log-json), when it turned them on
+    hooks = [*hooks, *observe.process_hooks(), *([cards] if cards is not None else [])]
+    return Runner(project, hooks=hooks, distribute=distribute,
                   tool_fixtures=tool_fixtures, hand_on=hand_on)
 
 

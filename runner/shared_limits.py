@@ -23,6 +23,7 @@ import random
 import uuid
 import weakref
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 LEASE = 15.0  # seconds a concurrency slot outlives its holder's last renewal
@@ -94,6 +95,25 @@ def _client(url: str) -> Any:
     if key not in _clients:
         _clients[key] = redis.asyncio.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
     return _clients[key]
+
+
+async def _command(command: Awaitable[Any], taken: Callable[[Any], None] | None = None) -> Any:
+    """A Redis command that a cancel does not interrupt: redis-py swallows a CancelledError that lands inside a
+    command (the command returns, the cancel is lost), so a run waiting for a slot, timed out or cancelled, waited
+    on for ever. The command runs to its end on its own; the cancel is raised here at once. `taken(result)` is
+    called if the cancel came first and the command then answered (a slot taken for nobody: given back)."""
+    running = asyncio.ensure_future(command)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        if taken is not None:
+            def settle(done: asyncio.Future[Any]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    taken(done.result())
+            running.add_done_callback(settle)
+        else:
+            running.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved: no warning
+        raise
 
 
 class _LocalLimit:
@@ -182,7 +202,7 @@ class SharedLimiter:
                                         _LocalLimit(self.concurrency, self.rate, self.window))
         local.held_until = max(local.held_until, asyncio.get_running_loop().time() + seconds)
         with contextlib.suppress(RedisError):
-            await _client(self.url).eval(_HOLD, 1, self.hold_key, max(1, int(seconds * 1000)))
+            await _command(_client(self.url).eval(_HOLD, 1, self.hold_key, max(1, int(seconds * 1000))))
 
     def _redis_away(self, exc: Exception) -> None:
         loop = asyncio.get_running_loop()
@@ -195,13 +215,17 @@ class SharedLimiter:
         client = _client(self.url)
         token = uuid.uuid4().hex
         wait = 0.01
-        while not await client.eval(_SLOT, 1, self.slots_key, self.concurrency, token, LEASE):
+        def give_back(took: Any) -> None:
+            if took:
+                asyncio.get_running_loop().create_task(self._release(token))
+
+        while not await _command(client.eval(_SLOT, 1, self.slots_key, self.concurrency, token, LEASE), give_back):
             await asyncio.sleep(wait * (0.5 + random.random()))  # jitter: waiters on many workers do not align
             wait = min(wait * 2, 0.2)
         self._renewals[token] = asyncio.get_running_loop().create_task(self._renew(client, token))
         try:  # the hold and the rate checked last, just before the request goes
-            while (pause := float(await client.eval(_GATE, 2, self.rate_key, self.hold_key, self.rate or 0,
-                                                    self.window, token))) > 0:
+            while (pause := float(await _command(client.eval(_GATE, 2, self.rate_key, self.hold_key,
+                                                             self.rate or 0, self.window, token)))) > 0:
                 await asyncio.sleep(pause + 0.005 * random.random())
         except BaseException:
             await self._release(token)
@@ -213,7 +237,7 @@ class SharedLimiter:
         while True:
             await asyncio.sleep(RENEW)
             try:
-                if not await client.eval(_RENEW_LEASE, 1, self.slots_key, token, LEASE):
+                if not await _command(client.eval(_RENEW_LEASE, 1, self.slots_key, token, LEASE)):
                     return  # released (or lapsed while Redis was away: the slot is counted again from scratch)
             except Exception:  # the broker briefly away: the lease holds LEASE seconds, try again next turn
                 continue
@@ -223,4 +247,4 @@ class SharedLimiter:
         if renewal is not None:
             renewal.cancel()
         with contextlib.suppress(Exception):  # Redis away: the lease lapses by itself within LEASE seconds
-            await _client(self.url).zrem(self.slots_key, token)
+            await _command(_client(self.url).zrem(self.slots_key, token))

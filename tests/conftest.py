@@ -41,6 +41,16 @@ def interpreter_left_as_found() -> Iterator[None]:
                     "subprocess")
 
 
+@pytest.fixture(autouse=True)
+def observers_off() -> Iterator[None]:
+    """A test that turned on this process's logs or metrics (a served app counts its runs) turns them off again, so
+    the next test's runs are not counted or logged by hooks it never asked for."""
+    yield
+    from runner import observe
+
+    observe.reset()
+
+
 @pytest.fixture
 def english(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Messages in English, in this process and the commands it starts: for tests that check what a message says

@@ -72,3 +72,27 @@ def test_a_retry_after_holds_every_worker_on_that_model(redis_url: str) -> None:
 
     asyncio.run(scenario())
     asyncio.run(after_a_short_hold())
+
+
+def test_a_wait_for_a_slot_ends_when_cancelled_and_takes_nothing_for_nobody(redis_url: str) -> None:
+    """redis-py loses a cancel that lands inside a command: a run's wait for a model slot, timed out, went on for
+    ever (found by running the suite in parallel). Each cancelled wait now ends at once, and a slot its last command
+    took after the cancel is given back."""
+    import redis
+
+    holder, waiter = SharedLimiter(redis_url, "model:cancel-test", 1), SharedLimiter(redis_url, "model:cancel-test", 1)
+
+    async def take() -> None:
+        async with waiter:
+            pass
+
+    async def scenario() -> None:
+        async with holder:
+            for attempt in range(60):  # cancels at many points of the wait: in a command, between commands
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(take(), 0.02 + (attempt % 7) * 0.013)
+        async with waiter:  # the holder gone: the slot is free again, nobody's leftover holds it
+            pass
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))  # a lost cancel fails here instead of hanging the suite
+    assert redis.Redis.from_url(redis_url).zcard("playbook:slots:model:cancel-test") == 0

@@ -21,7 +21,7 @@ from openpyxl import load_workbook
 from runner.config import load_project
 from runner.store import open_store
 from runner.testing import FakeLLMServer
-from runner.testing.servers import WorkerPool
+from runner.testing.servers import WorkerPool, free_port
 from tests.conftest import API_HEADERS, REVIEWED, cli, served_project, write_playbook
 
 MAP = """
@@ -119,7 +119,8 @@ outputs: {text: "${{ steps.write.output }}"}
 """, "morning.yaml")
     write_playbook(team.folder, MAP)
     server.latency = 0.05
-    team.workers.start("w1", concurrency=2)
+    metrics_port = free_port()
+    team.workers.start("w1", concurrency=2, options=("--metrics-port", str(metrics_port)))
     team.workers.start("w2", concurrency=2)
     big = cli("run", "pb.yaml", "--input", "n=10000", "--run-id", "big", "--detach", cwd=team.folder)
     assert big.returncode == 0 and "已排队" in big.stdout, big.stderr
@@ -154,6 +155,26 @@ outputs: {text: "${{ steps.write.output }}"}
     rows = list(load_workbook(team.folder / ".playbook" / "runs" / "big" / "labels.xlsx").active.iter_rows(
         min_row=2, values_only=True))
     assert [r[0] for r in rows] == list(range(10000))
+    _check_worker_metrics_and_logs(team, metrics_port, chunks)
+
+
+def _check_worker_metrics_and_logs(team: Team, port: int, chunks: list[dict[str, Any]]) -> None:
+    """w1's /metrics sum what its pool processes did; its log (a file: JSON lines) names the runs it drove."""
+    from tests.test_observe import scrape, value
+
+    samples = scrape(f"http://127.0.0.1:{port}/metrics")
+    done_by_w1 = sum(1 for e in chunks if e["worker"].startswith("w1@"))
+    assert value(samples, "playbook_map_chunks_total", status="done") == done_by_w1 > 0
+    batches = sum(-(-(e["end"] - e["first"]) // 20) for e in chunks if e["worker"].startswith("w1@"))
+    mornings = value(samples, "playbook_runs_ended_total", playbook="morning", status="done")  # one call each
+    assert value(samples, "playbook_llm_calls_total", model="default", cached="false") == batches + mornings
+    assert value(samples, "playbook_llm_tokens_total", model="default", direction="in") > 0
+    lines = [json.loads(line) for line in (team.folder / "worker-w1.log").read_text().splitlines()
+             if line.startswith("{")]
+    chunk_lines = [line for line in lines if line["event"] == "map_chunk" and line.get("status") == "done"]
+    assert len(chunk_lines) == done_by_w1 and all(line["run_id"] == "big" for line in chunk_lines)
+    assert all(line["worker"].startswith("w1@") for line in lines)
+    assert any(line.get("logger", "").startswith("celery") for line in lines)  # Celery's own lines, same shape
 
 
 def _map_on_two_workers(team: Team, server: FakeLLMServer, run_id: str) -> None:

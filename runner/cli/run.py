@@ -25,6 +25,7 @@ from runner.cli.common import (
     project_with_runs,
     report,
 )
+from runner.cli.observing import RunLogJson, start_logs
 from runner.errors import PlaybookError
 from runner.i18n import _
 from runner.messages import kind_of
@@ -67,7 +68,8 @@ def run(playbook: Annotated[Path, typer.Argument(metavar="FILE", help=_("playboo
         max_cost: Annotated[float | None, typer.Option(help=_("override limits.max_cost"))] = None,
         run_id: Annotated[str | None, typer.Option(help=_("choose the run id"))] = None,
         detach: Annotated[bool, typer.Option("--detach", help=_("hand the run to the workers ([queue] broker) "
-                                                                "and return at once with its id"))] = False) -> None:
+                                                                "and return at once with its id"))] = False,
+        log_json: RunLogJson = False) -> None:
     """Run a playbook. Pauses at approvals and prints the commands to continue. With a [queue] broker the
     run goes to `playbook worker`s; this command follows its progress (or, with --detach, returns)."""
     from runner.dsl.validate import load_and_validate
@@ -79,6 +81,8 @@ def run(playbook: Annotated[Path, typer.Argument(metavar="FILE", help=_("playboo
         print_warnings(loaded)
         project = project_here()
         inputs = prepare_inputs(loaded, parse_inputs(input, inputs_file), project, file=str(playbook))
+        if log_json:
+            start_logs(project, True, "INFO")
     except PlaybookError as exc:
         raise fail(exc) from None
     for alias in sorted(loaded.model_aliases()):  # only these are resolved up front: no note about unused ones
@@ -103,11 +107,13 @@ def run(playbook: Annotated[Path, typer.Argument(metavar="FILE", help=_("playboo
 
 
 @app.command()
-def resume(run_id: str, max_cost: Annotated[float | None, typer.Option(help=_("new cost limit"))] = None
-           ) -> None:
+def resume(run_id: str, max_cost: Annotated[float | None, typer.Option(help=_("new cost limit"))] = None,
+           log_json: RunLogJson = False) -> None:
     """Continue a failed or interrupted run; finished LLM calls, tool calls and batches are not repeated."""
     from runner.engine.decisions import timeout_decision
 
+    if log_json:
+        guard(lambda: start_logs(project_with_runs(run_id), True, "INFO"))
     if (project := project_with_runs(run_id)).settings.queue.broker:
         from runner.team.queue import enqueue_continue, send
 

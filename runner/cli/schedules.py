@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from runner.cli.app import app
 from runner.cli.common import err, execute, guard, out, project_here
+from runner.cli.observing import LogJson, LogLevel, MetricsHost, MetricsPort, serve_metrics, start_logs
 from runner.i18n import _
 
 schedule_app = typer.Typer(help=_("List, pause, resume or start schedules now."), no_args_is_help=True)
@@ -43,8 +44,14 @@ def _with_scheduler(action: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
 
 
 @app.command()
-def scheduler() -> None:
+def scheduler(log_json: LogJson = None, log_level: LogLevel = "INFO", metrics_port: MetricsPort = 0,
+              metrics_host: MetricsHost = "127.0.0.1") -> None:
     """Run due schedules until stopped (Ctrl-C): playbook `triggers:` and [[schedules]] in playbook.toml."""
+    def observed() -> None:
+        start_logs(project_here(), log_json, log_level, worker="scheduler")
+        if metrics_port:
+            serve_metrics(metrics_port, metrics_host)
+
     async def forever(s: Any) -> None:
         from runner.dsl.cron import local_text
 
@@ -61,6 +68,7 @@ def scheduler() -> None:
         await s.forever(stop=stop, say=lambda text: err.print(text, markup=False))
         out.print(_("stopping; runs in progress continue with `playbook resume`"), markup=False)
 
+    guard(observed)
     guard(lambda: _with_scheduler(forever))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import Annotated, Any
 
 import typer
@@ -10,6 +11,7 @@ from rich.markup import escape
 
 from runner.cli.app import app
 from runner.cli.common import err, guard, out, project_here
+from runner.cli.observing import LogJson, LogLevel, MetricsHost, MetricsPort, serve_pool_metrics, start_logs
 from runner.errors import PlaybookError
 from runner.i18n import _
 from runner.wording import status as status_word
@@ -33,7 +35,8 @@ def worker(concurrency: Annotated[int, typer.Option(help=_("runs and chunks this
            = "playbook.runs,playbook.chunks",
            name: Annotated[str | None, typer.Option(help=_("worker name (default: celery@<host>); unique per "
                                                         "machine"))] = None,
-           loglevel: Annotated[str, typer.Option(help=_("log level: DEBUG, INFO, WARNING"))] = "INFO") -> None:
+           log_level: LogLevel = "INFO", log_json: LogJson = None, metrics_port: MetricsPort = 0,
+           metrics_host: MetricsHost = "127.0.0.1") -> None:
     """Run work from the queue ([queue] broker): a Celery worker. Ctrl-C or SIGTERM stops it gracefully:
     it takes no new work and finishes what it holds (a second Ctrl-C stops at once; the work goes to
     another worker)."""
@@ -48,13 +51,15 @@ def worker(concurrency: Annotated[int, typer.Option(help=_("runs and chunks this
             raise PlaybookError(_("--queues: unknown queue {unknown} (queues: {known})").format(
                 unknown=", ".join(unknown), known=", ".join(QUEUES)))
         os.environ["PLAYBOOK_PROJECT"] = str(project.root)  # the worker's processes load this same project
-        argv = ["worker", f"--concurrency={concurrency}", f"--queues={queues}", f"--loglevel={loglevel}",
+        argv = ["worker", f"--concurrency={concurrency}", f"--queues={queues}", f"--loglevel={log_level.upper()}",
                 "--without-gossip", "--without-mingle"]
         if name:
             argv.append(f"--hostname={name}")
-        import logging
-
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per LLM request drowns the worker's log
+        host = socket.gethostname()
+        if start_logs(project, log_json, log_level, worker=(name or "celery@%h").replace("%h", host)):
+            argv.insert(0, "--quiet")  # (celery's own option, before the command) no banner among the JSON lines
+        if metrics_port:  # before the pool forks: its processes count into the files this one serves
+            serve_pool_metrics(metrics_port, metrics_host)
         app_ = app_for(project)
         register_tasks(app_)
         preload()
@@ -78,10 +83,10 @@ def status() -> None:
     """A team server's health: live workers and what they run, queue depth, runs by status."""
     def show() -> None:
         from runner.store import open_store
-        from runner.team.queue import QUEUES, app_for, unreachable
+        from runner.team.queue import app_for, depths, unreachable
 
         project = project_here()
-        url = team_broker(project)
+        team_broker(project)
         app_ = app_for(project)
         try:
             replies = app_.control.inspect(timeout=1.5).active() or {}
@@ -92,17 +97,8 @@ def status() -> None:
             doing = ", ".join(f"{t['name'].split('.')[-1]} {t['kwargs'].get('run_id', '')}" for t in tasks)
             out.print(_("  {worker}\t{count} task(s)\t{doing}").format(worker=worker_name, count=len(tasks),
                                                                      doing=doing), markup=False)
-        import redis
-
-        client = redis.Redis.from_url(url)
-        try:
-            for queue_name in QUEUES:
-                out.print(_("queue {queue}: {count} waiting").format(queue=queue_name, count=client.llen(queue_name)),
-                          markup=False)
-        except redis.RedisError as exc:
-            raise unreachable(project, exc) from None
-        finally:
-            client.close()
+        for queue_name, count in depths(project).items():
+            out.print(_("queue {queue}: {count} waiting").format(queue=queue_name, count=count), markup=False)
         store = open_store(project)
         try:
             counts = store.run_counts()

@@ -265,6 +265,7 @@ class Runner:
                               **this_process())
         self.llm.preload_for(playbook.model_aliases())
         rc = self._context(run, playbook)
+        rc.hooks.on_run_start(run_id=run["id"], playbook=playbook.spec.name, inputs=run["inputs"], resumed=True)
         return await self._drive(rc, decision, initial_state(self.project, run["inputs"], run["started_at"]))
 
     async def _drive(self, rc: RunContext, decision: dict[str, Any] | None, fresh: dict[str, Any]) -> RunOutcome:
@@ -349,7 +350,7 @@ class Runner:
         outcome.tokens_in, outcome.tokens_out = run.get("tokens_in", 0), run.get("tokens_out", 0)
         outcome.cost = run.get("cost", 0.0)
         if outcome.pending:
-            rc.hooks.on_approval(step=outcome.pending.get("step"), action="requested",
+            rc.hooks.on_approval(run_id=rc.run_id, step=outcome.pending.get("step"), action="requested",
                                  title=outcome.pending.get("title"))
         rc.hooks.on_run_end(run_id=rc.run_id, status=outcome.status, error=error, problems=outcome.problems,
                             tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out,

@@ -13,10 +13,11 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from runner import signals
 from runner.config import ModelConfig
 from runner.i18n import _
 from runner.models import openai_compatible
-from runner.models.retry import refused_key, retry_after, transient
+from runner.models.retry import reason, refused_key, retry_after, transient
 
 ALIAS = "embed"
 BATCH = 32
@@ -68,6 +69,7 @@ async def _with_retries(config: ModelConfig, texts: list[str]) -> list[list[floa
         except Exception as exc:
             if not transient(exc) or attempt == ATTEMPTS:
                 raise _refusal(exc, config) from None
+            signals.signal("retry", model="embed", reason=reason(exc))
             asked = retry_after(exc)
             await asyncio.sleep(min(30.0, asked) if asked is not None else random.uniform(0.5, 1.0) * 2 ** attempt)
     raise AssertionError("unreachable")  # pragma: no cover

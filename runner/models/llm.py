@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
+from runner import signals
 from runner.config import LOCAL, ModelConfig, Project
 from runner.dsl.spec import Retry
 from runner.errors import RunError
@@ -25,7 +26,7 @@ from runner.i18n import _
 from runner.messages import summarise
 from runner.models import model_table, openai_compatible
 from runner.models.limits import model_limiter
-from runner.models.retry import refused_key, retry_after, transient
+from runner.models.retry import reason, refused_key, retry_after, transient
 from runner.store import Store
 
 MAX_REPAIRS = 2
@@ -137,9 +138,10 @@ def preload() -> None:
 
 
 class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None) -> None:
+    def __init__(self, message: str, retry_after: float | None, reason: str) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.reason = reason  # rate_limited, server, timeout, connection, malformed: the retries metric's label
 
 
 class LlmClient:
@@ -237,6 +239,7 @@ class LlmClient:
                     raise RunError(_("model '{alias}' ({model}) still failing after {attempts} attempts: {exc}").format(
                                        alias=alias, model=config.model, attempts=attempts, exc=exc),
                                    step=request.step) from None
+                signals.signal("retry", model=alias, reason=exc.reason)
                 pause = _backoff(request.retry, attempt, exc)
                 if exc.retry_after is not None:  # the provider said when: every request on this model waits
                     await model_limiter(alias, config, shared).hold(pause)
@@ -280,7 +283,7 @@ class LlmClient:
             else:
                 text, calls, tokens_in, tokens_out = await _through_litellm(litellm_module(), config, api_key, params)
         except (AttributeError, IndexError) as exc:  # a 200 without choices or message: retried like a 5xx
-            raise _Retryable(_("malformed response: {exc}").format(exc=exc), None) from None
+            raise _Retryable(_("malformed response: {exc}").format(exc=exc), None, "malformed") from None
         except Exception as exc:
             raise _classify(exc, alias, config, request.step) from None
         return LlmReply(text, calls, tokens_in, tokens_out, self._cost(config, prices, tokens_in, tokens_out))
@@ -364,7 +367,7 @@ def _classify(exc: Exception, alias: str, config: ModelConfig, step: str) -> Exc
     status = getattr(exc, "status_code", None)
     name = type(exc).__name__
     if transient(exc):
-        return _Retryable(f"{name} ({status}): {str(exc)[:200]}", retry_after(exc))
+        return _Retryable(f"{name} ({status}): {str(exc)[:200]}", retry_after(exc), reason(exc))
     if refused_key(exc):
         return RunError(_("model '{alias}' ({model}) rejected the API key ({status}); set {value} to a valid key. "
                           "Provider said: {name}").format(

@@ -15,6 +15,20 @@ def transient(exc: Exception) -> bool:
     return type(exc).__name__ in _TRANSIENT or (isinstance(status, int) and (status == 429 or status >= 500))
 
 
+def reason(exc: Exception) -> str:
+    """Why a transient failure happened, in one word for a metric's label: rate_limited, server, timeout,
+    connection."""
+    status = getattr(exc, "status_code", None)
+    name = type(exc).__name__
+    if status == 429 or name == "RateLimitError":
+        return "rate_limited"
+    if "Timeout" in name:
+        return "timeout"
+    if name == "APIConnectionError":
+        return "connection"
+    return "server"
+
+
 def refused_key(exc: Exception) -> bool:
     """The provider refused the key (401/403)."""
     return type(exc).__name__ == "AuthenticationError" or getattr(exc, "status_code", None) in (401, 403)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner import signals
 from runner.config import Project
 from runner.dsl.cron import next_time
 from runner.dsl.validate import load_and_validate
@@ -134,6 +135,7 @@ class Scheduler:
         if not self.store.schedule_claim_fire(schedule.id, due, next_time(schedule.cron, schedule.timezone, now),
                                               fire.due, fire.action, fire.run_id, fire.detail):
             return None  # another scheduler claimed this due time
+        signals.signal("schedule_fired", schedule=schedule.id, action=fire.action, lag=now - latest)
         if fire.run_id is not None:
             self._start(schedule, fire)
         return fire

@@ -100,6 +100,13 @@ class SqlStore:
         rows = self._exec("SELECT status, count(*) FROM runs WHERE parent IS NULL GROUP BY status")
         return {str(status): int(count) for status, count in rows}
 
+    def waiting_since(self) -> list[float]:
+        """When each top-level run waiting for an approval began to wait: its approval step's start (a step that
+        paused has not ended)."""
+        rows = self._exec("SELECT max(s.started) FROM runs r JOIN steps s ON s.run_id = r.id WHERE r.status = "
+                          "'waiting' AND r.parent IS NULL AND s.status = 'running' GROUP BY r.id")
+        return [float(since) for since, in rows if since is not None]
+
     def heartbeat(self, run_id: str, pid: int, host: str | None) -> bool:
         """A worker's sign of life on a run it holds; False once another process has taken the run over."""
         return self._exec("UPDATE runs SET heartbeat = ? WHERE id = ? AND pid = ? AND host IS NOT DISTINCT FROM ? "

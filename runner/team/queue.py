@@ -33,6 +33,19 @@ def broker(project: Project) -> str | None:
 
 
 @functools.cache
+def depths(project: Project) -> dict[str, int]:
+    """Messages waiting in each queue for a worker; raises `unreachable` when Redis does not answer."""
+    import redis
+
+    client = redis.Redis.from_url(broker(project) or "", socket_timeout=5)
+    try:
+        return {name: int(client.llen(name)) for name in QUEUES}
+    except redis.RedisError as exc:
+        raise unreachable(project, exc) from None
+    finally:
+        client.close()
+
+
 def celery_app(broker_url: str, visibility_timeout: float) -> Any:
     """One Celery app per broker. Senders name tasks (send_task); a worker registers them (runner.team.work)."""
     from celery import Celery

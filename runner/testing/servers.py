@@ -158,12 +158,14 @@ class WorkerPool:
         self.env = {**os.environ, **(env or {})}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, *, concurrency: int = 1, queues: str | None = None) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *, concurrency: int = 1, queues: str | None = None,
+              options: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+        """`options`: more of `playbook worker`'s options (`--metrics-port`, `--log-level` …)."""
         import sys
 
         log = (self.project / f"worker-{name}.log").open("ab")
         argv = [sys.executable, "-m", "runner", "worker", "--concurrency", str(concurrency), "--name",
-                f"{name}@%h", *(["--queues", queues] if queues else [])]
+                f"{name}@%h", *(["--queues", queues] if queues else []), *options]
         process = subprocess.Popen(argv, cwd=self.project, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         self.processes[name] = process

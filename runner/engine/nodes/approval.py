@@ -72,8 +72,9 @@ async def run_approval(ctx: StepContext, item: Any, *, with_item: bool) -> Any:
                                       at=decision.get("at") or time.time(),
                                       comment=decision.get("comment"), edits=decision.get("edits"),
                                       diff=changes)
-        ctx.run.hooks.on_approval(step=ctx.step.id, visit=ctx.visit, action=decision["action"],
-                                  by=decision.get("by"), comment=decision.get("comment"), diff=changes)
+        ctx.run.hooks.on_approval(run_id=ctx.run.run_id, step=ctx.step.id, visit=ctx.visit,
+                                  action=decision["action"], by=decision.get("by"), comment=decision.get("comment"),
+                                  diff=changes)
         return True
 
     await ctx.once("decision", record)
