@@ -182,3 +182,26 @@ def test_a_scheduler_counts_its_fires_and_how_late_they_started(project_dir: Pat
         runner.close()
     assert scheduler.schedules[0].id == schedule
     assert [now - then for now, then in zip(counted(), before, strict=True)] == [1, 42, 1]
+
+
+def test_the_readme_and_the_grafana_dashboard_name_the_metrics_there_are() -> None:
+    """Every metric the code exports is in the README's table, and the dashboard asks only for those."""
+    import re
+
+    from prometheus_client import CollectorRegistry
+
+    from runner.observe.metrics import RunMetrics, StoreState, registry_of
+
+    root = Path(__file__).resolve().parent.parent
+    families = {family.name for family in registry_of(RunMetrics(CollectorRegistry())).collect()}
+    families |= {"playbook_runs", "playbook_approvals_waiting", "playbook_approval_oldest_wait_seconds",
+                 "playbook_queue_depth"}  # StoreState's, read from a store at a scrape
+    assert "playbook_queue_depth" in Path(sys.modules[StoreState.__module__].__file__ or "").read_text()
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| metric | labels | what |"):readme.index("The store's figures come")]
+    documented = {re.sub(r"_total$", "", name) for name in re.findall(r"`(playbook_\w+)`", table)}
+    assert documented == families
+    dashboard = json.loads((root / "deploy" / "grafana-dashboard.json").read_text(encoding="utf-8"))
+    asked = {re.sub(r"_(total|bucket|sum|count)$", "", name) for panel in dashboard["panels"]
+             for target in panel["targets"] for name in re.findall(r"playbook_\w+", target["expr"])}
+    assert asked == families, asked ^ families  # nothing asked that is not there; everything there shown
