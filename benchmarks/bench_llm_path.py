@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -101,7 +102,7 @@ outputs: {count: "${{ steps.classify.output | length }}"}
 """
 
 
-async def engine(url: str, calls: int, concurrency: int) -> tuple[float, float]:
+async def engine(url: str, calls: int, concurrency: int, hooks: list[Any] | None = None) -> tuple[float, float]:
     from runner.config import load_project
     from runner.dsl.validate import load_and_validate
     from runner.engine.execute import Runner
@@ -114,7 +115,7 @@ async def engine(url: str, calls: int, concurrency: int) -> tuple[float, float]:
     os.chdir(folder)
     llm.preload()
     llm._LITELLM_READY.wait()  # the import is a fixed cost per process, not per call
-    runner = Runner(load_project(folder))
+    runner = Runner(load_project(folder), hooks=hooks)
     playbook = load_and_validate(folder / "pb.yaml")
     warm = await runner.start(playbook, {"n": 1})
     assert warm.status == "done", warm.error
@@ -127,7 +128,22 @@ async def engine(url: str, calls: int, concurrency: int) -> tuple[float, float]:
     return spent
 
 
-MODES = {"openai": bare_openai, "litellm": bare_litellm, "engine": engine}
+async def engine_observed(url: str, calls: int, concurrency: int) -> tuple[float, float]:
+    """The engine with what `playbook worker` turns on: JSON log lines (to a file, as for a log shipper) and
+    Prometheus metrics, each line redacted."""
+    from runner import observe
+    from runner.observe import logs, metrics
+
+    log = (Path(tempfile.mkdtemp(prefix="bench_llm_path_log_")) / "worker.log").open("w", encoding="utf-8")
+    logs.configure(json_lines=True, stream=log, secrets=["sk-bench-7f3a9c1e5b2d"], worker="bench")
+    metrics.enable()
+    try:
+        return await engine(url, calls, concurrency, hooks=observe.process_hooks())
+    finally:
+        log.close()
+
+
+MODES = {"openai": bare_openai, "litellm": bare_litellm, "engine": engine, "engine_observed": engine_observed}
 
 
 def measure(mode: str, url: str, calls: int, concurrency: int) -> dict[str, float]:

@@ -32,32 +32,64 @@ class Branch:
         return f"{self.entry}…{self.exit}"
 
 
-def _closure(start: str, nexts: dict[str, set[str]]) -> set[str]:
-    seen = {start}
-    frontier = [start]
-    while frontier:
-        for nxt in nexts[frontier.pop()]:
-            if nxt not in seen:
-                seen.add(nxt)
-                frontier.append(nxt)
-    return seen
+def _reach(order: list[str], nexts: dict[str, set[str]], bit: dict[str, int]) -> dict[str, int]:
+    """Every step's closure over `nexts` (itself included), as a bitmask of step positions. Passes over the steps
+    until nothing changes: one pass when `order` runs against the edges, a few more for each loop (routes)."""
+    reach = {s: bit[s] for s in order}
+    changed = True
+    while changed:
+        changed = False
+        for s in reversed(order):
+            grown = reach[s]
+            for nxt in nexts[s]:
+                grown |= reach[nxt]
+            if grown != reach[s]:
+                reach[s], changed = grown, True
+    return reach
 
 
-def _reduced(deps: dict[str, set[str]], routes: dict[str, list[str]]) -> dict[str, set[str]]:
+def _reduced(order: list[str], deps: dict[str, set[str]], routes: dict[str, list[str]],
+             bit: dict[str, int]) -> dict[str, set[str]]:
     """Without the dependencies another dependency already implies (`needs: [load, scorecard]` when
     scorecard needs load): they change no start time, and would hide a branch's single exit. Implied only along
     links a route cannot leave dead (runner/engine/gates.py): a step after an error branch's source may be off
     the path while the step before that source ran, so that need is not implied."""
     certain = {s: {d for d in ds if s not in routes.get(d, ())} for s, ds in deps.items()}
-    upstream = {s: _closure(s, certain) - {s} for s in deps}
-    return {s: {d for d in ds if not any(d in upstream[other] for other in ds if other != d)}
+    upstream = {s: reach & ~bit[s] for s, reach in _reach(list(reversed(order)), certain, bit).items()}
+    return {s: {d for d in ds if not any(bit[d] & upstream[other] for other in ds if other != d)}
             for s, ds in deps.items()}
+
+
+def _immediate(order: list[str], preds: dict[str, set[str]]) -> dict[str, str | None]:
+    """Immediate dominators over a DAG given in topological `order` (None: only the virtual root above it). For
+    post-dominators, pass the reversed order and the successors."""
+    idom: dict[str, str | None] = {}
+    depth: dict[str | None, int] = {None: 0}
+    for s in order:
+        found: str | None = None
+        for i, p in enumerate(preds[s]):
+            if i == 0:
+                found = p
+                continue
+            a: str | None = found  # up the tree to their nearest common dominator
+            b: str | None = p
+            while a != b:
+                if depth[a] >= depth[b]:
+                    a = idom[a] if a is not None else None
+                else:
+                    b = idom[b] if b is not None else None
+            found = a
+        idom[s] = found
+        depth[s] = depth[found] + 1
+    return idom
 
 
 class _Shape:
     def __init__(self, topo: Topology, plain: set[str]) -> None:
         self.order = topo.order
-        self.deps = _reduced({s: set(topo.deps[s]) for s in topo.order}, topo.routes)
+        self.position = {s: i for i, s in enumerate(topo.order)}
+        self.bit = {s: 1 << i for i, s in enumerate(topo.order)}
+        self.deps = _reduced(topo.order, {s: set(topo.deps[s]) for s in topo.order}, topo.routes, self.bit)
         self.succ: dict[str, set[str]] = {s: set() for s in topo.order}
         for s in topo.order:
             for d in self.deps[s]:
@@ -70,46 +102,78 @@ class _Shape:
             for b in outs:
                 backward[b].add(a)
         # reachability over static edges and routes alike: a step reached only through a route is not parallel
-        self.after = {s: _closure(s, every) for s in topo.order}
-        self.before = {s: _closure(s, backward) for s in topo.order}
-        self.static_after = {s: _closure(s, self.succ) for s in topo.order}
-        self.route_targets = {t for targets in topo.routes.values() for t in targets}
-        self.plain = plain
+        self.after = _reach(topo.order, every, self.bit)
+        self.before = _reach(list(reversed(topo.order)), backward, self.bit)
+        self.static_after = _reach(topo.order, self.succ, self.bit)
+        self.static_before = _reach(list(reversed(topo.order)), self.deps, self.bit)
+        self.route_targets = sum(self.bit[t] for t in {t for ts in topo.routes.values() for t in ts} if t in self.bit)
+        self.plain = sum(self.bit[s] for s in plain if s in self.bit)
+        # a single-entry, single-exit group is exactly the steps between an entry that dominates its exit and an
+        # exit that post-dominates its entry (over the static links): the only pairs worth looking at
+        static_order = self._static_order()
+        self.idom = _immediate(static_order, self.deps)
+        self.ipdom = _immediate(list(reversed(static_order)), self.succ)
+        self.dominated = self._dominated()
 
-    def region(self, entry: str, exit_: str) -> set[str] | None:
-        """The single-entry, single-exit group from `entry` to `exit_`, or None if there is none."""
-        if exit_ not in self.static_after[entry] or entry == exit_:
+    def _static_order(self) -> list[str]:
+        """The steps in an order the static links respect (file order where they allow)."""
+        waiting = {s: len(self.deps[s]) for s in self.order}
+        ready = [s for s in self.order if not waiting[s]]
+        done: list[str] = []
+        while ready:
+            ready.sort(key=self.position.__getitem__, reverse=True)
+            s = ready.pop()
+            done.append(s)
+            for nxt in self.succ[s]:
+                waiting[nxt] -= 1
+                if not waiting[nxt]:
+                    ready.append(nxt)
+        return done
+
+    def _dominated(self) -> dict[str, int]:
+        """Each step's dominator-tree subtree (the steps it dominates, itself included), as a bitmask."""
+        below = dict(self.bit)
+        for s in reversed(self._static_order()):
+            parent = self.idom[s]
+            if parent is not None:
+                below[parent] |= below[s]
+        return below
+
+    def region(self, entry: str, exit_: str) -> int | None:
+        """The single-entry, single-exit group from `entry` (dominating) to `exit_` (post-dominating), or None
+        when a step of it may not run inside a branch (it routes, waits for approval, or a route reaches it)."""
+        group = self.static_after[entry] & self.static_before[exit_]
+        if group & ~self.plain or group & ~self.bit[entry] & self.route_targets:
             return None
-        group = {s for s in self.static_after[entry] if exit_ in self.static_after[s]}
-        for s in group:
-            if s not in self.plain or (s != entry and (s in self.route_targets or not self.deps[s] <= group)):
-                return None
-            if s != exit_ and not self.succ[s] <= group:
-                return None
         return group
 
-    def parallel_to(self, group: set[str], entry: str, exit_: str, scope: set[str]) -> bool:
-        """Whether some step of `scope` may run while `group` does."""
-        return any(s not in group and s not in self.before[entry] and s not in self.after[exit_]
-                   for s in scope)
-
-    def plan(self, scope: set[str]) -> tuple[Branch, ...]:
-        candidates: list[tuple[set[str], str, str]] = []
-        for entry in scope:
-            for exit_ in scope:
+    def plan(self, scope: int) -> tuple[Branch, ...]:
+        candidates: list[tuple[int, str, str]] = []
+        for entry in self.order:
+            # a group that something may run beside has an entry that something may run beside: outside the group
+            # are only steps before its entry, after its exit, or beside its entry (nothing leaves it but its exit)
+            if not scope & self.bit[entry] or not scope & ~(self.before[entry] | self.after[entry]):
+                continue
+            exit_ = self.ipdom[entry]
+            while exit_ is not None and self.dominated[entry] & self.bit[exit_]:  # past it, nothing is dominated
                 group = self.region(entry, exit_)
-                if group and group < scope and self.parallel_to(group, entry, exit_, scope):
+                if group is not None and group & scope == group != scope and \
+                        scope & ~group & ~self.before[entry] & ~self.after[exit_]:
                     candidates.append((group, entry, exit_))
-        candidates.sort(key=lambda c: (-len(c[0]), self.order.index(c[1])))
-        chosen: list[tuple[set[str], str, str]] = []
+                exit_ = self.ipdom[exit_]
+        candidates.sort(key=lambda c: (-c[0].bit_count(), self.position[c[1]]))
+        chosen: list[tuple[int, str, str]] = []
+        taken = 0
         for group, entry, exit_ in candidates:
-            if all(group.isdisjoint(other) for other, _, _ in chosen):
+            if not group & taken:
                 chosen.append((group, entry, exit_))
-        return tuple(Branch(entry, exit_, tuple(s for s in self.order if s in group), self.plan(group))
-                     for group, entry, exit_ in sorted(chosen, key=lambda c: self.order.index(c[1])))
+                taken |= group
+        return tuple(Branch(entry, exit_, tuple(s for s in self.order if group & self.bit[s]), self.plan(group))
+                     for group, entry, exit_ in sorted(chosen, key=lambda c: self.position[c[1]]))
 
 
 def plan_branches(topo: Topology, plain: set[str]) -> tuple[Branch, ...]:
     """The outermost branches of the playbook (each holds its own inner ones). `plain` are the steps that
     may run inside a branch."""
-    return _Shape(topo, plain).plan(set(topo.order))
+    shape = _Shape(topo, plain)
+    return shape.plan((1 << len(topo.order)) - 1)
