@@ -140,6 +140,11 @@ outputs: {text: "${{ steps.write.output }}"}
         started = httpx.post(f"{base}/api/runs", json={"playbook": "morning", "inputs": {}},
                              headers=API_HEADERS).json()
         assert team.run(started["run_id"])["status"] in ("queued", "running", "done")
+        from tests.test_observe import scrape
+
+        queues = {dict(labels)["queue"] for (name, labels) in scrape(f"{base}/metrics")
+                  if name == "playbook_queue_depth"}  # the server reads the queue's depth at each scrape
+        assert queues == {"playbook.runs", "playbook.chunks"}
 
     for run_id in (fires[0].run_id, started["run_id"]):
         assert run_id is not None

@@ -32,7 +32,6 @@ def broker(project: Project) -> str | None:
     return project.settings.queue.broker
 
 
-@functools.cache
 def depths(project: Project) -> dict[str, int]:
     """Messages waiting in each queue for a worker; raises `unreachable` when Redis does not answer."""
     import redis
@@ -46,6 +45,7 @@ def depths(project: Project) -> dict[str, int]:
         client.close()
 
 
+@functools.cache
 def celery_app(broker_url: str, visibility_timeout: float) -> Any:
     """One Celery app per broker. Senders name tasks (send_task); a worker registers them (runner.team.work)."""
     from celery import Celery
