@@ -44,7 +44,10 @@ outputs: {book: "${{ steps.second.path }}"}
         env = {**os.environ}
         process = subprocess.Popen([sys.executable, "-m", "runner", "run", str(path), "--run-id", f"t{trial}"],
                                    cwd=project_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(2.0, 7.0))
+        events = project_dir / ".playbook" / "runs" / f"t{trial}" / "events.jsonl"
+        while not events.exists() and process.poll() is None:  # the run exists (a loaded machine starts slowly)
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 5.0))  # then a kill at a random moment of its work
         process.send_signal(signal.SIGKILL)
         process.wait()
         book = project_dir / ".playbook" / "runs" / f"t{trial}" / "book.xlsx"

@@ -122,5 +122,7 @@ steps:
     checked = cli("validate", str(path), cwd=tmp_path, timeout=60)
     assert checked.returncode == 0, checked.stderr
     done = cli("run", str(path), cwd=tmp_path, timeout=120)
-    assert done.returncode == 1 and "step 'spin'" in done.stderr and "loops ran more than" in done.stderr
+    # whichever bound trips first — the loop count, or the render deadline on a machine loaded by other work
+    assert done.returncode == 1 and "step 'spin'" in done.stderr
+    assert "loops ran more than" in done.stderr or "took too long to render" in done.stderr, done.stderr
     assert time.monotonic() - started < 60
