@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from runner.dsl.topology import END, Topology
+from runner.dsl.validate import load_and_validate
 from runner.engine.branches import Branch, plan_branches
+from runner.engine.compile import branches_of
+from tests.conftest import cli
 
 
 def _closure(start: str, nexts: dict[str, set[str]]) -> set[str]:
@@ -110,3 +114,13 @@ def test_the_plan_is_the_plan_of_its_definition_on_random_shapes() -> None:
         with_branches += bool(expected)
         nested += any(inner for *_, inner in expected)
     assert with_branches > 800 and nested > 0  # the shapes exercised branches, and nested ones
+
+
+def test_a_thousand_step_playbook_validates_and_plans(tmp_path: Path) -> None:
+    """Validate found loops by recursion: a 1,000-step chain went past Python's recursion limit (a traceback)."""
+    steps = "".join(f"  - {{id: s{i}, template: \"${{{{ {i} }}}}\"}}\n" for i in range(1000))
+    path = tmp_path / "long.yaml"
+    path.write_text(f"name: long\nsteps:\n{steps}", encoding="utf-8")
+    checked = cli("validate", str(path), cwd=tmp_path)
+    assert checked.returncode == 0 and "Traceback" not in checked.stderr, checked.stderr
+    assert branches_of(load_and_validate(path)) == ()  # a chain: nothing runs beside anything

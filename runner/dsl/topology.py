@@ -74,41 +74,51 @@ class Topology:
         return seen
 
     def cycles(self) -> list[list[str]]:
-        """Strongly connected components that form a loop (Tarjan)."""
+        """Strongly connected components that form a loop (Tarjan's, without recursion: a 1,000-step chain went
+        past Python's recursion limit)."""
         nexts: dict[str, list[str]] = {s: [] for s in self.order}
         for a, b in self.edges():
             if a in nexts and b in nexts:
                 nexts[a].append(b)
+        position = {s: i for i, s in enumerate(self.order)}
         index: dict[str, int] = {}
         low: dict[str, int] = {}
         stack: list[str] = []
         on_stack: set[str] = set()
         found: list[list[str]] = []
-
-        def visit(node: str) -> None:
-            index[node] = low[node] = len(index)
-            stack.append(node)
-            on_stack.add(node)
-            for nxt in nexts[node]:
-                if nxt not in index:
-                    visit(nxt)
-                    low[node] = min(low[node], low[nxt])
-                elif nxt in on_stack:
-                    low[node] = min(low[node], index[nxt])
-            if low[node] == index[node]:
-                component: list[str] = []
-                while True:
-                    top = stack.pop()
-                    on_stack.discard(top)
-                    component.append(top)
-                    if top == node:
-                        break
-                if len(component) > 1 or node in nexts[node]:
-                    found.append(sorted(component, key=self.order.index))
-
-        for s in self.order:
-            if s not in index:
-                visit(s)
+        for root in self.order:
+            if root in index:
+                continue
+            index[root] = low[root] = len(index)
+            stack.append(root)
+            on_stack.add(root)
+            work = [(root, iter(nexts[root]))]  # the path being explored, each node with its next links to try
+            while work:
+                node, links = work[-1]
+                nxt = next(links, None)
+                if nxt is not None:
+                    if nxt not in index:
+                        index[nxt] = low[nxt] = len(index)
+                        stack.append(nxt)
+                        on_stack.add(nxt)
+                        work.append((nxt, iter(nexts[nxt])))
+                    elif nxt in on_stack:
+                        low[node] = min(low[node], index[nxt])
+                    continue
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    component: list[str] = []
+                    while True:
+                        top = stack.pop()
+                        on_stack.discard(top)
+                        component.append(top)
+                        if top == node:
+                            break
+                    if len(component) > 1 or node in nexts[node]:
+                        found.append(sorted(component, key=position.__getitem__))
         return found
 
 
