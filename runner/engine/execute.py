@@ -144,6 +144,9 @@ class Runner:
         self.distribute = distribute  # a team worker's: large maps run in chunks across workers
         self.store = open_store(project)
         self.llm = LlmClient(project, self.store)
+        # run id → (its source, the playbook validated from it) between claim_resume and the resume it precedes,
+        # so continuing a run validates it once (an eval's approvals validated every playbook twice each)
+        self._claimed: dict[str, tuple[str, Playbook]] = {}
 
     def close(self) -> None:
         self.store.close()
@@ -236,7 +239,7 @@ class Runner:
                 where = _("process {pid}").format(pid=run["pid"])
             raise RunError(_("run '{id}' is still running in {where}; wait for it or stop it with `playbook "
                              "cancel`").format(id=run["id"], where=where))
-        load_and_validate(run["path"], run["source"])  # a source this version cannot run fails before the claim
+        checked = load_and_validate(run["path"], run["source"])  # a source this version cannot run fails here
         if max_cost is not None:
             self.store.update_run(run["id"], max_cost=max_cost)
             run["max_cost"] = max_cost
@@ -245,6 +248,9 @@ class Runner:
         elif not self.store.take_over(run, **this_process()):
             raise RunError(_("run '{id}' was resumed by another process just now; nothing was started here").format(
                                id=run['id']))
+        self._claimed[run["id"]] = (run["source"], checked)
+        if len(self._claimed) > 32:  # claims handed to workers are never resumed here (a server's runner lives long)
+            self._claimed.pop(next(iter(self._claimed)))
         return run
 
     async def resume(self, run_id: str, *, decision: dict[str, Any] | None = None,
@@ -260,7 +266,9 @@ class Runner:
             if max_cost is not None:
                 self.store.update_run(run["id"], max_cost=max_cost)
                 run["max_cost"] = max_cost
-        playbook = load_and_validate(run["path"], run["source"])
+        source, playbook = self._claimed.pop(run["id"], (None, None))
+        if playbook is None or source != run["source"]:
+            playbook = load_and_validate(run["path"], run["source"])
         self.store.update_run(run["id"], status="running", error=None, pending=None, ended_at=None,
                               **this_process())
         self.llm.preload_for(playbook.model_aliases())

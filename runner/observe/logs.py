@@ -29,10 +29,10 @@ def configure(*, json_lines: bool | None = None, level: str = "INFO", stream: Te
     stream = stream or sys.stderr
     as_json = not stream.isatty() if json_lines is None else json_lines
     redact = Redactor(secrets or [])
-    renderer: Any = (structlog.processors.JSONRenderer(ensure_ascii=False, default=str) if as_json
-                     else structlog.dev.ConsoleRenderer(colors=stream.isatty()))
+    renderer = _redacted(structlog.processors.JSONRenderer(ensure_ascii=False, default=str) if as_json
+                         else structlog.dev.ConsoleRenderer(colors=stream.isatty()), redact)
     shared: list[Any] = [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
-                         structlog.processors.TimeStamper(fmt="iso", utc=True), _redacting(redact), _leading]
+                         structlog.processors.TimeStamper(fmt="iso", utc=True), _leading]
     numeric = logging.getLevelName(level.upper())
     structlog.configure(processors=[*shared, renderer],
                         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -58,9 +58,14 @@ def configure(*, json_lines: bool | None = None, level: str = "INFO", stream: Te
     return as_json
 
 
-def _redacting(redact: Redactor) -> Any:
-    def processor(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
-        return redact.value(event) if redact.secrets else event
+def _redacted(render: Any, redact: Redactor) -> Any:
+    """The renderer, its line then scrubbed: one pass over the finished text (the forms a secret takes in JSON are
+    among the Redactor's), not a walk over every key and value."""
+    if not redact.secrets:
+        return render
+
+    def processor(logger: Any, name: str, event: dict[str, Any]) -> str:
+        return redact(str(render(logger, name, event)))
     return processor
 
 
