@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from runner.loop_local import loop_local
+
 LEASE = 15.0  # seconds a concurrency slot outlives its holder's last renewal
 RENEW = LEASE / 3  # a holder renews this often: two renewals may be missed (a busy event loop) before it lapses
 
@@ -80,7 +82,6 @@ end
 return 1
 """
 
-_clients: dict[tuple[str, int], Any] = {}
 AWAY_SECONDS = 5.0  # after Redis failed to answer, this process counts locally this long before asking again
 _away_until: dict[str, float] = {}  # url → when to try Redis again
 log = logging.getLogger("runner.shared_limits")
@@ -91,10 +92,8 @@ def _client(url: str) -> Any:
     waits, so a Redis that went away is noticed in seconds, not hung on."""
     import redis.asyncio
 
-    key = (url, id(asyncio.get_running_loop()))
-    if key not in _clients:
-        _clients[key] = redis.asyncio.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
-    return _clients[key]
+    return loop_local("redis", url, lambda: redis.asyncio.Redis.from_url(url, socket_connect_timeout=2,
+                                                                           socket_timeout=5))
 
 
 async def _command(command: Awaitable[Any], taken: Callable[[Any], None] | None = None) -> Any:

@@ -77,3 +77,28 @@ def test_default_falls_back_to_local_without_a_key(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("PLAYBOOK_MODEL_DEFAULT", "deepseek/deepseek-chat")
     monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-x")
     assert load_project().resolve_model("default") == ("default", load_project().settings.models["default"])
+
+
+def test_a_process_running_many_event_loops_keeps_no_client_of_a_closed_one(project_dir: Path,
+                                                                             server: FakeLLMServer) -> None:
+    """A worker runs each task in an `asyncio.run` of its own: the pooled client, the model's limiter and their
+    loop go when the loop does (they were kept for ever, one set per task)."""
+    import gc
+
+    from openai import AsyncOpenAI
+
+    client = LlmClient(load_project())
+
+    def live_clients() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, AsyncOpenAI))
+
+    async def ask(i: int) -> str:
+        reply = await client.complete(LlmRequest(alias="default", step="s", cache=False,
+                                                 messages=[{"role": "user", "content": f"第 {i} 次"}]))
+        return str(reply.text)
+
+    before = live_clients()
+    for i in range(12):
+        assert asyncio.run(ask(i))
+    assert live_clients() - before <= 1  # at most the last loop's, not one per loop

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from runner.i18n import _
+from runner.loop_local import loop_local
 from runner.registry import ToolArgumentError, ToolContext
 from tools.egress import guarded_transport
 
@@ -67,9 +68,7 @@ class _HostGate:
     team server's workers (`shared`: its Redis), where a limit per process would multiply by the workers."""
 
     def __init__(self) -> None:
-        self.semaphores: dict[tuple[str, int], asyncio.Semaphore] = {}
         self.last: dict[str, float] = {}
-        self.locks: dict[tuple[str, int], asyncio.Lock] = {}
 
     async def enter(self, host: str, per_host: int, delay: float,
                     shared: str | None = None) -> Callable[[], Awaitable[None]]:
@@ -80,10 +79,9 @@ class _HostGate:
             limiter = SharedLimiter(shared, f"host:{host}", per_host, 1 if delay > 0 else None, delay or 60.0)
             await limiter.__aenter__()
             return lambda: limiter.__aexit__(None, None, None)
-        key = (host, id(asyncio.get_running_loop()))
-        semaphore = self.semaphores.setdefault(key, asyncio.Semaphore(per_host))
+        semaphore = loop_local("host turns", host, lambda: asyncio.Semaphore(per_host))
         await semaphore.acquire()
-        async with self.locks.setdefault(key, asyncio.Lock()):
+        async with loop_local("host lock", host, asyncio.Lock):
             wait = self.last.get(host, 0.0) + delay - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)

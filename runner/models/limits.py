@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from runner.config import ModelConfig
+from runner.loop_local import loop_local
 
 
 class ProcessLimiter:
@@ -42,19 +43,16 @@ class ProcessLimiter:
         self.semaphore.release()
 
 
-_limiters: dict[tuple[str, int], Any] = {}
 
 
 def model_limiter(alias: str, config: ModelConfig, shared: str | None) -> Any:
     """The model's limiter: in this process, or across a team server's workers when `shared` (its Redis) is
     given — keyed by what the provider sees (model, endpoint, key variable), not by the alias."""
-    key = (alias, id(asyncio.get_running_loop()))
-    if key not in _limiters:
+    def make() -> Any:
         if shared:
             from runner.shared_limits import SharedLimiter
 
             name = f"model:{config.model}@{config.api_base or ''}#{config.key_env()}"
-            _limiters[key] = SharedLimiter(shared, name, config.concurrency, config.rpm, config.rpm_window)
-        else:
-            _limiters[key] = ProcessLimiter(config.concurrency, config.rpm, config.rpm_window)
-    return _limiters[key]
+            return SharedLimiter(shared, name, config.concurrency, config.rpm, config.rpm_window)
+        return ProcessLimiter(config.concurrency, config.rpm, config.rpm_window)
+    return loop_local("model limiter", alias, make)

@@ -11,7 +11,6 @@ servers never pays litellm's seconds of import.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import sys
 import threading
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.config import ModelConfig
+from runner.loop_local import loop_local
 from runner.models import model_table
 
 PREFIX = "openai/"
@@ -37,9 +37,6 @@ class ChatReply:
     tokens_out: int
 
 
-_clients: dict[tuple[str, str, int], Any] = {}
-
-
 def preload() -> None:
     """Import the SDK (about half a second) and read the model table in a background thread while the run's
     first steps go, rather than at its first call."""
@@ -53,12 +50,11 @@ def preload() -> None:
 
 def _client(api_base: str, api_key: str) -> Any:
     """One pooled client per endpoint, key and event loop (an httpx pool belongs to the loop it started on)."""
-    key = (api_base, api_key, id(asyncio.get_running_loop()))
-    if key not in _clients:
+    def make() -> Any:
         from openai import AsyncOpenAI
 
-        _clients[key] = AsyncOpenAI(base_url=api_base, api_key=api_key, max_retries=0)  # retries are ours
-    return _clients[key]
+        return AsyncOpenAI(base_url=api_base, api_key=api_key, max_retries=0)  # retries are ours
+    return loop_local("openai", (api_base, api_key), make)
 
 
 async def chat(config: ModelConfig, api_key: str, request: dict[str, Any]) -> ChatReply:
