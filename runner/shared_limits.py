@@ -84,6 +84,7 @@ return 1
 
 AWAY_SECONDS = 5.0  # after Redis failed to answer, this process counts locally this long before asking again
 _away_until: dict[str, float] = {}  # url → when to try Redis again
+_giving_back: set[asyncio.Task[None]] = set()  # slots a cancelled wait took after its cancel, being released
 log = logging.getLogger("runner.shared_limits")
 
 
@@ -214,9 +215,11 @@ class SharedLimiter:
         client = _client(self.url)
         token = uuid.uuid4().hex
         wait = 0.01
+
         def give_back(took: Any) -> None:
-            if took:
-                asyncio.get_running_loop().create_task(self._release(token))
+            if took:  # (the task kept until done: the loop holds only a weak reference to it)
+                _giving_back.add(task := asyncio.get_running_loop().create_task(self._release(token)))
+                task.add_done_callback(_giving_back.discard)
 
         while not await _command(client.eval(_SLOT, 1, self.slots_key, self.concurrency, token, LEASE), give_back):
             await asyncio.sleep(wait * (0.5 + random.random()))  # jitter: waiters on many workers do not align
