@@ -205,3 +205,27 @@ def test_the_readme_and_the_grafana_dashboard_name_the_metrics_there_are() -> No
     asked = {re.sub(r"_(total|bucket|sum|count)$", "", name) for panel in dashboard["panels"]
              for target in panel["targets"] for name in re.findall(r"playbook_\w+", target["expr"])}
     assert asked == families, asked ^ families  # nothing asked that is not there; everything there shown
+
+
+def test_the_scheduler_command_serves_its_metrics_on_its_own_port(project_dir: Path) -> None:
+    """`playbook scheduler --metrics-port` serves /metrics on its own port; a port already taken is named."""
+    import signal
+
+    from runner.testing.servers import free_port
+
+    port = free_port()
+    scheduler = subprocess.Popen([sys.executable, "-m", "runner", "scheduler", "--metrics-port", str(port)],
+                                 cwd=project_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert scheduler.stdout is not None
+        line = scheduler.stdout.readline()  # its first words come after the metrics port is listening
+        assert line, scheduler.stderr.read() if scheduler.stderr else ""
+        page = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+        assert "# HELP playbook_schedule_lag_seconds" in page and "# HELP playbook_runs_started_total" in page
+        refused = subprocess.run([sys.executable, "-m", "runner", "scheduler", "--metrics-port", str(port)],
+                                 cwd=project_dir, capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0 and f"--metrics-port {port}" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    finally:
+        scheduler.send_signal(signal.SIGINT)
+        scheduler.wait(60)
