@@ -849,3 +849,20 @@ outputs:
         assert store.get_run("kb2") is None
     finally:
         store.close()
+
+
+def test_run_log_json_logs_a_run_a_worker_drives_as_it_logs_a_local_one(team: Team) -> None:
+    """`playbook run --log-json` on a team server follows the worker's run: the same log lines as a local run."""
+    write_playbook(team.folder, """
+name: logged
+steps:
+  - {id: draft, llm: {prompt: 写一段总结}}
+outputs: {text: "${{ steps.draft.output }}"}
+""")
+    team.workers.start("w1")
+    done = cli("run", "pb.yaml", "--log-json", "--run-id", "j", cwd=team.folder)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert [line["event"] for line in lines] == ["run_start", "llm_call", "step_end", "run_end"]
+    assert all(line["run_id"] == "j" and line["playbook"] == "logged" for line in lines)
+    assert lines[-1]["status"] == "done" and lines[1]["model"] == "default" and lines[1]["tokens_in"] > 0

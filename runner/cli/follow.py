@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
+from runner import observe
 from runner.cli.progress import ConsoleProgress
 from runner.engine.execute import RunOutcome
 from runner.i18n import _
@@ -38,6 +39,7 @@ def follow(project: Any, run_id: str, console: Console, *, offset: int = 0, poll
     following (exit 130); the run goes on on the workers."""
     store = open_store(project)
     progress = ConsoleProgress(console, project.settings.currency)
+    hooks = [progress, *observe.process_hooks()]  # and the log lines `run --log-json` asked for
     events = project.run_dir(run_id) / "events.jsonl"
     queued_since, noted = time.monotonic(), False
     try:
@@ -56,7 +58,7 @@ def follow(project: Any, run_id: str, console: Console, *, offset: int = 0, poll
                 complete = chunk[:chunk.rfind(b"\n") + 1]  # a line still being written waits for the next look
                 offset += len(complete)
                 for line in complete.decode("utf-8", errors="replace").splitlines():
-                    _replay(progress, line, run_id)
+                    _replay(hooks, line, run_id)
             if settled and run is not None:
                 break
             time.sleep(poll)
@@ -66,12 +68,15 @@ def follow(project: Any, run_id: str, console: Console, *, offset: int = 0, poll
         raise SystemExit(130) from None
     finally:
         store.close()
+    for hook in hooks[1:]:  # the end, from the run row, as a local run reports it
+        hook.on_run_end(run_id=run_id, status=run["status"], error=run["error"], tokens_in=run["tokens_in"],
+                        tokens_out=run["tokens_out"], cost=run["cost"])
     return RunOutcome(run_id, run["status"], outputs=run["outputs"] or {}, error=run["error"],
                       pending=run["pending"], run_dir=str(project.run_dir(run_id)), tokens_in=run["tokens_in"],
                       tokens_out=run["tokens_out"], cost=run["cost"], problems=run["problems"] or [])
 
 
-def _replay(progress: Any, line: str, run_id: str) -> None:
+def _replay(hooks: list[Any], line: str, run_id: str) -> None:
     try:
         event = json.loads(line)
     except json.JSONDecodeError:
@@ -83,5 +88,6 @@ def _replay(progress: Any, line: str, run_id: str) -> None:
     if hook == "on_step_end" and "seconds" not in event:
         return
     event.setdefault("run_id", run_id)
-    with contextlib.suppress(KeyError, TypeError, ValueError):  # an event of another version: progress is best
-        getattr(progress, hook)(**event)  # effort, the outcome (from the run row) is not
+    for each in hooks:
+        with contextlib.suppress(KeyError, TypeError, ValueError):  # an event of another version: progress is
+            getattr(each, hook)(**event)  # best effort, the outcome (from the run row) is not
