@@ -44,7 +44,7 @@ def _close_at_shutdown(values: dict[tuple[str, Any], Any]) -> None:
                 if key == KEEPER:
                     continue
                 closing = getattr(value, "aclose", None) or getattr(value, "close", None)
-                if closing is not None and not isinstance(value, asyncio.Lock | asyncio.Semaphore):
+                if closing is not None:  # a client (a lock, a semaphore, a limiter has nothing to close)
                     with contextlib.suppress(Exception):
                         result = closing()
                         if asyncio.iscoroutine(result):

@@ -113,7 +113,7 @@ class _Shape:
         static_order = self._static_order()
         self.idom = _immediate(static_order, self.deps)
         self.ipdom = _immediate(list(reversed(static_order)), self.succ)
-        self.dominated = self._dominated()
+        self.dominated = self._dominated(static_order)
 
     def _static_order(self) -> list[str]:
         """The steps in an order the static links respect (file order where they allow)."""
@@ -130,10 +130,10 @@ class _Shape:
                     ready.append(nxt)
         return done
 
-    def _dominated(self) -> dict[str, int]:
+    def _dominated(self, static_order: list[str]) -> dict[str, int]:
         """Each step's dominator-tree subtree (the steps it dominates, itself included), as a bitmask."""
         below = dict(self.bit)
-        for s in reversed(self._static_order()):
+        for s in reversed(static_order):
             parent = self.idom[s]
             if parent is not None:
                 below[parent] |= below[s]

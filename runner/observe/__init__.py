@@ -24,6 +24,25 @@ def add_hook(hook: Any) -> None:
     _hooks.append(hook)
 
 
+class RunPlaybooks:
+    """Which playbook each run of this process is (from its run_start), so every line and metric of a run can
+    name it; a sub-playbook's run (`parent.child`) is named by its parent's until it says otherwise."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+
+    def started(self, event: dict[str, Any]) -> None:
+        if event.get("run_id") and event.get("playbook"):
+            self.names[str(event["run_id"])] = str(event["playbook"])
+
+    def of(self, event: dict[str, Any]) -> str | None:
+        run_id = str(event.get("run_id") or "")
+        return self.names.get(run_id) or self.names.get(run_id.split(".")[0])
+
+    def ended(self, event: dict[str, Any]) -> None:
+        self.names.pop(str(event.get("run_id") or ""), None)
+
+
 def reset() -> None:
     """Turn everything off again (tests, and an application embedding the runner that reconfigures)."""
     _hooks.clear()

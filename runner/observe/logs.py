@@ -90,22 +90,18 @@ class RunLog(Hooks):
 
     def __init__(self) -> None:
         self.log = structlog.get_logger("playbook.run")
-        self.playbooks: dict[str, str] = {}
+        self.playbooks = observe.RunPlaybooks()
 
     def _line(self, event_name: str, event: dict[str, Any], level: str = "info") -> None:
         fields = {k: v for k, v in event.items() if k in KEPT and v is not None}
-        run_id = str(event.get("run_id") or "")
-        if run_id and "playbook" not in fields:
-            playbook = self.playbooks.get(run_id) or self.playbooks.get(run_id.split(".")[0])
-            if playbook:
-                fields["playbook"] = playbook
+        if "playbook" not in fields and (playbook := self.playbooks.of(event)):
+            fields["playbook"] = playbook
         if isinstance(fields.get("error"), dict):  # a step's error record: its message is what a search wants
             fields["error"] = fields["error"].get("message")
         getattr(self.log, level)(event_name, **fields)
 
     def on_run_start(self, **event: Any) -> None:
-        if event.get("run_id") and event.get("playbook"):
-            self.playbooks[str(event["run_id"])] = str(event["playbook"])
+        self.playbooks.started(event)
         self._line("run_start", event)
 
     def on_step_start(self, **event: Any) -> None:
@@ -131,4 +127,4 @@ class RunLog(Hooks):
 
     def on_run_end(self, **event: Any) -> None:
         self._line("run_end", event, "error" if event.get("status") == "failed" else "info")
-        self.playbooks.pop(str(event.get("run_id") or ""), None)
+        self.playbooks.ended(event)

@@ -38,7 +38,7 @@ class RunMetrics(Hooks):
 
         self.runs_started = counter("playbook_runs_started", "Runs started or resumed by this process",
                                     ["playbook"])
-        self.runs_ended = counter("playbook_runs_ended", "Runs that stopped in this process, by how: succeeded, "
+        self.runs_ended = counter("playbook_runs_ended", "Runs that stopped in this process, by how: done, "
                                   "failed, waiting (for an approval), interrupted, cancelled", ["playbook", "status"])
         self.step_seconds = histogram("playbook_step_seconds", "Time a step took, by its end status",
                                       ["playbook", "step", "status"])
@@ -61,16 +61,14 @@ class RunMetrics(Hooks):
                                       "skipped: overlap, skipped: missed, error", ["schedule", "action"])
         self.schedule_lag = histogram("playbook_schedule_lag_seconds", "How late a scheduled run started after "
                                       "its due time", ["schedule"])
-        self.playbooks: dict[str, str] = {}
+        self.playbooks = observe.RunPlaybooks()
 
     def _playbook(self, event: dict[str, Any]) -> str:
-        run_id = str(event.get("run_id") or "")
-        return self.playbooks.get(run_id) or self.playbooks.get(run_id.split(".")[0]) or "unknown"
+        return self.playbooks.of(event) or "unknown"
 
     def on_run_start(self, **event: Any) -> None:
-        playbook = str(event.get("playbook") or "unknown")
-        self.playbooks[str(event.get("run_id"))] = playbook
-        self.runs_started.labels(playbook).inc()
+        self.playbooks.started(event)
+        self.runs_started.labels(str(event.get("playbook") or "unknown")).inc()
 
     def on_step_end(self, **event: Any) -> None:
         self.step_seconds.labels(self._playbook(event), str(event.get("step")), str(event.get("status"))).observe(
@@ -98,7 +96,7 @@ class RunMetrics(Hooks):
 
     def on_run_end(self, **event: Any) -> None:
         self.runs_ended.labels(self._playbook(event), str(event.get("status"))).inc()
-        self.playbooks.pop(str(event.get("run_id") or ""), None)
+        self.playbooks.ended(event)
 
     def heard(self, name: str, **fields: Any) -> None:
         """The signals from outside a run's hooks: a retried model call, a schedule's due time."""
