@@ -22,16 +22,6 @@ STATUS = {
 }
 
 
-KINDS = {"llm": N_("kind|LLM"), "tool": N_("kind|tool"), "approval": N_("kind|approval"),
-         "switch": N_("kind|switch"), "playbook": N_("kind|sub-playbook"), "agent": N_("kind|agent"),
-         "template": N_("kind|template"), "steps": N_("kind|inline body")}
-
-
-def kind(word: Any) -> str:
-    """A step kind (llm, tool, approval …) as a progress line says it."""
-    return worded(KINDS[str(word)]) if str(word) in KINDS else str(word or "")
-
-
 def status(word: Any) -> str:
     """A status or decision word in the user's language; anything unknown as it is."""
     if word is None:

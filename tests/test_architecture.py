@@ -256,13 +256,3 @@ def test_the_public_api_is_typed_for_a_type_checker(tmp_path: Path) -> None:
     assert status == 1, report + checked.stderr
     assert 'Incompatible types in assignment (expression has type "Callable[[Path | None], Project]"' in report
     assert report.count("error:") == 1, report  # the right use type-checks
-
-
-def test_every_step_kind_the_dsl_accepts_has_an_executor() -> None:
-    """The DSL's kinds (runner/dsl/spec.py) and the engine's executors (`@step_kind`) are two lists; a kind with no
-    executor passed validate and failed the run with `internal error: KeyError`. They must agree (and the engine
-    refuses such a step when it builds the graph, before any step runs)."""
-    from runner.dsl.spec import STEP_KINDS as DSL_KINDS
-    from runner.engine.nodes import STEP_KINDS as EXECUTORS
-
-    assert sorted(DSL_KINDS) == sorted(EXECUTORS)

@@ -9,9 +9,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from runner.dsl.kinds import KINDS
 from runner.engine.events import Hooks
 from runner.i18n import _
-from runner.wording import kind, number, status, usage_line
+from runner.wording import number, status, usage_line, worded
 
 
 def _where(e: dict[str, Any]) -> str:
@@ -36,7 +37,7 @@ class ConsoleProgress(Hooks):
 
     def on_step_start(self, **e: Any) -> None:
         visit = _(" (visit {visit})").format(visit=e["visit"]) if e.get("visit", 1) > 1 else ""
-        self.console.print(f"[bold cyan]▶[/] {escape(_where(e))} [dim]{kind(e.get('kind'))}{visit}[/]")
+        self.console.print(f"[bold cyan]▶[/] {escape(_where(e))} [dim]{_kind_word(e.get('kind'))}{visit}[/]")
 
     def on_step_end(self, **e: Any) -> None:
         self._stop_bar()
@@ -110,3 +111,8 @@ class ConsoleProgress(Hooks):
             self.progress.stop()
             self.progress = None
             self.tasks.clear()
+
+
+def _kind_word(name: Any) -> str:
+    """A step kind (llm, tool, approval …) as a progress line says it."""
+    return worded(KINDS[str(name)].word) if str(name) in KINDS else str(name or "")

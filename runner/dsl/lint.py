@@ -7,7 +7,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from runner.dsl.llm_check import llm_templates
 from runner.dsl.spec import PlaybookSpec
 from runner.i18n import _
 
@@ -41,17 +40,8 @@ def _suggest(spec: PlaybookSpec, dify: bool, name: str) -> str:
 
 def _texts(spec: PlaybookSpec) -> Iterator[tuple[tuple[Any, ...], str]]:
     for i, step in enumerate(spec.steps):
-        if step.llm is not None:
-            for path, value, _reads_item in llm_templates(step):
-                yield from _strings(("steps", i, "llm", *path), value)
-        if step.agent is not None:
-            for name in ("system", "prompt"):
-                yield from _strings(("steps", i, "agent", name), getattr(step.agent, name))
-        if step.approval is not None:
-            for name in ("title", "instructions", "show", "sources"):
-                yield from _strings(("steps", i, "approval", name), getattr(step.approval, name))
-        yield from _strings(("steps", i, "with"), step.with_)
-        yield from _strings(("steps", i, "template"), step.template)
+        for path, value, _reads_item in step.described.texts(step, step.kind_spec):
+            yield from _strings(("steps", i, *path), value)
     yield from _strings(("outputs",), spec.outputs)
 
 

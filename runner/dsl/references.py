@@ -95,7 +95,7 @@ class References:
             return None
         schema = self.output_schema(step)
         if schema is None:
-            if step.kind in ("llm", "agent") and not hasattr(str, inside[0]):
+            if step.described.calls_model and not hasattr(str, inside[0]):
                 return (_("step '{step}' has no `output:` schema, so its output is text without fields; declare "
                           "`output: {{{name}: string}}` to read `{name}` from it").format(
                             step=step.id, name=inside[0]))

@@ -5,38 +5,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
+from runner.dsl.fields import Duration, Model, StepId
+from runner.dsl.kinds import KINDS, StepKind
+from runner.dsl.kinds.agent import AgentSpec
+from runner.dsl.kinds.approval import ApprovalSpec
+from runner.dsl.kinds.switch import SwitchSpec
 from runner.dsl.llm_spec import LlmSpec
 from runner.i18n import _
-
-STEP_KINDS = ("llm", "tool", "agent", "approval", "switch", "playbook", "template", "steps")
-ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> float:
-    """'90s', '5m', '24h', '1d' or a number of seconds → seconds."""
-    if isinstance(value, bool):
-        raise ValueError(_("a duration is a number of seconds or a string like '60s', '5m', '24h'"))
-    if isinstance(value, int | float):
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(_("'{value}' is not a duration; write it like '60s', '5m', '24h' or '1d'").format(
-                             value=value))
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema({
-    "anyOf": [{"type": "number"}, {"type": "string", "pattern": _DURATION.pattern}],
-    "description": "seconds, or a string like '60s', '5m', '24h', '1d'"})]
-StepId = Annotated[str, Field(pattern=ID_PATTERN)]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class Retry(Model):
@@ -94,40 +71,6 @@ class Requirement(Model):
     message: str = Field(description="what the user is told when it is false: which input to give, with an example")
 
 
-class AgentSpec(Model):
-    system: str | None = Field(None, description="system message (template)")
-    prompt: str = Field(description="the task (template)")
-    tools: list[str] = Field(min_length=1, description="tools the model may call, e.g. [web.fetch, feed.read]")
-    max_turns: int = Field(8, ge=1, le=50, description="model turns at most (each may call several tools)")
-    output: dict[str, Any] | list[Any] | str | None = Field(None, description="schema of the final answer")
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1)
-
-
-class ApprovalSpec(Model):
-    title: str = Field(description="what the reviewer is asked to approve")
-    show: Any = Field(None, description="the draft shown to the reviewer (template or value)")
-    instructions: str | None = None
-    editable: list[str] = Field(default_factory=list, description="fields of the draft the reviewer "
-                                                                  "may change")
-    on_reject: StepId | None = Field(None, description="step to re-run with ${{ approval.comment }}")
-    sources: Any = Field(None, description="the passages the draft may cite (template; kb.search's passages: each "
-                                           "with `cite` and `text`): each is shown beside the draft's values that "
-                                           "name its cite, on the approval page and in the console")
-    timeout: Duration | None = None
-    on_timeout: Literal["approve", "reject", "fail"] = "fail"
-
-
-class SwitchCase(Model):
-    if_: str = Field(alias="if", description="condition expression")
-    goto: str = Field(description="step id, or 'end'")
-
-
-class SwitchSpec(Model):
-    cases: list[SwitchCase] = Field(min_length=1)
-    default: str | None = Field(None, description="step id or 'end'; omitted: the next step")
-
-
 class OnErrorDefault(Model):
     default: Any = Field(description="the output to use instead (in a map: for each failed item)")
 
@@ -162,22 +105,18 @@ class StepProblem(ValueError):
 class Step(Model):
     id: StepId
     title: str | None = None
-    # kinds — exactly one
-    llm: LlmSpec | None = None
-    agent: AgentSpec | None = None
-    tool: str | None = Field(None, description="tool name, e.g. sheet.read")
+    # kinds — exactly one; each described in runner/dsl/kinds/ (tests/test_step_kinds.py: these fields match it)
+    llm: LlmSpec | None = Field(None, description=KINDS["llm"].description)
+    agent: AgentSpec | None = Field(None, description=KINDS["agent"].description)
+    tool: str | None = Field(None, description=KINDS["tool"].description)
     with_: dict[str, Any] | None = Field(None, alias="with", description="tool or playbook arguments")
-    approval: ApprovalSpec | None = None
-    switch: SwitchSpec | None = None
-    playbook: str | None = Field(None, description="path of a sub-playbook, relative to this file")
-    steps: list[Step] | None = Field(None, min_length=1, description=(
-        "an inline map body: these steps run for each item of `map:`, reading the item (`item` or the `as:` name), "
-        "the playbook's inputs and the values given in `with:`"))
+    approval: ApprovalSpec | None = Field(None, description=KINDS["approval"].description)
+    switch: SwitchSpec | None = Field(None, description=KINDS["switch"].description)
+    playbook: str | None = Field(None, description=KINDS["playbook"].description)
+    steps: list[Step] | None = Field(None, min_length=1, description=KINDS["steps"].description)
     outputs: dict[str, Any] | None = Field(None, description=(
         "an inline body's result for each item: name: expression of its steps (default: its last step's output)"))
-    template: Any = Field(None, description=(
-        "a value computed with no LLM or tool call: one `${{ }}` expression (its value kept: a list stays a list), "
-        "a multi-line text with expressions, or a mapping or list whose texts are rendered"))
+    template: Any = Field(None, description=KINDS["template"].description)
     # modifiers
     map: Any = Field(None, description="list (expression) to fan out over")
     as_: StepId | None = Field(None, alias="as", description="name of the current item (default: item)")
@@ -200,14 +139,14 @@ class Step(Model):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
-        kinds = [k for k in STEP_KINDS if getattr(self, k) is not None]
-        if len(kinds) != 1:
-            found = ", ".join(kinds) if kinds else _("none")
+        found = [k for k in KINDS if getattr(self, k) is not None]
+        if len(found) != 1:
             raise StepProblem(_("step '{step}' needs exactly one of {joined} (found: {found})").format(
-                                 step=self.id, joined=', '.join(STEP_KINDS), found=found))
-        if self.with_ is not None and self.kind not in ("tool", "playbook", "steps"):
+                                 step=self.id, joined=', '.join(KINDS), found=", ".join(found) or _("none")))
+        kind = KINDS[found[0]]
+        if self.with_ is not None and not kind.takes_with:
             raise StepProblem(_("step '{step}': 'with' belongs to tool and playbook steps").format(step=self.id))
-        if self.steps is not None and self.map is None:
+        if kind.needs_map and self.map is None:
             raise StepProblem(_("step '{step}': an inline body (`steps:`) runs once per item of `map:`; add `map:`, "
                                 "or write its steps in the playbook itself").format(step=self.id))
         if self.outputs is not None and self.steps is None:
@@ -216,24 +155,34 @@ class Step(Model):
         if self.map is None and (self.as_ or self.batch or self.concurrency):
             raise StepProblem(_("step '{step}': 'as', 'batch' and 'concurrency' need 'map'").format(
                                  step=self.id))
-        if self.batch and self.batch > 1 and self.kind != "llm":
+        if self.batch and self.batch > 1 and not kind.can_batch:
             raise StepProblem(_("step '{step}': 'batch' applies to llm steps only").format(step=self.id))
-        if self.map is not None and self.kind in ("approval", "switch"):
-            raise StepProblem(_("step '{step}': {kind} steps cannot map").format(step=self.id, kind=self.kind))
-        if self.on_error != "fail" and self.kind in ("approval", "switch"):
+        if self.map is not None and not kind.can_map:
+            raise StepProblem(_("step '{step}': {kind} steps cannot map").format(step=self.id, kind=kind.name))
+        if self.on_error != "fail" and not kind.on_error:
             raise StepProblem(_("step '{step}': on_error does not apply to {kind} steps").format(
-                                 step=self.id, kind=self.kind))
+                                 step=self.id, kind=kind.name))
         if self.max_failures is not None and self.map is None:
             raise StepProblem(_("step '{step}': max_failures bounds the failed items of a map; add `map:` or "
                                "remove it").format(step=self.id))
-        if self.goto is not None and self.kind == "switch":
+        if self.goto is not None and kind.routes:
             raise StepProblem(_("step '{step}': a switch routes with its cases; remove 'goto'").format(
                                  step=self.id))
         return self
 
     @property
     def kind(self) -> str:
-        return next(k for k in STEP_KINDS if getattr(self, k) is not None)
+        return next(k for k in KINDS if getattr(self, k) is not None)
+
+    @property
+    def described(self) -> StepKind:
+        """The record of this step's kind: what it allows, routes, pauses, costs (runner/dsl/kinds/)."""
+        return KINDS[self.kind]
+
+    @property
+    def kind_spec(self) -> Any:
+        """The value of this step's kind field (its LlmSpec, tool name, …)."""
+        return getattr(self, self.kind)
 
     @property
     def error_policy(self) -> tuple[str, Any]:

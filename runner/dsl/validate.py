@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 
 from runner.dsl import labels, template_check, templates
 from runner.dsl.inline_body import body_playbook
 from runner.dsl.inputs import coerce, unmet_requirements
 from runner.dsl.lint import foreign_templates
-from runner.dsl.llm_check import llm_problems, llm_templates
 from runner.dsl.load import LoadedPlaybook, load_playbook
 from runner.dsl.output_schema import SchemaError, to_json_schema, to_model
 from runner.dsl.reach import reach
@@ -23,7 +22,7 @@ from runner.dsl.spec import PlaybookSpec, Step
 from runner.dsl.topology import END, Topology, build_topology, error_target
 from runner.errors import Diagnostic, PlaybookError, PlaybookValidationError, did_you_mean, framed
 from runner.i18n import _
-from runner.messages import kind_of, merged
+from runner.messages import kind_of
 from runner.registry import get_tool, tool_names
 
 
@@ -295,19 +294,9 @@ class _Checker:
         return None
 
     def check_kind(self, i: int, step: Step) -> None:
-        if step.llm is not None:
-            for path, message in llm_problems(step):
-                self.error(("steps", i, "llm", *path), message)
-        if step.llm is not None and step.llm.output is not None:
-            self.check_output(i, step, "llm", step.llm.output)
-        elif step.agent is not None:
-            self.check_agent(i, step)
-        elif step.tool is not None:
-            self.check_tool(i, step)
-        elif step.playbook is not None:
-            self.check_child(i, step)
-        elif step.steps is not None:
-            self.check_body(i, step)
+        kind = step.described
+        if kind.check is not None:
+            kind.check(self, i, step, step.kind_spec)
 
     def check_body(self, i: int, step: Step) -> None:
         """An inline map body, validated as the sub-playbook it runs as; its findings point into this file."""
@@ -325,17 +314,6 @@ class _Checker:
                     "step '{step}': an approval inside an inline body would ask once per item, which a run cannot "
                     "do yet; review the items together in a step after the map").format(step=inner.id))
 
-    def check_agent(self, i: int, step: Step) -> None:
-        assert step.agent is not None
-        tools = tool_names()
-        for j, name in enumerate(step.agent.tools):
-            if name not in tools:
-                self.error(("steps", i, "agent", "tools", j),
-                           _("step '{step}': unknown tool '{name}'{hint}").format(
-                               step=step.id, name=name, hint=did_you_mean(name, tools)))
-        if step.agent.output is not None:
-            self.check_output(i, step, "agent", step.agent.output)
-
     def check_output(self, i: int, step: Step, kind: str, output: Any) -> None:
         """An `output:` schema → the model replies are checked against, and the JSON Schema pages show."""
         try:
@@ -344,41 +322,6 @@ class _Checker:
             self.playbook.output_schemas[step.id] = schema
         except (SchemaError, pydantic.PydanticUserError, TypeError) as exc:
             self.error(("steps", i, kind, "output"), _("step '{step}': {exc}").format(step=step.id, exc=exc))
-
-    def check_tool(self, i: int, step: Step) -> None:
-        assert step.tool is not None
-        tools = tool_names()
-        if step.tool not in tools:
-            self.error(("steps", i, "tool"),
-                       _("step '{step}': unknown tool '{tool}'{hint}").format(
-                           step=step.id, tool=step.tool, hint=did_you_mean(step.tool, tools)))
-            return
-        model = get_tool(step.tool).input_model
-        args = step.with_ or {}
-        fields = {f.alias or n: f for n, f in model.model_fields.items()}
-        for name, value in args.items():
-            where = ("steps", i, "with", name)
-            if name not in fields:
-                said = _("step '{step}': tool '{tool}' has no argument '{name}'{hint}").format(
-                    step=step.id, tool=step.tool, name=name, hint=did_you_mean(name, fields))
-                self.error(where, said, key=True)
-            elif not _has_template(value):
-                annotation: Any = fields[name].annotation  # None-able in pydantic's stubs; a field always has one
-                try:
-                    TypeAdapter(annotation).validate_python(value)
-                except pydantic.ValidationError as exc:
-                    first = merged(exc.errors())[0][1]
-                    self.error(where, _("step '{step}': argument '{name}' of '{tool}': {first}").format(
-                                          step=step.id, name=name, tool=step.tool, first=first))
-        for name, f in fields.items():
-            if f.is_required() and name not in args:
-                self.error(("steps", i, "with") if step.with_ else ("steps", i, "tool"),
-                           _("step '{step}': tool '{tool}' needs argument '{name}'").format(
-                               step=step.id, tool=step.tool, name=name))
-        for problem in whole_model_problems(model, args, fields):
-            self.error(("steps", i, "with") if step.with_ else ("steps", i, "tool"),
-                       _("step '{step}': {tool}: {problem}").format(
-                           step=step.id, tool=step.tool, problem=problem))
 
     def check_child(self, i: int, step: Step) -> None:
         assert step.playbook is not None
@@ -420,23 +363,8 @@ class _Checker:
         where = _("step '{step}'").format(step=step.id)
         self.check_templates_of((*base, "map"), step.map, set(self.bound), where)
         self.check_templates_of((*base, "when"), step.when, local, where)
-        if step.llm is not None:
-            for path, value, reads_item in llm_templates(step):
-                self.check_templates_of((*base, "llm", *path), value, local if reads_item else set(self.bound), where)
-        if step.agent is not None:
-            self.check_templates_of((*base, "agent", "system"), step.agent.system, local, where)
-            self.check_templates_of((*base, "agent", "prompt"), step.agent.prompt, local, where)
-        if step.with_ is not None:
-            self.check_templates_of((*base, "with"), step.with_, local, where)
-        if step.template is not None:
-            self.check_templates_of((*base, "template"), step.template, local, where)
-        if step.approval is not None:
-            for name in ("title", "show", "instructions", "sources"):
-                self.check_templates_of((*base, "approval", name), getattr(step.approval, name),
-                                        local, where)
-        if step.switch is not None:
-            for j, case in enumerate(step.switch.cases):
-                self.check_templates_of((*base, "switch", "cases", j, "if"), case.if_, local, where)
+        for path, value, reads_item in step.described.texts(step, step.kind_spec):
+            self.check_templates_of((*base, *path), value, local if reads_item else set(self.bound), where)
 
     def check_templates_of(self, path: tuple[Any, ...], value: Any, local: set[str], where: str) -> None:
         if isinstance(value, dict):
@@ -490,42 +418,3 @@ class _Checker:
                 self.error(("steps", by_id[step_id][0], "id"),
                            _("step '{step_id}' is unreachable: no step leads to it (add `needs` or a goto)").format(
                                step_id=step_id))
-
-
-
-_PROBES: tuple[Any, ...] = ("x", 1, 1.0, True, [], {}, "https://example.com/")
-
-
-def whole_model_problems(model: type[BaseModel], args: dict[str, Any], fields: dict[str, Any]) -> list[str]:
-    """What the tool's own checks across arguments say (`json` and `form` both given): the arguments with a template
-    stand in as a value their field accepts, so only what the constant arguments decide is reported."""
-    probe: dict[str, Any] = {}
-    for name, value in args.items():
-        if name not in fields:
-            return []  # reported on its own
-        if not _has_template(value):
-            probe[name] = value
-            continue
-        adapter: Any = TypeAdapter(fields[name].annotation)
-        for candidate in _PROBES:
-            try:
-                adapter.validate_python(candidate)
-            except pydantic.ValidationError:
-                continue
-            probe[name] = candidate
-            break
-        else:
-            return []
-    try:
-        model.model_validate(probe)
-    except pydantic.ValidationError as exc:
-        return [message for where, message in merged(exc.errors()) if not where]
-    return []
-
-
-def _has_template(value: Any) -> bool:
-    if isinstance(value, dict):
-        return any(_has_template(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_template(v) for v in value)
-    return templates.is_template(value)

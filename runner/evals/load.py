@@ -100,7 +100,7 @@ def _check_references(suite: Suite, data: dict[str, Any]) -> list[Diagnostic]:
     """Assertion paths, approval steps, fixture tools and case ids must name real things."""
     source, spec = suite.source, suite.playbook.spec
     steps = {s.id: s for s in spec.steps}
-    approvals = [s.id for s in spec.steps if s.kind == "approval"]
+    approvals = [s.id for s in spec.steps if s.described.pauses]
     tools = tool_names()
     problems: list[Diagnostic] = []
     seen: set[str] = set()

@@ -313,12 +313,12 @@ class ItemExecutor(Protocol):
     async def __call__(self, ctx: StepContext, item: Any, *, with_item: bool) -> Any: ...
 
 
-STEP_KINDS: dict[str, ItemExecutor] = {}
+EXECUTORS: dict[str, ItemExecutor] = {}
 
 
 def step_kind(name: str) -> Callable[[ItemExecutor], ItemExecutor]:
     def register(fn: ItemExecutor) -> ItemExecutor:
-        STEP_KINDS[name] = fn
+        EXECUTORS[name] = fn
         return fn
 
     return register

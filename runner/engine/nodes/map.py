@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from runner.engine.nodes.base import STEP_KINDS, StepContext
+from runner.engine.nodes.base import EXECUTORS, StepContext
 from runner.engine.nodes.llm import run_llm_batch
 from runner.engine.nodes.on_error import error_record, failure_bound, fallback, tolerable
 from runner.errors import RunError, TooManyFailures
@@ -18,7 +18,7 @@ from runner.messages import kind_of
 def model_cap(ctx: StepContext, requested: int) -> str | None:
     """Said once, when the step starts: the model's own concurrency limit (shared by every step calling it)
     is below what the step asks for, so fewer requests are in flight than the playbook says."""
-    if ctx.step.kind not in ("llm", "agent"):
+    if not ctx.step.described.calls_model:
         return None
     alias = ctx.step.model or ctx.run.playbook.spec.defaults.model
     used, config = ctx.run.project.resolve_model(alias)
@@ -40,7 +40,7 @@ def map_items(ctx: StepContext) -> list[Any]:
 
 def unit_size(ctx: StepContext) -> int:
     """Items per unit of work (and per journal entry): an LLM map's batch, else one."""
-    return (ctx.step.batch or 1) if ctx.step.kind == "llm" else 1
+    return (ctx.step.batch or 1) if ctx.step.described.can_batch else 1
 
 
 async def run_map(ctx: StepContext) -> tuple[list[Any], list[Any], list[dict[str, Any]]]:
@@ -80,8 +80,8 @@ async def run_units(ctx: StepContext, items: list[Any], first: int, end: int, *,
     errors: list[dict[str, Any]] = []
     done = 0
     started = time.monotonic()
-    executor = STEP_KINDS[ctx.step.kind]
-    billed = ctx.step.kind in ("llm", "agent", "playbook", "steps")
+    executor = EXECUTORS[ctx.step.kind]
+    billed = ctx.step.described.billed
 
     async def run_unit(start: int, chunk: list[Any]) -> None:
         nonlocal done
