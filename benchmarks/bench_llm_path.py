@@ -106,15 +106,14 @@ async def engine(url: str, calls: int, concurrency: int, hooks: list[Any] | None
     from runner.config import load_project
     from runner.dsl.validate import load_and_validate
     from runner.engine.execute import Runner
-    from runner.models import llm
+    from runner.models import litellm_provider
 
     folder = Path(tempfile.mkdtemp(prefix="bench_llm_path_"))
     (folder / "playbook.toml").write_text(
         f'[models.default]\nmodel = "openai/fake"\napi_base = "{url}"\nconcurrency = {concurrency}\n')
     (folder / "pb.yaml").write_text(PLAYBOOK % {"concurrency": concurrency})
     os.chdir(folder)
-    llm.preload()
-    llm._LITELLM_READY.wait()  # the import is a fixed cost per process, not per call
+    litellm_provider.litellm_module()  # the import is a fixed cost per process, not per call
     runner = Runner(load_project(folder), hooks=hooks)
     playbook = load_and_validate(folder / "pb.yaml")
     warm = await runner.start(playbook, {"n": 1})

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.usefixtures("english")
-
 from runner.dsl.kinds import KINDS
 from runner.dsl.load import load_playbook
 from runner.dsl.spec import Step
 from runner.dsl.validate import validate
 from runner.engine.nodes import EXECUTORS
 from runner.errors import PlaybookError
+
+pytestmark = pytest.mark.usefixtures("english")
 
 # one valid body per kind, so each rule below can be tried on every kind
 BODIES: dict[str, dict[str, typing.Any]] = {

@@ -80,7 +80,7 @@ async def _call(config: ModelConfig, texts: list[str]) -> list[list[float]]:
     if openai_compatible.handles(config):
         vectors, _tokens = await openai_compatible.embeddings(config, api_key, texts, TIMEOUT)
     else:
-        from runner.models.llm import litellm_module
+        from runner.models.litellm_provider import litellm_module
 
         litellm = await asyncio.to_thread(litellm_module)  # seconds of import: off the event loop
         kwargs: dict[str, Any] = {"model": config.model, "input": texts, "timeout": TIMEOUT, "num_retries": 0}

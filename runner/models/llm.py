@@ -1,15 +1,13 @@
-"""The only module that imports litellm: aliases, structured output, retries, rate limits, cache, cost."""
+"""The LLM client every step calls: aliases, the reply cache, structured output and its repairs, retries, rate
+limits, cost. What sends a request is a provider (runner/models/provider.py, chosen in runner/models/routing.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib
 import json
 import os
 import random
-import sys
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -24,13 +22,13 @@ from runner.dsl.spec import Retry
 from runner.errors import RunError
 from runner.i18n import _
 from runner.messages import summarise
-from runner.models import model_table, openai_compatible
 from runner.models.limits import model_limiter
+from runner.models.provider import Provider, ProviderRequest
 from runner.models.retry import reason, refused_key, retry_after, transient
+from runner.models.routing import provider_for
 from runner.store import Store
 
 MAX_REPAIRS = 2
-SCHEMA_INSTRUCTION = "\n\n只输出一个 JSON 对象，不要输出任何其他文字。它必须符合以下 JSON Schema：\n"
 
 
 @dataclass
@@ -103,40 +101,6 @@ class ReplySource(Protocol):
     async def reply(self, call: LlmCall, fetch: Callable[[], Awaitable[LlmReply]]) -> LlmReply: ...
 
 
-_LITELLM_READY = threading.Event()  # set once `import litellm` has finished (in whichever thread ran it)
-
-
-def litellm_module() -> Any:
-    """litellm, imported once and set up (its cost map read locally, no debug banner, unknown parameters dropped)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    litellm.suppress_debug_info = True
-    litellm.drop_params = True
-    _LITELLM_READY.set()
-    return litellm
-
-
-async def _client_ready(config: ModelConfig) -> None:
-    """The library that sends a request, imported (seconds for litellm, half a second for the openai SDK) off the
-    event loop. Done before a request takes its turn under the model's limits: a turn taken and then spent on an
-    import makes requests leave in a bunch later — a provider's window sees more than the limit let through."""
-    if openai_compatible.handles(config):
-        if "openai" not in sys.modules:
-            await asyncio.to_thread(importlib.import_module, "openai")
-        model_table.facts(config.model)  # read once, cached
-    elif not _LITELLM_READY.is_set():
-        await asyncio.to_thread(litellm_module)
-
-
-def preload() -> None:
-    """Start importing litellm (seconds of CPU) in a background thread, as soon as a run that will call a
-    remote model starts: loading files, dedupe and clustering overlap it instead of the first call waiting."""
-    if _LITELLM_READY.is_set() or any(t.name == "litellm-import" for t in threading.enumerate()):
-        return
-    threading.Thread(target=litellm_module, name="litellm-import", daemon=True).start()
-
-
 class _Retryable(Exception):
     def __init__(self, message: str, retry_after: float | None, reason: str) -> None:
         super().__init__(message)
@@ -146,13 +110,10 @@ class _Retryable(Exception):
 
 class LlmClient:
     def preload_for(self, aliases: set[str]) -> None:
-        """Preload litellm when any of these model aliases goes through it (not the embedded model, not an
-        OpenAI-compatible `api_base` server)."""
-        configs = [self.project.resolve_model(alias)[1] for alias in aliases]
-        if any(c.model != LOCAL and not openai_compatible.handles(c) for c in configs):
-            preload()
-        if any(openai_compatible.handles(c) for c in configs):
-            openai_compatible.preload()
+        """Start loading what the providers of these model aliases need (litellm's seconds of import, the SDK's
+        half second) in the background, as soon as a run that will call them starts."""
+        for provider in {id(p): p for p in (provider_for(self.project.resolve_model(a)[1]) for a in aliases)}.values():
+            provider.preload()
 
     def __init__(self, project: Project, store: Store | None = None, *,
                  replies: ReplySource | None = None) -> None:
@@ -176,13 +137,8 @@ class LlmClient:
         if use_cache and self.store is not None and (hit := self.store.cache_get(key)) is not None:
             return LlmResult(hit["content"], hit["text"], alias, cached=True, tool_calls=hit.get("tool_calls", []))
         messages = [dict(m) for m in request.messages]
-        if schema is not None and config.model == LOCAL:
-            # the grammar enforces the schema; a small model only gets confused by its text
-            fields = ", ".join(schema.get("properties", {}))
-            messages[-1] = with_text_appended(messages[-1], f"\n\n只输出 JSON，字段：{fields}。")
-        elif schema is not None:
-            messages[-1] = with_text_appended(messages[-1],
-                                              f"{SCHEMA_INSTRUCTION}{json.dumps(schema, ensure_ascii=False)}")
+        if schema is not None:
+            messages[-1] = with_text_appended(messages[-1], provider_for(config).schema_instruction(schema))
         result = LlmResult(None, "", alias)
         for repair in range(MAX_REPAIRS + 1):
             reply = await self._call(alias, config, request, messages, schema)
@@ -223,70 +179,41 @@ class LlmClient:
 
     async def _fetch(self, alias: str, config: ModelConfig, request: LlmRequest,
                      messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> LlmReply:
-        # a plain loop, not tenacity: its per-call bookkeeping was 4% of the engine's CPU per LLM call
-        attempts = max(1, request.retry.attempts)
-        shared = self.project.settings.queue.broker if config.model != LOCAL else None  # the local model is per machine
-        if config.model != LOCAL:
-            await _client_ready(config)  # before the limiter: a request's turn is taken as close to its send as can be
-        for attempt in range(1, attempts + 1):
-            try:
-                async with model_limiter(alias, config, shared):
-                    if config.model == LOCAL:
-                        return await self._local(request, messages, schema)
-                    return await self._remote(alias, config, request, messages, schema)
-            except _Retryable as exc:
-                if attempt == attempts:
-                    raise RunError(_("model '{alias}' ({model}) still failing after {attempts} attempts: {exc}").format(
-                                       alias=alias, model=config.model, attempts=attempts, exc=exc),
-                                   step=request.step) from None
-                signals.signal("retry", model=alias, reason=exc.reason)
-                pause = _backoff(request.retry, attempt, exc)
-                if exc.retry_after is not None:  # the provider said when: every request on this model waits
-                    await model_limiter(alias, config, shared).hold(pause)
-                await asyncio.sleep(pause)
-        raise AssertionError("unreachable")
+        provider = provider_for(config)
+        await provider.ready(config)  # before the limiter: a request's turn is taken as close to its send as can be
+        sent = ProviderRequest(messages, schema, request.timeout, request.temperature, request.max_tokens,
+                               request.tools, request.sampling, config.structured_output, request.step)
+        shared = self.project.settings.queue.broker if provider.shared_limits else None
 
-    async def _local(self, request: LlmRequest, messages: list[dict[str, Any]],
-                     schema: dict[str, Any] | None) -> LlmReply:
-        from runner.models import local_model
-        if request.tools:
-            raise RunError(_("the embedded 'local' model cannot call tools; give this agent step a `model:` that "
-                             "supports function calling"), step=request.step)
-        reply = await local_model.complete(messages, schema=schema, max_tokens=request.max_tokens or 2048,
-                                           temperature=request.temperature or 0.0,
-                                           settings=self.project.settings.local, sampling=request.sampling)
-        return LlmReply(reply["text"], [], reply["tokens_in"], reply["tokens_out"], 0.0)
+        async def attempt() -> LlmReply:
+            async with model_limiter(alias, config, shared):
+                return await self._send(provider, alias, config, sent)
 
-    async def _remote(self, alias: str, config: ModelConfig, request: LlmRequest,
-                      messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> LlmReply:
-        api_key = config.api_key()
-        params: dict[str, Any] = {"messages": messages, "timeout": request.timeout,
-                                  "temperature": request.temperature, "max_tokens": request.max_tokens,
-                                  **request.sampling}
-        if request.tools:
-            params["tools"] = request.tools
-        direct = openai_compatible.handles(config)
-        facts = model_table.facts(config.model)
-        prices = facts.input_cost_per_token, facts.output_cost_per_token
-        native = facts.supports_response_schema
-        if not direct:
-            if not _LITELLM_READY.is_set():  # the first import takes seconds: keep the loop (and Ctrl-C) live
-                await asyncio.to_thread(litellm_module)  # (waits on the import lock if the preload thread is mid-it)
-            native = _supports_schema(config.model)  # litellm also knows what whole providers support
-        if schema is not None and not request.tools:
-            params["response_format"] = _response_format(
-                config.structured_output if config.structured_output is not None else native, schema)
         try:
-            if direct:
-                reply = await openai_compatible.chat(config, api_key, params)
-                text, calls, tokens_in, tokens_out = reply.text, reply.tool_calls, reply.tokens_in, reply.tokens_out
-            else:
-                text, calls, tokens_in, tokens_out = await _through_litellm(litellm_module(), config, api_key, params)
+            return await attempt()  # most calls end here: the retry machinery is entered only after a failure
+        except _Retryable as first:
+            failed = first
+        attempts = max(1, request.retry.attempts)
+        try:
+            if attempts > 1:
+                return await _retrying(attempt, failed, request.retry, attempts - 1, model_limiter(alias, config,
+                                                                                                    shared), alias)
+        except _Retryable as exc:
+            failed = exc
+        raise RunError(_("model '{alias}' ({model}) still failing after {attempts} attempts: {exc}").format(
+                           alias=alias, model=config.model, attempts=attempts, exc=failed), step=request.step) from None
+
+    async def _send(self, provider: Provider, alias: str, config: ModelConfig, request: ProviderRequest) -> LlmReply:
+        try:
+            reply = await provider.call(config, config.api_key(), request, self.project.settings)
+        except RunError:
+            raise
         except (AttributeError, IndexError) as exc:  # a 200 without choices or message: retried like a 5xx
             raise _Retryable(_("malformed response: {exc}").format(exc=exc), None, "malformed") from None
         except Exception as exc:
             raise _classify(exc, alias, config, request.step) from None
-        return LlmReply(text, calls, tokens_in, tokens_out, self._cost(config, prices, tokens_in, tokens_out))
+        cost = self._cost(config, provider.price(config), reply.tokens_in, reply.tokens_out)
+        return LlmReply(reply.text, reply.tool_calls, reply.tokens_in, reply.tokens_out, cost)
 
     def _cost(self, config: ModelConfig, prices: tuple[float, float], tokens_in: int, tokens_out: int) -> float:
         """In `currency`: the configured prices (per million tokens), else litellm's table's USD per token ×
@@ -294,27 +221,6 @@ class LlmClient:
         if config.input_price is not None or config.output_price is not None:
             return (tokens_in * (config.input_price or 0) + tokens_out * (config.output_price or 0)) / 1e6
         return (tokens_in * prices[0] + tokens_out * prices[1]) * self.project.settings.usd_rate
-
-
-async def _through_litellm(litellm: Any, config: ModelConfig, api_key: str,
-                           params: dict[str, Any]) -> tuple[str, list[dict[str, Any]], int, int]:
-    kwargs = {"model": config.model, "num_retries": 0, "max_retries": 0,
-              **{k: v for k, v in params.items() if v is not None}}
-    if config.api_base:
-        kwargs["api_base"] = config.api_base
-    if api_key:
-        kwargs["api_key"] = api_key
-    if "tools" in kwargs:
-        # litellm routes any call with tools through its MCP bridge, which needs the optional `mcp`
-        # package; our tools are plain functions, so skip it
-        kwargs["_skip_mcp_handler"] = True
-    response = await litellm.acompletion(**kwargs)
-    message = response.choices[0].message
-    calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments or "{}"}
-             for c in (getattr(message, "tool_calls", None) or [])]
-    usage = getattr(response, "usage", None)
-    return (message.content or "", calls, int(getattr(usage, "prompt_tokens", 0) or 0),
-            int(getattr(usage, "completion_tokens", 0) or 0))
 
 
 def with_text_appended(message: dict[str, Any], text: str) -> dict[str, Any]:
@@ -348,20 +254,6 @@ def _endpoint(config: ModelConfig) -> str:
     return "provider:" + (config.model.split("/", 1)[0] if "/" in config.model else "openai")
 
 
-def _response_format(native: bool, schema: dict[str, Any]) -> dict[str, Any]:
-    if native:
-        return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
-    return {"type": "json_object"}
-
-
-@lru_cache(maxsize=256)
-def _supports_schema(model: str) -> bool:
-    try:
-        return bool(litellm_module().supports_response_schema(model=model))
-    except Exception:
-        return False
-
-
 def _classify(exc: Exception, alias: str, config: ModelConfig, step: str) -> Exception:
     """Retry on 429, 5xx, timeouts and connection errors; fail at once on other 4xx."""
     status = getattr(exc, "status_code", None)
@@ -383,6 +275,37 @@ def _backoff(policy: Retry, attempt: int, exc: _Retryable) -> float:
         return float(min(exc.retry_after, policy.max_backoff))
     base = min(policy.backoff * 2 ** (attempt - 1), policy.max_backoff)
     return float(base / 2 + random.uniform(0, base / 2))
+
+
+async def _retrying(attempt: Callable[[], Awaitable[LlmReply]], first: _Retryable, policy: Retry, tries: int,
+                   limiter: Any, alias: str) -> LlmReply:
+    """The tries after a first failed one, with tenacity (imported here: a call that succeeds at once never pays
+    for it). Each wait is the provider's Retry-After when it sent one (then every request on the model waits, not
+    only this one), else exponential backoff with jitter."""
+    from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+
+    def wait(state: RetryCallState) -> float:
+        failed = state.outcome.exception() if state.outcome is not None else None
+        return _backoff(policy, state.attempt_number + 1, failed if isinstance(failed, _Retryable) else first)
+
+    async def before_sleep(state: RetryCallState) -> None:
+        failed = state.outcome.exception() if state.outcome is not None else None
+        await _announce(failed if isinstance(failed, _Retryable) else first,
+                        state.next_action.sleep if state.next_action else 0.0, limiter, alias)
+
+    pause = _backoff(policy, 1, first)
+    await _announce(first, pause, limiter, alias)
+    await asyncio.sleep(pause)
+    retrying = AsyncRetrying(stop=stop_after_attempt(tries), wait=wait, retry=retry_if_exception_type(_Retryable),
+                             before_sleep=before_sleep, reraise=True)
+    result: LlmReply = await retrying(attempt)
+    return result
+
+
+async def _announce(failed: _Retryable, pause: float, limiter: Any, alias: str) -> None:
+    signals.signal("retry", model=alias, reason=failed.reason)
+    if failed.retry_after is not None:  # the provider said when: every request on this model waits
+        await limiter.hold(pause)
 
 
 @lru_cache(maxsize=512)

@@ -16,8 +16,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from runner.config import LOCAL, ModelConfig, ProjectFile
 from runner.errors import RunError
 from runner.i18n import _
+from runner.models.provider import ProviderReply, ProviderRequest
 
 _server: Any = None
 _server_lock = threading.Lock()
@@ -193,3 +195,36 @@ async def complete(messages: list[dict[str, Any]], *, schema: dict[str, Any] | N
     `sampling` the step's top_p, penalties, seed and stop (llama.cpp takes them under the same names)."""
     return await asyncio.to_thread(_complete_sync, messages, schema, max_tokens, temperature, settings,
                                    sampling or {})
+
+
+class LocalModel:
+    """The provider for `model = "local"`: no key, no price, its limits are this machine's."""
+
+    name = "local"
+    shared_limits = False
+
+    def handles(self, config: ModelConfig) -> bool:
+        return config.model == LOCAL
+
+    def preload(self) -> None:
+        """Nothing ahead: the weights load at the first call, under the model's own lock."""
+
+    async def ready(self, config: ModelConfig) -> None:
+        """Nothing to import ahead of a call."""
+
+    def price(self, config: ModelConfig) -> tuple[float, float]:
+        return 0.0, 0.0
+
+    def schema_instruction(self, schema: dict[str, Any]) -> str:
+        # the grammar enforces the schema; a small model only gets confused by its text
+        return f"\n\n只输出 JSON，字段：{', '.join(schema.get('properties', {}))}。"
+
+    async def call(self, config: ModelConfig, api_key: str, request: ProviderRequest,
+                   settings: ProjectFile) -> ProviderReply:
+        if request.tools:
+            raise RunError(_("the embedded 'local' model cannot call tools; give this agent step a `model:` that "
+                             "supports function calling"), step=request.step)
+        reply = await complete(request.messages, schema=request.schema, max_tokens=request.max_tokens or 2048,
+                               temperature=request.temperature or 0.0, settings=settings.local,
+                               sampling=request.sampling)
+        return ProviderReply(reply["text"], [], reply["tokens_in"], reply["tokens_out"])

@@ -11,15 +11,23 @@ servers never pays litellm's seconds of import.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
 import threading
-from dataclasses import dataclass
 from typing import Any
 
-from runner.config import ModelConfig
+from runner.config import ModelConfig, ProjectFile
 from runner.loop_local import loop_local
 from runner.models import model_table
+from runner.models.provider import (
+    ProviderReply,
+    ProviderRequest,
+    full_schema_instruction,
+    openai_params,
+    tool_calls_of,
+    usage_of,
+)
 
 PREFIX = "openai/"
 
@@ -27,14 +35,6 @@ PREFIX = "openai/"
 def handles(config: ModelConfig) -> bool:
     """A model litellm would send to an OpenAI-compatible endpoint the playbook names itself."""
     return bool(config.api_base) and config.model.startswith(PREFIX)
-
-
-@dataclass
-class ChatReply:
-    text: str
-    tool_calls: list[dict[str, Any]]
-    tokens_in: int
-    tokens_out: int
 
 
 def preload() -> None:
@@ -57,20 +57,38 @@ def _client(api_base: str, api_key: str) -> Any:
     return loop_local("openai", (api_base, api_key), make)
 
 
-async def chat(config: ModelConfig, api_key: str, request: dict[str, Any]) -> ChatReply:
-    """One chat completion. `request` holds the OpenAI parameters (messages, temperature, max_tokens,
-    response_format, tools, timeout); the SDK's exceptions carry `status_code` and the response headers
-    the caller classifies."""
-    assert config.api_base is not None
-    body = {k: v for k, v in request.items() if v is not None}
-    response = await _client(config.api_base, api_key).chat.completions.create(
-        model=config.model.removeprefix(PREFIX), **body)
-    message = response.choices[0].message
-    calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments or "{}"}
-             for c in (message.tool_calls or [])]
-    usage = response.usage
-    return ChatReply(message.content or "", calls, int(getattr(usage, "prompt_tokens", 0) or 0),
-                     int(getattr(usage, "completion_tokens", 0) or 0))
+class OpenAICompatible:
+    name = "openai-compatible"
+    shared_limits = True
+
+    def handles(self, config: ModelConfig) -> bool:
+        return handles(config)
+
+    def preload(self) -> None:
+        preload()
+
+    async def ready(self, config: ModelConfig) -> None:
+        if "openai" not in sys.modules:
+            await asyncio.to_thread(importlib.import_module, "openai")
+        model_table.facts(config.model)  # read once, cached
+
+    def price(self, config: ModelConfig) -> tuple[float, float]:
+        facts = model_table.facts(config.model)
+        return facts.input_cost_per_token, facts.output_cost_per_token
+
+    def schema_instruction(self, schema: dict[str, Any]) -> str:
+        return full_schema_instruction(schema)
+
+    async def call(self, config: ModelConfig, api_key: str, request: ProviderRequest,
+                   settings: ProjectFile) -> ProviderReply:
+        """One chat completion; the SDK's exceptions carry `status_code` and the response headers the client
+        classifies."""
+        assert config.api_base is not None
+        params = openai_params(request, model_table.facts(config.model).supports_response_schema)
+        response = await _client(config.api_base, api_key).chat.completions.create(
+            model=config.model.removeprefix(PREFIX), **params)
+        message = response.choices[0].message
+        return ProviderReply(message.content or "", tool_calls_of(message), *usage_of(response))
 
 
 async def embeddings(config: ModelConfig, api_key: str, texts: list[str], timeout: float) -> tuple[list[list[float]],
