@@ -14,6 +14,7 @@ from runner.engine import liveness
 from runner.engine.events import Hooks
 from runner.engine.execute import Runner
 from runner.engine.nodes.base import MapDistributor
+from runner.observe import traces
 from runner.registry import ToolFixtures
 
 
@@ -24,8 +25,9 @@ def assemble(project: Project, *, hooks: Sequence[Hooks] = (), notify: bool = Tr
     notices when `[server]` names a channel and `notify` (evals replay runs: they notify no one)."""
     liveness.configure(project.settings.queue.heartbeat)  # whoever drives or claims runs judges owners alike
     cards = chat_cards(project) if notify else None
-    # the process's logs and metrics (serve, scheduler, worker, run --log-json), when it turned them on
-    hooks = [*hooks, *observe.process_hooks(), *([cards] if cards is not None else [])]
+    # the process's logs and metrics (serve, scheduler, worker, run --log-json), when it turned them on, and the
+    # project's traces, when playbook.toml gives [trace] otlp_endpoint
+    hooks = [*hooks, *observe.process_hooks(), *traces.hooks_for(project), *([cards] if cards is not None else [])]
     return Runner(project, hooks=hooks, distribute=distribute,
                   tool_fixtures=tool_fixtures, hand_on=hand_on)
 

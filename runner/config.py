@@ -111,6 +111,18 @@ class LocalSettings(BaseModel):
     context: int = Field(8192, ge=512, description="context window in tokens")
 
 
+class TraceSettings(BaseModel):
+    """OpenTelemetry traces of every run this project's processes drive: a span per run, step, map batch, LLM call
+    and tool call (runner/observe/traces.py). Off unless an endpoint is given."""
+
+    model_config = ConfigDict(extra="forbid")
+    otlp_endpoint: str | None = Field(None, description="an OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318 (Jaeger, "
+                                                       "Phoenix, an OpenTelemetry collector) or Langfuse's "
+                                                       "…/api/public/otel; spans go to <endpoint>/v1/traces. "
+                                                       "Headers (a key) come from OTEL_EXPORTER_OTLP_HEADERS")
+    service_name: str = Field("playbook-runner", description="the service the spans are filed under")
+
+
 class StoreSettings(BaseModel):
     """Where runs are kept. Default: SQLite files and run folders under `state_dir`, one machine."""
 
@@ -216,6 +228,7 @@ class ProjectFile(BaseModel):
     local: LocalSettings = Field(default_factory=LocalSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    trace: TraceSettings = Field(default_factory=TraceSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
 
     def unknown_channels(self) -> list[tuple[tuple[str, ...], str]]:

@@ -29,6 +29,9 @@ class Hooks:
     def on_run_end(self, **event: Any) -> None: ...
     def on_map_chunk(self, **event: Any) -> None: ...
     def on_notice(self, **event: Any) -> None: ...  # something the user should hear now: `notice`, `step`
+    # one unit of a map (an item, or an LLM batch of items) starts (`phase="start"`) and ends (`phase="end"`,
+    # `status`), in the task that runs it: sent only when a hook overrides it (traces), as units can be many
+    def on_map_batch(self, **event: Any) -> None: ...
 
     async def flush(self) -> None:
         """Wait for work the hook set off and has not finished (a card being sent); before a process exits."""
@@ -44,6 +47,8 @@ class HookList(Hooks):
         self.hooks = hooks
         self.redact = redact
         self.errors: list[str] = []
+        self.wants_batches = any(getattr(type(h), "on_map_batch", None) not in (None, Hooks.on_map_batch)
+                                 for h in hooks)
 
     def emit(self, name: str, **event: Any) -> None:
         if self.redact is not None and self.redact.secrets:  # one redaction for every hook: console, files, cards
@@ -83,6 +88,10 @@ class HookList(Hooks):
 
     def on_notice(self, **event: Any) -> None:
         self.emit("on_notice", **event)
+
+    def on_map_batch(self, **event: Any) -> None:
+        if self.wants_batches:
+            self.emit("on_map_batch", **event)
 
     def close(self) -> None:
         """Close the files the hooks hold open (a worker process outlives the runs it works on)."""

@@ -82,31 +82,44 @@ async def run_units(ctx: StepContext, items: list[Any], first: int, end: int, *,
     started = time.monotonic()
     executor = EXECUTORS[ctx.step.kind]
     billed = ctx.step.described.billed
+    hooks = ctx.run.hooks
 
     async def run_unit(start: int, chunk: list[Any]) -> None:
-        nonlocal done
         async with limit:
             # before every billed call (a cancel stops new ones within a batch); a cheap tool item checks at most
             # twice a second
             ctx.run.check_cancel(ctx.step.id, every=0.0 if billed else 0.5)
+            hooks.on_map_batch(run_id=ctx.run.run_id, step=ctx.step.id, first=start, size=len(chunk), phase="start")
+            status = "failed"
             try:
-                if size > 1:
-                    results = await run_llm_batch(ctx, chunk, start)
-                else:
-                    results = [await executor(ctx, chunk[0], with_item=True)]
-            except BaseException as exc:
-                if not tolerable(ctx.step, exc, item=True):
-                    raise
-                # one bad item (or batch) is recorded, not fatal; a resume tries it again
-                errors.extend(error_record(exc, index=start + k, item=it) for k, it in enumerate(chunk))
-                results = [fallback(ctx.step)] * len(chunk)
-            outputs[start - first:start - first + len(chunk)] = results
-            done += len(chunk)
-            if not report:
-                return
+                status = await run_counted(start, chunk)
+            finally:
+                hooks.on_map_batch(run_id=ctx.run.run_id, step=ctx.step.id, first=start, size=len(chunk), phase="end",
+                                   status=status)
+
+    async def run_counted(start: int, chunk: list[Any]) -> str:
+        """Run one unit; "done", or "failed" when its failure was tolerated under `on_error`."""
+        nonlocal done
+        status = "done"
+        try:
+            if size > 1:
+                results = await run_llm_batch(ctx, chunk, start)
+            else:
+                results = [await executor(ctx, chunk[0], with_item=True)]
+        except BaseException as exc:
+            if not tolerable(ctx.step, exc, item=True):
+                raise
+            # one bad item (or batch) is recorded, not fatal; a resume tries it again
+            errors.extend(error_record(exc, index=start + k, item=it) for k, it in enumerate(chunk))
+            results = [fallback(ctx.step)] * len(chunk)
+            status = "failed"
+        outputs[start - first:start - first + len(chunk)] = results
+        done += len(chunk)
+        if report:
             elapsed = time.monotonic() - started
-            ctx.run.hooks.on_map_progress(run_id=ctx.run.run_id, step=ctx.step.id, done=done, total=len(items),
-                                          batch_done=True, rate=round(done / elapsed, 2) if elapsed > 0 else None)
+            hooks.on_map_progress(run_id=ctx.run.run_id, step=ctx.step.id, done=done, total=len(items),
+                                  batch_done=True, rate=round(done / elapsed, 2) if elapsed > 0 else None)
+        return status
 
     if report:
         ctx.run.hooks.on_map_progress(run_id=ctx.run.run_id, step=ctx.step.id, done=0, total=len(items),
