@@ -126,3 +126,31 @@ def test_an_endpoint_without_the_packages_is_refused_before_the_run(project_dir:
     assert "pip install 'playbook-runner[trace]'" in done.stderr and "Traceback" not in done.stderr
     runs = project_dir / ".playbook" / "runs"
     assert not runs.exists() or not any(runs.iterdir())  # refused before a run was started
+
+
+def test_an_inline_bodys_steps_nest_under_the_batch_that_runs_them(project_dir: Path, server: FakeLLMServer) -> None:
+    with OtlpReceiver() as receiver:
+        with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
+            toml.write(f'\n[trace]\notlp_endpoint = "{receiver.url}"\n')
+        write_playbook(project_dir, """
+name: bodies
+steps:
+  - id: each
+    map: [甲, 乙]
+    concurrency: 2
+    steps:
+      - {id: ask, llm: {prompt: "写一句关于 ${{ item }} 的话"}}
+""")
+        done = cli("run", "pb.yaml", cwd=project_dir)
+        assert done.returncode == 0, done.stderr
+        spans = receiver.wait_for(8)
+    [run] = [s for s in spans if not s.parent_id]
+    [each] = _children(spans, run)
+    batches = _children(spans, each)
+    assert sorted(b.name for b in batches) == ["batch each[0]", "batch each[1]"]
+    for batch in batches:
+        [ask] = _children(spans, batch)
+        assert ask.name == "step ask"
+        [call] = _children(spans, ask)
+        assert call.name == "chat default"
+    assert len(spans) == 8

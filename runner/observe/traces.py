@@ -92,7 +92,11 @@ class RunTraces(Hooks):
                                       **({"kind": kind} if kind is not None else {}))
 
     def _parent_of_step(self, run_id: str) -> Any:
-        return self.runs.get(run_id) or _step_span.get() or self.runs.get(run_id.split(".")[0])
+        """Its run; for a sub-playbook's step (a run with no span of its own), the map batch or the step running it
+        in this task."""
+        batch = _batch_span.get()
+        return self.runs.get(run_id) or (batch[2] if batch is not None else None) or _step_span.get() or \
+            self.runs.get(run_id.split(".")[0])
 
     def on_run_start(self, **event: Any) -> None:
         run_id = str(event["run_id"])
