@@ -12,6 +12,7 @@ items with `batch: 1` (journal, cache, events, hooks, templates — everything a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,19 +104,21 @@ outputs: {count: "${{ steps.classify.output | length }}"}
 """
 
 
-async def engine(url: str, calls: int, concurrency: int, hooks: list[Any] | None = None) -> tuple[float, float]:
+async def engine(url: str, calls: int, concurrency: int, hooks: list[Any] | None = None,
+                 toml_extra: str = "") -> tuple[float, float]:
+    from runner.assembly import assemble
     from runner.config import load_project
     from runner.dsl.validate import load_and_validate
-    from runner.engine.execute import Runner
     from runner.models import litellm_provider
 
     folder = Path(tempfile.mkdtemp(prefix="bench_llm_path_"))
     (folder / "playbook.toml").write_text(
-        f'[models.default]\nmodel = "openai/fake"\napi_base = "{url}"\nconcurrency = {concurrency}\n')
+        f'[models.default]\nmodel = "openai/fake"\napi_base = "{url}"\nconcurrency = {concurrency}\n{toml_extra}')
     (folder / "pb.yaml").write_text(PLAYBOOK % {"concurrency": concurrency})
     os.chdir(folder)
     litellm_provider.litellm_module()  # the import is a fixed cost per process, not per call
-    runner = Runner(load_project(folder), hooks=hooks)
+    runner = assemble(load_project(folder), hooks=hooks or ())  # as every entry point does: with the process's
+    # logs and metrics when on, and the project's traces
     playbook = load_and_validate(folder / "pb.yaml")
     warm = await runner.start(playbook, {"n": 1})
     assert warm.status == "done", warm.error
@@ -130,19 +134,40 @@ async def engine(url: str, calls: int, concurrency: int, hooks: list[Any] | None
 async def engine_observed(url: str, calls: int, concurrency: int) -> tuple[float, float]:
     """The engine with what `playbook worker` turns on: JSON log lines (to a file, as for a log shipper) and
     Prometheus metrics, each line redacted."""
-    from runner import observe
     from runner.observe import logs, metrics
 
     log = (Path(tempfile.mkdtemp(prefix="bench_llm_path_log_")) / "worker.log").open("w", encoding="utf-8")
     logs.configure(json_lines=True, stream=log, secrets=["sk-bench-7f3a9c1e5b2d"], worker="bench")
     metrics.enable()
     try:
-        return await engine(url, calls, concurrency, hooks=observe.process_hooks())
+        return await engine(url, calls, concurrency)  # assemble adds observe.process_hooks()
     finally:
         log.close()
 
 
-MODES = {"openai": bare_openai, "litellm": bare_litellm, "engine": engine, "engine_observed": engine_observed}
+async def engine_traced(url: str, calls: int, concurrency: int) -> tuple[float, float]:
+    """The engine exporting OpenTelemetry spans (a run, a step, a batch and a chat span per call) to a receiver in
+    another process (BENCH_OTLP, started by main), so only the exporting side's CPU is counted."""
+    return await engine(url, calls, concurrency,
+                        toml_extra=f'[trace]\notlp_endpoint = "{os.environ["BENCH_OTLP"]}"\n')
+
+
+MODES = {"openai": bare_openai, "litellm": bare_litellm, "engine": engine, "engine_observed": engine_observed,
+         "engine_traced": engine_traced}
+
+
+@contextlib.contextmanager
+def otlp_receiver() -> Iterator[str]:
+    """runner.testing.OtlpReceiver in a process of its own; yields its endpoint."""
+    code = ("import sys, threading; from runner.testing import OtlpReceiver\n"
+            "with OtlpReceiver() as r:\n    print(r.url, flush=True); threading.Event().wait()")
+    receiver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert receiver.stdout is not None
+        yield receiver.stdout.readline().strip()
+    finally:
+        receiver.terminate()
+        receiver.wait()
 
 
 def measure(mode: str, url: str, calls: int, concurrency: int) -> dict[str, float]:
@@ -166,7 +191,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--modes", default="openai,litellm,engine")
     args = parser.parse_args()
-    with fake_server(args.latency) as url:
+    with fake_server(args.latency) as url, otlp_receiver() as otlp:
+        os.environ["BENCH_OTLP"] = otlp
         modes = args.modes.split(",")
         figures: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
         for _ in range(args.runs):  # interleaved, so drift in machine load hits every mode alike

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import functools
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +76,47 @@ class Playbook:
 
 
 def load_and_validate(path: str | Path, text: str | None = None) -> Playbook:
-    return validate(load_playbook(path, text))
+    """The playbook at `path` (or `text`, the source a run was started with), validated — once per source in a
+    process: a worker, the web server and an eval suite meet the same playbook again and again (each resume of an
+    approval used to validate it anew). A hit holds only while the sub-playbook files it read are unchanged."""
+    if text is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return validate(load_playbook(path))  # its own diagnostics say what is wrong with the file
+    key = (str(path), hashlib.sha256(text.encode()).hexdigest())
+    found = _VALIDATED.get(key)
+    if found is not None and all(_stamp(dep) == stamp for dep, stamp in found[1]):
+        _VALIDATED.move_to_end(key)
+        return found[0]
+    playbook = validate(load_playbook(path, text))
+    _VALIDATED[key] = (playbook, tuple((dep, _stamp(dep)) for dep in _files_read(playbook)))
+    while len(_VALIDATED) > VALIDATED_KEPT:
+        _VALIDATED.popitem(last=False)
+    return playbook
+
+
+VALIDATED_KEPT = 32
+_VALIDATED: collections.OrderedDict[tuple[str, str], tuple[Playbook, tuple[tuple[Path, tuple[int, int] | None], ...]]]
+_VALIDATED = collections.OrderedDict()
+
+
+def _files_read(playbook: Playbook) -> set[Path]:
+    """The sub-playbook files its validation read (an inline body is the playbook's own file)."""
+    found: set[Path] = set()
+    for child in playbook.children.values():
+        if child.path.resolve() != playbook.path.resolve():
+            found.add(child.path.resolve())
+        found |= _files_read(child)
+    return found
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
 
 
 @functools.lru_cache(maxsize=64)  # a run page refreshes every few seconds; the source of a run never changes

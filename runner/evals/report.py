@@ -48,6 +48,7 @@ def variant_lines(report: dict[str, Any]) -> list[str]:
 def _case(res: CaseResult, k: int) -> dict[str, Any]:
     runs = res.runs
     first = runs[0]
+    steps = portable(first.steps, first.local_paths)  # once: every step's entry reads it (was once per step)
     return {
         "id": res.case.id, "description": res.case.description, "passed": res.passed(k),
         "passes": sum(res.passes), "runs": len(runs), "pass_rate": round(sum(res.passes) / len(runs), 4),
@@ -61,7 +62,7 @@ def _case(res: CaseResult, k: int) -> dict[str, Any]:
                          "seconds": r.seconds, "tokens": r.tokens, "cost": round(r.cost, 6), "run_dir": r.run_dir}
                         for r, p, s in zip(runs, res.passes, res.scores, strict=True)],
         "outputs": {k: _capped(v) for k, v in portable(first.outputs, first.local_paths).items()},
-        "steps": [_step(name, portable(first.steps, first.local_paths)) for name in first.order],
+        "steps": [_step(name, steps) for name in first.order],
     }
 
 
