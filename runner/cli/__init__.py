@@ -8,7 +8,7 @@ from typing import Any
 from rich.markup import escape
 
 from runner.cli import click_words
-from runner.cli.app import app, main
+from runner.cli.app import app, entry, main
 from runner.i18n import _
 
 # registered in this order, the order `playbook --help` lists them
@@ -30,4 +30,4 @@ def _plain_help(typer_app: Any) -> None:
 _plain_help(app)
 click_words.install()
 
-__all__ = ["COMMAND_GROUPS", "app", "main"]
+__all__ = ["COMMAND_GROUPS", "app", "entry", "main"]
