@@ -8,8 +8,9 @@ import typing
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, ConfigDict, Field
 
-from runner.dsl.kinds import KINDS
+from runner.dsl.kinds import KINDS, KindError, StepKind, register_kind, unregister_kind
 from runner.dsl.load import load_playbook
 from runner.dsl.spec import Step
 from runner.dsl.validate import validate
@@ -32,7 +33,7 @@ BODIES: dict[str, dict[str, typing.Any]] = {
 
 
 def test_every_kind_has_a_body_here_a_field_on_step_and_an_executor() -> None:
-    assert list(BODIES) == list(KINDS)
+    assert list(BODIES) == list(KINDS)  # the built-in kinds (a test's plugin kind is gone after it)
     assert sorted(EXECUTORS) == sorted(KINDS)
     for name, kind in KINDS.items():
         annotation = Step.model_fields[name].annotation
@@ -110,3 +111,69 @@ def test_every_text_a_kind_renders_is_checked_and_linted(tmp_path: Path, name: s
         assert "unknown step 'nowhere'" in said or "'nowhere'" in said, (path, said)
         spec = load_playbook(tmp_path / "p.yaml").spec
         assert ("steps", 0, *path) in [where for where, _message in foreign_templates(spec)], path
+
+
+# A step kind from outside the runner, all in this one place: its field's model, its record, its executor.
+class ShoutSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str
+    times: int = Field(1, ge=1, le=5)
+
+
+def _shout_texts(step: typing.Any, spec: ShoutSpec) -> typing.Iterator[tuple[tuple[typing.Any, ...], typing.Any, bool]]:
+    yield ("shout", "text"), spec.text, step.map is not None
+
+
+async def _shout(ctx: typing.Any, item: typing.Any, *, with_item: bool) -> str:
+    spec = ctx.step.kind_spec
+    return " ".join([str(ctx.render(spec.text, item, with_item=with_item)).upper()] * spec.times)
+
+
+SHOUT = StepKind("shout", ShoutSpec, "kind|shout", "say a text louder", texts=_shout_texts, executor=_shout)
+
+
+@pytest.fixture
+def shout() -> typing.Iterator[None]:
+    register_kind(SHOUT)  # the one registry entry (a package names it in the `playbook.step_kinds` entry points)
+    yield
+    unregister_kind("shout")
+
+
+def test_a_kind_added_from_outside_validates_and_runs(shout: None, tmp_path: Path) -> None:
+    import asyncio
+
+    from runner import assemble, load_project
+
+    (tmp_path / "pb.yaml").write_text("""
+name: loud
+inputs: {word: {type: string, default: hello}}
+steps:
+  - {id: one, shout: {text: "${{ inputs.word }}", times: 2}}
+  - {id: many, map: [a, b], shout: {text: "${{ item }}!"}}
+outputs: {one: "${{ steps.one.output }}", many: "${{ steps.many.output }}"}
+""", encoding="utf-8")
+    playbook = validate(load_playbook(tmp_path / "pb.yaml"))
+    assert [s.kind for s in playbook.spec.steps] == ["shout", "shout"]
+    outcome = asyncio.run(assemble(load_project(tmp_path)).start(playbook, {"word": "hello"}))
+    assert outcome.status == "done", outcome.error
+    assert outcome.outputs == {"one": "HELLO HELLO", "many": ["A!", "B!"]}
+
+
+def test_a_kind_added_from_outside_is_checked_like_the_others(shout: None, tmp_path: Path) -> None:
+    said = _problems(tmp_path, {"shout": {"text": "hi", "times": 9}})
+    line = next(n for n, text in enumerate((tmp_path / "p.yaml").read_text().splitlines(), 1) if "times: 9" in text)
+    assert f"p.yaml:{line}:" in said and "shout.times: should be at most 5, not 9" in said, said  # at its line
+    said = _problems(tmp_path, {"shout": {"text": "${{ steps.nowhere }}"}})
+    assert "'nowhere'" in said, said  # its texts are template-checked
+    said = _problems(tmp_path, {"shout": {"text": "hi"}, "llm": {"prompt": "x"}})
+    assert "needs exactly one of" in said and "shout" in said, said
+    said = _problems(tmp_path, {"shuot": {"text": "hi"}})
+    assert "did you mean 'shout'" in said, said
+    from runner.dsl.json_schema import playbook_json_schema
+
+    step_schema = playbook_json_schema()["$defs"]["Step"]
+    assert step_schema["properties"]["shout"]["properties"]["times"]["maximum"] == 5
+    with pytest.raises(KindError):
+        register_kind(SHOUT)  # taken
+    with pytest.raises(KindError):
+        register_kind(StepKind("map", ShoutSpec, "kind|map", "", executor=_shout))  # a step's own key

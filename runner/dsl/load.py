@@ -11,6 +11,7 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel
 
+from runner.dsl.kinds import KindError, load_plugin_kinds
 from runner.dsl.spec import PlaybookSpec, StepProblem
 from runner.dsl.yaml_loader import SourceMap, load_yaml
 from runner.errors import Diagnostic, LoadError, did_you_mean
@@ -51,6 +52,11 @@ def load_playbook(path: str | Path, text: str | None = None) -> LoadedPlaybook:
         except OSError as exc:
             said = _("cannot read: {reason}").format(reason=exc.strerror)
             raise LoadError([Diagnostic(shown, 0, 0, said)]) from None
+    try:
+        load_plugin_kinds()  # before the model reads a step: a plugin kind's key is one of its keys
+    except (KindError, ImportError) as exc:
+        said = _("a step-kind plugin did not load: {exc}").format(exc=exc)
+        raise LoadError([Diagnostic(shown, 0, 0, said)]) from None
     data, source = load_yaml(text, shown)
     if not isinstance(data, dict):
         raise LoadError([source.diag((), _("a playbook is a mapping with at least 'name' and 'steps'"))])
@@ -120,7 +126,8 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     current = _model_of(current)
     if current is None:
         return []
-    return [f.alias or name for name, f in current.model_fields.items()]
+    extension = getattr(current, "extension_fields", None)
+    return [f.alias or name for name, f in current.model_fields.items()] + list(extension() if extension else [])
 
 
 def _child_type(annotation: Any, part: Any) -> Any:
@@ -129,7 +136,8 @@ def _child_type(annotation: Any, part: Any) -> Any:
         for name, f in model.model_fields.items():
             if part in (name, f.alias):
                 return f.annotation
-        return None
+        extension = getattr(model, "extension_fields", None)  # the Step model's plugin kinds
+        return extension().get(part) if extension is not None else None
     for arg in _unwrap(annotation):
         origin = typing.get_origin(arg)
         if origin is list and isinstance(part, int):

@@ -5,10 +5,20 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import InitErrorDetails
 
 from runner.dsl.fields import Duration, Model, StepId
-from runner.dsl.kinds import KINDS, StepKind
+from runner.dsl.kinds import BUILT_IN, KINDS, RESERVED, StepKind
 from runner.dsl.kinds.agent import AgentSpec
 from runner.dsl.kinds.approval import ApprovalSpec
 from runner.dsl.kinds.switch import SwitchSpec
@@ -98,11 +108,38 @@ MaxFailures = Annotated[int | str | None, BeforeValidator(parse_max_failures), W
     "description": "map steps: fail the step when more items than this fail (a count or a percentage)"})]
 
 
+def _plugin_spec(name: str, value: Any) -> Any:
+    """A plugin kind's value checked against its model, its errors placed under its key."""
+    spec = KINDS[name].spec if name in KINDS else None
+    if not (isinstance(spec, type) and issubclass(spec, BaseModel)):
+        return value
+    try:
+        return spec.model_validate(value)
+    except ValidationError as exc:
+        moved: list[InitErrorDetails] = [
+            {"type": e["type"], "loc": (name, *e["loc"]), "input": e["input"],
+             **({"ctx": e["ctx"]} if "ctx" in e else {})}  # type: ignore[typeddict-item]
+            for e in exc.errors()]
+        raise ValidationError.from_exception_data(exc.title, moved) from None
+
+
 class StepProblem(ValueError):
     """A step that breaks a rule across its fields: its message already names the step."""
 
 
+def _plugin_kind_schemas(schema: dict[str, Any]) -> None:
+    """The JSON Schema of a step lists a plugin kind's key too (its model's own fields; nested models as objects)."""
+    for name, kind in KINDS.items():
+        if kind not in BUILT_IN:
+            spec = kind.spec
+            own = spec.model_json_schema() if isinstance(spec, type) and issubclass(spec, BaseModel) else {}
+            own.pop("$defs", None)
+            schema.setdefault("properties", {})[name] = {**own, "description": kind.description}
+
+
 class Step(Model):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra=_plugin_kind_schemas)
+
     id: StepId
     title: str | None = None
     # kinds — exactly one; each described in runner/dsl/kinds/ (tests/test_step_kinds.py: these fields match it)
@@ -137,9 +174,33 @@ class Step(Model):
     max_failures: MaxFailures = Field(None, description="map steps: fail the step when more items than this "
                                                         "fail (a count, or a percentage like '10%')")
 
+    # a plugin kind's key and value (the model has no field of its own for it), moved here before the fields are
+    # checked, then checked against its kind's model
+    kind_plugins: SkipJsonSchema[dict[str, Any]] = Field(default_factory=dict, repr=False, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _take_plugin_kinds(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        found = [name for name, kind in KINDS.items() if kind not in BUILT_IN and name in data]
+        if not found:
+            return data
+        kept = {k: v for k, v in data.items() if k not in found}
+        return {**kept, "kind_plugins": {**kept.get("kind_plugins", {}), **{name: data[name] for name in found}}}
+
+    @classmethod
+    def extension_fields(cls) -> dict[str, Any]:
+        """The keys plugin kinds add (runner.dsl.load reads them to suggest a misspelled one)."""
+        return {name: kind.spec for name, kind in KINDS.items() if kind not in BUILT_IN}
+
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
-        found = [k for k in KINDS if getattr(self, k) is not None]
+        for name, value in self.kind_plugins.items():
+            if name not in KINDS or KINDS[name] in BUILT_IN:  # written as `kind_plugins:` in the file itself
+                raise StepProblem(_("step '{step}': unknown field 'kind_plugins'").format(step=self.id))
+            self.kind_plugins[name] = _plugin_spec(name, value)
+        found = [k for k in KINDS if self._kind_value(k) is not None]
         if len(found) != 1:
             raise StepProblem(_("step '{step}' needs exactly one of {joined} (found: {found})").format(
                                  step=self.id, joined=', '.join(KINDS), found=", ".join(found) or _("none")))
@@ -170,9 +231,12 @@ class Step(Model):
                                  step=self.id))
         return self
 
+    def _kind_value(self, name: str) -> Any:
+        return getattr(self, name) if name in type(self).model_fields else self.kind_plugins.get(name)
+
     @property
     def kind(self) -> str:
-        return next(k for k in KINDS if getattr(self, k) is not None)
+        return next(k for k in KINDS if self._kind_value(k) is not None)
 
     @property
     def described(self) -> StepKind:
@@ -181,8 +245,8 @@ class Step(Model):
 
     @property
     def kind_spec(self) -> Any:
-        """The value of this step's kind field (its LlmSpec, tool name, …)."""
-        return getattr(self, self.kind)
+        """The value of this step's kind field (its LlmSpec, tool name, a plugin kind's model …)."""
+        return self._kind_value(self.kind)
 
     @property
     def error_policy(self) -> tuple[str, Any]:
@@ -196,6 +260,10 @@ class Step(Model):
     @property
     def item_name(self) -> str:
         return self.as_ or "item"
+
+
+RESERVED.update(name for name, f in Step.model_fields.items() if name not in KINDS)
+RESERVED.update(f.alias for f in Step.model_fields.values() if f.alias)
 
 
 class Trigger(Model):

@@ -60,3 +60,6 @@ class StepKind:
     texts: Callable[[Any, Any], Iterator[Text]] = no_texts
     # checks of its own beyond its field's type: (checker, step index, step, the kind's spec)
     check: Callable[[KindChecker, int, Any, Any], None] | None = None
+    # a plugin kind's executor (runner.engine.nodes ItemExecutor: `async (ctx, item, *, with_item) -> output`);
+    # the built-in kinds' are registered with `@step_kind` under runner/engine/nodes/
+    executor: Any = None

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from runner.config import LOCAL, Project
 from runner.dsl import templates
+from runner.dsl.kinds import KINDS
 from runner.dsl.labels import expression_schema
 from runner.dsl.references import APPROVAL_FIELDS
 from runner.dsl.spec import Retry, Step
@@ -313,7 +314,16 @@ class ItemExecutor(Protocol):
     async def __call__(self, ctx: StepContext, item: Any, *, with_item: bool) -> Any: ...
 
 
-EXECUTORS: dict[str, ItemExecutor] = {}
+EXECUTORS: dict[str, ItemExecutor] = {}  # the built-in kinds'; a plugin kind carries its own (executor_of)
+
+
+def executor_of(kind: str) -> ItemExecutor | None:
+    """What runs a step of this kind: a built-in's registered executor, or a plugin kind's own."""
+    found = EXECUTORS.get(kind)
+    if found is None and kind in KINDS:
+        plugin: ItemExecutor | None = KINDS[kind].executor
+        return plugin
+    return found
 
 
 def step_kind(name: str) -> Callable[[ItemExecutor], ItemExecutor]:

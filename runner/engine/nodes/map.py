@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from runner.engine.nodes.base import EXECUTORS, StepContext
+from runner.engine.nodes.base import StepContext, executor_of
 from runner.engine.nodes.llm import run_llm_batch
 from runner.engine.nodes.on_error import error_record, failure_bound, fallback, tolerable
 from runner.errors import RunError, TooManyFailures
@@ -80,7 +80,8 @@ async def run_units(ctx: StepContext, items: list[Any], first: int, end: int, *,
     errors: list[dict[str, Any]] = []
     done = 0
     started = time.monotonic()
-    executor = EXECUTORS[ctx.step.kind]
+    executor = executor_of(ctx.step.kind)
+    assert executor is not None  # a step without one is refused when the graph is built (execute.StepNode)
     billed = ctx.step.described.billed
     hooks = ctx.run.hooks
 
