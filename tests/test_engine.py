@@ -209,9 +209,9 @@ outputs: {title: "${{ steps.review.title }}"}
     edits.write_text('{"titel": "x"}', encoding="utf-8")
     with pytest.raises(PlaybookError, match="字段 titel 不可修改"):
         build_decision(store, waiting.run_id, "approve", [], edits, None, "a", time.time())
-    assert timeout_decision(store, waiting.run_id) is None  # not yet due
-    time.sleep(0.3)
-    decision = timeout_decision(store, waiting.run_id)
+    deadline = (store.get_run(waiting.run_id) or {})["pending"]["deadline"]
+    assert timeout_decision(store, waiting.run_id, now=deadline - 0.01) is None  # not yet due (no clock race)
+    decision = timeout_decision(store, waiting.run_id, now=deadline)
     assert decision is not None and decision["action"] == "approve" and decision["by"] == "timeout"
     done = resume(waiting.run_id, decision=decision)
     assert done.outputs == {"title": "草稿"}

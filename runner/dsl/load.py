@@ -35,23 +35,7 @@ def load_playbook(path: str | Path, text: str | None = None) -> LoadedPlaybook:
     file = Path(path)
     shown = str(path)
     if text is None:
-        try:
-            if (size := file.stat().st_size) > MAX_PLAYBOOK_BYTES:
-                raise LoadError([Diagnostic(shown, 0, 0, _("is {number:.1f} MB; a playbook is at most {number2:g} "
-                                                           "MB — put data in a file and pass it as a `type: file` "
-                                                           "input").format(
-                                                             number=size / 1000000.0,
-                                                             number2=MAX_PLAYBOOK_BYTES / 1000000.0))])
-            text = file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise LoadError([Diagnostic(shown, 0, 0, _("no such file"))]) from None
-        except UnicodeDecodeError as exc:
-            said = _("not UTF-8 text ({reason} at byte {start}); save the file as UTF-8").format(reason=exc.reason,
-                                                                                                  start=exc.start)
-            raise LoadError([Diagnostic(shown, 0, 0, said)]) from None
-        except OSError as exc:
-            said = _("cannot read: {reason}").format(reason=exc.strerror)
-            raise LoadError([Diagnostic(shown, 0, 0, said)]) from None
+        text = read_playbook_text(file)
     try:
         load_plugin_kinds()  # before the model reads a step: a plugin kind's key is one of its keys
     except (KindError, ImportError) as exc:
@@ -62,6 +46,28 @@ def load_playbook(path: str | Path, text: str | None = None) -> LoadedPlaybook:
         raise LoadError([source.diag((), _("a playbook is a mapping with at least 'name' and 'steps'"))])
     spec = model_check(PlaybookSpec, data, source)
     return LoadedPlaybook(spec, source, file, text)
+
+
+def read_playbook_text(path: Path) -> str:
+    """A playbook file's text; LoadError when it is too big to be one, missing, not UTF-8 or unreadable."""
+    shown = str(path)
+    try:
+        if (size := path.stat().st_size) > MAX_PLAYBOOK_BYTES:
+            raise LoadError([Diagnostic(shown, 0, 0, _("is {number:.1f} MB; a playbook is at most {number2:g} "
+                                                       "MB — put data in a file and pass it as a `type: file` "
+                                                       "input").format(
+                                                         number=size / 1000000.0,
+                                                         number2=MAX_PLAYBOOK_BYTES / 1000000.0))])
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LoadError([Diagnostic(shown, 0, 0, _("no such file"))]) from None
+    except UnicodeDecodeError as exc:
+        said = _("not UTF-8 text ({reason} at byte {start}); save the file as UTF-8").format(reason=exc.reason,
+                                                                                              start=exc.start)
+        raise LoadError([Diagnostic(shown, 0, 0, said)]) from None
+    except OSError as exc:
+        said = _("cannot read: {reason}").format(reason=exc.strerror)
+        raise LoadError([Diagnostic(shown, 0, 0, said)]) from None
 
 
 M = typing.TypeVar("M", bound=BaseModel)

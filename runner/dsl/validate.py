@@ -16,7 +16,7 @@ from runner.dsl import labels, template_check, templates
 from runner.dsl.inline_body import body_playbook
 from runner.dsl.inputs import coerce, unmet_requirements
 from runner.dsl.lint import foreign_templates
-from runner.dsl.load import LoadedPlaybook, load_playbook
+from runner.dsl.load import LoadedPlaybook, load_playbook, read_playbook_text
 from runner.dsl.output_schema import SchemaError, to_json_schema, to_model
 from runner.dsl.reach import reach
 from runner.dsl.references import References, step_titled
@@ -80,10 +80,7 @@ def load_and_validate(path: str | Path, text: str | None = None) -> Playbook:
     process: a worker, the web server and an eval suite meet the same playbook again and again (each resume of an
     approval used to validate it anew). A hit holds only while the sub-playbook files it read are unchanged."""
     if text is None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return validate(load_playbook(path))  # its own diagnostics say what is wrong with the file
+        text = read_playbook_text(Path(path))  # the size bound and the file's problems, said as load_playbook does
     key = (str(path), hashlib.sha256(text.encode()).hexdigest())
     found = _VALIDATED.get(key)
     if found is not None and all(_stamp(dep) == stamp for dep, stamp in found[1]):

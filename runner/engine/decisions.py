@@ -48,14 +48,15 @@ def build_decision(store: Store, run_id: str, action: str, pairs: list[str],
     return {"action": action, "comment": comment, "edits": edits, "by": by, "at": at}
 
 
-def timeout_decision(store: Store, run_id: str) -> dict[str, Any] | None:
-    """For a waiting run past its approval deadline, the decision `on_timeout` asks for."""
+def timeout_decision(store: Store, run_id: str, *, now: float | None = None) -> dict[str, Any] | None:
+    """For a waiting run past its approval deadline (at `now`, default the present), the decision `on_timeout`
+    asks for."""
     run = store.get_run(run_id)
     if run is None or run["status"] != "waiting" or not run["pending"]:
         return None
     pending = run["pending"]
     deadline = pending.get("deadline")
-    if deadline is None or time.time() < deadline:
+    if deadline is None or (time.time() if now is None else now) < deadline:
         return None
     policy = pending.get("on_timeout", "fail")
     if policy == "fail":
