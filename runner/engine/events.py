@@ -29,8 +29,9 @@ class Hooks:
     def on_run_end(self, **event: Any) -> None: ...
     def on_map_chunk(self, **event: Any) -> None: ...
     def on_notice(self, **event: Any) -> None: ...  # something the user should hear now: `notice`, `step`
-    # one unit of a map (an item, or an LLM batch of items) starts (`phase="start"`) and ends (`phase="end"`,
-    # `status`), in the task that runs it: sent only when a hook overrides it (traces), as units can be many
+    # a map's unit that groups work (an LLM batch of items, or an item whose sub-steps run) starts
+    # (`phase="start"`) and ends (`phase="end"`, `status`), in the task that runs it: sent only when a hook
+    # overrides it (traces), as units can be many
     def on_map_batch(self, **event: Any) -> None: ...
 
     async def flush(self) -> None:

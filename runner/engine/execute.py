@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import time
@@ -126,6 +127,23 @@ class StepNode:
         else:
             result = _result(step, await self.executor(ctx, None, with_item=False))
         return result
+
+
+_heap_settled = False
+
+
+def settle_heap() -> None:
+    """Move what is alive as a run starts — the imported libraries (langgraph, pydantic, the SDK, litellm: about
+    450,000 objects), caches, what earlier runs keep — out of the cyclic garbage collector's sight (`gc.freeze`), so
+    its collections during the run scan the run's own objects, not the libraries' again and again: 20–25 % less CPU
+    per LLM call in a map (benchmarks/README.md). The first time in a process nothing is collected first (a full
+    collection there costs 0.4 s, and a fresh process has little garbage); later, only what is new since the last
+    freeze is collected, which is cheap, so an earlier run's garbage is not kept."""
+    global _heap_settled
+    if _heap_settled:
+        gc.collect()
+    gc.freeze()
+    _heap_settled = True
 
 
 def node_factory(rc: RunContext) -> Callable[[Step], NodeFunction]:
@@ -302,6 +320,8 @@ class Runner:
                            config: dict[str, Any], outcome: RunOutcome) -> None:
         async with checkpointer(self.project) as saver:
             graph = compile_graph(rc.playbook, node_factory(rc), checkpointer=saver)
+            if "." not in rc.run_id:
+                settle_heap()
             run_started()
             final: Any = None
             try:

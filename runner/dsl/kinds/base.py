@@ -56,6 +56,7 @@ class StepKind:
     pauses: bool = False  # it waits for a person
     calls_model: bool = False  # an LLM answers it: its output is text unless it has an `output:` schema
     billed: bool = False  # running it may cost money: a cancel is checked before each of its items
+    runs_steps: bool = False  # it runs steps of its own (a sub-playbook, an inline body): a trace groups them
     # the texts rendered when it runs: template checks and the foreign-syntax lint read them
     texts: Callable[[Any, Any], Iterator[Text]] = no_texts
     # checks of its own beyond its field's type: (checker, step index, step, the kind's spec)

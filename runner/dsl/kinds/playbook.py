@@ -17,4 +17,4 @@ def check(checker: KindChecker, i: int, step: StepLike, path: str) -> None:
 
 
 KIND = StepKind("playbook", str, N_("kind|sub-playbook"), "path of a sub-playbook, relative to this file",
-                takes_with=True, billed=True, texts=texts, check=check)
+                takes_with=True, billed=True, runs_steps=True, texts=texts, check=check)

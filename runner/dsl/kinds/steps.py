@@ -20,4 +20,4 @@ def check(checker: KindChecker, i: int, step: StepLike, body: Any) -> None:
 KIND = StepKind("steps", list, N_("kind|inline body"), (
     "an inline map body: these steps run for each item of `map:`, reading the item (`item` or the `as:` name), "
     "the playbook's inputs and the values given in `with:`"), takes_with=True, needs_map=True, billed=True,
-                texts=texts, check=check)
+                runs_steps=True, texts=texts, check=check)

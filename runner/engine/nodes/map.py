@@ -85,11 +85,18 @@ async def run_units(ctx: StepContext, items: list[Any], first: int, end: int, *,
     billed = ctx.step.described.billed
     hooks = ctx.run.hooks
 
+    # a unit that groups work — an LLM batch, or an item whose sub-steps run — is reported as it starts and ends
+    # (a trace's batch span); a lone item's one call or tool call needs no group of its own
+    grouped = hooks.wants_batches and (size > 1 or ctx.step.described.runs_steps)
+
     async def run_unit(start: int, chunk: list[Any]) -> None:
         async with limit:
             # before every billed call (a cancel stops new ones within a batch); a cheap tool item checks at most
             # twice a second
             ctx.run.check_cancel(ctx.step.id, every=0.0 if billed else 0.5)
+            if not grouped:
+                await run_counted(start, chunk)
+                return
             hooks.on_map_batch(run_id=ctx.run.run_id, step=ctx.step.id, first=start, size=len(chunk), phase="start")
             status = "failed"
             try:
