@@ -866,3 +866,24 @@ outputs: {text: "${{ steps.draft.output }}"}
     assert [line["event"] for line in lines] == ["run_start", "llm_call", "step_end", "run_end"]
     assert all(line["run_id"] == "j" and line["playbook"] == "logged" for line in lines)
     assert lines[-1]["status"] == "done" and lines[1]["model"] == "default" and lines[1]["tokens_in"] > 0
+
+
+def test_a_run_a_worker_drives_exports_the_same_trace_as_a_local_one(team: Team) -> None:
+    """`[trace] otlp_endpoint` on a team server: the worker that drives the run exports its spans (the tree a local
+    run exports: run → step → LLM call), flushed when the run settles, without the worker stopping."""
+    from runner.testing import OtlpReceiver
+
+    with OtlpReceiver() as receiver:
+        with (team.folder / "playbook.toml").open("a", encoding="utf-8") as toml:
+            toml.write(f'\n[trace]\notlp_endpoint = "{receiver.url}"\nservice_name = "team"\n')
+        write_playbook(team.folder, "name: traced\nsteps:\n  - {id: draft, llm: {prompt: 写一段总结}}\n")
+        team.workers.start("w1")
+        assert cli("run", "pb.yaml", "--run-id", "tr", "--detach", cwd=team.folder).returncode == 0
+        team.wait("tr")
+        spans = receiver.wait_for(3)
+    by_name = {s.name: s for s in spans}
+    assert set(by_name) == {"playbook traced", "step draft", "chat default"}, [s.name for s in spans]
+    run = by_name["playbook traced"]
+    assert run.attributes["playbook.run_id"] == "tr" and run.service == "team"
+    assert by_name["step draft"].parent_id == run.span_id
+    assert by_name["chat default"].parent_id == by_name["step draft"].span_id
