@@ -94,8 +94,9 @@ def load_and_validate(path: str | Path, text: str | None = None) -> Playbook:
 
 
 VALIDATED_KEPT = 32
-_VALIDATED: collections.OrderedDict[tuple[str, str], tuple[Playbook, tuple[tuple[Path, tuple[int, int] | None], ...]]]
-_VALIDATED = collections.OrderedDict()
+Stamps = tuple[tuple[Path, tuple[int, int] | None], ...]  # each sub-playbook file read: (mtime_ns, size)
+# (path, sha256 of the text) → the playbook and the stamps of the files it read
+_VALIDATED: collections.OrderedDict[tuple[str, str], tuple[Playbook, Stamps]] = collections.OrderedDict()
 
 
 def _files_read(playbook: Playbook) -> set[Path]:

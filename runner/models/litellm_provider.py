@@ -10,11 +10,11 @@ from functools import lru_cache
 from typing import Any
 
 from runner.config import LOCAL, ModelConfig, ProjectFile
-from runner.models import model_table, openai_compatible
+from runner.models import openai_compatible
 from runner.models.provider import (
     ProviderReply,
     ProviderRequest,
-    full_schema_instruction,
+    RemoteProvider,
     openai_params,
     tool_calls_of,
     usage_of,
@@ -42,7 +42,7 @@ def _supports_schema(model: str) -> bool:
         return False
 
 
-class Litellm:
+class Litellm(RemoteProvider):
     name = "litellm"
     shared_limits = True
 
@@ -59,13 +59,6 @@ class Litellm:
     async def ready(self, config: ModelConfig) -> None:
         if not _READY.is_set():  # waits on the import lock if the preload thread is mid-import
             await asyncio.to_thread(litellm_module)
-
-    def price(self, config: ModelConfig) -> tuple[float, float]:
-        facts = model_table.facts(config.model)
-        return facts.input_cost_per_token, facts.output_cost_per_token
-
-    def schema_instruction(self, schema: dict[str, Any]) -> str:
-        return full_schema_instruction(schema)
 
     async def call(self, config: ModelConfig, api_key: str, request: ProviderRequest,
                    settings: ProjectFile) -> ProviderReply:

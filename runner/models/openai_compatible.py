@@ -23,7 +23,7 @@ from runner.models import model_table
 from runner.models.provider import (
     ProviderReply,
     ProviderRequest,
-    full_schema_instruction,
+    RemoteProvider,
     openai_params,
     tool_calls_of,
     usage_of,
@@ -57,7 +57,7 @@ def _client(api_base: str, api_key: str) -> Any:
     return loop_local("openai", (api_base, api_key), make)
 
 
-class OpenAICompatible:
+class OpenAICompatible(RemoteProvider):
     name = "openai-compatible"
     shared_limits = True
 
@@ -71,13 +71,6 @@ class OpenAICompatible:
         if "openai" not in sys.modules:
             await asyncio.to_thread(importlib.import_module, "openai")
         model_table.facts(config.model)  # read once, cached
-
-    def price(self, config: ModelConfig) -> tuple[float, float]:
-        facts = model_table.facts(config.model)
-        return facts.input_cost_per_token, facts.output_cost_per_token
-
-    def schema_instruction(self, schema: dict[str, Any]) -> str:
-        return full_schema_instruction(schema)
 
     async def call(self, config: ModelConfig, api_key: str, request: ProviderRequest,
                    settings: ProjectFile) -> ProviderReply:

@@ -5,10 +5,12 @@ HTTP `status_code` like the openai SDK's and litellm's."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runner.config import ModelConfig, ProjectFile
+from runner.models import model_table
 
 
 @dataclass
@@ -67,10 +69,16 @@ class Provider(Protocol):
 SCHEMA_INSTRUCTION = "\n\n只输出一个 JSON 对象，不要输出任何其他文字。它必须符合以下 JSON Schema：\n"
 
 
-def full_schema_instruction(schema: dict[str, Any]) -> str:
-    import json
+class RemoteProvider:
+    """What the providers of a remote model share: prices from litellm's model table (read without importing
+    litellm: runner/models/model_table.py), and the whole schema written into the prompt."""
 
-    return f"{SCHEMA_INSTRUCTION}{json.dumps(schema, ensure_ascii=False)}"
+    def price(self, config: ModelConfig) -> tuple[float, float]:
+        facts = model_table.facts(config.model)
+        return facts.input_cost_per_token, facts.output_cost_per_token
+
+    def schema_instruction(self, schema: dict[str, Any]) -> str:
+        return f"{SCHEMA_INSTRUCTION}{json.dumps(schema, ensure_ascii=False)}"
 
 
 def response_format(native: bool, schema: dict[str, Any]) -> dict[str, Any]:
