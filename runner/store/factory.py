@@ -79,9 +79,12 @@ async def checkpointer(project: Project) -> AsyncIterator[Any]:
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+    from runner.store.sqlite import connect_wal
+
     project.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+    # the file is put in WAL mode (stored in the file) before aiosqlite opens it: see connect_wal
+    (await asyncio.to_thread(connect_wal, project.checkpoint_path, timeout=120)).close()
     async with aiosqlite.connect(str(project.checkpoint_path), timeout=120) as sqlite_connection:
-        await sqlite_connection.execute("PRAGMA journal_mode=WAL")
         await sqlite_connection.execute("PRAGMA synchronous=NORMAL")
         yield AsyncSqliteSaver(sqlite_connection)
 
