@@ -55,25 +55,32 @@ def connect_wal(path: Path, *, timeout: float, on_busy: Callable[[], None] | Non
 
 
 def _is_busy(error: sqlite3.Error) -> bool:
-    return "locked" in str(error) or "busy" in str(error)
+    return _code(error) in ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+
+def _code(error: sqlite3.Error) -> str:
+    """SQLite's primary result code (`SQLITE_IOERR_WRITE` → `SQLITE_IOERR`)."""
+    name = str(getattr(error, "sqlite_errorname", ""))
+    return "_".join(name.split("_")[:2])
 
 
 @contextlib.contextmanager
 def reported_as_user_errors(path: Path, waited: float) -> Iterator[None]:
-    """The file's own failures (locked too long, damaged, disk full) said in words, naming the file and the way
-    out, instead of a traceback. Errors in our SQL (IntegrityError, ProgrammingError) stay bugs."""
+    """The file's own failures (locked too long, damaged, disk full, not writable) said in words, naming the file
+    and the way out, instead of a traceback. Errors in our SQL (no such table, a constraint) stay bugs."""
     try:
         yield
     except sqlite3.Error as error:
+        code = _code(error)
         if _is_busy(error):
             raise StoreUnreachable(_("{path} stayed locked by another process for {seconds:.0f} s; run the command "
                                      "again when the other one has finished").format(path=path, seconds=waited)
                                    ) from error
-        if type(error) is sqlite3.DatabaseError:
+        if code in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
             raise PlaybookError(_("{path} cannot be read as a run store ({error}): it is damaged or was overwritten. "
                                   "Move it aside to start a fresh history, or restore it from a backup").format(
                                       path=path, error=error)) from error
-        if isinstance(error, sqlite3.OperationalError):
+        if code in ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM"):
             raise PlaybookError(_("{path}: {error}. Free disk space or fix the folder's permissions, then run the "
                                   "command again").format(path=path, error=error)) from error
         raise
