@@ -1,8 +1,11 @@
 """Engine benchmarks: step overhead vs raw LangGraph, map scaling, CLI cold start.
 
     python benchmarks/bench_engine.py [--quick]
+    python benchmarks/bench_engine.py --chain-sizes 50,100,200,400,1000 [--rounds 5]
 
-Prints a markdown table (medians of repeated runs, all measured in this one process run).
+Prints a markdown table (medians of repeated runs, all measured in this one process run). `--chain-sizes` prints
+only the per-step CPU of the engine against raw LangGraph on chains of those sizes, the two interleaved round by
+round.
 """
 
 from __future__ import annotations
@@ -62,13 +65,13 @@ def chain_playbook(steps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def raw_langgraph(steps: int, db: Path) -> float:
+async def raw_langgraph(steps: int, db: Path, clock: Any = time.perf_counter) -> float:
     """The same shape in plain LangGraph: a chain of nodes, merge reducer, AsyncSqliteSaver.
     Timed like the engine's run: graph construction, compile and invoke."""
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
     from langgraph.graph import END, START, StateGraph
 
-    started = time.perf_counter()
+    started = clock()
     graph: Any = StateGraph(RawState)
     for i in range(steps):
         def node(state: dict[str, Any], i: int = i) -> dict[str, Any]:
@@ -81,15 +84,15 @@ async def raw_langgraph(steps: int, db: Path) -> float:
     async with AsyncSqliteSaver.from_conn_string(str(db)) as saver:
         app = graph.compile(checkpointer=saver)
         await app.ainvoke({"steps": {}}, {"configurable": {"thread_id": str(time.time())}})
-        return time.perf_counter() - started
+        return float(clock() - started)
 
 
-def engine_run(path: Path, inputs: dict[str, Any] | None = None) -> float:
+def engine_run(path: Path, inputs: dict[str, Any] | None = None, clock: Any = time.perf_counter) -> float:
     playbook = load_and_validate(path)
     runner = Runner(load_project())
-    started = time.perf_counter()
+    started = clock()
     outcome = asyncio.run(runner.start(playbook, inputs or {}))
-    elapsed = time.perf_counter() - started
+    elapsed = float(clock() - started)
     runner.close()
     assert outcome.status == "done", outcome.error
     return elapsed
@@ -136,10 +139,41 @@ def cold_start(args: list[str], repeats: int) -> float:
     return median(times)
 
 
+def chain_sizes(sizes: list[int], rounds: int) -> None:
+    """CPU per step (this process's CPU: user + system, every thread), engine against raw LangGraph, interleaved."""
+    print("| steps | engine CPU per step | raw LangGraph CPU per step | ratio (median) | per-round ratios |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        os.chdir(folder)
+        engine_run(_chain(folder, 5), clock=time.process_time)  # imports and first-run work out of the figures
+        asyncio.run(raw_langgraph(5, folder / "raw.db", clock=time.process_time))
+        for steps in sizes:
+            path = _chain(folder, steps)
+            ours, raw = [], []
+            for _ in range(rounds):
+                ours.append(engine_run(path, clock=time.process_time) / steps)
+                raw.append(asyncio.run(raw_langgraph(steps, folder / "raw.db", clock=time.process_time)) / steps)
+            ratios = sorted(o / r for o, r in zip(ours, raw, strict=True))
+            print(f"| {steps:,} | {median(ours) * 1000:.2f} ms | {median(raw) * 1000:.2f} ms | "
+                  f"{median(ratios):.2f}× | {ratios[0]:.2f}–{ratios[-1]:.2f} |", flush=True)
+
+
+def _chain(folder: Path, steps: int) -> Path:
+    path = folder / f"chain{steps}.yaml"
+    path.write_text(chain_playbook(steps), encoding="utf-8")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller maps")
+    parser.add_argument("--chain-sizes", help="comma-separated chain lengths: only the per-step CPU table")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds for --chain-sizes")
     opts = parser.parse_args()
+    if opts.chain_sizes:
+        chain_sizes([int(n) for n in opts.chain_sizes.split(",")], opts.rounds)
+        return
     repeats = 3 if opts.quick else 5
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp, FakeLLMServer() as server:

@@ -23,6 +23,7 @@ from runner.dsl.inputs import resolve_inputs
 from runner.dsl.validate import load_and_validate
 from runner.engine.execute import RunOutcome
 from runner.testing import FakeLLMServer
+from tests.team import Team
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "sk-test-7f3a9c1e5b2d4a6f8e0c"
@@ -240,3 +241,17 @@ _redis_dbs = iter(range(1, 64))
 def redis_url(redis_server: Any) -> str:
     """A Redis database number of its own for this test (a throw-away server has 64)."""
     return str(redis_server.url(next(_redis_dbs)))
+
+
+@pytest.fixture
+def team(project_dir: Path, server: FakeLLMServer, postgres_url: str, redis_url: str) -> Iterator[Team]:
+    """The project on the throw-away Postgres and Redis, with `playbook worker` processes to start (tests/team.py)."""
+    from runner.testing.servers import WorkerPool
+
+    with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
+        toml.write(f'\n[store]\nurl = "{postgres_url}"\n\n[queue]\nbroker = "{redis_url}"\nmap_chunk = 200\n')
+    workers = WorkerPool(project_dir)
+    try:
+        yield Team(project_dir, workers, postgres_url, redis_url)
+    finally:
+        workers.close()
