@@ -38,6 +38,8 @@ def eval_command(
                       ] = None,
     k: Annotated[int | None, typer.Option("--k", min=1, help=_("a case passes if at least k runs pass"))] = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help=_("cases at once"))] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help=_(
+        "suites at once, each in a process of its own (default: one per core, at most 4)"))] = None,
     case: Annotated[list[str] | None, typer.Option("--case", help=_("only this case (repeatable)"))] = None,
     baseline: Annotated[Path | None, typer.Option("--baseline", help=_("compare with this report (default: the "
                                                                        "suite's saved baseline)"))] = None,
@@ -51,8 +53,9 @@ def eval_command(
     """Run eval suites: assertions on outputs and steps, scripted approvals, record/replay, baselines.
 
     Exit codes: 0 every case passed and nothing regressed, 1 failures or regressions, 2 a suite error."""
+    from runner.evals.parallel import default_jobs, evaluate_suites
     from runner.evals.report import failure_lines, step_name
-    from runner.evals.session import EvalOptions, evaluate_suite
+    from runner.evals.session import EvalOptions
 
     if record and replay:
         err.print("[red]" + _("error") + "[/] " + _("--record and --replay exclude each other"))
@@ -61,13 +64,13 @@ def eval_command(
     options = EvalOptions(mode=mode, repeat=repeat, k=k, concurrency=concurrency, cases=case or [],
                           baseline=baseline, save_baseline=save_baseline, report_dir=report,
                           real_models=real_models)
+    files = suite_files(suites)
+    project_here()  # a bad project (playbook.toml, --project) is said once, here, before any suite starts
     worst = 0
-    for path in suite_files(suites):
-        try:
-            result = evaluate_suite(path, options, project=project_here(),
-                                    progress=lambda line: err.print(f"  {line}", markup=False))
-        except PlaybookError as exc:
-            fail(exc)
+    for result in evaluate_suites(files, options, jobs=jobs or default_jobs(len(files)),
+                                  progress=lambda suite, line: err.print(f"  {line}", markup=False)):
+        if result.error is not None or result.report is None:
+            fail(PlaybookError(result.error or []))
             worst = 2
             continue
         r = result.report
