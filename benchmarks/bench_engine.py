@@ -30,6 +30,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from runner.config import load_project  # noqa: E402
 from runner.dsl.validate import load_and_validate  # noqa: E402
+from runner.engine.compile import DURABILITY  # noqa: E402
 from runner.engine.execute import Runner  # noqa: E402
 from runner.registry import ToolContext, tool  # noqa: E402
 from runner.testing import FakeLLMServer  # noqa: E402
@@ -83,7 +84,8 @@ async def raw_langgraph(steps: int, db: Path, clock: Any = time.perf_counter) ->
     graph.add_edge(f"s{steps - 1}", END)
     async with AsyncSqliteSaver.from_conn_string(str(db)) as saver:
         app = graph.compile(checkpointer=saver)
-        await app.ainvoke({"steps": {}}, {"configurable": {"thread_id": str(time.time())}})
+        # checkpointed as the engine does (runner/engine/compile.py DURABILITY: when the graph stops, not per step)
+        await app.ainvoke({"steps": {}}, {"configurable": {"thread_id": str(time.time())}}, durability=DURABILITY)
         return float(clock() - started)
 
 

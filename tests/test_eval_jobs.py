@@ -4,14 +4,21 @@ were named, a broken suite said as a suite error while the others still run — 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import cli
-from tests.test_evals import make_project
+from tests.test_evals import REPLIES, make_project
 
 pytestmark = pytest.mark.usefixtures("english")
 
@@ -47,3 +54,40 @@ def test_suites_in_processes_of_their_own_report_as_one_at_a_time(tmp_path: Path
     for name in ("push", "second"):
         assert _passed(tmp_path, "parallel", name) == _passed(tmp_path, "serial", name) == \
             [("reject_then_approve", True)]
+
+
+def test_ctrl_c_ends_every_suite_process_quietly(tmp_path: Path) -> None:
+    suite = make_project(tmp_path)
+    hanging = {**REPLIES, "latency": 3600}  # the second suite's model never answers in time
+    (suite.parent / "replies_hanging.yaml").write_text(yaml.safe_dump(hanging, allow_unicode=True), encoding="utf-8")
+    spec = yaml.safe_load(suite.read_text(encoding="utf-8"))
+    spec["fake_llm"] = {"script": "replies_hanging.yaml"}
+    (suite.parent / "hanging.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    command = [sys.executable, "-m", "runner", "eval", "evals/push.yaml", "evals/hanging.yaml", "--jobs", "2"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True,  # its own group, as a terminal's Ctrl-C reaches
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    watchdog = threading.Timer(600, os.killpg, args=(process.pid, signal.SIGKILL))
+    watchdog.start()
+    try:
+        assert process.stderr is not None
+        seen = []
+        for line in process.stderr:  # the first suite finished in its own process; the other waits on its model
+            seen.append(line)
+            if line.startswith("  push: reject_then_approve #1"):
+                break
+        os.killpg(process.pid, signal.SIGINT)
+        _, rest = process.communicate(timeout=300)
+    finally:
+        watchdog.cancel()
+    assert process.returncode == 130, "".join(seen) + rest
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # every process of the group is gone: none left waiting on the model
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("a suite process outlived Ctrl-C")

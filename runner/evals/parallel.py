@@ -10,6 +10,7 @@ threads and open connections a fork would copy half-made. One suite, or `--jobs 
 from __future__ import annotations
 
 import functools
+import gc
 import multiprocessing
 import os
 import signal
@@ -55,8 +56,21 @@ def evaluate_suites(paths: list[Path], options: Any, *, jobs: int,
             yield evaluate_one(path, options, functools.partial(progress, path.stem))
         return
     context = multiprocessing.get_context("spawn")
-    with context.Pool(min(jobs, len(paths)), initializer=_ignore_ctrl_c) as pool:  # leaving it ends them all
+    pool = context.Pool(min(jobs, len(paths)), initializer=_ignore_ctrl_c)
+    try:
         yield from pool.imap(_in_child, [(path, options) for path in paths])
+    except BaseException:  # Ctrl-C, an error, or the caller stopped reading: the children are ended
+        pool.terminate()
+        pool.join()
+        raise
+    # the children leave on their own, running their exit handlers (a child killed instead leaves behind what its
+    # libraries registered, and multiprocessing's resource tracker warns of "leaked semaphore objects")
+    pool.close()
+    pool.join()
+    # the pool's own semaphores are released when it is collected; the command ends with os._exit
+    # (runner/cli/app.py), which collects nothing
+    del pool
+    gc.collect()
 
 
 def evaluate_one(path: Path, options: Any, progress: Callable[[str], None]) -> SuiteOutcome:
