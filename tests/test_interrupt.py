@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from runner.testing import FakeLLMServer
 from tests.conftest import cli, write_playbook
 
@@ -57,3 +59,22 @@ def test_ctrl_c_stops_the_run_names_it_and_resume_repeats_nothing(project_dir: P
     asked_again = [r["prompt"] for r in server.requests[asked_before:]]
     done_items = {r["prompt"] for r in server.requests[:len(finished)]}
     assert len(asked_again) == 6 - len(finished) and not done_items & set(asked_again)
+
+
+def test_ctrl_c_during_a_queueing_waits_for_it_to_finish_then_interrupts() -> None:
+    """A run recorded as queued and its message sent are one act (runner/cli/run.py `queued`): a Ctrl-C between
+    the two would leave a run waiting for a message that never went."""
+    from runner.cli.interrupt import ctrl_c_after
+
+    before = signal.getsignal(signal.SIGINT)
+    done = []
+    with pytest.raises(KeyboardInterrupt), ctrl_c_after():
+        signal.raise_signal(signal.SIGINT)
+        done.append("recorded")
+        done.append("sent")
+    assert done == ["recorded", "sent"]
+    assert signal.getsignal(signal.SIGINT) == before  # as it was
+
+    with pytest.raises(ValueError, match="the block's own"), ctrl_c_after():  # what the block raises goes first
+        signal.raise_signal(signal.SIGINT)
+        raise ValueError("the block's own")

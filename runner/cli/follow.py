@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 
@@ -63,9 +63,7 @@ def follow(project: Any, run_id: str, console: Console, *, offset: int = 0, poll
                 break
             time.sleep(poll)
     except KeyboardInterrupt:
-        console.print("\n" + _("No longer following; run {run_id} goes on on a worker (playbook runs show {run_id}; "
-                              "to stop it: playbook cancel {run_id})").format(run_id=run_id), markup=False)
-        raise SystemExit(130) from None
+        stopped_following(console, run_id)
     finally:
         store.close()
     for hook in hooks[1:]:  # the end, from the run row, as a local run reports it
@@ -74,6 +72,13 @@ def follow(project: Any, run_id: str, console: Console, *, offset: int = 0, poll
     return RunOutcome(run_id, run["status"], outputs=run["outputs"] or {}, error=run["error"],
                       pending=run["pending"], run_dir=str(project.run_dir(run_id)), tokens_in=run["tokens_in"],
                       tokens_out=run["tokens_out"], cost=run["cost"], problems=run["problems"] or [])
+
+
+def stopped_following(console: Console, run_id: str) -> NoReturn:
+    """Ctrl-C once the run is with the workers: it goes on there; exit 130."""
+    console.print("\n" + _("No longer following; run {run_id} goes on on a worker (playbook runs show {run_id}; "
+                          "to stop it: playbook cancel {run_id})").format(run_id=run_id), markup=False)
+    raise SystemExit(130) from None
 
 
 def _replay(hooks: list[Any], line: str, run_id: str) -> None:

@@ -10,12 +10,13 @@ as interrupted itself and leaves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from runner.config import Project
@@ -72,3 +73,18 @@ def _stop_hard(project: Project, run_id: str | None, leave: Callable[[], None]) 
             store.update_run(run["id"], status="failed", ended_at=time.time(), error=interrupted(run["id"]))
         store.close()
     leave()
+
+
+@contextlib.contextmanager
+def ctrl_c_after() -> Iterator[None]:
+    """Ctrl-C held back until the block is done, then raised as KeyboardInterrupt: for work that must not stop half
+    way (a run recorded as queued and its message sent to the workers — cut between the two, it would wait for a
+    message that never went). What the block raises itself goes first."""
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, _frame: pressed.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt

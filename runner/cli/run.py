@@ -180,20 +180,35 @@ def decide(run_id: str, action_name: str, pairs: list[str], edits_file: Path | N
 
 def queued(project: Any, run_id: str, detach: bool, enqueue: Any) -> None:
     """Hand a new run to the workers; follow it unless `detach`."""
+    from runner.cli.follow import stopped_following  # loads the module before the run is queued (see below)
+    from runner.cli.interrupt import ctrl_c_after
     from runner.cli.team import team_broker
     from runner.store import open_store
 
     team_broker(project)
     store = open_store(project)
     try:
-        enqueue(store)
-    finally:
-        store.close()
-    if detach:
-        out.print(_("{run_id}: queued for a worker (follow: playbook runs show {run_id})").format(run_id=run_id),
-                  markup=False)
-        return
-    followed(project, run_id)
+        try:
+            with ctrl_c_after():  # recorded as queued and its message sent, or neither
+                enqueue(store)
+        finally:
+            store.close()
+        if detach:
+            out.print(_("{run_id}: queued for a worker (follow: playbook runs show {run_id})").format(run_id=run_id),
+                      markup=False)
+            return
+        followed(project, run_id)
+    except KeyboardInterrupt:
+        # a Ctrl-C from the moment the run is queued — before following has begun, too — leaves it to the workers
+        # and says so, as a Ctrl-C while following does
+        store = open_store(project)
+        try:
+            queued_already = store.get_run(run_id) is not None
+        finally:
+            store.close()
+        if not queued_already:
+            raise
+        stopped_following(out, run_id)
 
 
 def claimed(project: Any, run_id: str, hand_over: Any) -> None:
