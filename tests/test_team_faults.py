@@ -18,7 +18,7 @@ from runner.config import load_project
 from runner.store import open_store
 from runner.testing import FakeLLMServer
 from runner.testing.servers import WorkerPool
-from tests.conftest import cli, write_playbook
+from tests.conftest import REVIEWED, cli, write_playbook
 from tests.team import MAP, Team, asked_again, batches_asked
 
 
@@ -405,3 +405,30 @@ def test_a_run_a_worker_drives_exports_the_same_trace_as_a_local_one(team: Team)
     assert run.attributes["playbook.run_id"] == "tr" and run.service == "team"
     assert by_name["step draft"].parent_id == run.span_id
     assert by_name["chat default"].parent_id == by_name["step draft"].span_id
+
+
+def test_ctrl_c_during_an_approve_on_the_team_leaves_the_decided_run_to_the_workers(
+        team: Team, server: FakeLLMServer) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    write_playbook(team.folder, REVIEWED)
+    team.workers.start("w1")
+    assert cli("run", "pb.yaml", "--run-id", "d", "--detach", cwd=team.folder).returncode == 0
+    team.wait("d", "waiting")
+    team.workers.stop("w1")  # nobody to take the decided run: the command keeps following it
+    approving = subprocess.Popen([sys.executable, "-m", "runner", "approve", "d"], cwd=team.folder,
+                                 env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while team.run("d")["status"] != "queued":  # decided and handed to the workers
+        assert time.monotonic() < deadline and approving.poll() is None, approving.communicate()
+        time.sleep(0.05)
+    approving.send_signal(signal.SIGINT)  # whether following has begun or not
+    stdout, stderr = approving.communicate(timeout=60)
+    assert approving.returncode == 130 and "不再跟随" in stdout and "playbook cancel d" in stdout, stdout + stderr
+    assert team.run("d")["status"] == "queued"  # the decision stands; the run waits for a worker
+
+    team.workers.start("w2")
+    assert team.wait("d", "done")["status"] == "done"

@@ -215,16 +215,27 @@ def claimed(project: Any, run_id: str, hand_over: Any) -> None:
     """Claim an existing run here (a decision recorded once, a resume taken once), hand it to the workers and
     follow it from where its events end now."""
     from runner.assembly import assemble
-    from runner.cli.follow import events_size
+    from runner.cli.follow import events_size, stopped_following
+    from runner.cli.interrupt import ctrl_c_after
 
+    handed_then_interrupted = False
     runner = assemble(project)
     try:
         full_id = (runner.store.get_run(run_id) or {"id": run_id})["id"]
         offset = events_size(project, full_id)
-        hand_over(runner)
+        try:
+            with ctrl_c_after():  # the decision recorded, the run queued and its message sent — or none of it
+                hand_over(runner)
+        except KeyboardInterrupt:  # raised only once the hand-over is done
+            handed_then_interrupted = True
     finally:
         runner.close()
-    followed(project, full_id, offset)
+    if handed_then_interrupted:  # the run is with the workers: it goes on there, as after a Ctrl-C while following
+        stopped_following(out, full_id)
+    try:
+        followed(project, full_id, offset)
+    except KeyboardInterrupt:  # before following began
+        stopped_following(out, full_id)
 
 
 def followed(project: Any, run_id: str, offset: int = 0) -> None:
