@@ -82,6 +82,7 @@ def test_ctrl_c_ends_every_suite_process_quietly(tmp_path: Path) -> None:
         watchdog.cancel()
     assert process.returncode == 130, "".join(seen) + rest
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
+    assert "Interrupted; the suites shown above are complete" in rest, rest
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # every process of the group is gone: none left waiting on the model
         try:

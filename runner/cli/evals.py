@@ -16,7 +16,10 @@ from runner.i18n import _
 from runner.wording import number
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from runner.evals.engine import Mode
+    from runner.evals.parallel import SuiteOutcome
 
 
 def suite_files(paths: list[Path]) -> list[Path]:
@@ -54,7 +57,6 @@ def eval_command(
 
     Exit codes: 0 every case passed and nothing regressed, 1 failures or regressions, 2 a suite error."""
     from runner.evals.parallel import default_jobs, evaluate_suites
-    from runner.evals.report import failure_lines, step_name
     from runner.evals.session import EvalOptions
 
     if record and replay:
@@ -66,9 +68,22 @@ def eval_command(
                           real_models=real_models)
     files = suite_files(suites)
     project_here()  # a bad project (playbook.toml, --project) is said once, here, before any suite starts
+    try:
+        worst = _show(evaluate_suites(files, options, jobs=jobs or default_jobs(len(files)),
+                                      progress=lambda suite, line: err.print(f"  {line}", markup=False)))
+    except KeyboardInterrupt:
+        err.print(_("Interrupted; the suites shown above are complete, with their reports; run the others again"),
+                  markup=False)
+        raise typer.Exit(130) from None
+    raise typer.Exit(worst)
+
+
+def _show(results: Iterator[SuiteOutcome]) -> int:
+    """Each suite's table, failures and comparison as it arrives; the worst exit code."""
+    from runner.evals.report import failure_lines, step_name
+
     worst = 0
-    for result in evaluate_suites(files, options, jobs=jobs or default_jobs(len(files)),
-                                  progress=lambda suite, line: err.print(f"  {line}", markup=False)):
+    for result in results:
         if result.error is not None or result.report is None:
             fail(PlaybookError(result.error or []))
             worst = 2
@@ -118,4 +133,4 @@ def eval_command(
             passed=t["passed"], cases=t["cases"], tokens=number(t["tokens"]), cost=f"{t['cost']:.4f}",
             folder=result.files["html"].parent), markup=False)
         worst = max(worst, 1 if result.failed else 0)
-    raise typer.Exit(worst)
+    return worst
