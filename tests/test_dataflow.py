@@ -13,14 +13,33 @@ from runner.engine.branches import plan_branches
 from runner.engine.compile import branches_of, compile_graph
 from runner.store import SqliteStore
 from runner.testing import FakeLLMServer
+from runner.testing.fake_llm import Rule
 from tests.conftest import resume, run_playbook, write_playbook, write_summary_child
 
-SLOW = 2.5
+HOLD_BOUND = 120.0  # seconds the slow reply is held at most: only a branch that waits would ever reach it
 
 
-def slow_reply(body: dict[str, Any]) -> str:
-    time.sleep(SLOW)
-    return "慢"
+class SlowUntilAsked:
+    """The slow step's reply ("慢") is held until a step of the other branch has been asked for `text`. A branch
+    that ran on its own gets there while the slow step waits; one held behind the slow step (LangGraph's superstep
+    barrier) never does, and the hold ends after HOLD_BOUND with `asked_while_held` false. Events, not a clock: a
+    loaded machine only makes it slower, never wrong."""
+
+    def __init__(self, server: FakeLLMServer, text: str) -> None:
+        self.asked = threading.Event()
+        self.asked_while_held = False
+        self.released_at = 0.0
+        server.rules.insert(0, Rule(text, self._other))  # before any broader rule that would also match
+        server.rules.insert(0, Rule("慢步骤", self._slow))
+
+    def _other(self, body: dict[str, Any]) -> str:
+        self.asked.set()
+        return "ok"
+
+    def _slow(self, body: dict[str, Any]) -> str:
+        self.asked_while_held = self.asked.wait(timeout=HOLD_BOUND)
+        self.released_at = time.time()
+        return "慢"
 
 
 def sent(server: FakeLLMServer, text: str) -> float:
@@ -29,7 +48,7 @@ def sent(server: FakeLLMServer, text: str) -> float:
 
 def test_three_quick_steps_finish_long_before_one_slow_step(project_dir: Path, server: FakeLLMServer) -> None:
     server.latency = 0.2
-    server.add_rule("慢步骤", slow_reply)
+    slow = SlowUntilAsked(server, "快三")
     path = write_playbook(project_dir, """
 name: branches
 steps:
@@ -43,10 +62,8 @@ outputs: {joined: "${{ steps.join.output }}"}
 """)
     outcome = run_playbook(path)
     assert outcome.status == "done", outcome.error
-    slow_sent = sent(server, "慢步骤")
-    # quick3 was asked while the slow step was still waiting for its reply: its branch did not wait
-    assert sent(server, "快三") - slow_sent < SLOW - 1.0
-    assert sent(server, "合并") - slow_sent >= SLOW  # the join waited for both
+    assert slow.asked_while_held  # quick3 was asked while the slow step waited for its reply: its branch did not wait
+    assert sent(server, "合并") >= slow.released_at  # the join waited for both
     assert [r["prompt"] for r in server.requests].count("快一") == 1
 
 
@@ -185,7 +202,7 @@ steps:
 def test_a_sub_playbook_inside_a_branch_and_a_cancel_that_reaches_a_branch(project_dir: Path,
                                                                             server: FakeLLMServer) -> None:
     server.add_rule("总结", "子流程的总结")
-    server.add_rule("慢步骤", slow_reply)
+    slow = SlowUntilAsked(server, "接着 子流程的总结")
     write_summary_child(project_dir)
     path = write_playbook(project_dir, """
 name: parent
@@ -200,7 +217,7 @@ outputs: {summary: "${{ steps.sub.summary }}", next: "${{ steps.after_sub.output
     outcome = run_playbook(path)
     assert outcome.status == "done", outcome.error
     assert outcome.outputs["summary"] == "子流程的总结"
-    assert sent(server, "接着 子流程的总结") - sent(server, "慢步骤") < SLOW - 1.0  # did not wait for slow
+    assert slow.asked_while_held  # the step after the sub-playbook did not wait for the slow step
 
     # a cancel asked while the branch's steps run stops the run as cancelled, like anywhere else
     server.requests.clear()
