@@ -154,3 +154,35 @@ steps:
         [call] = _children(spans, ask)
         assert call.name == "chat default"
     assert len(spans) == 8
+
+
+def test_a_call_never_starts_before_the_batch_or_step_it_is_filed_under() -> None:
+    """A call's span is written when it ends, set back by its seconds — which events round to the millisecond, so
+    a call begun within half a millisecond of its batch came out starting before it (the tree test above caught it
+    once under load). Driven here through the hooks with the SDK's in-memory exporter: a call reporting more
+    seconds than its batch has been open."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from runner.observe.traces import RunTraces
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    traces = RunTraces(provider)
+    traces.on_run_start(run_id="r", playbook="p")
+    traces.on_step_start(run_id="r", step="label", kind="llm", visit=1)
+    traces.on_map_batch(run_id="r", step="label", phase="start", first=0, size=2)
+    traces.on_llm_call(run_id="r", step="label", model="default", seconds=5.0, tokens_in=1, tokens_out=1)
+    traces.on_map_batch(run_id="r", step="label", phase="end", status="done")
+    traces.on_tool_call(run_id="r", step="label", tool="file.write", seconds=5.0)
+    traces.on_step_end(run_id="r", step="label", status="done")
+    traces.on_run_end(run_id="r", status="done")
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    batch, call, step, tool = spans["batch label[0]"], spans["chat default"], spans["step label"], \
+        spans["execute_tool file.write"]
+    assert call.parent is not None and call.parent.span_id == batch.context.span_id
+    assert batch.start_time == call.start_time <= call.end_time <= batch.end_time
+    assert tool.parent is not None and tool.parent.span_id == step.context.span_id
+    assert step.start_time == tool.start_time <= tool.end_time <= step.end_time

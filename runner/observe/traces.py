@@ -154,22 +154,22 @@ class RunTraces(Hooks):
 
     def on_llm_call(self, **event: Any) -> None:
         run_id, step, model = str(event["run_id"]), str(event["step"]), str(event.get("model"))
-        end = time.time_ns()
-        span = self._start(f"chat {model}", self._parent_of_call(run_id, step), {
+        end, parent = time.time_ns(), self._parent_of_call(run_id, step)
+        span = self._start(f"chat {model}", parent, {
             "gen_ai.operation.name": "chat", "gen_ai.request.model": model,
             "gen_ai.usage.input_tokens": event.get("tokens_in"), "gen_ai.usage.output_tokens": event.get("tokens_out"),
             "playbook.cost": event.get("cost"), "playbook.cached": event.get("cached"),
             "playbook.llm_calls": event.get("calls"), "playbook.step": step},
-            start=end - int(float(event.get("seconds") or 0) * 1e9), kind=self.trace.SpanKind.CLIENT)
+            start=_started(parent, end, event), kind=self.trace.SpanKind.CLIENT)
         span.end(end_time=end)
 
     def on_tool_call(self, **event: Any) -> None:
         run_id, step, tool = str(event["run_id"]), str(event["step"]), str(event.get("tool"))
-        end = time.time_ns()
-        span = self._start(f"execute_tool {tool}", self._parent_of_call(run_id, step), {
+        end, parent = time.time_ns(), self._parent_of_call(run_id, step)
+        span = self._start(f"execute_tool {tool}", parent, {
             "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool, "playbook.step": step,
             "playbook.tool.via": event.get("via"), "playbook.tool.fixture": event.get("fixture")},
-            start=end - int(float(event.get("seconds") or 0) * 1e9))
+            start=_started(parent, end, event))
         span.end(end_time=end)
 
     def on_run_end(self, **event: Any) -> None:
@@ -209,3 +209,11 @@ def _clean(attributes: dict[str, Any]) -> dict[str, Any]:
 def _reset(variable: ContextVar[Any], token: Token[Any]) -> None:
     with contextlib.suppress(ValueError):  # ended from another task than it started in: its value goes with it
         variable.reset(token)
+
+
+def _started(parent: Any, end: int, event: dict[str, Any]) -> int:
+    """A call's start: its end set back by the seconds it took, but never before its parent's start — the event's
+    seconds are rounded, and a call begun within a millisecond of its batch would otherwise start before it."""
+    start = end - int(float(event.get("seconds") or 0) * 1e9)
+    parent_start = getattr(parent, "start_time", None)
+    return max(start, parent_start) if isinstance(parent_start, int) else start
