@@ -7,6 +7,8 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -255,3 +257,32 @@ def team(project_dir: Path, server: FakeLLMServer, postgres_url: str, redis_url:
         yield Team(project_dir, workers, postgres_url, redis_url)
     finally:
         workers.close()
+
+
+HOLD_BOUND = 120.0  # seconds a held reply waits at most: only steps that waited for one another would ever reach it
+
+
+class HeldUntilAsked:
+    """The reply to `held` is kept back until a request for `awaited` has arrived. Steps that run side by side get
+    there while it is held; a step that waited for the held one never does, and the hold ends after HOLD_BOUND
+    with `asked_while_held` false. Events, not a clock: a loaded machine only makes it slower, never wrong."""
+
+    def __init__(self, server: FakeLLMServer, held: str, awaited: str, *, reply: str = "慢",
+                 awaited_reply: str = "ok") -> None:
+        from runner.testing.fake_llm import Rule
+
+        self.asked = threading.Event()
+        self.asked_while_held = False
+        self.released_at = 0.0
+        self.reply, self.awaited_reply = reply, awaited_reply
+        server.rules.insert(0, Rule(awaited, self._awaited))  # before any broader rule that would also match
+        server.rules.insert(0, Rule(held, self._held))
+
+    def _awaited(self, body: dict[str, Any]) -> str:
+        self.asked.set()
+        return self.awaited_reply
+
+    def _held(self, body: dict[str, Any]) -> str:
+        self.asked_while_held = self.asked.wait(timeout=HOLD_BOUND)
+        self.released_at = time.time()
+        return self.reply

@@ -13,33 +13,7 @@ from runner.engine.branches import plan_branches
 from runner.engine.compile import branches_of, compile_graph
 from runner.store import SqliteStore
 from runner.testing import FakeLLMServer
-from runner.testing.fake_llm import Rule
-from tests.conftest import resume, run_playbook, write_playbook, write_summary_child
-
-HOLD_BOUND = 120.0  # seconds the slow reply is held at most: only a branch that waits would ever reach it
-
-
-class SlowUntilAsked:
-    """The slow step's reply ("慢") is held until a step of the other branch has been asked for `text`. A branch
-    that ran on its own gets there while the slow step waits; one held behind the slow step (LangGraph's superstep
-    barrier) never does, and the hold ends after HOLD_BOUND with `asked_while_held` false. Events, not a clock: a
-    loaded machine only makes it slower, never wrong."""
-
-    def __init__(self, server: FakeLLMServer, text: str) -> None:
-        self.asked = threading.Event()
-        self.asked_while_held = False
-        self.released_at = 0.0
-        server.rules.insert(0, Rule(text, self._other))  # before any broader rule that would also match
-        server.rules.insert(0, Rule("慢步骤", self._slow))
-
-    def _other(self, body: dict[str, Any]) -> str:
-        self.asked.set()
-        return "ok"
-
-    def _slow(self, body: dict[str, Any]) -> str:
-        self.asked_while_held = self.asked.wait(timeout=HOLD_BOUND)
-        self.released_at = time.time()
-        return "慢"
+from tests.conftest import HeldUntilAsked, resume, run_playbook, write_playbook, write_summary_child
 
 
 def sent(server: FakeLLMServer, text: str) -> float:
@@ -48,7 +22,7 @@ def sent(server: FakeLLMServer, text: str) -> float:
 
 def test_three_quick_steps_finish_long_before_one_slow_step(project_dir: Path, server: FakeLLMServer) -> None:
     server.latency = 0.2
-    slow = SlowUntilAsked(server, "快三")
+    slow = HeldUntilAsked(server, "慢步骤", "快三")
     path = write_playbook(project_dir, """
 name: branches
 steps:
@@ -202,7 +176,7 @@ steps:
 def test_a_sub_playbook_inside_a_branch_and_a_cancel_that_reaches_a_branch(project_dir: Path,
                                                                             server: FakeLLMServer) -> None:
     server.add_rule("总结", "子流程的总结")
-    slow = SlowUntilAsked(server, "接着 子流程的总结")
+    slow = HeldUntilAsked(server, "慢步骤", "接着 子流程的总结")
     write_summary_child(project_dir)
     path = write_playbook(project_dir, """
 name: parent

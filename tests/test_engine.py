@@ -17,14 +17,12 @@ from runner.engine.execute import Runner
 from runner.errors import PlaybookError
 from runner.store import SqliteStore
 from runner.testing import FakeLLMServer
-from tests.conftest import resume, run_playbook, write_playbook, write_summary_child
+from tests.conftest import HeldUntilAsked, resume, run_playbook, write_playbook, write_summary_child
 
 
 def test_needs_runs_independent_steps_in_parallel_and_joins(project_dir: Path,
                                                              server: FakeLLMServer) -> None:
-    server.latency = 0.6
-    server.add_rule("写标题", "标题A")
-    server.add_rule("写正文", "正文B")
+    title = HeldUntilAsked(server, "写标题", "写正文", reply="标题A", awaited_reply="正文B")
     path = write_playbook(project_dir, """
 name: parallel
 steps:
@@ -37,8 +35,7 @@ outputs: {joined: "${{ steps.title.output }}|${{ steps.body.output }}"}
 """)
     outcome = run_playbook(path)
     assert outcome.status == "done" and outcome.outputs == {"joined": "标题A|正文B"}
-    first, second = server.requests[0]["time"], server.requests[1]["time"]
-    assert abs(second - first) < server.latency  # the second was sent before the first replied
+    assert title.asked_while_held  # the body was asked while the title's reply was still held back
     assert server.requests[2]["prompt"] == "合并 标题A + 正文B"
 
 
