@@ -75,13 +75,12 @@ def evaluate_suites(paths: list[Path], options: Any, *, jobs: int,
 
 def evaluate_one(path: Path, options: Any, progress: Callable[[str], None]) -> SuiteOutcome:
     from runner.config import load_project
-    from runner.engine import liveness
     from runner.evals.session import evaluate_suite
 
     try:
-        project = load_project()  # the parent's: a child inherits its working folder and PLAYBOOK_PROJECT
-        liveness.configure(project.settings.queue.heartbeat)
-        result = evaluate_suite(path, options, project=project, progress=progress)
+        # the parent's project: a child inherits its working folder and PLAYBOOK_PROJECT (the runs it drives are
+        # assembled by runner.assembly, which sets the rest up from it)
+        result = evaluate_suite(path, options, project=load_project(), progress=progress)
     except PlaybookError as exc:
         return SuiteOutcome(path, error=exc.diagnostics)
     return SuiteOutcome(path, result.report, result.files, result.failed)
