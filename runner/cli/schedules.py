@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -38,6 +37,8 @@ def _with_scheduler(action: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
         scheduler = Scheduler(project, runner)
         for problem in scheduler.problems:
             err.print("[yellow]" + _("warning") + f"[/] {escape(problem)}")
+        import asyncio  # here, not at load: `playbook --help` needs no event loop (nor the ssl it imports)
+
         return asyncio.run(act(scheduler))
     finally:
         runner.close()
@@ -53,6 +54,8 @@ def scheduler(log_json: LogJson = None, log_level: LogLevel = "INFO", metrics_po
             serve_metrics(metrics_port, metrics_host)
 
     async def forever(s: Any) -> None:
+        import asyncio
+
         from runner.dsl.cron import local_text
 
         stop = asyncio.Event()
