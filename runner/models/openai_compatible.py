@@ -20,6 +20,7 @@ from typing import Any
 from runner.config import ModelConfig, ProjectFile
 from runner.loop_local import loop_local
 from runner.models import model_table
+from runner.models.client_shards import ClientShards
 from runner.models.provider import (
     ProviderReply,
     ProviderRequest,
@@ -48,13 +49,14 @@ def preload() -> None:
         threading.Thread(target=load, name="openai-import", daemon=True).start()
 
 
-def _client(api_base: str, api_key: str) -> Any:
-    """One pooled client per endpoint, key and event loop (an httpx pool belongs to the loop it started on)."""
+def _clients(api_base: str, api_key: str) -> ClientShards:
+    """The pooled clients of an endpoint and key on this event loop (an httpx pool belongs to the loop it started
+    on), shared by every step and run the loop drives."""
     def make() -> Any:
         from openai import AsyncOpenAI
 
         return AsyncOpenAI(base_url=api_base, api_key=api_key, max_retries=0)  # retries are ours
-    return loop_local("openai", (api_base, api_key), make)
+    return loop_local("openai", (api_base, api_key), lambda: ClientShards(make))
 
 
 class OpenAICompatible(RemoteProvider):
@@ -78,8 +80,8 @@ class OpenAICompatible(RemoteProvider):
         classifies."""
         assert config.api_base is not None
         params = openai_params(request, model_table.facts(config.model).supports_response_schema)
-        response = await _client(config.api_base, api_key).chat.completions.create(
-            model=config.model.removeprefix(PREFIX), **params)
+        with _clients(config.api_base, api_key).lease() as client:
+            response = await client.chat.completions.create(model=config.model.removeprefix(PREFIX), **params)
         message = response.choices[0].message
         return ProviderReply(message.content or "", tool_calls_of(message), *usage_of(response))
 
@@ -88,7 +90,8 @@ async def embeddings(config: ModelConfig, api_key: str, texts: list[str], timeou
                                                                                                   int]:
     """Vectors for `texts` in order, and the input tokens the server counted."""
     assert config.api_base is not None
-    response = await _client(config.api_base, api_key).embeddings.create(
-        model=config.model.removeprefix(PREFIX), input=texts, timeout=timeout)
+    with _clients(config.api_base, api_key).lease() as client:
+        response = await client.embeddings.create(model=config.model.removeprefix(PREFIX), input=texts,
+                                                  timeout=timeout)
     rows = sorted(response.data, key=lambda row: row.index)
     return [list(row.embedding) for row in rows], int(getattr(response.usage, "prompt_tokens", 0) or 0)
