@@ -39,6 +39,8 @@ class Playbook:
     output_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     children: dict[str, Playbook] = field(default_factory=dict)
     warnings: list[Diagnostic] = field(default_factory=list)  # likely mistakes that do not stop a run
+    # the engine's compiled graph of this source, built at its first run in the process (runner/engine/compile.py)
+    graphs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def spec(self) -> PlaybookSpec:

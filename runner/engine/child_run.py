@@ -15,10 +15,11 @@ from runner.config import Project
 from runner.dsl import templates
 from runner.dsl.spec import Step
 from runner.dsl.validate import Playbook
-from runner.engine.compile import DURABILITY, compile_graph
+from runner.engine.compile import DURABILITY, run_graph
 from runner.engine.gates import NodeFunction, never_reached
 from runner.engine.liveness import this_process
 from runner.engine.nodes import RunContext, StepContext
+from runner.engine.nodes.base import driving
 from runner.errors import RunCancelled, RunError, RunTakenOver, TemplateFailed, framed
 from runner.i18n import _
 from runner.store import checkpointer
@@ -61,9 +62,10 @@ def check_every_step_reached(playbook: Playbook, final: dict[str, Any]) -> None:
 
 async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any], run_id: str,
                     bound: dict[str, Any] | None = None, *,
-                    nodes: Callable[[RunContext], Callable[[Step], NodeFunction]]) -> tuple[Any, dict[str, float]]:
+                    nodes: Callable[[Step], NodeFunction]) -> tuple[Any, dict[str, float]]:
     """Run a sub-playbook to completion inside the parent's step; returns its outputs and what its LLM calls
-    used (the parent's step reports them as its own). `nodes`: the executor's step nodes for a run."""
+    used (the parent's step reports them as its own). `nodes`: the executor's node for a step (it finds its run
+    in `current_run()`)."""
     # two equal items of a map are one child run: the second waits for the first and reads its outputs, instead
     # of driving the same run (one checkpoint thread, one journal) at the same time
     lock = parent.extra.setdefault("child_runs", {}).setdefault(run_id, asyncio.Lock())
@@ -73,7 +75,7 @@ async def run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any],
 
 async def _run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any], run_id: str,
                      bound: dict[str, Any] | None,
-                     nodes: Callable[[RunContext], Callable[[Step], NodeFunction]]) -> tuple[Any, dict[str, float]]:
+                     nodes: Callable[[Step], NodeFunction]) -> tuple[Any, dict[str, float]]:
     existing = parent.store.get_run(run_id)
     if existing is None:
         parent.store.create_run(id=run_id, playbook=child.spec.name, path=str(child.path),
@@ -96,9 +98,10 @@ async def _run_child(parent: RunContext, child: Playbook, inputs: dict[str, Any]
     spent_before = parent.spent
     try:
         async with checkpointer(parent.project) as saver:
-            graph = compile_graph(child, nodes(rc), checkpointer=saver)
+            graph = run_graph(child, nodes, saver)
             started = bool((await graph.aget_state(config)).values)
-            final = await graph.ainvoke(None if started else state, config, durability=DURABILITY)
+            with driving(rc):
+                final = await graph.ainvoke(None if started else state, config, durability=DURABILITY)
     except BaseException as exc:  # the child's row ends as its parent's run will: never `running` with no driver
         ended = "cancelled" if isinstance(exc, RunCancelled) and not isinstance(exc, RunTakenOver) else "failed"
         if not isinstance(exc, RunTakenOver):  # taken over: the new owner writes

@@ -6,6 +6,7 @@ Every hook method takes keyword arguments only, so a hook may accept just the on
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -141,13 +142,19 @@ def secret_forms(secret: str) -> set[str]:
 
 
 class EventsFile(Hooks):
-    """Appends every event as one JSON line to `<run dir>/events.jsonl`."""
+    """Appends every event as one JSON line to `<run dir>/events.jsonl`.
+
+    The lines of one turn of the event loop reach the file together, at the end of that turn (as the journal
+    writes of the turn are committed together, runner/store/batch_writer.py): a step's start, call and end were
+    three system calls. A kill -9 loses at most the turn in hand; outside a running loop every line is written
+    at once."""
 
     def __init__(self, path: Path, redact: Redactor) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.redact = redact
         self._file: TextIO | None = None
+        self._flush_due = False
 
     def _write(self, kind: str, event: dict[str, Any]) -> None:
         record = {"ts": round(time.time(), 3), "event": kind, **event}
@@ -155,9 +162,21 @@ class EventsFile(Hooks):
         if self._file is None:
             self._file = self.path.open("a", encoding="utf-8")
         self._file.write(line + "\n")
-        self._file.flush()  # a kill -9 keeps every event written so far
+        if self._flush_due:
+            return
+        try:
+            asyncio.get_running_loop().call_soon(self._flush)
+            self._flush_due = True
+        except RuntimeError:  # no running loop (a command's own events, a worker thread): now
+            self._file.flush()
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        if self._file is not None:
+            self._file.flush()
 
     def close(self) -> None:
+        self._flush_due = False
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -21,13 +21,12 @@ from runner.dsl.references import APPROVAL_FIELDS
 from runner.dsl.spec import Step
 from runner.dsl.validate import Playbook, load_and_validate
 from runner.engine.child_run import check_every_step_reached, initial_state, render_outputs, run_child
-from runner.engine.compile import DURABILITY, compile_graph
+from runner.engine.compile import DURABILITY, run_graph
 from runner.engine.events import EventsFile, HookList, Hooks, Redactor
-from runner.engine.gates import NodeFunction
 from runner.engine.heartbeat import Heartbeat
 from runner.engine.liveness import HOST, run_alive, this_process
 from runner.engine.nodes import EXECUTORS, RunContext, StepContext, executor_of
-from runner.engine.nodes.base import MapDistributor, skipped_result
+from runner.engine.nodes.base import MapDistributor, current_run, driving, skipped_result
 from runner.engine.nodes.map import run_map
 from runner.engine.nodes.on_error import error_record, fallback, problems_of, tolerable
 from runner.engine.step_log import StepLog
@@ -68,19 +67,19 @@ def _result(step: Step, output: Any, status: str = "done", **extra: Any) -> dict
 
 class StepNode:
     """One graph node. A callable object, not a closure: LangGraph walks a node function's closure
-    looking for subgraphs, which cost ~1.5 ms per step on every compile."""
+    looking for subgraphs, which cost ~1.5 ms per step on every compile. It holds no run: the graph is
+    shared by every run of the playbook in the process, and the node finds its run in `current_run()`."""
 
-    def __init__(self, rc: RunContext, step: Step) -> None:
+    def __init__(self, step: Step) -> None:
         executor = executor_of(step.kind)
         if executor is None:  # a kind the DSL accepts with no executor: refused before anything runs
             raise CompileError(_("step '{step}': no executor is registered for {kind} steps (registered: "
                                  "{kinds})").format(step=step.id, kind=step.kind, kinds=", ".join(sorted(EXECUTORS))))
         self.executor = executor
-        self.rc = rc
         self.step = step
 
     async def __call__(self, state: dict[str, Any]) -> dict[str, Any]:
-        rc, step = self.rc, self.step
+        rc, step = current_run(), self.step
         visit = (state.get("visits") or {}).get(step.id, 0) + 1
         limit = step.max_visits or DEFAULT_MAX_VISITS
         if visit > limit:
@@ -146,10 +145,6 @@ def settle_heap() -> None:
     _heap_settled = True
 
 
-def node_factory(rc: RunContext) -> Callable[[Step], NodeFunction]:
-    return lambda step: StepNode(rc, step)
-
-
 class Runner:
     """Starts and resumes runs of one project. All I/O of a run goes through here."""
 
@@ -187,7 +182,7 @@ class Runner:
                           llm=self.llm, hooks=hooks, redact=redact, run_dir=run_dir,
                           started_at=run["started_at"], max_cost=max_cost, spent=run["cost"] or 0.0,
                           tokens_in=run["tokens_in"] or 0, tokens_out=run["tokens_out"] or 0,
-                          tool_fixtures=self.tool_fixtures, run_child=partial(run_child, nodes=node_factory),
+                          tool_fixtures=self.tool_fixtures, run_child=partial(run_child, nodes=StepNode),
                           distribute=self.distribute,
                           shared_budget=self.distribute is not None)
 
@@ -217,6 +212,7 @@ class Runner:
         assert run is not None
         self.llm.preload_for(playbook.model_aliases())  # litellm loads while the first steps run
         rc = self._context(run, playbook)
+        rc.new_run = True
         rc.hooks.on_run_start(run_id=run_id, playbook=playbook.spec.name, inputs=inputs)
         return await self._drive(rc, None, initial_state(self.project, inputs, now))
 
@@ -319,7 +315,7 @@ class Runner:
     async def _drive_graph(self, rc: RunContext, decision: dict[str, Any] | None, fresh: dict[str, Any],
                            config: dict[str, Any], outcome: RunOutcome) -> None:
         async with checkpointer(self.project) as saver:
-            graph = compile_graph(rc.playbook, node_factory(rc), checkpointer=saver)
+            graph = run_graph(rc.playbook, StepNode, saver)
             if "." not in rc.run_id:
                 settle_heap()
             run_started()
@@ -332,7 +328,8 @@ class Runner:
                     await saver.adelete_thread(rc.run_id)
                     snapshot = await graph.aget_state(config)
                 graph_input = _resume_command(rc, snapshot, decision) if snapshot.values else fresh
-                final = await graph.ainvoke(graph_input, config, durability=DURABILITY)
+                with driving(rc):
+                    final = await graph.ainvoke(graph_input, config, durability=DURABILITY)
                 interrupts = final.get("__interrupt__") if isinstance(final, dict) else None
                 if interrupts:
                     outcome.status, outcome.pending = "waiting", interrupts[0].value

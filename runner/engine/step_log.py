@@ -13,12 +13,16 @@ from runner.store import Store
 
 
 class StepLog(Hooks):
+    """Its writes are queued: in a run's event loop they commit with the journal writes of the same turn (four
+    commits a step were a third of the engine's own cost per step, `benchmarks/bench_engine.py --chain-sizes`);
+    the table is for display, the journal is what a resumed run trusts."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
         self.given: set[tuple[str, str]] = set()  # steps whose first input is recorded
 
     def on_step_start(self, **e: Any) -> None:
-        self.store.step_started(e["run_id"], e["step"], int(e.get("visit", 1)))
+        self.store.step_started(e["run_id"], e["step"], int(e.get("visit", 1)), queued=True)
         self.given.discard((e["run_id"], e["step"]))
 
     def on_tool_call(self, **e: Any) -> None:
@@ -32,15 +36,14 @@ class StepLog(Hooks):
         where = (str(e.get("run_id")), str(e.get("step")))
         if e.get(key) is not None and e.get("step") and e.get("run_id") and where not in self.given:
             self.given.add(where)
-            self.store.step_update(e["run_id"], e["step"], given=_json(brief({key: e[key]})[key]))
+            self.store.step_update(e["run_id"], e["step"], queued=True, given=_json(brief({key: e[key]})[key]))
 
     def on_map_progress(self, **e: Any) -> None:
         if e.get("run_id") and (e.get("batch_done") or e.get("done") == e.get("total")):
-            # in the map's event loop: committed with the journal writes of the same turn, not on its own
             self.store.step_update(e["run_id"], e["step"], queued=True, done=e.get("done"), total=e.get("total"))
 
     def on_step_end(self, **e: Any) -> None:
-        self.store.step_update(e["run_id"], e["step"], status=e["status"], seconds=e.get("seconds"),
+        self.store.step_update(e["run_id"], e["step"], queued=True, status=e["status"], seconds=e.get("seconds"),
                                llm_calls=int(e.get("llm_calls", 0)), tokens_in=int(e.get("tokens_in", 0)),
                                tokens_out=int(e.get("tokens_out", 0)), cost=float(e.get("cost", 0.0)),
                                output=_json(brief({"output": e.get("output")})["output"]))

@@ -298,22 +298,29 @@ class SqlStore:
         return json.loads(rows[0][0]) if rows else None
 
     # steps: what the run page shows, kept as the run goes (so a refresh never re-reads events.jsonl)
-    def step_started(self, run_id: str, step: str, visit: int) -> None:
-        self._exec("INSERT INTO steps (run_id, step, visit, status, started) VALUES (?, ?, ?, 'running', ?) "
-                   "ON CONFLICT (run_id, step, visit) DO UPDATE SET status = 'running', started = excluded.started, "
-                   + ", ".join(f"{column} = NULL" for column in _STEP_RESULTS), (run_id, step, visit, time.time()))
+    def step_started(self, run_id: str, step: str, visit: int, *, queued: bool = False) -> None:
+        self._write("INSERT INTO steps (run_id, step, visit, status, started) VALUES (?, ?, ?, 'running', ?) "
+                    "ON CONFLICT (run_id, step, visit) DO UPDATE SET status = 'running', started = excluded.started, "
+                    + ", ".join(f"{column} = NULL" for column in _STEP_RESULTS), (run_id, step, visit, time.time()),
+                    queued)
 
     def step_update(self, run_id: str, step: str, *, queued: bool = False, **fields: Any) -> None:
-        """Update the step's latest visit; `given` is kept from its first call only. `queued` (from a
-        coroutine): committed with the loop turn's batch — a map's progress rides on its journal commits."""
+        """Update the step's latest visit; `given` is kept from its first call only."""
         sets = ", ".join("given = COALESCE(given, ?)" if n == "given" else f"{n} = ?" for n in fields)
         sql = (f"UPDATE steps SET {sets} WHERE run_id = ? AND step = ? AND visit = "
                "(SELECT MAX(visit) FROM steps WHERE run_id = ? AND step = ?)")
-        params = (*fields.values(), run_id, step, run_id, step)
+        self._write(sql, (*fields.values(), run_id, step, run_id, step), queued)
+
+    def _write(self, sql: str, params: tuple[Any, ...], queued: bool) -> None:
+        """`queued`: with the running loop's batch (runner/store/batch_writer.py) — a step's rows ride on the
+        commit of its journal write instead of a commit each; now, when no loop runs."""
         if queued:
-            self._writer.queue(sql, params)
-        else:
-            self._exec(sql, params)
+            try:
+                self._writer.queue(sql, params)
+                return
+            except RuntimeError:  # no running loop
+                pass
+        self._exec(sql, params)
 
     def step_rows(self, run_id: str) -> list[dict[str, Any]]:
         names = ("step", "visit", "status", "started", "seconds", "llm_calls", "tokens_in", "tokens_out", "cost",

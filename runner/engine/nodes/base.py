@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import hashlib
 import json
@@ -74,6 +76,8 @@ class RunContext:
     # per (step, visit) whose journal was empty when this process first reached it: the keys it wrote since.
     # A key not among them cannot be journaled (one process drives a run), so it skips the lookup; None: look up.
     journal_fresh: dict[tuple[str, int], set[str] | None] = field(default_factory=dict)
+    # started by this process just now: every journal is empty until it writes it (no query per step to learn so)
+    new_run: bool = False
     # per (step, visit): its journal read in one query (a distributed map's gathering pass, after other workers
     # journaled its units); a key missing here is looked up on its own
     journal_read: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
@@ -123,6 +127,26 @@ class RunContext:
             raise RunCancelled(_("cancelled on request"), step=step)
 
 
+# the run whose graph is being driven: a compiled graph is shared by every run of its playbook in a process
+# (runner/engine/compile.py run_graph), so its nodes find their run here, not in themselves. Each run sets it in
+# its own task (LangGraph's node tasks copy it), a sub-playbook for the length of its graph.
+_current_run: contextvars.ContextVar[RunContext] = contextvars.ContextVar("current_run")
+
+
+def current_run() -> RunContext:
+    return _current_run.get()
+
+
+@contextlib.contextmanager
+def driving(rc: RunContext) -> Iterator[None]:
+    """`rc` is the current run while its graph is driven."""
+    token = _current_run.set(rc)
+    try:
+        yield
+    finally:
+        _current_run.reset(token)
+
+
 @dataclass
 class StepContext:
     run: RunContext
@@ -169,7 +193,8 @@ class StepContext:
         if key in (read := self.run.journal_read.get(where, {})):
             return read[key]["value"]
         if where not in self.run.journal_fresh:
-            self.run.journal_fresh[where] = None if store.journal_any(self.run.run_id, *where) else set()
+            self.run.journal_fresh[where] = set() if self.run.new_run or not store.journal_any(self.run.run_id,
+                                                                                               *where) else None
         written = self.run.journal_fresh[where]
         if written is None or key in written:
             recorded = store.journal_get(self.run.run_id, self.step.id, self.visit, key)
