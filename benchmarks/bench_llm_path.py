@@ -202,12 +202,15 @@ def main() -> None:
         print(f"{args.calls} calls, concurrency {args.concurrency}, latency {args.latency * 1000:.0f} ms, "
               f"{args.runs} runs, load average {load:.2f} at the end, {time.strftime('%Y-%m-%d %H:%M')}")
         base = statistics.median(f["cpu"] for f in figures[modes[0]]) / args.calls
-        print("| client | CPU per call (median) | ratio to " + modes[0] + " | wall over the calls (median) |")
-        print("|---|---|---|---|")
+        print("| client | CPU per call (median) | ratio to " + modes[0] + " | per-round ratios | "
+              "wall over the calls (median) |")
+        print("|---|---|---|---|---|")
         for mode in modes:
             per_call = statistics.median(f["cpu"] for f in figures[mode]) / args.calls
             wall = statistics.median(f["wall"] for f in figures[mode])
-            print(f"| {mode} | {per_call * 1000:.2f} ms | {per_call / base:.2f}× | {wall:.1f} s |")
+            rounds = sorted(f["cpu"] / b["cpu"] for f, b in zip(figures[mode], figures[modes[0]], strict=True))
+            print(f"| {mode} | {per_call * 1000:.2f} ms | {per_call / base:.2f}× | {rounds[0]:.2f}–{rounds[-1]:.2f} | "
+                  f"{wall:.1f} s |")
 
 
 if __name__ == "__main__":
