@@ -59,13 +59,16 @@ def entry() -> None:
         code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         sys.exit(code)
-    _flush()
+    flush_output()
     atexit._run_exitfuncs()
-    _flush()
+    flush_output()
     os._exit(code)
 
 
-def _flush() -> None:
+def flush_output() -> None:
+    """What the process has written but not yet handed to the system: before it leaves by `os._exit`."""
+    if (events := sys.modules.get("runner.engine.events")) is not None:
+        events.flush_pending()  # a run's last events lines, written at the end of their loop turn
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a reader that went away (`| head`), a closed stream
             stream.flush()

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -58,8 +57,9 @@ def drive(work: Coroutine[Any, Any, Any], *, project: Project, run_id: str | Non
 
 def _leave(say: Callable[[str], None], message: str) -> None:
     say(message)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    from runner.cli.app import flush_output
+
+    flush_output()
     os._exit(EXIT_INTERRUPTED)
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -166,17 +168,23 @@ class EventsFile(Hooks):
             return
         try:
             asyncio.get_running_loop().call_soon(self._flush)
-            self._flush_due = True
         except RuntimeError:  # no running loop (a command's own events, a worker thread): now
             self._file.flush()
+            return
+        self._flush_due = True
+        with _pending_lock:
+            _pending.add(self)
 
     def _flush(self) -> None:
         self._flush_due = False
+        with _pending_lock:
+            _pending.discard(self)
         if self._file is not None:
-            self._file.flush()
+            with contextlib.suppress(OSError, ValueError):  # a full disk: the next line tries again
+                self._file.flush()
 
     def close(self) -> None:
-        self._flush_due = False
+        self._flush()
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -212,6 +220,20 @@ class EventsFile(Hooks):
 
     def on_notice(self, **event: Any) -> None:
         self._write("notice", event)
+
+
+# events files with lines waiting for the end of their loop turn; a process leaving by os._exit (the command's
+# fast exit, a Ctrl-C) writes them out first: flush_pending
+_pending: set[EventsFile] = set()
+_pending_lock = threading.Lock()
+
+
+def flush_pending() -> None:
+    """Write out every events line still waiting for its loop turn to end."""
+    with _pending_lock:
+        waiting = list(_pending)
+    for events in waiting:
+        events._flush()
 
 
 def brief(event: dict[str, Any], limit: int = 2000) -> dict[str, Any]:
