@@ -54,10 +54,10 @@ def test_waiting_lines_are_written_by_flush_pending(tmp_path: Path) -> None:
 
 
 def test_a_process_leaving_by_os_exit_mid_turn_keeps_its_lines(tmp_path: Path) -> None:
-    """The command's exit (runner.cli.app.flush_output, then os._exit) from inside a loop turn."""
+    """The command's exit (runner.cli.leaving.flush_output, then os._exit) from inside a loop turn."""
     path = tmp_path / "events.jsonl"
     code = (f"import asyncio, os\nfrom pathlib import Path\nfrom runner.engine.events import EventsFile, Redactor\n"
-            f"from runner.cli.app import flush_output\n"
+            f"from runner.cli.leaving import flush_output\n"
             f"events = EventsFile(Path({str(path)!r}), Redactor([]))\n"
             f"async def turn():\n    events.on_step_start(run_id='r', step='a')\n"
             f"    events.on_step_end(run_id='r', step='a', status='done', output=1)\n"

@@ -7,7 +7,6 @@ approval · 4 cancelled · 130 interrupted (Ctrl-C or SIGTERM).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Annotated
 import typer
 
 from runner.cli.common import fail
+from runner.cli.leaving import flush_output
 from runner.errors import PlaybookError, RunError
 from runner.i18n import _
 
@@ -63,12 +63,3 @@ def entry() -> None:
     atexit._run_exitfuncs()
     flush_output()
     os._exit(code)
-
-
-def flush_output() -> None:
-    """What the process has written but not yet handed to the system: before it leaves by `os._exit`."""
-    if (events := sys.modules.get("runner.engine.events")) is not None:
-        events.flush_pending()  # a run's last events lines, written at the end of their loop turn
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a reader that went away (`| head`), a closed stream
-            stream.flush()

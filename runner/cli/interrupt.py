@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
+from runner.cli.leaving import flush_output
 from runner.config import Project
 from runner.errors import interrupted
 from runner.i18n import _
@@ -57,8 +58,6 @@ def drive(work: Coroutine[Any, Any, Any], *, project: Project, run_id: str | Non
 
 def _leave(say: Callable[[str], None], message: str) -> None:
     say(message)
-    from runner.cli.app import flush_output
-
     flush_output()
     os._exit(EXIT_INTERRUPTED)
 
