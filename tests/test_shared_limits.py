@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 
 import pytest
 
 from runner.shared_limits import SharedLimiter
+from runner.testing.servers import free_port
 
 
 def _nobody_listening() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"redis://127.0.0.1:{port}/0"
+    return f"redis://127.0.0.1:{free_port()}/0"
 
 
 def test_limits_hold_in_this_process_while_redis_is_away(caplog: pytest.LogCaptureFixture) -> None:

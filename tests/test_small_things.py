@@ -131,3 +131,15 @@ def test_an_outline_labels_nests_and_stops_at_its_line_limit() -> None:
         "计划：", "  1.", "    步骤：", "      1. a：1", "    note：—", "可以发：是", "empty：（空）", "ratio：0"]
     long = outline({"rows": [[i, [i]] for i in range(100)]}, max_lines=5).splitlines()
     assert len(long) == 6 and long[-1].startswith("…（还有")
+
+
+def test_a_free_port_for_another_process_is_outside_the_range_connections_take_theirs_from() -> None:
+    """A connection made meanwhile cannot take it before the server binds it (one did, under 4 test processes)."""
+    import socket
+
+    from runner.testing.servers import _ephemeral_start, free_port
+
+    ports = {free_port() for _ in range(20)}
+    assert all(1024 <= port < _ephemeral_start() for port in ports) and len(ports) > 1  # random, not one port
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", ports.pop()))  # and free

@@ -96,11 +96,9 @@ def test_without_an_endpoint_nothing_is_imported(project_dir: Path, server: Fake
 
 
 def test_a_collector_that_is_down_costs_a_line_not_the_run(project_dir: Path, english: None) -> None:
-    import socket
+    from runner.testing.servers import free_port
 
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port nothing listens on
     with (project_dir / "playbook.toml").open("a", encoding="utf-8") as toml:
         toml.write(f'\n[trace]\notlp_endpoint = "http://127.0.0.1:{port}"\n')
     write_playbook(project_dir, "name: once\nsteps:\n  - {id: t, template: hi}\n")

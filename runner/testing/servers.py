@@ -12,6 +12,7 @@ import contextlib
 import glob
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -27,9 +28,34 @@ class ServerMissing(RuntimeError):
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
+    """A free loopback port to hand to a server another process starts (or to name as one nobody listens on).
+
+    Not one `bind(0)` gives: those come from the range the system also gives every outgoing connection its local
+    port from, and under 4 test processes a connection took such a port between the probe and the server's bind
+    ("Address already in use"). Below that range no connection is given one; the pick is random, so test
+    processes side by side rarely try the same port, and it is checked free."""
+    below = _ephemeral_start()
+    pick = random.SystemRandom()
+    for _ in range(200):
+        port = pick.randrange(max(1024, below - 20_000), below)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as probe:  # everything tried was taken: the system's pick
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _ephemeral_start() -> int:
+    """Where the system's range for outgoing connections starts (Linux: 32768 unless configured; elsewhere
+    49152 or more, so 32768 is below it too)."""
+    try:
+        return max(2048, int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]))
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def _wait_for_port(port: int, timeout: float, what: str, log: Path) -> None:
