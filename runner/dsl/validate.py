@@ -13,6 +13,7 @@ import pydantic
 from pydantic import BaseModel
 
 from runner.dsl import labels, template_check, templates
+from runner.dsl.fallthrough import joined_ways
 from runner.dsl.inline_body import body_playbook
 from runner.dsl.inputs import coerce, unmet_requirements
 from runner.dsl.lint import foreign_templates
@@ -172,7 +173,8 @@ class _Checker:
                 self.check_editable(i, step)
             self.check_templates_of(("outputs",), self.spec.outputs, set(self.bound), "outputs")
             self.check_graph()
-        self.playbook.warnings = [self.source.diag(path, message) for path, message in foreign_templates(self.spec)]
+        self.playbook.warnings = [self.source.diag(path, message) for path, message in
+                                  [*foreign_templates(self.spec), *joined_ways(self.spec, self.playbook.topology)]]
         self.playbook.warnings += self.body_warnings
         return self.playbook
 
