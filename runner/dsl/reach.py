@@ -9,7 +9,7 @@ what surely ran before its source. Loops are read on their first turn, the one w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from runner.dsl.topology import Topology
 
@@ -19,11 +19,19 @@ class Reach:
     before: dict[str, int]  # step → bitset of the steps surely run whenever it runs (itself included)
     at_end: int  # the steps surely run in a run that ends done
     position: dict[str, int]  # step → its bit
+    # step → bitset of the steps some path leads from to it (a `needs`, a route, round a loop): the only steps
+    # that can have run before it, whatever the timing
+    upstream: dict[str, int] = field(default_factory=dict)
 
     def surely_ran(self, step: str, reader: str | None) -> bool:
         """Whether `step` has run whenever `reader` runs (None: when the run ends done)."""
         bit = 1 << self.position[step]
         return bool((self.at_end if reader is None else self.before[reader]) & bit)
+
+    def may_have_run(self, step: str, reader: str) -> bool:
+        """Whether a path leads from `step` to `reader`: without one, `step` has not run when `reader` runs, or
+        has only by the timing of steps side by side."""
+        return bool(self.upstream.get(reader, 0) >> self.position[step] & 1)
 
 
 def reach(topo: Topology) -> Reach:
@@ -75,5 +83,20 @@ def reach(topo: Topology) -> Reach:
         before.setdefault(step, 1 << index[step])  # only in a cycle of needs, which validate refuses anyway
         if always.get(step):
             at_end |= before[step]
-    return Reach(before, at_end, index)
+    return Reach(before, at_end, index, _upstream(topo, index))
+
+
+def _upstream(topo: Topology, index: dict[str, int]) -> dict[str, int]:
+    """Per step, the steps some path leads from (loops included): passes in file order until nothing changes, one
+    pass more than the loops nest."""
+    edges = [(a, b) for a, b in dict.fromkeys(topo.edges()) if a in index and b in index]
+    upstream = dict.fromkeys(index, 0)
+    changed = True
+    while changed:
+        changed = False
+        for a, b in edges:
+            grown = upstream[b] | upstream[a] | 1 << index[a]
+            if grown != upstream[b]:
+                upstream[b], changed = grown, True
+    return upstream
 

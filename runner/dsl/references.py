@@ -61,6 +61,12 @@ class References:
             return _("unknown {noun} '{name}'{hint}{value}{hint2}").format(
                        noun=noun, name=name, hint=did_you_mean(name, allowed[root]),
                        value=self.title_hint(root, name), hint2=hint)
+        if root == "steps" and reader is not None and name != reader and self.reach is not None \
+                and not self.reach.may_have_run(name, reader):
+            return _("reads `{read}`, but no step leads from '{step}' to '{reader}' (a `needs`, the step before "
+                     "it, a route): '{reader}' runs before it, or beside it, and then reads nothing; give "
+                     "'{reader}' `needs: [{step}]`, or read it in a step after '{step}'").format(
+                       read=".".join(chain), step=name, reader=reader)
         if root == "steps" and len(chain) >= 3:
             return self.field_problem(self.steps[name], chain[2:]) or self.path_problem(ref, reader)
         if root == "inputs" and len(chain) >= 3:
@@ -142,9 +148,15 @@ class References:
         step, parts = ref.chain[1], ref.chain[2:]
         if ref.guarded or self.reach is None or step == reader or parts[0] in SAFE_WHEN_SKIPPED:
             return None
-        if parts == ("output",) or self.reach.surely_ran(step, reader):
+        if parts == ("output",):
             return None
         read = ".".join(ref.chain)
+        if self.steps[step].when is not None:
+            return (_("reads `{read}`, but step '{step}' is skipped when its `when:` is false, and then its output "
+                      "is null; guard the read: `{read} if steps.{step}.status == 'done' else …` or "
+                      "`{read} | default(…)`").format(read=read, step=step))
+        if self.reach.surely_ran(step, reader):
+            return None
         who = f"'{reader}'" if reader else _("the end of the run")
         return (_("reads `{read}`, but step '{step}' does not run on every path to {who} (a switch, goto or error "
                   "branch can leave it out), and then its output is null; guard the read: `{read} if "
