@@ -60,3 +60,25 @@ steps:
     [problem] = refused(tmp_path, text % "${{ steps.fetch.output.title }}")
     assert "step 'fetch' is skipped when its `when:` is false" in problem
     load_and_validate(write_playbook(tmp_path, text % "${{ steps.fetch.output.title | default('无') }}", "ok.yaml"))
+
+
+@pytest.mark.parametrize(("on_error", "read", "refuses"), [
+    ("skip", "steps.fetch.output.title", True),
+    ("skip", "steps.fetch.title", True),  # the output's field, lifted beside it
+    ("{default: 无}", "steps.fetch.output.title", True),
+    ("{default: {title: 无}}", "steps.fetch.output.title", False),
+    ("skip", "steps.fetch.output.title | default('无')", False),
+    ("skip", "steps.fetch.status", False),
+])
+def test_a_read_into_a_step_whose_on_error_leaves_no_such_field(tmp_path: Path, english: None, on_error: str,
+                                                                read: str, refuses: bool) -> None:
+    text = f"""name: tolerant
+steps:
+  - {{id: fetch, tool: web.fetch, with: {{url: "https://example.com/"}}, on_error: {on_error}}}
+  - {{id: use, template: "${{{{ {read} }}}}"}}
+"""
+    if refuses:
+        [problem] = refused(tmp_path, text)
+        assert "when step 'fetch' fails its `on_error` gives it an output without that field" in problem
+    else:
+        load_and_validate(write_playbook(tmp_path, text))

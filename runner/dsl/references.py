@@ -155,6 +155,11 @@ class References:
             return (_("reads `{read}`, but step '{step}' is skipped when its `when:` is false, and then its output "
                       "is null; guard the read: `{read} if steps.{step}.status == 'done' else …` or "
                       "`{read} | default(…)`").format(read=read, step=step))
+        if _may_fail_to(self.steps[step], parts):
+            return (_("reads `{read}`, but when step '{step}' fails its `on_error` gives it an output without that "
+                      "field; guard the read: `{read} if steps.{step}.status == 'done' else …` or "
+                      "`{read} | default(…)`, or give `on_error: {{default: …}}` a value that has it").format(
+                        read=read, step=step))
         if self.reach.surely_ran(step, reader):
             return None
         who = f"'{reader}'" if reader else _("the end of the run")
@@ -186,6 +191,16 @@ class References:
                 return _("map over `{expr}`, which the step's output declares {declared}, not a list").format(
                            expr=expr, declared=declared)
         return None
+
+
+def _may_fail_to(step: Step, parts: tuple[str, ...]) -> bool:
+    """Whether a failure the step tolerates (`on_error: skip`, or a `default` without the field read) leaves an
+    output that `parts` cannot be read from. A map's output is a list, read by index: not followed."""
+    policy, value = step.error_policy
+    field = parts[1] if parts[0] == "output" and len(parts) > 1 else parts[0]  # `steps.x.title`: the output's, lifted
+    if step.map is not None or policy not in ("skip", "default") or field == "output":
+        return False
+    return not (policy == "default" and isinstance(value, dict) and field in value)
 
 
 def step_titled(spec: PlaybookSpec, name: str) -> str | None:
