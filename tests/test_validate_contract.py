@@ -245,3 +245,48 @@ def test_nothing_to_work_on_is_refused_before_any_model_call(project_dir: Path, 
                cwd=project_dir)
     assert done.returncode == 2 and expected in done.stderr, done.stderr
     assert not (project_dir / ".playbook" / "runs").exists() and not server.requests
+
+
+@pytest.mark.parametrize(("declared", "argument", "refused"), [
+    ("{type: string}", "k", "whole number"),  # a text input for a number argument
+    ("{type: string}", "rows", "list"),  # a text input for the list of rows
+    ("{type: integer}", "k", None),
+    ("{type: list}", "rows", None),  # a list's items are not declared: left to the run
+])
+def test_a_tool_argument_given_a_whole_input_of_a_type_it_refuses_is_refused_before_the_run(
+        tmp_path: Path, english: None, declared: str, argument: str, refused: str | None) -> None:
+    """Before, validate left every templated argument to the run, which failed at the step after the steps before
+    it (and their paid calls) had run."""
+    from runner.dsl.validate import load_and_validate
+    from runner.errors import PlaybookError
+
+    other = {"k": "rows: [甲, 乙, 丙]", "rows": "k: 2"}[argument]
+    path = write_playbook(tmp_path, f"""name: typed
+inputs: {{given: {declared}}}
+steps:
+  - {{id: ask, llm: {{prompt: 写}}}}
+  - {{id: group, tool: text.cluster, with: {{{argument}: "${{{{ inputs.given }}}}", {other}}}}}
+""")
+    if refused is None:
+        load_and_validate(path)
+        return
+    with pytest.raises(PlaybookError) as caught:
+        load_and_validate(path)
+    [problem] = [str(d) for d in caught.value.diagnostics]
+    assert problem.startswith(f"{path}:5:")
+    assert f"argument '{argument}' of 'text.cluster' is given input 'given'" in problem
+
+
+def test_an_input_whose_choices_the_argument_takes_passes_and_one_it_does_not_is_refused(
+        tmp_path: Path, english: None) -> None:
+    from runner.dsl.validate import load_and_validate
+    from runner.errors import PlaybookError
+
+    text = """name: choices
+inputs: {agg: {type: string, default: sum, enum: [sum, mean%s]}}
+steps:
+  - {id: c, tool: metrics.compare, with: {rows: [], values: [x], agg: "${{ inputs.agg }}"}}
+"""
+    load_and_validate(write_playbook(tmp_path, text % ""))
+    with pytest.raises(PlaybookError, match=r"argument 'agg' of 'metrics\.compare' is given input 'agg'"):
+        load_and_validate(write_playbook(tmp_path, text % ", median", "median.yaml"))

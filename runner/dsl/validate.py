@@ -16,6 +16,7 @@ from runner.dsl import labels, template_check, templates
 from runner.dsl.fallthrough import joined_ways
 from runner.dsl.inline_body import body_playbook
 from runner.dsl.inputs import coerce, unmet_requirements
+from runner.dsl.kinds.tool import declared_input_problems
 from runner.dsl.lint import foreign_templates
 from runner.dsl.load import LoadedPlaybook, load_playbook, read_playbook_text
 from runner.dsl.output_schema import SchemaError, to_json_schema, to_model
@@ -171,6 +172,9 @@ class _Checker:
                 self.check_templates(i, step)
                 self.check_map(i, step)
                 self.check_editable(i, step)
+                if step.tool is not None:
+                    for name, problem in declared_input_problems(step, step.tool, self.spec.inputs):
+                        self.error(("steps", i, "with", name), problem)
             self.check_templates_of(("outputs",), self.spec.outputs, set(self.bound), "outputs")
             self.check_graph()
         self.playbook.warnings = [self.source.diag(path, message) for path, message in

@@ -3,7 +3,7 @@ checks the arguments it can know now against the tool's input model; those with 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pydantic
@@ -54,6 +54,39 @@ def check(checker: KindChecker, i: int, step: StepLike, tool: str) -> None:
         checker.error(("steps", i, "with") if step.with_ else ("steps", i, "tool"),
                    _("step '{step}': {tool}: {problem}").format(
                        step=step.id, tool=tool, problem=problem))
+
+
+# a value of each declared input type that pydantic's coercions cannot pass off as another type's: a string input
+# given to a number argument holds text (a numeric string would pass; then declare the input a number). Lists and
+# objects are left out: what their items hold is not declared.
+_WITNESSES: dict[str, Any] = {"string": "文本", "integer": 7, "number": 7.5, "boolean": True}
+
+
+def declared_input_problems(step: StepLike, tool: str, inputs: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """Arguments given as one whole `${{ inputs.<name> }}` whose declared type (or one of its `enum` values) the
+    argument refuses — a text input for a number, a choice the argument does not have: known before any call, so not
+    left to fail when the step runs. `inputs`: the playbook's input specs. Yields (argument, message)."""
+    if tool not in tool_names():
+        return
+    fields = {f.alias or n: f for n, f in get_tool(tool).input_model.model_fields.items()}
+    for name, value in (step.with_ or {}).items():
+        expr = templates.lone_expression(value) if isinstance(value, str) and name in fields else None
+        parts = expr.split(".") if expr else []
+        spec = inputs.get(parts[1]) if len(parts) == 2 and parts[0] == "inputs" else None
+        if spec is None or (not spec.enum and spec.type not in _WITNESSES):
+            continue
+        annotation: Any = fields[name].annotation
+        adapter: Any = TypeAdapter(annotation)
+        for witness in spec.enum or [_WITNESSES[spec.type]]:
+            try:
+                adapter.validate_python(witness)
+            except pydantic.ValidationError as exc:
+                first = merged(exc.errors())[0][1]
+                yield name, _("step '{step}': argument '{name}' of '{tool}' is given input '{input}', declared "
+                              "{declared}: {first}; declare the input with the type (or the choices) the argument "
+                              "takes, or convert it in the template").format(
+                                step=step.id, name=name, tool=tool, input=parts[1], declared=spec.type, first=first)
+                break
 
 
 _PROBES: tuple[Any, ...] = ("x", 1, 1.0, True, [], {}, "https://example.com/")
