@@ -82,3 +82,23 @@ steps:
         assert "when step 'fetch' fails its `on_error` gives it an output without that field" in problem
     else:
         load_and_validate(write_playbook(tmp_path, text))
+
+
+@pytest.mark.parametrize(("read", "refuses"), [
+    ("steps.each.output.n", True),  # a field of the list itself: nothing there
+    ("steps.each.output[0].n", False),
+    ("steps.each.output | map(attribute='n') | list", False),
+    ("steps.each.items", False),
+    ("steps.each.output | length", False),
+])
+def test_a_field_read_off_a_maps_list_output(tmp_path: Path, english: None, read: str, refuses: bool) -> None:
+    text = f"""name: mapped
+steps:
+  - {{id: each, map: [1, 2, 3], template: {{n: "${{{{ item }}}}"}}}}
+  - {{id: use, template: "${{{{ {read} }}}}"}}
+"""
+    if refuses:
+        [problem] = refused(tmp_path, text)
+        assert "`steps.each.output` is a list, one entry per item of its `map:`, with no field 'n'" in problem
+    else:
+        load_and_validate(write_playbook(tmp_path, text))

@@ -97,6 +97,10 @@ class References:
             return _("step '{step}' has no field '{name}'{hint}").format(
                        step=step.id, name=parts[0], hint=did_you_mean(parts[0], fields))
         inside = parts[1:] if parts[0] == "output" else parts if parts[0] not in COMMON_RESULT_FIELDS else ()
+        if step.map is not None and parts[0] == "output" and inside and not hasattr(list, inside[0]):
+            return _("`steps.{step}.output` is a list, one entry per item of its `map:`, with no field '{name}'; read "
+                     "one entry's (`steps.{step}.output[0].{name}`) or every entry's (`steps.{step}.output | "
+                     "map(attribute='{name}') | list`)").format(step=step.id, name=inside[0])
         if not inside or step.map is not None:
             return None
         schema = self.output_schema(step)
