@@ -290,3 +290,24 @@ steps:
     load_and_validate(write_playbook(tmp_path, text % ""))
     with pytest.raises(PlaybookError, match=r"argument 'agg' of 'metrics\.compare' is given input 'agg'"):
         load_and_validate(write_playbook(tmp_path, text % ", median", "median.yaml"))
+
+
+@pytest.mark.parametrize(("output", "refused"), [("", True), (", output: {rows: [{title: string}]}", False)])
+def test_a_text_answer_given_to_an_argument_that_takes_no_text_is_refused(
+        tmp_path: Path, english: None, output: str, refused: bool) -> None:
+    """`sheet.write rows: ${{ steps.ask.output }}` with `ask` answering text failed the run after the paid call."""
+    from runner.dsl.validate import load_and_validate
+    from runner.errors import PlaybookError
+
+    read = "steps.ask.output" if refused else "steps.ask.output.rows"
+    path = write_playbook(tmp_path, f"""name: saved
+steps:
+  - {{id: ask, llm: {{prompt: 列出三个标题{output}}}}}
+  - {{id: save, tool: sheet.write, with: {{path: out.xlsx, rows: "${{{{ {read} }}}}"}}}}
+""")
+    if not refused:
+        load_and_validate(path)
+        return
+    with pytest.raises(PlaybookError, match=r"argument 'rows' of 'sheet\.write' is given `steps\.ask\.output`, "
+                                            r"the text step 'ask' answers"):
+        load_and_validate(path)

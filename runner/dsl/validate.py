@@ -16,7 +16,7 @@ from runner.dsl import labels, template_check, templates
 from runner.dsl.fallthrough import joined_ways
 from runner.dsl.inline_body import body_playbook
 from runner.dsl.inputs import coerce, unmet_requirements
-from runner.dsl.kinds.tool import declared_input_problems
+from runner.dsl.kinds.tool import declared_type_problems
 from runner.dsl.lint import foreign_templates
 from runner.dsl.load import LoadedPlaybook, load_playbook, read_playbook_text
 from runner.dsl.output_schema import SchemaError, to_json_schema, to_model
@@ -168,12 +168,14 @@ class _Checker:
                                    output_models=self.playbook.output_models,
                                    output_schemas=self.playbook.output_schemas,
                                    child_outputs={k: list(c.spec.outputs) for k, c in self.playbook.children.items()})
+            text_steps = {s.id for s in self.spec.steps if (s.llm is not None or s.agent is not None)
+                          and s.map is None and s.id not in self.playbook.output_models}
             for i, step in enumerate(self.spec.steps):
                 self.check_templates(i, step)
                 self.check_map(i, step)
                 self.check_editable(i, step)
                 if step.tool is not None:
-                    for name, problem in declared_input_problems(step, step.tool, self.spec.inputs):
+                    for name, problem in declared_type_problems(step, step.tool, self.spec.inputs, text_steps):
                         self.error(("steps", i, "with", name), problem)
             self.check_templates_of(("outputs",), self.spec.outputs, set(self.bound), "outputs")
             self.check_graph()

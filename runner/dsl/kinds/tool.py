@@ -62,31 +62,48 @@ def check(checker: KindChecker, i: int, step: StepLike, tool: str) -> None:
 _WITNESSES: dict[str, Any] = {"string": "文本", "integer": 7, "number": 7.5, "boolean": True}
 
 
-def declared_input_problems(step: StepLike, tool: str, inputs: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """Arguments given as one whole `${{ inputs.<name> }}` whose declared type (or one of its `enum` values) the
-    argument refuses — a text input for a number, a choice the argument does not have: known before any call, so not
-    left to fail when the step runs. `inputs`: the playbook's input specs. Yields (argument, message)."""
+def declared_type_problems(step: StepLike, tool: str, inputs: Mapping[str, Any],
+                           text_steps: set[str]) -> Iterator[tuple[str, str]]:
+    """Arguments given one whole `${{ inputs.<name> }}` whose declared type (or one of its `enum` values) the
+    argument refuses — a text input for a number, a choice the argument does not have — or one whole
+    `${{ steps.<id>.output }}` of a step that answers text (an llm or agent step without `output:`) for an argument
+    that takes no text: known before any call, so not left to fail when the step runs (after the paid calls before
+    it). `inputs`: the playbook's input specs; `text_steps`: the steps that answer text. Yields (argument, message)."""
     if tool not in tool_names():
         return
     fields = {f.alias or n: f for n, f in get_tool(tool).input_model.model_fields.items()}
     for name, value in (step.with_ or {}).items():
         expr = templates.lone_expression(value) if isinstance(value, str) and name in fields else None
         parts = expr.split(".") if expr else []
+        annotation: Any = fields[name].annotation if name in fields else None
+        if len(parts) == 3 and parts[0] == "steps" and parts[1] in text_steps and parts[2] == "output":
+            first = _refusal(annotation, ["模型回答的文字"])  # what such a step's output holds
+            if first:
+                yield name, _("step '{step}': argument '{name}' of '{tool}' is given `{expr}`, the text step "
+                              "'{source}' answers: {first}; give '{source}' an `output:` schema with the field to "
+                              "pass, or pass another value").format(step=step.id, name=name, tool=tool, expr=expr,
+                                                                    source=parts[1], first=first)
+            continue
         spec = inputs.get(parts[1]) if len(parts) == 2 and parts[0] == "inputs" else None
         if spec is None or (not spec.enum and spec.type not in _WITNESSES):
             continue
-        annotation: Any = fields[name].annotation
-        adapter: Any = TypeAdapter(annotation)
-        for witness in spec.enum or [_WITNESSES[spec.type]]:
-            try:
-                adapter.validate_python(witness)
-            except pydantic.ValidationError as exc:
-                first = merged(exc.errors())[0][1]
-                yield name, _("step '{step}': argument '{name}' of '{tool}' is given input '{input}', declared "
-                              "{declared}: {first}; declare the input with the type (or the choices) the argument "
-                              "takes, or convert it in the template").format(
-                                step=step.id, name=name, tool=tool, input=parts[1], declared=spec.type, first=first)
-                break
+        first = _refusal(annotation, spec.enum or [_WITNESSES[spec.type]])
+        if first:
+            yield name, _("step '{step}': argument '{name}' of '{tool}' is given input '{input}', declared "
+                          "{declared}: {first}; declare the input with the type (or the choices) the argument "
+                          "takes, or convert it in the template").format(
+                            step=step.id, name=name, tool=tool, input=parts[1], declared=spec.type, first=first)
+
+
+def _refusal(annotation: Any, witnesses: list[Any]) -> str | None:
+    """What the argument's type says of the first witness it refuses; None when it takes them all."""
+    adapter: Any = TypeAdapter(annotation)
+    for witness in witnesses:
+        try:
+            adapter.validate_python(witness)
+        except pydantic.ValidationError as exc:
+            return str(merged(exc.errors())[0][1])
+    return None
 
 
 _PROBES: tuple[Any, ...] = ("x", 1, 1.0, True, [], {}, "https://example.com/")
