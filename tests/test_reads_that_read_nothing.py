@@ -102,3 +102,12 @@ steps:
         assert "`steps.each.output` is a list, one entry per item of its `map:`, with no field 'n'" in problem
     else:
         load_and_validate(write_playbook(tmp_path, text))
+
+
+def test_a_reader_under_the_same_when_may_read_into_the_output(tmp_path: Path) -> None:
+    load_and_validate(write_playbook(tmp_path, """name: same
+inputs: {go: {type: boolean, default: false}}
+steps:
+  - {id: fetch, when: "${{ inputs.go }}", template: {title: 标题}}
+  - {id: use, when: "${{ inputs.go }}", template: "${{ steps.fetch.output.title }}"}
+"""))

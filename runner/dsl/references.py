@@ -155,7 +155,9 @@ class References:
         if parts == ("output",):
             return None
         read = ".".join(ref.chain)
-        if self.steps[step].when is not None:
+        skipped_by = self.steps[step].when
+        if skipped_by is not None and (reader is None or self.steps[reader].when != skipped_by):
+            # (a reader under the very same `when:` runs only when the step did)
             return (_("reads `{read}`, but step '{step}' is skipped when its `when:` is false, and then its output "
                       "is null; guard the read: `{read} if steps.{step}.status == 'done' else …` or "
                       "`{read} | default(…)`").format(read=read, step=step))
