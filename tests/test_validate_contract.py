@@ -311,3 +311,19 @@ steps:
     with pytest.raises(PlaybookError, match=r"argument 'rows' of 'sheet\.write' is given `steps\.ask\.output`, "
                                             r"the text step 'ask' answers"):
         load_and_validate(path)
+
+
+def test_a_map_over_a_text_answer_is_refused_and_over_its_declared_list_passes(tmp_path: Path, english: None) -> None:
+    """`map: ${{ steps.ask.output }}` of an llm step without `output:` failed the run after the paid call."""
+    from runner.dsl.validate import load_and_validate
+    from runner.errors import PlaybookError
+
+    text = """name: listed
+steps:
+  - {id: ask, llm: {prompt: 列出三个标题%s}}
+  - {id: each, map: "${{ %s }}", template: "标题：${{ item }}"}
+"""
+    with pytest.raises(PlaybookError, match=r"map over `steps\.ask\.output`, the text step 'ask' answers"):
+        load_and_validate(write_playbook(tmp_path, text % ("", "steps.ask.output")))
+    load_and_validate(write_playbook(tmp_path, text % (", output: {titles: [string]}", "steps.ask.output.titles"),
+                                     "listed.yaml"))

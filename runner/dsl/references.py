@@ -188,6 +188,11 @@ class References:
                        name=parts[1], kind=kind, fix=fix)
         if len(parts) >= 3 and parts[0] == "steps" and parts[1] in self.ids:
             step = self.steps[parts[1]]
+            if parts[2:] == ["output"] and step.map is None and (step.llm is not None or step.agent is not None) \
+                    and step.id not in self.output_models:
+                return _("map over `{expr}`, the text step '{step}' answers, not a list; give '{step}' an `output:` "
+                         "with a list field (`output: {{titles: [string]}}`) and map over it "
+                         "(`steps.{step}.output.titles`)").format(expr=expr, step=step.id)
             schema = self.output_schema(step) if step.map is None else None
             inner = parts[3:] if parts[2] == "output" else parts[2:]
             for part in inner:
