@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.dsl.spec import PlaybookSpec
-from runner.dsl.topology import END, Topology
+from runner.dsl.topology import END, Topology, leads_to
 from runner.i18n import _
 
 
@@ -28,7 +28,7 @@ def joined_ways(spec: PlaybookSpec, topo: Topology) -> list[tuple[tuple[Any, ...
             if way in warned or spec.steps[index[way]].needs is not None or len(deps) != 1 or deps[0] == router:
                 continue
             before = deps[0]
-            other = next((o for o in ways if o != way and before in _onward(o, nexts)), None)
+            other = next((o for o in ways if o != way and leads_to(o, before, nexts)), None)
             if other is None:
                 continue
             warned.add(way)
@@ -39,14 +39,3 @@ def joined_ways(spec: PlaybookSpec, topo: Topology) -> list[tuple[tuple[Any, ...
                 "`needs: [{before}]`").format(step=way, router=router, before=before, other=other)))
     return found
 
-
-def _onward(start: str, nexts: dict[str, list[str]]) -> set[str]:
-    """`start` and every step that needs it, directly or through others."""
-    seen = {start}
-    frontier = [start]
-    while frontier:
-        for nxt in nexts[frontier.pop()]:
-            if nxt not in seen:
-                seen.add(nxt)
-                frontier.append(nxt)
-    return seen

@@ -51,7 +51,7 @@ class Topology:
             for target in self.routes.get(source, []):
                 if target not in nexts or target in nexts[source]:
                     continue
-                if _leads_to(target, source, nexts):
+                if leads_to(target, source, nexts):
                     back.add((source, target))
                 else:
                     nexts[source].append(target)
@@ -122,7 +122,8 @@ class Topology:
         return found
 
 
-def _leads_to(start: str, goal: str, nexts: dict[str, list[str]]) -> bool:
+def leads_to(start: str, goal: str, nexts: dict[str, list[str]]) -> bool:
+    """Whether `goal` is `start` or follows it over `nexts` (step → the steps after it)."""
     seen = {start}
     frontier = [start]
     while frontier:
